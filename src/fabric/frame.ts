@@ -1,0 +1,174 @@
+/**
+ * PCIeOE frame codec: one TLP (or a link-control message) per 802.1Q-tagged
+ * Ethernet frame.
+ *
+ * Byte layout (big-endian; offsets for a tagged frame, an untagged one has
+ * everything from the Ethertype on 4 bytes earlier):
+ *
+ *   off  size  field
+ *    0    6    destination MAC
+ *    6    6    source MAC
+ *   12    2    TPID 0x8100 (802.1Q)
+ *   14    2    TCI: PCP[15:13] | DEI[12] | VID[11:0]
+ *   16    2    Ethertype 0x88B5 (IEEE 802 local experimental 1)
+ *   -- PCIeOE header, 16 bytes --
+ *   18    1    version[7:4] | FrameType[3:0]
+ *   19    1    FrameFlags
+ *   20    2    channel id: which HI↔DI association the frame belongs to
+ *   22    2    sequence number of the carried TLP (other types: the next one the sender will use)
+ *   24    2    cumulative ACK: the next sequence number the sender expects; all before it arrived
+ *   26    2    credit limit: the receiver of this frame may send TLPs numbered before it
+ *   28    2    payload length in bytes
+ *   30    4    CRC-32 of bytes 18 to the payload's end, computed with this field zero
+ *   -- payload --
+ *   34    n    one TLP (TLP frames) or the message body (discovery, management)
+ *              zero padding up to 60 bytes, the Ethernet minimum without FCS
+ *
+ * The CRC plays PCIe's LCRC: datagrams carried over sockets have no FCS. It
+ * leaves out the Ethernet header on purpose, since switches rewrite VLAN tags;
+ * addresses and VLAN are checked against the channel's binding instead.
+ * Sequence numbers, ACK and credit limit are 16-bit and wrap (see seq.ts).
+ */
+
+import { crc32 } from './crc32.ts';
+import { type Mac, readMac, writeMac } from './mac.ts';
+import { type Decoded, failed } from './result.ts';
+
+export const ETHERTYPE_PCIEOE = 0x88b5;
+export const TPID_8021Q = 0x8100;
+export const PCIEOE_VERSION = 1;
+export const PCIEOE_HEADER_BYTES = 16;
+export const MIN_FRAME_BYTES = 60;
+/** Ethernet header with an 802.1Q tag. */
+export const TAGGED_L2_BYTES = 18;
+export const UNTAGGED_L2_BYTES = 14;
+
+export const enum FrameType {
+  Tlp = 0,
+  /** Standalone ACK and credit update, sent only when nothing can carry them. */
+  Ack = 1,
+  /** A gap was seen: resend from the ACK field on. */
+  Nak = 2,
+  Heartbeat = 3,
+  Discovery = 4,
+  Management = 5,
+}
+
+export const enum FrameFlags {
+  /** The sender's replay buffer or credit window is nearly used up: acknowledge at once. */
+  AckNow = 0x01,
+  /** This TLP frame is a retransmission. */
+  Replay = 0x02,
+}
+
+export interface VlanTag {
+  /** Priority code point, 0-7. */
+  pcp: number;
+  /** Drop eligible indicator. */
+  dei: boolean;
+  /** VLAN id, 0-4095. */
+  vid: number;
+}
+
+export interface FrameHeader {
+  dst: Mac;
+  src: Mac;
+  vlan: VlanTag | null;
+  type: FrameType;
+  flags: number;
+  channel: number;
+  seq: number;
+  ack: number;
+  credits: number;
+}
+
+export interface Frame extends FrameHeader {
+  /** A view into the decoded buffer, not a copy. */
+  payload: Uint8Array;
+}
+
+export type FrameDecodeError = 'truncated' | 'bad-ethertype' | 'bad-version' | 'bad-crc' | 'unknown-type';
+
+const ZERO_CRC = new Uint8Array(4);
+
+function crcOf(buf: Uint8Array, hdr: number, payloadEnd: number): number {
+  // Header up to the CRC field, four zero bytes in its place, then the payload.
+  let c = crc32(buf.subarray(hdr, hdr + 12));
+  c = crc32(ZERO_CRC, c);
+  return crc32(buf.subarray(hdr + 16, payloadEnd), c);
+}
+
+export function frameSize(vlan: VlanTag | null, payloadBytes: number): number {
+  return Math.max(MIN_FRAME_BYTES, (vlan ? TAGGED_L2_BYTES : UNTAGGED_L2_BYTES) + PCIEOE_HEADER_BYTES + payloadBytes);
+}
+
+/** Build a frame in a new buffer; the payload is copied in. */
+export function encodeFrame(h: FrameHeader, payload: Uint8Array = ZERO_CRC.subarray(0, 0)): Buffer {
+  if (payload.length > 0xffff) throw new RangeError(`payload of ${payload.length} bytes does not fit the length field`);
+  const buf = Buffer.allocUnsafe(frameSize(h.vlan, payload.length));
+  writeMac(buf, 0, h.dst);
+  writeMac(buf, 6, h.src);
+  let o = 12;
+  if (h.vlan) {
+    buf.writeUInt16BE(TPID_8021Q, 12);
+    buf.writeUInt16BE(((h.vlan.pcp & 7) << 13) | (h.vlan.dei ? 0x1000 : 0) | (h.vlan.vid & 0xfff), 14);
+    o = 16;
+  }
+  buf.writeUInt16BE(ETHERTYPE_PCIEOE, o);
+  const hdr = o + 2;
+  buf[hdr] = (PCIEOE_VERSION << 4) | (h.type & 0xf);
+  buf[hdr + 1] = h.flags & 0xff;
+  buf.writeUInt16BE(h.channel & 0xffff, hdr + 2);
+  buf.writeUInt16BE(h.seq & 0xffff, hdr + 4);
+  buf.writeUInt16BE(h.ack & 0xffff, hdr + 6);
+  buf.writeUInt16BE(h.credits & 0xffff, hdr + 8);
+  buf.writeUInt16BE(payload.length, hdr + 10);
+  buf.set(payload, hdr + 16);
+  const end = hdr + 16 + payload.length;
+  buf.fill(0, end);
+  buf.writeUInt32BE(crcOf(buf, hdr, end), hdr + 12);
+  return buf;
+}
+
+/** Decode an untrusted frame. Never throws; the payload is a view into `buf`. */
+export function decodeFrame(buf: Uint8Array): Decoded<Frame, FrameDecodeError> {
+  if (buf.length < UNTAGGED_L2_BYTES) return failed('truncated', `${buf.length} bytes is shorter than an Ethernet header`);
+  let o = 12;
+  let vlan: VlanTag | null = null;
+  let ethertype = (buf[12]! << 8) | buf[13]!;
+  if (ethertype === TPID_8021Q) {
+    if (buf.length < TAGGED_L2_BYTES) return failed('truncated', `${buf.length} bytes is shorter than a tagged Ethernet header`);
+    const tci = (buf[14]! << 8) | buf[15]!;
+    vlan = { pcp: tci >>> 13, dei: (tci & 0x1000) !== 0, vid: tci & 0xfff };
+    o = 16;
+    ethertype = (buf[16]! << 8) | buf[17]!;
+  }
+  if (ethertype !== ETHERTYPE_PCIEOE) return failed('bad-ethertype', `Ethertype 0x${ethertype.toString(16).padStart(4, '0')}`);
+  const hdr = o + 2;
+  if (buf.length < hdr + PCIEOE_HEADER_BYTES) return failed('truncated', `${buf.length} bytes leaves no room for the PCIeOE header`);
+  const version = buf[hdr]! >>> 4;
+  if (version !== PCIEOE_VERSION) return failed('bad-version', `version ${version}`);
+  const length = (buf[hdr + 10]! << 8) | buf[hdr + 11]!;
+  const end = hdr + PCIEOE_HEADER_BYTES + length;
+  if (end > buf.length) return failed('truncated', `payload length ${length} runs past the frame's ${buf.length} bytes`);
+  const crc = ((buf[hdr + 12]! << 24) | (buf[hdr + 13]! << 16) | (buf[hdr + 14]! << 8) | buf[hdr + 15]!) >>> 0;
+  const actual = crcOf(buf, hdr, end);
+  if (crc !== actual) return failed('bad-crc', `CRC 0x${crc.toString(16)} but contents give 0x${actual.toString(16)}`);
+  const type = buf[hdr]! & 0xf;
+  if (type > FrameType.Management) return failed('unknown-type', `frame type ${type}`);
+  return {
+    ok: true,
+    value: {
+      dst: readMac(buf, 0),
+      src: readMac(buf, 6),
+      vlan,
+      type: type as FrameType,
+      flags: buf[hdr + 1]!,
+      channel: (buf[hdr + 2]! << 8) | buf[hdr + 3]!,
+      seq: (buf[hdr + 4]! << 8) | buf[hdr + 5]!,
+      ack: (buf[hdr + 6]! << 8) | buf[hdr + 7]!,
+      credits: (buf[hdr + 8]! << 8) | buf[hdr + 9]!,
+      payload: buf.subarray(hdr + PCIEOE_HEADER_BYTES, end),
+    },
+  };
+}
