@@ -1,0 +1,97 @@
+import test from 'ava';
+import fc from 'fast-check';
+import { crc32, crc32Table } from '../../src/fabric/crc32.ts';
+import { type FrameHeader, FrameType, MIN_FRAME_BYTES, decodeFrame, encodeFrame } from '../../src/fabric/frame.ts';
+import { formatMac, parseMac } from '../../src/fabric/mac.ts';
+
+const header: fc.Arbitrary<FrameHeader> = fc.record({
+  dst: fc.integer({ min: 0, max: 2 ** 48 - 1 }),
+  src: fc.integer({ min: 0, max: 2 ** 48 - 1 }),
+  vlan: fc.option(fc.record({ pcp: fc.integer({ min: 0, max: 7 }), dei: fc.boolean(), vid: fc.integer({ min: 0, max: 4095 }) })),
+  type: fc.constantFrom(FrameType.Tlp, FrameType.Ack, FrameType.Nak, FrameType.Heartbeat, FrameType.Discovery, FrameType.Management),
+  flags: fc.integer({ min: 0, max: 255 }),
+  channel: fc.integer({ min: 0, max: 0xffff }),
+  seq: fc.integer({ min: 0, max: 0xffff }),
+  ack: fc.integer({ min: 0, max: 0xffff }),
+  credits: fc.integer({ min: 0, max: 0xffff }),
+});
+const payload = fc.uint8Array({ maxLength: 300 });
+
+test('round trip and minimum size', (t) => {
+  fc.assert(
+    fc.property(header, payload, (h, p) => {
+      const buf = encodeFrame(h, p);
+      t.true(buf.length >= MIN_FRAME_BYTES);
+      const r = decodeFrame(buf);
+      if (!r.ok) throw new Error(`${r.error}: ${r.detail}`);
+      const { payload: got, ...rest } = r.value;
+      t.deepEqual(rest, h);
+      t.deepEqual(Buffer.from(got), Buffer.from(p));
+    }),
+    { numRuns: 3000 },
+  );
+});
+
+test('any flipped bit in the PCIeOE header or payload is rejected', (t) => {
+  fc.assert(
+    fc.property(header, payload, fc.nat(), (h, p, pick) => {
+      const buf = encodeFrame(h, p);
+      const start = h.vlan ? 18 : 14;
+      const bit = pick % ((16 + p.length) * 8);
+      buf[start + (bit >> 3)]! ^= 1 << (bit & 7);
+      t.false(decodeFrame(buf).ok);
+    }),
+    { numRuns: 3000 },
+  );
+});
+
+test('decoder never throws on random bytes, with or without a valid prefix', (t) => {
+  const prefix = encodeFrame({ dst: 1, src: 2, vlan: { pcp: 0, dei: false, vid: 5 }, type: FrameType.Tlp, flags: 0, channel: 1, seq: 0, ack: 0, credits: 0 }).subarray(0, 34);
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 120 }), fc.nat({ max: 34 }), (bytes, keep) => {
+      const buf = Buffer.concat([prefix.subarray(0, keep), bytes]);
+      const r = decodeFrame(buf);
+      t.is(typeof r.ok, 'boolean');
+    }),
+    { numRuns: 5000 },
+  );
+});
+
+test('each kind of bad frame is named', (t) => {
+  const h: FrameHeader = { dst: 1, src: 2, vlan: { pcp: 3, dei: false, vid: 10 }, type: FrameType.Tlp, flags: 0, channel: 7, seq: 1, ack: 2, credits: 3 };
+  const good = encodeFrame(h, Buffer.from('hello, fabric'));
+  t.true(decodeFrame(good).ok);
+  t.like(decodeFrame(good.subarray(0, 20)), { ok: false, error: 'truncated' });
+  const longLen = Buffer.from(good);
+  longLen.writeUInt16BE(200, 28);
+  t.like(decodeFrame(longLen), { ok: false, error: 'truncated' });
+  const ipv4 = Buffer.from(good);
+  ipv4.writeUInt16BE(0x0800, 16);
+  t.like(decodeFrame(ipv4), { ok: false, error: 'bad-ethertype' });
+  const v2 = Buffer.from(good);
+  v2[18] = 0x20;
+  t.like(decodeFrame(v2), { ok: false, error: 'bad-version' });
+  const crc = Buffer.from(good);
+  crc[40]! ^= 0x10;
+  t.like(decodeFrame(crc), { ok: false, error: 'bad-crc' });
+  const unknown = encodeFrame({ ...h, type: 9 as FrameType });
+  t.like(decodeFrame(unknown), { ok: false, error: 'unknown-type' });
+});
+
+test('CRC: native and table-driven agree with the IEEE check value', (t) => {
+  t.is(crc32(Buffer.from('123456789')), 0xcbf43926);
+  t.is(crc32Table(Buffer.from('123456789')), 0xcbf43926);
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 200 }), fc.uint8Array({ maxLength: 50 }), (a, b) => {
+      t.is(crc32Table(b, crc32Table(a)), crc32(b, crc32(a)));
+      t.is(crc32(Buffer.concat([a, b])), crc32(b, crc32(a)));
+    }),
+    { numRuns: 500 },
+  );
+});
+
+test('MAC text round trip', (t) => {
+  t.is(formatMac(parseMac('02:00:5e:10:00:ff')), '02:00:5e:10:00:ff');
+  t.is(parseMac('ff:ff:ff:ff:ff:ff'), 2 ** 48 - 1);
+  t.throws(() => parseMac('02:00:5e'));
+});
