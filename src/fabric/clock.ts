@@ -1,0 +1,34 @@
+/**
+ * Time as the fabric sees it. Everything that waits (replay, ACK delay,
+ * heartbeats, fault-injected latency) goes through a Clock so tests can run
+ * on simulated time, deterministically and far faster than real time.
+ * Times are milliseconds, fractional.
+ */
+
+export interface TimerHandle {
+  readonly __timer: unique symbol;
+}
+
+export interface Clock {
+  now(): number;
+  setTimer(ms: number, fn: () => void): TimerHandle;
+  clearTimer(handle: TimerHandle): void;
+}
+
+/**
+ * Wall-clock time. Node timers have 1 ms granularity, so shorter delays run on
+ * setImmediate: after the I/O of the current event-loop turn, which is what
+ * the link layer wants from a "short" ACK delay (coalesce one turn's frames).
+ */
+export const realClock: Clock = {
+  now: () => performance.now(),
+  setTimer(ms, fn) {
+    const h = ms < 1 ? { immediate: setImmediate(fn) } : { timeout: setTimeout(fn, ms) };
+    return h as unknown as TimerHandle;
+  },
+  clearTimer(handle) {
+    const h = handle as unknown as { immediate?: NodeJS.Immediate; timeout?: NodeJS.Timeout };
+    if (h.immediate) clearImmediate(h.immediate);
+    if (h.timeout) clearTimeout(h.timeout);
+  },
+};

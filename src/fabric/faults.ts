@@ -1,0 +1,128 @@
+/**
+ * Link shaping and fault injection for one port, per direction, changeable
+ * while running. Wraps a PortTransport and is one itself, so it sits between
+ * any transport and the switch. Randomness comes from a seeded Rng so a
+ * failing scenario replays exactly.
+ */
+
+import type { Clock } from './clock.ts';
+import type { PortTransport } from './port.ts';
+import type { Rng } from './rng.ts';
+
+export interface FaultConfig {
+  /** Probability a frame is dropped. */
+  loss: number;
+  /** Probability a frame is delivered twice. */
+  duplicate: number;
+  /** Probability a frame is held back by `reorderDelay` so later frames overtake it. */
+  reorder: number;
+  reorderDelay: number;
+  /** Probability one random bit of the frame is flipped (on a copy: the sender's buffer is untouched). */
+  corrupt: number;
+  /** Fixed one-way delay, ms. */
+  latency: number;
+  /** Extra uniformly random delay in [0, jitter) ms. */
+  jitter: number;
+  /** Serialisation rate in Gb/s; 0 means unlimited. */
+  rateGbps: number;
+  /** Link down: everything is dropped. */
+  down: boolean;
+}
+
+export const NO_FAULTS: Readonly<FaultConfig> = {
+  loss: 0, duplicate: 0, reorder: 0, reorderDelay: 0.1, corrupt: 0, latency: 0, jitter: 0, rateGbps: 0, down: false,
+};
+
+export interface FaultCounters {
+  passed: number;
+  lost: number;
+  duplicated: number;
+  reordered: number;
+  corrupted: number;
+  downDropped: number;
+}
+
+/** `toStation`: frames the switch sends out of the port; `toSwitch`: frames the station sends in. */
+export type Direction = 'toStation' | 'toSwitch';
+
+class Shaper {
+  cfg: FaultConfig = { ...NO_FAULTS };
+  readonly counters: FaultCounters = { passed: 0, lost: 0, duplicated: 0, reordered: 0, corrupted: 0, downDropped: 0 };
+  private busyUntil = 0;
+
+  constructor(private readonly clock: Clock, private readonly rng: Rng) {}
+
+  apply(frame: Buffer, out: (frame: Buffer) => void): void {
+    const c = this.cfg;
+    const k = this.counters;
+    if (c.down) {
+      k.downDropped++;
+      return;
+    }
+    if (c.loss > 0 && this.rng() < c.loss) {
+      k.lost++;
+      return;
+    }
+    let f = frame;
+    if (c.corrupt > 0 && this.rng() < c.corrupt && f.length > 0) {
+      f = Buffer.from(frame);
+      const bit = Math.floor(this.rng() * f.length * 8);
+      f[bit >> 3]! ^= 1 << (bit & 7);
+      k.corrupted++;
+    }
+    const copies = c.duplicate > 0 && this.rng() < c.duplicate ? 2 : 1;
+    if (copies === 2) k.duplicated++;
+    for (let i = 0; i < copies; i++) {
+      let delay = c.latency + (c.jitter > 0 ? this.rng() * c.jitter : 0);
+      if (c.reorder > 0 && this.rng() < c.reorder) {
+        delay += c.reorderDelay;
+        k.reordered++;
+      }
+      if (c.rateGbps > 0) {
+        const now = this.clock.now();
+        this.busyUntil = Math.max(now, this.busyUntil) + (f.length * 8) / (c.rateGbps * 1e6);
+        delay += this.busyUntil - now;
+      }
+      k.passed++;
+      if (delay > 0) this.clock.setTimer(delay, () => out(f));
+      else out(f);
+    }
+  }
+}
+
+export class FaultyPort implements PortTransport {
+  private readonly shapers: Record<Direction, Shaper>;
+  private ingress: ((frame: Buffer) => void) | null = null;
+
+  constructor(private readonly inner: PortTransport, clock: Clock, rng: Rng) {
+    this.shapers = { toStation: new Shaper(clock, rng), toSwitch: new Shaper(clock, rng) };
+    inner.attach((frame) => this.shapers.toSwitch.apply(frame, (f) => this.ingress?.(f)));
+  }
+
+  /** Change one direction's faults (merged into the current settings), or both when `direction` is omitted. */
+  set(faults: Partial<FaultConfig>, direction?: Direction): void {
+    for (const d of direction ? [direction] : (['toStation', 'toSwitch'] as const)) {
+      this.shapers[d].cfg = { ...this.shapers[d].cfg, ...faults };
+    }
+  }
+
+  config(direction: Direction): Readonly<FaultConfig> {
+    return this.shapers[direction].cfg;
+  }
+
+  counters(direction: Direction): Readonly<FaultCounters> {
+    return this.shapers[direction].counters;
+  }
+
+  transmit(frame: Buffer): void {
+    this.shapers.toStation.apply(frame, (f) => this.inner.transmit(f));
+  }
+
+  attach(ingress: (frame: Buffer) => void): void {
+    this.ingress = ingress;
+  }
+
+  close(): void {
+    this.inner.close();
+  }
+}

@@ -1,0 +1,520 @@
+/**
+ * The PCIeOE reliable link layer for one channel (one HI↔DI association),
+ * spread over one or more Ethernet links. It plays the PCIe data link layer:
+ *
+ * - Every TLP gets a 16-bit sequence number and stays in the replay buffer
+ *   until the peer's cumulative ACK covers it. A replay timer and NAKs resend
+ *   everything unacknowledged, oldest first (go-back-N).
+ * - The receiver delivers strictly in sequence order, exactly once. Frames
+ *   ahead of a gap are held (within the credit window, so holding them never
+ *   needs memory beyond what was promised) and a NAK asks for the gap; this
+ *   matters because frames of one channel take different links and so arrive
+ *   out of order even when nothing is lost.
+ * - ACK and credits ride on every frame; a standalone ACK goes out only when
+ *   nothing was sent back within `ackDelay`, or when the peer is running out
+ *   of window.
+ * - Flow control: the credit limit is a sequence number (one credit = one TLP,
+ *   one receive slot). The receiver grants `rxSlots` beyond what the
+ *   application has consumed; the sender never sends past the limit, so a slow
+ *   receiver slows the sender down instead of losing frames.
+ * - Each link sends a heartbeat when idle; a link with nothing heard for
+ *   `deadInterval` is taken out of the rotation and its unacknowledged
+ *   frames are resent on the others. Any valid frame brings it back.
+ *
+ * Transport-agnostic: frames leave through `send(link, frame)` and arrive
+ * through `receive(link, frame)`; time comes from a Clock. `send` must not
+ * modify a frame it is given (it stays in the replay buffer); delivered
+ * payloads are views into the received frame.
+ */
+
+import type { Clock, TimerHandle } from './clock.ts';
+import {
+  type FrameDecodeError,
+  FrameFlags,
+  FrameType,
+  PCIEOE_HEADER_BYTES,
+  TAGGED_L2_BYTES,
+  UNTAGGED_L2_BYTES,
+  type VlanTag,
+  decodeFrame,
+  encodeFrame,
+} from './frame.ts';
+import type { Mac } from './mac.ts';
+import { ReplayBuffer } from './replay-buffer.ts';
+import { MAX_WINDOW, seqAdd, seqDiff } from './seq.ts';
+
+export interface LinkBinding {
+  localMac: Mac;
+  peerMac: Mac;
+  /** The tag frames carry on this link; null for untagged. */
+  vlan: VlanTag | null;
+}
+
+export interface ChannelOptions {
+  channel: number;
+  links: readonly LinkBinding[];
+  send: (link: number, frame: Buffer) => void;
+  /** In-order TLP payloads. With `manualRelease`, each holds a credit until release(). */
+  deliver: (payload: Uint8Array) => void;
+  clock: Clock;
+  /** Receive slots = credit window in TLPs; a power of two. Default 256. */
+  rxSlots?: number;
+  /** Replay buffer entries; a power of two. Default 1024. */
+  replayCapacity?: number;
+  /** Milliseconds before unacknowledged TLPs are resent. Default 5. */
+  replayTimeout?: number;
+  /** Standalone ACK after this long with nothing to piggyback on. Default 0.05 (next turn on the real clock). */
+  ackDelay?: number;
+  /** How long a gap may stay open (link skew) before it is NAKed. Default 0.05. */
+  nakDelay?: number;
+  /** Idle time after which a link sends a heartbeat. Default 10. */
+  heartbeatInterval?: number;
+  /** Silence after which a link counts as dead. Default 3.5 heartbeat intervals. */
+  deadInterval?: number;
+  /** The application returns credits itself with release(). */
+  manualRelease?: boolean;
+  onLinkState?: (link: number, up: boolean) => void;
+  onPeerState?: (alive: boolean) => void;
+  /** Discovery and management frames (not sequenced, not reliable). */
+  onControl?: (type: FrameType.Discovery | FrameType.Management, payload: Uint8Array, link: number) => void;
+  /** Called when queued TLPs have all been sent after a credit stall. */
+  onDrain?: () => void;
+}
+
+export interface ChannelStats {
+  txTlp: number;
+  txReplay: number;
+  txAck: number;
+  txNak: number;
+  txHeartbeat: number;
+  txControl: number;
+  rxFrames: number;
+  rxDelivered: number;
+  rxDuplicate: number;
+  rxOutOfOrder: number;
+  rxOutsideWindow: number;
+  rxWrongChannel: number;
+  rxWrongBinding: number;
+  rxBadFrame: Record<FrameDecodeError, number>;
+  rxNak: number;
+  replayTimeouts: number;
+  linkDown: number;
+  linkUp: number;
+}
+
+interface LinkState {
+  readonly binding: LinkBinding;
+  up: boolean;
+  lastRx: number;
+  lastTx: number;
+}
+
+const EMPTY = new Uint8Array(0);
+/** Replay timeout grows up to this factor while nothing is acknowledged. */
+const MAX_BACKOFF = 8;
+
+function isPow2(n: number): boolean {
+  return Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0;
+}
+
+export class Channel {
+  readonly stats: ChannelStats = {
+    txTlp: 0, txReplay: 0, txAck: 0, txNak: 0, txHeartbeat: 0, txControl: 0,
+    rxFrames: 0, rxDelivered: 0, rxDuplicate: 0, rxOutOfOrder: 0, rxOutsideWindow: 0,
+    rxWrongChannel: 0, rxWrongBinding: 0,
+    rxBadFrame: { truncated: 0, 'bad-ethertype': 0, 'bad-version': 0, 'bad-crc': 0, 'unknown-type': 0 },
+    rxNak: 0, replayTimeouts: 0, linkDown: 0, linkUp: 0,
+  };
+
+  private readonly o: Required<Pick<ChannelOptions, 'rxSlots' | 'replayTimeout' | 'ackDelay' | 'nakDelay' | 'heartbeatInterval' | 'deadInterval'>> & ChannelOptions;
+  private readonly clock: Clock;
+  private readonly links: LinkState[];
+  private rr = 0;
+  private closed = false;
+  private peerAlive = true;
+
+  // Transmit side.
+  private readonly replay: ReplayBuffer;
+  /** The peer's credit limit: we may send sequence numbers before it. Unknown (0) until the peer speaks. */
+  private peerLimit = 0;
+  private pending: Uint8Array[] = [];
+  private pendingHead = 0;
+  private replayTimer: TimerHandle | null = null;
+  private backoff = 1;
+  private lastReplayFrom = -1;
+  private lastReplayAt = -Infinity;
+
+  // Receive side.
+  /** Next sequence number to deliver; also the cumulative ACK we send. */
+  private expected = 0;
+  /** Sequence number up to which the application has returned credits. */
+  private consumed = 0;
+  private readonly held: (Uint8Array | undefined)[];
+  private heldCount = 0;
+  private ackOwed = false;
+  private rxSinceAck = 0;
+  private ackTimer: TimerHandle | null = null;
+  private nakTimer: TimerHandle | null = null;
+  private nakSentFor = -1;
+  private nakSentAt = -Infinity;
+  private tickTimer: TimerHandle | null = null;
+
+  constructor(options: ChannelOptions) {
+    const heartbeatInterval = options.heartbeatInterval ?? 10;
+    this.o = {
+      rxSlots: 256,
+      replayTimeout: 5,
+      ackDelay: 0.05,
+      nakDelay: 0.05,
+      deadInterval: heartbeatInterval * 3.5,
+      ...options,
+      heartbeatInterval,
+    };
+    if (!isPow2(this.o.rxSlots) || this.o.rxSlots > MAX_WINDOW) throw new RangeError('rxSlots must be a power of two below 2^15');
+    if (options.links.length === 0) throw new RangeError('a channel needs at least one link');
+    this.clock = options.clock;
+    this.replay = new ReplayBuffer(options.replayCapacity ?? 1024);
+    this.held = new Array(this.o.rxSlots);
+    const now = this.clock.now();
+    this.links = options.links.map((binding) => ({ binding, up: true, lastRx: now, lastTx: -Infinity }));
+    // Announce our credits at once: the peer may not send until it hears them.
+    for (let i = 0; i < this.links.length; i++) this.transmit(i, FrameType.Heartbeat, this.replay.next, 0, EMPTY);
+    this.armTick();
+  }
+
+  /** TLPs waiting for credit or replay room. */
+  get queued(): number {
+    return this.pending.length - this.pendingHead;
+  }
+
+  /** TLPs sent and not yet acknowledged. */
+  get unacknowledged(): number {
+    return this.replay.size;
+  }
+
+  get linkStates(): readonly boolean[] {
+    return this.links.map((l) => l.up);
+  }
+
+  get isPeerAlive(): boolean {
+    return this.peerAlive;
+  }
+
+  /**
+   * Queue a TLP (its encoded bytes) for in-order, exactly-once delivery.
+   * Returns false when it had to wait for credit (it is still sent later).
+   */
+  send(payload: Uint8Array): boolean {
+    if (this.closed) throw new Error('channel closed');
+    if (this.queued === 0 && this.canSendNew()) {
+      this.transmitNew(payload);
+      return true;
+    }
+    this.pending.push(payload);
+    return false;
+  }
+
+  /** Send a discovery or management frame on one link (unsequenced). */
+  sendControl(type: FrameType.Discovery | FrameType.Management, payload: Uint8Array, link = this.pickLink()): void {
+    this.stats.txControl++;
+    this.transmit(link, type, this.replay.next, 0, payload);
+  }
+
+  /** Return `n` credits after delivered payloads were consumed (manualRelease only). */
+  release(n = 1): void {
+    const room = seqDiff(this.expected, this.consumed);
+    if (n > room) throw new RangeError(`releasing ${n} credits, only ${room} delivered and unreleased`);
+    this.consumed = seqAdd(this.consumed, n);
+    this.oweAck();
+  }
+
+  /** Feed a frame that arrived on `link`. Bad frames are counted and dropped. */
+  receive(link: number, frame: Uint8Array): void {
+    if (this.closed) return;
+    const r = decodeFrame(frame);
+    if (!r.ok) {
+      this.stats.rxBadFrame[r.error]++;
+      return;
+    }
+    const f = r.value;
+    if (f.channel !== this.o.channel) {
+      this.stats.rxWrongChannel++;
+      return;
+    }
+    const l = this.links[link];
+    if (!l || f.src !== l.binding.peerMac || f.dst !== l.binding.localMac || !sameVlan(f.vlan, l.binding.vlan)) {
+      this.stats.rxWrongBinding++;
+      return;
+    }
+    this.stats.rxFrames++;
+    l.lastRx = this.clock.now();
+    if (!l.up) this.setLink(link, true);
+    this.takeAck(f.ack);
+    if (seqDiff(f.credits, this.peerLimit) > 0) this.peerLimit = f.credits;
+    switch (f.type) {
+      case FrameType.Tlp:
+        this.receiveTlp(f.seq, f.payload);
+        break;
+      case FrameType.Nak:
+        this.stats.rxNak++;
+        this.onNak(f.ack);
+        break;
+      case FrameType.Discovery:
+      case FrameType.Management:
+        this.o.onControl?.(f.type, f.payload, link);
+        break;
+      default:
+        break; // ACK and heartbeat carry nothing beyond ack and credits
+    }
+    if (f.flags & FrameFlags.AckNow && this.ackOwed) this.sendAck();
+    this.flushPending();
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const t of [this.replayTimer, this.ackTimer, this.nakTimer, this.tickTimer]) if (t) this.clock.clearTimer(t);
+    this.replayTimer = this.ackTimer = this.nakTimer = this.tickTimer = null;
+  }
+
+  // ---- transmit ----
+
+  private canSendNew(): boolean {
+    return !this.replay.full && seqDiff(this.replay.next, this.peerLimit) < 0;
+  }
+
+  private transmitNew(payload: Uint8Array): void {
+    const seq = this.replay.next;
+    // This frame uses our last credit or replay slot: ask for an ACK at once rather than stalling for ackDelay.
+    const tight = seqDiff(this.peerLimit, seq) === 1 || this.replay.size + 1 === this.replay.capacity;
+    const link = this.pickLink();
+    const frame = this.transmit(link, FrameType.Tlp, seq, tight ? FrameFlags.AckNow : 0, payload);
+    // Keep the copy inside the frame for replays: no second copy of the TLP.
+    const at = (this.links[link]!.binding.vlan ? TAGGED_L2_BYTES : UNTAGGED_L2_BYTES) + PCIEOE_HEADER_BYTES;
+    this.replay.push(frame.subarray(at, at + payload.length));
+    this.stats.txTlp++;
+    if (!this.replayTimer) this.armReplay();
+  }
+
+  private flushPending(): void {
+    if (this.queued === 0) return;
+    while (this.queued > 0 && this.canSendNew()) {
+      const p = this.pending[this.pendingHead]!;
+      this.pending[this.pendingHead++] = EMPTY;
+      this.transmitNew(p);
+    }
+    if (this.pendingHead > 1024 && this.pendingHead * 2 > this.pending.length) {
+      this.pending = this.pending.slice(this.pendingHead);
+      this.pendingHead = 0;
+    }
+    if (this.queued === 0) this.o.onDrain?.();
+  }
+
+  /** Build and send one frame; every frame carries our current ACK and credit limit. */
+  private transmit(link: number, type: FrameType, seq: number, flags: number, payload: Uint8Array): Buffer {
+    const l = this.links[link]!;
+    const frame = encodeFrame(
+      {
+        dst: l.binding.peerMac,
+        src: l.binding.localMac,
+        vlan: l.binding.vlan,
+        type,
+        flags,
+        channel: this.o.channel,
+        seq,
+        ack: this.expected,
+        credits: this.creditLimit(),
+      },
+      payload,
+    );
+    l.lastTx = this.clock.now();
+    this.ackOwed = false;
+    this.rxSinceAck = 0;
+    if (this.ackTimer) {
+      this.clock.clearTimer(this.ackTimer);
+      this.ackTimer = null;
+    }
+    this.o.send(link, frame);
+    return frame;
+  }
+
+  private pickLink(): number {
+    const n = this.links.length;
+    for (let i = 0; i < n; i++) {
+      const k = (this.rr + i) % n;
+      if (this.links[k]!.up) {
+        this.rr = (k + 1) % n;
+        return k;
+      }
+    }
+    // Every link looks dead: keep trying them in turn, one may be back.
+    this.rr = (this.rr + 1) % n;
+    return this.rr;
+  }
+
+  private takeAck(ack: number): void {
+    // Acks older than our oldest entry come from reordered frames; harmless.
+    if (this.replay.acknowledge(ack) > 0) {
+      this.backoff = 1;
+      if (this.replay.size > 0) this.armReplay();
+      else this.disarmReplay();
+    }
+  }
+
+  private onNak(from: number): void {
+    if (this.replay.size === 0 || from !== this.replay.oldest) return;
+    // Several NAKs for one gap (one per held frame, or duplicated on the wire) cause one replay.
+    if (this.lastReplayFrom === from && this.clock.now() - this.lastReplayAt < this.o.replayTimeout / 2) return;
+    this.replayAll();
+  }
+
+  private replayAll(): void {
+    const first = this.replay.oldest;
+    const n = this.replay.size;
+    for (let i = 0; i < n; i++) {
+      const seq = seqAdd(first, i);
+      const flags = FrameFlags.Replay | (i === n - 1 ? FrameFlags.AckNow : 0);
+      this.transmit(this.pickLink(), FrameType.Tlp, seq, flags, this.replay.get(seq)!);
+      this.stats.txReplay++;
+    }
+    this.lastReplayFrom = first;
+    this.lastReplayAt = this.clock.now();
+    this.armReplay();
+  }
+
+  private armReplay(): void {
+    this.disarmReplay();
+    this.replayTimer = this.clock.setTimer(this.o.replayTimeout * this.backoff, () => {
+      this.replayTimer = null;
+      if (this.replay.size === 0) return;
+      this.stats.replayTimeouts++;
+      this.backoff = Math.min(this.backoff * 2, MAX_BACKOFF);
+      this.replayAll();
+    });
+  }
+
+  private disarmReplay(): void {
+    if (this.replayTimer) this.clock.clearTimer(this.replayTimer);
+    this.replayTimer = null;
+  }
+
+  // ---- receive ----
+
+  private creditLimit(): number {
+    return seqAdd(this.consumed, this.o.rxSlots);
+  }
+
+  private receiveTlp(seq: number, payload: Uint8Array): void {
+    const d = seqDiff(seq, this.expected);
+    if (d < 0) {
+      // A replay of something delivered: our ACK was lost or is late. Say so soon.
+      this.stats.rxDuplicate++;
+      this.oweAck();
+      return;
+    }
+    if (seqDiff(seq, this.creditLimit()) >= 0) {
+      this.stats.rxOutsideWindow++;
+      return;
+    }
+    if (d > 0) {
+      const slot = seq & (this.o.rxSlots - 1);
+      if (this.held[slot]) {
+        this.stats.rxDuplicate++;
+      } else {
+        this.held[slot] = payload;
+        this.heldCount++;
+        this.stats.rxOutOfOrder++;
+      }
+      this.scheduleNak();
+      return;
+    }
+    this.deliver(payload);
+    while (this.heldCount > 0) {
+      const slot = this.expected & (this.o.rxSlots - 1);
+      const next = this.held[slot];
+      if (!next) break;
+      this.held[slot] = undefined;
+      this.heldCount--;
+      this.deliver(next);
+    }
+    this.rxSinceAck++;
+    // Acknowledge at once when the peer has used a quarter of the window since our last ACK.
+    if (this.rxSinceAck * 4 >= this.o.rxSlots) this.sendAck();
+    else this.oweAck();
+  }
+
+  private deliver(payload: Uint8Array): void {
+    this.expected = seqAdd(this.expected, 1);
+    if (!this.o.manualRelease) this.consumed = this.expected;
+    this.stats.rxDelivered++;
+    this.o.deliver(payload);
+  }
+
+  private oweAck(): void {
+    this.ackOwed = true;
+    if (this.ackTimer || this.closed) return;
+    this.ackTimer = this.clock.setTimer(this.o.ackDelay, () => {
+      this.ackTimer = null;
+      if (this.ackOwed) this.sendAck();
+    });
+  }
+
+  private sendAck(): void {
+    this.stats.txAck++;
+    this.transmit(this.pickLink(), FrameType.Ack, this.replay.next, 0, EMPTY);
+  }
+
+  private scheduleNak(): void {
+    if (this.nakTimer || this.closed) return;
+    if (this.nakSentFor === this.expected && this.clock.now() - this.nakSentAt < this.o.replayTimeout) return;
+    this.nakTimer = this.clock.setTimer(this.o.nakDelay, () => {
+      this.nakTimer = null;
+      if (this.heldCount === 0) return; // the gap filled while we waited
+      this.nakSentFor = this.expected;
+      this.nakSentAt = this.clock.now();
+      this.stats.txNak++;
+      this.transmit(this.pickLink(), FrameType.Nak, this.replay.next, 0, EMPTY);
+    });
+  }
+
+  // ---- liveness ----
+
+  private armTick(): void {
+    this.tickTimer = this.clock.setTimer(this.o.heartbeatInterval / 2, () => this.tick());
+  }
+
+  private tick(): void {
+    const now = this.clock.now();
+    let lost = false;
+    this.links.forEach((l, i) => {
+      if (l.up && now - l.lastRx > this.o.deadInterval) {
+        this.setLink(i, false);
+        lost = true;
+      }
+    });
+    // Frames in flight on a link that died are gone: resend on the survivors now rather than at timeout.
+    if (lost && this.replay.size > 0 && this.links.some((l) => l.up)) this.replayAll();
+    this.links.forEach((l, i) => {
+      if (now - l.lastTx >= this.o.heartbeatInterval) {
+        this.stats.txHeartbeat++;
+        this.transmit(i, FrameType.Heartbeat, this.replay.next, 0, EMPTY);
+      }
+    });
+    if (!this.closed) this.armTick();
+  }
+
+  private setLink(link: number, up: boolean): void {
+    this.links[link]!.up = up;
+    if (up) this.stats.linkUp++;
+    else this.stats.linkDown++;
+    this.o.onLinkState?.(link, up);
+    const alive = this.links.some((l) => l.up);
+    if (alive !== this.peerAlive) {
+      this.peerAlive = alive;
+      this.o.onPeerState?.(alive);
+    }
+  }
+}
+
+function sameVlan(a: VlanTag | null, b: VlanTag | null): boolean {
+  return a === null || b === null ? a === b : a.vid === b.vid;
+}
