@@ -30,6 +30,8 @@ export interface Poll {
 
 export interface Native {
   close(fd: number): void;
+  /** A new close-on-exec fd for the same open file. */
+  dup(fd: number): number;
 
   /** memfd_create(name) + ftruncate(size). */
   memfdCreate(name: string, size: number): number;

@@ -100,6 +100,13 @@ Napi::Value Close(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// dup(fd) -> a new close-on-exec descriptor for the same open file.
+Napi::Value Dup(const Napi::CallbackInfo& info) {
+  int fd = fcntl(ArgFd(info, 0), F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) ThrowErrno(info.Env(), "dup");
+  return Napi::Number::New(info.Env(), fd);
+}
+
 // ---- memfd + mmap ----------------------------------------------------------
 
 Napi::Value MemfdCreate(const Napi::CallbackInfo& info) {
@@ -520,6 +527,7 @@ class Poll : public Napi::ObjectWrap<Poll> {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("close", Napi::Function::New(env, Close));
+  exports.Set("dup", Napi::Function::New(env, Dup));
   exports.Set("memfdCreate", Napi::Function::New(env, MemfdCreate));
   exports.Set("mmap", Napi::Function::New(env, Mmap));
   exports.Set("munmap", Napi::Function::New(env, Munmap));

@@ -1,0 +1,311 @@
+// A transport-agnostic PCI Express function: configuration space with its
+// capabilities, BARs with access handlers, an MSI-X table, and two ports the
+// transport plugs in — DMA (read/write host memory by bus address) and
+// interrupts. The vfio-user adapter serves it to QEMU; the DI will serve the
+// same object over PCIeOE. Nothing here knows which transport is in use.
+import { addMsixCapability, addPcieCapability, addPmCapability, DevCtlBit, MsixCap, MsixControl, Pcie, type PcieOptions } from './capabilities.ts';
+import { Cfg, CommandBit, ConfigSpace, StatusBit } from './config-space.ts';
+
+export interface BarDef {
+  /** Bytes, a power of two (memory >= 16, I/O >= 4). */
+  size: number;
+  kind: 'mem32' | 'mem64' | 'io';
+  prefetchable?: boolean;
+}
+
+export interface MsixDef {
+  vectors: number;
+  /** BAR holding the table and the PBA (both in one BAR here). */
+  bar: number;
+  tableOffset: number;
+  pbaOffset: number;
+}
+
+export interface PciFunctionConfig {
+  vendorId: number;
+  deviceId: number;
+  /** 24 bits: base class, subclass, programming interface. Never 0 (Linux gives class-0 hot-plugged devices no BARs). */
+  classCode: number;
+  revision?: number;
+  subsystemVendorId?: number;
+  subsystemId?: number;
+  /** 0 = no INTx, 1-4 = INTA#-INTD#. */
+  interruptPin?: number;
+  /** Index = BAR number; a mem64 BAR also takes the next index, which must be empty. */
+  bars: readonly (BarDef | undefined)[];
+  msix?: MsixDef;
+  /** PCI Express (4 KiB config space, PCIe + PM capabilities); default true. */
+  express?: boolean;
+  pcie?: PcieOptions;
+}
+
+/** Host memory as the device sees it: bus addresses (IOVAs). */
+export interface DmaPort {
+  dmaRead(addr: number, length: number): Promise<Uint8Array>;
+  dmaWrite(addr: number, data: Uint8Array): Promise<void>;
+}
+
+/** Interrupt delivery, provided by the transport. */
+export interface InterruptPort {
+  /** Deliver MSI-X vector n (the transport applies the masking it knows about). */
+  msix(vector: number): void;
+  /** The INTx line changed level (already gated by Command.INTx_Disable). */
+  intx(asserted: boolean): void;
+}
+
+export interface FunctionPorts {
+  dma: DmaPort;
+  irq: InterruptPort;
+}
+
+/** The function may not master the bus (no port, or Bus Master Enable clear). */
+export class BusMasterError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'BusMasterError';
+  }
+}
+
+const MSIX_ENTRY = 16;
+
+export class PciFunction {
+  readonly config: ConfigSpace;
+  readonly bars: readonly (BarDef | undefined)[];
+  readonly msixDef?: MsixDef;
+  /** Offset of each capability, for devices and transports. */
+  readonly caps: { pm?: number; pcie?: number; msix?: number } = {};
+  /** MSI-X table (16 B per vector: address lo/hi, data, vector control) and pending bits. */
+  protected readonly msixTable: Uint8Array;
+  protected readonly msixPba: Uint8Array;
+  private ports?: FunctionPorts;
+  private intxLevel = false;
+  private intxOut = false;
+
+  constructor(cfg: PciFunctionConfig) {
+    if (cfg.classCode === 0) throw new Error('class code 0 makes Linux ignore the BARs of a hot-plugged device');
+    const express = cfg.express ?? true;
+    const cs = (this.config = new ConfigSpace(express ? 4096 : 256));
+    this.bars = cfg.bars;
+    cs.set16(Cfg.VendorId, cfg.vendorId);
+    cs.set16(Cfg.DeviceId, cfg.deviceId);
+    cs.set8(Cfg.Revision, cfg.revision ?? 0);
+    cs.set8(Cfg.ClassProgIf, cfg.classCode & 0xff);
+    cs.set16(Cfg.ClassProgIf + 1, cfg.classCode >>> 8);
+    cs.set16(Cfg.SubsystemVendorId, cfg.subsystemVendorId ?? cfg.vendorId);
+    cs.set16(Cfg.SubsystemId, cfg.subsystemId ?? cfg.deviceId);
+    cs.set8(Cfg.InterruptPin, cfg.interruptPin ?? 0);
+    this.layOutBars(cfg.bars);
+    if (express) {
+      this.caps.pm = addPmCapability(cs);
+      this.caps.pcie = addPcieCapability(cs, { flr: true, ...cfg.pcie });
+    }
+    const m = cfg.msix;
+    if (m) {
+      const bar = cfg.bars[m.bar];
+      if (!bar || bar.kind === 'io') throw new Error(`MSI-X BAR ${m.bar} must be a memory BAR`);
+      if (m.tableOffset + m.vectors * MSIX_ENTRY > bar.size || m.pbaOffset + pbaBytes(m.vectors) > bar.size) throw new Error('MSI-X table/PBA do not fit their BAR');
+      this.msixDef = m;
+      this.caps.msix = addMsixCapability(cs, { vectors: m.vectors, tableBar: m.bar, tableOffset: m.tableOffset, pbaBar: m.bar, pbaOffset: m.pbaOffset });
+    }
+    this.msixTable = new Uint8Array((m?.vectors ?? 0) * MSIX_ENTRY);
+    this.msixPba = new Uint8Array(m ? pbaBytes(m.vectors) : 0);
+    cs.seal();
+    this.resetMsixTable();
+  }
+
+  // ---- transport-facing ----------------------------------------------------
+
+  /** Plug in (or with undefined, unplug) the transport's DMA and interrupt ports. */
+  attach(ports: FunctionPorts | undefined): void {
+    this.ports = ports;
+    this.intxOut = false;
+    this.updateIntx();
+  }
+
+  configRead(offset: number, length: number): Uint8Array {
+    return this.config.read(offset, length);
+  }
+
+  configWrite(offset: number, data: Uint8Array): void {
+    const pcie = this.caps.pcie;
+    const flr = pcie !== undefined && overlaps(offset, data.length, pcie + Pcie.DevCtl + 1, 1) && (data[pcie + Pcie.DevCtl + 1 - offset]! & (DevCtlBit.InitiateFlr >> 8)) !== 0;
+    this.config.write(offset, data);
+    if (flr) {
+      this.reset();
+      return;
+    }
+    if (overlaps(offset, data.length, Cfg.Command, 2)) this.updateIntx();
+    this.configWritten(offset, data);
+  }
+
+  /** A BAR access from the host. MSI-X table and PBA are handled here; the rest goes to read(). */
+  barRead(bar: number, offset: number, size: number): Uint8Array | Promise<Uint8Array> {
+    const m = this.msixDef;
+    if (m && bar === m.bar) {
+      if (inside(offset, size, m.tableOffset, this.msixTable.length)) return this.msixTable.slice(offset - m.tableOffset, offset - m.tableOffset + size);
+      if (inside(offset, size, m.pbaOffset, this.msixPba.length)) return this.msixPba.slice(offset - m.pbaOffset, offset - m.pbaOffset + size);
+    }
+    return this.read(bar, offset, size);
+  }
+
+  barWrite(bar: number, offset: number, data: Uint8Array): void | Promise<void> {
+    const m = this.msixDef;
+    if (m && bar === m.bar) {
+      if (inside(offset, data.length, m.tableOffset, this.msixTable.length)) {
+        this.msixTable.set(data, offset - m.tableOffset);
+        return;
+      }
+      if (inside(offset, data.length, m.pbaOffset, this.msixPba.length)) return; // PBA is read-only
+    }
+    return this.write(bar, offset, data);
+  }
+
+  /** Conventional / function-level reset: registers to power-on values. Ports stay attached. */
+  reset(): void {
+    this.config.reset();
+    this.resetMsixTable();
+    this.intxLevel = false;
+    this.updateIntx();
+    this.onReset();
+  }
+
+  get msixEnabled(): boolean {
+    const at = this.caps.msix;
+    return at !== undefined && (this.config.get16(at + MsixCap.Control) & MsixControl.Enable) !== 0;
+  }
+
+  /**
+   * Set MSI-X Enable as the transport knows it. Under vfio-user QEMU hides the
+   * capability and reports the state through SET_IRQS instead of config writes.
+   */
+  setMsixEnabled(enabled: boolean): void {
+    const at = this.caps.msix;
+    if (at !== undefined) this.config.setBits16(at + MsixCap.Control, MsixControl.Enable, enabled);
+    this.updateIntx();
+  }
+
+  get busMasterEnabled(): boolean {
+    return (this.config.get16(Cfg.Command) & CommandBit.BusMaster) !== 0;
+  }
+
+  // ---- device-facing: override these ---------------------------------------
+
+  /** A BAR read of `size` bytes; return exactly that many. Default: zeros. */
+  protected read(_bar: number, _offset: number, size: number): Uint8Array | Promise<Uint8Array> {
+    return new Uint8Array(size);
+  }
+
+  /** A BAR write. Default: ignored. */
+  protected write(_bar: number, _offset: number, _data: Uint8Array): void | Promise<void> {}
+
+  /** Device state back to power-on values (config space is already reset). */
+  protected onReset(): void {}
+
+  /** After a config write was applied (hook for device-specific registers). */
+  protected configWritten(_offset: number, _data: Uint8Array): void {}
+
+  // ---- device-facing: services ---------------------------------------------
+
+  protected dmaRead(addr: number, length: number): Promise<Uint8Array> {
+    return this.dmaPort().dmaRead(addr, length);
+  }
+
+  protected dmaWrite(addr: number, data: Uint8Array): Promise<void> {
+    return this.dmaPort().dmaWrite(addr, data);
+  }
+
+  /**
+   * Signal an interrupt for `vector`: MSI-X when enabled, else INTx is
+   * asserted (level; the device deasserts it with setIntx(false)).
+   * Returns how it was signalled.
+   */
+  protected interrupt(vector: number): 'msix' | 'intx' | 'none' {
+    if (this.msixEnabled && this.msixDef && vector < this.msixDef.vectors) {
+      if (this.config.get16(this.caps.msix! + MsixCap.Control) & MsixControl.FunctionMask) {
+        setBit(this.msixPba, vector, true);
+        return 'none';
+      }
+      this.ports?.irq.msix(vector);
+      return this.ports ? 'msix' : 'none';
+    }
+    if (this.config.get8(Cfg.InterruptPin) === 0) return 'none';
+    this.setIntx(true);
+    return 'intx';
+  }
+
+  /** Drive the INTx level; Status.Interrupt follows it, Command.INTx_Disable gates delivery. */
+  protected setIntx(level: boolean): void {
+    this.intxLevel = level;
+    this.updateIntx();
+  }
+
+  /** INTx as delivered: level high, not disabled by Command, MSI-X off. */
+  get intxAsserted(): boolean {
+    return this.intxOut;
+  }
+
+  private dmaPort(): DmaPort {
+    if (!this.ports) throw new BusMasterError('no transport attached');
+    if (!this.busMasterEnabled) throw new BusMasterError('Bus Master Enable is clear in the Command register');
+    return this.ports.dma;
+  }
+
+  private updateIntx(): void {
+    const cs = this.config;
+    cs.setBits16(Cfg.Status, StatusBit.InterruptStatus, this.intxLevel);
+    const asserted = this.intxLevel && !(cs.get16(Cfg.Command) & CommandBit.IntxDisable) && !this.msixEnabled;
+    if (asserted !== this.intxOut) {
+      this.intxOut = asserted;
+      this.ports?.irq.intx(asserted);
+    }
+  }
+
+  private resetMsixTable(): void {
+    this.msixTable.fill(0);
+    this.msixPba.fill(0);
+    // Every vector starts masked (Vector Control bit 0).
+    for (let v = 0; v * MSIX_ENTRY < this.msixTable.length; v++) this.msixTable[v * MSIX_ENTRY + 12] = 1;
+  }
+
+  private layOutBars(bars: readonly (BarDef | undefined)[]): void {
+    const cs = this.config;
+    if (bars.length > 6) throw new Error('a type-0 function has at most 6 BARs');
+    for (let i = 0; i < bars.length; i++) {
+      const b = bars[i];
+      if (!b) continue;
+      const min = b.kind === 'io' ? 4 : 16;
+      if (b.size < min || (b.size & (b.size - 1)) !== 0 || b.size > 2 ** 31) throw new Error(`BAR ${i}: size ${b.size} must be a power of two in [${min}, 2 GiB]`);
+      const at = Cfg.Bar0 + 4 * i;
+      const sizeMask = ~(b.size - 1) >>> 0;
+      if (b.kind === 'io') {
+        cs.set32(at, 0x1);
+        cs.setMask32(at, sizeMask & 0xfffffffc);
+      } else {
+        cs.set32(at, (b.kind === 'mem64' ? 0x4 : 0) | (b.prefetchable ? 0x8 : 0));
+        cs.setMask32(at, sizeMask & 0xfffffff0);
+        if (b.kind === 'mem64') {
+          if (i === 5 || bars[i + 1]) throw new Error(`BAR ${i} is 64-bit, so BAR ${i + 1} must be free`);
+          cs.setMask32(at + 4, 0xffffffff);
+          i++;
+        }
+      }
+    }
+  }
+}
+
+function pbaBytes(vectors: number): number {
+  return Math.ceil(vectors / 64) * 8;
+}
+
+function overlaps(off: number, len: number, at: number, n: number): boolean {
+  return off < at + n && at < off + len;
+}
+
+function inside(off: number, len: number, at: number, n: number): boolean {
+  return off >= at && off + len <= at + n;
+}
+
+function setBit(bits: Uint8Array, n: number, on: boolean): void {
+  const b = bits[n >> 3] ?? 0;
+  bits[n >> 3] = on ? b | (1 << (n & 7)) : b & ~(1 << (n & 7));
+}

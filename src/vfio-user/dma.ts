@@ -1,0 +1,181 @@
+// The DMA map table: which client (guest) IOVA ranges the device may access,
+// and how. A region mapped with an fd (memfd-backed guest RAM) is mmapped
+// once and accessed directly; a region without one is reached through
+// DMA_READ/DMA_WRITE messages to the client (slow, but QEMU sends no fd for
+// non-shared memory and never for the BIOS flash).
+import { native } from '../../native/index.ts';
+import { DmaFlag, Errno, ProtocolError, type DmaMapArgs } from './protocol.ts';
+
+export interface DmaRegion {
+  iova: number;
+  size: number;
+  /** DmaFlag bits: what the client allows the device to do. */
+  prot: number;
+  /** Guest memory, when the client passed an fd. */
+  mem?: Uint8Array;
+}
+
+/** Sends DMA_READ/DMA_WRITE to the client; provided by the session. */
+export interface DmaMessenger {
+  read(iova: number, length: number): Promise<Uint8Array>;
+  write(iova: number, data: Uint8Array): Promise<void>;
+  /** Largest transfer the client accepts in one message. */
+  readonly maxTransfer: number;
+}
+
+export class DmaError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'DmaError';
+  }
+}
+
+export class DmaTable {
+  /** Sorted by iova, non-overlapping. */
+  private regions: DmaRegion[] = [];
+
+  constructor(private readonly maxRegions: number, private messenger?: DmaMessenger) {}
+
+  setMessenger(m: DmaMessenger | undefined): void {
+    this.messenger = m;
+  }
+
+  get count(): number {
+    return this.regions.length;
+  }
+
+  list(): readonly DmaRegion[] {
+    return this.regions;
+  }
+
+  /** DMA_MAP. Takes ownership of `fd` (closed once mapped, or on failure). */
+  map(args: DmaMapArgs, fd: number | undefined): void {
+    try {
+      const { iova, size } = args;
+      if (size === 0) throw new ProtocolError(Errno.EINVAL, 'DMA_MAP of size 0');
+      if (!Number.isSafeInteger(iova + size)) throw new ProtocolError(Errno.EINVAL, `DMA_MAP 0x${iova.toString(16)}+0x${size.toString(16)} overflows`);
+      if ((args.flags & ~(DmaFlag.Read | DmaFlag.Write)) !== 0) throw new ProtocolError(Errno.EINVAL, `DMA_MAP flags 0x${args.flags.toString(16)} unknown`);
+      if (this.regions.length >= this.maxRegions) throw new ProtocolError(Errno.ENOSPC, `DMA_MAP: already ${this.regions.length} regions`);
+      const i = this.insertionIndex(iova);
+      const prev = this.regions[i - 1];
+      const next = this.regions[i];
+      if ((prev && prev.iova + prev.size > iova) || (next && iova + size > next.iova)) {
+        throw new ProtocolError(Errno.EEXIST, `DMA_MAP 0x${iova.toString(16)}+0x${size.toString(16)} overlaps an existing mapping`);
+      }
+      const region: DmaRegion = { iova, size, prot: args.flags };
+      if (fd !== undefined) {
+        try {
+          region.mem = new Uint8Array(native.mmap(fd, args.offset, size, (args.flags & DmaFlag.Write) !== 0));
+        } catch (err) {
+          throw new ProtocolError(Errno.EINVAL, `DMA_MAP: mmap of fd offset 0x${args.offset.toString(16)} size 0x${size.toString(16)} failed: ${(err as Error).message}`);
+        }
+      }
+      this.regions.splice(i, 0, region);
+    } finally {
+      // The mapping keeps the memory alive; the fd itself is not needed.
+      if (fd !== undefined) native.close(fd);
+    }
+  }
+
+  /** DMA_UNMAP: removes the mappings inside [iova, iova+size); all with `all`. */
+  unmap(iova: number, size: number, all: boolean): void {
+    if (all) {
+      if (iova !== 0 || size !== 0) throw new ProtocolError(Errno.EINVAL, 'DMA_UNMAP all needs iova 0 and size 0');
+      this.clear();
+      return;
+    }
+    const end = iova + size;
+    const inside = this.regions.filter((r) => r.iova >= iova && r.iova + r.size <= end);
+    const straddling = this.regions.some((r) => r.iova < end && r.iova + r.size > iova && !inside.includes(r));
+    // As VFIO: unmapping part of a mapping is refused, and so is unmapping nothing.
+    if (straddling) throw new ProtocolError(Errno.EINVAL, `DMA_UNMAP 0x${iova.toString(16)}+0x${size.toString(16)} cuts a mapping`);
+    if (inside.length === 0) throw new ProtocolError(Errno.ENOENT, `DMA_UNMAP 0x${iova.toString(16)}+0x${size.toString(16)}: nothing mapped there`);
+    for (const r of inside) release(r);
+    this.regions = this.regions.filter((r) => !inside.includes(r));
+  }
+
+  clear(): void {
+    for (const r of this.regions) release(r);
+    this.regions = [];
+  }
+
+  /**
+   * Direct access to guest memory for [iova, iova+length) when one fd-backed
+   * region covers it all; otherwise undefined. The view aliases guest RAM.
+   */
+  translate(iova: number, length: number, write: boolean): Uint8Array | undefined {
+    const r = this.find(iova);
+    if (!r || !r.mem || iova + length > r.iova + r.size) return undefined;
+    if (!(r.prot & (write ? DmaFlag.Write : DmaFlag.Read))) return undefined;
+    return r.mem.subarray(iova - r.iova, iova - r.iova + length);
+  }
+
+  /** Device reads guest memory. Rejects with DmaError on an unmapped or forbidden range. */
+  async read(iova: number, length: number): Promise<Uint8Array> {
+    const out = new Uint8Array(length);
+    for (const piece of this.pieces(iova, length, DmaFlag.Read)) {
+      if (piece.mem) out.set(piece.mem, piece.at);
+      else out.set(await this.viaMessages(piece.iova, piece.length, undefined), piece.at);
+    }
+    return out;
+  }
+
+  /** Device writes guest memory. */
+  async write(iova: number, data: Uint8Array): Promise<void> {
+    for (const piece of this.pieces(iova, data.length, DmaFlag.Write)) {
+      const src = data.subarray(piece.at, piece.at + piece.length);
+      if (piece.mem) piece.mem.set(src);
+      else await this.viaMessages(piece.iova, piece.length, src);
+    }
+  }
+
+  /** Splits an access at region boundaries; throws if any byte is unmapped. */
+  private pieces(iova: number, length: number, need: DmaFlag): { iova: number; length: number; at: number; mem?: Uint8Array }[] {
+    const out: { iova: number; length: number; at: number; mem?: Uint8Array }[] = [];
+    let at = 0;
+    while (at < length) {
+      const addr = iova + at;
+      const r = this.find(addr);
+      if (!r) throw new DmaError(`DMA ${need === DmaFlag.Read ? 'read' : 'write'} of 0x${addr.toString(16)}: not mapped`);
+      if (!(r.prot & need)) throw new DmaError(`DMA ${need === DmaFlag.Read ? 'read' : 'write'} of 0x${addr.toString(16)}: mapping forbids it`);
+      const n = Math.min(length - at, r.iova + r.size - addr);
+      out.push({ iova: addr, length: n, at, mem: r.mem?.subarray(addr - r.iova, addr - r.iova + n) });
+      at += n;
+    }
+    return out;
+  }
+
+  private async viaMessages(iova: number, length: number, data: Uint8Array | undefined): Promise<Uint8Array> {
+    const m = this.messenger;
+    if (!m) throw new DmaError(`DMA to 0x${iova.toString(16)} needs DMA_READ/WRITE messages but no client is connected`);
+    const out = data ? data : new Uint8Array(length);
+    for (let at = 0; at < length; at += m.maxTransfer) {
+      const n = Math.min(m.maxTransfer, length - at);
+      if (data) await m.write(iova + at, data.subarray(at, at + n));
+      else out.set(await m.read(iova + at, n), at);
+    }
+    return out;
+  }
+
+  private find(iova: number): DmaRegion | undefined {
+    const i = this.insertionIndex(iova) - 1;
+    const r = this.regions[i];
+    return r && iova < r.iova + r.size ? r : undefined;
+  }
+
+  /** Index of the first region with r.iova > iova. */
+  private insertionIndex(iova: number): number {
+    let lo = 0;
+    let hi = this.regions.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.regions[mid]!.iova <= iova) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+}
+
+function release(r: DmaRegion): void {
+  if (r.mem) native.munmap(r.mem.buffer as ArrayBuffer);
+}

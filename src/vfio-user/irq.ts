@@ -1,0 +1,159 @@
+// Interrupt wiring from SET_IRQS (VFIO_DEVICE_SET_IRQS semantics over a socket).
+//
+// Each IRQ index (INTx, MSI, MSI-X, ERR, REQ) has `count` vectors. A vector
+// is delivered by writing 1 to the eventfd the client gave for it. QEMU never
+// masks MSI-X vectors here (it emulates the table itself): MSI-X delivery is
+// just the eventfd. INTx is automasked as in VFIO: after it fires it stays
+// masked until the client unmasks it.
+import { native } from '../../native/index.ts';
+import { Errno, IrqInfoFlag, IrqSetFlag, ProtocolError, type IrqSet } from './protocol.ts';
+
+export interface IrqIndexDesc {
+  count: number;
+  /** IrqInfoFlag bits reported by GET_IRQ_INFO. */
+  flags: number;
+}
+
+interface Vector {
+  fd: number; // -1 when none assigned
+  masked: boolean;
+  pending: boolean;
+}
+
+export interface IrqEvents {
+  /** Eventfds of an index were (de)assigned. */
+  wiringChanged?(index: number): void;
+  /** A vector was unmasked (an INTx source still asserted should fire again). */
+  unmasked?(index: number, vector: number): void;
+}
+
+export class IrqTable {
+  private readonly vectors: Vector[][];
+
+  constructor(readonly descs: readonly IrqIndexDesc[], private readonly events: IrqEvents = {}) {
+    this.vectors = descs.map((d) => Array.from({ length: d.count }, () => ({ fd: -1, masked: false, pending: false })));
+  }
+
+  /** Vectors of `index` that have an eventfd. */
+  enabledCount(index: number): number {
+    return this.vectors[index]?.filter((v) => v.fd >= 0).length ?? 0;
+  }
+
+  isWired(index: number, vector: number): boolean {
+    return (this.vectors[index]?.[vector]?.fd ?? -1) >= 0;
+  }
+
+  /**
+   * Signals a vector. Returns true when an eventfd was written; a masked
+   * vector becomes pending instead, a vector without eventfd is dropped.
+   */
+  trigger(index: number, vector: number): boolean {
+    const v = this.vectors[index]?.[vector];
+    if (!v || v.fd < 0) return false;
+    if (v.masked) {
+      v.pending = true;
+      return false;
+    }
+    native.eventfdWrite(v.fd);
+    if (this.descs[index]!.flags & IrqInfoFlag.Automasked) v.masked = true;
+    return true;
+  }
+
+  /** SET_IRQS. Takes ownership of `fds` (kept, or closed on error). */
+  set(req: IrqSet, fds: number[]): void {
+    try {
+      this.apply(req, fds);
+    } catch (err) {
+      for (const fd of fds.splice(0)) native.close(fd);
+      throw err;
+    }
+  }
+
+  /** Closes every eventfd (client gone, or device reset by the client). */
+  clear(): void {
+    this.vectors.forEach((vs, index) => {
+      let changed = false;
+      for (const v of vs) {
+        if (v.fd >= 0) {
+          native.close(v.fd);
+          changed = true;
+        }
+        Object.assign(v, { fd: -1, masked: false, pending: false });
+      }
+      if (changed) this.events.wiringChanged?.(index);
+    });
+  }
+
+  private apply(req: IrqSet, fds: number[]): void {
+    const desc = this.descs[req.index];
+    if (!desc) throw new ProtocolError(Errno.EINVAL, `SET_IRQS: no IRQ index ${req.index}`);
+    const data = req.flags & IrqSetFlag.DataMask;
+    const action = req.flags & IrqSetFlag.ActionMaskAll;
+    if ((req.flags & ~(IrqSetFlag.DataMask | IrqSetFlag.ActionMaskAll)) !== 0) throw new ProtocolError(Errno.EINVAL, `SET_IRQS: unknown flags 0x${req.flags.toString(16)}`);
+    if (!isSingleBit(data) || !isSingleBit(action)) throw new ProtocolError(Errno.EINVAL, `SET_IRQS: flags 0x${req.flags.toString(16)} need exactly one DATA and one ACTION bit`);
+    if (data !== IrqSetFlag.DataEventfd && fds.length > 0) throw new ProtocolError(Errno.EINVAL, `SET_IRQS: ${fds.length} unexpected fd(s) without DATA_EVENTFD`);
+    const vs = this.vectors[req.index]!;
+
+    // VFIO: DATA_NONE + TRIGGER with count 0 disables the whole index.
+    if (req.count === 0) {
+      if (data !== IrqSetFlag.DataNone || action !== IrqSetFlag.ActionTrigger) throw new ProtocolError(Errno.EINVAL, 'SET_IRQS: count 0 is only valid with DATA_NONE|ACTION_TRIGGER');
+      this.disable(req.index, 0, vs.length);
+      return;
+    }
+    if (req.start + req.count > vs.length) throw new ProtocolError(Errno.EINVAL, `SET_IRQS: vectors ${req.start}..${req.start + req.count - 1} beyond index ${req.index}'s ${vs.length}`);
+
+    if (data === IrqSetFlag.DataEventfd) {
+      if (action !== IrqSetFlag.ActionTrigger) throw new ProtocolError(Errno.ENOTSUP, 'SET_IRQS: eventfds are supported for ACTION_TRIGGER only');
+      // QEMU sends either one fd per vector, or none to de-assign a run.
+      if (fds.length === 0) {
+        this.disable(req.index, req.start, req.count);
+        return;
+      }
+      if (fds.length !== req.count) throw new ProtocolError(Errno.EINVAL, `SET_IRQS: ${fds.length} fd(s) for count ${req.count}`);
+      fds.forEach((fd, i) => {
+        const v = vs[req.start + i]!;
+        if (v.fd >= 0) native.close(v.fd);
+        Object.assign(v, { fd, masked: false, pending: false });
+      });
+      fds.length = 0; // now owned by the table
+      this.events.wiringChanged?.(req.index);
+      return;
+    }
+
+    if ((action === IrqSetFlag.ActionMask || action === IrqSetFlag.ActionUnmask) && !(desc.flags & IrqInfoFlag.Maskable)) {
+      throw new ProtocolError(Errno.EINVAL, `SET_IRQS: IRQ index ${req.index} is not maskable`);
+    }
+    for (let i = 0; i < req.count; i++) {
+      if (data === IrqSetFlag.DataBool && req.bools![i] === 0) continue;
+      const n = req.start + i;
+      const v = vs[n]!;
+      if (action === IrqSetFlag.ActionTrigger) {
+        // A data-less trigger: the client asks the server to signal the vector.
+        this.trigger(req.index, n);
+      } else if (action === IrqSetFlag.ActionMask) {
+        v.masked = true;
+      } else {
+        v.masked = false;
+        if (v.pending) {
+          v.pending = false;
+          this.trigger(req.index, n);
+        }
+        this.events.unmasked?.(req.index, n);
+      }
+    }
+  }
+
+  private disable(index: number, start: number, count: number): void {
+    const vs = this.vectors[index]!;
+    for (let n = start; n < start + count; n++) {
+      const v = vs[n]!;
+      if (v.fd >= 0) native.close(v.fd);
+      Object.assign(v, { fd: -1, masked: false, pending: false });
+    }
+    this.events.wiringChanged?.(index);
+  }
+}
+
+function isSingleBit(x: number): boolean {
+  return x !== 0 && (x & (x - 1)) === 0;
+}
