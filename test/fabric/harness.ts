@@ -4,6 +4,7 @@
  * on simulated time.
  */
 
+import { type FrameSink, capturePort } from '../../src/fabric/capture.ts';
 import { Channel, type ChannelOptions } from '../../src/fabric/link.ts';
 import { FaultyPort } from '../../src/fabric/faults.ts';
 import { inProcessPort } from '../../src/fabric/port.ts';
@@ -38,6 +39,8 @@ export function buildFabric(opts: {
   b?: EndpointOptions;
   onDeliverA?: (p: Uint8Array) => void;
   onDeliverB?: (p: Uint8Array) => void;
+  /** Record a port as the switch sees it. */
+  capture?: (side: 'a' | 'b', link: number) => FrameSink | undefined;
 } = {}): Fabric {
   const links = opts.links ?? 1;
   const clock = new SimClock();
@@ -51,7 +54,10 @@ export function buildFabric(opts: {
       const { port, station } = inProcessPort(clock);
       const faulty = new FaultyPort(port, clock, rng);
       ports.push(faulty);
-      sw.addPort(faulty, { mode: 'trunk', vids: [VLAN.vid] }, `${mine === macA ? 'a' : 'b'}${i}`);
+      const name = mine === macA ? 'a' : 'b';
+      const sink = opts.capture?.(name, i);
+      const transport = sink ? capturePort(faulty, sink, () => 1_700_000_000_000 + clock.now()) : faulty;
+      sw.addPort(transport, { mode: 'trunk', vids: [VLAN.vid] }, `${name}${i}`);
       return station;
     });
     const channel = new Channel({
