@@ -1,0 +1,21 @@
+/** Public surface of the fabric: codecs, link layer, switch and its port plumbing. */
+export * from './tlp.ts';
+export * from './tlp-check.ts';
+export * from './tlp-split.ts';
+export * from './tlp-completion.ts';
+export * from './byte-enables.ts';
+export * from './frame.ts';
+export * from './mac.ts';
+export * from './seq.ts';
+export * from './clock.ts';
+export { SimClock } from './sim-clock.ts';
+export { Channel, type ChannelOptions, type ChannelStats, type LinkBinding } from './link.ts';
+export { ReplayBuffer } from './replay-buffer.ts';
+export { EthernetSwitch, type PortCounters, type SwitchOptions, type VlanMode } from './switch.ts';
+export { type PortTransport, type Station, inProcessPort } from './port.ts';
+export { FaultyPort, type FaultConfig, type FaultCounters, type Direction, NO_FAULTS } from './faults.ts';
+export { capturePort, type FrameSink } from './capture.ts';
+export { PcapWriter, readPcap, pcapGlobalHeader, pcapRecord, type PcapRecord } from './pcap.ts';
+export { UdpStation, UdpSwitchPort } from './udp-port.ts';
+export { seededRng, type Rng } from './rng.ts';
+export type { Decoded } from './result.ts';
