@@ -1,0 +1,48 @@
+// Artefacts built once and kept under the cache directory, keyed by their recipe: the hash
+// of the files that make them. A build writes to a partial directory and renames it into
+// place only when complete, so an interrupted build is simply redone on the next run.
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync, mkdirSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { cacheRoot } from './paths.ts';
+
+export function recipeKey(files: string[]): string {
+  const h = createHash('sha256');
+  for (const f of files) h.update(basename(f)).update('\0').update(readFileSync(f)).update('\0');
+  return h.digest('hex').slice(0, 12);
+}
+
+export function artefactDir(name: string, recipe: string[]): string {
+  return join(cacheRoot, `${name}-${recipeKey(recipe)}`);
+}
+
+/** Returns the artefact's directory, building it with `build(partialDir)` if it is not there. */
+export async function cached(name: string, recipe: string[], build: (dir: string) => Promise<void>): Promise<string> {
+  const dir = artefactDir(name, recipe);
+  if (existsSync(dir)) return dir;
+  mkdirSync(cacheRoot, { recursive: true });
+  for (const stale of readdirSync(cacheRoot)) {
+    if (stale.startsWith(`${basename(dir)}.partial`)) removeTree(join(cacheRoot, stale));
+  }
+  const partial = `${dir}.partial-${process.pid}`;
+  mkdirSync(partial);
+  try {
+    await build(partial);
+  } catch (err) {
+    removeTree(partial);
+    throw err;
+  }
+  renameSync(partial, dir);
+  return dir;
+}
+
+/** rm -rf that refuses to descend into a tree something is still mounted in (a killed
+ * chroot build could leave /dev bound there, and deleting through it would be a disaster). */
+export function removeTree(dir: string): void {
+  const mounts = readFileSync('/proc/self/mounts', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[1] ?? '')
+    .filter((m) => m === dir || m.startsWith(dir + '/'));
+  if (mounts.length) throw new Error(`refusing to delete ${dir}: still mounted there: ${mounts.join(', ')}`);
+  rmSync(dir, { recursive: true, force: true });
+}

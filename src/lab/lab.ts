@@ -1,0 +1,197 @@
+// `lab up`, `lab down`, `lab status`: the life cycle of a topology.
+import { existsSync, mkdirSync, openSync, closeSync, ftruncateSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { agentExec } from './agent.ts';
+import { dataRoot, qemuDir, repoRoot, stateRoot, topologiesDir } from './paths.ts';
+import { isAlive, placement, startDetached, stop } from './procs.ts';
+import { qemuArgs, type Accel } from './qemu-args.ts';
+import { setup, type LabArtefacts } from './setup.ts';
+import { readState, writeState, type LabState, type ProcessState, type VmState } from './state.ts';
+import { loadTopology, parseSize, type ProcessSpec, type Topology, type VmSpec } from './topology.ts';
+import { step } from './progress.ts';
+
+export interface UpOptions {
+  accel?: Accel;
+  bootTimeoutMs?: number;
+}
+
+/** A topology argument is a file path or the name of a file in lab/topologies. */
+export function topologyFile(arg: string): string {
+  if (existsSync(arg) && statSync(arg).isFile()) return resolve(arg);
+  const named = join(topologiesDir, `${arg}.yaml`);
+  if (existsSync(named)) return named;
+  throw new Error(`no topology "${arg}": not a file, and no ${named}`);
+}
+
+const socketPath = (s: LabState | { processes: { name: string; socketDir: string }[] }, server: string) => {
+  const [proc, sock] = server.split('/');
+  const dir = s.processes.find((p) => p.name === proc)!.socketDir;
+  return join(dir, `${sock ?? proc}.sock`);
+};
+
+async function waitFor(what: string, cond: () => boolean, timeoutMs: number, alive: () => boolean, log: string) {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (!alive()) throw new Error(`${what}: the process exited (see ${log})`);
+    if (Date.now() > end) throw new Error(`${what}: not ready after ${timeoutMs / 1000} s (see ${log})`);
+    await sleep(50);
+  }
+}
+
+function startProcess(p: ProcessSpec, topo: Topology, wantedSockets: string[]): Promise<ProcessState> {
+  const socketDir = join(stateRoot, 'sockets', p.name);
+  mkdirSync(socketDir, { recursive: true });
+  const log = join(stateRoot, `${p.name}.log`);
+  const argv = [process.execPath, '--import', 'tsx', join(repoRoot, p.run), ...p.args];
+  const rec = startDetached(argv, log, p.pin, { ...process.env, LAB_SOCKET_DIR: socketDir, LAB_TOPOLOGY: topo.name });
+  const state: ProcessState = { name: p.name, ...rec, log, socketDir, pin: p.pin };
+  return waitFor(
+    `process ${p.name}`,
+    () => wantedSockets.every((s) => existsSync(join(socketDir, `${s}.sock`))),
+    20_000,
+    () => isAlive(rec),
+    log,
+  ).then(() => state);
+}
+
+function createDisk(path: string, size: string) {
+  // Sparse, and kept across runs so data outlives a VM; grown if the topology asks for more.
+  const fd = openSync(path, existsSync(path) ? 'r+' : 'w');
+  if (statSync(path).size < parseSize(size)) ftruncateSync(fd, parseSize(size));
+  closeSync(fd);
+}
+
+function startVm(vm: VmSpec, topo: Topology, accel: Accel, art: LabArtefacts, procs: ProcessState[]): VmState {
+  const dir = join(stateRoot, 'vms', vm.name);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  const disks = join(dataRoot, topo.name);
+  mkdirSync(disks, { recursive: true });
+  const files = {
+    qmp: join(dir, 'qmp.sock'),
+    agent: join(dir, 'agent.sock'),
+    console: join(dir, 'console.log'),
+    pidfile: join(dir, 'qemu.pid'),
+    disk: (id: string) => join(disks, `${vm.name}-${id}.img`),
+    socket: (server: string) => socketPath({ processes: procs }, server),
+  };
+  for (const d of vm.devices) if (d.type === 'nvme') createDisk(files.disk(d.id), d.size);
+  const log = join(dir, 'qemu.log');
+  const binds = [stateRoot, disks, resolve(art.kernel, '..')];
+  const argv = [join(qemuDir, 'run-in-sid.sh'), art.sidRoot, ...binds, '--', 'qemu-system-x86_64', ...qemuArgs(vm, accel, art, files)];
+  const rec = startDetached(argv, log, vm.pin);
+  return { name: vm.name, ...rec, dir, qmp: files.qmp, agent: files.agent, console: files.console, log, pin: vm.pin };
+}
+
+async function waitForAgent(vm: VmState, timeoutMs: number): Promise<void> {
+  await waitFor(`VM ${vm.name}`, () => existsSync(vm.agent), 20_000, () => isAlive(vm), vm.log);
+  let answered = false;
+  const guestDied = new Promise<never>(async (_, reject) => {
+    while (!answered && isAlive(vm)) await sleep(200);
+    if (!answered) reject(new Error(`QEMU exited during boot (see ${vm.log})`));
+  });
+  try {
+    const r = await Promise.race([agentExec(vm.agent, 'true', { timeoutMs, retryEveryMs: 1000 }), guestDied]);
+    if (r.status !== 0) throw new Error(`agent answered with status ${r.status}`);
+  } catch (err) {
+    throw new Error(`VM ${vm.name}: guest agent did not answer: ${(err as Error).message} (console: ${vm.console})`);
+  } finally {
+    answered = true;
+  }
+}
+
+export async function up(arg: string, opts: UpOptions = {}): Promise<LabState> {
+  const file = topologyFile(arg);
+  const topo = loadTopology(file);
+  const current = readState();
+  if (current && [...current.vms, ...current.processes].some(isAlive))
+    throw new Error(`a lab is already up (topology "${current.topology}"); run lab down first`);
+  if (current) await down();
+  const art = await setup();
+  const accel = opts.accel ?? topo.accel;
+  if (accel === 'kvm') await probeKvm(art);
+  const state: LabState = {
+    topology: topo.name,
+    file,
+    accel,
+    qemuVersion: art.qemuVersion,
+    kernelVersion: art.kernelVersion,
+    startedAt: new Date().toISOString(),
+    processes: [],
+    vms: [],
+  };
+  mkdirSync(stateRoot, { recursive: true });
+  try {
+    await step(`lab ${topo.name}: ${topo.processes.length} processes, ${topo.vms.length} VMs (${accel}, ${art.qemuVersion})`, undefined, async () => {
+      for (const p of topo.processes) {
+        const wanted = topo.vms.flatMap((v) =>
+          v.devices.flatMap((d) => (d.type === 'vfio-user' && d.server.split('/')[0] === p.name ? [d.server.split('/')[1] ?? p.name] : [])),
+        );
+        state.processes.push(await startProcess(p, topo, wanted));
+        writeState(state);
+      }
+      for (const vm of topo.vms) {
+        state.vms.push(startVm(vm, topo, accel, art, state.processes));
+        writeState(state);
+      }
+      await Promise.all(state.vms.map((vm) => waitForAgent(vm, opts.bootTimeoutMs ?? 180_000)));
+    });
+  } catch (err) {
+    await down();
+    throw err;
+  }
+  return state;
+}
+
+/** KVM is used only if a guest really boots with it (on nested PVM hosts it does not). */
+async function probeKvm(art: LabArtefacts): Promise<void> {
+  if (!existsSync('/dev/kvm')) throw new Error('--accel kvm: /dev/kvm does not exist');
+  const vm: VmSpec = { name: 'kvm-probe', cpus: 1, memory: '512M', devices: [] };
+  const topo: Topology = { name: 'kvm-probe', accel: 'kvm', processes: [], vms: [vm] };
+  const state = startVm(vm, topo, 'kvm', art, []);
+  try {
+    await waitForAgent(state, 60_000);
+  } catch (err) {
+    const why = readFileSync(state.log, 'utf8').split('\n').find((l) => /error|fail/i.test(l)) ?? (err as Error).message;
+    throw new Error(`--accel kvm: a guest does not boot under KVM on this host (${why.trim()}); use the default, tcg (log: ${state.log})`);
+  } finally {
+    await stop(state);
+    rmSync(state.dir, { recursive: true, force: true });
+  }
+}
+
+export async function down(): Promise<string[]> {
+  const s = readState();
+  const stopped: string[] = [];
+  if (s) {
+    // VMs first: a vfio-user server that vanishes under a running guest makes noise.
+    for (const group of [s.vms, s.processes]) {
+      await Promise.all(
+        group.map(async (p) => {
+          if (isAlive(p)) stopped.push(`${p.name} (pid ${p.pid})`);
+          await stop(p);
+        }),
+      );
+    }
+  }
+  rmSync(join(stateRoot, 'vms'), { recursive: true, force: true });
+  rmSync(join(stateRoot, 'sockets'), { recursive: true, force: true });
+  rmSync(join(stateRoot, 'lab.json'), { force: true });
+  return stopped;
+}
+
+export function statusText(s: LabState): string {
+  const lines = [
+    `topology ${s.topology} (${s.file})`,
+    `started ${s.startedAt}, accel ${s.accel}, ${s.qemuVersion}, guest kernel ${s.kernelVersion}`,
+  ];
+  for (const p of s.processes)
+    lines.push(`process ${p.name.padEnd(12)} pid ${String(p.pid).padEnd(7)} ${isAlive(p) ? 'running' : 'STOPPED'}  ${placement(p.pid)}  log ${p.log}`);
+  for (const v of s.vms)
+    lines.push(
+      `vm      ${v.name.padEnd(12)} pid ${String(v.pid).padEnd(7)} ${isAlive(v) ? 'running' : 'STOPPED'}  ${placement(v.pid)}\n` +
+        `        qmp ${v.qmp}\n        console ${v.console}\n        log ${v.log}`,
+    );
+  return lines.join('\n');
+}

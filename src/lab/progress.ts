@@ -1,0 +1,59 @@
+// Progress for long operations: one line when a step starts, a heartbeat while it runs,
+// one line when it ends; failures name the step and the log to read.
+import { openSync, closeSync, readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+
+export class StepError extends Error {
+  constructor(
+    readonly step: string,
+    readonly log: string | undefined,
+    detail: string,
+  ) {
+    super(`${step} failed: ${detail}${log ? `\n  log: ${log}` : ''}`);
+  }
+}
+
+const say = (line: string) => process.stderr.write(line + '\n');
+
+export async function step<T>(name: string, log: string | undefined, work: () => Promise<T>): Promise<T> {
+  const start = Date.now();
+  const secs = () => ((Date.now() - start) / 1000).toFixed(1);
+  say(`▸ ${name}${log ? `  (log: ${log})` : ''}`);
+  const beat = setInterval(() => say(`  … ${name}: ${secs()} s`), 15_000);
+  try {
+    const result = await work();
+    say(`✓ ${name} (${secs()} s)`);
+    return result;
+  } catch (err) {
+    say(`✗ ${name} (${secs()} s)`);
+    if (err instanceof StepError) throw err;
+    throw new StepError(name, log, (err as Error).message);
+  } finally {
+    clearInterval(beat);
+  }
+}
+
+function tail(file: string, lines: number): string {
+  try {
+    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '';
+  }
+}
+
+/** Runs a command with stdout and stderr appended to `log`; rejects naming the log on failure. */
+export function runLogged(argv: string[], log: string, env?: NodeJS.ProcessEnv): Promise<void> {
+  const fd = openSync(log, 'a');
+  return new Promise((resolve, reject) => {
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', fd, fd], env: env ?? process.env });
+    child.on('error', (err) => reject(new Error(`cannot run ${argv[0]}: ${err.message}`)));
+    child.on('exit', (code, signal) => {
+      closeSync(fd);
+      if (code === 0) resolve();
+      else {
+        const last = tail(log, 8).replace(/^/gm, '    ');
+        reject(new Error(`${argv[0]} exited with ${signal ?? code}\n${last}`));
+      }
+    });
+  });
+}
