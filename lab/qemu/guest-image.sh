@@ -36,7 +36,15 @@ chroot "$root" depmod -a "$kver"
 rm -rf "$root"/boot/* "$root"/var/cache/apt/* "$root"/var/lib/apt/lists/* \
   "$root"/usr/lib/x86_64-linux-gnu/gconv "$root"/usr/share/perl "$root"/usr/lib/x86_64-linux-gnu/perl \
   "$root"/usr/share/doc "$root"/usr/share/man "$root"/usr/share/locale "$root"/usr/lib/firmware \
-  "$root"/var/log/* "$root"/usr/share/info
+  "$root"/var/log/* "$root"/usr/share/info \
+  "$root"/usr/lib/python3* "$root"/usr/bin/python3* "$root"/usr/lib/udev/hwdb.* \
+  "$root"/usr/lib/x86_64-linux-gnu/perl-base "$root"/usr/lib/x86_64-linux-gnu/libperl* \
+  "$root"/usr/lib/apt "$root"/var/lib/dpkg "$root"/var/cache/debconf
+# Every tool the lab runs in guests must still find all of its libraries.
+for tool in fio nvme lspci setpci iperf3 ip ethtool modprobe bash; do
+  path=$(chroot "$root" sh -c "command -v $tool") || { echo "guest image: $tool is missing" >&2; exit 1; }
+  if chroot "$root" ldd "$path" | grep 'not found'; then echo "guest image: $tool lacks libraries" >&2; exit 1; fi
+done
 # busybox-static supplies poweroff/reboot, which minbase lacks.
 for t in poweroff reboot halt; do ln -sf /bin/busybox "$root/sbin/$t"; done
 install -m 0755 "$here/guest/init" "$root/init"

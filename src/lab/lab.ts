@@ -108,6 +108,7 @@ export async function up(arg: string, opts: UpOptions = {}): Promise<LabState> {
   if (current && [...current.vms, ...current.processes].some(isAlive))
     throw new Error(`a lab is already up (topology "${current.topology}"); run lab down first`);
   if (current) await down();
+  rmSync(join(stateRoot, 'vms'), { recursive: true, force: true });
   const art = await setup();
   const accel = opts.accel ?? topo.accel;
   if (accel === 'kvm') await probeKvm(art);
@@ -175,8 +176,9 @@ export async function down(): Promise<string[]> {
       );
     }
   }
-  rmSync(join(stateRoot, 'vms'), { recursive: true, force: true });
+  // Logs stay (an error message may point at them) until the next `lab up`; sockets go.
   rmSync(join(stateRoot, 'sockets'), { recursive: true, force: true });
+  for (const vm of s?.vms ?? []) for (const f of [vm.qmp, vm.agent, join(vm.dir, 'qemu.pid')]) rmSync(f, { force: true });
   rmSync(join(stateRoot, 'lab.json'), { force: true });
   return stopped;
 }

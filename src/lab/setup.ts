@@ -14,6 +14,8 @@ const HOST_TOOLS: Record<string, string> = {
   cpio: 'cpio',
   unshare: 'util-linux',
   taskset: 'util-linux',
+  // Decodes the fabric's captures with the shipped PCIeOE dissector (lab/wireshark).
+  tshark: 'tshark',
 };
 
 const sidRecipe = [join(qemuDir, 'sid-chroot.sh')];

@@ -48,7 +48,8 @@ const device = z.discriminatedUnion('type', [nvmeDevice, vfioUserDevice, pcieSwi
 const vm = z.strictObject({
   name,
   cpus: count(1, 16).default(2),
-  memory: size.default('1G'),
+  // The guest's root file system is an initramfs unpacked into RAM (at most half of it).
+  memory: size.refine((s) => parseSize(s) >= 512 * 2 ** 20, 'at least 512M: the guest unpacks its root file system into RAM').default('1G'),
   pin: cpuList.optional(),
   devices: z.array(device).default([]),
 });

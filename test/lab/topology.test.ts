@@ -95,3 +95,7 @@ test('sizes', (t) => {
   t.is(parseSize('512M'), 512 * 2 ** 20);
   t.is(parseSize('1G'), 2 ** 30);
 });
+
+test('guest memory has a floor', (t) => {
+  t.deepEqual(problems('name: x\nvms:\n  - { name: a, memory: 256M }\n'), ['vms[0].memory: at least 512M: the guest unpacks its root file system into RAM']);
+});

@@ -1,0 +1,68 @@
+// Real QEMU, real guest kernel, real fio: the lab's main job and its guest controls.
+import test from 'ava';
+import { readdirSync, writeFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { TestLab } from '../support/lab-harness.ts';
+
+const lab = new TestLab('guests');
+test.after.always(() => lab.dispose());
+
+const alive = (pid: number) => existsSync(`/proc/${pid}`);
+const filesUnder = (dir: string): string[] =>
+  readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? filesUnder(join(dir, e.name)) : [join(dir, e.name)]));
+
+test.serial('lab demo: default topology up, fio verify=crc32c passes on the NVMe disk of both guests, down', async (t) => {
+  const r = await lab.run(['demo']);
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stdout, /=== host-a \/ nvme0: fio verify=crc32c PASS ===\ndevice \/dev\/nvme\dn1/);
+  t.regex(r.stdout, /=== host-b \/ nvme0: fio verify=crc32c PASS ===/);
+  t.regex(r.stdout, /err= 0/);
+  t.regex(r.stdout, /PASS: 2\/2 disks verified/);
+  t.regex((await lab.run(['status'])).stdout, /no lab is up/);
+});
+
+test.serial('up, status with placement, exec, qmp, down leaves nothing running', async (t) => {
+  const topo = join(lab.stateDir, 'pinned.yaml');
+  writeFileSync(
+    topo,
+    `name: pinned
+vms:
+  - { name: one, cpus: 1, memory: 512M, pin: "0", devices: [{ type: nvme, id: disk, size: 64M }] }
+  - { name: two, cpus: 2, memory: 512M, pin: "1", devices: [{ type: pcie-switch, id: sw, slots: 2 }] }
+`,
+  );
+  const up = await lab.run(['up', topo]);
+  t.is(up.code, 0, up.stderr);
+  const pids = [...up.stdout.matchAll(/pid (\d+)/g)].map((m) => Number(m[1]));
+  t.is(pids.length, 2);
+
+  const status = (await lab.run(['status'])).stdout;
+  t.regex(status, /vm {6}one +pid \d+ +running {2}cpus 0, last on 0/);
+  t.regex(status, /vm {6}two +pid \d+ +running {2}cpus 1, last on 1/);
+
+  const echo = await lab.exec('one', 'echo out; echo err >&2; hostname; exit 7');
+  t.is(echo.code, 7);
+  t.is(echo.stdout, 'out\none\n');
+  t.is(echo.stderr, 'err\n');
+  // Several words are passed as one command, quoted.
+  const words = await lab.run(['exec', 'two', '--', 'printf', '%s|', 'a b', "c'd"]);
+  t.is(words.stdout, "a b|c'd|");
+
+  const lspci = await lab.exec('two', 'lspci -n');
+  t.regex(lspci.stdout, /104c:8232/, 'x3130 upstream port'); // TI XIO3130 upstream
+  t.is(lspci.stdout.match(/104c:8233/g)?.length, 2, 'two xio3130 downstream slots');
+  const nvme = await lab.exec('one', 'cat /sys/class/nvme/nvme0/serial; cat /sys/block/nvme0n1/size');
+  t.regex(nvme.stdout, /^one-disk\s*\n131072\n$/);
+
+  const qmp = await lab.run(['qmp', 'one', 'query-status']);
+  t.is(qmp.code, 0);
+  t.is(JSON.parse(qmp.stdout).status, 'running');
+  const bad = await lab.run(['qmp', 'one', 'no-such-command']);
+  t.is(bad.code, 1);
+  t.regex(bad.stdout, /CommandNotFound/);
+
+  const down = await lab.run(['down']);
+  t.regex(down.stdout, /stopped .*one.*two|stopped .*two.*one/);
+  t.deepEqual(pids.filter(alive), []);
+  t.deepEqual(filesUnder(lab.stateDir).filter((f) => !f.endsWith('.yaml')), []);
+});

@@ -1,0 +1,51 @@
+// Runs the real `lab` command in tests, each test file with its own state, data and
+// socket directories, so test labs never touch a lab the user has up (nor each other).
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const labBin = fileURLToPath(new URL('../../bin/lab.mjs', import.meta.url));
+
+export interface LabRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export class TestLab {
+  readonly env: NodeJS.ProcessEnv;
+  private readonly dirs: string[];
+
+  constructor(tag: string) {
+    // Unix socket paths are limited to 107 bytes: keep the state directory short.
+    const state = mkdtempSync(join('/run', `lab-${tag}-`));
+    const data = mkdtempSync(join(tmpdir(), `lab-data-${tag}-`));
+    this.dirs = [state, data];
+    this.env = { ...process.env, LAB_STATE: state, LAB_DATA: data };
+  }
+
+  get stateDir(): string {
+    return this.env.LAB_STATE!;
+  }
+
+  run(args: string[], timeoutMs = 600_000): Promise<LabRun> {
+    return new Promise((resolve) => {
+      execFile(process.execPath, [labBin, ...args], { env: this.env, timeout: timeoutMs, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+        resolve({ code, stdout, stderr });
+      });
+    });
+  }
+
+  /** `lab exec` with a shell command line. */
+  exec(vm: string, command: string, timeoutS = 600): Promise<LabRun> {
+    return this.run(['exec', vm, '--timeout', String(timeoutS), '--', command], (timeoutS + 30) * 1000);
+  }
+
+  async dispose(): Promise<void> {
+    await this.run(['down']);
+    for (const d of this.dirs) rmSync(d, { recursive: true, force: true });
+  }
+}
