@@ -1,0 +1,58 @@
+// Lab process: serves test devices over vfio-user, one socket each.
+//
+//   tsx src/devices/testdev/main.ts [--socket-dir DIR] [NAME ...]
+//
+// Each NAME gets its own TestDevice on DIR/NAME.sock. DIR defaults to
+// $LAB_SOCKET_DIR; with no NAME the one device is named after that directory,
+// which the lab names after the process, so `server: <process>` in a
+// topology just works. Logs go to stdout (the lab redirects it to
+// $LAB_STATE/<process>.log). A client that disconnects leaves the server
+// listening (QEMU's client never reconnects, but the next QEMU or a hot-plug
+// does); SIGTERM/SIGINT close every socket and exit 0.
+import { basename, join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { servePciFunction } from '../../vfio-user/pci-adapter.ts';
+import type { Logger, VfioUserServer } from '../../vfio-user/server.ts';
+import { TestDevice } from './testdev.ts';
+
+const USAGE = 'usage: main.ts [--socket-dir DIR] [NAME ...]  (DIR defaults to $LAB_SOCKET_DIR)';
+const NAME = /^[a-z0-9][a-z0-9-]{0,63}$/;
+
+const log: Logger = (level, message) => console.log(`${new Date().toISOString()} ${level.padEnd(5)} ${message}`);
+
+function fail(message: string): never {
+  console.error(`testdev: ${message}\n${USAGE}`);
+  process.exit(2);
+}
+
+let parsed;
+try {
+  parsed = parseArgs({ options: { 'socket-dir': { type: 'string' } }, allowPositionals: true });
+} catch (err) {
+  fail((err as Error).message);
+}
+const dir = parsed.values['socket-dir'] ?? process.env.LAB_SOCKET_DIR;
+if (!dir) fail('no socket directory: pass --socket-dir or set LAB_SOCKET_DIR');
+const names = parsed.positionals.length > 0 ? parsed.positionals : [basename(dir)];
+for (const n of names) if (!NAME.test(n)) fail(`bad device name "${n}" (lowercase letters, digits, "-")`);
+if (new Set(names).size !== names.length) fail('device names must be unique');
+
+const servers: VfioUserServer[] = [];
+for (const name of names) {
+  const dev = new TestDevice();
+  try {
+    servers.push(servePciFunction(dev, { path: join(dir, `${name}.sock`), name, log }));
+  } catch (err) {
+    servers.forEach((s) => s.close());
+    fail(`cannot listen on ${join(dir, `${name}.sock`)}: ${(err as Error).message}`);
+  }
+}
+log('info', `testdev pid ${process.pid}: ${names.length} device(s) ready`);
+
+function shutdown(signal: string): void {
+  log('info', `${signal}: closing ${servers.length} server(s)`);
+  for (const s of servers) s.close();
+  process.exit(0);
+}
+process.on('SIGTERM', () => shutdown('SIGTERM'));
+process.on('SIGINT', () => shutdown('SIGINT'));
