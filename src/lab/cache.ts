@@ -33,6 +33,10 @@ export async function cached(name: string, recipe: string[], build: (dir: string
     throw err;
   }
   renameSync(partial, dir);
+  // Artefacts of older recipes are dead weight (hundreds of MB each).
+  for (const old of readdirSync(cacheRoot)) {
+    if (/^[0-9a-f]{12}$/.test(old.slice(name.length + 1)) && old.startsWith(`${name}-`) && join(cacheRoot, old) !== dir) removeTree(join(cacheRoot, old));
+  }
   return dir;
 }
 

@@ -1,13 +1,21 @@
 // Real QEMU, real guest kernel, real fio: the lab's main job and its guest controls.
 import test from 'ava';
-import { readdirSync, writeFileSync, existsSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TestLab } from '../support/lab-harness.ts';
 
 const lab = new TestLab('guests');
 test.after.always(() => lab.dispose());
 
-const alive = (pid: number) => existsSync(`/proc/${pid}`);
+/** Running, not merely a zombie waiting for PID 1 to reap it. */
+const alive = (pid: number) => {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+};
 const filesUnder = (dir: string): string[] =>
   readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? filesUnder(join(dir, e.name)) : [join(dir, e.name)]));
 
@@ -64,5 +72,6 @@ vms:
   const down = await lab.run(['down']);
   t.regex(down.stdout, /stopped .*one.*two|stopped .*two.*one/);
   t.deepEqual(pids.filter(alive), []);
-  t.deepEqual(filesUnder(lab.stateDir).filter((f) => !f.endsWith('.yaml')), []);
+  t.deepEqual(filesUnder(lab.stateDir).filter((f) => /\.(sock|pid)$|lab\.json$/.test(f)), [], 'no sockets or state left');
+  t.true(filesUnder(lab.stateDir).some((f) => f.endsWith('one/console.log')), 'logs are kept for reading');
 });
