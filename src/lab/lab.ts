@@ -87,9 +87,11 @@ function startVm(vm: VmSpec, topo: Topology, accel: Accel, art: LabArtefacts, pr
 async function waitForAgent(vm: VmState, timeoutMs: number): Promise<void> {
   await waitFor(`VM ${vm.name}`, () => existsSync(vm.agent), 20_000, () => isAlive(vm), vm.log);
   let answered = false;
+  // QEMU stops (but does not exit) on a KVM internal error: read its log to fail fast.
+  const fatal = () => /^.*(internal error|emulation failure).*$/im.exec(readFileSync(vm.log, 'utf8'))?.[0];
   const guestDied = new Promise<never>(async (_, reject) => {
-    while (!answered && isAlive(vm)) await sleep(200);
-    if (!answered) reject(new Error(`QEMU exited during boot (see ${vm.log})`));
+    while (!answered && isAlive(vm) && !fatal()) await sleep(200);
+    if (!answered) reject(new Error(isAlive(vm) ? `QEMU: ${fatal()!.trim()}` : `QEMU exited during boot (see ${vm.log})`));
   });
   try {
     const r = await Promise.race([agentExec(vm.agent, 'true', { timeoutMs, retryEveryMs: 1000 }), guestDied]);
@@ -152,13 +154,11 @@ async function probeKvm(art: LabArtefacts): Promise<void> {
   const topo: Topology = { name: 'kvm-probe', accel: 'kvm', processes: [], vms: [vm] };
   const state = startVm(vm, topo, 'kvm', art, []);
   try {
-    await waitForAgent(state, 60_000);
+    await waitForAgent(state, 30_000);
   } catch (err) {
-    const why = readFileSync(state.log, 'utf8').split('\n').find((l) => /error|fail/i.test(l)) ?? (err as Error).message;
-    throw new Error(`--accel kvm: a guest does not boot under KVM on this host (${why.trim()}); use the default, tcg (log: ${state.log})`);
+    throw new Error(`--accel kvm: a guest does not boot under KVM on this host: ${(err as Error).message}; use the default, tcg (log: ${state.log})`);
   } finally {
     await stop(state);
-    rmSync(state.dir, { recursive: true, force: true });
   }
 }
 

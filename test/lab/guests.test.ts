@@ -75,3 +75,19 @@ vms:
   t.deepEqual(filesUnder(lab.stateDir).filter((f) => /\.(sock|pid)$|lab\.json$/.test(f)), [], 'no sockets or state left');
   t.true(filesUnder(lab.stateDir).some((f) => f.endsWith('one/console.log')), 'logs are kept for reading');
 });
+
+test.serial('--accel kvm is used only if a probe guest boots with it', async (t) => {
+  const topo = join(lab.stateDir, 'kvm.yaml');
+  writeFileSync(topo, 'name: kvm\nvms:\n  - { name: k, cpus: 1, memory: 512M }\n');
+  const r = await lab.run(['up', topo, '--accel', 'kvm']);
+  if (r.code === 0) {
+    // A host where KVM works: the lab must really be running under it.
+    t.regex(r.stdout, /accel kvm/);
+    t.is((await lab.exec('k', 'true')).code, 0);
+    await lab.run(['down']);
+  } else {
+    // Here (nested PVM) it does not: refused with the reason, and nothing left running.
+    t.regex(r.stderr, /--accel kvm: a guest does not boot under KVM on this host: .*; use the default, tcg \(log: .*kvm-probe\/qemu\.log\)/);
+    t.regex((await lab.run(['status'])).stdout, /no lab is up/);
+  }
+});
