@@ -1,0 +1,320 @@
+// The NVMe 1.4 controller as a PCI Express function (class 0x010802): BAR0
+// holds the registers (0x000), the doorbells (0x1000) and the MSI-X table
+// and PBA (0x2000, 0x3000), as QEMU's own nvme lays them out. Nothing here
+// knows the transport: DMA and interrupts go through PciFunction's ports.
+//
+// Data path: a tail doorbell starts a fetch of every new entry of that SQ in
+// one DMA read; each command then runs on its own (async file I/O), so a
+// queue has as many commands in flight as the host submitted. A completion
+// is written DW0-2 first and DW3 (phase tag) last, and interrupts are sent
+// once per event-loop turn per vector, not once per completion.
+import { PciFunction } from '../pci/function.ts';
+import { executeAdmin, Features, type AdminHost } from './admin.ts';
+import type { ControllerIdentity } from './identify.ts';
+import { executeIo, type IoHost } from './io.ts';
+import { Namespace, type NamespaceConfig } from './namespace.ts';
+import type { HostMemory } from './prp.ts';
+import { CompletionQueue, encodeCqe, SQE_SIZE, Sqe, SubmissionQueue, type Completion } from './queues.ts';
+import { CC, CcBit, CstsBit, LIMITS, Reg, RegisterFile, Shst } from './registers.ts';
+import { NvmeError, Status } from './status.ts';
+
+/** PCI IDs: 1234 is the vendor id of QEMU's test devices; no Linux quirk or other driver matches 1234:4e56 ("NV"). */
+export const NVME_VENDOR_ID = 0x1234;
+export const NVME_DEVICE_ID = 0x4e56;
+/** Mass storage, non-volatile memory controller, NVM Express I/O controller. */
+export const NVME_CLASS = 0x010802;
+/** One vector for the admin queue plus one per I/O queue (16 here, >= vCPUs + 1). */
+export const NVME_MSIX_VECTORS = LIMITS.ioQueues + 1;
+const BAR0_SIZE = 16 * 1024;
+const MSIX_TABLE = 0x2000;
+const MSIX_PBA = 0x3000;
+
+export type NvmeLogger = (level: 'info' | 'warn' | 'error', message: string) => void;
+
+export interface NvmeControllerConfig {
+  /** Unique per controller: Linux refuses a second controller with the same serial and subsystem NQN. */
+  serial: string;
+  /** Default: derived from the serial. */
+  subnqn?: string;
+  model?: string;
+  firmware?: string;
+  cntlid?: number;
+  namespaces: Omit<NamespaceConfig, 'nsid'>[];
+  log?: NvmeLogger;
+}
+
+export class NvmeController extends PciFunction implements AdminHost, IoHost {
+  readonly identity: ControllerIdentity;
+  readonly namespaces = new Map<number, Namespace>();
+  readonly sqs = new Map<number, SubmissionQueue>();
+  readonly cqs = new Map<number, CompletionQueue>();
+  readonly msixVectors = NVME_MSIX_VECTORS;
+  readonly mem: HostMemory = {
+    dmaRead: (addr, length) => this.dmaRead(addr, length),
+    dmaWrite: (addr, data) => this.dmaWrite(addr, data),
+  };
+  features = new Features();
+  aerCount = 0;
+  pageSize = 4096;
+  readonly unsafeShutdowns = 0;
+  private readonly regs = new RegisterFile();
+  private readonly created = Date.now();
+  /** Bumped by every controller reset: work started before it must not touch the new state. */
+  private generation = 0;
+  private readonly log: NvmeLogger;
+  /** Vectors to signal at the end of this event-loop turn. */
+  private readonly irqPending = new Set<number>();
+  private irqScheduled = false;
+  /** Settles when a shutdown (CC.SHN) has flushed everything. */
+  shutdownDone: Promise<void> = Promise.resolve();
+
+  constructor(cfg: NvmeControllerConfig) {
+    super({
+      vendorId: NVME_VENDOR_ID,
+      deviceId: NVME_DEVICE_ID,
+      classCode: NVME_CLASS,
+      revision: 1,
+      interruptPin: 1,
+      bars: [{ size: BAR0_SIZE, kind: 'mem64' }],
+      msix: { vectors: NVME_MSIX_VECTORS, bar: 0, tableOffset: MSIX_TABLE, pbaOffset: MSIX_PBA },
+    });
+    if (!/^[\x20-\x7e]{1,20}$/.test(cfg.serial)) throw new Error(`serial "${cfg.serial}": 1-20 printable ASCII characters`);
+    cfg.namespaces.forEach((n, i) => this.namespaces.set(i + 1, new Namespace({ ...n, nsid: i + 1 })));
+    this.identity = {
+      pciVendorId: NVME_VENDOR_ID,
+      subsystemVendorId: NVME_VENDOR_ID,
+      serial: cfg.serial,
+      model: cfg.model ?? 'PCIeOE NVMe model',
+      firmware: cfg.firmware ?? '1.0',
+      subnqn: cfg.subnqn ?? `nqn.2026-11.org.pcieoe:nvme:${cfg.serial}`,
+      cntlid: cfg.cntlid ?? 1,
+      nn: this.namespaces.size,
+    };
+    this.log = cfg.log ?? (() => {});
+  }
+
+  /** Opens (creating) the namespace files; call before serving. */
+  async open(): Promise<void> {
+    await Promise.all([...this.namespaces.values()].map((ns) => ns.open()));
+  }
+
+  /** Flushes and closes the namespace files (server shutdown). */
+  async close(): Promise<void> {
+    this.generation++;
+    await this.shutdownDone;
+    await Promise.all([...this.namespaces.values()].map((ns) => ns.close()));
+  }
+
+  get powerOnHours(): number {
+    return Math.floor((Date.now() - this.created) / 3_600_000);
+  }
+
+  get ready(): boolean {
+    return (this.regs.csts & CstsBit.Ready) !== 0;
+  }
+
+  get fatal(): boolean {
+    return (this.regs.csts & CstsBit.Fatal) !== 0;
+  }
+
+  waitForEvent(): Promise<Completion> {
+    // No asynchronous events are generated (OAES = 0, no error or SMART
+    // conditions arise): the request stays outstanding until a reset.
+    return new Promise(() => {});
+  }
+
+  // ---- BAR0 ---------------------------------------------------------------------
+
+  protected override read(bar: number, offset: number, size: number): Uint8Array {
+    // Doorbells are write-only and read 0, as does everything not modelled.
+    return bar === 0 && offset < Reg.Doorbells ? this.regs.read(offset, size) : new Uint8Array(size);
+  }
+
+  protected override write(bar: number, offset: number, data: Uint8Array): void {
+    if (bar !== 0) return;
+    if (offset >= Reg.Doorbells) return this.doorbell(offset, data);
+    const ccBefore = this.regs.cc;
+    const touched = this.regs.write(offset, data);
+    if (touched.includes(Reg.Cc)) this.ccWritten(ccBefore, this.regs.cc);
+    if (touched.includes(Reg.Intms) || touched.includes(Reg.Intmc)) this.refreshIntx();
+  }
+
+  protected override onReset(): void {
+    this.controllerReset();
+    this.regs.reset();
+  }
+
+  private ccWritten(before: number, cc: number): void {
+    const shn = (v: number) => (v >>> CC.shnShift) & CC.shnMask;
+    if (shn(cc) !== 0 && shn(before) === 0) this.shutdown();
+    const wasOn = (before & CcBit.Enable) !== 0;
+    const on = (cc & CcBit.Enable) !== 0;
+    if (wasOn && !on) {
+      this.controllerReset();
+      this.log('info', 'controller disabled (CC.EN = 0)');
+    } else if (!wasOn && on) this.enable(cc);
+  }
+
+  private enable(cc: number): void {
+    const mps = (cc >>> CC.mpsShift) & CC.mpsMask;
+    const css = (cc >>> CC.cssShift) & CC.cssMask;
+    const aqa = this.regs.get32(Reg.Aqa);
+    const asq = this.regs.get64(Reg.Asq);
+    const acq = this.regs.get64(Reg.Acq);
+    const sqSize = (aqa & 0xfff) + 1;
+    const cqSize = ((aqa >>> 16) & 0xfff) + 1;
+    // CAP says MPSMIN = MPSMAX = 4 KiB and CSS = NVM only; admin queues of 1 entry or at address 0 are host bugs.
+    const problem =
+      mps !== 0 ? `CC.MPS ${mps}` : css !== 0 ? `CC.CSS ${css}` : sqSize < 2 || cqSize < 2 ? `AQA 0x${aqa.toString(16)}` : asq === 0 || acq === 0 ? 'ASQ/ACQ is 0' : undefined;
+    if (problem) return this.fatalError(`cannot enable: ${problem}`);
+    this.pageSize = 4096 << mps;
+    const acqQ = new CompletionQueue(0, acq, cqSize, 0, true);
+    this.cqs.set(0, acqQ);
+    this.sqs.set(0, new SubmissionQueue(0, asq, sqSize, acqQ));
+    acqQ.sqs.add(0);
+    this.regs.setShst(Shst.Normal);
+    this.regs.setCsts(CstsBit.Ready, true);
+    this.log('info', `controller enabled: admin SQ ${sqSize} @0x${asq.toString(16)}, CQ ${cqSize} @0x${acq.toString(16)}`);
+  }
+
+  /** CC.EN 1 → 0 (or a function reset): queues, outstanding commands and features are gone. */
+  private controllerReset(): void {
+    this.generation++;
+    for (const cq of this.cqs.values()) cq.abandon();
+    this.sqs.clear();
+    this.cqs.clear();
+    this.irqPending.clear();
+    this.aerCount = 0;
+    this.features = new Features();
+    this.regs.setCsts(CstsBit.Ready | CstsBit.Fatal, false);
+    this.setIntx(false);
+  }
+
+  /** CC.SHN: flush everything to stable storage, then report SHST = complete. */
+  private shutdown(): void {
+    this.regs.setShst(Shst.Processing);
+    this.shutdownDone = Promise.all([...this.namespaces.values()].map((ns) => ns.flush())).then(
+      () => {
+        this.regs.setShst(Shst.Complete);
+        this.log('info', 'shutdown complete');
+      },
+      (err) => this.fatalError(`flush at shutdown failed: ${(err as Error).message}`),
+    );
+  }
+
+  /** A condition real controllers answer with CSTS.CFS: the host must reset us. */
+  private fatalError(why: string): void {
+    this.log('error', `controller fatal status: ${why}`);
+    this.regs.setCsts(CstsBit.Fatal, true);
+  }
+
+  // ---- doorbells --------------------------------------------------------------
+
+  private doorbell(offset: number, data: Uint8Array): void {
+    if (!this.ready || this.fatal) return;
+    const index = (offset - Reg.Doorbells) >>> 2;
+    const qid = index >>> 1;
+    let value = 0;
+    for (let i = 0; i < Math.min(data.length, 4); i++) value |= data[i]! << (8 * i);
+    value >>>= 0;
+    if ((offset & 3) !== 0 || data.length !== 4) return this.fatalError(`doorbell write of ${data.length} B at 0x${offset.toString(16)}`);
+    if (index & 1) {
+      const cq = this.cqs.get(qid);
+      if (!cq) return this.fatalError(`CQ ${qid} head doorbell: no such queue`);
+      if (!cq.setHead(value)) return this.fatalError(`CQ ${qid} head doorbell ${value}: not between head ${cq.head} and tail ${cq.tail}`);
+      if (!this.msixEnabled) this.refreshIntx();
+    } else {
+      const sq = this.sqs.get(qid);
+      if (!sq) return this.fatalError(`SQ ${qid} tail doorbell: no such queue`);
+      if (!sq.setTail(value)) return this.fatalError(`SQ ${qid} tail doorbell ${value} >= size ${sq.size}`);
+      if (!sq.fetching) void this.fetch(sq, this.generation);
+    }
+  }
+
+  /** Fetches new entries of `sq` until it is empty, starting each command as it arrives. */
+  private async fetch(sq: SubmissionQueue, gen: number): Promise<void> {
+    sq.fetching = true;
+    try {
+      for (let run = sq.nextRun(); run && gen === this.generation && !sq.deleted && !this.fatal; run = sq.nextRun()) {
+        const bytes = await this.dmaRead(sq.base + run.slot * SQE_SIZE, run.count * SQE_SIZE);
+        if (gen !== this.generation || sq.deleted) return;
+        sq.consumed(run.count);
+        for (let i = 0; i < run.count; i++) this.dispatch(sq, new Sqe(bytes.subarray(i * SQE_SIZE, (i + 1) * SQE_SIZE)), gen);
+      }
+    } catch (err) {
+      if (gen === this.generation) this.fatalError(`fetching SQ ${sq.id}: ${(err as Error).message}`);
+    } finally {
+      sq.fetching = false;
+    }
+  }
+
+  private dispatch(sq: SubmissionQueue, sqe: Sqe, gen: number): void {
+    const cid = sqe.cid;
+    let result: Completion | Promise<Completion>;
+    try {
+      // FUSE (bits 1:0) and PSDT (bits 7:6): no fused commands, no SGLs (SGLS = 0).
+      if (sqe.flags & 0xc3) throw new NvmeError(Status.InvalidField, `CDW0 flags 0x${sqe.flags.toString(16)}: fused or SGL`);
+      result = sq.id === 0 ? executeAdmin(this, sqe) : executeIo(this, sqe);
+    } catch (err) {
+      result = this.failure(sq, sqe, err);
+    }
+    if (result instanceof Promise) {
+      result.then(
+        (c) => this.complete(sq, cid, c, gen),
+        (err) => this.complete(sq, cid, this.failure(sq, sqe, err), gen),
+      );
+    } else void this.complete(sq, cid, result, gen);
+  }
+
+  private failure(sq: SubmissionQueue, sqe: Sqe, err: unknown): Completion {
+    if (err instanceof NvmeError) {
+      this.log('warn', `SQ ${sq.id} cid ${sqe.cid} opcode 0x${sqe.opcode.toString(16)}: status 0x${err.status.toString(16)}: ${err.message}`);
+      return { dw0: 0, status: err.status, dnr: err.dnr };
+    }
+    // A bug in the model must not take the server down; the host sees an internal error.
+    this.log('error', `SQ ${sq.id} cid ${sqe.cid} opcode 0x${sqe.opcode.toString(16)}: ${(err as Error)?.stack ?? err}`);
+    return { dw0: 0, status: Status.InternalError, dnr: false };
+  }
+
+  private async complete(sq: SubmissionQueue, cid: number, c: Completion, gen: number): Promise<void> {
+    if (gen !== this.generation) return;
+    const cq = sq.cq;
+    try {
+      const slot = await cq.reserve();
+      if (gen !== this.generation) return;
+      const e = encodeCqe(c, sq.head, sq.id, cid, slot.phase);
+      // DW3 carries the phase tag: the host must not see it before DW0-2.
+      // Both writes are issued in order; each lands in guest memory in order.
+      await Promise.all([this.dmaWrite(slot.addr, e.subarray(0, 12)), this.dmaWrite(slot.addr + 12, e.subarray(12))]);
+      if (gen !== this.generation) return;
+      if (cq.interrupts) this.signal(cq.vector);
+    } catch (err) {
+      if (gen === this.generation) this.fatalError(`posting to CQ ${cq.id}: ${(err as Error).message}`);
+    } finally {
+      if (gen === this.generation) sq.completed();
+    }
+  }
+
+  // ---- interrupts ---------------------------------------------------------------
+
+  private signal(vector: number): void {
+    if (!this.msixEnabled) return this.refreshIntx();
+    this.irqPending.add(vector);
+    if (this.irqScheduled) return;
+    this.irqScheduled = true;
+    // Completions that finish in the same event-loop turn share one interrupt.
+    setImmediate(() => {
+      this.irqScheduled = false;
+      for (const v of this.irqPending) this.interrupt(v);
+      this.irqPending.clear();
+    });
+  }
+
+  /** INTx (no MSI-X): asserted while an interrupt-enabled CQ holds unconsumed entries and INTMS does not mask it. */
+  private refreshIntx(): void {
+    if (this.msixEnabled) return;
+    let pending = false;
+    for (const cq of this.cqs.values()) if (cq.interrupts && cq.pending > 0) pending = true;
+    this.setIntx(pending && (this.regs.intMask & 1) === 0);
+  }
+}

@@ -1,0 +1,133 @@
+// A namespace backed by a sparse file: LBA n lives at byte n * lbaSize. The
+// file is created on demand and grown (never shrunk) to the namespace size,
+// so data survives server restarts. All I/O is async (libuv thread pool):
+// many commands are in flight at once and the event loop never waits on disk.
+import { constants } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
+
+export interface NamespaceConfig {
+  /** 1-based namespace id. */
+  nsid: number;
+  path: string;
+  /** Bytes; rounded down to whole LBAs. */
+  size: number;
+  /** 512 or 4096. */
+  lbaSize: 512 | 4096;
+}
+
+/** Largest buffer Write Zeroes writes at once. */
+const ZERO_CHUNK = 1 << 20;
+let zeros: Uint8Array | undefined;
+
+export class Namespace {
+  readonly nsid: number;
+  readonly path: string;
+  readonly lbaSize: number;
+  /** log2(lbaSize), for Identify Namespace LBADS. */
+  readonly lbaShift: number;
+  /** Namespace size in LBAs (NSZE). */
+  readonly blocks: number;
+  private fh?: FileHandle;
+  /** Counters for the SMART log (bytes and commands). */
+  readonly stats = { bytesRead: 0, bytesWritten: 0, reads: 0, writes: 0 };
+
+  constructor(cfg: NamespaceConfig) {
+    if (cfg.lbaSize !== 512 && cfg.lbaSize !== 4096) throw new Error(`namespace ${cfg.nsid}: LBA size ${cfg.lbaSize} is not 512 or 4096`);
+    this.nsid = cfg.nsid;
+    this.path = cfg.path;
+    this.lbaSize = cfg.lbaSize;
+    this.lbaShift = Math.log2(cfg.lbaSize);
+    this.blocks = Math.floor(cfg.size / cfg.lbaSize);
+    if (this.blocks < 1) throw new Error(`namespace ${cfg.nsid}: size ${cfg.size} is less than one LBA`);
+  }
+
+  /** Opens (creating if needed) and grows the backing file; idempotent. */
+  async open(): Promise<void> {
+    if (this.fh) return;
+    const fh = await open(this.path, constants.O_RDWR | constants.O_CREAT, 0o644);
+    const bytes = this.blocks * this.lbaSize;
+    if ((await fh.stat()).size < bytes) await fh.truncate(bytes);
+    this.fh = fh;
+  }
+
+  private get file(): FileHandle {
+    if (!this.fh) throw new Error(`namespace ${this.nsid} is not open`);
+    return this.fh;
+  }
+
+  /** True when [slba, slba + nlb) lies inside the namespace. */
+  inRange(slba: number, nlb: number): boolean {
+    return slba + nlb <= this.blocks;
+  }
+
+  async read(slba: number, nlb: number): Promise<Uint8Array> {
+    const len = nlb * this.lbaSize;
+    const buf = new Uint8Array(len);
+    let done = 0;
+    while (done < len) {
+      const { bytesRead } = await this.file.read(buf, done, len - done, slba * this.lbaSize + done);
+      if (bytesRead === 0) break; // beyond EOF reads as zeros (the buffer already is)
+      done += bytesRead;
+    }
+    this.stats.bytesRead += len;
+    this.stats.reads++;
+    return buf;
+  }
+
+  /** Writes `parts` back to back from LBA slba. */
+  async write(slba: number, parts: Uint8Array[]): Promise<void> {
+    let pos = slba * this.lbaSize;
+    let total = 0;
+    for (const p of parts) total += p.length;
+    const { bytesWritten } = await this.file.writev(parts, pos);
+    // writev may be short on a full disk or a signal; finish piece by piece.
+    if (bytesWritten < total) {
+      let skip = bytesWritten;
+      for (const p of parts) {
+        if (skip >= p.length) {
+          skip -= p.length;
+          pos += p.length;
+          continue;
+        }
+        await this.writeAll(p.subarray(skip), pos + skip);
+        pos += p.length;
+        skip = 0;
+      }
+    }
+    this.stats.bytesWritten += total;
+    this.stats.writes++;
+  }
+
+  async writeZeroes(slba: number, nlb: number): Promise<void> {
+    zeros ??= new Uint8Array(ZERO_CHUNK);
+    let pos = slba * this.lbaSize;
+    const end = pos + nlb * this.lbaSize;
+    while (pos < end) {
+      const n = Math.min(end - pos, ZERO_CHUNK);
+      await this.writeAll(zeros.subarray(0, n), pos);
+      pos += n;
+    }
+  }
+
+  /** Flush (and FUA): data and size reach stable storage. */
+  async flush(): Promise<void> {
+    await this.fh?.datasync();
+  }
+
+  async close(): Promise<void> {
+    const fh = this.fh;
+    this.fh = undefined;
+    if (fh) {
+      await fh.sync();
+      await fh.close();
+    }
+  }
+
+  private async writeAll(buf: Uint8Array, pos: number): Promise<void> {
+    let done = 0;
+    while (done < buf.length) {
+      const { bytesWritten } = await this.file.write(buf, done, buf.length - done, pos + done);
+      done += bytesWritten;
+    }
+  }
+}

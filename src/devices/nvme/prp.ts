@@ -1,0 +1,126 @@
+// Physical Region Page lists (NVMe 1.4 §4.3): turn PRP1/PRP2 of a command into
+// the host memory segments that hold its data.
+//
+//  - PRP1 may start anywhere in a page (dword aligned); it covers up to the end of that page.
+//  - If the rest fits in one page, PRP2 points at it (page aligned).
+//  - Otherwise PRP2 points at a PRP list. A list may start unaligned (Linux
+//    allocates small lists from a 256-byte pool); it runs to the end of its
+//    page, and when more entries are needed the last slot of the page points
+//    to the next list page (chaining).
+//  - Every data pointer after PRP1 must be page aligned: else PRP Offset Invalid.
+// Physically adjacent pages are merged, so a contiguous buffer costs one DMA.
+import { NvmeError, Status } from './status.ts';
+
+export interface Segment {
+  addr: number;
+  len: number;
+}
+
+/** Reads host memory (the PRP list pages); rejects if the range is not the host's. */
+export type ListReader = (addr: number, length: number) => Promise<Uint8Array>;
+
+const u64 = (b: Uint8Array, at: number): number => {
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  return v.getUint32(at, true) + v.getUint32(at + 4, true) * 0x1_0000_0000;
+};
+
+function push(segs: Segment[], addr: number, len: number): void {
+  const last = segs[segs.length - 1];
+  if (last && last.addr + last.len === addr) last.len += len;
+  else segs.push({ addr, len });
+}
+
+export async function prpSegments(prp1: number, prp2: number, length: number, pageSize: number, readList: ListReader): Promise<Segment[]> {
+  if (length === 0) return [];
+  if (prp1 & 3) throw new NvmeError(Status.PrpOffsetInvalid, `PRP1 0x${prp1.toString(16)} is not dword aligned`);
+  const segs: Segment[] = [];
+  const first = Math.min(length, pageSize - (prp1 % pageSize));
+  push(segs, prp1, first);
+  let left = length - first;
+  if (left === 0) return segs;
+  if (left <= pageSize) {
+    checkAligned(prp2, pageSize, 'PRP2');
+    push(segs, prp2, left);
+    return segs;
+  }
+  if (prp2 & 7) throw new NvmeError(Status.PrpOffsetInvalid, `PRP list pointer 0x${prp2.toString(16)} is not qword aligned`);
+  let list = prp2;
+  // A list that chains to itself through one-slot pages would never end.
+  for (let pages = 0; left > 0; pages++) {
+    if (pages > length / pageSize + 1) throw new NvmeError(Status.InvalidField, 'PRP list chains too often');
+    const needed = Math.ceil(left / pageSize);
+    const slots = (pageSize - (list % pageSize)) / 8;
+    // All entries fit in this list page, or the last slot chains to the next one.
+    const take = needed <= slots ? needed : slots;
+    const entries = await readOrFail(readList, list, take * 8);
+    const data = needed <= slots ? take : take - 1;
+    for (let i = 0; i < data; i++) {
+      const addr = u64(entries, 8 * i);
+      checkAligned(addr, pageSize, `PRP entry ${i} of list 0x${list.toString(16)}`);
+      const len = Math.min(left, pageSize);
+      push(segs, addr, len);
+      left -= len;
+    }
+    if (left > 0) {
+      list = u64(entries, 8 * (take - 1));
+      if (list & 7) throw new NvmeError(Status.PrpOffsetInvalid, `chained PRP list pointer 0x${list.toString(16)} is not qword aligned`);
+    }
+  }
+  return segs;
+}
+
+function checkAligned(addr: number, pageSize: number, what: string): void {
+  if (addr % pageSize !== 0) throw new NvmeError(Status.PrpOffsetInvalid, `${what} 0x${addr.toString(16)} has a page offset`);
+}
+
+async function readOrFail(read: ListReader, addr: number, len: number): Promise<Uint8Array> {
+  try {
+    return await read(addr, len);
+  } catch (err) {
+    throw new NvmeError(Status.DataTransferError, `PRP list at 0x${addr.toString(16)}: ${(err as Error).message}`);
+  }
+}
+
+/** Host memory as a command's data moves through it. */
+export interface HostMemory {
+  dmaRead(addr: number, length: number): Promise<Uint8Array>;
+  dmaWrite(addr: number, data: Uint8Array): Promise<void>;
+}
+
+/** A command's data buffer in host memory: PRP1, PRP2 and the memory page size (CC.MPS). */
+export interface PrpBuffer {
+  prp1: number;
+  prp2: number;
+  pageSize: number;
+}
+
+function dataError(err: unknown, what: string): NvmeError {
+  return err instanceof NvmeError ? err : new NvmeError(Status.DataTransferError, `${what}: ${(err as Error)?.message ?? err}`);
+}
+
+/** Copies `length` bytes out of the host buffer, one piece per contiguous segment. */
+export async function readFromHost(mem: HostMemory, buf: PrpBuffer, length: number): Promise<Uint8Array[]> {
+  const segs = await prpSegments(buf.prp1, buf.prp2, length, buf.pageSize, (a, l) => mem.dmaRead(a, l));
+  try {
+    return await Promise.all(segs.map((s) => mem.dmaRead(s.addr, s.len)));
+  } catch (err) {
+    throw dataError(err, 'reading host data');
+  }
+}
+
+/** Copies `data` into the host buffer. */
+export async function writeToHost(mem: HostMemory, buf: PrpBuffer, data: Uint8Array): Promise<void> {
+  const segs = await prpSegments(buf.prp1, buf.prp2, data.length, buf.pageSize, (a, l) => mem.dmaRead(a, l));
+  let at = 0;
+  try {
+    await Promise.all(
+      segs.map((s) => {
+        const piece = data.subarray(at, at + s.len);
+        at += s.len;
+        return mem.dmaWrite(s.addr, piece);
+      }),
+    );
+  } catch (err) {
+    throw dataError(err, 'writing host data');
+  }
+}

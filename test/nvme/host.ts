@@ -1,0 +1,208 @@
+// A host for unit tests: the controller's DMA port over real bytes (guest
+// RAM at bus addresses [0, size)), MSI-X vectors recorded, and a minimal
+// driver that lays out queues in that memory, rings doorbells and reaps
+// completions by phase tag, as the Linux driver does.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setImmediate as tick } from 'node:timers/promises';
+import type { ExecutionContext } from 'ava';
+import { NvmeController, type NvmeControllerConfig } from '../../src/devices/nvme/controller.ts';
+import { Reg } from '../../src/devices/nvme/registers.ts';
+import { Cfg, CommandBit } from '../../src/devices/pci/config-space.ts';
+
+export const PAGE = 4096;
+
+export class GuestMemory {
+  readonly bytes: Uint8Array;
+  readonly view: DataView;
+  constructor(readonly size: number) {
+    this.bytes = new Uint8Array(size);
+    this.view = new DataView(this.bytes.buffer);
+  }
+  private check(addr: number, len: number): void {
+    if (addr < 0 || addr + len > this.size) throw new Error(`DMA 0x${addr.toString(16)}+${len} outside guest memory`);
+  }
+  async dmaRead(addr: number, len: number): Promise<Uint8Array> {
+    this.check(addr, len);
+    return this.bytes.slice(addr, addr + len);
+  }
+  async dmaWrite(addr: number, data: Uint8Array): Promise<void> {
+    this.check(addr, data.length);
+    this.bytes.set(data, addr);
+  }
+  u64(at: number, v: number): void {
+    this.view.setUint32(at, v % 2 ** 32, true);
+    this.view.setUint32(at + 4, Math.floor(v / 2 ** 32), true);
+  }
+}
+
+export interface Cmd {
+  opcode: number;
+  nsid?: number;
+  prp1?: number;
+  prp2?: number;
+  cdw10?: number;
+  cdw11?: number;
+  cdw12?: number;
+  cdw13?: number;
+  flags?: number;
+  cid?: number;
+}
+
+export interface Cqe {
+  dw0: number;
+  sqhd: number;
+  sqid: number;
+  cid: number;
+  /** SCT << 8 | SC */
+  status: number;
+  dnr: boolean;
+}
+
+interface HostQueue {
+  sqBase: number;
+  cqBase: number;
+  size: number;
+  tail: number;
+  head: number;
+  phase: number;
+}
+
+export class TestHost {
+  readonly mem: GuestMemory;
+  readonly ctrl: NvmeController;
+  readonly irqs: number[] = [];
+  readonly logs: string[] = [];
+  readonly dir: string;
+  private queues = new Map<number, HostQueue>();
+  private nextCid = 0x100;
+  /** Bump allocator for page-aligned guest buffers (queues, data). */
+  private brk = 16 * PAGE;
+
+  /** Call open() before I/O; namespace paths are file names in a scratch directory. */
+  constructor(t: ExecutionContext, cfg: Partial<NvmeControllerConfig> = {}, memSize = 8 << 20) {
+    this.dir = mkdtempSync(join(tmpdir(), 'nvme-unit-'));
+    t.teardown(async () => {
+      await this.ctrl.close();
+      rmSync(this.dir, { recursive: true, force: true });
+    });
+    this.mem = new GuestMemory(memSize);
+    // Namespace files are named relative to a scratch directory removed with the test.
+    const namespaces = (cfg.namespaces ?? [{ path: 'ns1.img', size: 1 << 20, lbaSize: 512 }]).map((n) => ({ ...n, path: join(this.dir, n.path) }));
+    this.ctrl = new NvmeController({ serial: 'UNIT0001', log: (l, m) => this.logs.push(`${l}: ${m}`), ...cfg, namespaces });
+    this.ctrl.attach({ dma: this.mem, irq: { msix: (v) => this.irqs.push(v), intx: () => {} } });
+    this.ctrl.configWrite(Cfg.Command, new Uint8Array([CommandBit.Memory | CommandBit.BusMaster, 0]));
+    this.ctrl.setMsixEnabled(true);
+  }
+
+  alloc(bytes: number): number {
+    const at = this.brk;
+    this.brk += Math.ceil(bytes / PAGE) * PAGE;
+    if (this.brk > this.mem.size) throw new Error('test guest memory exhausted');
+    return at;
+  }
+
+  async reg32(off: number): Promise<number> {
+    const b = await this.ctrl.barRead(0, off, 4);
+    return new DataView(b.buffer, b.byteOffset).getUint32(0, true);
+  }
+
+  async wreg32(off: number, v: number): Promise<void> {
+    const b = new Uint8Array(4);
+    new DataView(b.buffer).setUint32(0, v >>> 0, true);
+    await this.ctrl.barWrite(0, off, b);
+  }
+
+  async wreg64(off: number, v: number): Promise<void> {
+    await this.wreg32(off, v % 2 ** 32);
+    await this.wreg32(off + 4, Math.floor(v / 2 ** 32));
+  }
+
+  /** Admin queues of `size` entries, CC.EN = 1 with 64/16-byte entries, as Linux does. */
+  async enable(size = 32): Promise<void> {
+    const q: HostQueue = { sqBase: this.alloc(size * 64), cqBase: this.alloc(size * 16), size, tail: 0, head: 0, phase: 1 };
+    this.queues.set(0, q);
+    await this.wreg32(Reg.Aqa, ((size - 1) << 16) | (size - 1));
+    await this.wreg64(Reg.Asq, q.sqBase);
+    await this.wreg64(Reg.Acq, q.cqBase);
+    await this.wreg32(Reg.Cc, 1 | (6 << 16) | (4 << 20));
+  }
+
+  /** Set Features number of queues, then CQ and SQ `qid` of `size` entries on `vector`. */
+  async createIoQueue(qid: number, size = 64, vector = qid): Promise<void> {
+    const sqBase = this.alloc(size * 64);
+    const cqBase = this.alloc(size * 16);
+    expectOk(await this.admin({ opcode: 0x05, prp1: cqBase, cdw10: ((size - 1) << 16) | qid, cdw11: (vector << 16) | 3 }));
+    expectOk(await this.admin({ opcode: 0x01, prp1: sqBase, cdw10: ((size - 1) << 16) | qid, cdw11: (qid << 16) | 1 }));
+    this.queues.set(qid, { sqBase, cqBase, size, tail: 0, head: 0, phase: 1 });
+  }
+
+  admin(c: Cmd): Promise<Cqe> {
+    return this.submit(0, c);
+  }
+
+  /** Places the commands in SQ `qid`, rings the tail doorbell once, and reaps one completion per command. */
+  async submitMany(qid: number, cmds: Cmd[]): Promise<Cqe[]> {
+    const q = this.queues.get(qid)!;
+    const cids = cmds.map((c) => {
+      const cid = c.cid ?? (this.nextCid = (this.nextCid + 1) & 0xffff);
+      const at = q.sqBase + q.tail * 64;
+      this.mem.bytes.fill(0, at, at + 64);
+      const v = this.mem.view;
+      v.setUint8(at, c.opcode);
+      v.setUint8(at + 1, c.flags ?? 0);
+      v.setUint16(at + 2, cid, true);
+      v.setUint32(at + 4, c.nsid ?? 0, true);
+      this.mem.u64(at + 24, c.prp1 ?? 0);
+      this.mem.u64(at + 32, c.prp2 ?? 0);
+      [c.cdw10, c.cdw11, c.cdw12, c.cdw13].forEach((d, i) => v.setUint32(at + 40 + 4 * i, (d ?? 0) >>> 0, true));
+      q.tail = (q.tail + 1) % q.size;
+      return cid;
+    });
+    await this.wreg32(Reg.Doorbells + 8 * qid, q.tail);
+    const out = new Map<number, Cqe>();
+    while (out.size < cids.length) {
+      const e = await this.reap(qid);
+      out.set(e.cid, e);
+    }
+    return cids.map((cid) => out.get(cid)!);
+  }
+
+  async submit(qid: number, c: Cmd): Promise<Cqe> {
+    return (await this.submitMany(qid, [c]))[0]!;
+  }
+
+  /** Rings a doorbell with any value (for bad-doorbell tests). */
+  ring(index: number, value: number): Promise<void> {
+    return this.wreg32(Reg.Doorbells + 4 * index, value);
+  }
+
+  /** Waits for the next CQE of `qid` (phase tag flips), then writes the head doorbell. */
+  async reap(qid: number, timeoutMs = 2000): Promise<Cqe> {
+    const q = this.queues.get(qid)!;
+    const at = () => q.cqBase + q.head * 16;
+    const end = Date.now() + timeoutMs;
+    while ((this.mem.view.getUint16(at() + 14, true) & 1) !== q.phase) {
+      if (Date.now() > end) throw new Error(`no completion on CQ ${qid} within ${timeoutMs} ms; logs:\n${this.logs.join('\n')}`);
+      await tick();
+    }
+    const v = this.mem.view;
+    const sf = v.getUint16(at() + 14, true);
+    const e: Cqe = { dw0: v.getUint32(at(), true), sqhd: v.getUint16(at() + 8, true), sqid: v.getUint16(at() + 10, true), cid: v.getUint16(at() + 12, true), status: (sf >> 1) & 0x7ff, dnr: (sf & 0x8000) !== 0 };
+    q.head = (q.head + 1) % q.size;
+    if (q.head === 0) q.phase ^= 1;
+    await this.wreg32(Reg.Doorbells + 8 * qid + 4, q.head);
+    return e;
+  }
+
+  /** Waits until the controller has settled what is in flight (no CQE expected). */
+  async settle(): Promise<void> {
+    for (let i = 0; i < 20; i++) await tick();
+  }
+}
+
+export function expectOk(e: Cqe): Cqe {
+  if (e.status !== 0) throw new Error(`command failed: status 0x${e.status.toString(16)}`);
+  return e;
+}
