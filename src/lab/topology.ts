@@ -9,7 +9,7 @@ const NAME = /^[a-z][a-z0-9-]{0,30}$/;
 const NAME_HINT = 'expected a name like "host-a" (lowercase letters, digits, "-", at most 31)';
 const name = z.string({ error: NAME_HINT }).regex(NAME, NAME_HINT);
 const SIZE = /^\d+[KMGT]$/;
-const size = z.string({ error: 'expected like "512M"' }).regex(SIZE, 'expected like "512M"');
+const size = z.string({ error: 'expected like "512M"' }).regex(SIZE, { error: 'expected like "512M"', abort: true });
 const count = (min: number, max: number) =>
   z.number({ error: `expected a whole number from ${min} to ${max}` }).int().min(min).max(max);
 /** A PCIe port a device plugs into: a switch slot "<switch id>.<n>". */
