@@ -19,3 +19,5 @@ export { PcapWriter, readPcap, pcapGlobalHeader, pcapRecord, type PcapRecord } f
 export { UdpStation, UdpSwitchPort } from './udp-port.ts';
 export { seededRng, type Rng } from './rng.ts';
 export type { Decoded } from './result.ts';
+export { UnixDgramPort, type UnixDgramPortOptions, type UnixDgramCounters } from './unix-dgram-port.ts';
+export { SwitchControl, type ControlReply } from './switch-control.ts';

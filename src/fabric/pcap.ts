@@ -32,29 +32,53 @@ export function pcapGlobalHeader(snaplen = 65535): Buffer {
 export function pcapRecord(frame: Uint8Array, timeMs: number, snaplen = 65535): Buffer {
   const incl = Math.min(frame.length, snaplen);
   const r = Buffer.allocUnsafe(16 + incl);
-  const usec = Math.round(timeMs * 1000);
-  r.writeUInt32LE(Math.floor(usec / 1e6), 0);
-  r.writeUInt32LE(usec % 1e6, 4);
-  r.writeUInt32LE(incl, 8);
-  r.writeUInt32LE(frame.length, 12);
+  writeRecordHeader(r, 0, incl, frame.length, timeMs);
   r.set(frame.subarray(0, incl), 16);
   return r;
 }
 
-/** Appends frames to a pcap file, synchronously (capture is for debugging, not the fast path). */
+function writeRecordHeader(buf: Buffer, at: number, incl: number, origLength: number, timeMs: number): void {
+  const usec = Math.round(timeMs * 1000);
+  buf.writeUInt32LE(Math.floor(usec / 1e6), at);
+  buf.writeUInt32LE(usec % 1e6, at + 4);
+  buf.writeUInt32LE(incl, at + 8);
+  buf.writeUInt32LE(origLength, at + 12);
+}
+
+/**
+ * Appends frames to a pcap file. Records collect in memory and reach the file
+ * when `bufferBytes` fill up, on flush() and on close(), so capturing a busy
+ * port costs a write per buffer rather than a syscall per frame.
+ */
 export class PcapWriter {
   private fd: number | null;
+  private readonly buf: Buffer;
+  private used = 0;
 
-  constructor(path: string, private readonly snaplen = 65535) {
+  constructor(path: string, private readonly snaplen = 65535, bufferBytes = 256 * 1024) {
     this.fd = fs.openSync(path, 'w');
+    this.buf = Buffer.allocUnsafe(Math.max(bufferBytes, 16 + snaplen));
     fs.writeSync(this.fd, pcapGlobalHeader(snaplen));
   }
 
   write(frame: Uint8Array, timeMs = Date.now()): void {
-    if (this.fd !== null) fs.writeSync(this.fd, pcapRecord(frame, timeMs, this.snaplen));
+    if (this.fd === null) return;
+    const incl = Math.min(frame.length, this.snaplen);
+    if (this.used + 16 + incl > this.buf.length) this.flush();
+    writeRecordHeader(this.buf, this.used, incl, frame.length, timeMs);
+    this.buf.set(frame.subarray(0, incl), this.used + 16);
+    this.used += 16 + incl;
+  }
+
+  /** Write buffered records to the file. */
+  flush(): void {
+    if (this.fd === null || this.used === 0) return;
+    fs.writeSync(this.fd, this.buf, 0, this.used);
+    this.used = 0;
   }
 
   close(): void {
+    this.flush();
     if (this.fd !== null) fs.closeSync(this.fd);
     this.fd = null;
   }

@@ -1,0 +1,299 @@
+/**
+ * The Ethernet switch as a lab process.
+ *
+ *   LAB_SOCKET_DIR=DIR node --import tsx src/fabric/switch-main.ts \
+ *     --port NAME [--port NAME ...]       one unix datagram port each, bound at DIR/NAME.sock
+ *     [--peer NAME=PATH ...]              where the port sends (the station's own bound socket)
+ *     [--vlan NAME=access:VID ...]        default access:1
+ *     [--vlan NAME=trunk:VID,VID[:native=VID]] | NAME=trunk:all[:native=VID]
+ *     [--pcap-dir DIR]                    NAME.pcap per port, both directions, as the switch sees them
+ *     [--seed N]                          fault-injection randomness (default: time-based, logged)
+ *
+ * A QEMU NIC joins port NAME with
+ *   -netdev dgram,id=n0,local.type=unix,local.path=P,remote.type=unix,remote.path=DIR/NAME.sock
+ * and the switch must be told P with `--peer NAME=P` (or at run time, below):
+ * the native addon reads datagrams without their sender's address.
+ *
+ * Control: DIR/control.sock, a unix stream socket speaking line-delimited
+ * JSON, one reply line per request line (see ControlRequest):
+ *   {"port":"di0","dir":"tx","set":{"loss":0.01}}   faults; dir tx = out of the switch to the
+ *                                                  station, rx = from the station, omitted = both
+ *   {"port":"di0","peer":"/path/to/station.sock"}  where port di0 sends (null: nowhere)
+ *   {"counters":true}  or  {"counters":true,"port":"di0"}
+ * Replies: {"ok":true,...} or {"ok":false,"error":"..."}.
+ *
+ * SIGTERM or SIGINT: sockets are closed and unlinked, pcap files flushed, exit 0.
+ */
+
+import { existsSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
+import * as net from 'node:net';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { z } from 'zod';
+import { capturePort } from './capture.ts';
+import { realClock } from './clock.ts';
+import { type Direction, type FaultConfig, FaultyPort } from './faults.ts';
+import { PcapWriter } from './pcap.ts';
+import { seededRng } from './rng.ts';
+import { EthernetSwitch, type VlanMode } from './switch.ts';
+import { UnixDgramPort } from './unix-dgram-port.ts';
+
+export interface PortConfig {
+  name: string;
+  peer: string | null;
+  vlan: VlanMode;
+}
+
+export interface SwitchConfig {
+  socketDir: string;
+  ports: PortConfig[];
+  pcapDir: string | null;
+  seed: number;
+}
+
+const PORT_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
+
+/** Parse the command line (and LAB_SOCKET_DIR) into a config; throws a usage error. */
+export function parseSwitchArgs(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): SwitchConfig {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: {
+      port: { type: 'string', multiple: true, default: [] },
+      peer: { type: 'string', multiple: true, default: [] },
+      vlan: { type: 'string', multiple: true, default: [] },
+      'pcap-dir': { type: 'string' },
+      'socket-dir': { type: 'string' },
+      seed: { type: 'string' },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  const socketDir = values['socket-dir'] ?? env.LAB_SOCKET_DIR;
+  if (!socketDir) throw new Error('LAB_SOCKET_DIR is not set (or pass --socket-dir)');
+  const names = values.port;
+  if (names.length === 0) throw new Error('no --port given');
+  for (const n of names) if (!PORT_NAME.test(n)) throw new Error(`bad port name "${n}"`);
+  if (new Set(names).size !== names.length) throw new Error('a port name is given twice');
+  if (names.includes('control')) throw new Error('"control" is the control socket, not a port name');
+  const assignments = (opt: string, list: string[]) => {
+    const m = new Map<string, string>();
+    for (const a of list) {
+      const eq = a.indexOf('=');
+      const name = a.slice(0, eq);
+      if (eq < 0 || !names.includes(name)) throw new Error(`--${opt} ${a}: expected NAME=VALUE for one of the --port names`);
+      m.set(name, a.slice(eq + 1));
+    }
+    return m;
+  };
+  const peers = assignments('peer', values.peer);
+  const vlans = assignments('vlan', values.vlan);
+  const seed = values.seed === undefined ? Date.now() % 2 ** 31 : Number(values.seed);
+  if (!Number.isInteger(seed)) throw new Error(`--seed ${values.seed}: not an integer`);
+  return {
+    socketDir,
+    ports: names.map((name) => ({ name, peer: peers.get(name) ?? null, vlan: parseVlan(vlans.get(name) ?? 'access:1') })),
+    pcapDir: values['pcap-dir'] ?? null,
+    seed,
+  };
+}
+
+function parseVid(text: string, what: string): number {
+  const v = Number(text);
+  if (!/^\d+$/.test(text) || v < 1 || v > 4094) throw new Error(`${what}: VLAN id must be 1-4094, got "${text}"`);
+  return v;
+}
+
+/** `access:VID`, `trunk:VID,VID,...[:native=VID]`, `trunk:all[:native=VID]`. */
+export function parseVlan(spec: string): VlanMode {
+  const [mode, list, native, ...rest] = spec.split(':');
+  if (mode === 'access' && list !== undefined && native === undefined) return { mode: 'access', vid: parseVid(list, spec) };
+  if (mode === 'trunk' && list !== undefined && rest.length === 0) {
+    const vids = list === 'all' ? 'all' : list.split(',').map((v) => parseVid(v, spec));
+    if (native === undefined) return { mode: 'trunk', vids };
+    if (!native.startsWith('native=')) throw new Error(`VLAN spec "${spec}": expected native=VID after the list`);
+    return { mode: 'trunk', vids, native: parseVid(native.slice(7), spec) };
+  }
+  throw new Error(`VLAN spec "${spec}": expected access:VID or trunk:VID,VID,...[:native=VID] or trunk:all`);
+}
+
+// ---- control protocol ----
+
+const probability = z.number().min(0).max(1);
+const millis = z.number().min(0).max(60_000);
+const faultSet = z.strictObject({
+  loss: probability,
+  duplicate: probability,
+  reorder: probability,
+  reorderDelay: millis,
+  corrupt: probability,
+  latency: millis,
+  jitter: millis,
+  rateGbps: z.number().min(0),
+  down: z.boolean(),
+}).partial() satisfies z.ZodType<Partial<FaultConfig>>;
+
+export const ControlRequest = z.union([
+  z.strictObject({ port: z.string(), dir: z.enum(['tx', 'rx']).optional(), set: faultSet }),
+  z.strictObject({ port: z.string(), peer: z.string().min(1).nullable() }),
+  z.strictObject({ counters: z.literal(true), port: z.string().optional() }),
+]);
+export type ControlRequest = z.infer<typeof ControlRequest>;
+
+/** The switch's view of `tx`/`rx` (from the switch's side) in FaultyPort's terms. */
+const DIRECTION: Record<'tx' | 'rx', Direction> = { tx: 'toStation', rx: 'toSwitch' };
+
+const MAX_CONTROL_LINE = 64 * 1024;
+
+interface RunningPort {
+  config: PortConfig;
+  id: number;
+  socket: UnixDgramPort;
+  faults: FaultyPort;
+  pcap: PcapWriter | null;
+}
+
+export interface RunningSwitch {
+  handle(request: unknown): Record<string, unknown>;
+  close(): Promise<void>;
+}
+
+/** Bind every port and the control socket. Resolves once all sockets exist. */
+export async function runSwitch(cfg: SwitchConfig, log: (line: string) => void = console.log): Promise<RunningSwitch> {
+  mkdirSync(cfg.socketDir, { recursive: true });
+  if (cfg.pcapDir) mkdirSync(cfg.pcapDir, { recursive: true });
+  const sw = new EthernetSwitch({ clock: realClock });
+  const rng = seededRng(cfg.seed);
+  const ports = new Map<string, RunningPort>();
+  // Control first: once the port sockets appear the lab starts guests, which may want faults set at once.
+  const controlPath = join(cfg.socketDir, 'control.sock');
+  const server = await listenControl(controlPath, (req) => handle(req));
+  for (const config of cfg.ports) {
+    const socket = new UnixDgramPort({ path: join(cfg.socketDir, `${config.name}.sock`), peer: config.peer ?? undefined });
+    const faults = new FaultyPort(socket, realClock, rng);
+    const pcap = cfg.pcapDir ? new PcapWriter(join(cfg.pcapDir, `${config.name}.pcap`)) : null;
+    const id = sw.addPort(pcap ? capturePort(faults, pcap) : faults, config.vlan, config.name);
+    ports.set(config.name, { config, id, socket, faults, pcap });
+  }
+  // Captures reach their files at least this often even when traffic stops.
+  const flusher = setInterval(() => ports.forEach((p) => p.pcap?.flush()), 500);
+  flusher.unref();
+  log(`switch: ${cfg.ports.length} ports in ${cfg.socketDir} (${cfg.ports.map((p) => p.name).join(', ')}), control ${controlPath}, seed ${cfg.seed}`);
+
+  function portReport(p: RunningPort) {
+    return {
+      peer: p.socket.peer,
+      switch: sw.counters(p.id),
+      socket: p.socket.counters,
+      faults: { tx: p.faults.counters('toStation'), rx: p.faults.counters('toSwitch') },
+      config: { tx: p.faults.config('toStation'), rx: p.faults.config('toSwitch') },
+    };
+  }
+
+  function handle(raw: unknown): Record<string, unknown> {
+    const parsed = ControlRequest.safeParse(raw);
+    if (!parsed.success) return { ok: false, error: `bad request: ${z.prettifyError(parsed.error)}` };
+    const req = parsed.data;
+    const port = req.port === undefined ? undefined : ports.get(req.port);
+    if (req.port !== undefined && !port) return { ok: false, error: `no port "${req.port}"` };
+    if ('set' in req) {
+      port!.faults.set(req.set, req.dir && DIRECTION[req.dir]);
+      log(`switch: ${req.port} ${req.dir ?? 'tx+rx'} faults ${JSON.stringify(req.set)}`);
+      return { ok: true, port: req.port, config: portReport(port!).config };
+    }
+    if ('peer' in req) {
+      port!.socket.setPeer(req.peer);
+      log(`switch: ${req.port} peer ${req.peer}`);
+      return { ok: true, port: req.port, peer: req.peer };
+    }
+    const wanted = port ? [port] : [...ports.values()];
+    return { ok: true, ports: Object.fromEntries(wanted.map((p) => [p.config.name, portReport(p)])) };
+  }
+
+  return {
+    handle,
+    async close() {
+      clearInterval(flusher);
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      removeSocketFile(controlPath);
+      sw.close(); // closes and unlinks every port socket
+      for (const p of ports.values()) p.pcap?.close();
+    },
+  };
+}
+
+/** Serve line-delimited JSON requests; a bad line gets an error reply, never ends the switch. */
+async function listenControl(path: string, handle: (req: unknown) => Record<string, unknown>): Promise<net.Server> {
+  removeSocketFile(path);
+  const server = net.createServer((conn) => {
+    let pending = '';
+    conn.setEncoding('utf8');
+    conn.on('error', () => conn.destroy());
+    conn.on('data', (chunk: string) => {
+      pending += chunk;
+      let nl;
+      while ((nl = pending.indexOf('\n')) >= 0) {
+        const line = pending.slice(0, nl).trim();
+        pending = pending.slice(nl + 1);
+        if (line) conn.write(`${JSON.stringify(answer(line))}\n`);
+      }
+      if (pending.length > MAX_CONTROL_LINE) {
+        conn.end(`${JSON.stringify({ ok: false, error: `request line longer than ${MAX_CONTROL_LINE} bytes` })}\n`);
+        pending = '';
+      }
+    });
+  });
+  const answer = (line: string): Record<string, unknown> => {
+    let req: unknown;
+    try {
+      req = JSON.parse(line);
+    } catch {
+      return { ok: false, error: 'not JSON' };
+    }
+    try {
+      return handle(req);
+    } catch (err) {
+      return { ok: false, error: (err as Error).message };
+    }
+  };
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return server;
+}
+
+function removeSocketFile(path: string): void {
+  if (existsSync(path) && lstatSync(path).isSocket()) unlinkSync(path);
+}
+
+async function main(): Promise<void> {
+  let cfg: SwitchConfig;
+  try {
+    cfg = parseSwitchArgs(process.argv.slice(2));
+  } catch (err) {
+    console.error(`switch-main: ${(err as Error).message}`);
+    process.exit(2);
+  }
+  const running = await runSwitch(cfg);
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    console.log(`switch: ${signal}, shutting down`);
+    running.close().then(
+      () => process.exit(0),
+      (err) => {
+        console.error(`switch: shutdown failed: ${(err as Error).message}`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await main();

@@ -1,0 +1,110 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import test from 'ava';
+import { native } from '../../native/index.ts';
+import { readPcap } from '../../src/fabric/pcap.ts';
+import type { PortCounters } from '../../src/fabric/switch.ts';
+import { parseSwitchArgs, parseVlan } from '../../src/fabric/switch-main.ts';
+import { TlpType, decodeTlp, encodeTlp, type MemWriteTlp } from '../../src/fabric/tlp.ts';
+import { VLAN, macA, macB } from './harness.ts';
+import { endpoint, peerArgs, startSwitch, until } from './switch-process.ts';
+
+test('command line: ports, peers, VLANs, and usage errors', (t) => {
+  const env = { LAB_SOCKET_DIR: '/run/lab' };
+  const cfg = parseSwitchArgs(['--port', 'hi-a0', '--port', 'di0', '--peer', 'di0=/x/q.sock', '--vlan', 'di0=trunk:100,200:native=1', '--seed', '7'], env);
+  t.deepEqual(cfg, {
+    socketDir: '/run/lab',
+    pcapDir: null,
+    seed: 7,
+    ports: [
+      { name: 'hi-a0', peer: null, vlan: { mode: 'access', vid: 1 } },
+      { name: 'di0', peer: '/x/q.sock', vlan: { mode: 'trunk', vids: [100, 200], native: 1 } },
+    ],
+  });
+  t.deepEqual(parseVlan('trunk:all'), { mode: 'trunk', vids: 'all' });
+  t.deepEqual(parseVlan('access:4094'), { mode: 'access', vid: 4094 });
+  for (const bad of ['access:0', 'access:4095', 'access:1:2', 'trunk:1,x', 'trunk:5:5', 'hybrid:1', 'access'])
+    t.throws(() => parseVlan(bad), undefined, bad);
+  t.throws(() => parseSwitchArgs(['--port', 'a'], {}), { message: /LAB_SOCKET_DIR/ });
+  t.throws(() => parseSwitchArgs(['--port', 'a', '--port', 'a'], env), { message: /twice/ });
+  t.throws(() => parseSwitchArgs(['--port', '../a'], env), { message: /bad port name/ });
+  t.throws(() => parseSwitchArgs(['--port', 'a', '--peer', 'b=/x'], env), { message: /one of the --port names/ });
+  t.throws(() => parseSwitchArgs(['--port', 'control'], env), { message: /control socket/ });
+  t.throws(() => parseSwitchArgs(['--port', 'a', '--bogus'], env));
+});
+
+/** MWr TLPs with distinct addresses and data of 4 to 4096 bytes. */
+function writes(n: number, base: bigint): Buffer[] {
+  return Array.from({ length: n }, (_, i) => {
+    const data = Buffer.alloc(4 << (i % 11), i & 0xff);
+    const tlp: MemWriteTlp = {
+      type: TlpType.MWr64, tc: 0, attr: 0, poisoned: false, requesterId: 0x0100, tag: i & 0x3ff, firstBe: 0xf, lastBe: data.length > 4 ? 0xf : 0,
+      address: base + BigInt(i) * 0x1000n, data,
+    };
+    return encodeTlp(tlp);
+  });
+}
+
+test('two endpoints through the switch process: exactly once, in order, under loss set at run time; counters; clean exit', async (t) => {
+  const links = 1;
+  const dir = fs.mkdtempSync(path.join((await import('node:os')).tmpdir(), 'fabric-switch-'));
+  const pcapDir = path.join(dir, 'pcap');
+  // Port a0's peer is given on the command line, b0's over the control socket.
+  const sw = await startSwitch({
+    dir,
+    ports: ['a0', 'b0'],
+    args: [...peerArgs(dir, 'a', links), '--vlan', `a0=trunk:${VLAN.vid}`, '--vlan', `b0=trunk:${VLAN.vid}`, '--pcap-dir', pcapDir, '--seed', '5'],
+  });
+  t.teardown(() => void sw.stop());
+  await sw.control.must({ port: 'b0', peer: path.join(dir, 'b0-station.sock') });
+  await sw.control.must({ port: 'a0', dir: 'rx', set: { loss: 0.05 } });
+  await sw.control.must({ port: 'b0', dir: 'tx', set: { loss: 0.05, duplicate: 0.02 } });
+  t.like(await sw.control.request({ port: 'a0', set: { loss: 1.5 } }), { ok: false });
+  t.like(await sw.control.request({ port: 'nope', set: { loss: 0 } }), { ok: false, error: 'no port "nope"' });
+
+  const gotA: Buffer[] = [];
+  const gotB: Buffer[] = [];
+  const common = { replayTimeout: 5, heartbeatInterval: 20 };
+  const a = endpoint({ dir, name: 'a', links, mac: macA, peerMac: macB, vlan: VLAN, channel: { ...common, deliver: (p) => gotA.push(Buffer.from(p)) } });
+  const b = endpoint({ dir, name: 'b', links, mac: macB, peerMac: macA, vlan: VLAN, channel: { ...common, deliver: (p) => gotB.push(Buffer.from(p)) } });
+  t.teardown(() => {
+    a.close();
+    b.close();
+  });
+  const toB = writes(1500, 0x1_0000_0000n);
+  const toA = writes(500, 0x2_0000_0000n);
+  for (const p of toB) a.channel.send(p);
+  for (const p of toA) b.channel.send(p);
+  await until(() => gotB.length >= toB.length && gotA.length >= toA.length, 40_000, 'delivery');
+  t.deepEqual(gotB, toB);
+  t.deepEqual(gotA, toA);
+  t.true(gotB.every((p) => decodeTlp(p).ok));
+  t.true(a.channel.stats.txReplay > 0 && b.channel.stats.rxDuplicate > 0, 'the injected loss and duplication happened');
+
+  // Junk on the wire: a runt is dropped by the switch; a non-PCIeOE frame is flooded and dropped by the endpoint.
+  const junk = native.unixDgram();
+  native.sendTo(junk, Buffer.alloc(9, 0xff), sw.portPath('a0'));
+  native.sendTo(junk, Buffer.concat([Buffer.from('ffffffffffff020000000099810000640800', 'hex'), Buffer.alloc(50)]), sw.portPath('a0'));
+  native.close(junk);
+  await until(() => b.channel.stats.rxBadFrame['bad-ethertype'] > 0, 5000, 'junk frame at b');
+
+  const reply = (await sw.control.must({ counters: true })) as { ports: Record<string, {
+    switch: PortCounters; socket: { rxFrames: number; txFrames: number }; faults: { rx: { lost: number }; tx: { lost: number; duplicated: number } };
+  }> };
+  const { a0, b0 } = reply.ports;
+  t.true(a0!.faults.rx.lost > 0 && b0!.faults.tx.lost > 0 && b0!.faults.tx.duplicated > 0);
+  t.is(a0!.switch.rxDropped, 1, 'the runt');
+  t.is(a0!.socket.rxFrames, a0!.switch.rxFrames + a0!.faults.rx.lost, 'every datagram reached the switch or was dropped by the fault injector');
+  t.true(b0!.switch.txFlooded >= 1, 'the unknown-destination junk was flooded');
+
+  a.close();
+  b.close();
+  const final = (await sw.control.must({ counters: true, port: 'a0' })) as typeof reply;
+  t.is(await sw.stop(), 0, 'SIGTERM ends the switch cleanly');
+  for (const s of ['a0', 'b0', 'control']) t.false(fs.existsSync(sw.portPath(s)), `${s}.sock removed`);
+  // The capture holds every frame the switch saw on a0, both ways, after the rx fault injector.
+  const records = readPcap(fs.readFileSync(path.join(pcapDir, 'a0.pcap')));
+  const c = final.ports.a0!.switch;
+  t.true(records.length >= c.rxFrames + c.txFrames, `${records.length} records, counters ${c.rxFrames}+${c.txFrames} before the last heartbeats`);
+  t.regex(sw.output(), /2 ports/);
+});

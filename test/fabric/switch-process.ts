@@ -1,0 +1,122 @@
+/**
+ * The switch as a real separate process, and link endpoints in this process
+ * that reach it over real unix datagram sockets. Shared by the tests and
+ * bench/fabric.ts.
+ */
+
+import { type ChildProcess, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { realClock } from '../../src/fabric/clock.ts';
+import type { VlanTag } from '../../src/fabric/frame.ts';
+import { Channel, type ChannelOptions } from '../../src/fabric/link.ts';
+import type { Mac } from '../../src/fabric/mac.ts';
+import { SwitchControl } from '../../src/fabric/switch-control.ts';
+import { UnixDgramPort } from '../../src/fabric/unix-dgram-port.ts';
+
+export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
+export const switchMain = path.join(repoRoot, 'src/fabric/switch-main.ts');
+
+export interface SwitchProcess {
+  /** LAB_SOCKET_DIR of the switch; stations bind here too. */
+  dir: string;
+  proc: ChildProcess;
+  control: SwitchControl;
+  /** Output so far (stdout and stderr). */
+  output(): string;
+  /** The switch port NAME's socket. */
+  portPath(name: string): string;
+  /** SIGTERM and wait: resolves with the exit code (null if killed by a signal). */
+  stop(): Promise<number | null>;
+}
+
+export async function startSwitch(opts: { ports: string[]; args?: string[]; cpu?: string; dir?: string }): Promise<SwitchProcess> {
+  const dir = opts.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'fabric-switch-'));
+  const node = [process.execPath, '--import', 'tsx', switchMain, ...opts.ports.flatMap((p) => ['--port', p]), ...(opts.args ?? [])];
+  const argv = opts.cpu === undefined ? node : ['taskset', '-c', opts.cpu, ...node];
+  const proc = spawn(argv[0]!, argv.slice(1), { cwd: repoRoot, env: { ...process.env, LAB_SOCKET_DIR: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  proc.stdout!.on('data', (d) => (out += d));
+  proc.stderr!.on('data', (d) => (out += d));
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  const wanted = [...opts.ports, 'control'].map((p) => path.join(dir, `${p}.sock`));
+  const end = Date.now() + 30_000;
+  while (!wanted.every((p) => fs.existsSync(p))) {
+    if (proc.exitCode !== null || Date.now() > end) {
+      proc.kill('SIGKILL');
+      throw new Error(`switch did not come up: ${out}`);
+    }
+    await sleep(20);
+  }
+  const control = await SwitchControl.connect(path.join(dir, 'control.sock'));
+  return {
+    dir,
+    proc,
+    control,
+    output: () => out,
+    portPath: (name) => path.join(dir, `${name}.sock`),
+    async stop() {
+      control.close();
+      if (proc.exitCode === null) proc.kill('SIGTERM');
+      return exited;
+    },
+  };
+}
+
+export interface Endpoint {
+  channel: Channel;
+  ports: UnixDgramPort[];
+  close(): void;
+}
+
+/**
+ * A link-layer endpoint whose link i is a station socket `<dir>/<name><i>-station.sock`
+ * talking to switch port `<dir>/<name><i>.sock`.
+ */
+export function endpoint(opts: {
+  dir: string;
+  name: string;
+  links: number;
+  mac: (link: number) => Mac;
+  peerMac: (link: number) => Mac;
+  vlan: VlanTag | null;
+  channel?: Partial<Omit<ChannelOptions, 'links' | 'send' | 'clock'>> & Pick<ChannelOptions, 'deliver'>;
+}): Endpoint {
+  const ports = Array.from({ length: opts.links }, (_, i) => new UnixDgramPort({
+    path: path.join(opts.dir, `${opts.name}${i}-station.sock`),
+    peer: path.join(opts.dir, `${opts.name}${i}.sock`),
+  }));
+  const channel = new Channel({
+    channel: 1,
+    ...opts.channel!,
+    links: ports.map((_, i) => ({ localMac: opts.mac(i), peerMac: opts.peerMac(i), vlan: opts.vlan })),
+    send: (i, frame) => ports[i]!.transmit(frame),
+    clock: realClock,
+  });
+  ports.forEach((p, i) => p.attach((frame) => channel.receive(i, frame)));
+  return {
+    channel,
+    ports,
+    close() {
+      channel.close();
+      for (const p of ports) p.close();
+    },
+  };
+}
+
+/** The switch-main arguments that point port `<name><i>` back at its station socket. */
+export function peerArgs(dir: string, name: string, links: number): string[] {
+  return Array.from({ length: links }, (_, i) => ['--peer', `${name}${i}=${path.join(dir, `${name}${i}-station.sock`)}`]).flat();
+}
+
+/** Resolves once `cond` holds; rejects after `ms`. Polls so the event loop keeps running. */
+export async function until(cond: () => boolean, ms: number, what = 'condition'): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(5);
+  }
+}

@@ -1,0 +1,145 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import test from 'ava';
+import { native } from '../../native/index.ts';
+import { UnixDgramPort } from '../../src/fabric/unix-dgram-port.ts';
+
+function tmpDir(): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), 'fabric-udgram-'));
+}
+
+/** Resolves once `cond` holds, polling the event loop; rejects after `ms`. */
+async function until(cond: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('timed out');
+    await sleep(2);
+  }
+}
+
+/** A bound socket nobody reads until the test says so: a peer whose queue fills. */
+function rawPeer(p: string) {
+  const fd = native.unixDgram(p);
+  const buf = Buffer.alloc(70_000);
+  return {
+    fd,
+    /** Everything queued right now. */
+    readAll(): Buffer[] {
+      const out: Buffer[] = [];
+      for (let n; (n = native.recv(fd, buf)) >= 0; ) out.push(Buffer.from(buf.subarray(0, n)));
+      return out;
+    },
+    close() {
+      native.close(fd);
+      fs.rmSync(p, { force: true });
+    },
+  };
+}
+
+const frame = (i: number, size = 64) => {
+  const b = Buffer.alloc(size, i & 0xff);
+  b.writeUInt32BE(i, 0);
+  return b;
+};
+
+test('two ports exchange frames both ways, intact and in order', async (t) => {
+  const dir = tmpDir();
+  const a = new UnixDgramPort({ path: path.join(dir, 'a.sock'), peer: path.join(dir, 'b.sock') });
+  const b = new UnixDgramPort({ path: path.join(dir, 'b.sock'), peer: path.join(dir, 'a.sock') });
+  const gotA: Buffer[] = [];
+  const gotB: Buffer[] = [];
+  a.attach((f) => gotA.push(f));
+  b.attach((f) => gotB.push(f));
+  const sizes = [60, 1514, 4200, 9000];
+  const sent = Array.from({ length: 400 }, (_, i) => frame(i, sizes[i % sizes.length]));
+  for (const f of sent) a.transmit(f);
+  for (const f of sent.slice(0, 50)) b.transmit(f);
+  await until(() => gotB.length === sent.length && gotA.length === 50);
+  t.deepEqual(gotB, sent);
+  t.deepEqual(gotA, sent.slice(0, 50));
+  t.like(a.counters, { txFrames: 400, rxFrames: 50, txNoPeer: 0, txQueueDrops: 0, txErrors: 0 });
+  t.is(b.counters.rxBytes, sent.reduce((s, f) => s + f.length, 0));
+  // A burst this size overflows a 10-datagram receive queue: the wait queue must have been used.
+  t.true(a.counters.txDeferred > 0, 'back-pressure path exercised');
+  a.close();
+  b.close();
+  t.false(fs.existsSync(path.join(dir, 'a.sock')), 'close removes the socket file');
+});
+
+test('a full peer queue defers frames in order, then tail-drops beyond the bound', async (t) => {
+  const dir = tmpDir();
+  const peer = rawPeer(path.join(dir, 'peer.sock'));
+  const port = new UnixDgramPort({ path: path.join(dir, 'p.sock'), peer: path.join(dir, 'peer.sock'), txQueueFrames: 8 });
+  const sent = Array.from({ length: 40 }, (_, i) => frame(i));
+  for (const f of sent) port.transmit(f);
+  t.is(port.txQueued, 8);
+  const dropped = port.counters.txQueueDrops;
+  t.true(dropped > 0, `${dropped} tail drops`);
+  const got: Buffer[] = [];
+  await until(() => {
+    got.push(...peer.readAll());
+    return port.txQueued === 0 && got.length === sent.length - dropped;
+  });
+  // The frames sent at once and then the queued ones: a prefix of what was sent; the tail was dropped.
+  t.deepEqual(got, sent.slice(0, sent.length - dropped));
+  port.close();
+  peer.close();
+});
+
+test('oversize datagrams are dropped and counted; a throwing consumer does not stop the port', async (t) => {
+  const dir = tmpDir();
+  const port = new UnixDgramPort({ path: path.join(dir, 'p.sock'), maxFrame: 100 });
+  const got: Buffer[] = [];
+  port.attach((f) => {
+    if (f[0] === 0xee) throw new Error('consumer bug');
+    got.push(Buffer.from(f));
+  });
+  const tx = native.unixDgram();
+  native.sendTo(tx, Buffer.alloc(101, 1), port.path);
+  native.sendTo(tx, Buffer.alloc(100, 0xee), port.path);
+  native.sendTo(tx, Buffer.alloc(100, 2), port.path);
+  native.sendTo(tx, Buffer.alloc(0), port.path);
+  await until(() => port.counters.rxFrames === 3);
+  t.deepEqual(got, [Buffer.alloc(100, 2), Buffer.alloc(0)]);
+  t.like(port.counters, { rxOversize: 1, ingressErrors: 1, rxBytes: 200 });
+  t.regex(port.error ?? '', /consumer bug/);
+  native.close(tx);
+  port.close();
+});
+
+test('no peer, a missing peer and a peer that goes away are counted, never thrown; a returning peer is found again', async (t) => {
+  const dir = tmpDir();
+  const port = new UnixDgramPort({ path: path.join(dir, 'p.sock') });
+  port.transmit(frame(0));
+  t.is(port.counters.txNoPeer, 1, 'no peer set');
+  const peerPath = path.join(dir, 'peer.sock');
+  port.setPeer(peerPath);
+  port.transmit(frame(1));
+  t.is(port.counters.txNoPeer, 2, 'peer socket does not exist yet');
+  let peer = rawPeer(peerPath);
+  await sleep(150); // past the reconnect back-off
+  port.transmit(frame(2));
+  t.deepEqual(peer.readAll(), [frame(2)]);
+  peer.close();
+  port.transmit(frame(3));
+  t.is(port.counters.txErrors, 1, 'the peer went away');
+  peer = rawPeer(peerPath);
+  await sleep(150);
+  port.transmit(frame(4));
+  t.deepEqual(peer.readAll(), [frame(4)]);
+  port.close();
+  peer.close();
+});
+
+test('a stale socket file is replaced; any other file at the path is refused', (t) => {
+  const dir = tmpDir();
+  const p = path.join(dir, 's.sock');
+  native.close(native.unixDgram(p)); // leaves the socket file behind, as a crashed switch would
+  const port = new UnixDgramPort({ path: p });
+  port.close();
+  fs.writeFileSync(p, 'not a socket');
+  t.throws(() => new UnixDgramPort({ path: p }), { message: /not a socket/ });
+  t.is(fs.readFileSync(p, 'utf8'), 'not a socket');
+});
