@@ -5,6 +5,7 @@ import { demo } from './demo.ts';
 import { down, statusText, up } from './lab.ts';
 import { qmp } from './qmp.ts';
 import { setup } from './setup.ts';
+import { forwardSignals } from './progress.ts';
 import { readState, requireState, vmState } from './state.ts';
 import { TopologyError } from './topology.ts';
 
@@ -111,6 +112,7 @@ function expectArgs(args: string[], n: number, form: string) {
 
 const shellQuote = (w: string) => (/^[\w@%+=:,./-]+$/.test(w) ? w : `'${w.replace(/'/g, `'\\''`)}'`);
 
+forwardSignals();
 try {
   process.exitCode = await main(process.argv.slice(2));
 } catch (err) {

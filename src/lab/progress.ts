@@ -1,7 +1,7 @@
 // Progress for long operations: one line when a step starts, a heartbeat while it runs,
 // one line when it ends; failures name the step and the log to read.
 import { openSync, closeSync, readFileSync } from 'node:fs';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 
 export class StepError extends Error {
   constructor(
@@ -41,13 +41,33 @@ function tail(file: string, lines: number): string {
   }
 }
 
+const running = new Set<ChildProcess>();
+
+/**
+ * On Ctrl-C or SIGTERM, pass the signal to the commands we run and wait for them: their
+ * callers then see the failure and clean up (a partial cache entry is removed) before exit.
+ */
+export function forwardSignals(): void {
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      say(`\n${sig}: stopping ${running.size ? 'the running step' : ''}…`);
+      process.exitCode = 130;
+      if (!running.size) process.exit(130);
+      // Each command leads its own process group: signal the whole group, as a terminal would.
+      for (const child of running) process.kill(-child.pid!, sig);
+    });
+  }
+}
+
 /** Runs a command with stdout and stderr appended to `log`; rejects naming the log on failure. */
 export function runLogged(argv: string[], log: string, env?: NodeJS.ProcessEnv): Promise<void> {
   const fd = openSync(log, 'a');
   return new Promise((resolve, reject) => {
-    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', fd, fd], env: env ?? process.env });
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', fd, fd], env: env ?? process.env, detached: true });
+    running.add(child);
     child.on('error', (err) => reject(new Error(`cannot run ${argv[0]}: ${err.message}`)));
     child.on('exit', (code, signal) => {
+      running.delete(child);
       closeSync(fd);
       if (code === 0) resolve();
       else {

@@ -21,6 +21,10 @@ const HOST_TOOLS: Record<string, string> = {
 const sidRecipe = [join(qemuDir, 'sid-chroot.sh')];
 const guestRecipe = ['guest-image.sh', 'guest/init', 'guest/lab-agent'].map((f) => join(qemuDir, f));
 
+/** mmdebstrap mounts /dev, /proc and /sys in its target: in a private mount namespace those
+ * mounts vanish with it, even when it is killed half-way. */
+const privateMounts = ['unshare', '--mount', '--propagation', 'private', '--'];
+
 export interface LabArtefacts {
   sidRoot: string;
   qemuVersion: string;
@@ -81,13 +85,13 @@ export async function setup(): Promise<LabArtefacts> {
   await cached('sid-qemu', sidRecipe, (dir) => {
     const log = logFile('sid-qemu');
     return step('sid chroot with QEMU 11 (vfio-user-pci)', log, () =>
-      runLogged([join(qemuDir, 'sid-chroot.sh'), join(dir, 'root'), mirror], log),
+      runLogged([...privateMounts, join(qemuDir, 'sid-chroot.sh'), join(dir, 'root'), mirror], log),
     );
   });
   await cached('guest', guestRecipe, (dir) => {
     const log = logFile('guest');
     return step('guest kernel and root file system (initramfs)', log, () =>
-      runLogged([join(qemuDir, 'guest-image.sh'), dir, mirror], log),
+      runLogged([...privateMounts, join(qemuDir, 'guest-image.sh'), dir, mirror], log),
     );
   });
   return builtArtefacts()!;
