@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { agentExec } from './agent.ts';
 import { dataRoot, qemuDir, repoRoot, stateRoot, topologiesDir } from './paths.ts';
 import { isAlive, placement, startDetached, stop } from './procs.ts';
-import { qemuArgs, type Accel } from './qemu-args.ts';
+import { nicMac, qemuArgs, type Accel } from './qemu-args.ts';
 import { setup, type LabArtefacts } from './setup.ts';
 import { readState, writeState, type LabState, type ProcessState, type VmState } from './state.ts';
 import { loadTopology, parseSize, type ProcessSpec, type Topology, type VmSpec } from './topology.ts';
@@ -75,6 +75,7 @@ function startVm(vm: VmSpec, topo: Topology, accel: Accel, art: LabArtefacts, pr
     pidfile: join(dir, 'qemu.pid'),
     disk: (id: string) => join(disks, `${vm.name}-${id}.img`),
     socket: (server: string) => socketPath({ processes: procs }, server),
+    nicSocket: (id: string) => join(dir, `${id}.net.sock`),
   };
   for (const d of vm.devices) if (d.type === 'nvme') createDisk(files.disk(d.id), d.size);
   const log = join(dir, 'qemu.log');
@@ -103,6 +104,21 @@ async function waitForAgent(vm: VmState, timeoutMs: number): Promise<void> {
   }
 }
 
+/** Brings each NIC up inside its guest, with the topology's address if it has one. */
+async function configureNics(spec: VmSpec, vm: VmState): Promise<void> {
+  const script = spec.devices
+    .flatMap((d) => {
+      if (d.type !== 'nic') return [];
+      const mac = nicMac(spec.name, d);
+      const ifname = `$(ip -o link | grep -i 'ether ${mac}' | cut -d: -f2 | tr -d ' ')`;
+      return [`i=${ifname}; [ -n "$i" ] || { echo "no interface with MAC ${mac}" >&2; exit 1; }`, `ip link set "$i" up`, ...(d.ip ? [`ip addr add ${d.ip} dev "$i"`] : [])];
+    })
+    .join('\n');
+  if (!script) return;
+  const r = await agentExec(vm.agent, `set -e\n${script}`, { timeoutMs: 30_000 });
+  if (r.status !== 0) throw new Error(`VM ${vm.name}: NIC set-up failed: ${r.stderr.trim()}`);
+}
+
 export async function up(arg: string, opts: UpOptions = {}): Promise<LabState> {
   const file = topologyFile(arg);
   const topo = loadTopology(file);
@@ -129,7 +145,7 @@ export async function up(arg: string, opts: UpOptions = {}): Promise<LabState> {
     await step(`lab ${topo.name}: ${topo.processes.length} processes, ${topo.vms.length} VMs (${accel}, ${art.qemuVersion})`, undefined, async () => {
       for (const p of topo.processes) {
         const wanted = topo.vms.flatMap((v) =>
-          v.devices.flatMap((d) => (d.type === 'vfio-user' && d.server.split('/')[0] === p.name ? [d.server.split('/')[1] ?? p.name] : [])),
+          v.devices.flatMap((d) => ('server' in d && d.server.split('/')[0] === p.name ? [d.server.split('/')[1] ?? p.name] : [])),
         );
         state.processes.push(await startProcess(p, topo, wanted));
         writeState(state);
@@ -139,6 +155,7 @@ export async function up(arg: string, opts: UpOptions = {}): Promise<LabState> {
         writeState(state);
       }
       await Promise.all(state.vms.map((vm) => waitForAgent(vm, opts.bootTimeoutMs ?? 180_000)));
+      await Promise.all(topo.vms.map((vm) => configureNics(vm, state.vms.find((v) => v.name === vm.name)!)));
     });
   } catch (err) {
     await down();

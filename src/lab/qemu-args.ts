@@ -1,4 +1,5 @@
 // The QEMU command line of one lab VM. Pure: paths and artefacts in, argv out.
+import { createHash } from 'node:crypto';
 import type { DeviceSpec, VmSpec } from './topology.ts';
 
 export type Accel = 'tcg' | 'kvm';
@@ -10,7 +11,9 @@ export interface VmFiles {
   pidfile: string;
   /** Disk image of a QEMU-emulated device, by device id. */
   disk: (id: string) => string;
-  /** vfio-user socket of a device, by its `server` reference. */
+  /** QEMU's own end of a NIC's datagram cable. */
+  nicSocket: (id: string) => string;
+  /** Socket served by a lab process, by a device's `server` reference. */
   socket: (server: string) => string;
 }
 
@@ -22,6 +25,13 @@ export interface GuestImage {
 /** NVMe serial numbers must be unique per controller and at most 20 characters. */
 export function nvmeSerial(vm: string, id: string): string {
   return `${vm}-${id}`.slice(0, 20);
+}
+
+/** The NIC's MAC: as given, or derived from VM and NIC names (locally administered, stable). */
+export function nicMac(vm: string, nic: { id: string; mac?: string }): string {
+  if (nic.mac) return nic.mac.toLowerCase();
+  const h = createHash('sha256').update(`${vm}/${nic.id}`).digest();
+  return ['02', ...[...h.subarray(0, 5)].map((b) => b.toString(16).padStart(2, '0'))].join(':');
 }
 
 export function qemuArgs(vm: VmSpec, accel: Accel, image: GuestImage, files: VmFiles): string[] {
@@ -64,6 +74,13 @@ export function qemuArgs(vm: VmSpec, accel: Accel, image: GuestImage, files: VmF
         const bus = placement(d);
         args.push('-drive', `file=${files.disk(d.id)},if=none,id=${d.id}-drive,format=raw,cache=none`);
         args.push('-device', `nvme,id=${d.id},serial=${nvmeSerial(vm.name, d.id)},drive=${d.id}-drive,bus=${bus}`);
+        break;
+      }
+      case 'nic': {
+        const bus = placement(d);
+        // A datagram "cable": QEMU sends from its own socket to the switch port's socket.
+        args.push('-netdev', `dgram,id=${d.id}-net,local.type=unix,local.path=${files.nicSocket(d.id)},remote.type=unix,remote.path=${files.socket(d.server)}`);
+        args.push('-device', `virtio-net-pci,id=${d.id},netdev=${d.id}-net,mac=${nicMac(vm.name, d)},bus=${bus}`);
         break;
       }
       case 'vfio-user': {

@@ -20,6 +20,11 @@ const cpuList = z
   .string({ error: 'expected a CPU list like "0" or "0-1"' })
   .regex(/^\d+(-\d+)?(,\d+(-\d+)?)*$/, 'expected a CPU list like "0" or "0-1"');
 
+/** `<process>` or `<process>/<socket>`: a socket that one of the topology's processes serves. */
+const serverRef = z
+  .string({ error: 'expected "<process>" or "<process>/<socket>"' })
+  .regex(/^[a-z][a-z0-9-]*(\/[a-z0-9-]+)?$/, 'expected "<process>" or "<process>/<socket>"');
+
 /** QEMU's own NVMe controller on a raw file: the baseline every other path is compared with. */
 const nvmeDevice = z.strictObject({
   type: z.literal('nvme'),
@@ -31,8 +36,24 @@ const nvmeDevice = z.strictObject({
 const vfioUserDevice = z.strictObject({
   type: z.literal('vfio-user'),
   id: name,
-  /** `<process>` or `<process>/<socket>`: the socket that process serves. */
-  server: z.string().regex(/^[a-z][a-z0-9-]*(\/[a-z0-9-]+)?$/, 'expected "<process>" or "<process>/<socket>"'),
+  server: serverRef,
+  bus: bus.optional(),
+});
+/** A virtio-net NIC cabled to a port of the lab's userspace Ethernet switch (a process). */
+const nicDevice = z.strictObject({
+  type: z.literal('nic'),
+  id: name,
+  server: serverRef,
+  /** Unicast, locally administered; derived from the VM and NIC names when absent. */
+  mac: z
+    .string({ error: 'expected a MAC address like "02:00:00:00:00:01"' })
+    .regex(/^[0-9a-f][26ae](:[0-9a-f]{2}){5}$/i, 'expected a locally administered unicast MAC like "02:00:00:00:00:01"')
+    .optional(),
+  /** Address given to the interface inside the guest (it exists nowhere else). */
+  ip: z
+    .string({ error: 'expected an address with prefix like "10.0.0.1/24"' })
+    .regex(/^(\d{1,3}\.){3}\d{1,3}\/\d{1,2}$/, 'expected an address with prefix like "10.0.0.1/24"')
+    .optional(),
   bus: bus.optional(),
 });
 /** The HI's PCIe switch: an x3130 upstream port with xio3130 downstream slots (hot-plug capable). */
@@ -41,8 +62,8 @@ const pcieSwitch = z.strictObject({
   id: name,
   slots: count(1, 32),
 });
-const device = z.discriminatedUnion('type', [nvmeDevice, vfioUserDevice, pcieSwitch], {
-  error: (issue) => (issue.code === 'invalid_union' ? 'expected type to be one of nvme, vfio-user, pcie-switch' : undefined),
+const device = z.discriminatedUnion('type', [nvmeDevice, vfioUserDevice, nicDevice, pcieSwitch], {
+  error: (issue) => (issue.code === 'invalid_union' ? 'expected type to be one of nvme, vfio-user, nic, pcie-switch' : undefined),
 });
 
 const vm = z.strictObject({
@@ -113,7 +134,7 @@ function crossCheck(t: Topology): string[] {
       const at = `vms[${i}].devices[${j}]`;
       if (ids.has(d.id)) problems.push(`${at}.id: duplicate id "${d.id}" in VM "${v.name}"`);
       ids.add(d.id);
-      if (d.type === 'vfio-user' && !processes.has(d.server.split('/')[0]!))
+      if ((d.type === 'vfio-user' || d.type === 'nic') && !processes.has(d.server.split('/')[0]!))
         problems.push(`${at}.server: no process named "${d.server.split('/')[0]}" in processes`);
       if (d.type !== 'pcie-switch' && d.bus !== undefined && !buses.has(d.bus))
         problems.push(`${at}.bus: expected a switch slot like "<switch id>.<n>" of this VM, got "${d.bus}"`);

@@ -43,7 +43,7 @@ vms:
     'vms[1].cpus: expected a whole number from 1 to 16',
     'vms[1].memory: expected like "512M"',
     'vms[1].pin: expected a CPU list like "0" or "0-1"',
-    'vms[1].devices[0].type: expected type to be one of nvme, vfio-user, pcie-switch',
+    'vms[1].devices[0].type: expected type to be one of nvme, vfio-user, nic, pcie-switch',
     'vms[1].devices[1].size: expected like "512M"',
   ]);
 });
