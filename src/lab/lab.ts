@@ -75,7 +75,9 @@ function startVm(vm: VmSpec, topo: Topology, accel: Accel, art: LabArtefacts, pr
     pidfile: join(dir, 'qemu.pid'),
     disk: (id: string) => join(disks, `${vm.name}-${id}.img`),
     socket: (server: string) => socketPath({ processes: procs }, server),
-    nicSocket: (id: string) => join(dir, `${id}.net.sock`),
+    // The station end of a cable to port N of a switch is N.peer.sock beside the port's own
+    // socket: the switch knows where to send without being told.
+    nicSocket: (server: string) => socketPath({ processes: procs }, server).replace(/\.sock$/, '.peer.sock'),
   };
   for (const d of vm.devices) if (d.type === 'nvme') createDisk(files.disk(d.id), d.size);
   const log = join(dir, 'qemu.log');

@@ -11,8 +11,8 @@ export interface VmFiles {
   pidfile: string;
   /** Disk image of a QEMU-emulated device, by device id. */
   disk: (id: string) => string;
-  /** QEMU's own end of a NIC's datagram cable. */
-  nicSocket: (id: string) => string;
+  /** QEMU's own end of a NIC's datagram cable to the port `server`. */
+  nicSocket: (server: string) => string;
   /** Socket served by a lab process, by a device's `server` reference. */
   socket: (server: string) => string;
 }
@@ -79,7 +79,7 @@ export function qemuArgs(vm: VmSpec, accel: Accel, image: GuestImage, files: VmF
       case 'nic': {
         const bus = placement(d);
         // A datagram "cable": QEMU sends from its own socket to the switch port's socket.
-        args.push('-netdev', `dgram,id=${d.id}-net,local.type=unix,local.path=${files.nicSocket(d.id)},remote.type=unix,remote.path=${files.socket(d.server)}`);
+        args.push('-netdev', `dgram,id=${d.id}-net,local.type=unix,local.path=${files.nicSocket(d.server)},remote.type=unix,remote.path=${files.socket(d.server)}`);
         args.push('-device', `virtio-net-pci,id=${d.id},netdev=${d.id}-net,mac=${nicMac(vm.name, d)},bus=${bus}`);
         break;
       }
