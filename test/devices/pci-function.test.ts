@@ -135,6 +135,9 @@ test('interrupts: MSI-X when enabled, else INTx gated by Command.INTx_Disable; f
   t.true((f.config.get16(Cfg.Status) & StatusBit.InterruptStatus) !== 0, 'status still shows the source');
   f.lower();
   f.setMsixEnabled(true);
+  t.is(f.fire(1), 'none', 'MSI-X is a memory write: not without Bus Master Enable');
+  t.deepEqual(p.msix, []);
+  f.configWrite(Cfg.Command, new Uint8Array([CommandBit.BusMaster, CommandBit.IntxDisable >> 8]));
   t.is(f.fire(1), 'msix');
   t.deepEqual(p.msix, [1]);
   f.configWrite(f.caps.msix! + MsixCap.Control + 1, new Uint8Array([0xc0])); // enable + function mask

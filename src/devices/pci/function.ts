@@ -184,6 +184,17 @@ export class PciFunction {
     this.updateIntx();
   }
 
+  /**
+   * MSI-X table entry of `vector` as software programmed it (for transports
+   * that deliver MSI-X as a memory write, e.g. the DI); undefined out of range.
+   */
+  msixEntry(vector: number): { address: bigint; data: number; masked: boolean } | undefined {
+    if (!this.msixDef || !Number.isInteger(vector) || vector < 0 || vector >= this.msixDef.vectors) return undefined;
+    const v = new DataView(this.msixTable.buffer, this.msixTable.byteOffset + vector * MSIX_ENTRY, MSIX_ENTRY);
+    const address = (BigInt(v.getUint32(4, true)) << 32n) | BigInt(v.getUint32(0, true));
+    return { address, data: v.getUint32(8, true), masked: (v.getUint32(12, true) & 1) !== 0 };
+  }
+
   get busMasterEnabled(): boolean {
     return (this.config.get16(Cfg.Command) & CommandBit.BusMaster) !== 0;
   }
@@ -215,12 +226,15 @@ export class PciFunction {
   }
 
   /**
-   * Signal an interrupt for `vector`: MSI-X when enabled, else INTx is
-   * asserted (level; the device deasserts it with setIntx(false)).
+   * Signal an interrupt for `vector`: MSI-X when enabled (and Bus Master Enable
+   * set), else INTx is asserted (level; the device deasserts it with setIntx(false)).
    * Returns how it was signalled.
    */
   protected interrupt(vector: number): 'msix' | 'intx' | 'none' {
     if (this.msixEnabled && this.msixDef && vector < this.msixDef.vectors) {
+      // An MSI-X message is a memory write: without Bus Master Enable the function may
+      // not send it (QEMU drops it too; seen in the guest test before `setpci COMMAND`).
+      if (!this.busMasterEnabled) return 'none';
       if (this.config.get16(this.caps.msix! + MsixCap.Control) & MsixControl.FunctionMask) {
         setBit(this.msixPba, vector, true);
         return 'none';

@@ -1,0 +1,112 @@
+// The vfio-user server against real QEMU 11 and a real Linux guest: one `lab up` of
+// lab/topologies/testdev.yaml (two test devices served by one process, td0 on a root port,
+// td1 in a PCIe switch slot). The in-guest side is guest/testdev-check.pl, a userspace
+// driver written for the guest's module-less perl (its header explains why not vfio-pci).
+import test from 'ava';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { TESTDEV_ID_VALUE, TestReg } from '../../src/devices/testdev/testdev.ts';
+import { PciRegion } from '../../src/vfio-user/protocol.ts';
+import { TestLab } from '../support/lab-harness.ts';
+import { VfioUserClient } from './client.ts';
+
+const lab = new TestLab('vfio');
+const checkScript = readFileSync(new URL('guest/testdev-check.pl', import.meta.url), 'utf8');
+const serverLog = () => readFileSync(join(lab.stateDir, 'testdev.log'), 'utf8');
+
+test.before(async () => {
+  const up = await lab.run(['up', 'testdev']);
+  if (up.code !== 0) throw new Error(`lab up testdev failed:\n${up.stdout}\n${up.stderr}`);
+});
+test.after.always(() => lab.dispose());
+
+async function guest(command: string): Promise<string> {
+  const r = await lab.exec('guest', command, 120);
+  if (r.code !== 0) throw new Error(`guest: ${command.split('\n')[0]}: exit ${r.code}\n${r.stdout}\n${r.stderr}`);
+  return r.stdout;
+}
+
+/** Test devices as the guest enumerates them: full BDF → sysfs path (to tell root port from switch slot). */
+async function testDevices(): Promise<Map<string, string>> {
+  const out = await guest('for d in $(lspci -D -n -d 1234:0e0e | cut -d" " -f1); do echo "$d $(readlink -f /sys/bus/pci/devices/$d)"; done');
+  return new Map(out.trim().split('\n').filter(Boolean).map((l) => l.split(' ') as [string, string]));
+}
+
+test.serial('lspci -vv: IDs, class, 64-bit 16K BAR0, PCIe endpoint, MSI-X with 4 vectors, on a root port and in a switch slot', async (t) => {
+  const devs = await testDevices();
+  t.is(devs.size, 2, [...devs.keys()].join(', '));
+  const paths = [...devs.values()];
+  // td0 sits right below a root port, td1 below the switch's upstream and downstream ports.
+  t.true(paths.some((p) => /pci0000:00\/[^/]+\/[^/]+$/.test(p)), paths.join('\n'));
+  t.true(paths.some((p) => /pci0000:00\/[^/]+\/[^/]+\/[^/]+\/[^/]+$/.test(p)), paths.join('\n'));
+  for (const bdf of devs.keys()) {
+    const vv = await guest(`lspci -vv -nn -s ${bdf}`);
+    t.regex(vv, /System peripheral \[0880\]: Device \[1234:0e0e\] \(rev 01\)/, bdf);
+    t.regex(vv, /Region 0: Memory at [0-9a-f]+ \(64-bit, non-prefetchable\) \[size=16K\]/, bdf);
+    t.regex(vv, /Express \(v2\) Endpoint/, bdf);
+    t.regex(vv, /MSI-X: Enable- Count=4 Masked-\n\s+Vector table: BAR=0 offset=00002000\n\s+PBA: BAR=0 offset=00003000/, bdf);
+    t.regex(vv, /Interrupt: pin A/, bdf);
+  }
+});
+
+test.serial('guest driver script: BAR registers via resource0 and devmem, DMA copy between guest pages, MSI-X counted in /proc/interrupts', async (t) => {
+  const devs = await testDevices();
+  t.is(devs.size, 2);
+  for (const bdf of devs.keys()) {
+    const out = await guest(`cat > /tmp/testdev-check.pl <<'PERL_EOF'\n${checkScript}\nPERL_EOF\nperl /tmp/testdev-check.pl ${bdf}`);
+    const r = Object.fromEntries(out.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+    t.log(`${bdf}: ${r.msi_borrowed}; DMA ${r.dma_buffers}`);
+    t.is(r.id_mmap, '0x7e570e0e', `${bdf}: ID read through the resource0 mapping`);
+    t.is(r.id_devmem, '0x7e570e0e', `${bdf}: ID read through devmem`);
+    t.is(r.scratch_mmap, r.scratch_written, `${bdf}: scratch round trip`);
+    t.is(r.scratch_devmem, r.scratch_written);
+    t.is(r.msix_control, '8003', `${bdf}: MSI-X enabled, 4 vectors`);
+    t.is(r.dma_no_busmaster_status, '0x00000004', `${bdf}: ERROR without Bus Master Enable`);
+    t.is(r.dma_no_busmaster_dst_untouched, '1');
+    t.is(r.irqs_without_busmaster, '0', `${bdf}: no MSI without Bus Master Enable`);
+    t.is(r.dma_status, '0x00000002', `${bdf}: DONE`);
+    t.is(r.dma_copied, '1', `${bdf}: destination page holds the source pattern`);
+    t.is(r.dma_buffers_stayed, '1', `${bdf}: buffers did not move during the copy`);
+    t.is(r.dma_count, '1');
+    t.is(r.dma_unmapped_status, '0x00000004', `${bdf}: ERROR for an address outside guest RAM`);
+    t.is(r.irqs_with_busmaster, '5', `${bdf}: 2 copy completions + 3 software interrupts`);
+  }
+});
+
+// QEMU 11.1.3 aborts on device_del of any vfio-user-pci device with MSI-X:
+// vfio_user_instance_finalize() removes its PBA overlay from a BAR region that
+// object finalization has already torn down ("memory_region_del_subregion: Assertion
+// `subregion->container == mr' failed"); the same device without MSI-X unplugs fine.
+// Marked failing so that a fixed QEMU shows up here as "passed unexpectedly".
+test.serial.failing('device_del of an MSI-X vfio-user device: the guest loses it and QEMU keeps running (QEMU 11.1.3 bug)', async (t) => {
+  const del = await lab.run(['qmp', 'guest', 'device_del', JSON.stringify({ id: 'td0' })]);
+  t.is(del.code, 0, del.stdout + del.stderr);
+  await until(() => /vfio-user td0: client disconnected/.test(serverLog()), 'td0 disconnect after device_del');
+  t.is((await testDevices()).size, 1);
+});
+
+test.serial('after its QEMU client left, the server keeps listening and serves a new client on the same socket', async (t) => {
+  await until(() => /vfio-user td0: client disconnected/.test(serverLog()), 'td0 disconnect');
+  const c = new VfioUserClient(join(lab.stateDir, 'sockets', 'testdev', 'td0.sock'));
+  try {
+    await c.version();
+    t.is((await c.deviceInfo()).numRegions, PciRegion.Count);
+    t.is(await c.read32(PciRegion.Bar0, TestReg.Id), TESTDEV_ID_VALUE);
+  } finally {
+    c.close();
+  }
+  t.is(serverLog().match(/vfio-user td0: client connected/g)?.length, 2);
+});
+
+test.serial('the server logged no warnings or errors against real QEMU', (t) => {
+  const bad = serverLog().split('\n').filter((l) => / (warn|error) /.test(l));
+  t.deepEqual(bad, []);
+});
+
+async function until(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
