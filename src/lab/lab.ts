@@ -43,8 +43,12 @@ function startProcess(p: ProcessSpec, topo: Topology, wantedSockets: string[]): 
   const socketDir = join(stateRoot, 'sockets', p.name);
   mkdirSync(socketDir, { recursive: true });
   const log = join(stateRoot, `${p.name}.log`);
-  const argv = [process.execPath, '--import', 'tsx', join(repoRoot, p.run), ...p.args];
-  const rec = startDetached(argv, log, p.pin, { ...process.env, LAB_SOCKET_DIR: socketDir, LAB_TOPOLOGY: topo.name });
+  const env = { ...process.env, LAB_SOCKET_DIR: socketDir, LAB_TOPOLOGY: topo.name, LAB_DATA: dataRoot, LAB_STATE: stateRoot };
+  // Arguments may name the lab's directories: ${LAB_SOCKET_DIR}, ${LAB_DATA}, ${LAB_STATE}.
+  const vars: Record<string, string> = { LAB_SOCKET_DIR: socketDir, LAB_DATA: dataRoot, LAB_STATE: stateRoot };
+  const args = p.args.map((a) => a.replace(/\$\{(LAB_[A-Z_]+)\}/g, (m, v: string) => vars[v] ?? m));
+  const argv = [process.execPath, '--import', 'tsx', join(repoRoot, p.run), ...args];
+  const rec = startDetached(argv, log, p.pin, env);
   const state: ProcessState = { name: p.name, ...rec, log, socketDir, pin: p.pin };
   return waitFor(
     `process ${p.name}`,
