@@ -1,0 +1,346 @@
+/**
+ * The Device Interface: hosts PciFunctions behind PCIeOE and serves them to
+ * host domains, one channel (HI↔DI association) per host.
+ *
+ * Translation, per function: each function is assigned to one channel and a
+ * host-side BDF, the id its host addresses it by.
+ *   - Config requests: the completer id picks the function *among those of
+ *     the arriving channel*; anything else gets UR and is counted — a host can
+ *     never reach another host's function, whatever ids it forges.
+ *   - Memory requests: decoded against the BARs (as programmed by that host)
+ *     of the channel's functions only; no match → UR (reads) / drop and count
+ *     (writes).
+ *   - Device DMA and MSI-X go out on the function's channel with the host-side
+ *     BDF as requester id (what the host's IOMMU would check) and tags from the
+ *     channel's allocator. There is no internal DI bus in this model, so the
+ *     "DI-local id → host id" translation collapses to using the host id
+ *     directly; completions come back on the same channel and are matched by
+ *     tag and requester id.
+ *
+ * Ordering: requests of one channel are handled strictly in arrival order
+ * even when a function answers asynchronously (a later MRd must not pass an
+ * earlier MWr); completions bypass that queue, since a function may be waiting
+ * for its DMA reads while a BAR write is being handled.
+ */
+
+import { leadingDisabled, requestByteCount } from '../fabric/byte-enables.ts';
+import type { Clock } from '../fabric/clock.ts';
+import { completionFor, completionsForRead, errorCompletionFor, urCompletionFor } from '../fabric/tlp-completion.ts';
+import {
+  CplStatus,
+  type ConfigTlp,
+  type MemReadTlp,
+  type MemWriteTlp,
+  type Tlp,
+  TlpType,
+  formatBdf,
+  isConfigRequest,
+  isNonPosted,
+} from '../fabric/tlp.ts';
+import { Cfg, CommandBit } from '../devices/pci/config-space.ts';
+import type { FunctionPorts, PciFunction } from '../devices/pci/function.ts';
+import { FabricRequestError, TlpEndpoint, enabledRuns } from '../hi-device/tlp-endpoint.ts';
+
+export type Logger = (level: 'info' | 'warn' | 'error', message: string) => void;
+
+export interface DiOptions {
+  clock: Clock;
+  log?: Logger;
+  /** Completion timeout for the functions' DMA reads, ms. Default 1000. */
+  completionTimeoutMs?: number;
+  /** Default 4096. */
+  maxReadRequest?: number;
+  /** Default 4096. */
+  maxPayload?: number;
+}
+
+export interface DiStats {
+  /** Config requests for a function not assigned to the arriving channel (UR). */
+  rejectedConfig: number;
+  /** Memory reads that hit no BAR of the channel's functions (UR). */
+  unclaimedReads: number;
+  /** Memory writes that hit no BAR of the channel's functions (dropped). */
+  unclaimedWrites: number;
+  /** Type 1 config, messages, I/O: not for an endpoint. */
+  unsupported: number;
+  /** A function threw on an access (non-posted requests got CA). */
+  functionErrors: number;
+  /** MSI-X signals dropped: vector masked or not programmed. */
+  msixDropped: number;
+  msixSent: number;
+  /** Frames from a channel the DI has no function for. */
+  rxUnknownChannel: number;
+}
+
+interface Hosted {
+  name: string;
+  fn: PciFunction;
+  assignment?: { channel: number; hostBdf: number };
+}
+
+/** Completer for guest-memory reads: the Read Completion Boundary of a root complex. */
+const RCB = 64;
+
+class ChannelState {
+  readonly endpoint: TlpEndpoint;
+  private readonly queue: Tlp[] = [];
+  private busy = false;
+
+  constructor(
+    readonly id: number,
+    send: (tlp: Uint8Array) => void,
+    private readonly handle: (ch: ChannelState, tlp: Tlp) => void | Promise<void>,
+    clock: Clock,
+    timeoutMs: number,
+    log: Logger,
+  ) {
+    this.endpoint = new TlpEndpoint({
+      send,
+      clock,
+      completionTimeoutMs: timeoutMs,
+      onRequest: (tlp) => this.enqueue(tlp),
+      log: (m) => log('warn', `channel ${id}: ${m}`),
+    });
+  }
+
+  private enqueue(tlp: Tlp): void {
+    this.queue.push(tlp);
+    if (!this.busy) this.drain();
+  }
+
+  private drain(): void {
+    while (this.queue.length > 0) {
+      const r = this.handle(this, this.queue.shift()!);
+      if (r instanceof Promise) {
+        this.busy = true;
+        void r.finally(() => {
+          this.busy = false;
+          this.drain();
+        });
+        return;
+      }
+    }
+  }
+}
+
+export class DeviceInterface {
+  readonly stats: DiStats = {
+    rejectedConfig: 0, unclaimedReads: 0, unclaimedWrites: 0, unsupported: 0, functionErrors: 0, msixDropped: 0, msixSent: 0, rxUnknownChannel: 0,
+  };
+  private readonly functions = new Map<string, Hosted>();
+  private readonly channels = new Map<number, ChannelState>();
+  private readonly log: Logger;
+  private readonly timeoutMs: number;
+  private readonly mrrs: number;
+  private readonly mps: number;
+
+  constructor(private readonly o: DiOptions) {
+    this.log = o.log ?? (() => {});
+    this.timeoutMs = o.completionTimeoutMs ?? 1000;
+    this.mrrs = o.maxReadRequest ?? 4096;
+    this.mps = o.maxPayload ?? 4096;
+  }
+
+  addFunction(name: string, fn: PciFunction): void {
+    if (this.functions.has(name)) throw new Error(`function ${name} exists already`);
+    this.functions.set(name, { name, fn });
+  }
+
+  function(name: string): PciFunction | undefined {
+    return this.functions.get(name)?.fn;
+  }
+
+  /** The channel to a host: `send` takes encoded TLPs; feed what arrives to receive(). */
+  addChannel(id: number, send: (tlp: Uint8Array) => void): void {
+    if (this.channels.has(id)) throw new Error(`channel ${id} exists already`);
+    this.channels.set(id, new ChannelState(id, send, (ch, tlp) => this.onRequest(ch, tlp), this.o.clock, this.timeoutMs, this.log));
+  }
+
+  /** A TLP delivered (in order) by channel `id`. */
+  receive(id: number, payload: Uint8Array): void {
+    const ch = this.channels.get(id);
+    if (!ch) {
+      this.stats.rxUnknownChannel++;
+      return;
+    }
+    ch.endpoint.receive(payload);
+  }
+
+  channelStats(id: number) {
+    return this.channels.get(id)?.endpoint.stats;
+  }
+
+  /** Give function `name` to the host on `channel`, which will address it as `hostBdf`. */
+  assign(name: string, channel: number, hostBdf: number): void {
+    const h = this.functions.get(name);
+    if (!h) throw new Error(`no function ${name}`);
+    const ch = this.channels.get(channel);
+    if (!ch) throw new Error(`no channel ${channel}`);
+    for (const other of this.functions.values()) {
+      if (other !== h && other.assignment?.channel === channel && other.assignment.hostBdf === hostBdf) {
+        throw new Error(`${formatBdf(hostBdf)} on channel ${channel} is ${other.name} already`);
+      }
+    }
+    // A function changing hands starts clean: nothing of the old host's state may leak.
+    h.fn.reset();
+    h.assignment = { channel, hostBdf };
+    h.fn.attach(this.portsFor(h, ch, hostBdf));
+    this.log('info', `${h.name} → channel ${channel} as ${formatBdf(hostBdf)}`);
+  }
+
+  unassign(name: string): void {
+    const h = this.functions.get(name);
+    if (!h?.assignment) return;
+    h.fn.attach(undefined);
+    h.fn.reset();
+    h.assignment = undefined;
+  }
+
+  close(): void {
+    for (const ch of this.channels.values()) ch.endpoint.close();
+    for (const h of this.functions.values()) h.fn.attach(undefined);
+  }
+
+  // ---- host → function -----------------------------------------------------
+
+  private onRequest(ch: ChannelState, tlp: Tlp): void | Promise<void> {
+    try {
+      if (tlp.type === TlpType.CfgRd0 || tlp.type === TlpType.CfgWr0) return this.config(ch, tlp);
+      if (tlp.type === TlpType.MRd32 || tlp.type === TlpType.MRd64) return this.memRead(ch, tlp);
+      if (tlp.type === TlpType.MWr32 || tlp.type === TlpType.MWr64) return this.memWrite(ch, tlp);
+      // Type 1 config (we are no bridge) and messages: nothing here handles them.
+      this.stats.unsupported++;
+      if (isNonPosted(tlp)) ch.endpoint.post(urCompletionFor(tlp, 0));
+    } catch (err) {
+      this.functionError(ch, tlp, err);
+    }
+  }
+
+  private functionError(ch: ChannelState, tlp: Tlp, err: unknown): void {
+    this.stats.functionErrors++;
+    this.log('error', `channel ${ch.id}: function error on TLP type 0x${tlp.type.toString(16)}: ${(err as Error)?.stack ?? String(err)}`);
+    if (isNonPosted(tlp)) ch.endpoint.post(errorCompletionFor(tlp, isConfigRequest(tlp) ? tlp.completerId : 0, CplStatus.CA));
+  }
+
+  private assignedTo(ch: ChannelState): Hosted[] {
+    const out: Hosted[] = [];
+    for (const h of this.functions.values()) if (h.assignment?.channel === ch.id) out.push(h);
+    return out;
+  }
+
+  private config(ch: ChannelState, tlp: ConfigTlp): void {
+    const h = this.assignedTo(ch).find((x) => x.assignment!.hostBdf === tlp.completerId);
+    if (!h) {
+      this.stats.rejectedConfig++;
+      this.log('warn', `channel ${ch.id}: config ${tlp.type === TlpType.CfgRd0 ? 'read' : 'write'} for ${formatBdf(tlp.completerId)}, not assigned to this channel: UR`);
+      ch.endpoint.post(urCompletionFor(tlp, tlp.completerId));
+      return;
+    }
+    const offset = tlp.register * 4;
+    const inside = offset + 4 <= h.fn.config.size;
+    if (tlp.type === TlpType.CfgRd0 || tlp.type === TlpType.CfgRd1) {
+      // Beyond a conventional function's 256 bytes reads as zero (no extended capabilities).
+      ch.endpoint.post(completionFor(tlp, tlp.completerId, inside ? h.fn.configRead(offset, 4) : new Uint8Array(4)));
+      return;
+    }
+    const data = tlp.type === TlpType.CfgWr0 || tlp.type === TlpType.CfgWr1 ? tlp.data : undefined;
+    if (inside && data) for (const [start, len] of enabledRuns(tlp.firstBe, 0, 1)) h.fn.configWrite(offset + start, data.subarray(start, start + len));
+    ch.endpoint.post(completionFor(tlp, tlp.completerId));
+  }
+
+  /** The function BAR claiming [address, address+length) among the channel's functions. */
+  private claim(ch: ChannelState, address: bigint, length: number): { h: Hosted; bar: number; offset: number } | undefined {
+    for (const h of this.assignedTo(ch)) {
+      const cs = h.fn.config;
+      if (!(cs.get16(Cfg.Command) & CommandBit.Memory)) continue;
+      for (let i = 0; i < h.fn.bars.length; i++) {
+        const b = h.fn.bars[i];
+        if (!b || b.kind === 'io') continue;
+        let base = BigInt(cs.get32(Cfg.Bar0 + 4 * i) & 0xfffffff0);
+        if (b.kind === 'mem64') base |= BigInt(cs.get32(Cfg.Bar0 + 4 * i + 4)) << 32n;
+        // An unprogrammed BAR decodes nothing.
+        if (base === 0n) continue;
+        if (address >= base && address + BigInt(length) <= base + BigInt(b.size)) return { h, bar: i, offset: Number(address - base) };
+      }
+    }
+    return undefined;
+  }
+
+  private memRead(ch: ChannelState, tlp: MemReadTlp): void | Promise<void> {
+    const span = tlp.length * 4;
+    const hit = this.claim(ch, tlp.address, span);
+    if (!hit) {
+      this.stats.unclaimedReads++;
+      ch.endpoint.post(urCompletionFor(tlp, 0));
+      return;
+    }
+    const completer = hit.h.assignment!.hostBdf;
+    const reply = (bytes: Uint8Array | undefined) => {
+      const data = new Uint8Array(span);
+      if (bytes) data.set(bytes, leadingDisabled(tlp.firstBe));
+      for (const c of completionsForRead(tlp, completer, data, { rcb: RCB, maxPayload: this.mps })) ch.endpoint.post(c);
+    };
+    // A zero-length read (no byte enabled) only orders: it must not touch a register.
+    if (tlp.firstBe === 0 && tlp.length === 1) return reply(undefined);
+    const first = leadingDisabled(tlp.firstBe);
+    const r = hit.h.fn.barRead(hit.bar, hit.offset + first, requestByteCount(tlp.length, tlp.firstBe, tlp.lastBe));
+    if (!(r instanceof Promise)) return reply(r);
+    return r.then(reply, (err) => this.functionError(ch, tlp, err));
+  }
+
+  private memWrite(ch: ChannelState, tlp: MemWriteTlp): void | Promise<void> {
+    const hit = this.claim(ch, tlp.address, tlp.data.length);
+    if (!hit) {
+      this.stats.unclaimedWrites++;
+      return;
+    }
+    const runs = enabledRuns(tlp.firstBe, tlp.lastBe, tlp.data.length / 4);
+    const write = (i: number): void | Promise<void> => {
+      for (; i < runs.length; i++) {
+        const [start, len] = runs[i]!;
+        const r = hit.h.fn.barWrite(hit.bar, hit.offset + start, tlp.data.subarray(start, start + len));
+        if (r instanceof Promise) return r.then(() => write(i + 1), (err) => this.functionError(ch, tlp, err));
+      }
+    };
+    return write(0);
+  }
+
+  // ---- function → host -----------------------------------------------------
+
+  private portsFor(h: Hosted, ch: ChannelState, hostBdf: number): FunctionPorts {
+    const ep = ch.endpoint;
+    return {
+      dma: {
+        dmaRead: async (addr, length) => {
+          try {
+            return await ep.readMemory(BigInt(addr), length, hostBdf, this.mrrs);
+          } catch (err) {
+            if (err instanceof FabricRequestError) this.log('warn', `${h.name}: DMA ${err.message}`);
+            throw err;
+          }
+        },
+        dmaWrite: async (addr, data) => {
+          ep.writeMemory(BigInt(addr), data, hostBdf, this.mps);
+        },
+      },
+      irq: {
+        msix: (vector) => {
+          const e = h.fn.msixEntry(vector);
+          if (!e || e.masked || e.address === 0n) {
+            // TODO: a masked vector should set its PBA bit and fire on unmask; the HI never masks.
+            this.stats.msixDropped++;
+            return;
+          }
+          const data = new Uint8Array(4);
+          new DataView(data.buffer).setUint32(0, e.data, true);
+          ep.writeMemory(e.address, data, hostBdf, this.mps);
+          this.stats.msixSent++;
+        },
+        intx: (asserted) => {
+          // INTx would be Assert/Deassert_INTx messages; the HI serves MSI-X only.
+          if (asserted) this.log('warn', `${h.name}: INTx asserted, not forwarded (MSI-X only over PCIeOE)`);
+        },
+      },
+    };
+  }
+}

@@ -1,0 +1,105 @@
+/**
+ * A PCIeOE node's attachment to the fabric: N links (stations on switch
+ * ports) shared by any number of link-layer Channels, one per HI↔DI
+ * association. Incoming frames are sorted to their Channel by the channel id
+ * in the PCIeOE header (the Channel itself checks MACs, VLAN and CRC).
+ *
+ * The transport is pluggable: a link is a `Station` (port.ts) — the
+ * in-process switch port in tests, or a unix datagram socket to the switch
+ * process via `stationOf(new UnixDgramPort(...))`.
+ *
+ * Fabric-level like tlp-endpoint.ts, and shared with the DI for the same
+ * reason (see there).
+ */
+
+import type { Clock } from '../fabric/clock.ts';
+import { TAGGED_L2_BYTES, TPID_8021Q, UNTAGGED_L2_BYTES, type VlanTag } from '../fabric/frame.ts';
+import { Channel, type ChannelOptions } from '../fabric/link.ts';
+import type { Mac } from '../fabric/mac.ts';
+import type { PortTransport, Station } from '../fabric/port.ts';
+
+/** A station over any PortTransport whose far end is a switch port (e.g. UnixDgramPort). */
+export function stationOf(port: PortTransport): Station & { close(): void } {
+  const station = {
+    onFrame: null as ((frame: Buffer) => void) | null,
+    send: (frame: Buffer) => port.transmit(frame),
+    close: () => port.close(),
+  };
+  port.attach((frame) => station.onFrame?.(frame));
+  return station;
+}
+
+/** The channel id of a PCIeOE frame, or undefined if it is too short to carry one. */
+export function peekChannel(frame: Uint8Array): number | undefined {
+  if (frame.length < UNTAGGED_L2_BYTES + 4) return undefined;
+  const tagged = ((frame[12]! << 8) | frame[13]!) === TPID_8021Q;
+  const hdr = tagged ? TAGGED_L2_BYTES : UNTAGGED_L2_BYTES;
+  if (frame.length < hdr + 4) return undefined;
+  return (frame[hdr + 2]! << 8) | frame[hdr + 3]!;
+}
+
+export interface NodeLink {
+  station: Station;
+  /** This node's MAC on the link. */
+  mac: Mac;
+}
+
+export type ChannelTuning = Partial<Omit<ChannelOptions, 'channel' | 'links' | 'send' | 'deliver' | 'clock'>>;
+
+export class FabricNode {
+  private readonly channels = new Map<number, Channel>();
+  /** Frames for a channel this node does not have (counted, dropped). */
+  rxUnknownChannel = 0;
+
+  constructor(
+    readonly links: readonly NodeLink[],
+    private readonly clock: Clock,
+    private readonly vlan: VlanTag | null,
+    private readonly tuning: ChannelTuning = {},
+  ) {
+    if (links.length === 0) throw new RangeError('a fabric node needs at least one link');
+    links.forEach((l, i) => {
+      l.station.onFrame = (frame) => this.ingress(i, frame);
+    });
+  }
+
+  /**
+   * A channel to a peer whose link i has MAC peerMacs[i]; link i of this node
+   * pairs with link i of the peer (as many pairs as both have links).
+   */
+  addChannel(id: number, peerMacs: readonly Mac[], deliver: (payload: Uint8Array) => void, extra: ChannelTuning = {}): Channel {
+    if (this.channels.has(id)) throw new Error(`channel ${id} exists already`);
+    const n = Math.min(this.links.length, peerMacs.length);
+    if (n === 0) throw new RangeError(`channel ${id}: no peer MAC`);
+    const ch = new Channel({
+      ...this.tuning,
+      ...extra,
+      channel: id,
+      links: Array.from({ length: n }, (_, i) => ({ localMac: this.links[i]!.mac, peerMac: peerMacs[i]!, vlan: this.vlan })),
+      send: (link, frame) => this.links[link]!.station.send(frame),
+      deliver,
+      clock: this.clock,
+    });
+    this.channels.set(id, ch);
+    return ch;
+  }
+
+  channel(id: number): Channel | undefined {
+    return this.channels.get(id);
+  }
+
+  close(): void {
+    for (const ch of this.channels.values()) ch.close();
+    this.channels.clear();
+  }
+
+  private ingress(link: number, frame: Buffer): void {
+    const id = peekChannel(frame);
+    const ch = id === undefined ? undefined : this.channels.get(id);
+    if (!ch || link >= ch.linkStates.length) {
+      this.rxUnknownChannel++;
+      return;
+    }
+    ch.receive(link, frame);
+  }
+}

@@ -1,0 +1,145 @@
+/**
+ * The Host Interface: the host side of PCIeOE for one VM. It owns one
+ * channel per DI it talks to and one RemoteFunction (EEP) per remote function
+ * the VM uses; `serve()` puts an EEP on a vfio-user socket for QEMU.
+ *
+ * Requests arriving from the fabric are the functions' bus-master traffic:
+ *   - an MWr into an EEP's MSI window → that vector's eventfd;
+ *   - other MRd/MWr → guest memory of the EEP whose remote BDF is the
+ *     requester id (the HI's IOMMU, in effect: a function reaches only its own
+ *     guest's memory, and only what QEMU mapped);
+ *   - anything else (config requests, messages, unknown requesters) is
+ *     counted; non-posted ones get UR.
+ *
+ * Each channel's address space is the HI's: BARs of the channel's functions
+ * get addresses from its AddressWindow, MSI windows sit at 0xFEE0_0000 (the
+ * x86 interrupt range, never guest RAM, so never a DMA target).
+ */
+
+import type { Clock } from '../fabric/clock.ts';
+import { urCompletionFor } from '../fabric/tlp-completion.ts';
+import { type Tlp, TlpType, formatBdf, isNonPosted } from '../fabric/tlp.ts';
+import { VfioUserServer } from '../vfio-user/server.ts';
+import type { Logger } from '../vfio-user/server.ts';
+import { AddressWindow, RemoteFunction } from './remote-function.ts';
+import { TlpEndpoint, enabledRuns } from './tlp-endpoint.ts';
+
+export interface HiOptions {
+  clock: Clock;
+  log?: Logger;
+  /** The HI's requester/completer id (a root complex: 00:00.0). */
+  hiId?: number;
+  /** Completion timeout for config and BAR reads, ms (must stay well under QEMU's 5 s). Default 500. */
+  completionTimeoutMs?: number;
+}
+
+export interface HiStats {
+  /** Bus-master requests from a requester id no EEP on the channel has. */
+  unknownRequester: number;
+  /** Requests a host does not take from a device (config, messages). */
+  unsupported: number;
+  rxUnknownChannel: number;
+}
+
+const MSI_BASE = 0xfee0_0000n;
+/** Up to 2048 vectors of 4 bytes each. */
+const MSI_STRIDE = 0x2000n;
+const MSI_LIMIT = 0xfef0_0000n;
+
+interface ChannelState {
+  endpoint: TlpEndpoint;
+  window: AddressWindow;
+  eeps: RemoteFunction[];
+}
+
+export class HostInterface {
+  readonly stats: HiStats = { unknownRequester: 0, unsupported: 0, rxUnknownChannel: 0 };
+  private readonly channels = new Map<number, ChannelState>();
+  private readonly log: Logger;
+  private readonly hiId: number;
+  private nextMsi = MSI_BASE;
+
+  constructor(private readonly o: HiOptions) {
+    this.log = o.log ?? (() => {});
+    this.hiId = o.hiId ?? 0;
+  }
+
+  /** The channel to one DI: `send` takes encoded TLPs; feed what arrives to receive(). */
+  addChannel(id: number, send: (tlp: Uint8Array) => void): void {
+    if (this.channels.has(id)) throw new Error(`channel ${id} exists already`);
+    const state: ChannelState = {
+      endpoint: new TlpEndpoint({
+        send,
+        clock: this.o.clock,
+        completionTimeoutMs: this.o.completionTimeoutMs ?? 500,
+        onRequest: (tlp) => this.onRequest(state, tlp),
+        log: (m) => this.log('warn', `channel ${id}: ${m}`),
+      }),
+      // 32-bit BARs in 3-3.75 GiB, 64-bit ones from 512 GiB: the channel's own space at the DI.
+      window: new AddressWindow({ base32: 0xc000_0000n, limit32: 0xf000_0000n, base64: 0x80_0000_0000n, limit64: 0x100_0000_0000n }),
+      eeps: [],
+    };
+    this.channels.set(id, state);
+  }
+
+  receive(id: number, payload: Uint8Array): void {
+    const ch = this.channels.get(id);
+    if (!ch) {
+      this.stats.rxUnknownChannel++;
+      return;
+    }
+    ch.endpoint.receive(payload);
+  }
+
+  endpoint(id: number): TlpEndpoint | undefined {
+    return this.channels.get(id)?.endpoint;
+  }
+
+  /** Enumerate the function at `remoteBdf` behind `channel` and make it an EEP. */
+  async addEep(name: string, channel: number, remoteBdf: number): Promise<RemoteFunction> {
+    const ch = this.channels.get(channel);
+    if (!ch) throw new Error(`no channel ${channel}`);
+    if (ch.eeps.some((e) => e.remoteBdf === remoteBdf)) throw new Error(`${formatBdf(remoteBdf)} on channel ${channel} is an EEP already`);
+    if (this.nextMsi + MSI_STRIDE > MSI_LIMIT) throw new Error('MSI window exhausted');
+    const msiBase = this.nextMsi;
+    this.nextMsi += MSI_STRIDE;
+    const eep = await RemoteFunction.enumerate({ name, endpoint: ch.endpoint, hiId: this.hiId, remoteBdf, window: ch.window, msiBase, log: this.log });
+    ch.eeps.push(eep);
+    return eep;
+  }
+
+  /** Serve an EEP to QEMU on a vfio-user socket. */
+  serve(eep: RemoteFunction, path: string): VfioUserServer {
+    return new VfioUserServer({ path, device: eep, name: eep.name, log: this.log }).listen();
+  }
+
+  close(): void {
+    for (const ch of this.channels.values()) ch.endpoint.close();
+  }
+
+  private onRequest(ch: ChannelState, tlp: Tlp): void {
+    if (tlp.type === TlpType.MWr32 || tlp.type === TlpType.MWr64) {
+      for (const eep of ch.eeps) {
+        const v = eep.msiVector(tlp.address);
+        if (v !== undefined) return eep.deliverMsi(v, tlp);
+      }
+      const eep = ch.eeps.find((e) => e.remoteBdf === tlp.requesterId);
+      if (!eep) {
+        this.stats.unknownRequester++;
+        return;
+      }
+      return eep.dmaWrite(tlp, enabledRuns(tlp.firstBe, tlp.lastBe, tlp.data.length / 4));
+    }
+    if (tlp.type === TlpType.MRd32 || tlp.type === TlpType.MRd64) {
+      const eep = ch.eeps.find((e) => e.remoteBdf === tlp.requesterId);
+      if (!eep || ch.eeps.some((e) => e.msiVector(tlp.address) !== undefined)) {
+        this.stats.unknownRequester++;
+        ch.endpoint.post(urCompletionFor(tlp, this.hiId));
+        return;
+      }
+      return eep.dmaRead(tlp, (c) => ch.endpoint.post(c));
+    }
+    this.stats.unsupported++;
+    if (isNonPosted(tlp)) ch.endpoint.post(urCompletionFor(tlp, this.hiId));
+  }
+}

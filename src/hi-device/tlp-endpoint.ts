@@ -1,0 +1,267 @@
+/**
+ * One side of a PCIeOE channel at the transaction layer: sends TLPs into the
+ * link-layer Channel, hands the peer's requests to the owner, and is the
+ * requester for non-posted TLPs — tags, completion reassembly and completion
+ * timeout (PCIe Base Spec §2.3.2, §2.8).
+ *
+ * Both the HI (config and BAR reads to the DI) and the DI (device DMA reads
+ * to the HI) need exactly this, and it knows nothing of either: it imports
+ * only the fabric. It lives here because the fabric directory is another
+ * engineer's; the DI imports it from here. Move it to src/fabric/ when that
+ * is agreed — nothing in it is HI-specific.
+ *
+ * Tags are 8 bits (256 outstanding per endpoint; 10-bit tags need the
+ * requester/completer capability negotiated, which the lab does not model).
+ * A request that finds no free tag waits for one. A tag whose request timed
+ * out stays out of use for one more timeout, so a completion arriving late
+ * cannot be taken for the answer to a newer request.
+ */
+
+import { leadingDisabled, requestByteCount } from '../fabric/byte-enables.ts';
+import type { Clock, TimerHandle } from '../fabric/clock.ts';
+import { splitRead, splitWrite } from '../fabric/tlp-split.ts';
+import {
+  CplStatus,
+  type CompletionTlp,
+  type ConfigReadTlp,
+  type ConfigWriteTlp,
+  type MemReadTlp,
+  type Tlp,
+  TlpType,
+  decodeTlp,
+  encodeTlp,
+  isCompletion,
+} from '../fabric/tlp.ts';
+
+/** How a non-posted request ended. `data`: a read's enabled bytes (a config read: the whole DW). */
+export type Outcome =
+  | { status: 'ok'; data: Uint8Array }
+  | { status: 'ur' | 'ca' | 'crs' | 'timeout' | 'malformed' | 'closed'; detail?: string };
+
+export type NonPostedRequest = Omit<MemReadTlp, 'tag'> | Omit<ConfigReadTlp, 'tag'> | Omit<ConfigWriteTlp, 'tag'>;
+
+export interface TlpEndpointOptions {
+  /** An encoded TLP for the peer (into Channel.send). */
+  send(tlp: Uint8Array): void;
+  /** Requests and messages from the peer (completions are consumed here). */
+  onRequest(tlp: Tlp): void;
+  clock: Clock;
+  /** Completion timeout in ms. */
+  completionTimeoutMs: number;
+  log?: (message: string) => void;
+}
+
+export interface TlpEndpointStats {
+  txTlps: number;
+  rxTlps: number;
+  rxMalformed: number;
+  /** Completions for no outstanding request (late after a timeout, or forged). */
+  rxUnexpectedCompletions: number;
+  completionTimeouts: number;
+  /** Requests that had to wait for a free tag. */
+  tagWaits: number;
+}
+
+interface Pending {
+  requesterId: number;
+  /** Expected bytes in total (a memory read's byte count; 4 for a config read; 0 for a config write). */
+  total: number;
+  received: number;
+  /** Lower address (bits 6:0) of the next byte due. */
+  nextLower: number;
+  buf: Uint8Array;
+  timer: TimerHandle;
+  resolve(o: Outcome): void;
+}
+
+const TAGS = 256;
+
+export class FabricRequestError extends Error {
+  constructor(readonly outcome: Outcome, what: string) {
+    super(`${what}: ${outcome.status}${'detail' in outcome && outcome.detail ? ` (${outcome.detail})` : ''}`);
+    this.name = 'FabricRequestError';
+  }
+}
+
+export class TlpEndpoint {
+  readonly stats: TlpEndpointStats = { txTlps: 0, rxTlps: 0, rxMalformed: 0, rxUnexpectedCompletions: 0, completionTimeouts: 0, tagWaits: 0 };
+  private readonly pending = new Map<number, Pending>();
+  private readonly freeTags: number[] = Array.from({ length: TAGS }, (_, i) => TAGS - 1 - i);
+  private readonly tagWaiters: ((tag: number | undefined) => void)[] = [];
+  private closed = false;
+
+  constructor(private readonly o: TlpEndpointOptions) {}
+
+  get outstanding(): number {
+    return this.pending.size;
+  }
+
+  /** A posted TLP (MWr, Msg) or a completion. Dropped silently once closed. */
+  post(tlp: Tlp): void {
+    if (this.closed) return;
+    this.stats.txTlps++;
+    this.o.send(encodeTlp(tlp));
+  }
+
+  /**
+   * A non-posted request; resolves with its outcome, never rejects. With a
+   * free tag the TLP leaves synchronously, so it keeps its place among the
+   * posted TLPs sent around it; one that must wait for a tag may be passed by
+   * later posted writes, which PCIe ordering allows.
+   */
+  request(req: NonPostedRequest): Promise<Outcome> {
+    if (this.closed) return Promise.resolve({ status: 'closed' });
+    const tag = this.freeTags.pop();
+    if (tag !== undefined) return this.issue(req, tag);
+    this.stats.tagWaits++;
+    return new Promise<Outcome>((resolve) => {
+      this.tagWaiters.push((t) => resolve(t === undefined ? { status: 'closed' } : this.issue(req, t)));
+    });
+  }
+
+  private issue(req: NonPostedRequest, tag: number): Promise<Outcome> {
+    const tlp = { ...req, tag } as Tlp;
+    let total: number;
+    let nextLower = 0;
+    if (tlp.type === TlpType.MRd32 || tlp.type === TlpType.MRd64) {
+      total = requestByteCount(tlp.length, tlp.firstBe, tlp.lastBe);
+      nextLower = (Number(tlp.address & 0x7cn) | leadingDisabled(tlp.firstBe)) & 0x7f;
+    } else {
+      total = tlp.type === TlpType.CfgRd0 || tlp.type === TlpType.CfgRd1 ? 4 : 0;
+    }
+    return new Promise<Outcome>((resolve) => {
+      const timer = this.o.clock.setTimer(this.o.completionTimeoutMs, () => {
+        this.stats.completionTimeouts++;
+        this.pending.delete(tag);
+        // Quarantine the tag: a completion still on its way must find nothing.
+        this.o.clock.setTimer(this.o.completionTimeoutMs, () => this.giveTag(tag));
+        resolve({ status: 'timeout', detail: `no completion within ${this.o.completionTimeoutMs} ms` });
+      });
+      this.pending.set(tag, { requesterId: req.requesterId, total, received: 0, nextLower, buf: new Uint8Array(total), timer, resolve });
+      this.stats.txTlps++;
+      this.o.send(encodeTlp(tlp));
+    });
+  }
+
+  /**
+   * Read `length` bytes of the peer's memory: MRds cut at `maxReadRequest`,
+   * all outstanding at once. Rejects with FabricRequestError if any fails.
+   */
+  async readMemory(address: bigint, length: number, requesterId: number, maxReadRequest: number): Promise<Uint8Array> {
+    const reqs = splitRead(address, length, maxReadRequest, { requesterId }, () => 0);
+    const outcomes = await Promise.all(reqs.map(({ tag: _tag, ...r }) => this.request(r)));
+    const out = new Uint8Array(length);
+    let at = 0;
+    for (const o of outcomes) {
+      if (o.status !== 'ok') throw new FabricRequestError(o, `memory read of 0x${address.toString(16)}+${length}`);
+      out.set(o.data, at);
+      at += o.data.length;
+    }
+    return out;
+  }
+
+  /** Posted MWrs writing `data` at `address`, cut at `maxPayload`. */
+  writeMemory(address: bigint, data: Uint8Array, requesterId: number, maxPayload: number): void {
+    for (const tlp of splitWrite(address, data, maxPayload, { requesterId })) this.post(tlp);
+  }
+
+  /** An encoded TLP from the peer (a Channel's deliver). Never throws on bad input. */
+  receive(payload: Uint8Array): void {
+    if (this.closed) return;
+    const r = decodeTlp(payload);
+    if (!r.ok) {
+      this.stats.rxMalformed++;
+      this.o.log?.(`dropping malformed TLP: ${r.error}: ${r.detail}`);
+      return;
+    }
+    this.stats.rxTlps++;
+    if (isCompletion(r.value)) this.complete(r.value);
+    else this.o.onRequest(r.value);
+  }
+
+  /** Every outstanding request ends with 'closed'; later requests too. */
+  close(): void {
+    this.closed = true;
+    for (const [, p] of this.pending) {
+      this.o.clock.clearTimer(p.timer);
+      p.resolve({ status: 'closed' });
+    }
+    this.pending.clear();
+    for (const w of this.tagWaiters.splice(0)) w(undefined);
+  }
+
+  private complete(c: CompletionTlp): void {
+    const p = this.pending.get(c.tag);
+    if (!p || p.requesterId !== c.requesterId) {
+      this.stats.rxUnexpectedCompletions++;
+      return;
+    }
+    if (c.status !== CplStatus.SC) {
+      const status = c.status === CplStatus.UR ? 'ur' : c.status === CplStatus.CRS ? 'crs' : 'ca';
+      this.finish(c.tag, p, { status, detail: `completer ${c.completerId.toString(16)}` });
+      return;
+    }
+    if (p.total === 0) {
+      // A config write's completion carries no data.
+      this.finish(c.tag, p, c.type === TlpType.Cpl ? { status: 'ok', data: p.buf } : { status: 'malformed', detail: 'CplD for a write' });
+      return;
+    }
+    // Completions of one request arrive in address order; each says how many bytes remain.
+    const remaining = p.total - p.received;
+    if (c.type !== TlpType.CplD || c.byteCount !== remaining || c.lowerAddress !== p.nextLower) {
+      this.finish(c.tag, p, { status: 'malformed', detail: `byte count ${c.byteCount}/lower address ${c.lowerAddress}, expected ${remaining}/${p.nextLower}` });
+      return;
+    }
+    const skip = c.lowerAddress & 3;
+    const n = Math.min(remaining, c.data.length - skip);
+    if (n <= 0) {
+      this.finish(c.tag, p, { status: 'malformed', detail: 'completion without payload bytes' });
+      return;
+    }
+    p.buf.set(c.data.subarray(skip, skip + n), p.received);
+    p.received += n;
+    p.nextLower = (p.nextLower + n) & 0x7f;
+    if (p.received === p.total) this.finish(c.tag, p, { status: 'ok', data: p.buf });
+  }
+
+  private finish(tag: number, p: Pending, o: Outcome): void {
+    this.o.clock.clearTimer(p.timer);
+    this.pending.delete(tag);
+    this.giveTag(tag);
+    p.resolve(o);
+  }
+
+  private giveTag(tag: number): void {
+    if (this.closed) return;
+    const waiter = this.tagWaiters.shift();
+    if (waiter) waiter(tag);
+    else this.freeTags.push(tag);
+  }
+}
+
+/**
+ * Runs [start, length) of enabled bytes in a request's DW span. Byte enables
+ * may have holes only when the request is 1 or 2 DW (§2.2.5).
+ */
+export function enabledRuns(firstBe: number, lastBe: number, lengthDw: number): [number, number][] {
+  const enabled = (i: number): boolean => {
+    const dw = i >> 2;
+    const bit = 1 << (i & 3);
+    if (dw === 0) return (firstBe & bit) !== 0;
+    if (dw === lengthDw - 1) return (lastBe & bit) !== 0;
+    return true;
+  };
+  const runs: [number, number][] = [];
+  const total = lengthDw * 4;
+  for (let i = 0; i < total; ) {
+    if (!enabled(i)) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < total && enabled(j)) j++;
+    runs.push([i, j - i]);
+    i = j;
+  }
+  return runs;
+}
