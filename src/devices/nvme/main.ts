@@ -67,7 +67,26 @@ function defaultSerial(topology: string, socket: string, files: string[]): strin
   return 'PCIEOE' + createHash('sha256').update(`${topology}\0${socket}\0${files.join('\0')}`).digest('hex').slice(0, 14).toUpperCase();
 }
 
+/**
+ * NVME_CPU_PROFILE=<file>: record a V8 CPU profile until SIGTERM (the lab
+ * starts processes itself and Node refuses --cpu-prof in NODE_OPTIONS).
+ */
+async function startProfiler(file: string | undefined): Promise<() => Promise<void>> {
+  if (!file) return async () => {};
+  const { Session } = await import('node:inspector/promises');
+  const { writeFileSync } = await import('node:fs');
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
+  return async () => {
+    const { profile } = await session.post('Profiler.stop');
+    writeFileSync(file, JSON.stringify(profile));
+  };
+}
+
 async function main(): Promise<void> {
+  const stopProfiler = await startProfiler(process.env.NVME_CPU_PROFILE);
   const topology = process.env.LAB_TOPOLOGY ?? 'nvme';
   const socketDir = process.env.LAB_SOCKET_DIR;
   if (!socketDir) throw new Error('LAB_SOCKET_DIR is not set');
@@ -91,6 +110,7 @@ async function main(): Promise<void> {
     log('info', `${signal}: flushing and closing`);
     for (const { server } of served) server.close();
     await Promise.all(served.map(({ ctrl }) => ctrl.close()));
+    await stopProfiler();
     process.exit(0);
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
