@@ -103,7 +103,14 @@ export class HostInterface {
     if (this.nextMsi + MSI_STRIDE > MSI_LIMIT) throw new Error('MSI window exhausted');
     const msiBase = this.nextMsi;
     this.nextMsi += MSI_STRIDE;
-    const eep = await RemoteFunction.enumerate({ name, endpoint: ch.endpoint, hiId: this.hiId, remoteBdf, window: ch.window, msiBase, log: this.log });
+    let eep: RemoteFunction;
+    try {
+      eep = await RemoteFunction.enumerate({ name, endpoint: ch.endpoint, hiId: this.hiId, remoteBdf, window: ch.window, msiBase, log: this.log });
+    } catch (err) {
+      // A retry (the DI may not be up yet) must not use up the MSI range.
+      if (this.nextMsi === msiBase + MSI_STRIDE) this.nextMsi = msiBase;
+      throw err;
+    }
     ch.eeps.push(eep);
     return eep;
   }

@@ -1,0 +1,126 @@
+// DI process entry: one per device box.
+//
+//   LAB_SOCKET_DIR=DIR node --import tsx src/di-device/main.ts \
+//     --link MAC@SWITCH_PORT_SOCKET [--link ...]        link i binds DIR/link<i>.sock (the switch port's peer)
+//     --channel ID=HIMAC[,HIMAC]                        a host (HI): its MAC on each of its links
+//     --function NAME=testdev                           a function model to host
+//     --function NAME=nvme:file:F,size:64M[,lba:512][,serial:S]
+//     --assign NAME=channel:ID,bdf:BB:DD.F              give NAME to that host, addressed as that BDF
+//     [--vlan VID]
+//
+// Relative NVMe files live in $LAB_DATA/<topology>. A DI may be killed and
+// restarted (it holds no host state a host could not re-create);
+// SIGTERM/SIGINT close sockets and files and exit 0.
+import { mkdirSync } from 'node:fs';
+import { isAbsolute, join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { NvmeController } from '../devices/nvme/controller.ts';
+import type { PciFunction } from '../devices/pci/function.ts';
+import { TestDevice } from '../devices/testdev/testdev.ts';
+import { realClock } from '../fabric/clock.ts';
+import { openUnixNode, parseBdf, parseChannelSpec, parseKeyValues, parseLinkSpec } from '../hi-device/fabric-node.ts';
+import { DeviceInterface, type Logger } from './di.ts';
+
+const log: Logger = (level, message) => console.log(`${new Date().toISOString()} ${level.padEnd(5)} ${message}`);
+const NAME = /^[a-z0-9][a-z0-9-]{0,63}$/;
+const SIZE_UNITS: Record<string, number> = { K: 2 ** 10, M: 2 ** 20, G: 2 ** 30 };
+
+function usage(message: string): never {
+  console.error(`di: ${message}\nusage: main.ts --link MAC@SOCK... --channel ID=MAC[,MAC]... --function NAME=testdev|nvme:file:F,size:S... --assign NAME=channel:ID,bdf:BB:DD.F... [--vlan VID]`);
+  process.exit(2);
+}
+
+function splitNamed(opt: string, spec: string): [string, string] {
+  const eq = spec.indexOf('=');
+  const name = spec.slice(0, eq);
+  if (eq <= 0 || !NAME.test(name)) throw new Error(`--${opt} ${spec}: expected NAME=...`);
+  return [name, spec.slice(eq + 1)];
+}
+
+/** A function model from its spec; nvme controllers must be opened before use. */
+function makeFunction(name: string, spec: string, index: number, dataDir: string): { fn: PciFunction; open?: () => Promise<void> } {
+  if (spec === 'testdev') return { fn: new TestDevice() };
+  if (spec.startsWith('nvme:')) {
+    const kv = parseKeyValues(spec.slice(5));
+    const file = kv.get('file');
+    if (!file) throw new Error(`--function ${name}: nvme needs file:`);
+    const size = kv.get('size') ?? '64M';
+    if (!/^\d+[KMG]$/.test(size)) throw new Error(`--function ${name}: size like 64M`);
+    const lba = Number(kv.get('lba') ?? 512);
+    if (lba !== 512 && lba !== 4096) throw new Error(`--function ${name}: lba is 512 or 4096`);
+    const path = isAbsolute(file) ? file : resolve(dataDir, file);
+    mkdirSync(dataDir, { recursive: true });
+    const ctrl = new NvmeController({
+      serial: kv.get('serial') ?? `PCIEOE-DI-${name}`.slice(0, 20),
+      cntlid: index + 1,
+      namespaces: [{ path, size: Number(size.slice(0, -1)) * SIZE_UNITS[size.at(-1)!]!, lbaSize: lba }],
+      log: (l, m) => log(l as 'info', `nvme ${name}: ${m}`),
+    });
+    return { fn: ctrl, open: () => ctrl.open() };
+  }
+  throw new Error(`--function ${name}=${spec}: unknown model (testdev, nvme:...)`);
+}
+
+async function main(): Promise<void> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      options: {
+        link: { type: 'string', multiple: true, default: [] },
+        channel: { type: 'string', multiple: true, default: [] },
+        function: { type: 'string', multiple: true, default: [] },
+        assign: { type: 'string', multiple: true, default: [] },
+        vlan: { type: 'string' },
+        'socket-dir': { type: 'string' },
+      },
+    }));
+  } catch (err) {
+    usage((err as Error).message);
+  }
+  const dir = values['socket-dir'] ?? process.env.LAB_SOCKET_DIR;
+  if (!dir) usage('no socket directory: pass --socket-dir or set LAB_SOCKET_DIR');
+  const dataDir = join(process.env.LAB_DATA ?? '/var/lib/pcieoe-lab', process.env.LAB_TOPOLOGY ?? 'di');
+  const clock = realClock;
+  const di = new DeviceInterface({ clock, log });
+  let node, ports;
+  try {
+    const links = values.link.map(parseLinkSpec);
+    const channels = values.channel.map(parseChannelSpec);
+    if (links.length === 0 || channels.length === 0 || values.function.length === 0) throw new Error('need at least one --link, --channel and --function');
+    ({ node, ports } = openUnixNode(links, dir, clock, values.vlan === undefined ? null : { pcp: 5, dei: false, vid: Number(values.vlan) }));
+    const n = node;
+    for (const c of channels) {
+      const ch = n.addChannel(c.id, c.peerMacs, (p) => di.receive(c.id, p), {
+        onPeerState: (alive) => log(alive ? 'info' : 'warn', `channel ${c.id}: host ${alive ? 'reachable' : 'unreachable'}`),
+      });
+      di.addChannel(c.id, (tlp) => ch.send(tlp));
+    }
+    for (const [i, spec] of values.function.entries()) {
+      const [name, model] = splitNamed('function', spec);
+      const { fn, open } = makeFunction(name, model, i, dataDir);
+      await open?.();
+      di.addFunction(name, fn);
+    }
+    for (const spec of values.assign) {
+      const [name, rest] = splitNamed('assign', spec);
+      const kv = parseKeyValues(rest);
+      di.assign(name, Number(kv.get('channel')), parseBdf(kv.get('bdf') ?? ''));
+    }
+  } catch (err) {
+    usage((err as Error).message);
+  }
+  const shutdown = (signal: string) => {
+    log('info', `${signal}: closing; stats ${JSON.stringify(di.stats)}`);
+    di.close();
+    node.close();
+    for (const p of ports) p.close();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  log('info', `di pid ${process.pid}: ${values.function.length} function(s), ${values.assign.length} assignment(s)`);
+}
+
+process.on('uncaughtException', (err) => log('error', `uncaught: ${err.stack ?? err}`));
+process.on('unhandledRejection', (err) => log('error', `unhandled rejection: ${(err as Error)?.stack ?? err}`));
+await main();

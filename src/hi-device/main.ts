@@ -1,0 +1,110 @@
+// HI process entry: one per host VM.
+//
+//   LAB_SOCKET_DIR=DIR node --import tsx src/hi-device/main.ts \
+//     --link MAC@SWITCH_PORT_SOCKET [--link ...]     link i binds DIR/link<i>.sock (give it to the switch as the port's peer)
+//     --channel ID=DIMAC[,DIMAC]                     a DI: its MAC on each of its links, in link order
+//     --eep NAME=channel:ID,bdf:BB:DD.F              a remote function, served to QEMU at DIR/NAME.sock
+//     [--vlan VID] [--completion-timeout MS]         default untagged, 500 ms
+//
+// Each EEP is enumerated over the fabric before its socket appears (so the
+// lab, which waits for the socket, starts QEMU only once the remote function
+// answers); a DI that is not up yet is retried until --wait-ms (default 60 s).
+// The process never exits on a fabric problem: QEMU's vfio-user client never
+// reconnects, so the HI must outlive any DI. SIGTERM/SIGINT: sockets closed, exit 0.
+import { parseArgs } from 'node:util';
+import { join } from 'node:path';
+import { realClock } from '../fabric/clock.ts';
+import type { Logger, VfioUserServer } from '../vfio-user/server.ts';
+import { openUnixNode, parseBdf, parseChannelSpec, parseKeyValues, parseLinkSpec } from './fabric-node.ts';
+import { HostInterface } from './hi.ts';
+
+const log: Logger = (level, message) => console.log(`${new Date().toISOString()} ${level.padEnd(5)} ${message}`);
+
+function usage(message: string): never {
+  console.error(`hi: ${message}\nusage: main.ts --link MAC@SOCK... --channel ID=MAC[,MAC]... --eep NAME=channel:ID,bdf:BB:DD.F... [--vlan VID] [--completion-timeout MS] [--wait-ms MS]`);
+  process.exit(2);
+}
+
+async function main(): Promise<void> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      options: {
+        link: { type: 'string', multiple: true, default: [] },
+        channel: { type: 'string', multiple: true, default: [] },
+        eep: { type: 'string', multiple: true, default: [] },
+        vlan: { type: 'string' },
+        'completion-timeout': { type: 'string' },
+        'wait-ms': { type: 'string' },
+        'socket-dir': { type: 'string' },
+      },
+    }));
+  } catch (err) {
+    usage((err as Error).message);
+  }
+  const dir = values['socket-dir'] ?? process.env.LAB_SOCKET_DIR;
+  if (!dir) usage('no socket directory: pass --socket-dir or set LAB_SOCKET_DIR');
+  let links, channels, eeps;
+  try {
+    links = values.link.map(parseLinkSpec);
+    channels = values.channel.map(parseChannelSpec);
+    eeps = values.eep.map((spec) => {
+      const eq = spec.indexOf('=');
+      if (eq <= 0) throw new Error(`--eep ${spec}: expected NAME=channel:ID,bdf:BB:DD.F`);
+      const kv = parseKeyValues(spec.slice(eq + 1));
+      const name = spec.slice(0, eq);
+      if (!/^[a-z0-9][a-z0-9-]{0,63}$/.test(name)) throw new Error(`--eep ${spec}: bad name`);
+      return { name, channel: Number(kv.get('channel')), bdf: parseBdf(kv.get('bdf') ?? '') };
+    });
+  } catch (err) {
+    usage((err as Error).message);
+  }
+  if (links.length === 0 || channels.length === 0 || eeps.length === 0) usage('need at least one --link, --channel and --eep');
+  for (const e of eeps) if (!channels.some((c) => c.id === e.channel)) usage(`EEP ${e.name}: no --channel ${e.channel}`);
+  const vlan = values.vlan === undefined ? null : { pcp: 5, dei: false, vid: Number(values.vlan) };
+  const waitMs = Number(values['wait-ms'] ?? 60_000);
+
+  const clock = realClock;
+  const hi = new HostInterface({ clock, log, completionTimeoutMs: values['completion-timeout'] ? Number(values['completion-timeout']) : undefined });
+  const { node, ports } = openUnixNode(links, dir, clock, vlan);
+  for (const c of channels) {
+    const ch = node.addChannel(c.id, c.peerMacs, (p) => hi.receive(c.id, p), {
+      onPeerState: (alive) => log(alive ? 'info' : 'warn', `channel ${c.id}: DI ${alive ? 'reachable' : 'unreachable (all links silent)'}`),
+    });
+    hi.addChannel(c.id, (tlp) => ch.send(tlp));
+  }
+  const servers: VfioUserServer[] = [];
+  const shutdown = (signal: string) => {
+    log('info', `${signal}: closing`);
+    for (const s of servers) s.close();
+    hi.close();
+    node.close();
+    for (const p of ports) p.close();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+
+  for (const e of eeps) {
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      try {
+        const eep = await hi.addEep(e.name, e.channel, e.bdf);
+        servers.push(hi.serve(eep, join(dir, `${e.name}.sock`)));
+        break;
+      } catch (err) {
+        if (Date.now() > deadline) {
+          log('error', `${e.name}: giving up: ${(err as Error).message}`);
+          break;
+        }
+        log('info', `${e.name}: remote function not answering yet (${(err as Error).message}); retrying`);
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+  }
+  log('info', `hi pid ${process.pid}: ${servers.length}/${eeps.length} EEP(s) served`);
+}
+
+process.on('uncaughtException', (err) => log('error', `uncaught: ${err.stack ?? err}`));
+process.on('unhandledRejection', (err) => log('error', `unhandled rejection: ${(err as Error)?.stack ?? err}`));
+await main();
