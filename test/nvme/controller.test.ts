@@ -279,3 +279,13 @@ for (const [what, index, value] of [
     t.is((await h.admin({ opcode: 0x06, prp1: h.alloc(PAGE), cdw10: 1 })).status, 0);
   });
 }
+
+test('a transport detach (client gone) leaves the controller as at power-on for the next host', async (t) => {
+  const h = await ioHost(t);
+  t.is(await h.reg32(Reg.Csts), CstsBit.Ready);
+  h.ctrl.attach(undefined);
+  h.ctrl.attach({ dma: h.mem, irq: { msix: () => {}, intx: () => {} } });
+  t.is(await h.reg32(Reg.Csts), 0);
+  t.is(await h.reg32(Reg.Cc), 0);
+  t.is(h.ctrl.sqs.size + h.ctrl.cqs.size, 0);
+});

@@ -123,6 +123,16 @@ export class NvmeController extends PciFunction implements AdminHost, IoHost {
     return new Promise(() => {});
   }
 
+  /**
+   * The transport went away (client disconnected, cable pulled): the next
+   * host must find a controller fresh from power-on, not one still enabled
+   * with the old host's queue addresses.
+   */
+  override attach(ports: Parameters<PciFunction['attach']>[0]): void {
+    super.attach(ports);
+    if (!ports) this.reset();
+  }
+
   // ---- BAR0 ---------------------------------------------------------------------
 
   protected override read(bar: number, offset: number, size: number): Uint8Array {

@@ -14,6 +14,7 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { servePciFunction } from '../../vfio-user/pci-adapter.ts';
 import type { VfioUserServer } from '../../vfio-user/server.ts';
 import { NvmeController, type NvmeControllerConfig } from './controller.ts';
@@ -63,7 +64,7 @@ const SIZE_UNITS: Record<string, number> = { K: 2 ** 10, M: 2 ** 20, G: 2 ** 30,
 const parseSize = (s: string) => Number(s.slice(0, -1)) * SIZE_UNITS[s.at(-1)!]!;
 
 /** A serial that differs between controllers and stays the same across restarts. */
-function defaultSerial(topology: string, socket: string, files: string[]): string {
+export function defaultSerial(topology: string, socket: string, files: string[]): string {
   return 'PCIEOE' + createHash('sha256').update(`${topology}\0${socket}\0${files.join('\0')}`).digest('hex').slice(0, 14).toUpperCase();
 }
 
@@ -117,7 +118,8 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => void stop('SIGINT'));
 }
 
-if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('nvme/main.ts')) {
+// Run only as the entry point (tests import parseArgs).
+if (process.argv[1] && fileURLToPath(import.meta.url) === resolve(process.argv[1])) {
   main().catch((err) => {
     console.error(`nvme: ${(err as Error).message}`);
     process.exit(1);
