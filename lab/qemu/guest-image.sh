@@ -9,7 +9,7 @@ out=$1 mirror=$2
 here=$(cd "$(dirname "$0")" && pwd)
 root="$out/rootfs"
 mmdebstrap --variant=minbase \
-  --include=linux-image-cloud-amd64,fio,nvme-cli,pciutils,iperf3,iproute2,ethtool,kmod,procps,busybox-static \
+  --include=linux-image-cloud-amd64,fio,nvme-cli,pciutils,iperf3,iproute2,iputils-ping,ethtool,kmod,procps,busybox-static \
   --aptopt='Acquire::Check-Valid-Until "false"' \
   --dpkgopt='path-exclude=/usr/share/{man,doc,locale,info,lintian,bash-completion}/*' \
   --dpkgopt='path-exclude=/usr/share/zoneinfo/*' \
@@ -41,7 +41,7 @@ rm -rf "$root"/boot/* "$root"/var/cache/apt/* "$root"/var/lib/apt/lists/* \
   "$root"/usr/lib/x86_64-linux-gnu/perl-base "$root"/usr/lib/x86_64-linux-gnu/libperl* \
   "$root"/usr/lib/apt "$root"/var/lib/dpkg "$root"/var/cache/debconf
 # Every tool the lab runs in guests must still find all of its libraries.
-for tool in fio nvme lspci setpci iperf3 ip ethtool modprobe bash; do
+for tool in fio nvme lspci setpci iperf3 ip ping ethtool modprobe bash; do
   path=$(chroot "$root" sh -c "command -v $tool") || { echo "guest image: $tool is missing" >&2; exit 1; }
   if chroot "$root" ldd "$path" | grep 'not found'; then echo "guest image: $tool lacks libraries" >&2; exit 1; fi
 done

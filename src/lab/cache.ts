@@ -2,7 +2,8 @@
 // of the files that make them. A build writes to a partial directory and renames it into
 // place only when complete, so an interrupted build is simply redone on the next run.
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, renameSync, rmSync, mkdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync, mkdirSync, writeFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { basename, join } from 'node:path';
 import { cacheRoot } from './paths.ts';
 
@@ -21,6 +22,37 @@ export async function cached(name: string, recipe: string[], build: (dir: string
   const dir = artefactDir(name, recipe);
   if (existsSync(dir)) return dir;
   mkdirSync(cacheRoot, { recursive: true });
+  // One builder at a time (two `lab` commands may start together); the others wait for it.
+  const lock = `${dir}.lock`;
+  while (!tryLock(lock)) {
+    await sleep(1000);
+    if (existsSync(dir)) return dir;
+  }
+  try {
+    return await build1(name, dir, build);
+  } finally {
+    rmSync(lock, { force: true });
+  }
+}
+
+/** Takes the lock file, or returns false while a live process holds it. */
+function tryLock(lock: string): boolean {
+  try {
+    writeFileSync(lock, String(process.pid), { flag: 'wx' });
+    return true;
+  } catch {
+    let holder = 0;
+    try {
+      holder = Number(readFileSync(lock, 'utf8'));
+    } catch {} // released in between: try again
+    if (holder && existsSync(`/proc/${holder}`)) return false;
+    rmSync(lock, { force: true }); // left by a builder that died
+    return tryLock(lock);
+  }
+}
+
+async function build1(name: string, dir: string, build: (dir: string) => Promise<void>): Promise<string> {
+  if (existsSync(dir)) return dir;
   for (const stale of readdirSync(cacheRoot)) {
     if (stale.startsWith(`${basename(dir)}.partial`)) removeTree(join(cacheRoot, stale));
   }

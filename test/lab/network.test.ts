@@ -28,6 +28,9 @@ test.serial('two guests reach each other through the lab switch: iperf3 and swit
   const up = await lab.run(['up', 'two-hosts-net']);
   t.is(up.code, 0, up.stderr);
   t.regex((await lab.exec('host-a', 'ip -br addr')).stdout, /UP\s+10\.99\.0\.1\/24/);
+  const ping = await lab.exec('host-a', 'ping -c 3 -W 5 10.99.0.2');
+  t.is(ping.code, 0, ping.stdout + ping.stderr);
+  t.regex(ping.stdout, /3 packets transmitted, 3 received/);
 
   t.is((await lab.exec('host-b', 'iperf3 -s -D -1')).code, 0);
   const client = await lab.exec('host-a', 'iperf3 -c 10.99.0.2 -t 2 -J', 120);
