@@ -4,15 +4,24 @@
  *
  * - Every TLP gets a 16-bit sequence number and stays in the replay buffer
  *   until the peer's cumulative ACK covers it. A replay timer and NAKs resend
- *   everything unacknowledged, oldest first (go-back-N).
+ *   everything unacknowledged, oldest first (go-back-N). The timer follows
+ *   the measured round trip (as TCP's RTO, RFC 6298, with Karn's rule), never
+ *   below `replayTimeout`: under load the round trip includes whole queues of
+ *   4 KiB frames in the switch and scheduling delays of busy CPUs, and a
+ *   fixed short timer would replay the window into those queues again and
+ *   again (congestion collapse).
  * - The receiver delivers strictly in sequence order, exactly once. Frames
  *   ahead of a gap are held (within the credit window, so holding them never
  *   needs memory beyond what was promised) and a NAK asks for the gap; this
  *   matters because frames of one channel take different links and so arrive
  *   out of order even when nothing is lost.
  * - ACK and credits ride on every frame; a standalone ACK goes out only when
- *   nothing was sent back within `ackDelay`, or when the peer is running out
- *   of window.
+ *   nothing was sent back within `ackDelay`, after every quarter window of
+ *   TLPs, or at once when the peer is stalled on us: its AckNow frame used the
+ *   last credit we advertised, or ended a replay. (A sender flags AckNow on the
+ *   frame that uses its last known credit; under sustained load that is the
+ *   end of every burst, and acknowledging each would shrink the bursts to a
+ *   few frames and make ACKs a large share of the traffic.)
  * - Flow control: the credit limit is a sequence number (one credit = one TLP,
  *   one receive slot). The receiver grants `rxSlots` beyond what the
  *   application has consumed; the sender never sends past the limit, so a slow
@@ -61,9 +70,17 @@ export interface ChannelOptions {
   rxSlots?: number;
   /** Replay buffer entries; a power of two. Default 1024. */
   replayCapacity?: number;
-  /** Milliseconds before unacknowledged TLPs are resent. Default 5. */
+  /** Least time before unacknowledged TLPs are resent, ms; more when the measured round trip is longer. Default 5. */
   replayTimeout?: number;
-  /** Standalone ACK after this long with nothing to piggyback on. Default 0.05 (next turn on the real clock). */
+  /** Upper bound of the adaptive replay timeout, ms. Default 50 × replayTimeout. */
+  maxReplayTimeout?: number;
+  /**
+   * Standalone ACK after this long with nothing to piggyback on, ms. Default 1:
+   * a one-way stream is acknowledged every quarter window regardless, and a
+   * lone TLP's ACK only frees a replay slot, so waiting costs nothing while an
+   * ACK per read burst (what a next-turn ACK amounts to) costs a frame per few
+   * TLPs. Keep it well below replayTimeout.
+   */
   ackDelay?: number;
   /** How long a gap may stay open (link skew) before it is NAKed. Default 0.05. */
   nakDelay?: number;
@@ -143,6 +160,12 @@ export class Channel {
   private backoff = 1;
   private lastReplayFrom = -1;
   private lastReplayAt = -Infinity;
+  /** Round-trip estimate (ms) for the replay timer; -1 until the first sample. */
+  private srtt = -1;
+  private rttvar = 0;
+  /** The one TLP being timed: its sequence number (-1: none) and send time. Replays cancel it (Karn). */
+  private timedSeq = -1;
+  private timedAt = 0;
 
   // Receive side.
   /** Next sequence number to deliver; also the cumulative ACK we send. */
@@ -153,6 +176,10 @@ export class Channel {
   private heldCount = 0;
   private ackOwed = false;
   private rxSinceAck = 0;
+  /** The credit limit carried by the last frame we sent: what the peer knows it may use. */
+  private advertised = 0;
+  /** The peer told us (AckNow) it is stalled at `advertised`; with manualRelease, the next release() answers at once. */
+  private peerStalled = false;
   private ackTimer: TimerHandle | null = null;
   private nakTimer: TimerHandle | null = null;
   private nakSentFor = -1;
@@ -164,7 +191,7 @@ export class Channel {
     this.o = {
       rxSlots: 256,
       replayTimeout: 5,
-      ackDelay: 0.05,
+      ackDelay: 1,
       nakDelay: 0.05,
       deadInterval: heartbeatInterval * 3.5,
       ...options,
@@ -225,7 +252,8 @@ export class Channel {
     const room = seqDiff(this.expected, this.consumed);
     if (n > room) throw new RangeError(`releasing ${n} credits, only ${room} delivered and unreleased`);
     this.consumed = seqAdd(this.consumed, n);
-    this.oweAck();
+    if (this.peerStalled) this.sendAck();
+    else this.oweAck();
   }
 
   /** Feed a frame that arrived on `link`. Bad frames are counted and dropped. */
@@ -266,7 +294,10 @@ export class Channel {
       default:
         break; // ACK and heartbeat carry nothing beyond ack and credits
     }
-    if (f.flags & FrameFlags.AckNow && this.ackOwed) this.sendAck();
+    if (f.flags & FrameFlags.AckNow && (f.flags & FrameFlags.Replay || seqAdd(f.seq, 1) === this.advertised)) {
+      if (seqDiff(this.creditLimit(), this.advertised) > 0 || f.flags & FrameFlags.Replay) this.sendAck();
+      else this.peerStalled = true; // nothing new to grant until the application releases credits
+    }
     this.flushPending();
   }
 
@@ -292,6 +323,10 @@ export class Channel {
     const at = (this.links[link]!.binding.vlan ? TAGGED_L2_BYTES : UNTAGGED_L2_BYTES) + PCIEOE_HEADER_BYTES;
     this.replay.push(frame.subarray(at, at + payload.length));
     this.stats.txTlp++;
+    if (this.timedSeq < 0) {
+      this.timedSeq = seq;
+      this.timedAt = this.clock.now();
+    }
     if (!this.replayTimer) this.armReplay();
   }
 
@@ -326,6 +361,8 @@ export class Channel {
       },
       payload,
     );
+    this.advertised = this.creditLimit();
+    this.peerStalled = false;
     l.lastTx = this.clock.now();
     this.ackOwed = false;
     this.rxSinceAck = 0;
@@ -354,9 +391,17 @@ export class Channel {
   private takeAck(ack: number): void {
     // Acks older than our oldest entry come from reordered frames; harmless.
     if (this.replay.acknowledge(ack) > 0) {
-      this.backoff = 1;
+      // Karn: a backed-off timer stays backed off until a TLP sent after the replay is acknowledged, so a
+      // timeout that was only a long queue does not recur at once when the original frames' ACKs arrive.
+      if (this.timedSeq >= 0 && seqDiff(ack, this.timedSeq) > 0) {
+        this.rttSample(this.clock.now() - this.timedAt);
+        this.backoff = 1;
+      }
       if (this.replay.size > 0) this.armReplay();
-      else this.disarmReplay();
+      else {
+        this.backoff = 1;
+        this.disarmReplay();
+      }
     }
   }
 
@@ -367,7 +412,26 @@ export class Channel {
     this.replayAll();
   }
 
+  /** RFC 6298 smoothing: SRTT gains 1/8 of the error, RTTVAR 1/4. */
+  private rttSample(rtt: number): void {
+    this.timedSeq = -1;
+    if (this.srtt < 0) {
+      this.srtt = rtt;
+      this.rttvar = rtt / 2;
+    } else {
+      this.rttvar += (Math.abs(this.srtt - rtt) - this.rttvar) / 4;
+      this.srtt += (rtt - this.srtt) / 8;
+    }
+  }
+
+  /** The replay timeout before backoff: the measured round trip with margin, within the configured bounds. */
+  private get rto(): number {
+    const measured = this.srtt < 0 ? 0 : this.srtt + 4 * this.rttvar;
+    return Math.min(Math.max(this.o.replayTimeout, measured), this.o.maxReplayTimeout ?? this.o.replayTimeout * 50);
+  }
+
   private replayAll(): void {
+    this.timedSeq = -1; // Karn: an ACK after a replay cannot tell which copy it answers
     const first = this.replay.oldest;
     const n = this.replay.size;
     for (let i = 0; i < n; i++) {
@@ -383,12 +447,14 @@ export class Channel {
 
   private armReplay(): void {
     this.disarmReplay();
-    this.replayTimer = this.clock.setTimer(this.o.replayTimeout * this.backoff, () => {
-      this.replayTimer = null;
-      if (this.replay.size === 0) return;
-      this.stats.replayTimeouts++;
-      this.backoff = Math.min(this.backoff * 2, MAX_BACKOFF);
-      this.replayAll();
+    this.replayTimer = this.clock.setTimer(this.rto * this.backoff, () => {
+      this.replayTimer = this.afterPendingInput(() => {
+        this.replayTimer = null;
+        if (this.replay.size === 0) return;
+        this.stats.replayTimeouts++;
+        this.backoff = Math.min(this.backoff * 2, MAX_BACKOFF);
+        this.replayAll();
+      });
     });
   }
 
@@ -479,7 +545,20 @@ export class Channel {
   // ---- liveness ----
 
   private armTick(): void {
-    this.tickTimer = this.clock.setTimer(this.o.heartbeatInterval / 2, () => this.tick());
+    this.tickTimer = this.clock.setTimer(this.o.heartbeatInterval / 2, () => {
+      this.tickTimer = this.afterPendingInput(() => this.tick());
+    });
+  }
+
+  /**
+   * Run `fn` once the frames that have already arrived are processed. Timers
+   * fire before the event loop reads its sockets, so when this process was
+   * not scheduled for a while (a busy CPU), a timeout would see silence that
+   * is only unread input: a "dead" link whose heartbeats sit in the socket, a
+   * "lost" window whose ACKs do. A zero timer runs after the I/O phase.
+   */
+  private afterPendingInput(fn: () => void): TimerHandle {
+    return this.clock.setTimer(0, fn);
   }
 
   private tick(): void {

@@ -33,9 +33,17 @@ export interface SwitchProcess {
   stop(): Promise<number | null>;
 }
 
-export async function startSwitch(opts: { ports: string[]; args?: string[]; cpu?: string; dir?: string }): Promise<SwitchProcess> {
+export async function startSwitch(opts: {
+  ports: string[];
+  args?: string[];
+  /** taskset CPU list to pin the switch to. */
+  cpu?: string;
+  dir?: string;
+  /** Extra node options (e.g. --cpu-prof). */
+  nodeArgs?: string[];
+}): Promise<SwitchProcess> {
   const dir = opts.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'fabric-switch-'));
-  const node = [process.execPath, '--import', 'tsx', switchMain, ...opts.ports.flatMap((p) => ['--port', p]), ...(opts.args ?? [])];
+  const node = [process.execPath, ...(opts.nodeArgs ?? []), '--import', 'tsx', switchMain, ...opts.ports.flatMap((p) => ['--port', p]), ...(opts.args ?? [])];
   const argv = opts.cpu === undefined ? node : ['taskset', '-c', opts.cpu, ...node];
   const proc = spawn(argv[0]!, argv.slice(1), { cwd: repoRoot, env: { ...process.env, LAB_SOCKET_DIR: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';

@@ -1,0 +1,443 @@
+// PCIeOE fabric through the switch as a separate process, every party its
+// own Node process on real unix datagram sockets, for two CPU placements:
+//   one CPU — every process pinned to CPU 0 (taskset -c 0);
+//   spread  — switch on CPU 1, endpoints on CPU 0: every hop wakes the other CPU
+//             (raw baselines: one process on each CPU).
+// Measured in one run:
+//   * TLP payload throughput (MWr, 4 KiB data each) from endpoint A to B, one link
+//     and one channel over two links, against raw 4 KiB datagrams one way;
+//   * read round trip (MRd 1 DW -> CplD) A -> B -> A through the switch, against a
+//     raw unix-datagram ping-pong between two processes;
+//   * standalone ACK frames as a share of all frames under bidirectional load.
+//
+//   npm run bench -- fabric
+//   FABRIC_BENCH_SECONDS=5 FABRIC_BENCH_PROF=/tmp/prof npm run bench -- fabric   (--cpu-prof every process)
+import { type ChildProcess, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { native, PollEvent } from '../native/index.ts';
+import type { ChannelStats } from '../src/fabric/link.ts';
+import { completionFor } from '../src/fabric/tlp-completion.ts';
+import { TlpType, decodeTlp, encodeTlp } from '../src/fabric/tlp.ts';
+import { VLAN, macA, macB } from '../test/fabric/harness.ts';
+import { endpoint, peerArgs, startSwitch } from '../test/fabric/switch-process.ts';
+
+const SECONDS = Number(process.env.FABRIC_BENCH_SECONDS ?? 3);
+const WARMUP = 0.5;
+const LINGER = 0.3;
+const PROF = process.env.FABRIC_BENCH_PROF;
+const DATA = 4096;
+/** 4 KiB of data in an MWr64 TLP in a tagged PCIeOE frame: the datagram size for the raw baseline too. */
+const FRAME_BYTES = 18 + 16 + 16 + DATA;
+const self = fileURLToPath(import.meta.url);
+
+type Role = 'raw-ping' | 'raw-echo' | 'raw-source' | 'raw-sink' | 'tlp-source' | 'tlp-sink' | 'tlp-both' | 'tlp-requester' | 'tlp-completer';
+
+interface WorkerConfig {
+  role: Role;
+  dir: string;
+  /** 'a' or 'b': socket names and MACs. */
+  name: 'a' | 'b';
+  links: number;
+}
+
+interface WorkerResult {
+  /** TLP data or datagram bytes received in the measuring window, per second. */
+  rxBytesPerSec?: number;
+  /** Round trips completed in the window. */
+  roundTrips?: number;
+  medianRttUs?: number;
+  meanRttUs?: number;
+  stats?: ChannelStats;
+  /** CPU time (user + system) this process used in the window, ms, and the window's length. */
+  cpuMs: number;
+  windowMs: number;
+  /** Frames this process received in the window (TLPs for a sink, datagrams raw). */
+  rxFrames: number;
+}
+
+// ---------------------------------------------------------------- worker side
+
+interface Activity {
+  start(): void;
+  /** Called at the start and end of the measuring window. */
+  mark(phase: 'begin' | 'end'): void;
+  result(): Omit<WorkerResult, 'cpuMs' | 'windowMs'>;
+  close(): void;
+}
+
+function mwr(i: number): Buffer {
+  return encodeTlp({
+    type: TlpType.MWr64, tc: 0, attr: 0, poisoned: false, requesterId: 0x0100, tag: i & 0xff, firstBe: 0xf, lastBe: 0xf,
+    address: 0x1_0000_0000n + BigInt(i) * 0x1000n, data: Buffer.alloc(DATA, i),
+  });
+}
+
+/** Byte counting over the measuring window. */
+function windowCounter() {
+  let bytes = 0;
+  let frames = 0;
+  let atBegin = [0, 0];
+  let t0 = 0;
+  let rate = 0;
+  let framesIn = 0;
+  return {
+    add(n: number) {
+      bytes += n;
+      frames++;
+    },
+    mark(phase: 'begin' | 'end') {
+      if (phase === 'begin') [atBegin, t0] = [[bytes, frames], performance.now()];
+      else {
+        rate = ((bytes - atBegin[0]!) * 1000) / (performance.now() - t0);
+        framesIn = frames - atBegin[1]!;
+      }
+    },
+    get rate() {
+      return rate;
+    },
+    get frames() {
+      return framesIn;
+    },
+  };
+}
+
+/** Round-trip timing: `sent()` before each request, `answered()` on its reply. */
+function rttCounter() {
+  const samples: number[] = [];
+  let sentAt = 0;
+  let measuring = false;
+  return {
+    sent() {
+      sentAt = performance.now();
+    },
+    answered() {
+      if (measuring) samples.push(performance.now() - sentAt);
+    },
+    mark(phase: 'begin' | 'end') {
+      measuring = phase === 'begin';
+    },
+    result() {
+      const sorted = [...samples].sort((x, y) => x - y);
+      return {
+        rxFrames: samples.length,
+        roundTrips: samples.length,
+        medianRttUs: (sorted[sorted.length >> 1] ?? NaN) * 1000,
+        meanRttUs: (samples.reduce((s, x) => s + x, 0) / samples.length) * 1000,
+      };
+    },
+  };
+}
+
+function rawActivity(cfg: WorkerConfig): Activity {
+  const me = path.join(cfg.dir, `raw-${cfg.name}.sock`);
+  const peer = path.join(cfg.dir, `raw-${cfg.name === 'a' ? 'b' : 'a'}.sock`);
+  const fd = native.unixDgram(me);
+  const buf = Buffer.alloc(65536);
+  const msg = Buffer.alloc(cfg.role === 'raw-source' ? FRAME_BYTES : 64);
+  const bytes = windowCounter();
+  const rtt = rttCounter();
+  let txFd = -1;
+  let txPoll: ReturnType<typeof pollOf> | null = null;
+  let running = false;
+  const pollOf = (f: number, fn: () => void) => new native.Poll(f, (err) => (err ? console.error(err) : fn()));
+  const rx = pollOf(fd, () => {
+    for (let n; (n = native.recv(fd, buf)) >= 0; ) {
+      if (cfg.role === 'raw-echo') native.sendTo(fd, buf.subarray(0, n), peer);
+      else if (cfg.role === 'raw-sink') bytes.add(n);
+      else if (cfg.role === 'raw-ping' && running) {
+        rtt.answered();
+        rtt.sent();
+        native.sendTo(fd, msg, peer);
+      }
+    }
+  });
+  rx.start(PollEvent.Readable);
+  // A connected sender, so a full receiver queue can be waited for (see unix-dgram-port.ts).
+  const pump = () => {
+    try {
+      while (running && native.sendmsg(txFd, msg) >= 0);
+    } catch {
+      running = false; // the sink finished first and closed its socket
+    }
+    if (running) txPoll!.start(PollEvent.Writable);
+    else txPoll!.stop();
+  };
+  return {
+    start() {
+      running = true;
+      if (cfg.role === 'raw-ping') {
+        rtt.sent();
+        native.sendTo(fd, msg, peer);
+      } else if (cfg.role === 'raw-source') {
+        txFd = native.unixConnect(peer, 'dgram');
+        txPoll = pollOf(txFd, pump);
+        pump();
+      }
+    },
+    mark(phase) {
+      bytes.mark(phase);
+      rtt.mark(phase);
+    },
+    result: () => (cfg.role === 'raw-sink' ? { rxBytesPerSec: bytes.rate, rxFrames: bytes.frames } : cfg.role === 'raw-ping' ? rtt.result() : { rxFrames: 0 }),
+    close() {
+      running = false;
+      rx.close();
+      txPoll?.close();
+      native.close(fd);
+      if (txFd >= 0) native.close(txFd);
+    },
+  };
+}
+
+function tlpActivity(cfg: WorkerConfig): Activity {
+  const bytes = windowCounter();
+  const rtt = rttCounter();
+  const sends = cfg.role === 'tlp-source' || cfg.role === 'tlp-both';
+  const mrd = encodeTlp({
+    type: TlpType.MRd64, tc: 0, attr: 0, poisoned: false, requesterId: 0x0100, tag: 1, firstBe: 0xf, lastBe: 0, address: 0x1_0000_0000n, length: 1,
+  });
+  const word = Buffer.from([1, 2, 3, 4]);
+  const tlps = Array.from({ length: 16 }, (_, i) => mwr(i));
+  let running = false;
+  let next = 0;
+  const deliver = (p: Uint8Array) => {
+    switch (cfg.role) {
+      case 'tlp-sink':
+      case 'tlp-both':
+        bytes.add(p.length - 16); // the data of a 4-DW-header MWr
+        break;
+      case 'tlp-requester':
+        if (!running) return;
+        rtt.answered();
+        rtt.sent();
+        ep.channel.send(mrd);
+        break;
+      case 'tlp-completer': {
+        const r = decodeTlp(p);
+        if (r.ok && r.value.type === TlpType.MRd64) ep.channel.send(encodeTlp(completionFor(r.value, 0x0200, word)));
+        break;
+      }
+      default:
+        break;
+    }
+  };
+  // Keep the channel's queue short but never empty: onDrain refills after a credit stall,
+  // setImmediate while credit lasts (one turn's worth at a time, so received ACKs get in).
+  const pump = () => {
+    if (!running) return;
+    for (let i = 0; i < 64 && ep.channel.queued < 32; i++) ep.channel.send(tlps[next++ & 15]!);
+    if (ep.channel.queued === 0) setImmediate(pump);
+  };
+  const ep = endpoint({
+    dir: cfg.dir,
+    name: cfg.name,
+    links: cfg.links,
+    mac: cfg.name === 'a' ? macA : macB,
+    peerMac: cfg.name === 'a' ? macB : macA,
+    vlan: VLAN,
+    channel: { deliver, onDrain: sends ? pump : undefined },
+  });
+  return {
+    start() {
+      running = true;
+      if (sends) pump();
+      if (cfg.role === 'tlp-requester') {
+        rtt.sent();
+        ep.channel.send(mrd);
+      }
+    },
+    mark(phase) {
+      bytes.mark(phase);
+      rtt.mark(phase);
+    },
+    result: () => ({ ...(cfg.role === 'tlp-requester' ? rtt.result() : { rxBytesPerSec: bytes.rate, rxFrames: bytes.frames }), stats: ep.channel.stats }),
+    close() {
+      running = false;
+      ep.close();
+    },
+  };
+}
+
+async function workerMain(cfg: WorkerConfig): Promise<void> {
+  const act = cfg.role.startsWith('raw-') ? rawActivity(cfg) : tlpActivity(cfg);
+  process.send!({ type: 'ready' });
+  await new Promise((resolve) => process.once('message', resolve));
+  act.start();
+  let cpu0 = process.cpuUsage();
+  let t0 = 0;
+  let window = { cpuMs: 0, windowMs: 0 };
+  setTimeout(() => {
+    act.mark('begin');
+    [cpu0, t0] = [process.cpuUsage(), performance.now()];
+  }, WARMUP * 1000);
+  setTimeout(() => {
+    act.mark('end');
+    const cpu = process.cpuUsage(cpu0);
+    window = { cpuMs: (cpu.user + cpu.system) / 1000, windowMs: performance.now() - t0 };
+  }, (WARMUP + SECONDS) * 1000);
+  // Everyone keeps going a little past the window, so no sender stops while a receiver still measures.
+  setTimeout(() => {
+    const result: WorkerResult = { ...act.result(), ...window };
+    act.close();
+    process.send!({ type: 'result', result }, () => process.disconnect());
+  }, (WARMUP + SECONDS + LINGER) * 1000);
+}
+
+// ---------------------------------------------------------- orchestrator side
+
+interface Worker {
+  proc: ChildProcess;
+  ready: Promise<void>;
+  result: Promise<WorkerResult>;
+}
+
+function startWorker(cfg: WorkerConfig, cpu: string): Worker {
+  const prof = PROF ? ['--cpu-prof', '--cpu-prof-dir', PROF, '--cpu-prof-name', `${cfg.role}-${cfg.name}-cpu${cpu}.${Date.now()}.cpuprofile`] : [];
+  const proc = spawn('taskset', ['-c', cpu, process.execPath, ...prof, '--import', 'tsx', self, 'worker', JSON.stringify(cfg)], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const messages: Promise<{ type: string; result?: WorkerResult }>[] = [];
+  const resolvers: ((m: { type: string; result?: WorkerResult }) => void)[] = [];
+  for (let i = 0; i < 2; i++) messages.push(new Promise((r) => resolvers.push(r)));
+  let k = 0;
+  proc.on('message', (m) => resolvers[k++]?.(m as { type: string }));
+  const died = new Promise<never>((_, reject) => proc.once('exit', (code) => reject(new Error(`${cfg.role} worker exited with ${code}`))));
+  return {
+    proc,
+    ready: Promise.race([messages[0]!, died]).then(() => undefined),
+    result: Promise.race([messages[1]!, died]).then((m) => m.result!),
+  };
+}
+
+interface Placement {
+  name: string;
+  /** CPUs for endpoint A, the switch and endpoint B; raw baselines use A's and B's. */
+  a: string;
+  sw: string;
+  b: string;
+  rawB: string;
+}
+
+const PLACEMENTS: Placement[] = [
+  { name: 'one CPU', a: '0', sw: '0', b: '0', rawB: '0' },
+  { name: 'spread', a: '0', sw: '1', b: '0', rawB: '1' },
+];
+
+/** Run roles for A and B (and a switch with `links` ports per side unless raw) for one measuring window. */
+/** utime + stime of a process, ms (clock ticks of 10 ms). */
+function cpuMsOf(pid: number): number {
+  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(f[11]) + Number(f[12])) * 10;
+}
+
+interface Measured {
+  a: WorkerResult;
+  b: WorkerResult;
+  /** The switch's CPU time in the window, ms (0 for raw cases). */
+  swCpuMs: number;
+}
+
+async function measure(pl: Placement, roleA: Role, roleB: Role, links = 1): Promise<Measured> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fabric-bench-'));
+  const raw = roleA.startsWith('raw-');
+  const ports = ['a', 'b'].flatMap((s) => Array.from({ length: links }, (_, i) => `${s}${i}`));
+  const sw = raw
+    ? null
+    : await startSwitch({
+        dir,
+        ports,
+        cpu: pl.sw,
+        nodeArgs: PROF ? ['--cpu-prof', '--cpu-prof-dir', PROF, '--cpu-prof-name', `switch-${roleA}-${links}-cpu${pl.sw}.${Date.now()}.cpuprofile`] : [],
+        args: [...peerArgs(dir, 'a', links), ...peerArgs(dir, 'b', links), ...ports.flatMap((p) => ['--vlan', `${p}=trunk:${VLAN.vid}`])],
+      });
+  try {
+    // B first: a sink or completer should be listening before A starts.
+    const b = startWorker({ role: roleB, dir, name: 'b', links }, raw ? pl.rawB : pl.b);
+    const a = startWorker({ role: roleA, dir, name: 'a', links }, pl.a);
+    await Promise.all([a.ready, b.ready]);
+    for (const w of [b, a]) w.proc.send({ type: 'go' });
+    let swCpuMs = 0;
+    if (sw) {
+      const pid = sw.proc.pid!;
+      setTimeout(() => (swCpuMs = -cpuMsOf(pid)), WARMUP * 1000);
+      setTimeout(() => (swCpuMs += cpuMsOf(pid)), (WARMUP + SECONDS) * 1000);
+    }
+    const [ra, rb] = await Promise.all([a.result, b.result]);
+    if (process.env.FABRIC_BENCH_DEBUG) console.log(JSON.stringify({ a: ra.stats, b: rb.stats, sw: await sw?.control.must({ counters: true }) }));
+    return { a: ra, b: rb, swCpuMs };
+  } finally {
+    const code = await sw?.stop();
+    if (sw && code !== 0) console.error(`switch exited with ${code}: ${sw.output()}`);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const gbps = (bytesPerSec: number) => (bytesPerSec * 8) / 1e9;
+const framesOf = (s: ChannelStats) => s.txTlp + s.txReplay + s.txAck + s.txNak + s.txHeartbeat + s.txControl;
+const line = (pl: Placement, what: string, value: string) => console.log(`${pl.name.padEnd(8)} ${what.padEnd(46)} ${value}`);
+
+/**
+ * Where the CPU went, per frame received by B, and what that CPU cost would allow if the
+ * processes had their CPUs to themselves: on a shared, busy machine wall-clock rates say as
+ * much about the neighbours as about the fabric.
+ */
+function cpuLine(pl: Placement, m: Measured, unitBytes: number): void {
+  const n = m.b.rxFrames;
+  if (n === 0) return;
+  const us = (ms: number) => (ms * 1000) / n;
+  const [a, sw, b] = [us(m.a.cpuMs), us(m.swCpuMs), us(m.b.cpuMs)];
+  const busy = (r: WorkerResult) => `${Math.round((100 * r.cpuMs) / r.windowMs)} %`;
+  // CPU-bound ceiling: one CPU runs everything; spread runs A and B on one CPU, the switch on the other.
+  const perFrame = pl.sw === pl.a ? a + sw + b : Math.max(a + b, sw);
+  line(pl, '  CPU per frame (A / switch / B), busy A, B', `${a.toFixed(1)} / ${sw.toFixed(1)} / ${b.toFixed(1)} µs; ${busy(m.a)}, ${busy(m.b)} -> CPU-bound ceiling ${((unitBytes * 8) / perFrame / 1000).toFixed(2)} Gb/s`);
+}
+
+async function orchestrate(): Promise<void> {
+  const only = process.env.FABRIC_BENCH_ONLY; // "PLACEMENT:ROLE_A:ROLE_B:LINKS", for profiling one case
+  if (only) {
+    const [p, ra, rb, links] = only.split(':');
+    const r = await measure(PLACEMENTS.find((x) => x.name === p) ?? PLACEMENTS[0]!, ra as Role, rb as Role, Number(links ?? 1));
+    console.log(JSON.stringify(r, null, 1));
+    return;
+  }
+  if (os.cpus().length < 2) console.log('(only one CPU: "spread" runs on one CPU too)');
+  console.log(`fabric: ${SECONDS} s per case after ${WARMUP} s warm-up, Node ${process.version}, load average ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}`);
+  console.log('placements: one CPU = all on CPU 0; spread = switch on CPU 1, endpoints on CPU 0 (raw: one process per CPU)\n');
+  const summary: string[] = [];
+  for (const pl of PLACEMENTS) {
+    const raw = await measure(pl, 'raw-source', 'raw-sink');
+    line(pl, `raw unix dgram, ${FRAME_BYTES} B one way`, `${gbps(raw.b.rxBytesPerSec!).toFixed(2)} Gb/s`);
+    cpuLine(pl, raw, FRAME_BYTES);
+    const one = await measure(pl, 'tlp-source', 'tlp-sink', 1);
+    line(pl, 'TLP payload A->B, one link, MPS 4 KiB', `${gbps(one.b.rxBytesPerSec!).toFixed(2)} Gb/s  (replays ${one.a.stats!.txReplay})`);
+    cpuLine(pl, one, DATA);
+    const two = await measure(pl, 'tlp-source', 'tlp-sink', 2);
+    const ratio2 = two.b.rxBytesPerSec! / one.b.rxBytesPerSec!;
+    line(pl, 'TLP payload A->B, two links, MPS 4 KiB', `${gbps(two.b.rxBytesPerSec!).toFixed(2)} Gb/s  (${ratio2.toFixed(2)}x one link)`);
+    cpuLine(pl, two, DATA);
+    const rawRtt = await measure(pl, 'raw-ping', 'raw-echo');
+    line(pl, 'raw unix dgram ping-pong, 64 B', `${rawRtt.a.medianRttUs!.toFixed(1)} µs median, ${rawRtt.a.meanRttUs!.toFixed(1)} µs mean`);
+    const rd = await measure(pl, 'tlp-requester', 'tlp-completer', 1);
+    const rttRatio = rd.a.medianRttUs! / rawRtt.a.medianRttUs!;
+    line(pl, 'MRd 1 DW -> CplD via switch', `${rd.a.medianRttUs!.toFixed(1)} µs median, ${rd.a.meanRttUs!.toFixed(1)} µs mean (${rttRatio.toFixed(2)}x raw)`);
+    const bi = await measure(pl, 'tlp-both', 'tlp-both', 1);
+    const acks = bi.a.stats!.txAck + bi.b.stats!.txAck;
+    const frames = framesOf(bi.a.stats!) + framesOf(bi.b.stats!);
+    const ackShare = acks / frames;
+    line(pl, 'bidirectional 4 KiB: standalone ACK frames', `${(ackShare * 100).toFixed(2)} % of ${frames} frames (A->B ${gbps(bi.b.rxBytesPerSec!).toFixed(2)}, B->A ${gbps(bi.a.rxBytesPerSec!).toFixed(2)} Gb/s)`);
+    const ok = (b: boolean) => (b ? 'met' : 'MISSED');
+    summary.push(
+      `${pl.name}: one link ${gbps(one.b.rxBytesPerSec!).toFixed(2)} Gb/s (target >= 10: ${ok(gbps(one.b.rxBytesPerSec!) >= 10)}), ` +
+        `two links ${ratio2.toFixed(2)}x (>= 1.8: ${ok(ratio2 >= 1.8)}), read RTT ${rttRatio.toFixed(2)}x raw (<= 3: ${ok(rttRatio <= 3)}), ` +
+        `standalone ACKs ${(ackShare * 100).toFixed(2)} % (<= 5 %: ${ok(ackShare <= 0.05)})`,
+    );
+    console.log('');
+  }
+  console.log(`targets\n  ${summary.join('\n  ')}`);
+}
+
+if (process.argv[2] === 'worker') await workerMain(JSON.parse(process.argv[3]!) as WorkerConfig);
+else await orchestrate();
