@@ -75,7 +75,7 @@ export interface ServerOptions {
   /** Fds the client may send per message, advertised as max_msg_fds. */
   maxMsgFds?: number;
   maxDmaMaps?: number;
-  /** DMA_READ/WRITE data offset; QEMU's (28) by default. */
+  /** DMA_READ/WRITE data offset; the spec's (32) by default, which QEMU 11.1.3 uses. */
   dmaRwLayout?: DmaRwLayout;
   /** How long to wait for a DMA_READ/WRITE reply. */
   dmaTimeoutMs?: number;
@@ -107,7 +107,7 @@ export class VfioUserServer extends EventEmitter<VfioUserServerEvents> {
     this.name = options.name ?? options.path;
     const log = options.log ?? defaultLogger;
     this.log = (level, msg) => log(level, `vfio-user ${this.name}: ${msg}`);
-    this.opts = { dmaRwLayout: DmaRwLayout.Qemu, ...DEFAULTS, ...stripUndefined(options) } as Required<Omit<ServerOptions, 'name' | 'log'>>;
+    this.opts = { dmaRwLayout: DmaRwLayout.Spec, ...DEFAULTS, ...stripUndefined(options) } as Required<Omit<ServerOptions, 'name' | 'log'>>;
   }
 
   /** Binds and listens; throws (e.g. EADDRINUSE, ENOENT) if it cannot. */

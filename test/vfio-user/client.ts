@@ -35,7 +35,7 @@ export class VfioUserClient {
   readonly closed: Promise<string>;
   private closedResolve!: (reason: string) => void;
 
-  constructor(path: string, private readonly layout = DmaRwLayout.Qemu) {
+  constructor(path: string, private readonly layout = DmaRwLayout.Spec) {
     this.closed = new Promise((r) => (this.closedResolve = r));
     const fd = native.unixConnect(path);
     this.conn = new Connection(fd, 2 << 20, {

@@ -49,7 +49,7 @@ test.serial('lspci -vv: IDs, class, 64-bit 16K BAR0, PCIe endpoint, MSI-X with 4
   }
 });
 
-test.serial('guest driver script: BAR registers via resource0 and devmem, DMA copy between guest pages, MSI-X counted in /proc/interrupts', async (t) => {
+test.serial('guest driver script: BAR registers via resource0 and devmem, DMA between guest pages and from the BIOS flash, MSI-X counted in /proc/interrupts', async (t) => {
   const devs = await testDevices();
   t.is(devs.size, 2);
   for (const bdf of devs.keys()) {
@@ -69,7 +69,9 @@ test.serial('guest driver script: BAR registers via resource0 and devmem, DMA co
     t.is(r.dma_buffers_stayed, '1', `${bdf}: buffers did not move during the copy`);
     t.is(r.dma_count, '1');
     t.is(r.dma_unmapped_status, '0x00000004', `${bdf}: ERROR for an address outside guest RAM`);
-    t.is(r.irqs_with_busmaster, '5', `${bdf}: 2 copy completions + 3 software interrupts`);
+    t.is(r.dma_flash_status, '0x00000002', `${bdf}: DONE copying from the BIOS flash (DMA_READ messages)`);
+    t.is(r.dma_flash_copied, '1', `${bdf}: DMA_READ reply data where QEMU puts it`);
+    t.is(r.irqs_with_busmaster, '6', `${bdf}: 3 copy completions + 3 software interrupts`);
   }
 });
 

@@ -173,7 +173,15 @@ out('dma_buffers_stayed', phys($src) == $src_phys && phys($dst) == $dst_phys ? 1
 out('dma_count', dev_rd32($R{DMA_COUNT}));
 # Far beyond guest RAM: no DMA mapping covers it.
 out('dma_unmapped_status', hex32(dma(0x7f00 << 32, $dst_phys, $PAGE)));
+# QEMU maps the BIOS flash without an fd, so the server must fetch it with DMA_READ
+# messages (the fallback path and its data layout); /dev/mem shows the truth.
+my $FLASH_TOP = 0xfffff000;
+open(my $devmem, '<', '/dev/mem') or die "/dev/mem: $!\n";
+my $flash = syscall($SYS_mmap, 0, $PAGE, 1, $MAP_SHARED, fileno($devmem), $FLASH_TOP);
+$flash == -1 and die "mmap flash: $!\n";
+out('dma_flash_status', hex32(dma($FLASH_TOP, $dst_phys, $PAGE)));
+out('dma_flash_copied', mem_read($dst, $PAGE) eq unpack("P$PAGE", pack('J', $flash)) ? 1 : 0);
 # Software interrupts.
 wr32($R{IRQ_RAISE}, 0) for 1 .. 3;
-# Two copies (one failed) and three software interrupts, all on vector 0.
-out('irqs_with_busmaster', irqs_since($irq_before, 5));
+# Three copies (one failed) and three software interrupts, all on vector 0.
+out('irqs_with_busmaster', irqs_since($irq_before, 6));
