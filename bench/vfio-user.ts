@@ -1,13 +1,17 @@
 // REGION_WRITE and REGION_READ round trips per second through the vfio-user
 // server (test device, BAR0 scratch register), against a raw unix-socket
 // ping-pong of the same message size measured in the same run and process
-// layout. Client and server share one Node process and event loop, so these
-// numbers are an upper bound for the Node side; CPU placement is whatever
-// the OS chose (run under `taskset -c 0` to pin).
+// layout. First client and server share one Node process and event loop (an
+// upper bound for the Node side; placement is whatever the OS chose), then the
+// server runs as a separate process (src/devices/testdev/main.ts), pinned to
+// the client's CPU and then to another one.
 //
 //   node --import tsx bench/vfio-user.ts [seconds-per-case]
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { once } from 'node:events';
+import { availableParallelism, tmpdir } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { native, PollEvent } from '../native/index.ts';
 import { TestDevice, TestReg } from '../src/devices/testdev/testdev.ts';
@@ -77,4 +81,30 @@ const cfg = await timed('REGION_READ 4 B (config)', () => client.regionRead(7, 0
 console.log(`relative to raw: write ${(wr / rawRate).toFixed(2)}x, read ${(rd / rawRate).toFixed(2)}x, config read ${(cfg / rawRate).toFixed(2)}x`);
 client.close();
 server.close();
+
+// The same round trips with the server in its own process (the lab's testdev entry),
+// as QEMU sees it: placement decides (design §8: cross-CPU wake-ups cost ~25 µs here).
+const cpus = availableParallelism();
+const placements: [string, string, string][] = [['pinned together', '0', '0']];
+if (cpus > 1) placements.push(['spread', '0', '1']);
+const mainTs = fileURLToPath(new URL('../src/devices/testdev/main.ts', import.meta.url));
+for (const [label, clientCpu, serverCpu] of placements) {
+  // -a: every thread of this process (the event loop runs on the main one, libuv's pool too).
+  execFileSync('taskset', ['-a', '-p', '-c', clientCpu, String(process.pid)], { stdio: 'ignore' });
+  const child = spawn('taskset', ['-c', serverCpu, process.execPath, '--import', 'tsx', mainTs, '--socket-dir', dir, 'sep'], { stdio: 'ignore' });
+  const sock = join(dir, 'sep.sock');
+  const deadline = Date.now() + 20_000;
+  while (!existsSync(sock)) {
+    if (Date.now() > deadline || child.exitCode !== null) throw new Error('testdev server process did not come up');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const c = new VfioUserClient(sock);
+  await c.version();
+  console.log(`server in its own process, ${label} (client CPU ${clientCpu}, server CPU ${serverCpu}):`);
+  await timed(`  REGION_WRITE 4 B (BAR0)`, () => c.regionWrite(0, TestReg.Scratch, data));
+  await timed(`  REGION_READ 4 B (BAR0)`, () => c.regionRead(0, TestReg.Scratch, 4));
+  c.close();
+  child.kill('SIGTERM');
+  await once(child, 'exit');
+}
 rmSync(dir, { recursive: true, force: true });
