@@ -102,10 +102,32 @@ export function frameSize(vlan: VlanTag | null, payloadBytes: number): number {
   return Math.max(MIN_FRAME_BYTES, (vlan ? TAGGED_L2_BYTES : UNTAGGED_L2_BYTES) + PCIEOE_HEADER_BYTES + payloadBytes);
 }
 
-/** Build a frame in a new buffer; the payload is copied in. */
+/**
+ * Frames are carved out of shared slabs rather than allocated one by one: a
+ * 4 KiB TLP frame is above Node's Buffer pool size, so each would otherwise
+ * get its own ArrayBuffer (a measurable share of the link layer's CPU time at
+ * full rate). A frame is a view that stays valid as long as it is referenced
+ * (replay buffer, port queues); a slab is freed when none of its frames is.
+ */
+const SLAB_BYTES = 256 * 1024;
+let slab = Buffer.allocUnsafe(SLAB_BYTES);
+let slabUsed = 0;
+
+function allocFrame(size: number): Buffer {
+  if (size > SLAB_BYTES / 4) return Buffer.allocUnsafe(size);
+  if (slabUsed + size > SLAB_BYTES) {
+    slab = Buffer.allocUnsafe(SLAB_BYTES);
+    slabUsed = 0;
+  }
+  const buf = slab.subarray(slabUsed, slabUsed + size);
+  slabUsed += (size + 7) & ~7;
+  return buf;
+}
+
+/** Build a frame in fresh memory (not shared with any other frame); the payload is copied in. */
 export function encodeFrame(h: FrameHeader, payload: Uint8Array = ZERO_CRC.subarray(0, 0)): Buffer {
   if (payload.length > 0xffff) throw new RangeError(`payload of ${payload.length} bytes does not fit the length field`);
-  const buf = Buffer.allocUnsafe(frameSize(h.vlan, payload.length));
+  const buf = allocFrame(frameSize(h.vlan, payload.length));
   writeMac(buf, 0, h.dst);
   writeMac(buf, 6, h.src);
   let o = 12;
