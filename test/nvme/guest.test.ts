@@ -75,4 +75,24 @@ test.serial('[qemu] Linux nvme driver binds; nvme-cli and fio verify pass; nvme 
   t.is((await lab(['down'])).code, 0);
   t.is((await lab(['up', 'nvme-direct'])).code, 0);
   t.is((await guest('dd if=/dev/nvme0n1 bs=64k count=16 skip=4096 iflag=direct 2>/dev/null | md5sum')).split(' ')[0], sum);
+  t.is((await lab(['down'])).code, 0);
+});
+
+test.serial('[qemu] a two-function card: two controllers, distinct serials and subsystems, independent data', async (t) => {
+  const up = await lab(['up', 'nvme-card']);
+  t.is(up.code, 0, up.stderr);
+  const serials = (await guest('cat /sys/class/nvme/nvme*/serial')).trim().split(/\s+/);
+  t.is(serials.length, 2);
+  t.not(serials[0], serials[1]);
+  const nqns = (await guest('cat /sys/class/nvme-subsystem/*/subsysnqn')).trim().split(/\s+/);
+  t.is(new Set(nqns).size, 2, 'one subsystem per function');
+  // Different patterns on the two functions, each read back unchanged.
+  const out = await guest(
+    'for n in 0 1; do yes "fn$n" | head -c 1048576 | dd of=/dev/nvme${n}n1 bs=64k oflag=direct 2>/dev/null; done; ' +
+      'for n in 0 1; do dd if=/dev/nvme${n}n1 bs=64k count=16 iflag=direct 2>/dev/null | md5sum; yes "fn$n" | head -c 1048576 | md5sum; done',
+  );
+  const sums = out.trim().split('\n').map((l) => l.split(' ')[0]);
+  t.is(sums[0], sums[1]);
+  t.is(sums[2], sums[3]);
+  t.not(sums[0], sums[2]);
 });
