@@ -101,7 +101,7 @@ async function waitForAgent(vm: VmState, timeoutMs: number): Promise<void> {
     if (!answered) reject(new Error(isAlive(vm) ? `QEMU: ${fatal()!.trim()}` : `QEMU exited during boot (see ${vm.log})`));
   });
   try {
-    const r = await Promise.race([agentExec(vm.agent, 'true', { timeoutMs, retryEveryMs: 1000 }), guestDied]);
+    const r = await Promise.race([agentExec(vm.agent, '', { timeoutMs, retryEveryMs: 1000 }), guestDied]);
     if (r.status !== 0) throw new Error(`agent answered with status ${r.status}`);
   } catch (err) {
     throw new Error(`VM ${vm.name}: guest agent did not answer: ${(err as Error).message} (console: ${vm.console})`);
@@ -121,7 +121,9 @@ async function configureNics(spec: VmSpec, vm: VmState): Promise<void> {
     })
     .join('\n');
   if (!script) return;
-  const r = await agentExec(vm.agent, `set -e\n${script}`, { timeoutMs: 30_000 });
+  const r = await agentExec(vm.agent, `set -e\n${script}`, { timeoutMs: 120_000 }).catch((err: Error) => {
+    throw new Error(`VM ${vm.name}: NIC set-up: ${err.message}`);
+  });
   if (r.status !== 0) throw new Error(`VM ${vm.name}: NIC set-up failed: ${r.stderr.trim()}`);
 }
 
