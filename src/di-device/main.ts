@@ -21,6 +21,13 @@ import { realClock } from '../fabric/clock.ts';
 import { openUnixNode, parseBdf, parseChannelSpec, parseKeyValues, parseLinkSpec } from '../hi-device/fabric-node.ts';
 import { DeviceInterface, type Logger } from './di.ts';
 
+/**
+ * Heartbeat every 100 ms, a link dead after 350 ms of silence: the link
+ * layer's 10 ms default flaps under TCG, where QEMU starves the lab's
+ * processes of CPU for tens of ms (seen in the one-host-one-card lab).
+ */
+const LINK_TUNING = { heartbeatInterval: 100 };
+
 const log: Logger = (level, message) => console.log(`${new Date().toISOString()} ${level.padEnd(5)} ${message}`);
 const NAME = /^[a-z0-9][a-z0-9-]{0,63}$/;
 const SIZE_UNITS: Record<string, number> = { K: 2 ** 10, M: 2 ** 20, G: 2 ** 30 };
@@ -87,7 +94,7 @@ async function main(): Promise<void> {
     const links = values.link.map(parseLinkSpec);
     const channels = values.channel.map(parseChannelSpec);
     if (links.length === 0 || channels.length === 0 || values.function.length === 0) throw new Error('need at least one --link, --channel and --function');
-    ({ node, ports } = openUnixNode(links, dir, clock, values.vlan === undefined ? null : { pcp: 5, dei: false, vid: Number(values.vlan) }));
+    ({ node, ports } = openUnixNode(links, dir, clock, values.vlan === undefined ? null : { pcp: 5, dei: false, vid: Number(values.vlan) }, LINK_TUNING));
     const n = node;
     for (const c of channels) {
       const ch = n.addChannel(c.id, c.peerMacs, (p) => di.receive(c.id, p), {

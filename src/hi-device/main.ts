@@ -18,6 +18,13 @@ import type { Logger, VfioUserServer } from '../vfio-user/server.ts';
 import { openUnixNode, parseBdf, parseChannelSpec, parseKeyValues, parseLinkSpec } from './fabric-node.ts';
 import { HostInterface } from './hi.ts';
 
+/**
+ * Heartbeat every 100 ms, a link dead after 350 ms of silence: the link
+ * layer's 10 ms default flaps under TCG, where QEMU starves the lab's
+ * processes of CPU for tens of ms (seen in the one-host-one-card lab).
+ */
+const LINK_TUNING = { heartbeatInterval: 100 };
+
 const log: Logger = (level, message) => console.log(`${new Date().toISOString()} ${level.padEnd(5)} ${message}`);
 
 function usage(message: string): never {
@@ -66,7 +73,7 @@ async function main(): Promise<void> {
 
   const clock = realClock;
   const hi = new HostInterface({ clock, log, completionTimeoutMs: values['completion-timeout'] ? Number(values['completion-timeout']) : undefined });
-  const { node, ports } = openUnixNode(links, dir, clock, vlan);
+  const { node, ports } = openUnixNode(links, dir, clock, vlan, LINK_TUNING);
   for (const c of channels) {
     const ch = node.addChannel(c.id, c.peerMacs, (p) => hi.receive(c.id, p), {
       onPeerState: (alive) => log(alive ? 'info' : 'warn', `channel ${c.id}: DI ${alive ? 'reachable' : 'unreachable (all links silent)'}`),
