@@ -289,3 +289,27 @@ test('a transport detach (client gone) leaves the controller as at power-on for 
   t.is(await h.reg32(Reg.Cc), 0);
   t.is(h.ctrl.sqs.size + h.ctrl.cqs.size, 0);
 });
+
+test('without MSI-X: INTx is asserted while a CQ holds entries, dropped at the head doorbell, masked by INTMS', async (t) => {
+  const h = new TestHost(t);
+  h.ctrl.setMsixEnabled(false);
+  await h.enable();
+  const buf = h.alloc(PAGE);
+  await h.admin({ opcode: 0x06, prp1: buf, cdw10: 1 }); // reaps and rings the CQ head doorbell
+  t.deepEqual(h.intx, [true, false]);
+  t.deepEqual(h.irqs, []);
+  await h.wreg32(Reg.Intms, 1);
+  await h.admin({ opcode: 0x06, prp1: buf, cdw10: 1 });
+  t.deepEqual(h.intx, [true, false], 'masked: no edge at all');
+  await h.wreg32(Reg.Intmc, 1);
+  t.deepEqual(h.intx, [true, false]);
+});
+
+test('Abort reports "not aborted"; Get Features SEL 3 reports changeable, not saveable', async (t) => {
+  const h = new TestHost(t);
+  await h.enable();
+  const abort = await h.admin({ opcode: 0x08, cdw10: (0x1234 << 16) | 0 });
+  t.is(abort.status, 0);
+  t.is(abort.dw0 & 1, 1);
+  t.is((await h.admin({ opcode: 0x0a, cdw10: 0x06 | (3 << 8) })).dw0, 0b100);
+});

@@ -6,7 +6,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setImmediate as tick } from 'node:timers/promises';
-import type { ExecutionContext } from 'ava';
 import { NvmeController, type NvmeControllerConfig } from '../../src/devices/nvme/controller.ts';
 import { Reg } from '../../src/devices/nvme/registers.ts';
 import { Cfg, CommandBit } from '../../src/devices/pci/config-space.ts';
@@ -73,6 +72,8 @@ export class TestHost {
   readonly mem: GuestMemory;
   readonly ctrl: NvmeController;
   readonly irqs: number[] = [];
+  /** INTx level changes, when MSI-X is off. */
+  readonly intx: boolean[] = [];
   readonly logs: string[] = [];
   readonly dir: string;
   private queues = new Map<number, HostQueue>();
@@ -81,7 +82,7 @@ export class TestHost {
   private brk = 16 * PAGE;
 
   /** Call open() before I/O; namespace paths are file names in a scratch directory. */
-  constructor(t: ExecutionContext, cfg: Partial<NvmeControllerConfig> = {}, memSize = 8 << 20) {
+  constructor(t: { teardown(fn: () => unknown): void }, cfg: Partial<NvmeControllerConfig> = {}, memSize = 8 << 20) {
     this.dir = mkdtempSync(join(tmpdir(), 'nvme-unit-'));
     t.teardown(async () => {
       await this.ctrl.close();
@@ -91,7 +92,7 @@ export class TestHost {
     // Namespace files are named relative to a scratch directory removed with the test.
     const namespaces = (cfg.namespaces ?? [{ path: 'ns1.img', size: 1 << 20, lbaSize: 512 }]).map((n) => ({ ...n, path: join(this.dir, n.path) }));
     this.ctrl = new NvmeController({ serial: 'UNIT0001', log: (l, m) => this.logs.push(`${l}: ${m}`), ...cfg, namespaces });
-    this.ctrl.attach({ dma: this.mem, irq: { msix: (v) => this.irqs.push(v), intx: () => {} } });
+    this.ctrl.attach({ dma: this.mem, irq: { msix: (v) => this.irqs.push(v), intx: (level) => this.intx.push(level) } });
     this.ctrl.configWrite(Cfg.Command, new Uint8Array([CommandBit.Memory | CommandBit.BusMaster, 0]));
     this.ctrl.setMsixEnabled(true);
   }
