@@ -53,7 +53,8 @@ function startProcess(p: ProcessSpec, topo: Topology, wantedSockets: string[]): 
   return waitFor(
     `process ${p.name}`,
     () => wantedSockets.every((s) => existsSync(join(socketDir, `${s}.sock`))),
-    20_000,
+    // Generous: an HI creates its sockets only once the remote function has answered.
+    60_000,
     () => isAlive(rec),
     log,
   ).then(() => state);
