@@ -39,7 +39,7 @@ import {
 } from '../fabric/tlp.ts';
 import { Cfg, CommandBit } from '../devices/pci/config-space.ts';
 import type { FunctionPorts, PciFunction } from '../devices/pci/function.ts';
-import { FabricRequestError, TlpEndpoint, enabledRuns } from '../hi-device/tlp-endpoint.ts';
+import { FabricRequestError, TlpEndpoint, enabledRuns } from '../fabric/tlp-endpoint.ts';
 
 export type Logger = (level: 'info' | 'warn' | 'error', message: string) => void;
 

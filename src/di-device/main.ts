@@ -18,7 +18,7 @@ import { NvmeController } from '../devices/nvme/controller.ts';
 import type { PciFunction } from '../devices/pci/function.ts';
 import { TestDevice } from '../devices/testdev/testdev.ts';
 import { realClock } from '../fabric/clock.ts';
-import { openUnixNode, parseBdf, parseChannelSpec, parseKeyValues, parseLinkSpec } from '../hi-device/fabric-node.ts';
+import { openUnixNode, parseBdf, parseChannelSpec, parseKeyValues, parseLinkSpec } from '../fabric/fabric-node.ts';
 import { DeviceInterface, type Logger } from './di.ts';
 
 /**

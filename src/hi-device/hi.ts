@@ -22,7 +22,7 @@ import { type Tlp, TlpType, formatBdf, isNonPosted } from '../fabric/tlp.ts';
 import { VfioUserServer } from '../vfio-user/server.ts';
 import type { Logger } from '../vfio-user/server.ts';
 import { AddressWindow, RemoteFunction } from './remote-function.ts';
-import { TlpEndpoint, enabledRuns } from './tlp-endpoint.ts';
+import { TlpEndpoint, enabledRuns } from '../fabric/tlp-endpoint.ts';
 
 export interface HiOptions {
   clock: Clock;

@@ -15,7 +15,7 @@ import { parseArgs } from 'node:util';
 import { join } from 'node:path';
 import { realClock } from '../fabric/clock.ts';
 import type { Logger, VfioUserServer } from '../vfio-user/server.ts';
-import { openUnixNode, parseBdf, parseChannelSpec, parseKeyValues, parseLinkSpec } from './fabric-node.ts';
+import { openUnixNode, parseBdf, parseChannelSpec, parseKeyValues, parseLinkSpec } from '../fabric/fabric-node.ts';
 import { HostInterface } from './hi.ts';
 
 /**

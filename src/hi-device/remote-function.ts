@@ -30,7 +30,7 @@ import { type MemReadTlp, type MemWriteTlp, type Tlp, TlpType, formatBdf } from 
 import type { IrqIndexDesc } from '../vfio-user/irq.ts';
 import { IrqInfoFlag, PciIrq, PciRegion, RegionFlag } from '../vfio-user/protocol.ts';
 import type { Logger, RegionDesc, SessionContext, VfioUserDevice } from '../vfio-user/server.ts';
-import type { TlpEndpoint } from './tlp-endpoint.ts';
+import type { TlpEndpoint } from '../fabric/tlp-endpoint.ts';
 
 /** Config-space offsets and bits the HI needs (PCI Local Bus 3.0, PCIe Base 4.0 §7). */
 const enum Reg {

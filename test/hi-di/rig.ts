@@ -14,10 +14,10 @@ import { EthernetSwitch } from '../../src/fabric/switch.ts';
 import { bdf } from '../../src/fabric/tlp.ts';
 import { TestDevice } from '../../src/devices/testdev/testdev.ts';
 import { DeviceInterface } from '../../src/di-device/di.ts';
-import { FabricNode } from '../../src/hi-device/fabric-node.ts';
+import { FabricNode } from '../../src/fabric/fabric-node.ts';
 import { HostInterface } from '../../src/hi-device/hi.ts';
 import type { RemoteFunction } from '../../src/hi-device/remote-function.ts';
-import { TlpEndpoint } from '../../src/hi-device/tlp-endpoint.ts';
+import { TlpEndpoint } from '../../src/fabric/tlp-endpoint.ts';
 import type { Logger, VfioUserServer } from '../../src/vfio-user/server.ts';
 import { VfioUserClient } from '../vfio-user/client.ts';
 

@@ -5,10 +5,8 @@
  * timeout (PCIe Base Spec §2.3.2, §2.8).
  *
  * Both the HI (config and BAR reads to the DI) and the DI (device DMA reads
- * to the HI) need exactly this, and it knows nothing of either: it imports
- * only the fabric. It lives here because the fabric directory is another
- * engineer's; the DI imports it from here. Move it to src/fabric/ when that
- * is agreed — nothing in it is HI-specific.
+ * to the HI) need exactly this, and it knows nothing of either: it is part
+ * of the fabric so that the HI and DI never import each other.
  *
  * Tags are 8 bits (256 outstanding per endpoint; 10-bit tags need the
  * requester/completer capability negotiated, which the lab does not model).
@@ -17,9 +15,9 @@
  * cannot be taken for the answer to a newer request.
  */
 
-import { leadingDisabled, requestByteCount } from '../fabric/byte-enables.ts';
-import type { Clock, TimerHandle } from '../fabric/clock.ts';
-import { splitRead, splitWrite } from '../fabric/tlp-split.ts';
+import { leadingDisabled, requestByteCount } from './byte-enables.ts';
+import type { Clock, TimerHandle } from './clock.ts';
+import { splitRead, splitWrite } from './tlp-split.ts';
 import {
   CplStatus,
   type CompletionTlp,
@@ -31,7 +29,7 @@ import {
   decodeTlp,
   encodeTlp,
   isCompletion,
-} from '../fabric/tlp.ts';
+} from './tlp.ts';
 
 /** How a non-posted request ended. `data`: a read's enabled bytes (a config read: the whole DW). */
 export type Outcome =

@@ -8,16 +8,15 @@
  * in-process switch port in tests, or a unix datagram socket to the switch
  * process via `stationOf(new UnixDgramPort(...))`.
  *
- * Fabric-level like tlp-endpoint.ts, and shared with the DI for the same
- * reason (see there).
+ * Shared by the HI and DI process entries (which never import each other).
  */
 
-import type { Clock } from '../fabric/clock.ts';
-import { TAGGED_L2_BYTES, TPID_8021Q, UNTAGGED_L2_BYTES, type VlanTag } from '../fabric/frame.ts';
-import { Channel, type ChannelOptions } from '../fabric/link.ts';
-import { type Mac, parseMac } from '../fabric/mac.ts';
-import type { PortTransport, Station } from '../fabric/port.ts';
-import { UnixDgramPort } from '../fabric/unix-dgram-port.ts';
+import type { Clock } from './clock.ts';
+import { TAGGED_L2_BYTES, TPID_8021Q, UNTAGGED_L2_BYTES, type VlanTag } from './frame.ts';
+import { Channel, type ChannelOptions } from './link.ts';
+import { type Mac, parseMac } from './mac.ts';
+import type { PortTransport, Station } from './port.ts';
+import { UnixDgramPort } from './unix-dgram-port.ts';
 import { join } from 'node:path';
 
 /** A station over any PortTransport whose far end is a switch port (e.g. UnixDgramPort). */
