@@ -56,9 +56,10 @@ test.serial('[qemu] Linux nvme driver binds; nvme-cli and fio verify pass; nvme 
   t.regex(await guest('nvme id-ns /dev/nvme0n2'), /lbaf +0 : ms:0 +lbads:12 +rp:0 \(in use\)/);
   t.regex(await guest('nvme smart-log /dev/nvme0'), /temperature\s+: 35 ?°?C/);
 
-  // 4 KiB random read/write at QD 32 on the 512 B namespace, 512 B random writes,
-  // and 64 KiB sequential on the 4 KiB namespace: every block verified.
-  const rand = await fio('--filename=/dev/nvme0n1 --rw=randrw --bs=4k --iodepth=32 --size=32M');
+  // 4 KiB random read/write at QD 64 (2 jobs x 32, each on its own 16 MiB) on the
+  // 512 B namespace, 512 B random writes, and 64 KiB sequential write then read
+  // on the 4 KiB namespace: every block verified.
+  const rand = await fio('--filename=/dev/nvme0n1 --rw=randrw --bs=4k --iodepth=32 --numjobs=2 --size=16M --offset_increment=16M --group_reporting');
   t.regex(rand, /err= 0/);
   t.notRegex(rand, /verify: bad|crc32c: verify failed/);
   t.regex(await fio('--filename=/dev/nvme0n1 --rw=randwrite --bs=512 --iodepth=16 --size=2M --offset=64M'), /err= 0/);
