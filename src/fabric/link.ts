@@ -72,7 +72,7 @@ export interface ChannelOptions {
   replayCapacity?: number;
   /** Least time before unacknowledged TLPs are resent, ms; more when the measured round trip is longer. Default 5. */
   replayTimeout?: number;
-  /** Upper bound of the adaptive replay timeout, ms. Default 50 × replayTimeout. */
+  /** Upper bound of the adaptive replay timeout, ms. Default 10 × replayTimeout. */
   maxReplayTimeout?: number;
   /**
    * Standalone ACK after this long with nothing to piggyback on, ms. Default 1:
@@ -409,7 +409,10 @@ export class Channel {
     if (this.replay.size === 0 || from !== this.replay.oldest) return;
     // Several NAKs for one gap (one per held frame, or duplicated on the wire) cause one replay.
     if (this.lastReplayFrom === from && this.clock.now() - this.lastReplayAt < this.o.replayTimeout / 2) return;
-    this.replayAll();
+    // The receiver holds what arrived after the gap (within its window), so the gap is all it needs;
+    // resending the whole window would put up to rxSlots frames of duplicates in front of the
+    // next TLPs. A further gap gets its own NAK once this one is filled; the timer remains the backstop.
+    this.replayRange(1);
   }
 
   /** RFC 6298 smoothing: SRTT gains 1/8 of the error, RTTVAR 1/4. */
@@ -427,13 +430,18 @@ export class Channel {
   /** The replay timeout before backoff: the measured round trip with margin, within the configured bounds. */
   private get rto(): number {
     const measured = this.srtt < 0 ? 0 : this.srtt + 4 * this.rttvar;
-    return Math.min(Math.max(this.o.replayTimeout, measured), this.o.maxReplayTimeout ?? this.o.replayTimeout * 50);
+    return Math.min(Math.max(this.o.replayTimeout, measured), this.o.maxReplayTimeout ?? this.o.replayTimeout * 10);
   }
 
   private replayAll(): void {
+    this.replayRange(this.replay.size);
+  }
+
+  /** Resend the `count` oldest unacknowledged TLPs; the last asks for an ACK at once. */
+  private replayRange(count: number): void {
     this.timedSeq = -1; // Karn: an ACK after a replay cannot tell which copy it answers
     const first = this.replay.oldest;
-    const n = this.replay.size;
+    const n = Math.min(count, this.replay.size);
     for (let i = 0; i < n; i++) {
       const seq = seqAdd(first, i);
       const flags = FrameFlags.Replay | (i === n - 1 ? FrameFlags.AckNow : 0);
@@ -502,6 +510,9 @@ export class Channel {
       this.heldCount--;
       this.deliver(next);
     }
+    // Still holding frames: there is another gap in front of them, and the sender may have nothing new to
+    // send that would reveal it.
+    if (this.heldCount > 0) this.scheduleNak();
     this.rxSinceAck++;
     // Acknowledge at once when the peer has used a quarter of the window since our last ACK.
     if (this.rxSinceAck * 4 >= this.o.rxSlots) this.sendAck();

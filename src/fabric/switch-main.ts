@@ -6,6 +6,7 @@
  *     [--peer NAME=PATH ...]              where the port sends (the station's own bound socket)
  *     [--vlan NAME=access:VID ...]        default access:1
  *     [--vlan NAME=trunk:VID,VID[:native=VID]] | NAME=trunk:all[:native=VID]
+ *     [--vxlan NAME=VNI,LADDR:LPORT,RADDR:RPORT ...]  a VXLAN tunnel port (RFC 7348) to a remote VTEP
  *     [--pcap-dir DIR]                    NAME.pcap per port, both directions, as the switch sees them
  *     [--seed N]                          fault-injection randomness (default: time-based, logged)
  *
@@ -18,7 +19,7 @@
  * JSON, one reply line per request line (see ControlRequest):
  *   {"port":"di0","dir":"tx","set":{"loss":0.01}}   faults; dir tx = out of the switch to the
  *                                                  station, rx = from the station, omitted = both
- *   {"port":"di0","peer":"/path/to/station.sock"}  where port di0 sends (null: nowhere)
+ *   {"port":"di0","peer":"/path/to/station.sock"}  where unix port di0 sends (null: nowhere)
  *   {"counters":true}  or  {"counters":true,"port":"di0"}
  * Replies: {"ok":true,...} or {"ok":false,"error":"..."}.
  *
@@ -38,12 +39,12 @@ import { PcapWriter } from './pcap.ts';
 import { seededRng } from './rng.ts';
 import { EthernetSwitch, type VlanMode } from './switch.ts';
 import { UnixDgramPort } from './unix-dgram-port.ts';
+import { type VxlanEndpoint, VxlanPort } from './vxlan-port.ts';
 
-export interface PortConfig {
-  name: string;
-  peer: string | null;
-  vlan: VlanMode;
-}
+export type PortConfig = { name: string; vlan: VlanMode } & (
+  | { kind: 'unix'; peer: string | null }
+  | { kind: 'vxlan'; vni: number; local: VxlanEndpoint; remote: VxlanEndpoint }
+);
 
 export interface SwitchConfig {
   socketDir: string;
@@ -62,6 +63,7 @@ export function parseSwitchArgs(argv: readonly string[], env: NodeJS.ProcessEnv 
       port: { type: 'string', multiple: true, default: [] },
       peer: { type: 'string', multiple: true, default: [] },
       vlan: { type: 'string', multiple: true, default: [] },
+      vxlan: { type: 'string', multiple: true, default: [] },
       'pcap-dir': { type: 'string' },
       'socket-dir': { type: 'string' },
       seed: { type: 'string' },
@@ -71,8 +73,14 @@ export function parseSwitchArgs(argv: readonly string[], env: NodeJS.ProcessEnv 
   });
   const socketDir = values['socket-dir'] ?? env.LAB_SOCKET_DIR;
   if (!socketDir) throw new Error('LAB_SOCKET_DIR is not set (or pass --socket-dir)');
-  const names = values.port;
-  if (names.length === 0) throw new Error('no --port given');
+  const tunnels = new Map<string, string>();
+  for (const a of values.vxlan) {
+    const eq = a.indexOf('=');
+    if (eq < 1) throw new Error(`--vxlan ${a}: expected NAME=VNI,LADDR:LPORT,RADDR:RPORT`);
+    tunnels.set(a.slice(0, eq), a.slice(eq + 1));
+  }
+  const names = [...values.port, ...tunnels.keys()];
+  if (names.length === 0) throw new Error('no --port or --vxlan given');
   for (const n of names) if (!PORT_NAME.test(n)) throw new Error(`bad port name "${n}"`);
   if (new Set(names).size !== names.length) throw new Error('a port name is given twice');
   if (names.includes('control')) throw new Error('"control" is the control socket, not a port name');
@@ -92,10 +100,32 @@ export function parseSwitchArgs(argv: readonly string[], env: NodeJS.ProcessEnv 
   if (!Number.isInteger(seed)) throw new Error(`--seed ${values.seed}: not an integer`);
   return {
     socketDir,
-    ports: names.map((name) => ({ name, peer: peers.get(name) ?? null, vlan: parseVlan(vlans.get(name) ?? 'access:1') })),
+    ports: names.map((name): PortConfig => {
+      const vlan = parseVlan(vlans.get(name) ?? 'access:1');
+      const tunnel = tunnels.get(name);
+      if (tunnel === undefined) return { name, kind: 'unix', peer: peers.get(name) ?? null, vlan };
+      if (peers.has(name)) throw new Error(`--peer ${name}: a VXLAN port's peer is its remote VTEP`);
+      return { name, kind: 'vxlan', vlan, ...parseTunnel(tunnel) };
+    }),
     pcapDir: values['pcap-dir'] ?? null,
     seed,
   };
+}
+
+function parseEndpoint(text: string, what: string): VxlanEndpoint {
+  const colon = text.lastIndexOf(':');
+  const port = Number(text.slice(colon + 1));
+  if (colon < 1 || !/^\d+$/.test(text.slice(colon + 1)) || port > 65535) throw new Error(`${what}: expected ADDRESS:PORT, got "${text}"`);
+  return { address: text.slice(0, colon), port };
+}
+
+/** `VNI,LADDR:LPORT,RADDR:RPORT`. */
+export function parseTunnel(spec: string): { vni: number; local: VxlanEndpoint; remote: VxlanEndpoint } {
+  const [vni, local, remote, ...rest] = spec.split(',');
+  const what = `VXLAN spec "${spec}"`;
+  if (remote === undefined || rest.length > 0) throw new Error(`${what}: expected VNI,LADDR:LPORT,RADDR:RPORT`);
+  if (!/^\d+$/.test(vni!) || Number(vni) > 0xff_ffff) throw new Error(`${what}: VNI must be 0-16777215`);
+  return { vni: Number(vni), local: parseEndpoint(local!, what), remote: parseEndpoint(remote, what) };
 }
 
 function parseVid(text: string, what: string): number {
@@ -148,7 +178,7 @@ const MAX_CONTROL_LINE = 64 * 1024;
 interface RunningPort {
   config: PortConfig;
   id: number;
-  socket: UnixDgramPort;
+  transport: UnixDgramPort | VxlanPort;
   faults: FaultyPort;
   pcap: PcapWriter | null;
 }
@@ -169,11 +199,14 @@ export async function runSwitch(cfg: SwitchConfig, log: (line: string) => void =
   const controlPath = join(cfg.socketDir, 'control.sock');
   const server = await listenControl(controlPath, (req) => handle(req));
   for (const config of cfg.ports) {
-    const socket = new UnixDgramPort({ path: join(cfg.socketDir, `${config.name}.sock`), peer: config.peer ?? undefined });
-    const faults = new FaultyPort(socket, realClock, rng);
+    const transport =
+      config.kind === 'unix'
+        ? new UnixDgramPort({ path: join(cfg.socketDir, `${config.name}.sock`), peer: config.peer ?? undefined })
+        : await VxlanPort.open({ vni: config.vni, local: config.local, remote: config.remote });
+    const faults = new FaultyPort(transport, realClock, rng);
     const pcap = cfg.pcapDir ? new PcapWriter(join(cfg.pcapDir, `${config.name}.pcap`)) : null;
     const id = sw.addPort(pcap ? capturePort(faults, pcap) : faults, config.vlan, config.name);
-    ports.set(config.name, { config, id, socket, faults, pcap });
+    ports.set(config.name, { config, id, transport, faults, pcap });
   }
   // Captures reach their files at least this often even when traffic stops.
   const flusher = setInterval(() => ports.forEach((p) => p.pcap?.flush()), 500);
@@ -182,9 +215,9 @@ export async function runSwitch(cfg: SwitchConfig, log: (line: string) => void =
 
   function portReport(p: RunningPort) {
     return {
-      peer: p.socket.peer,
+      peer: p.transport instanceof UnixDgramPort ? p.transport.peer : vxlanText(p.transport),
       switch: sw.counters(p.id),
-      socket: p.socket.counters,
+      socket: p.transport.counters,
       faults: { tx: p.faults.counters('toStation'), rx: p.faults.counters('toSwitch') },
       config: { tx: p.faults.config('toStation'), rx: p.faults.config('toSwitch') },
     };
@@ -202,7 +235,8 @@ export async function runSwitch(cfg: SwitchConfig, log: (line: string) => void =
       return { ok: true, port: req.port, config: portReport(port!).config };
     }
     if ('peer' in req) {
-      port!.socket.setPeer(req.peer);
+      if (!(port!.transport instanceof UnixDgramPort)) return { ok: false, error: `${req.port} is not a unix datagram port` };
+      port!.transport.setPeer(req.peer);
       log(`switch: ${req.port} peer ${req.peer}`);
       return { ok: true, port: req.port, peer: req.peer };
     }
@@ -264,6 +298,12 @@ async function listenControl(path: string, handle: (req: unknown) => Record<stri
     });
   });
   return server;
+}
+
+/** "vxlan VNI LOCAL -> REMOTE", for counters and logs. */
+function vxlanText(v: VxlanPort): string {
+  const text = (e: VxlanEndpoint | null) => (e ? `${e.address}:${e.port}` : 'nowhere');
+  return `vxlan ${v.vni} ${text(v.local)} -> ${text(v.remoteVtep)}`;
 }
 
 function removeSocketFile(path: string): void {

@@ -1,4 +1,6 @@
+import * as dgram from 'node:dgram';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import test from 'ava';
 import { native } from '../../native/index.ts';
@@ -17,8 +19,8 @@ test('command line: ports, peers, VLANs, and usage errors', (t) => {
     pcapDir: null,
     seed: 7,
     ports: [
-      { name: 'hi-a0', peer: null, vlan: { mode: 'access', vid: 1 } },
-      { name: 'di0', peer: '/x/q.sock', vlan: { mode: 'trunk', vids: [100, 200], native: 1 } },
+      { name: 'hi-a0', kind: 'unix', peer: null, vlan: { mode: 'access', vid: 1 } },
+      { name: 'di0', kind: 'unix', peer: '/x/q.sock', vlan: { mode: 'trunk', vids: [100, 200], native: 1 } },
     ],
   });
   t.deepEqual(parseVlan('trunk:all'), { mode: 'trunk', vids: 'all' });
@@ -31,6 +33,50 @@ test('command line: ports, peers, VLANs, and usage errors', (t) => {
   t.throws(() => parseSwitchArgs(['--port', 'a', '--peer', 'b=/x'], env), { message: /one of the --port names/ });
   t.throws(() => parseSwitchArgs(['--port', 'control'], env), { message: /control socket/ });
   t.throws(() => parseSwitchArgs(['--port', 'a', '--bogus'], env));
+  t.like(parseSwitchArgs(['--vxlan', 'wan=42,127.0.0.1:4789,10.0.0.2:4789', '--vlan', 'wan=trunk:all'], env).ports[0], {
+    name: 'wan', kind: 'vxlan', vni: 42, local: { address: '127.0.0.1', port: 4789 }, remote: { address: '10.0.0.2', port: 4789 },
+  });
+  for (const bad of ['wan=42,127.0.0.1:4789', 'wan=x,a:1,b:2', 'wan=16777216,a:1,b:2', 'wan=1,a:1,b:99999', 'wan=1,a,b:2'])
+    t.throws(() => parseSwitchArgs(['--vxlan', bad], env), undefined, bad);
+  t.throws(() => parseSwitchArgs(['--port', 'wan', '--vxlan', 'wan=1,a:1,b:2'], env), { message: /twice/ });
+});
+
+async function freeUdpPorts(n: number): Promise<number[]> {
+  const sockets = await Promise.all(Array.from({ length: n }, () => new Promise<dgram.Socket>((resolve) => {
+    const s = dgram.createSocket('udp4');
+    s.bind(0, '127.0.0.1', () => resolve(s));
+  })));
+  const ports = sockets.map((s) => s.address().port);
+  await Promise.all(sockets.map((s) => new Promise<void>((r) => s.close(() => r()))));
+  return ports;
+}
+
+test('two switch processes joined by a VXLAN tunnel carry a channel end to end', async (t) => {
+  const [u1, u2] = await freeUdpPorts(2);
+  const trunk = `trunk:${VLAN.vid}`;
+  const dirs = [0, 1].map(() => fs.mkdtempSync(path.join(os.tmpdir(), 'fabric-vxlan-')));
+  const sw1 = await startSwitch({ dir: dirs[0], ports: ['a0'], args: [...peerArgs(dirs[0]!, 'a', 1), '--vxlan', `wan=5,127.0.0.1:${u1},127.0.0.1:${u2}`, '--vlan', `a0=${trunk}`, '--vlan', `wan=${trunk}`] });
+  t.teardown(() => void sw1.stop());
+  const sw2 = await startSwitch({ dir: dirs[1], ports: ['b0'], args: [...peerArgs(dirs[1]!, 'b', 1), '--vxlan', `wan=5,127.0.0.1:${u2},127.0.0.1:${u1}`, '--vlan', `b0=${trunk}`, '--vlan', `wan=${trunk}`] });
+  t.teardown(() => void sw2.stop());
+  const got: Buffer[] = [];
+  const a = endpoint({ dir: dirs[0]!, name: 'a', links: 1, mac: macA, peerMac: macB, vlan: VLAN, channel: { deliver: () => {} } });
+  const b = endpoint({ dir: dirs[1]!, name: 'b', links: 1, mac: macB, peerMac: macA, vlan: VLAN, channel: { deliver: (p) => got.push(Buffer.from(p)) } });
+  t.teardown(() => {
+    a.close();
+    b.close();
+  });
+  await sw1.control.must({ port: 'wan', dir: 'tx', set: { loss: 0.05 } });
+  t.like(await sw1.control.request({ port: 'wan', peer: '/x' }), { ok: false });
+  const sent = writes(400, 0x3_0000_0000n);
+  for (const p of sent) a.channel.send(p);
+  await until(() => got.length >= sent.length, 30_000, 'delivery across the tunnel');
+  t.deepEqual(got, sent);
+  const c = (await sw2.control.must({ counters: true, port: 'wan' })) as { ports: { wan: { peer: string; socket: { rxFrames: number; rxForeign: number } } } };
+  t.regex(c.ports.wan.peer, new RegExp(`vxlan 5 127.0.0.1:${u2} -> 127.0.0.1:${u1}`));
+  t.true(c.ports.wan.socket.rxFrames > 0 && c.ports.wan.socket.rxForeign === 0);
+  t.is(await sw1.stop(), 0);
+  t.is(await sw2.stop(), 0);
 });
 
 /** MWr TLPs with distinct addresses and data of 4 to 4096 bytes. */
@@ -47,7 +93,7 @@ function writes(n: number, base: bigint): Buffer[] {
 
 test('two endpoints through the switch process: exactly once, in order, under loss set at run time; counters; clean exit', async (t) => {
   const links = 1;
-  const dir = fs.mkdtempSync(path.join((await import('node:os')).tmpdir(), 'fabric-switch-'));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fabric-switch-'));
   const pcapDir = path.join(dir, 'pcap');
   // Port a0's peer is given on the command line, b0's over the control socket.
   const sw = await startSwitch({
