@@ -261,6 +261,15 @@ test('I/O errors: LBA range, opcode, namespace, MDTS, PRP offset, PRP outside gu
   const dst = h.alloc(PAGE);
   expectOk(await h.submit(1, { opcode: 0x02, nsid: 1, prp1: dst, cdw10: 8, cdw12: 7 }));
   t.deepEqual(h.mem.bytes.slice(dst, dst + PAGE), pattern(PAGE, 7), 'data written before the errors is intact');
+  // The error log holds the newest 4, newest first: SGL (count 9), then PRP list, ...
+  const log = h.alloc(PAGE);
+  expectOk(await h.admin({ opcode: 0x02, prp1: log, cdw10: 0x01 | (63 << 16) }));
+  const ev = new DataView(h.mem.bytes.buffer, log, 256);
+  t.is(Number(ev.getBigUint64(0, true)), cases.length);
+  t.is((ev.getUint16(12, true) >> 1) & 0x7ff, Status.InvalidField);
+  t.is(Number(ev.getBigUint64(64, true)), cases.length - 1);
+  t.is((ev.getUint16(64 + 12, true) >> 1) & 0x7ff, Status.DataTransferError);
+  t.is(ev.getUint16(64 + 8, true), 1, 'SQ id');
   t.is((await h.reg32(Reg.Csts)) & CstsBit.Fatal, 0, 'command errors are not fatal');
 });
 

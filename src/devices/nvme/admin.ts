@@ -59,6 +59,36 @@ export class Features {
   readonly vectorConfig = new Map<number, number>();
 }
 
+/** One Error Information log entry (NVMe 1.4 Figure 194), as the controller records it. */
+export interface ErrorRecord {
+  /** Error Count: 1, 2, ... over the controller's life (0 marks an unused entry). */
+  count: number;
+  sqid: number;
+  cid: number;
+  /** SCT << 8 | SC. */
+  status: number;
+  dnr: boolean;
+  nsid: number;
+  lba: number;
+}
+
+/** The Error Information log page: newest first, unused entries zero. */
+export function errorLog(records: readonly ErrorRecord[]): Uint8Array {
+  const b = new Uint8Array(ERROR_LOG_ENTRIES * ERROR_ENTRY_SIZE);
+  const v = new DataView(b.buffer);
+  records.slice(0, ERROR_LOG_ENTRIES).forEach((r, i) => {
+    const at = i * ERROR_ENTRY_SIZE;
+    v.setBigUint64(at, BigInt(r.count), true);
+    v.setUint16(at + 8, r.sqid, true);
+    v.setUint16(at + 10, r.cid, true);
+    v.setUint16(at + 12, ((r.status & 0x7ff) << 1) | (r.dnr ? 0x8000 : 0), true); // status field, phase bit 0
+    v.setUint16(at + 14, 0xffff, true); // parameter error location: not reported
+    v.setBigUint64(at + 16, BigInt(r.lba), true);
+    v.setUint32(at + 24, r.nsid, true);
+  });
+  return b;
+}
+
 /** What admin commands reach in the controller. */
 export interface AdminHost {
   readonly identity: ControllerIdentity;
@@ -70,8 +100,10 @@ export interface AdminHost {
   /** CC.MPS as bytes. */
   readonly pageSize: number;
   readonly msixVectors: number;
-  /** For the SMART log. */
+  /** For the SMART and error logs. */
   readonly powerOnHours: number;
+  /** Newest first, at most ERROR_LOG_ENTRIES. */
+  readonly errors: readonly ErrorRecord[];
   readonly unsafeShutdowns: number;
   /** Asynchronous Event Requests outstanding. */
   aerCount: number;
@@ -274,6 +306,7 @@ function smartLog(host: AdminHost): Uint8Array {
   put128(v, 128, 1); // power cycles
   put128(v, 128 + 16, host.powerOnHours);
   put128(v, 128 + 32, host.unsafeShutdowns);
+  put128(v, 128 + 64, host.errors[0]?.count ?? 0); // error log entries over the controller's life
   v.setUint16(200, TEMPERATURE, true); // temperature sensor 1
   return b;
 }
@@ -293,7 +326,7 @@ function getLogPage(host: AdminHost, sqe: Sqe): Promise<Completion> {
   let page: Uint8Array;
   switch (lid) {
     case LogPage.Error:
-      page = new Uint8Array(ERROR_LOG_ENTRIES * ERROR_ENTRY_SIZE); // no errors recorded: all entries unused (count 0)
+      page = errorLog(host.errors);
       break;
     case LogPage.Smart:
       page = smartLog(host);

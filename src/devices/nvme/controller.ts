@@ -9,7 +9,8 @@
 // is written DW0-2 first and DW3 (phase tag) last, and interrupts are sent
 // once per event-loop turn per vector, not once per completion.
 import { PciFunction } from '../pci/function.ts';
-import { executeAdmin, Features, type AdminHost } from './admin.ts';
+import { executeAdmin, Features, type AdminHost, type ErrorRecord } from './admin.ts';
+import { ERROR_LOG_ENTRIES } from './identify.ts';
 import type { ControllerIdentity } from './identify.ts';
 import { executeIo, type IoHost } from './io.ts';
 import { Namespace, type NamespaceConfig } from './namespace.ts';
@@ -57,6 +58,8 @@ export class NvmeController extends PciFunction implements AdminHost, IoHost {
   aerCount = 0;
   pageSize = 4096;
   readonly unsafeShutdowns = 0;
+  readonly errors: ErrorRecord[] = [];
+  private errorCount = 0;
   private readonly regs = new RegisterFile();
   private readonly created = Date.now();
   /** Bumped by every controller reset: work started before it must not touch the new state. */
@@ -277,13 +280,20 @@ export class NvmeController extends PciFunction implements AdminHost, IoHost {
   }
 
   private failure(sq: SubmissionQueue, sqe: Sqe, err: unknown): Completion {
+    let c: Completion;
     if (err instanceof NvmeError) {
       this.log('warn', `SQ ${sq.id} cid ${sqe.cid} opcode 0x${sqe.opcode.toString(16)}: status 0x${err.status.toString(16)}: ${err.message}`);
-      return { dw0: 0, status: err.status, dnr: err.dnr };
+      c = { dw0: 0, status: err.status, dnr: err.dnr };
+    } else {
+      // A bug in the model must not take the server down; the host sees an internal error.
+      this.log('error', `SQ ${sq.id} cid ${sqe.cid} opcode 0x${sqe.opcode.toString(16)}: ${(err as Error)?.stack ?? err}`);
+      c = { dw0: 0, status: Status.InternalError, dnr: false };
     }
-    // A bug in the model must not take the server down; the host sees an internal error.
-    this.log('error', `SQ ${sq.id} cid ${sqe.cid} opcode 0x${sqe.opcode.toString(16)}: ${(err as Error)?.stack ?? err}`);
-    return { dw0: 0, status: Status.InternalError, dnr: false };
+    // I/O commands carry their starting LBA in CDW10-11; admin commands have none.
+    const lba = sq.id === 0 ? 0 : sqe.dw10_11;
+    this.errors.unshift({ count: ++this.errorCount, sqid: sq.id, cid: sqe.cid, status: c.status, dnr: c.dnr, nsid: sqe.nsid, lba });
+    this.errors.length = Math.min(this.errors.length, ERROR_LOG_ENTRIES);
+    return c;
   }
 
   private async complete(sq: SubmissionQueue, cid: number, c: Completion, gen: number): Promise<void> {
