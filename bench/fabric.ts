@@ -143,14 +143,22 @@ function rawActivity(cfg: WorkerConfig): Activity {
   let txPoll: ReturnType<typeof pollOf> | null = null;
   let running = false;
   const pollOf = (f: number, fn: () => void) => new native.Poll(f, (err) => (err ? console.error(err) : fn()));
+  /** A datagram to the peer; once the peer has finished and closed its socket, sending stops quietly. */
+  const sendToPeer = (data: Uint8Array) => {
+    try {
+      native.sendTo(fd, data, peer);
+    } catch {
+      running = false;
+    }
+  };
   const rx = pollOf(fd, () => {
     for (let n; (n = native.recv(fd, buf)) >= 0; ) {
-      if (cfg.role === 'raw-echo') native.sendTo(fd, buf.subarray(0, n), peer);
+      if (cfg.role === 'raw-echo') sendToPeer(buf.subarray(0, n));
       else if (cfg.role === 'raw-sink') bytes.add(n);
       else if (cfg.role === 'raw-ping' && running) {
         rtt.answered();
         rtt.sent();
-        native.sendTo(fd, msg, peer);
+        sendToPeer(msg);
       }
     }
   });
@@ -170,7 +178,7 @@ function rawActivity(cfg: WorkerConfig): Activity {
       running = true;
       if (cfg.role === 'raw-ping') {
         rtt.sent();
-        native.sendTo(fd, msg, peer);
+        sendToPeer(msg);
       } else if (cfg.role === 'raw-source') {
         txFd = native.unixConnect(peer, 'dgram');
         txPoll = pollOf(txFd, pump);

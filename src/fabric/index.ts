@@ -21,3 +21,4 @@ export { seededRng, type Rng } from './rng.ts';
 export type { Decoded } from './result.ts';
 export { UnixDgramPort, type UnixDgramPortOptions, type UnixDgramCounters } from './unix-dgram-port.ts';
 export { SwitchControl, type ControlReply } from './switch-control.ts';
+export { VxlanPort, VXLAN_PORT, vxlanHeader, type VxlanCounters, type VxlanEndpoint, type VxlanPortOptions } from './vxlan-port.ts';

@@ -58,6 +58,8 @@ export interface TlpEndpointStats {
   completionTimeouts: number;
   /** Requests that had to wait for a free tag. */
   tagWaits: number;
+  /** Requests failed at once, or cut short, because the peer was unreachable. */
+  peerDownFailures: number;
 }
 
 interface Pending {
@@ -82,13 +84,36 @@ export class FabricRequestError extends Error {
 }
 
 export class TlpEndpoint {
-  readonly stats: TlpEndpointStats = { txTlps: 0, rxTlps: 0, rxMalformed: 0, rxUnexpectedCompletions: 0, completionTimeouts: 0, tagWaits: 0 };
+  readonly stats: TlpEndpointStats = { txTlps: 0, rxTlps: 0, rxMalformed: 0, rxUnexpectedCompletions: 0, completionTimeouts: 0, tagWaits: 0, peerDownFailures: 0 };
   private readonly pending = new Map<number, Pending>();
   private readonly freeTags: number[] = Array.from({ length: TAGS }, (_, i) => TAGS - 1 - i);
   private readonly tagWaiters: ((tag: number | undefined) => void)[] = [];
   private closed = false;
+  private peerAlive = true;
 
   constructor(private readonly o: TlpEndpointOptions) {}
+
+  /**
+   * What the link layer knows of the peer (all links silent = unreachable).
+   * While it is unreachable, non-posted requests fail at once with 'timeout'
+   * instead of waiting out the completion timeout, and those outstanding when
+   * it goes are cut short — as a PCIe port whose link went down answers at
+   * once (surprise down) rather than letting every request time out. A host
+   * driver tearing down a dead device makes many reads in a row; each costing
+   * a full completion timeout would stretch the teardown by seconds. Their
+   * tags stay quarantined for a timeout, as after a real one.
+   */
+  setPeerAlive(alive: boolean): void {
+    this.peerAlive = alive;
+    if (alive || this.closed) return;
+    for (const [tag, p] of this.pending) {
+      this.o.clock.clearTimer(p.timer);
+      this.pending.delete(tag);
+      this.stats.peerDownFailures++;
+      this.o.clock.setTimer(this.o.completionTimeoutMs, () => this.giveTag(tag));
+      p.resolve({ status: 'timeout', detail: 'peer unreachable' });
+    }
+  }
 
   get outstanding(): number {
     return this.pending.size;
@@ -109,6 +134,10 @@ export class TlpEndpoint {
    */
   request(req: NonPostedRequest): Promise<Outcome> {
     if (this.closed) return Promise.resolve({ status: 'closed' });
+    if (!this.peerAlive) {
+      this.stats.peerDownFailures++;
+      return Promise.resolve({ status: 'timeout', detail: 'peer unreachable' });
+    }
     const tag = this.freeTags.pop();
     if (tag !== undefined) return this.issue(req, tag);
     this.stats.tagWaits++;
@@ -118,6 +147,12 @@ export class TlpEndpoint {
   }
 
   private issue(req: NonPostedRequest, tag: number): Promise<Outcome> {
+    if (!this.peerAlive) {
+      // Waited for a tag while the peer went away.
+      this.stats.peerDownFailures++;
+      this.giveTag(tag);
+      return Promise.resolve({ status: 'timeout', detail: 'peer unreachable' });
+    }
     const tlp = { ...req, tag } as Tlp;
     let total: number;
     let nextLower = 0;
