@@ -46,7 +46,12 @@ export type Logger = (level: 'info' | 'warn' | 'error', message: string) => void
 export interface DiOptions {
   clock: Clock;
   log?: Logger;
-  /** Completion timeout for the functions' DMA reads, ms. Default 1000. */
+  /**
+   * Completion timeout for the functions' DMA reads, ms. Default 5000: a
+   * failed DMA read fails the guest's I/O, and a loaded TCG host can starve
+   * the HI for far more than a second; a host known to be gone fails reads
+   * at once (setPeerAlive).
+   */
   completionTimeoutMs?: number;
   /** Default 4096. */
   maxReadRequest?: number;
@@ -75,6 +80,8 @@ export interface DiStats {
 interface Hosted {
   name: string;
   fn: PciFunction;
+  /** INTx assertion already reported (SeaBIOS polls an NVMe controller with INTx: once is enough). */
+  intxWarned?: boolean;
   assignment?: { channel: number; hostBdf: number };
 }
 
@@ -136,7 +143,7 @@ export class DeviceInterface {
 
   constructor(private readonly o: DiOptions) {
     this.log = o.log ?? (() => {});
-    this.timeoutMs = o.completionTimeoutMs ?? 1000;
+    this.timeoutMs = o.completionTimeoutMs ?? 5000;
     this.mrrs = o.maxReadRequest ?? 4096;
     this.mps = o.maxPayload ?? 4096;
   }
@@ -164,6 +171,11 @@ export class DeviceInterface {
       return;
     }
     ch.endpoint.receive(payload);
+  }
+
+  /** The link layer's view of the host on `id` (see TlpEndpoint.setPeerAlive). */
+  setPeerAlive(id: number, alive: boolean): void {
+    this.channels.get(id)?.endpoint.setPeerAlive(alive);
   }
 
   channelStats(id: number) {
@@ -338,7 +350,10 @@ export class DeviceInterface {
         },
         intx: (asserted) => {
           // INTx would be Assert/Deassert_INTx messages; the HI serves MSI-X only.
-          if (asserted) this.log('warn', `${h.name}: INTx asserted, not forwarded (MSI-X only over PCIeOE)`);
+          if (asserted && !h.intxWarned) {
+            h.intxWarned = true;
+            this.log('info', `${h.name}: INTx asserted, not forwarded (MSI-X only over PCIeOE; reported once)`);
+          }
         },
       },
     };

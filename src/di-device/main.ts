@@ -98,7 +98,10 @@ async function main(): Promise<void> {
     const n = node;
     for (const c of channels) {
       const ch = n.addChannel(c.id, c.peerMacs, (p) => di.receive(c.id, p), {
-        onPeerState: (alive) => log(alive ? 'info' : 'warn', `channel ${c.id}: host ${alive ? 'reachable' : 'unreachable'}`),
+        onPeerState: (alive) => {
+          log(alive ? 'info' : 'warn', `channel ${c.id}: host ${alive ? 'reachable' : 'unreachable'}`);
+          di.setPeerAlive(c.id, alive);
+        },
       });
       di.addChannel(c.id, (tlp) => ch.send(tlp));
     }

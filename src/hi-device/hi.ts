@@ -29,7 +29,13 @@ export interface HiOptions {
   log?: Logger;
   /** The HI's requester/completer id (a root complex: 00:00.0). */
   hiId?: number;
-  /** Completion timeout for config and BAR reads, ms (must stay well under QEMU's 5 s). Default 500. */
+  /**
+   * Completion timeout for config and BAR reads, ms (must stay well under
+   * QEMU's 5 s). Default 2000: under TCG a starved DI or a replay after a cut
+   * link can take several hundred ms, and a host driver takes an all-ones
+   * status register for a dead device. A DI known to be gone (all links
+   * silent) fails reads at once instead (TlpEndpoint.setPeerAlive).
+   */
   completionTimeoutMs?: number;
 }
 
@@ -71,7 +77,7 @@ export class HostInterface {
       endpoint: new TlpEndpoint({
         send,
         clock: this.o.clock,
-        completionTimeoutMs: this.o.completionTimeoutMs ?? 500,
+        completionTimeoutMs: this.o.completionTimeoutMs ?? 2000,
         onRequest: (tlp) => this.onRequest(state, tlp),
         log: (m) => this.log('warn', `channel ${id}: ${m}`),
       }),

@@ -4,7 +4,7 @@
 //     --link MAC@SWITCH_PORT_SOCKET [--link ...]     link i binds DIR/link<i>.sock (give it to the switch as the port's peer)
 //     --channel ID=DIMAC[,DIMAC]                     a DI: its MAC on each of its links, in link order
 //     --eep NAME=channel:ID,bdf:BB:DD.F              a remote function, served to QEMU at DIR/NAME.sock
-//     [--vlan VID] [--completion-timeout MS]         default untagged, 500 ms
+//     [--vlan VID] [--completion-timeout MS]         default untagged, 2000 ms
 //
 // Each EEP is enumerated over the fabric before its socket appears (so the
 // lab, which waits for the socket, starts QEMU only once the remote function
@@ -76,7 +76,10 @@ async function main(): Promise<void> {
   const { node, ports } = openUnixNode(links, dir, clock, vlan, LINK_TUNING);
   for (const c of channels) {
     const ch = node.addChannel(c.id, c.peerMacs, (p) => hi.receive(c.id, p), {
-      onPeerState: (alive) => log(alive ? 'info' : 'warn', `channel ${c.id}: DI ${alive ? 'reachable' : 'unreachable (all links silent)'}`),
+      onPeerState: (alive) => {
+        log(alive ? 'info' : 'warn', `channel ${c.id}: DI ${alive ? 'reachable' : 'unreachable (all links silent)'}`);
+        hi.endpoint(c.id)?.setPeerAlive(alive);
+      },
     });
     hi.addChannel(c.id, (tlp) => ch.send(tlp));
   }

@@ -18,7 +18,7 @@
  *     driven by SET_IRQS). A write that starts an FLR is followed by
  *     re-programming BARs and MSI-X, as after DEVICE_RESET.
  * BARs: a read is MRd + completion, answered all-ones after the completion
- * timeout (default 500 ms: far beyond a PCIe fabric's round trip, far inside
+ * timeout (default 2 s: far beyond a PCIe fabric's round trip, inside
  * QEMU's 5 s x-msg-timeout); a write is a posted MWr, acknowledged at once.
  * Device DMA (MRd/MWr with guest IOVAs) is served from the vfio-user DMA map;
  * an MWr into this EEP's MSI window is the eventfd of its vector.
