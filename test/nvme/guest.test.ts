@@ -4,7 +4,7 @@
 // and that data survives a restart of the server process.
 import test from 'ava';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,6 +21,14 @@ function lab(args: string[], timeoutMs = 600_000): Promise<{ code: number; stdou
       resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
     });
   });
+}
+
+/** `lab up`, failing with the server processes' logs (the state directory goes away with the test). */
+async function labUp(topology: string): Promise<void> {
+  const r = await lab(['up', topology]);
+  if (r.code === 0) return;
+  const logs = readdirSync(state).filter((f) => f.endsWith('.log')).map((f) => `--- ${f}\n${readFileSync(join(state, f), 'utf8').slice(-4000)}`);
+  throw new Error(`lab up ${topology}: exit ${r.code}\n${r.stderr}\n${logs.join('\n')}`);
 }
 
 /** Runs a shell command in the guest; fails the test with its output if it exits non-zero. */
@@ -40,8 +48,7 @@ test.after.always(async () => {
 });
 
 test.serial('[qemu] Linux nvme driver binds; nvme-cli and fio verify pass; nvme reset, unbind/rebind; data survives a server restart', async (t) => {
-  const up = await lab(['up', 'nvme-direct']);
-  t.is(up.code, 0, up.stderr);
+  await labUp('nvme-direct');
 
   const dmesg = await guest('dmesg | grep -i nvme');
   t.regex(dmesg, /nvme nvme0: pci function/);
@@ -74,14 +81,13 @@ test.serial('[qemu] Linux nvme driver binds; nvme-cli and fio verify pass; nvme 
   // Data written before `lab down` (server SIGTERM: flush and close) is there after `lab up`.
   const sum = (await guest('dd if=/dev/urandom of=/dev/nvme0n1 bs=64k count=16 seek=4096 oflag=direct 2>/dev/null; dd if=/dev/nvme0n1 bs=64k count=16 skip=4096 iflag=direct 2>/dev/null | md5sum')).split(' ')[0];
   t.is((await lab(['down'])).code, 0);
-  t.is((await lab(['up', 'nvme-direct'])).code, 0);
+  await labUp('nvme-direct');
   t.is((await guest('dd if=/dev/nvme0n1 bs=64k count=16 skip=4096 iflag=direct 2>/dev/null | md5sum')).split(' ')[0], sum);
   t.is((await lab(['down'])).code, 0);
 });
 
 test.serial('[qemu] a two-function card: two controllers, distinct serials and subsystems, independent data', async (t) => {
-  const up = await lab(['up', 'nvme-card']);
-  t.is(up.code, 0, up.stderr);
+  await labUp('nvme-card');
   const serials = (await guest('cat /sys/class/nvme/nvme*/serial')).trim().split(/\s+/);
   t.is(serials.length, 2);
   t.not(serials[0], serials[1]);
