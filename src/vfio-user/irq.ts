@@ -1,10 +1,14 @@
 // Interrupt wiring from SET_IRQS (VFIO_DEVICE_SET_IRQS semantics over a socket).
 //
 // Each IRQ index (INTx, MSI, MSI-X, ERR, REQ) has `count` vectors. A vector
-// is delivered by writing 1 to the eventfd the client gave for it. QEMU never
-// masks MSI-X vectors here (it emulates the table itself): MSI-X delivery is
-// just the eventfd. INTx is automasked as in VFIO: after it fires it stays
-// masked until the client unmasks it.
+// is delivered by writing 1 to the eventfd the client gave for it. A maskable
+// index can be masked per vector with ACTION_MASK/UNMASK. Message interrupts
+// (MSI, MSI-X) are edges: one that fires while masked is held as pending and
+// sent on unmask, like the PBA of MSI-X. QEMU never masks them here (it
+// emulates both capabilities itself). INTx is a level, automasked as in VFIO:
+// after it fires it stays masked until the client unmasks it, and at unmask
+// only a level still asserted fires again (the device answers `unmasked`), so
+// nothing is kept pending for it.
 import { native } from '../../native/index.ts';
 import { Errno, IrqInfoFlag, IrqSetFlag, ProtocolError, type IrqSet } from './protocol.ts';
 
@@ -51,12 +55,17 @@ export class IrqTable {
     const v = this.vectors[index]?.[vector];
     if (!v || v.fd < 0) return false;
     if (v.masked) {
-      v.pending = true;
+      if (!this.isLevel(index)) v.pending = true;
       return false;
     }
     native.eventfdWrite(v.fd);
     if (this.descs[index]!.flags & IrqInfoFlag.Automasked) v.masked = true;
     return true;
+  }
+
+  /** Whether a vector fired while masked and waits for its unmask. */
+  isPending(index: number, vector: number): boolean {
+    return this.vectors[index]?.[vector]?.pending ?? false;
   }
 
   /** SET_IRQS. Takes ownership of `fds` (kept, or closed on error). */
@@ -151,6 +160,10 @@ export class IrqTable {
       Object.assign(v, { fd: -1, masked: false, pending: false });
     }
     this.events.wiringChanged?.(index);
+  }
+
+  private isLevel(index: number): boolean {
+    return (this.descs[index]!.flags & IrqInfoFlag.Automasked) !== 0;
   }
 }
 

@@ -4,9 +4,15 @@
 // Mapping: regions 0-5 are the BARs (a 64-bit BAR's upper half is an empty
 // region), 6 ROM (none), 7 config space (4096 B for PCI Express), 8 VGA
 // (none). IRQ indexes: INTx (1 vector if the function has an interrupt pin),
-// MSI (none), MSI-X (table size), ERR, REQ. QEMU emulates the MSI-X
-// capability and table itself and reports "MSI-X on" only through SET_IRQS,
-// so the function's MSI-X Enable bit is driven from the eventfd wiring.
+// MSI (the vectors its MSI capability asks for), MSI-X (table size), ERR,
+// REQ. QEMU emulates the MSI and MSI-X capabilities (and the MSI-X table)
+// itself and reports "on" through SET_IRQS eventfds, so the function's
+// Enable bits are driven from the wiring. MSI and MSI-X are maskable per
+// vector with SET_IRQS MASK/UNMASK (a vector masked there that fires is held
+// as pending and sent on unmask); QEMU 11 does not use that, other clients may.
+//
+// A BAR with shared memory (BarDef.shared) is offered for mmap as sparse
+// areas; QEMU then turns off posted writes for the whole device (design §4b).
 import type { PciFunction } from '../devices/pci/function.ts';
 import { Cfg } from '../devices/pci/config-space.ts';
 import type { IrqIndexDesc } from './irq.ts';
@@ -23,20 +29,25 @@ export class PciVfioUserDevice implements VfioUserDevice {
     const rw = RegionFlag.Read | RegionFlag.Write;
     this.regions = Array.from({ length: PciRegion.Count }, () => ({ size: 0, flags: 0 }));
     fn.bars.forEach((b, i) => {
-      if (b) this.regions[i] = { size: b.size, flags: rw };
+      if (b) this.regions[i] = { size: b.size, flags: rw, mmap: b.shared && { fd: b.shared.fd, areas: [...b.shared.areas] } };
     });
     this.regions[PciRegion.Config] = { size: fn.config.size, flags: rw };
     const hasPin = fn.config.get8(Cfg.InterruptPin) !== 0;
     this.irqs = [];
     this.irqs[PciIrq.Intx] = { count: hasPin ? 1 : 0, flags: IrqInfoFlag.Eventfd | IrqInfoFlag.Maskable | IrqInfoFlag.Automasked };
-    this.irqs[PciIrq.Msi] = { count: 0, flags: IrqInfoFlag.Eventfd };
-    this.irqs[PciIrq.Msix] = { count: fn.msixDef?.vectors ?? 0, flags: IrqInfoFlag.Eventfd | IrqInfoFlag.NoResize };
+    const message = IrqInfoFlag.Eventfd | IrqInfoFlag.Maskable | IrqInfoFlag.NoResize;
+    this.irqs[PciIrq.Msi] = { count: fn.msiDef?.vectors ?? 0, flags: message };
+    this.irqs[PciIrq.Msix] = { count: fn.msixDef?.vectors ?? 0, flags: message };
     this.irqs[PciIrq.Err] = { count: 1, flags: IrqInfoFlag.Eventfd };
     this.irqs[PciIrq.Req] = { count: 1, flags: IrqInfoFlag.Eventfd };
   }
 
   regionRead(region: number, offset: number, count: number): Uint8Array | Promise<Uint8Array> {
-    return region === PciRegion.Config ? this.fn.configRead(offset, count) : this.fn.barRead(region, offset, count);
+    if (region === PciRegion.Config) return this.fn.configRead(offset, count);
+    const data = this.fn.barRead(region, offset, count);
+    const m = this.fn.msixDef;
+    if (!m || region !== m.bar || offset >= m.pbaOffset + m.vectors / 8 || offset + count <= m.pbaOffset) return data;
+    return data instanceof Promise ? data.then((d) => this.withMaskedPending(d, offset)) : this.withMaskedPending(data, offset);
   }
 
   regionWrite(region: number, offset: number, data: Uint8Array): void | Promise<void> {
@@ -46,7 +57,7 @@ export class PciVfioUserDevice implements VfioUserDevice {
 
   reset(): void {
     this.fn.reset();
-    this.syncMsix();
+    this.syncEnables();
   }
 
   connected(ctx: SessionContext): void {
@@ -60,23 +71,26 @@ export class PciVfioUserDevice implements VfioUserDevice {
         msix: (vector) => {
           ctx.irqs.trigger(PciIrq.Msix, vector);
         },
+        msi: (vector) => {
+          ctx.irqs.trigger(PciIrq.Msi, vector);
+        },
         // VFIO INTx is an edge on the eventfd; QEMU holds the line until it unmasks.
         intx: (asserted) => {
           if (asserted) ctx.irqs.trigger(PciIrq.Intx, 0);
         },
       },
     });
-    this.syncMsix();
+    this.syncEnables();
   }
 
   disconnected(): void {
     this.ctx = undefined;
     this.fn.attach(undefined);
-    this.fn.setMsixEnabled(false);
+    this.syncEnables();
   }
 
   irqWiringChanged(index: number): void {
-    if (index === PciIrq.Msix) this.syncMsix();
+    if (index === PciIrq.Msix || index === PciIrq.Msi) this.syncEnables();
   }
 
   irqUnmasked(index: number, vector: number): void {
@@ -84,8 +98,29 @@ export class PciVfioUserDevice implements VfioUserDevice {
     if (index === PciIrq.Intx && this.fn.intxAsserted) this.ctx?.irqs.trigger(index, vector);
   }
 
-  private syncMsix(): void {
-    this.fn.setMsixEnabled((this.ctx?.irqs.enabledCount(PciIrq.Msix) ?? 0) > 0);
+  /**
+   * QEMU forwards guest PBA reads to the server ("the server copy is what
+   * matters"): a vector held back by SET_IRQS MASK is pending there too.
+   */
+  private withMaskedPending(data: Uint8Array, offset: number): Uint8Array {
+    const irqs = this.ctx?.irqs;
+    const m = this.fn.msixDef!;
+    if (!irqs) return data;
+    data = data.slice(); // not the device's own buffer
+    for (let i = 0; i < data.length; i++) {
+      const first = (offset + i - m.pbaOffset) * 8;
+      for (let bit = 0; bit < 8; bit++) {
+        if (first + bit >= 0 && first + bit < m.vectors && irqs.isPending(PciIrq.Msix, first + bit)) data[i]! |= 1 << bit;
+      }
+    }
+    return data;
+  }
+
+  /** MSI-X / MSI Enable follow whether the client wired eventfds (none without a client). */
+  private syncEnables(): void {
+    const wired = (index: PciIrq) => (this.ctx?.irqs.enabledCount(index) ?? 0) > 0;
+    this.fn.setMsixEnabled(wired(PciIrq.Msix));
+    if (this.fn.msiDef) this.fn.setMsiEnabled(wired(PciIrq.Msi));
   }
 }
 

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { MsixCap, Pcie, Pm } from '../../src/devices/pci/capabilities.ts';
+import { MsiCap, MsiControl, MsixCap, Pcie, Pm } from '../../src/devices/pci/capabilities.ts';
 import { CapId, Cfg, CommandBit, ConfigSpace, StatusBit } from '../../src/devices/pci/config-space.ts';
 import { BusMasterError, PciFunction, type FunctionPorts } from '../../src/devices/pci/function.ts';
 import { TestDevice, TestReg, TestStatus } from '../../src/devices/testdev/testdev.ts';
@@ -21,11 +21,13 @@ function fn(extra: Partial<ConstructorParameters<typeof PciFunction>[0]> = {}): 
 }
 
 /** Records what the transport would see. */
-function ports(mem = new Uint8Array(0x10000)): FunctionPorts & { msix: number[]; intx: boolean[]; mem: Uint8Array } {
+function ports(mem = new Uint8Array(0x10000)): FunctionPorts & { msix: number[]; msi: number[]; intx: boolean[]; mem: Uint8Array } {
   const msix: number[] = [];
+  const msi: number[] = [];
   const intx: boolean[] = [];
   return {
     msix,
+    msi,
     intx,
     mem,
     dma: {
@@ -38,7 +40,7 @@ function ports(mem = new Uint8Array(0x10000)): FunctionPorts & { msix: number[];
         mem.set(d, a);
       },
     },
-    irq: { msix: (v) => msix.push(v), intx: (l) => intx.push(l) },
+    irq: { msix: (v) => msix.push(v), msi: (v) => msi.push(v), intx: (l) => intx.push(l) },
   };
 }
 
@@ -204,4 +206,132 @@ test('test device: scratch, DMA copy engine, completion interrupt, errors, reset
   t.is(r32(d.barRead(0, TestReg.Status, 4) as Uint8Array), 0);
   t.is(r32(d.barRead(0, TestReg.DmaCount, 4) as Uint8Array), 0);
   t.is(r32(d.barRead(0, TestReg.Scratch + 4, 4) as Uint8Array), 0);
+});
+
+/** A function whose interrupts the test raises directly. */
+class IrqDev extends PciFunction {
+  fire(v: number) {
+    return this.interrupt(v);
+  }
+  lower() {
+    this.setIntx(false);
+  }
+}
+
+function msiDev(perVectorMask = true, vectors = 4): IrqDev {
+  return new IrqDev({
+    vendorId: 1, deviceId: 2, classCode: 0x088000, interruptPin: 1, bars: [{ size: 0x4000, kind: 'mem32' }],
+    msix: { vectors: 2, bar: 0, tableOffset: 0, pbaOffset: 0x1000 },
+    msi: { vectors, perVectorMask },
+  });
+}
+
+const le16 = (v: number) => new Uint8Array([v & 0xff, (v >>> 8) & 0xff]);
+
+test('MSI capability: 64-bit, multiple message capable, per-vector mask; which bits software may write', (t) => {
+  const f = msiDev();
+  const cs = f.config;
+  const at = cs.findCapability(CapId.Msi)!;
+  t.is(f.caps.msi, at);
+  t.is(cs.get8(at + 1), 0, 'last in the list');
+  t.is(cs.get16(at + MsiCap.Control), (2 << MsiControl.MmcShift) | MsiControl.Address64 | MsiControl.PerVectorMask, 'MMC = 4 vectors, 64-bit, PVM, disabled');
+  f.configWrite(at + MsiCap.Control, le16(0xffff));
+  t.is(cs.get16(at + MsiCap.Control), 0x0185 | MsiControl.MmeMask, 'only Enable and MME are writable');
+  f.configWrite(at + MsiCap.AddressLo, le32(0xffffffff));
+  t.is(cs.get32(at + MsiCap.AddressLo), 0xfffffffc, 'address is dword-aligned');
+  f.configWrite(at + MsiCap.MaskBits, le32(0xffffffff));
+  t.is(cs.get32(at + MsiCap.MaskBits), 0xf, 'a mask bit per requested vector');
+  f.configWrite(at + MsiCap.PendingBits, le32(0xffffffff));
+  t.is(cs.get32(at + MsiCap.PendingBits), 0, 'pending bits are the function\'s');
+  f.reset();
+  t.is(cs.get16(at + MsiCap.Control) & (MsiControl.Enable | MsiControl.MmeMask), 0);
+  t.is(cs.get32(at + MsiCap.MaskBits), 0);
+  // Without per-vector masking the capability is 14 bytes; a bad vector count is refused.
+  const plain = msiDev(false, 1);
+  t.is(plain.config.get16(plain.caps.msi! + MsiCap.Control), MsiControl.Address64);
+  t.throws(() => msiDev(true, 3), { message: /power of two/ });
+  t.throws(() => msiDev(true, 64), { message: /power of two/ });
+});
+
+test('MSI: routing, vectors folded onto the allocated ones, message for memory-write transports, INTx off while enabled', (t) => {
+  const f = msiDev();
+  const at = f.caps.msi!;
+  const p = ports();
+  f.attach(p);
+  t.is(f.fire(0), 'intx', 'MSI disabled: INTx');
+  t.deepEqual(p.intx, [true]);
+  f.configWrite(Cfg.Command, new Uint8Array([CommandBit.Memory]));
+  f.configWrite(at + MsiCap.AddressLo, le32(0xfee01000));
+  f.configWrite(at + MsiCap.AddressHi, le32(0x1));
+  f.configWrite(at + MsiCap.Data, le16(0x4021));
+  f.configWrite(at + MsiCap.Control, le16(MsiControl.Enable));
+  t.true(f.msiEnabled);
+  t.deepEqual(p.intx, [true, false], 'enabling MSI deasserts INTx');
+  t.false(f.intxAsserted);
+  t.is(f.fire(0), 'none', 'no MSI without Bus Master Enable');
+  f.configWrite(Cfg.Command, new Uint8Array([CommandBit.Memory | CommandBit.BusMaster]));
+  t.is(f.msiVectors, 1);
+  t.is(f.fire(3), 'msi');
+  t.deepEqual(p.msi, [0], 'one vector allocated: every vector is message 0');
+  f.configWrite(at + MsiCap.Control, le16(MsiControl.Enable | (1 << MsiControl.MmeShift)));
+  t.is(f.msiVectors, 2);
+  f.fire(3);
+  t.deepEqual(p.msi, [0, 1]);
+  t.deepEqual(f.msiMessage(1), { address: 0x1fee01000n, data: 0x4021, masked: false }, 'vector 1 in the data bit MME frees');
+  t.deepEqual(f.msiMessage(0), { address: 0x1fee01000n, data: 0x4020, masked: false });
+  t.is(f.msiMessage(2), undefined, 'beyond the allocated vectors');
+  f.configWrite(at + MsiCap.Control, le16(MsiControl.Enable | MsiControl.MmeMask));
+  t.is(f.msiVectors, 4, 'MME beyond MMC is capped');
+  // MSI-X wins when both are enabled; a transport without an MSI port drops MSI.
+  f.setMsixEnabled(true);
+  t.is(f.fire(0), 'msix');
+  f.setMsixEnabled(false);
+  const { msi: _, ...noMsi } = p.irq;
+  f.attach({ dma: p.dma, irq: noMsi });
+  t.is(f.fire(0), 'none');
+  t.deepEqual(p.msi, [0, 1]);
+  f.setMsiEnabled(false);
+  t.is(f.fire(0), 'intx');
+});
+
+test('MSI per-vector mask holds a message as pending and sends it when the mask clears', (t) => {
+  const f = msiDev();
+  const at = f.caps.msi!;
+  const p = ports();
+  f.attach(p);
+  f.configWrite(Cfg.Command, new Uint8Array([CommandBit.BusMaster]));
+  f.configWrite(at + MsiCap.Control, le16(MsiControl.Enable | (2 << MsiControl.MmeShift)));
+  f.configWrite(at + MsiCap.MaskBits, le32(0b0110));
+  t.is(f.fire(1), 'none');
+  t.is(f.fire(2), 'none');
+  t.is(f.fire(2), 'none', 'a second message while masked is the same pending bit');
+  t.is(f.fire(3), 'msi');
+  t.deepEqual(p.msi, [3]);
+  t.is(f.config.get32(at + MsiCap.PendingBits), 0b0110);
+  t.is(f.msiMessage(1)?.masked, true);
+  f.configWrite(at + MsiCap.MaskBits, le32(0b0100)); // unmask vector 1 only
+  t.deepEqual(p.msi, [3, 1]);
+  t.is(f.config.get32(at + MsiCap.PendingBits), 0b0100);
+  f.configWrite(at + MsiCap.MaskBits, le32(0));
+  t.deepEqual(p.msi, [3, 1, 2], 'each pending message is sent once');
+  t.is(f.config.get32(at + MsiCap.PendingBits), 0);
+  f.configWrite(at + MsiCap.MaskBits, le32(0));
+  t.deepEqual(p.msi, [3, 1, 2], 'nothing more pending');
+});
+
+test('MSI-X: clearing Function Mask sends the vectors pending in the PBA', (t) => {
+  const f = msiDev();
+  const p = ports();
+  f.attach(p);
+  f.configWrite(Cfg.Command, new Uint8Array([CommandBit.BusMaster]));
+  f.setMsixEnabled(true);
+  const ctl = f.caps.msix! + MsixCap.Control + 1;
+  f.configWrite(ctl, new Uint8Array([0xc0])); // enable + function mask
+  t.is(f.fire(1), 'none');
+  t.is(r32(f.barRead(0, 0x1000, 4) as Uint8Array), 2);
+  f.configWrite(ctl, new Uint8Array([0x80]));
+  t.deepEqual(p.msix, [1]);
+  t.is(r32(f.barRead(0, 0x1000, 4) as Uint8Array), 0, 'PBA bit cleared');
+  f.configWrite(ctl, new Uint8Array([0x80]));
+  t.deepEqual(p.msix, [1]);
 });

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ExecutionContext } from 'ava';
-import { TestDevice } from '../../src/devices/testdev/testdev.ts';
+import { TestDevice, type TestDeviceOptions } from '../../src/devices/testdev/testdev.ts';
 import { servePciFunction } from '../../src/vfio-user/pci-adapter.ts';
 import type { Logger, VfioUserServer } from '../../src/vfio-user/server.ts';
 import { VfioUserClient } from './client.ts';
@@ -18,8 +18,8 @@ export interface Rig {
   logged(re: RegExp, timeoutMs?: number): Promise<string>;
 }
 
-/** A test device served on a fresh socket; torn down with the test. */
-export function rig(t: ExecutionContext, name = 'dev', dir?: string): Rig {
+/** A test device (with MSI unless `options` say otherwise) served on a fresh socket; torn down with the test. */
+export function rig(t: ExecutionContext, name = 'dev', dir?: string, options: TestDeviceOptions = {}): Rig {
   const d = dir ?? mkdtempSync(join(tmpdir(), 'pcieoe-vfu-'));
   const logs: string[] = [];
   const watchers: { re: RegExp; resolve: (l: string) => void }[] = [];
@@ -31,12 +31,14 @@ export function rig(t: ExecutionContext, name = 'dev', dir?: string): Rig {
       w.resolve(line);
     }
   };
-  const dev = new TestDevice();
+  // Direct attach, as the lab's testdev process serves it: with MSI.
+  const dev = new TestDevice({ msi: true, ...options });
   const server = servePciFunction(dev, { path: join(d, `${name}.sock`), name, log, dmaTimeoutMs: 1000 });
   const clients: VfioUserClient[] = [];
   t.teardown(() => {
     for (const c of clients) c.close();
     server.close();
+    dev.close();
     if (!dir) rmSync(d, { recursive: true, force: true });
   });
   return {

@@ -45,7 +45,8 @@ test('negotiation and device description, as QEMU asks for them', async (t) => {
   t.like(await c.irqInfo(PciIrq.Intx), { count: 1 });
   const msix = await c.irqInfo(PciIrq.Msix);
   t.is(msix.count, 4);
-  t.is(msix.flags & IrqInfoFlag.Eventfd, IrqInfoFlag.Eventfd);
+  t.is(msix.flags, IrqInfoFlag.Eventfd | IrqInfoFlag.Maskable | IrqInfoFlag.NoResize);
+  t.like(await c.irqInfo(PciIrq.Msi), { count: 4, flags: IrqInfoFlag.Eventfd | IrqInfoFlag.Maskable | IrqInfoFlag.NoResize });
   t.like(await c.irqInfo(PciIrq.Err), { count: 1 });
   c.close();
 });
@@ -67,10 +68,10 @@ test('config space: IDs, class, BAR sizing, capability list', async (t) => {
   t.is(await c.read32(CONFIG, Cfg.Bar0 + 4), 0xffffffff);
   await c.write32(CONFIG, Cfg.RomBar, 0xfffff800);
   t.is(await c.read32(CONFIG, Cfg.RomBar), 0, 'no ROM: sizing reads 0');
-  // Capability walk: PM -> PCI Express (endpoint) -> MSI-X.
+  // Capability walk: PM -> PCI Express (endpoint) -> MSI-X -> MSI.
   const ids: number[] = [];
   for (let at = cfg[Cfg.CapabilitiesPtr]!; at !== 0; at = cfg[at + 1]!) ids.push(cfg[at]!);
-  t.deepEqual(ids, [CapId.PowerManagement, CapId.PciExpress, CapId.MsiX]);
+  t.deepEqual(ids, [CapId.PowerManagement, CapId.PciExpress, CapId.MsiX, CapId.Msi]);
   t.is(await c.read32(CONFIG, 0x100), 0, 'no extended capabilities');
   // Vendor ID is read-only.
   await c.regionWrite(CONFIG, 0, new Uint8Array([0xff, 0xff]));
@@ -226,7 +227,9 @@ test('bad input gets error replies and the session goes on', async (t) => {
   t.is(await errnoOf(c.setIrqs({ flags: IrqSetFlag.DataNone | IrqSetFlag.ActionTrigger, index: 9, start: 0, count: 1 })), Errno.EINVAL);
   t.is(await errnoOf(c.setIrqs({ flags: IrqSetFlag.DataNone | IrqSetFlag.ActionTrigger, index: PciIrq.Msix, start: 3, count: 2 })), Errno.EINVAL);
   t.is(await errnoOf(c.setIrqs({ flags: IrqSetFlag.DataNone | IrqSetFlag.DataBool | IrqSetFlag.ActionTrigger, index: PciIrq.Msix, start: 0, count: 1 })), Errno.EINVAL);
-  t.is(await errnoOf(c.setIrqs({ flags: IrqSetFlag.DataNone | IrqSetFlag.ActionMask, index: PciIrq.Msix, start: 0, count: 1 })), Errno.EINVAL, 'MSI-X is not maskable here');
+  t.is(await errnoOf(c.setIrqs({ flags: IrqSetFlag.DataNone | IrqSetFlag.ActionMask, index: PciIrq.Err, start: 0, count: 1 })), Errno.EINVAL, 'ERR is not maskable');
+  t.is(await errnoOf(c.setIrqs({ flags: IrqSetFlag.DataNone | IrqSetFlag.ActionMask, index: PciIrq.Msi, start: 2, count: 3 })), Errno.EINVAL, 'MSI has 4 vectors');
+  t.is(await errnoOf(c.setIrqs({ flags: IrqSetFlag.DataEventfd | IrqSetFlag.ActionUnmask, index: PciIrq.Msi, start: 0, count: 1 }, [e2])), Errno.ENOTSUP, 'unmask eventfds');
   // DMA map table errors
   await c.dmaMap(0x10000, 0x10000);
   t.is(await errnoOf(c.dmaMap(0x18000, 0x10000)), Errno.EEXIST);

@@ -105,3 +105,51 @@ export function addMsixCapability(cs: ConfigSpace, o: MsixOptions): number {
   cs.set32(at + MsixCap.Pba, o.pbaOffset | o.pbaBar);
   return at;
 }
+
+// ---- MSI (PCI Local Bus 3.0 §6.8.1), always with a 64-bit address -----------
+
+export const enum MsiCap {
+  Control = 0x02,
+  AddressLo = 0x04,
+  AddressHi = 0x08,
+  Data = 0x0c,
+  /** Per-vector masking only: one bit per vector, software-owned. */
+  MaskBits = 0x10,
+  /** Per-vector masking only: one bit per vector, set by the function while masked. */
+  PendingBits = 0x14,
+  /** 64-bit address without per-vector masking (Data is 16 bits). */
+  Length = 0x0e,
+  LengthWithMask = 0x18,
+}
+
+export const enum MsiControl {
+  Enable = 1 << 0,
+  /** Multiple Message Capable: log2 of the vectors requested (read-only). */
+  MmcShift = 1,
+  /** Multiple Message Enable: log2 of the vectors software allocated. */
+  MmeShift = 4,
+  MmeMask = 7 << 4,
+  Address64 = 1 << 7,
+  PerVectorMask = 1 << 8,
+}
+
+export interface MsiOptions {
+  /** Vectors requested: a power of two, 1..32. */
+  vectors: number;
+  /** Per-vector Mask and Pending bits. */
+  perVectorMask?: boolean;
+}
+
+export function addMsiCapability(cs: ConfigSpace, o: MsiOptions): number {
+  const log2 = Math.log2(o.vectors);
+  if (!Number.isInteger(log2) || log2 < 0 || log2 > 5) throw new Error(`MSI vectors must be a power of two in 1..32, got ${o.vectors}`);
+  const at = cs.addCapability(CapId.Msi, o.perVectorMask ? MsiCap.LengthWithMask : MsiCap.Length);
+  cs.set16(at + MsiCap.Control, (log2 << MsiControl.MmcShift) | MsiControl.Address64 | (o.perVectorMask ? MsiControl.PerVectorMask : 0));
+  cs.setMask16(at + MsiCap.Control, MsiControl.Enable | MsiControl.MmeMask);
+  cs.setMask32(at + MsiCap.AddressLo, 0xfffffffc); // dword-aligned
+  cs.setMask32(at + MsiCap.AddressHi, 0xffffffff);
+  cs.setMask16(at + MsiCap.Data, 0xffff);
+  // Mask bits exist for the vectors requested only; Pending bits are the function's.
+  if (o.perVectorMask) cs.setMask32(at + MsiCap.MaskBits, o.vectors === 32 ? 0xffffffff : (1 << o.vectors) - 1);
+  return at;
+}

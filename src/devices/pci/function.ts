@@ -1,9 +1,12 @@
 // A transport-agnostic PCI Express function: configuration space with its
-// capabilities, BARs with access handlers, an MSI-X table, and two ports the
+// capabilities, BARs with access handlers, MSI and an MSI-X table, and two ports the
 // transport plugs in — DMA (read/write host memory by bus address) and
 // interrupts. The vfio-user adapter serves it to QEMU; the DI will serve the
 // same object over PCIeOE. Nothing here knows which transport is in use.
-import { addMsixCapability, addPcieCapability, addPmCapability, DevCtlBit, MsixCap, MsixControl, Pcie, type PcieOptions } from './capabilities.ts';
+import {
+  addMsiCapability, addMsixCapability, addPcieCapability, addPmCapability, DevCtlBit, MsiCap, MsiControl, MsixCap, MsixControl, Pcie, type MsiOptions,
+  type PcieOptions,
+} from './capabilities.ts';
 import { Cfg, CommandBit, ConfigSpace, StatusBit } from './config-space.ts';
 
 export interface BarDef {
@@ -11,6 +14,20 @@ export interface BarDef {
   size: number;
   kind: 'mem32' | 'mem64' | 'io';
   prefetchable?: boolean;
+  /**
+   * Parts of the BAR that are plain memory in a shared file, so that a
+   * transport may map them into the host instead of trapping each access
+   * (vfio-user: sparse mmap). BAR offset X is file offset X. Accesses that
+   * still arrive through barRead/barWrite must hit the same memory.
+   */
+  shared?: SharedBarMemory;
+}
+
+export interface SharedBarMemory {
+  /** A mappable fd (memfd) owned by the device; at least as large as the BAR. */
+  fd: number;
+  /** Page-aligned [offset, offset + size) ranges of the BAR. */
+  areas: readonly { offset: number; size: number }[];
 }
 
 export interface MsixDef {
@@ -34,6 +51,8 @@ export interface PciFunctionConfig {
   /** Index = BAR number; a mem64 BAR also takes the next index, which must be empty. */
   bars: readonly (BarDef | undefined)[];
   msix?: MsixDef;
+  /** An MSI capability (64-bit address); may coexist with MSI-X, software enables one. */
+  msi?: MsiOptions;
   /** PCI Express (4 KiB config space, PCIe + PM capabilities); default true. */
   express?: boolean;
   pcie?: PcieOptions;
@@ -49,6 +68,11 @@ export interface DmaPort {
 export interface InterruptPort {
   /** Deliver MSI-X vector n (the transport applies the masking it knows about). */
   msix(vector: number): void;
+  /**
+   * Deliver MSI message n (< the vectors software allocated; per-vector
+   * masking is already applied). Optional: a transport without it drops MSI.
+   */
+  msi?(vector: number): void;
   /** The INTx line changed level (already gated by Command.INTx_Disable). */
   intx(asserted: boolean): void;
 }
@@ -72,8 +96,9 @@ export class PciFunction {
   readonly config: ConfigSpace;
   readonly bars: readonly (BarDef | undefined)[];
   readonly msixDef?: MsixDef;
+  readonly msiDef?: MsiOptions;
   /** Offset of each capability, for devices and transports. */
-  readonly caps: { pm?: number; pcie?: number; msix?: number } = {};
+  readonly caps: { pm?: number; pcie?: number; msix?: number; msi?: number } = {};
   /** MSI-X table (16 B per vector: address lo/hi, data, vector control) and pending bits. */
   protected readonly msixTable: Uint8Array;
   protected readonly msixPba: Uint8Array;
@@ -107,6 +132,10 @@ export class PciFunction {
       this.msixDef = m;
       this.caps.msix = addMsixCapability(cs, { vectors: m.vectors, tableBar: m.bar, tableOffset: m.tableOffset, pbaBar: m.bar, pbaOffset: m.pbaOffset });
     }
+    if (cfg.msi) {
+      this.msiDef = { ...cfg.msi };
+      this.caps.msi = addMsiCapability(cs, cfg.msi);
+    }
     this.msixTable = new Uint8Array((m?.vectors ?? 0) * MSIX_ENTRY);
     this.msixPba = new Uint8Array(m ? pbaBytes(m.vectors) : 0);
     cs.seal();
@@ -129,12 +158,17 @@ export class PciFunction {
   configWrite(offset: number, data: Uint8Array): void {
     const pcie = this.caps.pcie;
     const flr = pcie !== undefined && overlaps(offset, data.length, pcie + Pcie.DevCtl + 1, 1) && (data[pcie + Pcie.DevCtl + 1 - offset]! & (DevCtlBit.InitiateFlr >> 8)) !== 0;
+    const msiMaskBefore = this.msiMaskBits;
+    const msixMaskedBefore = this.msixFunctionMasked;
     this.config.write(offset, data);
     if (flr) {
       this.reset();
       return;
     }
-    if (overlaps(offset, data.length, Cfg.Command, 2)) this.updateIntx();
+    if (overlaps(offset, data.length, Cfg.Command, 2) || (this.caps.msi !== undefined && overlaps(offset, data.length, this.caps.msi + MsiCap.Control, 2))) this.updateIntx();
+    // A message held back by a mask is sent when the mask clears (PCI 3.0 §6.8.1.7, §6.8.2.9).
+    if (msiMaskBefore & ~this.msiMaskBits) this.sendPendingMsi(msiMaskBefore & ~this.msiMaskBits);
+    if (msixMaskedBefore && !this.msixFunctionMasked) this.sendPendingMsix();
     this.configWritten(offset, data);
   }
 
@@ -195,6 +229,44 @@ export class PciFunction {
     return { address, data: v.getUint32(8, true), masked: (v.getUint32(12, true) & 1) !== 0 };
   }
 
+  get msiEnabled(): boolean {
+    const at = this.caps.msi;
+    return at !== undefined && (this.config.get16(at + MsiCap.Control) & MsiControl.Enable) !== 0;
+  }
+
+  /**
+   * Set MSI Enable as the transport knows it (vfio-user: QEMU emulates the MSI
+   * capability and reports "on" as eventfds wired with SET_IRQS index 1).
+   */
+  setMsiEnabled(enabled: boolean): void {
+    const at = this.caps.msi;
+    if (at !== undefined) this.config.setBits16(at + MsiCap.Control, MsiControl.Enable, enabled);
+    this.updateIntx();
+  }
+
+  /** Vectors software allocated (Multiple Message Enable, capped at what the function asked for); 0 without MSI. */
+  get msiVectors(): number {
+    const at = this.caps.msi;
+    if (at === undefined) return 0;
+    const mme = (this.config.get16(at + MsiCap.Control) & MsiControl.MmeMask) >> MsiControl.MmeShift;
+    return Math.min(1 << mme, this.msiDef!.vectors);
+  }
+
+  /**
+   * The MSI message for `vector` as software programmed it (for transports
+   * that deliver MSI as a memory write, e.g. the DI): the vector number goes
+   * into the low Message Data bits that Multiple Message Enable frees.
+   * Undefined without MSI or for a vector beyond the allocated ones.
+   */
+  msiMessage(vector: number): { address: bigint; data: number; masked: boolean } | undefined {
+    const at = this.caps.msi;
+    if (at === undefined || !Number.isInteger(vector) || vector < 0 || vector >= this.msiVectors) return undefined;
+    const cs = this.config;
+    const address = (BigInt(cs.get32(at + MsiCap.AddressHi)) << 32n) | BigInt(cs.get32(at + MsiCap.AddressLo));
+    const data = (cs.get16(at + MsiCap.Data) & ~(this.msiVectors - 1)) | vector;
+    return { address, data, masked: ((this.msiMaskBits >>> vector) & 1) !== 0 };
+  }
+
   get busMasterEnabled(): boolean {
     return (this.config.get16(Cfg.Command) & CommandBit.BusMaster) !== 0;
   }
@@ -226,21 +298,32 @@ export class PciFunction {
   }
 
   /**
-   * Signal an interrupt for `vector`: MSI-X when enabled (and Bus Master Enable
-   * set), else INTx is asserted (level; the device deasserts it with setIntx(false)).
-   * Returns how it was signalled.
+   * Signal an interrupt for `vector`: MSI-X when enabled, else MSI when enabled
+   * (both need Bus Master Enable), else INTx is asserted (level; the device
+   * deasserts it with setIntx(false)). Returns how it was signalled.
    */
-  protected interrupt(vector: number): 'msix' | 'intx' | 'none' {
+  protected interrupt(vector: number): 'msix' | 'msi' | 'intx' | 'none' {
     if (this.msixEnabled && this.msixDef && vector < this.msixDef.vectors) {
       // An MSI-X message is a memory write: without Bus Master Enable the function may
       // not send it (QEMU drops it too; seen in the guest test before `setpci COMMAND`).
       if (!this.busMasterEnabled) return 'none';
-      if (this.config.get16(this.caps.msix! + MsixCap.Control) & MsixControl.FunctionMask) {
+      if (this.msixFunctionMasked) {
         setBit(this.msixPba, vector, true);
         return 'none';
       }
       this.ports?.irq.msix(vector);
       return this.ports ? 'msix' : 'none';
+    }
+    if (this.msiEnabled) {
+      if (!this.busMasterEnabled) return 'none';
+      // With fewer vectors allocated than asked for, the vector number only
+      // has the low Message Data bits MME frees: the others fold onto them.
+      const n = vector & (this.msiVectors - 1);
+      if ((this.msiMaskBits >>> n) & 1) {
+        this.setMsiPending(n, true);
+        return 'none';
+      }
+      return this.sendMsi(n) ? 'msi' : 'none';
     }
     if (this.config.get8(Cfg.InterruptPin) === 0) return 'none';
     this.setIntx(true);
@@ -253,7 +336,7 @@ export class PciFunction {
     this.updateIntx();
   }
 
-  /** INTx as delivered: level high, not disabled by Command, MSI-X off. */
+  /** INTx as delivered: level high, not disabled by Command, MSI and MSI-X off. */
   get intxAsserted(): boolean {
     return this.intxOut;
   }
@@ -267,10 +350,56 @@ export class PciFunction {
   private updateIntx(): void {
     const cs = this.config;
     cs.setBits16(Cfg.Status, StatusBit.InterruptStatus, this.intxLevel);
-    const asserted = this.intxLevel && !(cs.get16(Cfg.Command) & CommandBit.IntxDisable) && !this.msixEnabled;
+    const asserted = this.intxLevel && !(cs.get16(Cfg.Command) & CommandBit.IntxDisable) && !this.msixEnabled && !this.msiEnabled;
     if (asserted !== this.intxOut) {
       this.intxOut = asserted;
       this.ports?.irq.intx(asserted);
+    }
+  }
+
+  private sendMsi(n: number): boolean {
+    const send = this.ports?.irq.msi;
+    send?.call(this.ports!.irq, n);
+    return send !== undefined;
+  }
+
+  /** Mask Bits (0 without per-vector masking). */
+  private get msiMaskBits(): number {
+    const at = this.caps.msi;
+    return at !== undefined && this.msiDef!.perVectorMask ? this.config.get32(at + MsiCap.MaskBits) : 0;
+  }
+
+  private setMsiPending(n: number, on: boolean): void {
+    const at = this.caps.msi! + MsiCap.PendingBits;
+    const bits = this.config.get32(at);
+    this.config.set32(at, on ? bits | (1 << n) : bits & ~(1 << n));
+  }
+
+  private sendPendingMsi(unmasked: number): void {
+    const at = this.caps.msi;
+    if (at === undefined || !this.msiEnabled || !this.busMasterEnabled) return;
+    const pending = this.config.get32(at + MsiCap.PendingBits) & unmasked;
+    for (let n = 0; n < this.msiVectors; n++) {
+      if ((pending >>> n) & 1) {
+        this.setMsiPending(n, false);
+        this.sendMsi(n);
+      }
+    }
+  }
+
+  private get msixFunctionMasked(): boolean {
+    const at = this.caps.msix;
+    return at !== undefined && (this.config.get16(at + MsixCap.Control) & MsixControl.FunctionMask) !== 0;
+  }
+
+  /** Function Mask cleared: every vector with its PBA bit set fires once. */
+  private sendPendingMsix(): void {
+    if (!this.msixEnabled || !this.busMasterEnabled) return;
+    for (let v = 0; v < this.msixDef!.vectors; v++) {
+      if (getBit(this.msixPba, v)) {
+        setBit(this.msixPba, v, false);
+        this.ports?.irq.msix(v);
+      }
     }
   }
 
@@ -317,6 +446,10 @@ function overlaps(off: number, len: number, at: number, n: number): boolean {
 
 function inside(off: number, len: number, at: number, n: number): boolean {
   return off >= at && off + len <= at + n;
+}
+
+function getBit(bits: Uint8Array, n: number): boolean {
+  return ((bits[n >> 3] ?? 0) & (1 << (n & 7))) !== 0;
 }
 
 function setBit(bits: Uint8Array, n: number, on: boolean): void {

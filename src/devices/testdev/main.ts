@@ -1,8 +1,10 @@
 // Lab process: serves test devices over vfio-user, one socket each.
 //
-//   tsx src/devices/testdev/main.ts [--socket-dir DIR] [NAME ...]
+//   tsx src/devices/testdev/main.ts [--socket-dir DIR] [--shared-page] [NAME ...]
 //
-// Each NAME gets its own TestDevice on DIR/NAME.sock. DIR defaults to
+// Each NAME gets its own TestDevice (with MSI: attached directly, QEMU can
+// enable it) on DIR/NAME.sock. --shared-page gives each a memfd page in
+// BAR2 offered for mmap; QEMU then stops posting MMIO writes to the device. DIR defaults to
 // $LAB_SOCKET_DIR; with no NAME the one device is named after that directory,
 // which the lab names after the process, so `server: <process>` in a
 // topology just works. Logs go to stdout (the lab redirects it to
@@ -15,7 +17,7 @@ import { servePciFunction } from '../../vfio-user/pci-adapter.ts';
 import type { Logger, VfioUserServer } from '../../vfio-user/server.ts';
 import { TestDevice } from './testdev.ts';
 
-const USAGE = 'usage: main.ts [--socket-dir DIR] [NAME ...]  (DIR defaults to $LAB_SOCKET_DIR)';
+const USAGE = 'usage: main.ts [--socket-dir DIR] [--shared-page] [NAME ...]  (DIR defaults to $LAB_SOCKET_DIR)';
 const NAME = /^[a-z0-9][a-z0-9-]{0,63}$/;
 
 const log: Logger = (level, message) => console.log(`${new Date().toISOString()} ${level.padEnd(5)} ${message}`);
@@ -27,7 +29,7 @@ function fail(message: string): never {
 
 let parsed;
 try {
-  parsed = parseArgs({ options: { 'socket-dir': { type: 'string' } }, allowPositionals: true });
+  parsed = parseArgs({ options: { 'socket-dir': { type: 'string' }, 'shared-page': { type: 'boolean' } }, allowPositionals: true });
 } catch (err) {
   fail((err as Error).message);
 }
@@ -39,7 +41,7 @@ if (new Set(names).size !== names.length) fail('device names must be unique');
 
 const servers: VfioUserServer[] = [];
 for (const name of names) {
-  const dev = new TestDevice();
+  const dev = new TestDevice({ msi: true, sharedPage: parsed.values['shared-page'] ?? false });
   try {
     servers.push(servePciFunction(dev, { path: join(dir, `${name}.sock`), name, log }));
   } catch (err) {
