@@ -1,20 +1,16 @@
-// The lab's main job: bring up a topology, run a data-verifying fio on every NVMe disk of
-// every guest at once, print each result, and take the lab down again.
+// The lab's main job: bring up a topology, run a data-verifying fio on every NVMe namespace
+// every guest sees (QEMU's own controllers, directly attached models, remote functions
+// reached over PCIeOE alike), all guests at once, print each result, take the lab down.
 import { agentExec } from './agent.ts';
 import { down, up } from './lab.ts';
-import { nvmeSerial } from './qemu-args.ts';
-import { loadTopology } from './topology.ts';
+import { requireState, type VmState } from './state.ts';
 
 export interface DiskCheck {
   vm: string;
+  /** Namespace device and its controller's model and serial, as the guest sees them. */
   device: string;
   passed: boolean;
   summary: string;
-}
-
-/** A bash snippet printing the /dev node of the NVMe namespace whose controller has `serial`. */
-export function nvmeDevBySerial(serial: string): string {
-  return `for c in /sys/class/nvme/nvme*; do [ "$(tr -d ' ' < $c/serial)" = "${serial}" ] && echo /dev/$(basename $c)n1; done`;
 }
 
 export function fioVerifyCommand(dev: string, size = '64M'): string {
@@ -29,37 +25,41 @@ export function fioVerifyCommand(dev: string, size = '64M'): string {
 export function fioSummary(out: string): string {
   return out
     .split('\n')
-    .filter((l) => /^device |err=|^\s*(read|write): IOPS|^\s*(READ|WRITE): bw|verify/.test(l))
+    .filter((l) => /err=|^\s*(read|write): IOPS|^\s*(READ|WRITE): bw|verify/.test(l))
     .join('\n');
 }
 
-export async function verifyDisks(file: string, fioSize?: string): Promise<DiskCheck[]> {
-  const topo = loadTopology(file);
-  const state = (await import('./state.ts')).requireState();
-  const jobs = topo.vms.flatMap((vm) =>
-    vm.devices.filter((d) => d.type === 'nvme').map(async (d): Promise<DiskCheck> => {
-      const agent = state.vms.find((v) => v.name === vm.name)!.agent;
-      const serial = nvmeSerial(vm.name, d.id);
-      const script = `set -e; dev=$(${nvmeDevBySerial(serial)}); [ -n "$dev" ] || { echo "no NVMe controller with serial ${serial}" >&2; exit 1; }; echo "device $dev"; ${fioVerifyCommand('$dev', fioSize)}`;
-      const r = await agentExec(agent, script);
-      const out = r.stdout + r.stderr;
-      const passed = r.status === 0 && /err= 0/.test(out) && !/verify: bad/i.test(out);
-      return { vm: vm.name, device: d.id, passed, summary: passed ? fioSummary(out) : out.trim() };
-    }),
-  );
-  return Promise.all(jobs);
+/** Prints "<dev> <model> <serial>" per NVMe namespace block device of the guest. */
+const LIST_NAMESPACES = `for b in /sys/block/nvme*n*; do [ -e "$b" ] || continue; c=$b/device; echo "/dev/$(basename $b) $(tr -d ' ' < $c/model) $(tr -d ' ' < $c/serial)"; done`;
+
+async function verifyVm(vm: VmState, fioSize?: string): Promise<DiskCheck[]> {
+  const list = await agentExec(vm.agent, LIST_NAMESPACES);
+  const results: DiskCheck[] = [];
+  for (const line of list.stdout.trim().split('\n').filter(Boolean)) {
+    const [dev, model, serial] = line.split(' ');
+    const r = await agentExec(vm.agent, fioVerifyCommand(dev!, fioSize));
+    const out = r.stdout + r.stderr;
+    const passed = r.status === 0 && /err= 0/.test(out) && !/verify: bad/i.test(out);
+    results.push({ vm: vm.name, device: `${dev} (${model}, serial ${serial})`, passed, summary: passed ? fioSummary(out) : out.trim() });
+  }
+  return results;
+}
+
+export async function verifyDisks(fioSize?: string): Promise<DiskCheck[]> {
+  const state = requireState();
+  return (await Promise.all(state.vms.map((vm) => verifyVm(vm, fioSize)))).flat();
 }
 
 export async function demo(topology: string): Promise<boolean> {
-  const state = await up(topology);
+  await up(topology);
   try {
-    const results = await verifyDisks(state.file);
+    const results = await verifyDisks();
     for (const r of results) {
-      console.log(`\n=== ${r.vm} / ${r.device}: fio verify=crc32c ${r.passed ? 'PASS' : 'FAIL'} ===`);
+      console.log(`\n=== ${r.vm} ${r.device}: fio verify=crc32c ${r.passed ? 'PASS' : 'FAIL'} ===`);
       console.log(r.summary);
     }
     const ok = results.length > 0 && results.every((r) => r.passed);
-    console.log(`\n${ok ? 'PASS' : 'FAIL'}: ${results.filter((r) => r.passed).length}/${results.length} disks verified`);
+    console.log(`\n${ok ? 'PASS' : 'FAIL'}: ${results.filter((r) => r.passed).length}/${results.length} NVMe namespaces verified`);
     return ok;
   } finally {
     await down();

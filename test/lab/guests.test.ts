@@ -22,10 +22,10 @@ const filesUnder = (dir: string): string[] =>
 test.serial('lab demo: default topology up, fio verify=crc32c passes on the NVMe disk of both guests, down', async (t) => {
   const r = await lab.run(['demo']);
   t.is(r.code, 0, r.stderr);
-  t.regex(r.stdout, /=== host-a \/ nvme0: fio verify=crc32c PASS ===\ndevice \/dev\/nvme\dn1/);
-  t.regex(r.stdout, /=== host-b \/ nvme0: fio verify=crc32c PASS ===/);
+  t.regex(r.stdout, /=== host-a \/dev\/nvme\dn1 \(QEMUNVMeCtrl, serial host-a-nvme0\): fio verify=crc32c PASS ===/);
+  t.regex(r.stdout, /=== host-b \/dev\/nvme\dn1 \(QEMUNVMeCtrl, serial host-b-nvme0\): fio verify=crc32c PASS ===/);
   t.regex(r.stdout, /err= 0/);
-  t.regex(r.stdout, /PASS: 2\/2 disks verified/);
+  t.regex(r.stdout, /PASS: 2\/2 NVMe namespaces verified/);
   t.regex((await lab.run(['status'])).stdout, /no lab is up/);
 });
 
