@@ -1,6 +1,6 @@
 // The NVMe 1.4 controller as a PCI Express function (class 0x010802): BAR0
 // holds the registers (0x000), the doorbells (0x1000) and the MSI-X table
-// and PBA (0x2000, 0x3000), as QEMU's own nvme lays them out. Nothing here
+// and PBA (0x2000, 0x3000; QEMU emulates the table, Linux maps it). Nothing here
 // knows the transport: DMA and interrupts go through PciFunction's ports.
 //
 // Data path: a tail doorbell starts a fetch of every new entry of that SQ in
