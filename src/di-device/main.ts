@@ -8,6 +8,8 @@
 //     --assign NAME=channel:ID,bdf:BB:DD.F              give NAME to that host, addressed as that BDF
 //     [--vlan VID]
 //
+// DIR/control.sock answers {"stats":true} with the DI's counters (line JSON).
+//
 // Relative NVMe files live in $LAB_DATA/<topology>. A DI may be killed and
 // restarted (it holds no host state a host could not re-create);
 // SIGTERM/SIGINT close sockets and files and exit 0.
@@ -19,6 +21,8 @@ import type { PciFunction } from '../devices/pci/function.ts';
 import { TestDevice } from '../devices/testdev/testdev.ts';
 import { realClock } from '../fabric/clock.ts';
 import { openUnixNode, parseBdf, parseChannelSpec, parseKeyValues, parseLinkSpec } from '../fabric/fabric-node.ts';
+import { serveLineControl } from '../fabric/line-control.ts';
+import type { Channel } from '../fabric/link.ts';
 import { DeviceInterface, type Logger } from './di.ts';
 
 /**
@@ -90,6 +94,7 @@ async function main(): Promise<void> {
   const clock = realClock;
   const di = new DeviceInterface({ clock, log });
   let node, ports;
+  const chans = new Map<number, Channel>();
   try {
     const links = values.link.map(parseLinkSpec);
     const channels = values.channel.map(parseChannelSpec);
@@ -104,6 +109,7 @@ async function main(): Promise<void> {
         },
       });
       di.addChannel(c.id, (tlp) => ch.send(tlp));
+      chans.set(c.id, ch);
     }
     for (const [i, spec] of values.function.entries()) {
       const [name, model] = splitNamed('function', spec);
@@ -119,7 +125,16 @@ async function main(): Promise<void> {
   } catch (err) {
     usage((err as Error).message);
   }
+  // {"stats":true} → the DI's counters (rejected requests per kind) and each channel's TLP and link counters.
+  const control = await serveLineControl(join(dir, 'control.sock'), (req) => {
+    if (typeof req !== 'object' || req === null || (req as { stats?: unknown }).stats !== true) throw new Error('expected {"stats":true}');
+    return {
+      di: di.stats,
+      channels: Object.fromEntries([...chans].map(([id, ch]) => [id, { tlp: di.channelStats(id), link: ch.stats, peerAlive: ch.isPeerAlive }])),
+    };
+  });
   const shutdown = (signal: string) => {
+    control.close();
     log('info', `${signal}: closing; stats ${JSON.stringify(di.stats)}`);
     di.close();
     node.close();

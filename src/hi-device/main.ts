@@ -6,6 +6,8 @@
 //     --eep NAME=channel:ID,bdf:BB:DD.F              a remote function, served to QEMU at DIR/NAME.sock
 //     [--vlan VID] [--completion-timeout MS]         default untagged, 2000 ms
 //
+// DIR/control.sock: counters and forged TLPs for isolation tests (see control.ts).
+//
 // Each EEP is enumerated over the fabric before its socket appears (so the
 // lab, which waits for the socket, starts QEMU only once the remote function
 // answers); a DI that is not up yet is retried until --wait-ms (default 60 s).
@@ -16,7 +18,11 @@ import { join } from 'node:path';
 import { realClock } from '../fabric/clock.ts';
 import type { Logger, VfioUserServer } from '../vfio-user/server.ts';
 import { openUnixNode, parseBdf, parseChannelSpec, parseKeyValues, parseLinkSpec } from '../fabric/fabric-node.ts';
+import { serveLineControl } from '../fabric/line-control.ts';
+import type { Channel } from '../fabric/link.ts';
+import { hiControl } from './control.ts';
 import { HostInterface } from './hi.ts';
+import type { RemoteFunction } from './remote-function.ts';
 
 /**
  * Heartbeat every 100 ms, a link dead after 350 ms of silence: the link
@@ -60,7 +66,7 @@ async function main(): Promise<void> {
       if (eq <= 0) throw new Error(`--eep ${spec}: expected NAME=channel:ID,bdf:BB:DD.F`);
       const kv = parseKeyValues(spec.slice(eq + 1));
       const name = spec.slice(0, eq);
-      if (!/^[a-z0-9][a-z0-9-]{0,63}$/.test(name)) throw new Error(`--eep ${spec}: bad name`);
+      if (!/^[a-z0-9][a-z0-9-]{0,63}$/.test(name) || name === 'control') throw new Error(`--eep ${spec}: bad name`);
       return { name, channel: Number(kv.get('channel')), bdf: parseBdf(kv.get('bdf') ?? '') };
     });
   } catch (err) {
@@ -74,6 +80,7 @@ async function main(): Promise<void> {
   const clock = realClock;
   const hi = new HostInterface({ clock, log, completionTimeoutMs: values['completion-timeout'] ? Number(values['completion-timeout']) : undefined });
   const { node, ports } = openUnixNode(links, dir, clock, vlan, LINK_TUNING);
+  const chans = new Map<number, Channel>();
   for (const c of channels) {
     const ch = node.addChannel(c.id, c.peerMacs, (p) => hi.receive(c.id, p), {
       onPeerState: (alive) => {
@@ -82,10 +89,14 @@ async function main(): Promise<void> {
       },
     });
     hi.addChannel(c.id, (tlp) => ch.send(tlp));
+    chans.set(c.id, ch);
   }
+  const served: RemoteFunction[] = [];
+  const control = await serveLineControl(join(dir, 'control.sock'), hiControl(hi, () => served, chans));
   const servers: VfioUserServer[] = [];
   const shutdown = (signal: string) => {
     log('info', `${signal}: closing`);
+    control.close();
     for (const s of servers) s.close();
     hi.close();
     node.close();
@@ -101,6 +112,7 @@ async function main(): Promise<void> {
       try {
         const eep = await hi.addEep(e.name, e.channel, e.bdf);
         servers.push(hi.serve(eep, join(dir, `${e.name}.sock`)));
+        served.push(eep);
         break;
       } catch (err) {
         if (Date.now() > deadline) {

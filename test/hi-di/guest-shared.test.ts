@@ -67,9 +67,10 @@ test.serial('[qemu] fio verify in both guests with 1 % loss, 0.1 % corruption, r
   const before = await ctl.must({ counters: true });
   for (const port of PORTS) await ctl.must({ port, set: { loss: 0.01, corrupt: 0.001, reorder: 0.01, reorderDelay: 1 } });
   const runs = Promise.all(HOSTS.map((vm) => fio(vm, FIO_RAND)));
-  // Mid-run: the write phase of both guests is under way (it takes well over 10 s under TCG).
-  await sleep(8000);
+  // Mid-run: cut one DI link while both guests are still writing or verifying.
+  await sleep(5000);
   await ctl.must({ port: 'di0', set: { down: true } });
+  for (const vm of HOSTS) await guest(vm, 'pgrep -x fio >/dev/null || { echo "fio finished before the cut: make the run longer" >&2; exit 1; }');
   for (const out of await runs) checkFio(t, 'rand', out);
   const seq = await Promise.all(HOSTS.map((vm) => fio(vm, FIO_SEQ)));
   for (const out of seq) checkFio(t, 'seq', out);
@@ -88,4 +89,51 @@ test.serial('[qemu] fio verify in both guests with 1 % loss, 0.1 % corruption, r
   for (const vm of HOSTS) t.notRegex(await guest(vm, 'dmesg'), /I\/O error|nvme.*(timeout|reset|error|abort)/i, vm);
   for (const p of ['hia', 'hib']) t.notRegex(logOf(p), /all-ones|failed|uncaught|unhandled/, p);
   t.notRegex(logOf('di'), /DMA .*timeout|function error|uncaught|unhandled/);
+});
+
+// Host A's HI turned hostile: it forges TLPs on its own channel (the only one
+// it has) at host B's function — config requests to 01:00.1, memory requests
+// outside A's own BARs — through the HI's control socket (a lab instrument,
+// see src/hi-device/control.ts). The DI must answer UR, count each, and leave
+// B's function and data as they were.
+test.serial('[qemu] isolation: forged TLPs from host A\'s HI to host B\'s function are rejected (UR) and counted; B\'s data untouched', async (t) => {
+  const pattern = 'yes host-b-data | head -c 1048576';
+  await guest('host-b', `${pattern} | dd of=/dev/nvme0n1 bs=64k seek=2048 oflag=direct 2>/dev/null`);
+  const readBack = 'dd if=/dev/nvme0n1 bs=64k count=16 skip=2048 iflag=direct 2>/dev/null | md5sum';
+  const expected = (await guest('host-b', `${pattern} | md5sum`)).split(' ')[0];
+  t.is((await guest('host-b', readBack)).split(' ')[0], expected);
+
+  const hiA = await SwitchControl.connect(join(lab.stateDir, 'sockets', 'hia', 'control.sock'));
+  const di = await SwitchControl.connect(join(lab.stateDir, 'sockets', 'di', 'control.sock'));
+  t.teardown(() => {
+    hiA.close();
+    di.close();
+  });
+  type DiStats = { di: Record<string, number> };
+  const forge = (f: Record<string, unknown>) => hiA.request({ forge: f } as never);
+  const before = (await di.must({ stats: true } as never)) as unknown as DiStats;
+
+  t.like(await forge({ channel: 1, type: 'CfgRd0', bdf: '01:00.1', register: 0 }), { ok: true, outcome: 'ur' }, 'B\'s IDs');
+  // Command = 0 would turn off B's memory decode and bus mastering.
+  t.like(await forge({ channel: 1, type: 'CfgWr0', bdf: '01:00.1', register: 1, firstBe: 3, data: '00000000' }), { ok: true, outcome: 'ur' });
+  t.like(await forge({ channel: 1, type: 'MRd64', address: '0x8000100000', length: 1 }), { ok: true, outcome: 'ur' }, 'no BAR of A\'s there');
+  t.like(await forge({ channel: 1, type: 'MWr64', address: '0x8000100000', data: 'efbeadde' }), { ok: true, posted: true });
+  t.like(await forge({ channel: 2, type: 'CfgRd0', bdf: '01:00.1', register: 0 }), { ok: false }, 'A has no channel to B\'s side at all');
+  // A's own function still answers on the same channel: the forged requests went where they were sent.
+  t.like(await forge({ channel: 1, type: 'CfgRd0', bdf: '01:00.0', register: 0 }), { ok: true, outcome: 'ok', data: '3412564e' });
+
+  let after = (await di.must({ stats: true } as never)) as unknown as DiStats;
+  for (let end = Date.now() + 5000; after.di.unclaimedWrites === before.di.unclaimedWrites && Date.now() < end; await sleep(100)) {
+    after = (await di.must({ stats: true } as never)) as unknown as DiStats;
+  }
+  const delta = (k: string) => after.di[k]! - before.di[k]!;
+  t.is(delta('rejectedConfig'), 2, 'the two config requests for B\'s function');
+  t.is(delta('unclaimedReads'), 1);
+  t.is(delta('unclaimedWrites'), 1);
+
+  // B's function, data and driver are untouched.
+  t.is((await guest('host-b', readBack)).split(' ')[0], expected);
+  t.regex(await guest('host-b', 'lspci -vv -d 1234:4e56 | grep Control:'), /Mem\+ BusMaster\+/);
+  checkFio(t, 'host-b', await fio('host-b', '--rw=randwrite --bs=4k --iodepth=8 --size=4M --offset=160M'));
+  t.notRegex(await guest('host-b', 'dmesg'), /I\/O error|nvme.*(timeout|reset|error|abort)/i);
 });

@@ -1,0 +1,61 @@
+/**
+ * A line-delimited JSON control socket (unix stream), as the switch process
+ * has one: one reply line per request line, replies in request order even
+ * when the handler answers asynchronously. Used by the HI and DI processes
+ * for counters (and the HI's forged-TLP injection for isolation tests).
+ */
+
+import { existsSync, unlinkSync } from 'node:fs';
+import * as net from 'node:net';
+
+const MAX_LINE = 64 * 1024;
+
+export type ControlHandler = (request: unknown) => Record<string, unknown> | Promise<Record<string, unknown>>;
+
+export async function serveLineControl(path: string, handle: ControlHandler): Promise<net.Server> {
+  const server = net.createServer((conn) => {
+    let pending = '';
+    let chain: Promise<void> = Promise.resolve();
+    conn.setEncoding('utf8');
+    conn.on('error', () => conn.destroy());
+    conn.on('data', (chunk: string) => {
+      pending += chunk;
+      let nl;
+      while ((nl = pending.indexOf('\n')) >= 0) {
+        const line = pending.slice(0, nl).trim();
+        pending = pending.slice(nl + 1);
+        if (!line) continue;
+        chain = chain.then(async () => {
+          const reply = await answer(line);
+          if (!conn.destroyed) conn.write(`${JSON.stringify(reply, (_k, v) => (typeof v === 'bigint' ? `0x${v.toString(16)}` : v))}\n`);
+        });
+      }
+      if (pending.length > MAX_LINE) {
+        conn.end(`${JSON.stringify({ ok: false, error: `request line longer than ${MAX_LINE} bytes` })}\n`);
+        pending = '';
+      }
+    });
+  });
+  const answer = async (line: string): Promise<Record<string, unknown>> => {
+    let req: unknown;
+    try {
+      req = JSON.parse(line);
+    } catch {
+      return { ok: false, error: 'not JSON' };
+    }
+    try {
+      return { ok: true, ...(await handle(req)) };
+    } catch (err) {
+      return { ok: false, error: (err as Error).message };
+    }
+  };
+  if (existsSync(path)) unlinkSync(path);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return server;
+}
