@@ -2,7 +2,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { agentExec } from './agent.ts';
 import { demo } from './demo.ts';
-import { down, statusText, up } from './lab.ts';
+import { down, reboot, statusText, up } from './lab.ts';
 import { qmp } from './qmp.ts';
 import { setup } from './setup.ts';
 import { forwardSignals } from './progress.ts';
@@ -18,6 +18,7 @@ const USAGE = `usage: lab <command>
                                 run a command in a guest; prints its output, exits with its status
   qmp <vm> <command> [<json arguments>]
                                 send one QMP command to a VM, print the reply
+  reboot <vm>                   reboot a guest (its kernel shuts devices down) and wait for it
   down                          stop everything the lab started
   demo [<topology>]             the main job: up (default topology), fio verify in every guest, down`;
 
@@ -76,6 +77,13 @@ async function main(argv: string[]): Promise<number> {
       const reply = await qmp(vmState(requireState(), rest[0]!).qmp, rest[1]!, args);
       console.log(JSON.stringify(reply.error ?? reply.return, null, 2));
       return reply.error ? 1 : 0;
+    }
+    case 'reboot': {
+      expectArgs(rest, 1, 'reboot <vm>');
+      const vm = vmState(requireState(), rest[0]!);
+      await reboot(vm);
+      console.log(`${vm.name} rebooted`);
+      return 0;
     }
     case 'down': {
       expectArgs(rest, 0, 'down');

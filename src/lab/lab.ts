@@ -92,14 +92,25 @@ function startVm(vm: VmSpec, topo: Topology, accel: Accel, art: LabArtefacts, pr
   return { name: vm.name, ...rec, dir, qmp: files.qmp, agent: files.agent, console: files.console, log, pin: vm.pin };
 }
 
+function readIfExists(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
 async function waitForAgent(vm: VmState, timeoutMs: number): Promise<void> {
   await waitFor(`VM ${vm.name}`, () => existsSync(vm.agent), 20_000, () => isAlive(vm), vm.log);
   let answered = false;
-  // QEMU stops (but does not exit) on a KVM internal error: read its log to fail fast.
-  const fatal = () => /^.*(internal error|emulation failure).*$/im.exec(readFileSync(vm.log, 'utf8'))?.[0];
+  // QEMU stops (but does not exit) on a KVM internal error, and a panicked kernel halts:
+  // read both logs to fail fast instead of waiting out the timeout.
+  const fatal = () =>
+    /^.*(internal error|emulation failure).*$/im.exec(readFileSync(vm.log, 'utf8'))?.[0] ??
+    /^.*Kernel panic.*$/m.exec(readIfExists(vm.console))?.[0];
   const guestDied = new Promise<never>(async (_, reject) => {
     while (!answered && isAlive(vm) && !fatal()) await sleep(200);
-    if (!answered) reject(new Error(isAlive(vm) ? `QEMU: ${fatal()!.trim()}` : `QEMU exited during boot (see ${vm.log})`));
+    if (!answered) reject(new Error(isAlive(vm) ? fatal()!.trim() : `QEMU exited during boot (see ${vm.log})`));
   });
   try {
     const r = await Promise.race([agentExec(vm.agent, '', { timeoutMs, retryEveryMs: 1000 }), guestDied]);
@@ -222,4 +233,25 @@ export function statusText(s: LabState): string {
         `        qmp ${v.qmp}\n        console ${v.console}\n        log ${v.log}`,
     );
   return lines.join('\n');
+}
+
+const BOOT_ID = 'cat /proc/sys/kernel/random/boot_id';
+
+/**
+ * Reboots a guest the way its own `reboot` does: the kernel flushes and shuts its devices
+ * down (an NVMe controller sees CC.SHN) and the machine resets; returns once the new boot's
+ * agent answers.
+ */
+export async function reboot(vm: VmState, timeoutMs = 180_000): Promise<void> {
+  const before = (await agentExec(vm.agent, BOOT_ID)).stdout.trim();
+  // In the background, so the agent's reply leaves before the kernel goes down.
+  await agentExec(vm.agent, 'sync; (sleep 0.5; reboot -f) >/dev/null 2>&1 &');
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    await sleep(1000);
+    if (!isAlive(vm)) throw new Error(`VM ${vm.name}: QEMU exited during the reboot (see ${vm.log})`);
+    const now = await agentExec(vm.agent, BOOT_ID, { timeoutMs: 2000 }).then((r) => r.stdout.trim(), () => before);
+    if (now && now !== before) return;
+  }
+  throw new Error(`VM ${vm.name}: no new boot within ${timeoutMs / 1000} s (console: ${vm.console})`);
 }

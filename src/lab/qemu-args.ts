@@ -37,7 +37,8 @@ export function nicMac(vm: string, nic: { id: string; mac?: string }): string {
 export function qemuArgs(vm: VmSpec, accel: Accel, image: GuestImage, files: VmFiles): string[] {
   const args = [
     '-name', `${vm.name},process=lab-${vm.name}`,
-    '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
+    // Reboots reboot (`lab reboot`); a kernel panic halts (no panic=) and `lab` reads it off the console.
+    '-nodefaults', '-no-user-config', '-display', 'none',
     // vfio-user servers map guest RAM: it must be a shareable memfd.
     '-object', `memory-backend-memfd,id=mem,size=${vm.memory},share=on`,
     '-machine', 'q35,memory-backend=mem',
@@ -46,7 +47,7 @@ export function qemuArgs(vm: VmSpec, accel: Accel, image: GuestImage, files: VmF
     ...(accel === 'kvm' ? ['-accel', 'kvm', '-cpu', 'host'] : ['-accel', 'tcg,thread=multi', '-cpu', 'max']),
     '-kernel', image.kernel,
     '-initrd', image.initrd,
-    '-append', `console=ttyS0 panic=-1 quiet lab.name=${vm.name}`,
+    '-append', `console=ttyS0 quiet lab.name=${vm.name}`,
     '-chardev', `file,id=console,path=${files.console}`,
     '-serial', 'chardev:console',
     '-chardev', `socket,id=agent,path=${files.agent},server=on,wait=off`,

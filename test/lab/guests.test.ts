@@ -62,6 +62,17 @@ vms:
   const nvme = await lab.exec('one', 'cat /sys/class/nvme/nvme0/serial; cat /sys/block/nvme0n1/size');
   t.regex(nvme.stdout, /^one-disk\s*\n131072\n$/);
 
+  // Data written before a guest reboot is read back after it, by a new kernel.
+  const write = 'dd if=/dev/urandom of=/dev/nvme0n1 bs=64k count=8 oflag=direct 2>/dev/null; sync';
+  const sum = 'dd if=/dev/nvme0n1 bs=64k count=8 iflag=direct 2>/dev/null | md5sum; cat /proc/sys/kernel/random/boot_id';
+  t.is((await lab.exec('one', write)).code, 0);
+  const [md5Before, bootBefore] = (await lab.exec('one', sum)).stdout.split('\n');
+  const rebooted = await lab.run(['reboot', 'one']);
+  t.is(rebooted.code, 0, rebooted.stderr);
+  const [md5After, bootAfter] = (await lab.exec('one', sum)).stdout.split('\n');
+  t.not(bootAfter, bootBefore, 'a new boot');
+  t.is(md5After, md5Before);
+
   const qmp = await lab.run(['qmp', 'one', 'query-status']);
   t.is(qmp.code, 0);
   t.is(JSON.parse(qmp.stdout).status, 'running');

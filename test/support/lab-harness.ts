@@ -1,7 +1,7 @@
 // Runs the real `lab` command in tests, each test file with its own state, data and
 // socket directories, so test labs never touch a lab the user has up (nor each other).
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -37,6 +37,21 @@ export class TestLab {
         resolve({ code, stdout, stderr });
       });
     });
+  }
+
+  /** The log of a lab process (`<state>/<name>.log`). */
+  log(name: string): string {
+    return readFileSync(join(this.stateDir, `${name}.log`), 'utf8');
+  }
+
+  /** `lab up`; on failure throws with lab's message and the tail of every process log. */
+  async up(topology: string): Promise<LabRun> {
+    const r = await this.run(['up', topology]);
+    if (r.code === 0) return r;
+    const logs = readdirSync(this.stateDir)
+      .filter((f) => f.endsWith('.log'))
+      .map((f) => `--- ${f}\n${readFileSync(join(this.stateDir, f), 'utf8').slice(-4000)}`);
+    throw new Error(`lab up ${topology}: exit ${r.code}\n${r.stderr}\n${logs.join('\n')}`);
   }
 
   /** `lab exec` with a shell command line. */
