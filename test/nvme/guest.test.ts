@@ -1,39 +1,18 @@
 // The NVMe model under the unmodified Linux 6.1 driver: boots lab topology
 // nvme-direct (the model attached over vfio-user), then checks what issue 4
 // asks of a guest — the driver binds, nvme-cli works, fio verifies data —
-// and that data survives a restart of the server process.
+// and that data survives a guest reboot and a restart of the server process.
 import test from 'ava';
-import { execFile } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { TestLab } from '../support/lab-harness.ts';
 
-const labBin = fileURLToPath(new URL('../../bin/lab.mjs', import.meta.url));
-// Own state (short path: unix sockets) and data directories: never the user's lab.
-const state = mkdtempSync('/run/lab-nvme-');
-const data = mkdtempSync(join(tmpdir(), 'lab-nvme-data-'));
-const env = { ...process.env, LAB_STATE: state, LAB_DATA: data };
-
-function lab(args: string[], timeoutMs = 600_000): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [labBin, ...args], { env, timeout: timeoutMs, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
-    });
-  });
-}
-
-/** `lab up`, failing with the server processes' logs (the state directory goes away with the test). */
-async function labUp(topology: string): Promise<void> {
-  const r = await lab(['up', topology]);
-  if (r.code === 0) return;
-  const logs = readdirSync(state).filter((f) => f.endsWith('.log')).map((f) => `--- ${f}\n${readFileSync(join(state, f), 'utf8').slice(-4000)}`);
-  throw new Error(`lab up ${topology}: exit ${r.code}\n${r.stderr}\n${logs.join('\n')}`);
-}
+// Own state and data directories: never the user's lab.
+const testLab = new TestLab('nvme');
+const lab = (args: string[]) => testLab.run(args);
+const labUp = (topology: string) => testLab.up(topology);
 
 /** Runs a shell command in the guest; fails the test with its output if it exits non-zero. */
 async function guest(cmd: string, timeoutS = 300): Promise<string> {
-  const r = await lab(['exec', 'host-a', '--timeout', String(timeoutS), '--', cmd], (timeoutS + 30) * 1000);
+  const r = await testLab.exec('host-a', cmd, timeoutS);
   if (r.code !== 0) throw new Error(`guest: ${cmd}\nexit ${r.code}\n${r.stdout}\n${r.stderr}`);
   return r.stdout;
 }
@@ -41,13 +20,9 @@ async function guest(cmd: string, timeoutS = 300): Promise<string> {
 const fio = (args: string) =>
   guest(`fio --name=t --direct=1 --ioengine=libaio --verify=crc32c --verify_fatal=1 --do_verify=1 --randrepeat=0 ${args} 2>&1`);
 
-test.after.always(async () => {
-  await lab(['down']);
-  rmSync(state, { recursive: true, force: true });
-  rmSync(data, { recursive: true, force: true });
-});
+test.after.always(() => testLab.dispose());
 
-test.serial('[qemu] Linux nvme driver binds; nvme-cli and fio verify pass; nvme reset, unbind/rebind; data survives a server restart', async (t) => {
+test.serial('[qemu] Linux nvme driver binds; nvme-cli and fio verify pass; nvme reset, unbind/rebind; data survives a guest reboot and a server restart', async (t) => {
   await labUp('nvme-direct');
 
   const dmesg = await guest('dmesg | grep -i nvme');
@@ -77,6 +52,13 @@ test.serial('[qemu] Linux nvme driver binds; nvme-cli and fio verify pass; nvme 
   const fn = (await guest('basename $(readlink /sys/class/nvme/nvme0/device)')).trim();
   await guest(`echo ${fn} > /sys/bus/pci/drivers/nvme/unbind && echo ${fn} > /sys/bus/pci/drivers/nvme/bind && sleep 2 && test -b /dev/nvme0n1`);
   t.regex(await fio('--filename=/dev/nvme0n1 --rw=randwrite --bs=4k --iodepth=4 --size=4M --offset=128M'), /err= 0/);
+
+  // A guest reboot: the kernel shuts the controller down (CC.SHN), the next boot's driver
+  // enables it again (after DEVICE_RESET), and data written before is read back.
+  const beforeReboot = (await guest('dd if=/dev/urandom of=/dev/nvme0n1 bs=64k count=16 seek=2048 oflag=direct 2>/dev/null; dd if=/dev/nvme0n1 bs=64k count=16 skip=2048 iflag=direct 2>/dev/null | md5sum')).split(' ')[0];
+  const rebooted = await lab(['reboot', 'host-a']);
+  t.is(rebooted.code, 0, rebooted.stderr);
+  t.is((await guest('dd if=/dev/nvme0n1 bs=64k count=16 skip=2048 iflag=direct 2>/dev/null | md5sum')).split(' ')[0], beforeReboot);
 
   // Data written before `lab down` (server SIGTERM: flush and close) is there after `lab up`.
   const sum = (await guest('dd if=/dev/urandom of=/dev/nvme0n1 bs=64k count=16 seek=4096 oflag=direct 2>/dev/null; dd if=/dev/nvme0n1 bs=64k count=16 skip=4096 iflag=direct 2>/dev/null | md5sum')).split(' ')[0];
