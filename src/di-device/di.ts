@@ -70,7 +70,7 @@ export interface DiStats {
   unsupported: number;
   /** A function threw on an access (non-posted requests got CA). */
   functionErrors: number;
-  /** MSI-X signals dropped: vector masked or not programmed. */
+  /** MSI-X and MSI signals dropped: vector masked or not programmed. */
   msixDropped: number;
   msixSent: number;
   /** Frames from a channel the DI has no function for. */
@@ -346,6 +346,18 @@ export class DeviceInterface {
           const data = new Uint8Array(4);
           new DataView(data.buffer).setUint32(0, e.data, true);
           ep.writeMemory(e.address, data, hostBdf, this.mps);
+          this.stats.msixSent++;
+        },
+        msi: (vector) => {
+          // Masking is the host's (QEMU emulates the capability for the guest; the HI leaves the mask bits clear).
+          const m = h.fn.msiMessage(vector);
+          if (!m || m.masked || m.address === 0n) {
+            this.stats.msixDropped++;
+            return;
+          }
+          const data = new Uint8Array(4);
+          new DataView(data.buffer).setUint16(0, m.data, true);
+          ep.writeMemory(m.address, data, hostBdf, this.mps);
           this.stats.msixSent++;
         },
         intx: (asserted) => {

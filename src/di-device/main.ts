@@ -30,7 +30,7 @@ import { DeviceInterface, type Logger } from './di.ts';
  * layer's 10 ms default flaps under TCG, where QEMU starves the lab's
  * processes of CPU for tens of ms (seen in the one-host-one-card lab).
  */
-const LINK_TUNING = { heartbeatInterval: 100 };
+const LINK_TUNING = { heartbeatInterval: 100, nakDelay: 3 };
 
 const log: Logger = (level, message) => console.log(`${new Date().toISOString()} ${level.padEnd(5)} ${message}`);
 const NAME = /^[a-z0-9][a-z0-9-]{0,63}$/;
@@ -50,7 +50,8 @@ function splitNamed(opt: string, spec: string): [string, string] {
 
 /** A function model from its spec; nvme controllers must be opened before use. */
 function makeFunction(name: string, spec: string, index: number, dataDir: string): { fn: PciFunction; open?: () => Promise<void> } {
-  if (spec === 'testdev') return { fn: new TestDevice() };
+  // With MSI as in direct attach (the same guest checks run against both).
+  if (spec === 'testdev') return { fn: new TestDevice({ msi: true }) };
   if (spec.startsWith('nvme:')) {
     const kv = parseKeyValues(spec.slice(5));
     const file = kv.get('file');

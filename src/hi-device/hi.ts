@@ -48,8 +48,8 @@ export interface HiStats {
 }
 
 const MSI_BASE = 0xfee0_0000n;
-/** Up to 2048 vectors of 4 bytes each. */
-const MSI_STRIDE = 0x2000n;
+/** Per EEP: up to 2048 MSI-X vectors of 4 bytes each, then the MSI address (remote-function.ts MSI_OFFSET). */
+const MSI_STRIDE = 0x4000n;
 const MSI_LIMIT = 0xfef0_0000n;
 
 interface ChannelState {
@@ -135,6 +135,7 @@ export class HostInterface {
       for (const eep of ch.eeps) {
         const v = eep.msiVector(tlp.address);
         if (v !== undefined) return eep.deliverMsi(v, tlp);
+        if (eep.isMsiAddress(tlp.address)) return eep.deliverPlainMsi(tlp);
       }
       const eep = ch.eeps.find((e) => e.remoteBdf === tlp.requesterId);
       if (!eep) {
@@ -145,7 +146,7 @@ export class HostInterface {
     }
     if (tlp.type === TlpType.MRd32 || tlp.type === TlpType.MRd64) {
       const eep = ch.eeps.find((e) => e.remoteBdf === tlp.requesterId);
-      if (!eep || ch.eeps.some((e) => e.msiVector(tlp.address) !== undefined)) {
+      if (!eep || ch.eeps.some((e) => e.msiVector(tlp.address) !== undefined || e.isMsiAddress(tlp.address))) {
         this.stats.unknownRequester++;
         ch.endpoint.post(urCompletionFor(tlp, this.hiId));
         return;

@@ -29,7 +29,7 @@ import type { RemoteFunction } from './remote-function.ts';
  * layer's 10 ms default flaps under TCG, where QEMU starves the lab's
  * processes of CPU for tens of ms (seen in the one-host-one-card lab).
  */
-const LINK_TUNING = { heartbeatInterval: 100 };
+const LINK_TUNING = { heartbeatInterval: 100, nakDelay: 3 };
 
 const log: Logger = (level, message) => console.log(`${new Date().toISOString()} ${level.padEnd(5)} ${message}`);
 

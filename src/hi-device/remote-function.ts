@@ -45,6 +45,19 @@ const enum Reg {
 const CMD_MEMORY = 0x2;
 const CAP_PCIE = 0x10;
 const CAP_MSIX = 0x11;
+const CAP_MSI = 0x05;
+/** MSI capability registers (PCI Local Bus 3.0 §6.8.1), 64-bit layout. */
+const enum Msi {
+  Control = 2,
+  AddressLo = 4,
+  AddressHi = 8,
+  Data64 = 0x0c,
+  Data32 = 0x08,
+  Mask64 = 0x10,
+  Mask32 = 0x0c,
+}
+/** MSI messages land at msiBase + MSI_OFFSET (MSI-X vectors use [msiBase, msiBase + 4 × 2048)). */
+export const MSI_OFFSET = 0x2000n;
 /** PCIe capability: DevCap at +4 (FLR capable: bit 28), DevCtl at +8 (Initiate FLR: bit 15). */
 const PCIE_DEVCAP = 4;
 const PCIE_DEVCTL = 8;
@@ -69,6 +82,8 @@ export interface RemoteLayout {
   /** By BAR index; the upper half of a 64-bit BAR and I/O BARs are undefined. */
   bars: (RemoteBar | undefined)[];
   msix?: { cap: number; vectors: number; bar: number; tableOffset: number };
+  /** MSI: vectors the function asks for (Multiple Message Capable), address width, per-vector masking. */
+  msi?: { cap: number; vectors: number; is64: boolean; perVectorMask: boolean };
   pcieCap?: number;
   flr: boolean;
 }
@@ -141,7 +156,8 @@ export class RemoteFunction implements VfioUserDevice {
     this.regions[PciRegion.Config] = { size: layout.configSize, flags: rw };
     this.irqs = [];
     this.irqs[PciIrq.Intx] = { count: 0, flags: IrqInfoFlag.Eventfd };
-    this.irqs[PciIrq.Msi] = { count: 0, flags: IrqInfoFlag.Eventfd };
+    // MSI as the function offers it; QEMU emulates the capability (and its per-vector mask) for the guest.
+    this.irqs[PciIrq.Msi] = { count: layout.msi?.vectors ?? 0, flags: IrqInfoFlag.Eventfd | IrqInfoFlag.Maskable | IrqInfoFlag.NoResize };
     this.irqs[PciIrq.Msix] = { count: layout.msix?.vectors ?? 0, flags: IrqInfoFlag.Eventfd | IrqInfoFlag.NoResize };
     this.irqs[PciIrq.Err] = { count: 1, flags: IrqInfoFlag.Eventfd };
     this.irqs[PciIrq.Req] = { count: 1, flags: IrqInfoFlag.Eventfd };
@@ -205,6 +221,9 @@ export class RemoteFunction implements VfioUserDevice {
           layout.pcieCap = at;
           layout.configSize = 4096;
           layout.flr = ((await cfg.mustRead32(at + PCIE_DEVCAP)) & (1 << 28)) !== 0;
+        } else if (capId === CAP_MSI) {
+          const ctl = dw >>> 16;
+          layout.msi = { cap: at, vectors: 1 << ((ctl >>> 1) & 7), is64: (ctl & 0x80) !== 0, perVectorMask: (ctl & 0x100) !== 0 };
         } else if (capId === CAP_MSIX) {
           const table = await cfg.mustRead32(at + 4);
           layout.msix = { cap: at, vectors: ((dw >>> 16) & 0x7ff) + 1, bar: table & 7, tableOffset: table & ~7 };
@@ -263,17 +282,35 @@ export class RemoteFunction implements VfioUserDevice {
   }
 
   irqWiringChanged(index: number): void {
-    if (index !== PciIrq.Msix) return;
-    this.programMsix().catch((err: Error) => this.log('warn', `MSI-X programming: ${err.message}`));
+    if (index === PciIrq.Msix) this.programMsix().catch((err: Error) => this.log('warn', `MSI-X programming: ${err.message}`));
+    if (index === PciIrq.Msi) this.programMsi().catch((err: Error) => this.log('warn', `MSI programming: ${err.message}`));
   }
 
   // ---- fabric: function → host ------------------------------------------------
 
-  /** The vector an MWr to `address` signals, if it is in this EEP's MSI window. */
+  /** The vector an MWr to `address` signals, if it is in this EEP's MSI-X window. */
   msiVector(address: bigint): number | undefined {
     const n = this.layout.msix?.vectors ?? 0;
     const d = address - this.o.msiBase;
     return d >= 0n && d < BigInt(n * 4) && (d & 3n) === 0n ? Number(d >> 2n) : undefined;
+  }
+
+  /** Whether `address` is this EEP's MSI (not MSI-X) address. */
+  isMsiAddress(address: bigint): boolean {
+    return this.layout.msi !== undefined && address === this.o.msiBase + MSI_OFFSET;
+  }
+
+  /** An MSI message from the function: Message Data (we programmed 0) carries the vector. */
+  deliverPlainMsi(tlp: MemWriteTlp): void {
+    const vector = tlp.data.length >= 4 ? new DataView(tlp.data.buffer, tlp.data.byteOffset).getUint16(0, true) : -1;
+    if (vector < 0 || vector >= (this.ctx?.irqs.enabledCount(PciIrq.Msi) ?? 0)) {
+      this.stats.msixSpurious++;
+      return;
+    }
+    this.afterWrites(() => {
+      if (this.ctx?.irqs.trigger(PciIrq.Msi, vector)) this.stats.msix++;
+      else this.stats.msixSpurious++;
+    });
   }
 
   /** An MSI-X message from the function (an MWr into the MSI window). */
@@ -376,6 +413,29 @@ export class RemoteFunction implements VfioUserDevice {
     const cmd = (await cfg.read32(Reg.Command)) ?? 0;
     await cfg.writeBytes(Reg.Command, new Uint8Array([(cmd & 0xff) | CMD_MEMORY]));
     await this.programMsix();
+    await this.programMsi();
+  }
+
+  /**
+   * The remote MSI capability gets the HI's MSI address and data 0 (so
+   * message n carries data n), as many vectors as QEMU wired (a power of two),
+   * per-vector mask bits clear (QEMU masks for the guest); Enable follows
+   * "any wired".
+   */
+  private async programMsi(): Promise<void> {
+    const m = this.layout.msi;
+    if (!m) return;
+    const wired = this.ctx?.irqs.enabledCount(PciIrq.Msi) ?? 0;
+    const cfg = this.cfg();
+    const addr = this.o.msiBase + MSI_OFFSET;
+    const writes = [cfg.write32(m.cap + Msi.AddressLo, Number(addr & 0xffffffffn))];
+    if (m.is64) writes.push(cfg.write32(m.cap + Msi.AddressHi, Number(addr >> 32n)));
+    writes.push(cfg.writeBytes(m.cap + (m.is64 ? Msi.Data64 : Msi.Data32), new Uint8Array(2)));
+    if (m.perVectorMask) writes.push(cfg.write32(m.cap + (m.is64 ? Msi.Mask64 : Msi.Mask32), 0));
+    const mme = wired > 0 ? Math.ceil(Math.log2(Math.min(wired, m.vectors))) : 0;
+    if (!(await Promise.all(writes)).every(Boolean)) throw new Error('MSI address/data write failed');
+    const ok = await cfg.writeBytes(m.cap + Msi.Control, new Uint8Array([(mme << 4) | (wired > 0 ? 1 : 0)]));
+    if (!ok) throw new Error('MSI enable write failed');
   }
 
   /**
@@ -441,6 +501,9 @@ export class RemoteFunction implements VfioUserDevice {
   /** Bytes of a guest config write that must not reach the function. */
   private hidden(at: number): boolean {
     const m = this.layout.msix;
+    const msi = this.layout.msi;
+    // The whole MSI capability body is the HI's (QEMU keeps the guest's values).
+    if (msi !== undefined && at >= msi.cap + 2 && at < msi.cap + (msi.is64 ? 0x0e : 0x0a) + (msi.perVectorMask ? 0x0a : 0)) return true;
     return (at >= Reg.Bar0 && at < Reg.Bar0 + 24) || (at >= Reg.RomBar && at < Reg.RomBar + 4) || (m !== undefined && at >= m.cap && at < m.cap + 12);
   }
 
