@@ -66,12 +66,16 @@ test.serial('[qemu] fio verify in both guests with 1 % loss, 0.1 % corruption, r
   t.teardown(() => ctl.close());
   const before = await ctl.must({ counters: true });
   for (const port of PORTS) await ctl.must({ port, set: { loss: 0.01, corrupt: 0.001, reorder: 0.01, reorderDelay: 1 } });
-  const runs = Promise.all(HOSTS.map((vm) => fio(vm, FIO_RAND)));
-  // Mid-run: cut one DI link while both guests are still writing or verifying.
-  await sleep(5000);
+  // fio in the background (the guest agent runs one command at a time), twice the clean run's data,
+  // so that the cut lands well inside the run however loaded the machine is.
+  const args = FIO_RAND.replace('--size=8M --offset_increment=8M', '--size=16M --offset_increment=16M');
+  await Promise.all(HOSTS.map((vm) => guest(vm, `rm -f /tmp/fio.rc; (fio --name=t --filename=/dev/nvme0n1 --direct=1 --ioengine=libaio --verify=crc32c --verify_fatal=1 --do_verify=1 --randrepeat=0 ${args} >/tmp/fio.out 2>&1; echo $? >/tmp/fio.rc) >/dev/null 2>&1 &`)));
+  // Mid-run: cut one DI link once both guests have been doing I/O for a while.
+  await sleep(3000);
   await ctl.must({ port: 'di0', set: { down: true } });
-  for (const vm of HOSTS) await guest(vm, 'pgrep -x fio >/dev/null || { echo "fio finished before the cut: make the run longer" >&2; exit 1; }');
-  for (const out of await runs) checkFio(t, 'rand', out);
+  for (const vm of HOSTS) await guest(vm, 'test ! -f /tmp/fio.rc || { echo "fio finished before the cut: make the run longer" >&2; exit 1; }');
+  const runs = await Promise.all(HOSTS.map((vm) => guest(vm, 'while [ ! -f /tmp/fio.rc ]; do sleep 0.5; done; cat /tmp/fio.out; exit $(cat /tmp/fio.rc)', 500)));
+  for (const out of runs) checkFio(t, 'rand', out);
   const seq = await Promise.all(HOSTS.map((vm) => fio(vm, FIO_SEQ)));
   for (const out of seq) checkFio(t, 'seq', out);
   const after = await ctl.must({ counters: true });
