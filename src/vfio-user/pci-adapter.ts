@@ -46,7 +46,7 @@ export class PciVfioUserDevice implements VfioUserDevice {
     if (region === PciRegion.Config) return this.fn.configRead(offset, count);
     const data = this.fn.barRead(region, offset, count);
     const m = this.fn.msixDef;
-    if (!m || region !== m.bar || offset >= m.pbaOffset + m.vectors / 8 || offset + count <= m.pbaOffset) return data;
+    if (!m || region !== m.bar || offset >= m.pbaOffset + Math.ceil(m.vectors / 8) || offset + count <= m.pbaOffset) return data;
     return data instanceof Promise ? data.then((d) => this.withMaskedPending(d, offset)) : this.withMaskedPending(data, offset);
   }
 
@@ -74,6 +74,10 @@ export class PciVfioUserDevice implements VfioUserDevice {
         msi: (vector) => {
           ctx.irqs.trigger(PciIrq.Msi, vector);
         },
+        // QEMU holds a masked MSI as pending in its emulated capability, which is
+        // where the guest reads Pending; a message the function held back would
+        // never show there (seen in the guest test).
+        hostMasksMsi: true,
         // VFIO INTx is an edge on the eventfd; QEMU holds the line until it unmasks.
         intx: (asserted) => {
           if (asserted) ctx.irqs.trigger(PciIrq.Intx, 0);

@@ -317,6 +317,12 @@ test('MSI per-vector mask holds a message as pending and sends it when the mask 
   t.is(f.config.get32(at + MsiCap.PendingBits), 0);
   f.configWrite(at + MsiCap.MaskBits, le32(0));
   t.deepEqual(p.msi, [3, 1, 2], 'nothing more pending');
+  // A host that emulates the capability (QEMU over vfio-user) masks for itself: every message goes out.
+  f.attach({ ...p, irq: { ...p.irq, hostMasksMsi: true } });
+  f.configWrite(at + MsiCap.MaskBits, le32(0b0001));
+  t.is(f.fire(0), 'msi');
+  t.deepEqual(p.msi, [3, 1, 2, 0]);
+  t.is(f.config.get32(at + MsiCap.PendingBits), 0);
 });
 
 test('MSI-X: clearing Function Mask sends the vectors pending in the PBA', (t) => {

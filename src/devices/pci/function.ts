@@ -70,9 +70,16 @@ export interface InterruptPort {
   msix(vector: number): void;
   /**
    * Deliver MSI message n (< the vectors software allocated; per-vector
-   * masking is already applied). Optional: a transport without it drops MSI.
+   * masking is already applied unless `hostMasksMsi`). Optional: a transport
+   * without it drops MSI.
    */
   msi?(vector: number): void;
+  /**
+   * The host side emulates the MSI capability, per-vector Mask and Pending
+   * bits included (vfio-user: QEMU answers guest reads of them from its own
+   * copy), so the function sends every message and leaves masking to it.
+   */
+  readonly hostMasksMsi?: boolean;
   /** The INTx line changed level (already gated by Command.INTx_Disable). */
   intx(asserted: boolean): void;
 }
@@ -319,7 +326,7 @@ export class PciFunction {
       // With fewer vectors allocated than asked for, the vector number only
       // has the low Message Data bits MME frees: the others fold onto them.
       const n = vector & (this.msiVectors - 1);
-      if ((this.msiMaskBits >>> n) & 1) {
+      if (!this.ports?.irq.hostMasksMsi && (this.msiMaskBits >>> n) & 1) {
         this.setMsiPending(n, true);
         return 'none';
       }

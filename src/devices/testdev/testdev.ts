@@ -105,7 +105,11 @@ class SharedMemory {
     this.page = new Uint8Array(this.map, SharedReg.Page, SharedReg.PageSize);
   }
 
+  private closed = false;
+
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
     native.munmap(this.map);
     native.close(this.fd);
   }
