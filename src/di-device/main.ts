@@ -8,7 +8,8 @@
 //     --assign NAME=channel:ID,bdf:BB:DD.F              give NAME to that host, addressed as that BDF
 //     [--vlan VID]
 //
-// DIR/control.sock answers {"stats":true} with the DI's counters (line JSON).
+// DIR/control.sock answers {"stats":true} with the DI's counters (line JSON); {"profile":"start"},
+// {"profile":"stop","file":"/abs/x.cpuprofile"} record a CPU profile.
 //
 // Relative NVMe files live in $LAB_DATA/<topology>. A DI may be killed and
 // restarted (it holds no host state a host could not re-create);
@@ -21,7 +22,7 @@ import type { PciFunction } from '../devices/pci/function.ts';
 import { TestDevice } from '../devices/testdev/testdev.ts';
 import { realClock } from '../fabric/clock.ts';
 import { openUnixNode, parseBdf, parseChannelSpec, parseKeyValues, parseLinkSpec } from '../fabric/fabric-node.ts';
-import { serveLineControl } from '../fabric/line-control.ts';
+import { cpuProfileControl, serveLineControl } from '../fabric/line-control.ts';
 import type { Channel } from '../fabric/link.ts';
 import { DeviceInterface, type Logger } from './di.ts';
 
@@ -127,7 +128,10 @@ async function main(): Promise<void> {
     usage((err as Error).message);
   }
   // {"stats":true} → the DI's counters (rejected requests per kind) and each channel's TLP and link counters.
+  const profiler = cpuProfileControl();
   const control = await serveLineControl(join(dir, 'control.sock'), (req) => {
+    const p = profiler(req);
+    if (p) return p;
     if (typeof req !== 'object' || req === null || (req as { stats?: unknown }).stats !== true) throw new Error('expected {"stats":true}');
     return {
       di: di.stats,

@@ -59,3 +59,38 @@ export async function serveLineControl(path: string, handle: ControlHandler): Pr
   });
   return server;
 }
+
+/**
+ * {"profile":"start"} / {"profile":"stop","file":"/abs/path.cpuprofile"}: a V8
+ * CPU profile of the running process (open it in Chrome DevTools), so a lab
+ * that is up can be profiled over a run of interest. Returns undefined for
+ * any other request.
+ */
+export function cpuProfileControl(): (req: unknown) => Promise<Record<string, unknown>> | undefined {
+  let session: import('node:inspector/promises').Session | undefined;
+  return (req) => {
+    if (typeof req !== 'object' || req === null || !('profile' in req)) return undefined;
+    const r = req as { profile: unknown; file?: unknown };
+    return (async () => {
+      if (r.profile === 'start') {
+        if (session) throw new Error('already profiling');
+        const { Session } = await import('node:inspector/promises');
+        session = new Session();
+        session.connect();
+        await session.post('Profiler.enable');
+        await session.post('Profiler.start');
+        return { profiling: true };
+      }
+      if (r.profile === 'stop' && typeof r.file === 'string' && r.file.startsWith('/')) {
+        if (!session) throw new Error('not profiling');
+        const { profile } = await session.post('Profiler.stop');
+        session.disconnect();
+        session = undefined;
+        const { writeFileSync } = await import('node:fs');
+        writeFileSync(r.file, JSON.stringify(profile));
+        return { written: r.file };
+      }
+      throw new Error('profile: "start", or "stop" with an absolute "file"');
+    })();
+  };
+}

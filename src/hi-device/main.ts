@@ -6,7 +6,8 @@
 //     --eep NAME=channel:ID,bdf:BB:DD.F              a remote function, served to QEMU at DIR/NAME.sock
 //     [--vlan VID] [--completion-timeout MS]         default untagged, 2000 ms
 //
-// DIR/control.sock: counters and forged TLPs for isolation tests (see control.ts).
+// DIR/control.sock: counters and forged TLPs for isolation tests (see control.ts), CPU profiles
+// ({"profile":"start"}, {"profile":"stop","file":"/abs/x.cpuprofile"}).
 //
 // Each EEP is enumerated over the fabric before its socket appears (so the
 // lab, which waits for the socket, starts QEMU only once the remote function
@@ -18,7 +19,7 @@ import { join } from 'node:path';
 import { realClock } from '../fabric/clock.ts';
 import type { Logger, VfioUserServer } from '../vfio-user/server.ts';
 import { openUnixNode, parseBdf, parseChannelSpec, parseKeyValues, parseLinkSpec } from '../fabric/fabric-node.ts';
-import { serveLineControl } from '../fabric/line-control.ts';
+import { cpuProfileControl, serveLineControl } from '../fabric/line-control.ts';
 import type { Channel } from '../fabric/link.ts';
 import { hiControl } from './control.ts';
 import { HostInterface } from './hi.ts';
@@ -92,7 +93,9 @@ async function main(): Promise<void> {
     chans.set(c.id, ch);
   }
   const served: RemoteFunction[] = [];
-  const control = await serveLineControl(join(dir, 'control.sock'), hiControl(hi, () => served, chans));
+  const hiCtl = hiControl(hi, () => served, chans);
+  const profiler = cpuProfileControl();
+  const control = await serveLineControl(join(dir, 'control.sock'), (req) => profiler(req) ?? hiCtl(req));
   const servers: VfioUserServer[] = [];
   const shutdown = (signal: string) => {
     log('info', `${signal}: closing`);
