@@ -6,7 +6,8 @@
 //     --eep NAME=channel:ID,bdf:BB:DD.F              a remote function, served to QEMU at DIR/NAME.sock
 //     [--vlan VID] [--completion-timeout MS]         default untagged, 2000 ms
 //
-// DIR/control.sock: counters and forged TLPs for isolation tests (see control.ts), CPU profiles
+// DIR/hictl.sock: the HI's control endpoint for the guest (lspci 1234:4849; BAR0 = status and mapping
+// table as text, see control-endpoint.ts). DIR/control.sock: counters and forged TLPs for isolation tests (see control.ts), CPU profiles
 // ({"profile":"start"}, {"profile":"stop","file":"/abs/x.cpuprofile"}).
 //
 // Each EEP is enumerated over the fabric before its socket appears (so the
@@ -17,10 +18,12 @@
 import { parseArgs } from 'node:util';
 import { join } from 'node:path';
 import { realClock } from '../fabric/clock.ts';
-import type { Logger, VfioUserServer } from '../vfio-user/server.ts';
+import { type Logger, VfioUserServer } from '../vfio-user/server.ts';
+import { formatBdf } from '../fabric/tlp.ts';
 import { openUnixNode, parseBdf, parseChannelSpec, parseKeyValues, parseLinkSpec } from '../fabric/fabric-node.ts';
 import { cpuProfileControl, serveLineControl } from '../fabric/line-control.ts';
 import type { Channel } from '../fabric/link.ts';
+import { HiControlEndpoint } from './control-endpoint.ts';
 import { hiControl } from './control.ts';
 import { HostInterface } from './hi.ts';
 import type { RemoteFunction } from './remote-function.ts';
@@ -67,7 +70,7 @@ async function main(): Promise<void> {
       if (eq <= 0) throw new Error(`--eep ${spec}: expected NAME=channel:ID,bdf:BB:DD.F`);
       const kv = parseKeyValues(spec.slice(eq + 1));
       const name = spec.slice(0, eq);
-      if (!/^[a-z0-9][a-z0-9-]{0,63}$/.test(name) || name === 'control') throw new Error(`--eep ${spec}: bad name`);
+      if (!/^[a-z0-9][a-z0-9-]{0,63}$/.test(name) || name === 'control' || name === 'hictl') throw new Error(`--eep ${spec}: bad name`);
       return { name, channel: Number(kv.get('channel')), bdf: parseBdf(kv.get('bdf') ?? '') };
     });
   } catch (err) {
@@ -94,9 +97,23 @@ async function main(): Promise<void> {
   }
   const served: RemoteFunction[] = [];
   const hiCtl = hiControl(hi, () => served, chans);
+  // The control endpoint the guest can see (lspci, BAR0 text), served at DIR/hictl.sock from the start.
+  const eepChannel = new Map(eeps.map((e) => [e.name, e.channel]));
+  const controlEp = new HiControlEndpoint(() =>
+    [
+      'PCIeOE HI 1',
+      ...[...chans].map(([id, ch]) => `channel ${id} peer ${ch.isPeerAlive ? 'reachable' : 'unreachable'} links ${ch.linkStates.map((u) => (u ? 'up' : 'down')).join(',')}`),
+      ...served.map(
+        (e) =>
+          `eep ${e.name} channel ${eepChannel.get(e.name)} remote ${formatBdf(e.remoteBdf)} id ${e.layout.vendorId.toString(16).padStart(4, '0')}:${e.layout.deviceId.toString(16).padStart(4, '0')} msix ${e.stats.msix} dma-errors ${e.stats.dmaErrors} mmio-read-failures ${e.stats.mmioReadFailures}`,
+      ),
+      ...eeps.filter((e) => !served.some((s) => s.name === e.name)).map((e) => `eep ${e.name} channel ${e.channel} remote ${formatBdf(e.bdf)} not served`),
+      '',
+    ].join('\n'),
+  );
   const profiler = cpuProfileControl();
   const control = await serveLineControl(join(dir, 'control.sock'), (req) => profiler(req) ?? hiCtl(req));
-  const servers: VfioUserServer[] = [];
+  const servers: VfioUserServer[] = [new VfioUserServer({ path: join(dir, 'hictl.sock'), device: controlEp, name: 'hictl', log }).listen()];
   const shutdown = (signal: string) => {
     log('info', `${signal}: closing`);
     control.close();
@@ -127,7 +144,7 @@ async function main(): Promise<void> {
       }
     }
   }
-  log('info', `hi pid ${process.pid}: ${servers.length}/${eeps.length} EEP(s) served`);
+  log('info', `hi pid ${process.pid}: ${served.length}/${eeps.length} EEP(s) served, control endpoint at hictl.sock`);
 }
 
 process.on('uncaughtException', (err) => log('error', `uncaught: ${err.stack ?? err}`));

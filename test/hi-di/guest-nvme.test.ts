@@ -59,6 +59,25 @@ test.serial('[qemu] the guest nvme driver binds to the remote controller under t
   t.regex(await guest('nvme id-ctrl /dev/nvme0'), /^mdts +: 5$/m);
 });
 
+test.serial('[qemu] the HI\'s control endpoint: visible with lspci in the switch, its BAR shows status and the mapping table', async (t) => {
+  const bdf = (await guest('lspci -D -n -d 1234:4849 | cut -d" " -f1')).trim();
+  t.regex(bdf, /^0000:[0-9a-f]{2}:00\.0$/, 'exactly one HI control endpoint');
+  t.regex(await guest(`readlink -f /sys/bus/pci/devices/${bdf}`), /pci0000:00\/[^/]+\/[^/]+\/[^/]+\/[^/]+\n$/, 'in a slot of the guest\'s switch');
+  const vv = await guest(`lspci -vv -s ${bdf}`);
+  t.regex(vv, /System peripheral: Device 1234:4849/);
+  t.regex(vv, /Region 0: Memory at ([0-9a-f]+) \(32-bit, non-prefetchable\) \[size=4K\]/);
+  // Read BAR0 through an mmap of resource0 (real CPU loads, 4 bytes at a time), up to the first NUL.
+  const perl =
+    `open(my $f, "<", "/sys/bus/pci/devices/${bdf}/resource0") or die "open: $!"; ` +
+    'my $m = syscall(9, 0, 4096, 1, 1, fileno($f), 0); $m == -1 and die "mmap: $!"; my $s = ""; ' +
+    'for (my $i = 0; $i < 4096; $i += 4) { my $w = unpack("P4", pack("J", $m + $i)); $s .= $w; last if $w =~ /\\0/; } ' +
+    '$s =~ s/\\0.*//s; print $s;';
+  const text = await guest(`perl -e '${perl}'`);
+  t.regex(text, /^PCIeOE HI 1\n/);
+  t.regex(text, /^channel 1 peer reachable links up,up$/m);
+  t.regex(text, /^eep eep0 channel 1 remote 01:00\.0 id 1234:4e56 msix [1-9]\d* dma-errors 0 mmio-read-failures 0$/m, text);
+});
+
 test.serial('[qemu] fio verify through HI + switch + DI: 4 KiB random QD32, 64 KiB sequential write then read', async (t) => {
   const rand = await fio('--filename=/dev/nvme0n1 --rw=randrw --bs=4k --iodepth=32 --size=32M');
   t.regex(rand, /err= 0/);
