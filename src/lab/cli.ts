@@ -20,7 +20,8 @@ const USAGE = `usage: lab <command>
                                 send one QMP command to a VM, print the reply
   reboot <vm>                   reboot a guest (its kernel shuts devices down) and wait for it
   down                          stop everything the lab started
-  demo [<topology>]             the main job: up (default topology), fio verify in every guest, down`;
+  demo [<topology>]             the main job: up (two-hosts-shared-card), fio verify on every NVMe
+                                namespace of every guest, down`;
 
 class UsageError extends Error {}
 
@@ -93,7 +94,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'demo': {
       if (rest.length > 1) throw new UsageError('demo: expected at most one topology');
-      return (await demo(rest[0] ?? 'default')) ? 0 : 1;
+      return (await demo(rest[0] ?? 'two-hosts-shared-card')) ? 0 : 1;
     }
     case undefined:
     case 'help':

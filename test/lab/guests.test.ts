@@ -20,7 +20,7 @@ const filesUnder = (dir: string): string[] =>
   readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? filesUnder(join(dir, e.name)) : [join(dir, e.name)]));
 
 test.serial('lab demo: default topology up, fio verify=crc32c passes on the NVMe disk of both guests, down', async (t) => {
-  const r = await lab.run(['demo']);
+  const r = await lab.run(['demo', 'default']);
   t.is(r.code, 0, r.stderr);
   t.regex(r.stdout, /=== host-a \/dev\/nvme\dn1 \(QEMUNVMeCtrl, serial host-a-nvme0\): fio verify=crc32c PASS ===/);
   t.regex(r.stdout, /=== host-b \/dev\/nvme\dn1 \(QEMUNVMeCtrl, serial host-b-nvme0\): fio verify=crc32c PASS ===/);
