@@ -473,9 +473,17 @@ Napi::Value RecvFrom(const Napi::CallbackInfo& info) {
 // datagram socket. Needed because a unix receiver's queue admits only
 // net.unix.max_dgram_qlen datagrams from unconnected senders, and only a
 // connected sender can poll() for room in it.
+// dgramConnect(fd, null) dissolves the association (AF_UNSPEC), so the socket
+// hears from anyone again.
 Napi::Value DgramConnect(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = ArgFd(info, 0);
+  if (info.Length() > 1 && info[1].IsNull()) {
+    sockaddr unspec{};
+    unspec.sa_family = AF_UNSPEC;
+    if (connect(fd, &unspec, sizeof unspec) < 0) ThrowErrno(env, "connect");
+    return env.Undefined();
+  }
   socklen_t len;
   sockaddr_un addr = UnixAddr(env, ArgString(info, 1), &len);
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), len) < 0) ThrowErrno(env, "connect");

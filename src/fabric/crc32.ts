@@ -1,10 +1,12 @@
 /**
  * CRC-32 (IEEE 802.3 polynomial, reflected, as zlib and Ethernet use it).
- * zlib.crc32 is native (Node ≥ 20.15); older Node gets a table-driven
- * fallback with the same results.
+ * The fabric computes it over every frame twice (sender and receiver), so it
+ * comes from the native addon, which folds with PCLMULQDQ (~4x zlib.crc32 in
+ * this Node, which is bytewise-braided C). crc32Table is the plain reference
+ * the property tests hold both against.
  */
 
-import * as zlib from 'node:zlib';
+import { native } from '../../native/index.ts';
 
 type Crc32 = (data: Uint8Array, initial?: number) => number;
 
@@ -24,7 +26,8 @@ export function crc32Table(data: Uint8Array, initial = 0): number {
   return ~c >>> 0;
 }
 
-const native = (zlib as { crc32?: Crc32 }).crc32;
-
 /** CRC-32 of `data`, continuing from `initial` (the CRC of the bytes before it). */
-export const crc32: Crc32 = native ?? crc32Table;
+export const crc32: Crc32 = (data, initial = 0) => native.crc32(data, initial);
+
+/** CRC-32 of data[start, end), continuing from `initial`: no subarray needed. */
+export const crc32Range: (data: Uint8Array, initial: number, start: number, end: number) => number = native.crc32;

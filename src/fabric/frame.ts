@@ -30,7 +30,7 @@
  * Sequence numbers, ACK and credit limit are 16-bit and wrap (see seq.ts).
  */
 
-import { crc32 } from './crc32.ts';
+import { crc32Range } from './crc32.ts';
 import { type Mac, readMac, writeMac } from './mac.ts';
 import { type Decoded, failed } from './result.ts';
 
@@ -93,9 +93,9 @@ const ZERO_CRC = new Uint8Array(4);
 
 function crcOf(buf: Uint8Array, hdr: number, payloadEnd: number): number {
   // Header up to the CRC field, four zero bytes in its place, then the payload.
-  let c = crc32(buf.subarray(hdr, hdr + 12));
-  c = crc32(ZERO_CRC, c);
-  return crc32(buf.subarray(hdr + 16, payloadEnd), c);
+  let c = crc32Range(buf, 0, hdr, hdr + 12);
+  c = crc32Range(ZERO_CRC, c, 0, 4);
+  return crc32Range(buf, c, hdr + 16, payloadEnd);
 }
 
 export function frameSize(vlan: VlanTag | null, payloadBytes: number): number {

@@ -3,7 +3,8 @@
  *
  *   LAB_SOCKET_DIR=DIR node --import tsx src/fabric/switch-main.ts \
  *     --port NAME [--port NAME ...]       one unix datagram port each, bound at DIR/NAME.sock
- *     [--peer NAME=PATH ...]              where the port sends (the station's own bound socket)
+ *     [--peer NAME=PATH ...]              where the port sends (the station's own bound socket);
+ *                                         without it the port answers whoever sent to it last
  *     [--vlan NAME=access:VID ...]        default access:1
  *     [--vlan NAME=trunk:VID,VID[:native=VID]] | NAME=trunk:all[:native=VID]
  *     [--vxlan NAME=VNI,LADDR:LPORT,RADDR:RPORT ...]  a VXLAN tunnel port (RFC 7348) to a remote VTEP
@@ -12,14 +13,16 @@
  *
  * A QEMU NIC joins port NAME with
  *   -netdev dgram,id=n0,local.type=unix,local.path=P,remote.type=unix,remote.path=DIR/NAME.sock
- * and the switch must be told P with `--peer NAME=P` (or at run time, below):
- * the native addon reads datagrams without their sender's address.
+ * and the port answers P once the NIC has sent a frame; `--peer NAME=P` (or
+ * the control request below) fixes P from the start, so frames flooded before
+ * the guest's first packet reach it too. A port talks to one station at a
+ * time: it connects its socket to that station (see unix-dgram-port.ts).
  *
  * Control: DIR/control.sock, a unix stream socket speaking line-delimited
  * JSON, one reply line per request line (see ControlRequest):
  *   {"port":"di0","dir":"tx","set":{"loss":0.01}}   faults; dir tx = out of the switch to the
  *                                                  station, rx = from the station, omitted = both
- *   {"port":"di0","peer":"/path/to/station.sock"}  where unix port di0 sends (null: nowhere)
+ *   {"port":"di0","peer":"/path/to/station.sock"}  where unix port di0 sends (null: the last sender)
  *   {"counters":true}  or  {"counters":true,"port":"di0"}
  * Replies: {"ok":true,...} or {"ok":false,"error":"..."}.
  *

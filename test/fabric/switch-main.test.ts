@@ -3,7 +3,6 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import test from 'ava';
-import { native } from '../../native/index.ts';
 import { readPcap } from '../../src/fabric/pcap.ts';
 import type { PortCounters } from '../../src/fabric/switch.ts';
 import { parseSwitchArgs, parseVlan } from '../../src/fabric/switch-main.ts';
@@ -127,11 +126,10 @@ test('two endpoints through the switch process: exactly once, in order, under lo
   t.true(gotB.every((p) => decodeTlp(p).ok));
   t.true(a.channel.stats.txReplay > 0 && b.channel.stats.rxDuplicate > 0, 'the injected loss and duplication happened');
 
-  // Junk on the wire: a runt is dropped by the switch; a non-PCIeOE frame is flooded and dropped by the endpoint.
-  const junk = native.unixDgram();
-  native.sendTo(junk, Buffer.alloc(9, 0xff), sw.portPath('a0'));
-  native.sendTo(junk, Buffer.concat([Buffer.from('ffffffffffff020000000099810000640800', 'hex'), Buffer.alloc(50)]), sw.portPath('a0'));
-  native.close(junk);
+  // Junk on a0's wire (a port connected to its station hears nobody else): a runt is dropped by the switch;
+  // a non-PCIeOE frame is flooded and dropped by the endpoint.
+  a.ports[0]!.transmit(Buffer.alloc(9, 0xff));
+  a.ports[0]!.transmit(Buffer.concat([Buffer.from('ffffffffffff020000000099810000640800', 'hex'), Buffer.alloc(50)]));
   await until(() => b.channel.stats.rxBadFrame['bad-ethertype'] > 0, 5000, 'junk frame at b');
 
   const reply = (await sw.control.must({ counters: true })) as { ports: Record<string, {

@@ -44,7 +44,7 @@ test('recvFrom reports the sender path, null for an unbound sender, and the real
   t.is((err as { syscall?: string }).syscall, 'recvfrom');
 });
 
-test('dgramConnect: a bound socket sends to its peer without a path, and only hears from it', (t) => {
+test('dgramConnect: a bound socket sends to its peer without a path, only hears from it, and null undoes it', (t) => {
   const dir = tmpDir(t);
   const a = bound(t, dir, 'a.sock');
   const b = bound(t, dir, 'b.sock');
@@ -56,6 +56,10 @@ test('dgramConnect: a bound socket sends to its peer without a path, and only he
   const err = t.throws(() => native.sendTo(c.fd, Buffer.from('ca'), a.path));
   t.true(isNativeError(err, 'EPERM'));
   t.true(isNativeError(t.throws(() => native.dgramConnect(a.fd, join(dir, 'missing.sock'))), 'ENOENT'));
+  // Dissolved: anyone may send again.
+  native.dgramConnect(a.fd, null);
+  native.sendTo(c.fd, Buffer.from('ca'), a.path);
+  t.deepEqual(native.recvFrom(a.fd, Buffer.alloc(8)), [2, c.path]);
 });
 
 test('socketBuffers sets and reports SO_SNDBUF/SO_RCVBUF', (t) => {
