@@ -1,10 +1,12 @@
-// NVMe model vs QEMU's built-in nvme (C), side by side in one guest
-// (topology nvme-bench: both on 1 GiB sparse files, 2 vCPUs, TCG), on the
-// five workloads of issue 4, each QD 64 as 2 jobs x iodepth 32, fio libaio
-// direct. The two devices alternate per workload so that load from anything
-// else on the machine hits both alike; runs differ by ~15 % (design notes §7).
+// NVMe paths side by side in one guest, on the five workloads of issues 4 and 6, each QD 64
+// as 2 jobs x iodepth 32, fio libaio direct: QEMU's built-in nvme (C), the NVMe model
+// attached directly over vfio-user, and the same model behind HI + switch + DI (PCIeOE).
+// Default topology one-host-nvme-bench has all three; nvme-bench has the first two. The
+// devices alternate per workload so that load from anything else on the machine hits all
+// alike; runs differ by ~15 % (design notes §7).
 //
-//   npm run bench -- nvme        (NVME_BENCH_SECONDS=10 per case, NVME_BENCH_PIN=1 pins the server to CPU 1)
+//   npm run bench -- nvme   (NVME_BENCH_SECONDS=10 per case, NVME_BENCH_TOPOLOGY=one-host-nvme-bench,
+//                            NVME_BENCH_PIN=1 pins the lab's processes to CPU 1)
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -44,12 +46,20 @@ function combine(job: { read: FioSide; write: FioSide }): Result {
   return { iops, meanUs, p99Us };
 }
 
-// Pinning puts the server on its own CPU (QEMU keeps both): see design notes §8.
-let topo = topologyFile('nvme-bench');
+// Pinning puts the lab's processes on one CPU of their own (QEMU keeps both): design notes §8.
+const topoName = process.env.NVME_BENCH_TOPOLOGY ?? 'one-host-nvme-bench';
+let topo = topologyFile(topoName);
 if (process.env.NVME_BENCH_PIN) {
-  topo = join(state, 'nvme-bench.yaml');
-  writeFileSync(topo, readFileSync(topologyFile('nvme-bench'), 'utf8').replace('run: src/devices/nvme/main.ts', `run: src/devices/nvme/main.ts\n    pin: "${process.env.NVME_BENCH_PIN}"`));
+  topo = join(state, `${topoName}.yaml`);
+  writeFileSync(topo, readFileSync(topologyFile(topoName), 'utf8').replace(/^( +)run: (.*)$/gm, `$1run: $2\n$1pin: "${process.env.NVME_BENCH_PIN}"`));
 }
+
+/** Which path a controller is, from what the guest sees of it. */
+function pathOf(model: string, serial: string): string {
+  if (model.includes('QEMU')) return 'QEMU nvme';
+  return serial.includes('REMOTE') ? 'PCIeOE' : 'direct';
+}
+const ORDER = ['QEMU nvme', 'direct', 'PCIeOE'];
 
 try {
   const lab = await up(topo);
@@ -59,29 +69,31 @@ try {
     if (r.status !== 0) throw new Error(`guest: ${cmd}: exit ${r.status}\n${r.stdout}${r.stderr}`);
     return r.stdout;
   };
-  // Block devices by controller model (probe order decides nvme0 / nvme1).
-  const devs = Object.fromEntries(
-    (await sh('for c in /sys/class/nvme/nvme*; do echo "$(basename $c) $(cat $c/model)"; done'))
-      .trim()
-      .split('\n')
-      .map((l) => [l.includes('QEMU') ? 'qemu' : 'model', `/dev/${l.split(' ')[0]}n1`]),
-  ) as Record<'qemu' | 'model', string>;
-  console.log(`NVMe: QEMU nvme (${devs.qemu}) vs PCIeOE model over vfio-user (${devs.model}); ${lab.qemuVersion}, ${lab.accel}, 2 vCPUs, ` +
-    `server ${process.env.NVME_BENCH_PIN ? `pinned to CPU ${process.env.NVME_BENCH_PIN}` : 'unpinned'}; ${seconds} s per case, QD 64 = 2 jobs x 32`);
-  console.log(`${'workload'.padEnd(24)} ${'QEMU IOPS'.padStart(10)} ${'mean µs'.padStart(8)} ${'p99 µs'.padStart(8)} | ${'model IOPS'.padStart(10)} ${'mean µs'.padStart(8)} ${'p99 µs'.padStart(8)} | ratio`);
-  // Fill the areas the reads cover, so reads hit written (not sparse) blocks on both.
-  for (const d of Object.values(devs)) await sh(`fio --name=fill --filename=${d} --direct=1 --ioengine=libaio --rw=write --bs=1M --iodepth=8 --size=256M >/dev/null`);
+  // Block devices by path (probe order decides nvme0 / nvme1 / ...).
+  const devs = new Map<string, string>();
+  for (const l of (await sh('for c in /sys/class/nvme/nvme*; do echo "$(basename $c)|$(cat $c/model)|$(cat $c/serial)"; done')).trim().split('\n')) {
+    const [ctrl, model, serial] = l.split('|');
+    devs.set(pathOf(model!, serial!), `/dev/${ctrl}n1`);
+  }
+  const sides = ORDER.filter((p) => devs.has(p));
+  console.log(`NVMe, topology ${topoName}: ${sides.map((p) => `${p} ${devs.get(p)}`).join(', ')}; ${lab.qemuVersion}, ${lab.accel}, 2 vCPUs, ` +
+    `lab processes ${process.env.NVME_BENCH_PIN ? `pinned to CPU ${process.env.NVME_BENCH_PIN}` : 'unpinned'}; ${seconds} s per case, QD 64 = 2 jobs x 32`);
+  const ratios = sides.slice(1).map((p, i) => [p, sides[i]!] as const); // each path against the one before it
+  console.log(`${'workload'.padEnd(24)}${sides.map((p) => ` | ${`${p} IOPS`.padStart(14)} ${'mean µs'.padStart(8)} ${'p99 µs'.padStart(8)}`).join('')}${ratios.map(([a, b]) => ` | ${`${a}/${b}`.padStart(17)}`).join('')}`);
+  // Fill the areas the reads cover, so reads hit written (not sparse) blocks everywhere.
+  for (const d of devs.values()) await sh(`fio --name=fill --filename=${d} --direct=1 --ioengine=libaio --rw=write --bs=1M --iodepth=8 --size=256M >/dev/null`);
   for (const w of workloads) {
-    const r: Partial<Record<'qemu' | 'model', Result>> = {};
-    for (const side of ['qemu', 'model'] as const) {
+    const r = new Map<string, Result>();
+    for (const side of sides) {
       const out = await sh(
-        `fio --name=b --filename=${devs[side]} --direct=1 --ioengine=libaio ${w.args} --iodepth=32 --numjobs=2 --group_reporting ` +
+        `fio --name=b --filename=${devs.get(side)} --direct=1 --ioengine=libaio ${w.args} --iodepth=32 --numjobs=2 --group_reporting ` +
           `--time_based --runtime=${seconds} --ramp_time=2 --size=256M --randrepeat=0 --output-format=json`,
       );
-      r[side] = combine(JSON.parse(out.slice(out.indexOf('{'))).jobs[0]);
+      r.set(side, combine(JSON.parse(out.slice(out.indexOf('{'))).jobs[0]));
     }
-    const f = (x: Result) => `${Math.round(x.iops).toString().padStart(10)} ${x.meanUs.toFixed(0).padStart(8)} ${x.p99Us.toFixed(0).padStart(8)}`;
-    console.log(`${w.name.padEnd(24)} ${f(r.qemu!)} | ${f(r.model!)} | ${((r.model!.iops / r.qemu!.iops) * 100).toFixed(0).padStart(4)} %`);
+    const f = (x: Result) => `${Math.round(x.iops).toString().padStart(14)} ${x.meanUs.toFixed(0).padStart(8)} ${x.p99Us.toFixed(0).padStart(8)}`;
+    const ratio = ([a, b]: readonly [string, string]) => `${((r.get(a)!.iops / r.get(b)!.iops) * 100).toFixed(0)} %`.padStart(17);
+    console.log(`${w.name.padEnd(24)}${sides.map((p) => ` | ${f(r.get(p)!)}`).join('')}${ratios.map((x) => ` | ${ratio(x)}`).join('')}`);
   }
 } finally {
   await down();
