@@ -127,7 +127,10 @@ test('two endpoints through the switch process: exactly once, in order, under lo
   t.true(a.channel.stats.txReplay > 0 && b.channel.stats.rxDuplicate > 0, 'the injected loss and duplication happened');
 
   // Junk on a0's wire (a port connected to its station hears nobody else): a runt is dropped by the switch;
-  // a non-PCIeOE frame is flooded and dropped by the endpoint.
+  // a non-PCIeOE frame is flooded and dropped by the endpoint. The injected loss goes first, or it
+  // could eat the junk before the switch counts it.
+  await sw.control.must({ port: 'a0', dir: 'rx', set: { loss: 0 } });
+  await sw.control.must({ port: 'b0', dir: 'tx', set: { loss: 0, duplicate: 0 } });
   a.ports[0]!.transmit(Buffer.alloc(9, 0xff));
   a.ports[0]!.transmit(Buffer.concat([Buffer.from('ffffffffffff020000000099810000640800', 'hex'), Buffer.alloc(50)]));
   await until(() => b.channel.stats.rxBadFrame['bad-ethertype'] > 0, 5000, 'junk frame at b');
