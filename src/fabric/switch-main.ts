@@ -30,12 +30,12 @@
  */
 
 import { existsSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
-import * as net from 'node:net';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { capturePort } from './capture.ts';
+import { serveLineControl } from './line-control.ts';
 import { realClock } from './clock.ts';
 import { type Direction, type FaultConfig, FaultyPort } from './faults.ts';
 import { PcapWriter } from './pcap.ts';
@@ -176,7 +176,6 @@ export type ControlRequest = z.infer<typeof ControlRequest>;
 /** The switch's view of `tx`/`rx` (from the switch's side) in FaultyPort's terms. */
 const DIRECTION: Record<'tx' | 'rx', Direction> = { tx: 'toStation', rx: 'toSwitch' };
 
-const MAX_CONTROL_LINE = 64 * 1024;
 
 interface RunningPort {
   config: PortConfig;
@@ -200,7 +199,8 @@ export async function runSwitch(cfg: SwitchConfig, log: (line: string) => void =
   const ports = new Map<string, RunningPort>();
   // Control first: once the port sockets appear the lab starts guests, which may want faults set at once.
   const controlPath = join(cfg.socketDir, 'control.sock');
-  const server = await listenControl(controlPath, (req) => handle(req));
+  removeSocketFile(controlPath);
+  const server = await serveLineControl(controlPath, handle);
   for (const config of cfg.ports) {
     const transport =
       config.kind === 'unix'
@@ -257,50 +257,6 @@ export async function runSwitch(cfg: SwitchConfig, log: (line: string) => void =
       for (const p of ports.values()) p.pcap?.close();
     },
   };
-}
-
-/** Serve line-delimited JSON requests; a bad line gets an error reply, never ends the switch. */
-async function listenControl(path: string, handle: (req: unknown) => Record<string, unknown>): Promise<net.Server> {
-  removeSocketFile(path);
-  const server = net.createServer((conn) => {
-    let pending = '';
-    conn.setEncoding('utf8');
-    conn.on('error', () => conn.destroy());
-    conn.on('data', (chunk: string) => {
-      pending += chunk;
-      let nl;
-      while ((nl = pending.indexOf('\n')) >= 0) {
-        const line = pending.slice(0, nl).trim();
-        pending = pending.slice(nl + 1);
-        if (line) conn.write(`${JSON.stringify(answer(line))}\n`);
-      }
-      if (pending.length > MAX_CONTROL_LINE) {
-        conn.end(`${JSON.stringify({ ok: false, error: `request line longer than ${MAX_CONTROL_LINE} bytes` })}\n`);
-        pending = '';
-      }
-    });
-  });
-  const answer = (line: string): Record<string, unknown> => {
-    let req: unknown;
-    try {
-      req = JSON.parse(line);
-    } catch {
-      return { ok: false, error: 'not JSON' };
-    }
-    try {
-      return handle(req);
-    } catch (err) {
-      return { ok: false, error: (err as Error).message };
-    }
-  };
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(path, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  return server;
 }
 
 /** "vxlan VNI LOCAL -> REMOTE", for counters and logs. */
