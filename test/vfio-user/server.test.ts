@@ -187,8 +187,7 @@ test('INTx: without MSI-X the copy engine asserts INTx; W1C of DONE deasserts it
   await c.write32(BAR0, TestReg.Status, TestStatus.Done);
   t.false(r.dev.intxAsserted);
   // Unmask of an automasked INTx is accepted.
-  await c.setIrqs({ flags: IrqSetFlag.DataNone | IrqSetFlag.ActionUnmask, index: PciIrq.Intx, start: 0, count: 1 });
-  t.pass();
+  await t.notThrowsAsync(c.setIrqs({ flags: IrqSetFlag.DataNone | IrqSetFlag.ActionUnmask, index: PciIrq.Intx, start: 0, count: 1 }));
 });
 
 test('bad input gets error replies and the session goes on', async (t) => {
@@ -322,8 +321,7 @@ test('disconnect releases DMA maps and eventfds; the next client starts clean', 
   await gone;
   t.false(r.dev.msixEnabled);
   const c2 = await r.client();
-  await c2.dmaMap(0, 0x1000); // would be EEXIST if the old map had survived
-  t.pass();
+  await t.notThrowsAsync(c2.dmaMap(0, 0x1000), 'would be EEXIST if the old map had survived');
 });
 
 test('header fields: reply echoes id and command; NO_REPLY on a valid write sends nothing', async (t) => {
