@@ -186,7 +186,7 @@ export async function up(arg: string, opts: UpOptions = {}): Promise<LabState> {
 
 /** KVM is used only if a guest really boots with it (on nested PVM hosts it does not). */
 async function probeKvm(art: LabArtefacts): Promise<void> {
-  if (!existsSync('/dev/kvm')) throw new Error('--accel kvm: /dev/kvm does not exist');
+  if (!existsSync('/dev/kvm')) throw new Error('--accel kvm: /dev/kvm does not exist (no KVM on this host); use the default, tcg');
   const vm: VmSpec = { name: 'kvm-probe', cpus: 1, memory: '512M', devices: [] };
   const topo: Topology = { name: 'kvm-probe', accel: 'kvm', processes: [], vms: [vm] };
   const state = startVm(vm, topo, 'kvm', art, []);

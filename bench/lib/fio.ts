@@ -1,0 +1,77 @@
+// fio in lab guests, as the NVMe benchmarks run it: the five workloads of issues 4 and 6,
+// each QD 64 as 2 jobs x iodepth 32, libaio direct, JSON output reduced to one Result.
+import { agentExec } from '../../src/lab/agent.ts';
+
+export const WORKLOADS = [
+  { name: 'randread 512 B', args: '--rw=randread --bs=512' },
+  { name: 'randwrite 512 B', args: '--rw=randwrite --bs=512' },
+  { name: 'randrw 70 % read 4 KiB', args: '--rw=randrw --rwmixread=70 --bs=4k' },
+  { name: 'seq read 64 KiB', args: '--rw=read --bs=64k' },
+  { name: 'seq write 64 KiB', args: '--rw=write --bs=64k' },
+] as const;
+export type Workload = (typeof WORKLOADS)[number];
+
+export const SECONDS = Number(process.env.NVME_BENCH_SECONDS ?? 10);
+
+interface FioSide {
+  iops: number;
+  lat_ns: { mean: number };
+  clat_ns?: { percentile?: Record<string, number> };
+}
+export interface Result {
+  iops: number;
+  meanUs: number;
+  p99Us: number;
+}
+
+/** Read and write sides of a group-reported job combined: IOPS summed, mean weighted, p99 the worse one. */
+function combine(job: { read: FioSide; write: FioSide }): Result {
+  const sides = [job.read, job.write].filter((s) => s.iops > 0);
+  const iops = sides.reduce((a, s) => a + s.iops, 0);
+  const meanUs = sides.reduce((a, s) => a + s.iops * s.lat_ns.mean, 0) / iops / 1000;
+  const p99Us = Math.max(...sides.map((s) => s.clat_ns?.percentile?.['99.000000'] ?? 0)) / 1000;
+  return { iops, meanUs, p99Us };
+}
+
+/** A shell in one guest that throws on a non-zero exit. */
+export function guestShell(agent: string): (cmd: string) => Promise<string> {
+  return async (cmd) => {
+    const r = await agentExec(agent, cmd, { timeoutMs: (SECONDS + 120) * 1000 });
+    if (r.status !== 0) throw new Error(`guest: ${cmd}: exit ${r.status}\n${r.stdout}${r.stderr}`);
+    return r.stdout;
+  };
+}
+
+/** NVMe controllers the guest sees, as "name|model|serial" and its first namespace's block device. */
+export async function controllers(sh: (cmd: string) => Promise<string>): Promise<{ model: string; serial: string; dev: string }[]> {
+  const out = await sh('for c in /sys/class/nvme/nvme*; do echo "$(basename $c)|$(cat $c/model)|$(cat $c/serial)"; done');
+  return out.trim().split('\n').map((l) => {
+    const [ctrl, model, serial] = l.split('|');
+    return { model: model!.trim(), serial: serial!.trim(), dev: `/dev/${ctrl}n1` };
+  });
+}
+
+/** Write the area the reads cover, so reads hit written (not sparse) blocks everywhere. */
+export async function fill(sh: (cmd: string) => Promise<string>, dev: string): Promise<void> {
+  await sh(`fio --name=fill --filename=${dev} --direct=1 --ioengine=libaio --rw=write --bs=1M --iodepth=8 --size=256M >/dev/null`);
+}
+
+export async function runFio(sh: (cmd: string) => Promise<string>, dev: string, w: Workload): Promise<Result> {
+  return (await runFioOn(sh, [dev], w))[0]!;
+}
+
+/** One fio run on several devices at once (QD 64 each), a reporting group and a Result per device. */
+export async function runFioOn(sh: (cmd: string) => Promise<string>, devs: string[], w: Workload): Promise<Result[]> {
+  const jobs = devs.map((d, i) => `--name=d${i} --filename=${d}${i ? ' --new_group' : ''}`).join(' ');
+  const out = await sh(
+    `fio --direct=1 --ioengine=libaio ${w.args} --iodepth=32 --numjobs=2 --group_reporting ` +
+      `--time_based --runtime=${SECONDS} --ramp_time=2 --size=256M --randrepeat=0 --output-format=json ${jobs}`,
+  );
+  const report = JSON.parse(out.slice(out.indexOf('{'))) as { jobs: { read: FioSide; write: FioSide }[] };
+  if (report.jobs.length !== devs.length) throw new Error(`fio reported ${report.jobs.length} groups for ${devs.length} devices`);
+  return report.jobs.map(combine);
+}
+
+/** "IOPS mean p99" columns, and their header. */
+export const resultHeader = (label: string) => ` | ${`${label} IOPS`.padStart(14)} ${'mean µs'.padStart(8)} ${'p99 µs'.padStart(8)}`;
+export const resultCells = (x: Result) => ` | ${Math.round(x.iops).toString().padStart(14)} ${x.meanUs.toFixed(0).padStart(8)} ${x.p99Us.toFixed(0).padStart(8)}`;
