@@ -8,6 +8,7 @@
 //   npm run bench -- nvme   (NVME_BENCH_SECONDS=10 per case, NVME_BENCH_TOPOLOGY=one-host-nvme-bench,
 //                            NVME_BENCH_PIN=1 pins the lab's processes to CPU 1)
 import { rmSync } from 'node:fs';
+import { cpuMeter } from './lib/cpu.ts';
 import { benchTopology, fabricLoss, placementText, privateLabDirs, type FabricLoss } from './lib/lab.ts';
 
 const state = privateLabDirs('lab-nvb');
@@ -42,19 +43,31 @@ try {
     `${placementText()}; ${SECONDS} s per case, QD 64 = 2 jobs x 32`);
   console.log(`${'workload'.padEnd(24)}${sides.map(resultHeader).join('')}${ratios.map((p) => ` | ${`${p}/${base(p)}`.padStart(24)}`).join('')}`);
   for (const d of new Set(devs.values())) await fill(sh, d);
+  const procs = [{ name: 'QEMU', pid: lab.vms[0]!.pid }, ...lab.processes];
+  /** Per workload and path: CPU µs per I/O of each process, over fio's ramp and run. */
+  const cpu: string[] = [];
   for (const w of WORKLOADS) {
     const r = new Map<string, Result>();
+    const perIo = new Map<string, string>();
     for (const side of sides) {
       if (side === LOSSY) await loss!.set(LOSS);
       try {
-        r.set(side, await runFio(sh, devs.get(side)!, w));
+        const used = cpuMeter(procs);
+        const result = await runFio(sh, devs.get(side)!, w);
+        const ios = result.iops * (SECONDS + 2); // ramp at about the same rate
+        perIo.set(side, [...used().values()].map((us) => (us / ios).toFixed(0)).join(' / '));
+        r.set(side, result);
       } finally {
         if (side === LOSSY) await loss!.set(0);
       }
     }
     const ratio = (p: string) => ` | ${`${((r.get(p)!.iops / r.get(base(p))!.iops) * 100).toFixed(0)} %`.padStart(24)}`;
     console.log(`${w.name.padEnd(24)}${sides.map((p) => resultCells(r.get(p)!)).join('')}${ratios.map(ratio).join('')}`);
+    cpu.push(`${w.name.padEnd(24)}${sides.map((p) => ` | ${perIo.get(p)!.padStart(26)}`).join('')}`);
   }
+  console.log(`\nCPU µs per I/O, by process (${procs.map((p) => p.name).join(' / ')}), path by path`);
+  console.log(`${'workload'.padEnd(24)}${sides.map((p) => ` | ${p.padStart(26)}`).join('')}`);
+  for (const line of cpu) console.log(line);
   if (loss) console.log(`frames lost in the switch during the lossy runs: ${await loss.lost()}`);
 } finally {
   loss?.close();
