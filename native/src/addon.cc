@@ -7,6 +7,8 @@
 //  * eventfd (interrupt delivery to QEMU)
 //  * the fabric's fast path: recvfrom with the sender's path, connect and
 //    buffer sizes for datagram sockets, batched sendmmsg/recvmmsg, CRC-32
+//  * malloc tuning, so that freed receive slabs are reused instead of
+//    returned to the kernel (retainFreedHeap)
 //
 // Every fd is created non-blocking and close-on-exec. Failures become JS
 // exceptions shaped like Node's own system errors: `code` is the errno name
@@ -19,6 +21,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -876,6 +879,21 @@ class Poll : public Napi::ObjectWrap<Poll> {
   Napi::Env env_ = nullptr;
 };
 
+// glibc serves a large allocation with its own mmap and unmaps it on free, and
+// it trims the heap top back to the kernel; either way the next allocation gets
+// fresh pages, and the first touch of each (the kernel's copy of a received
+// datagram into a slab) is a page fault. Datagram ports allocate multi-MiB
+// receive slabs continuously, so keep such blocks in the heap (up to glibc's
+// 32 MiB limit for the threshold) and trim only past 256 MiB of free top.
+// Measured with bench/fabric.ts here: sink CPU per 4 KiB frame about halved.
+Napi::Value RetainFreedHeap(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (mallopt(M_MMAP_THRESHOLD, 32 << 20) != 1 || mallopt(M_TRIM_THRESHOLD, 256 << 20) != 1) {
+    Napi::Error::New(env, "mallopt refused the thresholds").ThrowAsJavaScriptException();
+  }
+  return env.Undefined();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("close", Napi::Function::New(env, Close));
   exports.Set("dup", Napi::Function::New(env, Dup));
@@ -900,6 +918,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sendmmsg", Napi::Function::New(env, SendMmsg));
   exports.Set("recvmmsg", Napi::Function::New(env, RecvMmsg));
   exports.Set("crc32", Napi::Function::New(env, Crc32Js));
+  exports.Set("retainFreedHeap", Napi::Function::New(env, RetainFreedHeap));
   exports.Set("Poll", Poll::Init(env));
   return exports;
 }
