@@ -70,8 +70,14 @@ test.serial('[qemu] fio verify in both guests with 1 % loss, 0.1 % corruption, r
   // so that the cut lands well inside the run however loaded the machine is.
   const args = FIO_RAND.replace('--size=8M --offset_increment=8M', '--size=16M --offset_increment=16M');
   await Promise.all(HOSTS.map((vm) => guest(vm, `rm -f /tmp/fio.rc; (fio --name=t --filename=/dev/nvme0n1 --direct=1 --ioengine=libaio --verify=crc32c --verify_fatal=1 --do_verify=1 --randrepeat=0 ${args} >/tmp/fio.out 2>&1; echo $? >/tmp/fio.rc) >/dev/null 2>&1 &`)));
-  // Mid-run: cut one DI link once both guests have been doing I/O for a while.
-  await sleep(3000);
+  // Mid-run: cut one DI link once the I/O is under way, judged by the DI's frames through the
+  // switch rather than by time, since how long the run takes depends on the machine's load.
+  const diFrames = async () => {
+    const c = (await ctl.must({ counters: true })).ports as Record<string, { switch: { rxFrames: number } }>;
+    return c.di0!.switch.rxFrames + c.di1!.switch.rxFrames;
+  };
+  const started = await diFrames();
+  for (const end = Date.now() + 60_000; (await diFrames()) - started < 3000 && Date.now() < end; ) await sleep(50);
   await ctl.must({ port: 'di0', set: { down: true } });
   for (const vm of HOSTS) await guest(vm, 'test ! -f /tmp/fio.rc || { echo "fio finished before the cut: make the run longer" >&2; exit 1; }');
   const runs = await Promise.all(HOSTS.map((vm) => guest(vm, 'while [ ! -f /tmp/fio.rc ]; do sleep 0.5; done; cat /tmp/fio.out; exit $(cat /tmp/fio.rc)', 500)));
