@@ -3,12 +3,11 @@
 // answers, i.e. QEMU start, kernel, initramfs unpacking, init, agent.
 //
 //   npm run bench -- boot            (LAB_BENCH_RUNS=3 by default)
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { privateLabDirs } from './lib/lab.ts';
 
-const state = mkdtempSync('/run/lab-bench-');
-process.env.LAB_STATE = state;
-process.env.LAB_DATA = state;
+const state = privateLabDirs('lab-bench');
 const { up, down } = await import('../src/lab/lab.ts');
 const { setup } = await import('../src/lab/setup.ts');
 

@@ -14,7 +14,8 @@ const state = privateLabDirs('lab-share');
 const { up, down, topologyFile } = await import('../src/lab/lab.ts');
 const { WORKLOADS, SECONDS, controllers, fill, guestShell, resultCells, resultHeader, runFio, runFioOn } = await import('./lib/fio.ts');
 type Result = import('./lib/fio.ts').Result;
-type Shell = (cmd: string) => Promise<string>;
+type Shell = import('./lib/fio.ts').Shell;
+type Workload = import('./lib/fio.ts').Workload;
 
 /** A path of the case: a guest and one of its NVMe block devices. */
 interface Path {
@@ -24,7 +25,7 @@ interface Path {
 }
 
 /** Paths measured together: one fio per guest, the guests' runs at once. */
-async function together(paths: Path[], w: (typeof WORKLOADS)[number]): Promise<Result[]> {
+async function together(paths: Path[], w: Workload): Promise<Result[]> {
   const byGuest = new Map<Shell, Path[]>();
   for (const p of paths) byGuest.set(p.sh, [...(byGuest.get(p.sh) ?? []), p]);
   const runs = await Promise.all([...byGuest].map(async ([sh, ps]) => ({ ps, rs: await runFioOn(sh, ps.map((p) => p.dev), w) })));

@@ -2,14 +2,14 @@
 // /proc/PID/stat: under TCG on two cores every process competes with the guest, so CPU
 // time per I/O is the figure that decides throughput (design notes §8).
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { statFields } from '../../src/lab/procs.ts';
 
 const TICKS_PER_SECOND = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
 
 /** utime + stime of one process and all its threads, in µs. */
 function cpuUs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // f[0] is field 3
+  const f = statFields(pid);
+  if (!f) throw new Error(`process ${pid} is gone`);
   return ((Number(f[11]) + Number(f[12])) * 1e6) / TICKS_PER_SECOND;
 }
 

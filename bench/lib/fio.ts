@@ -13,6 +13,9 @@ export type Workload = (typeof WORKLOADS)[number];
 
 export const SECONDS = Number(process.env.NVME_BENCH_SECONDS ?? 10);
 
+/** A command in one guest, resolving with its standard output. */
+export type Shell = (cmd: string) => Promise<string>;
+
 interface FioSide {
   iops: number;
   lat_ns: { mean: number };
@@ -34,7 +37,7 @@ function combine(job: { read: FioSide; write: FioSide }): Result {
 }
 
 /** A shell in one guest that throws on a non-zero exit. */
-export function guestShell(agent: string): (cmd: string) => Promise<string> {
+export function guestShell(agent: string): Shell {
   return async (cmd) => {
     const r = await agentExec(agent, cmd, { timeoutMs: (SECONDS + 120) * 1000 });
     if (r.status !== 0) throw new Error(`guest: ${cmd}: exit ${r.status}\n${r.stdout}${r.stderr}`);
@@ -42,8 +45,8 @@ export function guestShell(agent: string): (cmd: string) => Promise<string> {
   };
 }
 
-/** NVMe controllers the guest sees, as "name|model|serial" and its first namespace's block device. */
-export async function controllers(sh: (cmd: string) => Promise<string>): Promise<{ model: string; serial: string; dev: string }[]> {
+/** NVMe controllers the guest sees: model, serial and the block device of the first namespace. */
+export async function controllers(sh: Shell): Promise<{ model: string; serial: string; dev: string }[]> {
   const out = await sh('for c in /sys/class/nvme/nvme*; do echo "$(basename $c)|$(cat $c/model)|$(cat $c/serial)"; done');
   return out.trim().split('\n').map((l) => {
     const [ctrl, model, serial] = l.split('|');
@@ -52,16 +55,16 @@ export async function controllers(sh: (cmd: string) => Promise<string>): Promise
 }
 
 /** Write the area the reads cover, so reads hit written (not sparse) blocks everywhere. */
-export async function fill(sh: (cmd: string) => Promise<string>, dev: string): Promise<void> {
+export async function fill(sh: Shell, dev: string): Promise<void> {
   await sh(`fio --name=fill --filename=${dev} --direct=1 --ioengine=libaio --rw=write --bs=1M --iodepth=8 --size=256M >/dev/null`);
 }
 
-export async function runFio(sh: (cmd: string) => Promise<string>, dev: string, w: Workload): Promise<Result> {
+export async function runFio(sh: Shell, dev: string, w: Workload): Promise<Result> {
   return (await runFioOn(sh, [dev], w))[0]!;
 }
 
 /** One fio run on several devices at once (QD 64 each), a reporting group and a Result per device. */
-export async function runFioOn(sh: (cmd: string) => Promise<string>, devs: string[], w: Workload): Promise<Result[]> {
+export async function runFioOn(sh: Shell, devs: string[], w: Workload): Promise<Result[]> {
   const jobs = devs.map((d, i) => `--name=d${i} --filename=${d}${i ? ' --new_group' : ''}`).join(' ');
   const out = await sh(
     `fio --direct=1 --ioengine=libaio ${w.args} --iodepth=32 --numjobs=2 --group_reporting ` +

@@ -10,7 +10,8 @@ export interface ProcRecord {
   startTime: string;
 }
 
-function statFields(pid: number): string[] | undefined {
+/** The fields of /proc/PID/stat from field 3 on (index 0 is the state), or undefined if the process is gone. */
+export function statFields(pid: number): string[] | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // The command name (field 2) may contain spaces; fields after it are plain.
