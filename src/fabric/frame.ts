@@ -59,6 +59,12 @@ export const enum FrameFlags {
   AckNow = 0x01,
   /** This TLP frame is a retransmission. */
   Replay = 0x02,
+  /**
+   * This ACK answers a replayed AckNow frame and was sent after that frame
+   * arrived, so it covers everything sent before it that was not lost (a
+   * replay timeout's probe tells a late ACK from loss with it).
+   */
+  ProbeAnswer = 0x04,
 }
 
 export interface VlanTag {

@@ -9,7 +9,13 @@
  *   below `replayTimeout`: under load the round trip includes whole queues of
  *   4 KiB frames in the switch and scheduling delays of busy CPUs, and a
  *   fixed short timer would replay the window into those queues again and
- *   again (congestion collapse).
+ *   again (congestion collapse). Even so a timeout is usually a late ACK,
+ *   not a loss (a process that was not scheduled), so it resends only the
+ *   oldest TLP, flagged AckNow, as a probe (after RFC 8985's tail loss
+ *   probe). The peer answers it at once with an ACK flagged ProbeAnswer,
+ *   which tells what is missing: if it stops short of what was sent before
+ *   the probe, those TLPs were lost and only then are they resent; if it
+ *   covers everything, the timeout cost one duplicate instead of a window.
  * - The receiver delivers strictly in sequence order, exactly once. Frames
  *   ahead of a gap are held (within the credit window, so holding them never
  *   needs memory beyond what was promised) and a NAK asks for the gap; this
@@ -159,6 +165,8 @@ export class Channel {
   private replayTimer: TimerHandle | null = null;
   private backoff = 1;
   private lastReplayFrom = -1;
+  /** After a timeout's probe: replay.next when it was sent (TLPs before it were sent before the probe); -1: none. */
+  private probeEnd = -1;
   private lastReplayAt = -Infinity;
   /** Round-trip estimate (ms) for the replay timer; -1 until the first sample. */
   private srtt = -1;
@@ -277,7 +285,7 @@ export class Channel {
     this.stats.rxFrames++;
     l.lastRx = this.clock.now();
     if (!l.up) this.setLink(link, true);
-    this.takeAck(f.ack);
+    this.takeAck(f.ack, f.type === FrameType.Ack && (f.flags & FrameFlags.ProbeAnswer) !== 0);
     if (seqDiff(f.credits, this.peerLimit) > 0) this.peerLimit = f.credits;
     switch (f.type) {
       case FrameType.Tlp:
@@ -295,7 +303,8 @@ export class Channel {
         break; // ACK and heartbeat carry nothing beyond ack and credits
     }
     if (f.flags & FrameFlags.AckNow && (f.flags & FrameFlags.Replay || seqAdd(f.seq, 1) === this.advertised)) {
-      if (seqDiff(this.creditLimit(), this.advertised) > 0 || f.flags & FrameFlags.Replay) this.sendAck();
+      if (f.flags & FrameFlags.Replay) this.sendAck(FrameFlags.ProbeAnswer);
+      else if (seqDiff(this.creditLimit(), this.advertised) > 0) this.sendAck();
       else this.peerStalled = true; // nothing new to grant until the application releases credits
     }
     this.flushPending();
@@ -388,9 +397,19 @@ export class Channel {
     return this.rr;
   }
 
-  private takeAck(ack: number): void {
+  private takeAck(ack: number, probeAnswer: boolean): void {
     // Acks older than our oldest entry come from reordered frames; harmless.
-    if (this.replay.acknowledge(ack) > 0) {
+    const freed = this.replay.acknowledge(ack);
+    // The probe's answer stops short of what was sent before the probe: the rest of that was lost.
+    if (probeAnswer && this.probeEnd >= 0 && this.replay.size > 0) {
+      const lost = seqDiff(this.probeEnd, this.replay.oldest);
+      this.probeEnd = -1;
+      if (lost > 0) {
+        this.replayRange(lost);
+        return;
+      }
+    }
+    if (freed > 0) {
       // Karn: a backed-off timer stays backed off until a TLP sent after the replay is acknowledged, so a
       // timeout that was only a long queue does not recur at once when the original frames' ACKs arrive.
       if (this.timedSeq >= 0 && seqDiff(ack, this.timedSeq) > 0) {
@@ -401,6 +420,7 @@ export class Channel {
       else {
         this.backoff = 1;
         this.disarmReplay();
+        this.probeEnd = -1;
       }
     }
   }
@@ -461,7 +481,8 @@ export class Channel {
         if (this.replay.size === 0) return;
         this.stats.replayTimeouts++;
         this.backoff = Math.min(this.backoff * 2, MAX_BACKOFF);
-        this.replayAll();
+        this.replayRange(1);
+        this.probeEnd = this.replay.next;
       });
     });
   }
@@ -535,9 +556,9 @@ export class Channel {
     });
   }
 
-  private sendAck(): void {
+  private sendAck(flags = 0): void {
     this.stats.txAck++;
-    this.transmit(this.pickLink(), FrameType.Ack, this.replay.next, 0, EMPTY);
+    this.transmit(this.pickLink(), FrameType.Ack, this.replay.next, flags, EMPTY);
   }
 
   private scheduleNak(): void {
