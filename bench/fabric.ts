@@ -20,6 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { native, PollEvent } from '../native/index.ts';
 import type { ChannelStats } from '../src/fabric/link.ts';
 import { completionFor } from '../src/fabric/tlp-completion.ts';
+import { FrameType, encodeFrame } from '../src/fabric/frame.ts';
 import { TlpType, decodeTlp, encodeTlp } from '../src/fabric/tlp.ts';
 import { VLAN, macA, macB } from '../test/fabric/harness.ts';
 import { endpoint, peerArgs, startSwitch } from '../test/fabric/switch-process.ts';
@@ -41,6 +42,8 @@ interface WorkerConfig {
   /** 'a' or 'b': socket names and MACs. */
   name: 'a' | 'b';
   links: number;
+  /** Raw roles only: the datagrams are tagged Ethernet frames that cross the switch (port a0 -> b0). */
+  viaSwitch?: boolean;
 }
 
 interface WorkerResult {
@@ -132,11 +135,21 @@ function rttCounter() {
 }
 
 function rawActivity(cfg: WorkerConfig): Activity {
-  const me = path.join(cfg.dir, `raw-${cfg.name}.sock`);
-  const peer = path.join(cfg.dir, `raw-${cfg.name === 'a' ? 'b' : 'a'}.sock`);
+  // Through the switch, each side is the station of its port 0 and, as a UnixDgramPort, connected to it.
+  const me = path.join(cfg.dir, cfg.viaSwitch ? `${cfg.name}0-station.sock` : `raw-${cfg.name}.sock`);
+  const peer = path.join(cfg.dir, cfg.viaSwitch ? `${cfg.name}0.sock` : `raw-${cfg.name === 'a' ? 'b' : 'a'}.sock`);
   const fd = native.unixDgram(me);
+  if (cfg.viaSwitch) {
+    native.dgramConnect(fd, peer);
+    native.socketBuffers(fd, 1 << 20);
+  }
   const buf = Buffer.alloc(65536);
-  const msg = Buffer.alloc(cfg.role === 'raw-source' ? FRAME_BYTES : 64);
+  const msg =
+    cfg.role !== 'raw-source'
+      ? Buffer.alloc(64)
+      : cfg.viaSwitch
+        ? encodeFrame({ dst: macB(0), src: macA(0), vlan: VLAN, type: FrameType.Tlp, flags: 0, channel: 1, seq: 0, ack: 0, credits: 0 }, mwr(0))
+        : Buffer.alloc(FRAME_BYTES);
   const bytes = windowCounter();
   const rtt = rttCounter();
   let txFd = -1;
@@ -180,7 +193,7 @@ function rawActivity(cfg: WorkerConfig): Activity {
         rtt.sent();
         sendToPeer(msg);
       } else if (cfg.role === 'raw-source') {
-        txFd = native.unixConnect(peer, 'dgram');
+        txFd = cfg.viaSwitch ? native.dup(fd) : native.unixConnect(peer, 'dgram'); // one Poll per fd
         txPoll = pollOf(txFd, pump);
         pump();
       }
@@ -327,12 +340,27 @@ interface Placement {
   sw: string;
   b: string;
   rawB: string;
+  /** Extra switch-main arguments. */
+  switchArgs?: string[];
 }
 
 const PLACEMENTS: Placement[] = [
   { name: 'one CPU', a: '0', sw: '0', b: '0', rawB: '0' },
   { name: 'spread', a: '0', sw: '1', b: '0', rawB: '1' },
+  // The switch owns CPU 1 and polls it rather than sleeping between bursts (switch-main --busy-poll).
+  { name: 'spread+poll', a: '0', sw: '1', b: '0', rawB: '1', switchArgs: ['--busy-poll', '500'] },
 ];
+
+/** Per-link rate for the shaped cases: links slower than the machine, as Ethernet links are slower than a CPU's memory. */
+const SHAPED_GBPS = 0.5;
+
+interface CaseOptions {
+  links?: number;
+  /** Raw roles: cross the switch rather than go straight to the peer. */
+  viaSwitch?: boolean;
+  /** Shape every switch port towards B to this rate (Gb/s). */
+  shapeGbps?: number;
+}
 
 /** Run roles for A and B (and a switch with `links` ports per side unless raw) for one measuring window. */
 /** utime + stime of a process, ms (clock ticks of 10 ms). */
@@ -348,23 +376,25 @@ interface Measured {
   swCpuMs: number;
 }
 
-async function measure(pl: Placement, roleA: Role, roleB: Role, links = 1): Promise<Measured> {
+async function measure(pl: Placement, roleA: Role, roleB: Role, opts: CaseOptions = {}): Promise<Measured> {
+  const { links = 1, viaSwitch = false } = opts;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fabric-bench-'));
   const raw = roleA.startsWith('raw-');
   const ports = ['a', 'b'].flatMap((s) => Array.from({ length: links }, (_, i) => `${s}${i}`));
-  const sw = raw
+  const sw = raw && !viaSwitch
     ? null
     : await startSwitch({
         dir,
         ports,
         cpu: pl.sw,
         nodeArgs: PROF ? ['--cpu-prof', '--cpu-prof-dir', PROF, '--cpu-prof-name', `switch-${roleA}-${links}-cpu${pl.sw}.${Date.now()}.cpuprofile`] : [],
-        args: [...peerArgs(dir, 'a', links), ...peerArgs(dir, 'b', links), ...ports.flatMap((p) => ['--vlan', `${p}=trunk:${VLAN.vid}`])],
+        args: [...peerArgs(dir, 'a', links), ...peerArgs(dir, 'b', links), ...ports.flatMap((p) => ['--vlan', `${p}=trunk:${VLAN.vid}`]), ...(pl.switchArgs ?? [])],
       });
   try {
+    if (opts.shapeGbps) for (let i = 0; i < links; i++) await sw!.control.must({ port: `b${i}`, dir: 'tx', set: { rateGbps: opts.shapeGbps } });
     // B first: a sink or completer should be listening before A starts.
-    const b = startWorker({ role: roleB, dir, name: 'b', links }, raw ? pl.rawB : pl.b);
-    const a = startWorker({ role: roleA, dir, name: 'a', links }, pl.a);
+    const b = startWorker({ role: roleB, dir, name: 'b', links, viaSwitch }, raw && !viaSwitch ? pl.rawB : pl.b);
+    const a = startWorker({ role: roleA, dir, name: 'a', links, viaSwitch }, pl.a);
     await Promise.all([a.ready, b.ready]);
     for (const w of [b, a]) w.proc.send({ type: 'go' });
     let swCpuMs = 0;
@@ -385,7 +415,7 @@ async function measure(pl: Placement, roleA: Role, roleB: Role, links = 1): Prom
 
 const gbps = (bytesPerSec: number) => (bytesPerSec * 8) / 1e9;
 const framesOf = (s: ChannelStats) => s.txTlp + s.txReplay + s.txAck + s.txNak + s.txHeartbeat + s.txControl;
-const line = (pl: Placement, what: string, value: string) => console.log(`${pl.name.padEnd(8)} ${what.padEnd(46)} ${value}`);
+const line = (pl: Placement, what: string, value: string) => console.log(`${pl.name.padEnd(11)} ${what.padEnd(46)} ${value}`);
 
 /**
  * Where the CPU went, per frame received by B, and what that CPU cost would allow if the
@@ -404,34 +434,43 @@ function cpuLine(pl: Placement, m: Measured, unitBytes: number): void {
 }
 
 async function orchestrate(): Promise<void> {
-  const only = process.env.FABRIC_BENCH_ONLY; // "PLACEMENT:ROLE_A:ROLE_B:LINKS", for profiling one case
+  const only = process.env.FABRIC_BENCH_ONLY; // "PLACEMENT:ROLE_A:ROLE_B[:LINKS[:SHAPE_GBPS]]", for profiling one case
   if (only) {
-    const [p, ra, rb, links] = only.split(':');
-    const r = await measure(PLACEMENTS.find((x) => x.name === p) ?? PLACEMENTS[0]!, ra as Role, rb as Role, Number(links ?? 1));
+    const [p, ra, rb, links, shape] = only.split(':');
+    const r = await measure(PLACEMENTS.find((x) => x.name === p) ?? PLACEMENTS[0]!, ra as Role, rb as Role, { links: Number(links ?? 1), shapeGbps: Number(shape ?? 0) });
     console.log(JSON.stringify(r, null, 1));
     return;
   }
   if (os.cpus().length < 2) console.log('(only one CPU: "spread" runs on one CPU too)');
   console.log(`fabric: ${SECONDS} s per case after ${WARMUP} s warm-up, Node ${process.version}, load average ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}`);
-  console.log('placements: one CPU = all on CPU 0; spread = switch on CPU 1, endpoints on CPU 0 (raw: one process per CPU)\n');
+  console.log('placements: one CPU = all on CPU 0; spread = switch on CPU 1, endpoints on CPU 0 (raw direct: one process per CPU);');
+  console.log('            spread+poll = spread, and the switch busy-polls CPU 1 (--busy-poll 500)\n');
   const summary: string[] = [];
   for (const pl of PLACEMENTS) {
     const raw = await measure(pl, 'raw-source', 'raw-sink');
     line(pl, `raw unix dgram, ${FRAME_BYTES} B one way`, `${gbps(raw.b.rxBytesPerSec!).toFixed(2)} Gb/s`);
     cpuLine(pl, raw, FRAME_BYTES);
-    const one = await measure(pl, 'tlp-source', 'tlp-sink', 1);
+    const relay = await measure(pl, 'raw-source', 'raw-sink', { viaSwitch: true });
+    line(pl, `raw ${FRAME_BYTES} B frames through the switch`, `${gbps(relay.b.rxBytesPerSec!).toFixed(2)} Gb/s  (no link layer: the fabric's ceiling)`);
+    cpuLine(pl, relay, FRAME_BYTES);
+    const one = await measure(pl, 'tlp-source', 'tlp-sink');
     line(pl, 'TLP payload A->B, one link, MPS 4 KiB', `${gbps(one.b.rxBytesPerSec!).toFixed(2)} Gb/s  (replays ${one.a.stats!.txReplay})`);
     cpuLine(pl, one, DATA);
-    const two = await measure(pl, 'tlp-source', 'tlp-sink', 2);
+    const two = await measure(pl, 'tlp-source', 'tlp-sink', { links: 2 });
     const ratio2 = two.b.rxBytesPerSec! / one.b.rxBytesPerSec!;
     line(pl, 'TLP payload A->B, two links, MPS 4 KiB', `${gbps(two.b.rxBytesPerSec!).toFixed(2)} Gb/s  (${ratio2.toFixed(2)}x one link)`);
     cpuLine(pl, two, DATA);
     const rawRtt = await measure(pl, 'raw-ping', 'raw-echo');
     line(pl, 'raw unix dgram ping-pong, 64 B', `${rawRtt.a.medianRttUs!.toFixed(1)} µs median, ${rawRtt.a.meanRttUs!.toFixed(1)} µs mean`);
-    const rd = await measure(pl, 'tlp-requester', 'tlp-completer', 1);
+    // Links slower than the machine: load balancing must then add up their rates.
+    const oneShaped = await measure(pl, 'tlp-source', 'tlp-sink', { shapeGbps: SHAPED_GBPS });
+    const twoShaped = await measure(pl, 'tlp-source', 'tlp-sink', { links: 2, shapeGbps: SHAPED_GBPS });
+    const ratioShaped = twoShaped.b.rxBytesPerSec! / oneShaped.b.rxBytesPerSec!;
+    line(pl, `links shaped to ${SHAPED_GBPS} Gb/s: one, two links`, `${gbps(oneShaped.b.rxBytesPerSec!).toFixed(2)}, ${gbps(twoShaped.b.rxBytesPerSec!).toFixed(2)} Gb/s  (${ratioShaped.toFixed(2)}x)`);
+    const rd = await measure(pl, 'tlp-requester', 'tlp-completer');
     const rttRatio = rd.a.medianRttUs! / rawRtt.a.medianRttUs!;
     line(pl, 'MRd 1 DW -> CplD via switch', `${rd.a.medianRttUs!.toFixed(1)} µs median, ${rd.a.meanRttUs!.toFixed(1)} µs mean (${rttRatio.toFixed(2)}x raw)`);
-    const bi = await measure(pl, 'tlp-both', 'tlp-both', 1);
+    const bi = await measure(pl, 'tlp-both', 'tlp-both');
     const acks = bi.a.stats!.txAck + bi.b.stats!.txAck;
     const frames = framesOf(bi.a.stats!) + framesOf(bi.b.stats!);
     const ackShare = acks / frames;
@@ -439,7 +478,7 @@ async function orchestrate(): Promise<void> {
     const ok = (b: boolean) => (b ? 'met' : 'MISSED');
     summary.push(
       `${pl.name}: one link ${gbps(one.b.rxBytesPerSec!).toFixed(2)} Gb/s (target >= 10: ${ok(gbps(one.b.rxBytesPerSec!) >= 10)}), ` +
-        `two links ${ratio2.toFixed(2)}x (>= 1.8: ${ok(ratio2 >= 1.8)}), read RTT ${rttRatio.toFixed(2)}x raw (<= 3: ${ok(rttRatio <= 3)}), ` +
+        `two links ${ratio2.toFixed(2)}x (>= 1.8: ${ok(ratio2 >= 1.8)}; shaped ${ratioShaped.toFixed(2)}x: ${ok(ratioShaped >= 1.8)}), read RTT ${rttRatio.toFixed(2)}x raw (<= 3: ${ok(rttRatio <= 3)}), ` +
         `standalone ACKs ${(ackShare * 100).toFixed(2)} % (<= 5 %: ${ok(ackShare <= 0.05)})`,
     );
     console.log('');

@@ -5,7 +5,7 @@
  * failing scenario replays exactly.
  */
 
-import type { Clock } from './clock.ts';
+import type { Clock, TimerHandle } from './clock.ts';
 import type { PortTransport } from './port.ts';
 import type { Rng } from './rng.ts';
 
@@ -21,7 +21,7 @@ export interface FaultConfig {
   corrupt: number;
   /** Fixed one-way delay, ms. */
   latency: number;
-  /** Extra uniformly random delay in [0, jitter) ms. */
+  /** Extra uniformly random delay in [0, jitter) ms; frames overtake each other (the others keep wire order). */
   jitter: number;
   /** Serialisation rate in Gb/s; 0 means unlimited. */
   rateGbps: number;
@@ -49,6 +49,15 @@ class Shaper {
   cfg: FaultConfig = { ...NO_FAULTS };
   readonly counters: FaultCounters = { passed: 0, lost: 0, duplicated: 0, reordered: 0, corrupted: 0, downDropped: 0 };
   private busyUntil = 0;
+  /**
+   * Frames delayed only by latency and rate: a wire delivers them in the order
+   * sent, so they leave from this queue, in order, on one timer, rather than
+   * each on its own (real timers round short delays differently from long
+   * ones and would reorder them).
+   */
+  private readonly wire: { due: number; frame: Buffer; out: (frame: Buffer) => void }[] = [];
+  private wireHead = 0;
+  private wireTimer: TimerHandle | null = null;
 
   constructor(private readonly clock: Clock, private readonly rng: Rng) {}
 
@@ -73,9 +82,15 @@ class Shaper {
     const copies = c.duplicate > 0 && this.rng() < c.duplicate ? 2 : 1;
     if (copies === 2) k.duplicated++;
     for (let i = 0; i < copies; i++) {
-      let delay = c.latency + (c.jitter > 0 ? this.rng() * c.jitter : 0);
+      let delay = c.latency;
+      let inOrder = true;
+      if (c.jitter > 0) {
+        delay += this.rng() * c.jitter;
+        inOrder = false;
+      }
       if (c.reorder > 0 && this.rng() < c.reorder) {
         delay += c.reorderDelay;
+        inOrder = false;
         k.reordered++;
       }
       if (c.rateGbps > 0) {
@@ -84,9 +99,40 @@ class Shaper {
         delay += this.busyUntil - now;
       }
       k.passed++;
-      if (delay > 0) this.clock.setTimer(delay, () => out(f));
+      if (!inOrder) this.clock.setTimer(delay, () => out(f));
+      else if (delay > 0 || this.wireHead < this.wire.length) this.onWire(delay, f, out);
       else out(f);
     }
+  }
+
+  private onWire(delay: number, frame: Buffer, out: (frame: Buffer) => void): void {
+    const last = this.wire[this.wire.length - 1];
+    const due = Math.max(this.clock.now() + delay, this.wireHead < this.wire.length ? last!.due : 0);
+    this.wire.push({ due, frame, out });
+    if (!this.wireTimer) this.armWire();
+  }
+
+  private armWire(): void {
+    const head = this.wire[this.wireHead]!;
+    this.wireTimer = this.clock.setTimer(Math.max(0, head.due - this.clock.now()), () => {
+      this.wireTimer = null;
+      const now = this.clock.now();
+      while (this.wireHead < this.wire.length && this.wire[this.wireHead]!.due <= now) {
+        const w = this.wire[this.wireHead]!;
+        this.wire[this.wireHead++] = undefined as never;
+        w.out(w.frame);
+      }
+      if (this.wireHead === this.wire.length) {
+        this.wire.length = 0;
+        this.wireHead = 0;
+        return;
+      }
+      if (this.wireHead > 1024 && this.wireHead * 2 > this.wire.length) {
+        this.wire.splice(0, this.wireHead); // a queue that never empties (sustained shaping) stays bounded
+        this.wireHead = 0;
+      }
+      this.armWire();
+    });
   }
 }
 

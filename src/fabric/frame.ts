@@ -60,9 +60,10 @@ export const enum FrameFlags {
   /** This TLP frame is a retransmission. */
   Replay = 0x02,
   /**
-   * This ACK answers a replayed AckNow frame and was sent after that frame
-   * arrived, so it covers everything sent before it that was not lost (a
-   * replay timeout's probe tells a late ACK from loss with it).
+   * This ACK answers a replayed AckNow frame, sent after that frame arrived
+   * while nothing was held out of order, so it covers everything sent before
+   * that frame that was not lost (a replay timeout's probe tells a late ACK
+   * from loss with it).
    */
   ProbeAnswer = 0x04,
 }

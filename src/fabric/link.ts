@@ -20,7 +20,13 @@
  *   ahead of a gap are held (within the credit window, so holding them never
  *   needs memory beyond what was promised) and a NAK asks for the gap; this
  *   matters because frames of one channel take different links and so arrive
- *   out of order even when nothing is lost.
+ *   out of order even when nothing is lost. Each link delivers in order, and
+ *   every first transmission carries a sequence number at or above all sent
+ *   before it (a TLP its own, other frames the next one), so once every live
+ *   link has brought a frame numbered past the gap, the gap was lost: it is
+ *   NAKed at once. Until then the frame may still be on a slower link, and
+ *   the NAK waits up to `nakDelay` (a dead link that has not yet been noticed,
+ *   or a switch that reorders).
  * - ACK and credits ride on every frame; a standalone ACK goes out only when
  *   nothing was sent back within `ackDelay`, after every quarter window of
  *   TLPs, or at once when the peer is stalled on us: its AckNow frame used the
@@ -88,7 +94,7 @@ export interface ChannelOptions {
    * TLPs. Keep it well below replayTimeout.
    */
   ackDelay?: number;
-  /** How long a gap may stay open (link skew) before it is NAKed. Default 0.05. */
+  /** How long a gap may stay open before it is NAKed while some live link has not yet passed it (skew), ms. Default 4. */
   nakDelay?: number;
   /** Idle time after which a link sends a heartbeat. Default 10. */
   heartbeatInterval?: number;
@@ -130,6 +136,8 @@ interface LinkState {
   up: boolean;
   lastRx: number;
   lastTx: number;
+  /** Every TLP numbered below this was sent before the latest first transmission that arrived here. */
+  passed: number;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -200,7 +208,7 @@ export class Channel {
       rxSlots: 256,
       replayTimeout: 5,
       ackDelay: 1,
-      nakDelay: 0.05,
+      nakDelay: 4,
       deadInterval: heartbeatInterval * 3.5,
       ...options,
       heartbeatInterval,
@@ -211,7 +219,7 @@ export class Channel {
     this.replay = new ReplayBuffer(options.replayCapacity ?? 1024);
     this.held = new Array(this.o.rxSlots);
     const now = this.clock.now();
-    this.links = options.links.map((binding) => ({ binding, up: true, lastRx: now, lastTx: -Infinity }));
+    this.links = options.links.map((binding) => ({ binding, up: true, lastRx: now, lastTx: -Infinity, passed: 0 }));
     // Announce our credits at once: the peer may not send until it hears them.
     for (let i = 0; i < this.links.length; i++) this.transmit(i, FrameType.Heartbeat, this.replay.next, 0, EMPTY);
     this.armTick();
@@ -284,6 +292,7 @@ export class Channel {
     }
     this.stats.rxFrames++;
     l.lastRx = this.clock.now();
+    if (!(f.flags & FrameFlags.Replay) && seqDiff(f.seq, l.passed) > 0) l.passed = f.seq;
     if (!l.up) this.setLink(link, true);
     this.takeAck(f.ack, f.type === FrameType.Ack && (f.flags & FrameFlags.ProbeAnswer) !== 0);
     if (seqDiff(f.credits, this.peerLimit) > 0) this.peerLimit = f.credits;
@@ -303,10 +312,12 @@ export class Channel {
         break; // ACK and heartbeat carry nothing beyond ack and credits
     }
     if (f.flags & FrameFlags.AckNow && (f.flags & FrameFlags.Replay || seqAdd(f.seq, 1) === this.advertised)) {
-      if (f.flags & FrameFlags.Replay) this.sendAck(FrameFlags.ProbeAnswer);
+      // Holding frames behind a gap, the cumulative ACK would look like loss of what is held; the NAK asks for the gap.
+      if (f.flags & FrameFlags.Replay) this.sendAck(this.heldCount === 0 ? FrameFlags.ProbeAnswer : 0);
       else if (seqDiff(this.creditLimit(), this.advertised) > 0) this.sendAck();
       else this.peerStalled = true; // nothing new to grant until the application releases credits
     }
+    if (this.heldCount > 0) this.scheduleNak();
     this.flushPending();
   }
 
@@ -562,16 +573,25 @@ export class Channel {
   }
 
   private scheduleNak(): void {
-    if (this.nakTimer || this.closed) return;
+    if (this.closed) return;
     if (this.nakSentFor === this.expected && this.clock.now() - this.nakSentAt < this.o.replayTimeout) return;
-    this.nakTimer = this.clock.setTimer(this.o.nakDelay, () => {
+    if (this.links.every((l) => !l.up || seqDiff(l.passed, this.expected) > 0)) {
+      this.sendNak(); // every live link has passed the gap: it is lost, not late
+      return;
+    }
+    this.nakTimer ??= this.clock.setTimer(this.o.nakDelay, () => {
       this.nakTimer = null;
-      if (this.heldCount === 0) return; // the gap filled while we waited
-      this.nakSentFor = this.expected;
-      this.nakSentAt = this.clock.now();
-      this.stats.txNak++;
-      this.transmit(this.pickLink(), FrameType.Nak, this.replay.next, 0, EMPTY);
+      if (this.heldCount > 0) this.sendNak(); // else the gap filled while we waited
     });
+  }
+
+  private sendNak(): void {
+    if (this.nakTimer) this.clock.clearTimer(this.nakTimer);
+    this.nakTimer = null;
+    this.nakSentFor = this.expected;
+    this.nakSentAt = this.clock.now();
+    this.stats.txNak++;
+    this.transmit(this.pickLink(), FrameType.Nak, this.replay.next, 0, EMPTY);
   }
 
   // ---- liveness ----

@@ -10,6 +10,8 @@
  *     [--vxlan NAME=VNI,LADDR:LPORT,RADDR:RPORT ...]  a VXLAN tunnel port (RFC 7348) to a remote VTEP
  *     [--pcap-dir DIR]                    NAME.pcap per port, both directions, as the switch sees them
  *     [--seed N]                          fault-injection randomness (default: time-based, logged)
+ *     [--busy-poll US]                    poll without sleeping until US µs pass with no frame
+ *                                         (costs a CPU while traffic flows; see busy-poll.ts)
  *
  * A QEMU NIC joins port NAME with
  *   -netdev dgram,id=n0,local.type=unix,local.path=P,remote.type=unix,remote.path=DIR/NAME.sock
@@ -34,6 +36,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
+import { BusyPoller } from './busy-poll.ts';
 import { capturePort } from './capture.ts';
 import { serveLineControl } from './line-control.ts';
 import { realClock } from './clock.ts';
@@ -54,6 +57,8 @@ export interface SwitchConfig {
   ports: PortConfig[];
   pcapDir: string | null;
   seed: number;
+  /** Busy-poll window, µs; 0: sleep in epoll whenever idle. */
+  busyPollUs: number;
 }
 
 const PORT_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
@@ -70,6 +75,7 @@ export function parseSwitchArgs(argv: readonly string[], env: NodeJS.ProcessEnv 
       'pcap-dir': { type: 'string' },
       'socket-dir': { type: 'string' },
       seed: { type: 'string' },
+      'busy-poll': { type: 'string' },
     },
     strict: true,
     allowPositionals: false,
@@ -101,6 +107,8 @@ export function parseSwitchArgs(argv: readonly string[], env: NodeJS.ProcessEnv 
   const vlans = assignments('vlan', values.vlan);
   const seed = values.seed === undefined ? Date.now() % 2 ** 31 : Number(values.seed);
   if (!Number.isInteger(seed)) throw new Error(`--seed ${values.seed}: not an integer`);
+  const busyPollUs = values['busy-poll'] === undefined ? 0 : Number(values['busy-poll']);
+  if (!/^\d+$/.test(values['busy-poll'] ?? '0') || busyPollUs > 1_000_000) throw new Error(`--busy-poll ${values['busy-poll']}: expected microseconds, 0-1000000`);
   return {
     socketDir,
     ports: names.map((name): PortConfig => {
@@ -112,6 +120,7 @@ export function parseSwitchArgs(argv: readonly string[], env: NodeJS.ProcessEnv 
     }),
     pcapDir: values['pcap-dir'] ?? null,
     seed,
+    busyPollUs,
   };
 }
 
@@ -197,6 +206,7 @@ export async function runSwitch(cfg: SwitchConfig, log: (line: string) => void =
   const sw = new EthernetSwitch({ clock: realClock });
   const rng = seededRng(cfg.seed);
   const ports = new Map<string, RunningPort>();
+  const poller = cfg.busyPollUs > 0 ? new BusyPoller(cfg.busyPollUs) : null;
   // Control first: once the port sockets appear the lab starts guests, which may want faults set at once.
   const controlPath = join(cfg.socketDir, 'control.sock');
   removeSocketFile(controlPath);
@@ -208,13 +218,14 @@ export async function runSwitch(cfg: SwitchConfig, log: (line: string) => void =
         : await VxlanPort.open({ vni: config.vni, local: config.local, remote: config.remote });
     const faults = new FaultyPort(transport, realClock, rng);
     const pcap = cfg.pcapDir ? new PcapWriter(join(cfg.pcapDir, `${config.name}.pcap`)) : null;
-    const id = sw.addPort(pcap ? capturePort(faults, pcap) : faults, config.vlan, config.name);
+    const captured = pcap ? capturePort(faults, pcap) : faults;
+    const id = sw.addPort(poller ? poller.watch(captured) : captured, config.vlan, config.name);
     ports.set(config.name, { config, id, transport, faults, pcap });
   }
   // Captures reach their files at least this often even when traffic stops.
   const flusher = setInterval(() => ports.forEach((p) => p.pcap?.flush()), 500);
   flusher.unref();
-  log(`switch: ${cfg.ports.length} ports in ${cfg.socketDir} (${cfg.ports.map((p) => p.name).join(', ')}), control ${controlPath}, seed ${cfg.seed}`);
+  log(`switch: ${cfg.ports.length} ports in ${cfg.socketDir} (${cfg.ports.map((p) => p.name).join(', ')}), control ${controlPath}, seed ${cfg.seed}${poller ? `, busy-poll ${cfg.busyPollUs} µs` : ''}`);
 
   function portReport(p: RunningPort) {
     return {
@@ -251,6 +262,7 @@ export async function runSwitch(cfg: SwitchConfig, log: (line: string) => void =
     handle,
     async close() {
       clearInterval(flusher);
+      poller?.close();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       removeSocketFile(controlPath);
       sw.close(); // closes and unlinks every port socket

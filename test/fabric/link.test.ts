@@ -101,6 +101,42 @@ test('loss is repaired by NAK and replay', (t) => {
   f.close();
 });
 
+test('a late ACK costs a one-frame probe per replay timeout, not a window of duplicates', (t) => {
+  const f = buildFabric();
+  // ACKs take 3 ms back while the replay timeout starts at 1 ms: the early timeouts are all spurious.
+  f.portsB[0]!.set({ latency: 3 }, 'toSwitch');
+  const sent = numbered(200);
+  f.clock.advance(1);
+  for (const p of sent) f.a.send(p);
+  t.true(f.clock.runUntil(() => f.gotB.length === sent.length && f.a.unacknowledged === 0, 1000));
+  t.deepEqual(f.gotB, sent);
+  t.true(f.a.stats.replayTimeouts > 0, 'the timer fired');
+  t.is(f.a.stats.txReplay, f.a.stats.replayTimeouts, 'each timeout resent one TLP');
+  t.is(f.b.stats.rxDuplicate, f.a.stats.txReplay);
+  f.close();
+});
+
+test('a lost tail is found by the timeout probe and only the lost TLPs are resent', (t) => {
+  // Heartbeats, which carry the next sequence number and so reveal a lost tail too, come only later.
+  const slow = { heartbeatInterval: 50 };
+  const f = buildFabric({ a: slow, b: slow });
+  const sent = numbered(100);
+  f.clock.advance(1);
+  for (const p of sent.slice(0, 90)) f.a.send(p);
+  t.true(f.clock.runUntil(() => f.a.unacknowledged === 0, 100));
+  // The last 10 TLPs vanish and nothing follows them that would reveal the gap to the receiver.
+  f.portsA[0]!.set({ loss: 1 }, 'toSwitch');
+  for (const p of sent.slice(90)) f.a.send(p);
+  f.clock.advance(0.01);
+  f.portsA[0]!.set({ loss: 0 }, 'toSwitch');
+  t.true(f.clock.runUntil(() => f.gotB.length === sent.length && f.a.unacknowledged === 0, 1000));
+  t.deepEqual(f.gotB, sent);
+  t.is(f.a.stats.replayTimeouts, 1);
+  t.is(f.a.stats.txReplay, 10, 'the probe, then the 9 TLPs its answer showed missing');
+  t.is(f.b.stats.rxDuplicate, 0);
+  f.close();
+});
+
 test('a dead link is detected, traffic fails over, and the link comes back', (t) => {
   const events: string[] = [];
   const f = buildFabric({ links: 2, a: { onLinkState: (i, up) => events.push(`a${i}${up ? '+' : '-'}`) } });

@@ -17,6 +17,7 @@ test('command line: ports, peers, VLANs, and usage errors', (t) => {
     socketDir: '/run/lab',
     pcapDir: null,
     seed: 7,
+    busyPollUs: 0,
     ports: [
       { name: 'hi-a0', kind: 'unix', peer: null, vlan: { mode: 'access', vid: 1 } },
       { name: 'di0', kind: 'unix', peer: '/x/q.sock', vlan: { mode: 'trunk', vids: [100, 200], native: 1 } },
@@ -32,6 +33,8 @@ test('command line: ports, peers, VLANs, and usage errors', (t) => {
   t.throws(() => parseSwitchArgs(['--port', 'a', '--peer', 'b=/x'], env), { message: /one of the --port names/ });
   t.throws(() => parseSwitchArgs(['--port', 'control'], env), { message: /control socket/ });
   t.throws(() => parseSwitchArgs(['--port', 'a', '--bogus'], env));
+  t.is(parseSwitchArgs(['--port', 'a', '--busy-poll', '200'], env).busyPollUs, 200);
+  for (const bad of ['-1', '1.5', 'x', '2000000']) t.throws(() => parseSwitchArgs(['--port', 'a', '--busy-poll', bad], env), { message: /--busy-poll/ }, bad);
   t.like(parseSwitchArgs(['--vxlan', 'wan=42,127.0.0.1:4789,10.0.0.2:4789', '--vlan', 'wan=trunk:all'], env).ports[0], {
     name: 'wan', kind: 'vxlan', vni: 42, local: { address: '127.0.0.1', port: 4789 }, remote: { address: '10.0.0.2', port: 4789 },
   });
