@@ -94,7 +94,13 @@ export interface ChannelOptions {
    * TLPs. Keep it well below replayTimeout.
    */
   ackDelay?: number;
-  /** How long a gap may stay open before it is NAKed while some live link has not yet passed it (skew), ms. Default 4. */
+  /**
+   * How long a gap may stay open before it is NAKed while some live link has
+   * not yet passed it, ms. Default heartbeatInterval: within that every live
+   * link carries a frame, so only a link that died unnoticed or a reordering
+   * path needs it; the replay timer's probe, which follows the round trip
+   * and so the links' skew, usually repairs such a gap first.
+   */
   nakDelay?: number;
   /** Idle time after which a link sends a heartbeat. Default 10. */
   heartbeatInterval?: number;
@@ -208,7 +214,7 @@ export class Channel {
       rxSlots: 256,
       replayTimeout: 5,
       ackDelay: 1,
-      nakDelay: 4,
+      nakDelay: heartbeatInterval,
       deadInterval: heartbeatInterval * 3.5,
       ...options,
       heartbeatInterval,
@@ -413,10 +419,17 @@ export class Channel {
     const freed = this.replay.acknowledge(ack);
     // The probe's answer stops short of what was sent before the probe: the rest of that was lost.
     if (probeAnswer && this.probeEnd >= 0 && this.replay.size > 0) {
-      const lost = seqDiff(this.probeEnd, this.replay.oldest);
-      this.probeEnd = -1;
-      if (lost > 0) {
-        this.replayRange(lost);
+      const missing = seqDiff(this.probeEnd, this.replay.oldest);
+      if (missing <= 0) this.probeEnd = -1;
+      else if (this.links.filter((l) => l.up).length === 1) {
+        // One link is FIFO: everything sent before the probe had arrived by the time it did.
+        this.probeEnd = -1;
+        this.replayRange(missing);
+        return;
+      } else {
+        // Over several links the rest may still be on a slower one: resend the oldest only, and its
+        // answer tells again. A lost tail costs a round trip per TLP; a late one a duplicate per trip.
+        this.replayRange(1);
         return;
       }
     }
@@ -493,7 +506,8 @@ export class Channel {
         this.stats.replayTimeouts++;
         this.backoff = Math.min(this.backoff * 2, MAX_BACKOFF);
         this.replayRange(1);
-        this.probeEnd = this.replay.next;
+        // A second timeout before the first probe's answer keeps the first mark: that answer may still come.
+        if (this.probeEnd < 0) this.probeEnd = this.replay.next;
       });
     });
   }
