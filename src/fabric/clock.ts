@@ -11,6 +11,12 @@ export interface TimerHandle {
 
 export interface Clock {
   now(): number;
+  /**
+   * Shortest wait that does not cost CPU, ms: a shorter timer may run early
+   * or spin. Waiters that only need their average right (rate shaping) round
+   * to it.
+   */
+  readonly resolution: number;
   setTimer(ms: number, fn: () => void): TimerHandle;
   clearTimer(handle: TimerHandle): void;
 }
@@ -22,6 +28,7 @@ export interface Clock {
  */
 export const realClock: Clock = {
   now: () => performance.now(),
+  resolution: 1,
   setTimer(ms, fn) {
     const h = ms < 1 ? { immediate: setImmediate(fn) } : { timeout: setTimeout(fn, ms) };
     return h as unknown as TimerHandle;

@@ -113,10 +113,13 @@ class Shaper {
   }
 
   private armWire(): void {
-    const head = this.wire[this.wireHead]!;
-    this.wireTimer = this.clock.setTimer(Math.max(0, head.due - this.clock.now()), () => {
+    // Below the clock's resolution a wait would spin (and on a shared CPU starve the stations): release
+    // what is due within half of it now and wait at least all of it otherwise, right on average.
+    const slack = this.clock.resolution / 2;
+    const wait = this.wire[this.wireHead]!.due - this.clock.now();
+    this.wireTimer = this.clock.setTimer(wait <= slack ? 0 : Math.max(wait, this.clock.resolution), () => {
       this.wireTimer = null;
-      const now = this.clock.now();
+      const now = this.clock.now() + slack;
       while (this.wireHead < this.wire.length && this.wire[this.wireHead]!.due <= now) {
         const w = this.wire[this.wireHead]!;
         this.wire[this.wireHead++] = undefined as never;

@@ -12,6 +12,7 @@ interface Event {
 }
 
 export class SimClock implements Clock {
+  readonly resolution = 0;
   private time = 0;
   private order = 0;
   /** Binary min-heap on (at, order). Cancelled events stay with fn = null. */
