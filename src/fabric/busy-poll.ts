@@ -26,6 +26,11 @@ export class BusyPoller {
     if (!(windowUs > 0)) throw new RangeError(`busy-poll window must be > 0 µs, got ${windowUs}`);
   }
 
+  /** Whether the loop is being kept from sleeping. */
+  get polling(): boolean {
+    return this.spinning;
+  }
+
   /** Something arrived: keep (or start) spinning. */
   kick(): void {
     this.active = true;

@@ -137,6 +137,34 @@ test('a lost tail is found by the timeout probe and only the lost TLPs are resen
   f.close();
 });
 
+test('two links with skew: a late frame on the slower link is not NAKed, a lost one is NAKed once both links pass it', (t) => {
+  const lazy = { nakDelay: 50, replayTimeout: 20 }; // neither the fallback nor the timer may be what repairs it
+  const f = buildFabric({ links: 2, a: lazy, b: lazy });
+  f.portsA[1]!.set({ latency: 3 }, 'toSwitch');
+  const sent = numbered(200);
+  f.clock.advance(1);
+  sent.forEach((p, i) => f.clock.setTimer(i * 0.01, () => f.a.send(p)));
+  t.true(f.clock.runUntil(() => f.gotB.length === sent.length && f.a.unacknowledged === 0, 1000));
+  t.deepEqual(f.gotB, sent);
+  t.true(f.b.stats.rxOutOfOrder > 0, 'the skew reordered frames');
+  t.is(f.b.stats.txNak, 0);
+  t.is(f.a.stats.txReplay, 0);
+
+  f.portsA[0]!.set({ loss: 1 }, 'toSwitch');
+  const more = numbered(50);
+  const start = f.clock.now();
+  f.a.send(more[0]!); // link 0 (round robin): lost
+  f.clock.advance(0.01);
+  f.portsA[0]!.set({ loss: 0 }, 'toSwitch');
+  more.slice(1).forEach((p, i) => f.clock.setTimer(i * 0.01, () => f.a.send(p)));
+  t.true(f.clock.runUntil(() => f.gotB.length === sent.length + more.length, 1000));
+  t.deepEqual(f.gotB.slice(sent.length), more);
+  t.is(f.b.stats.txNak, 1);
+  t.is(f.a.stats.replayTimeouts, 0);
+  t.true(f.clock.now() - start < 10, 'repaired within the skew, long before nakDelay or the replay timer');
+  f.close();
+});
+
 test('a dead link is detected, traffic fails over, and the link comes back', (t) => {
   const events: string[] = [];
   const f = buildFabric({ links: 2, a: { onLinkState: (i, up) => events.push(`a${i}${up ? '+' : '-'}`) } });

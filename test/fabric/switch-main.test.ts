@@ -97,11 +97,11 @@ test('two endpoints through the switch process: exactly once, in order, under lo
   const links = 1;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fabric-switch-'));
   const pcapDir = path.join(dir, 'pcap');
-  // Port a0's peer is given on the command line, b0's over the control socket.
+  // Port a0's peer is given on the command line, b0's over the control socket. The switch busy-polls.
   const sw = await startSwitch({
     dir,
     ports: ['a0', 'b0'],
-    args: [...peerArgs(dir, 'a', links), '--vlan', `a0=trunk:${VLAN.vid}`, '--vlan', `b0=trunk:${VLAN.vid}`, '--pcap-dir', pcapDir, '--seed', '5'],
+    args: [...peerArgs(dir, 'a', links), '--vlan', `a0=trunk:${VLAN.vid}`, '--vlan', `b0=trunk:${VLAN.vid}`, '--pcap-dir', pcapDir, '--seed', '5', '--busy-poll', '200'],
   });
   t.teardown(() => void sw.stop());
   await sw.control.must({ port: 'b0', peer: path.join(dir, 'b0-station.sock') });
