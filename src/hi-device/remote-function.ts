@@ -31,6 +31,7 @@ import type { IrqIndexDesc } from '../vfio-user/irq.ts';
 import { IrqInfoFlag, PciIrq, PciRegion, RegionFlag } from '../vfio-user/protocol.ts';
 import type { Logger, RegionDesc, SessionContext, VfioUserDevice } from '../vfio-user/server.ts';
 import type { TlpEndpoint } from '../fabric/tlp-endpoint.ts';
+import { copyInOrder } from '../vfio-user/ordered-copy.ts';
 
 /** Config-space offsets and bits the HI needs (PCI Local Bus 3.0, PCIe Base 4.0 §7). */
 const enum Reg {
@@ -340,7 +341,7 @@ export class RemoteFunction implements VfioUserDevice {
       const bytes = tlp.data.subarray(start, start + len);
       const direct = this.writesInFlight === 0 ? ctx.dma.translate(iova, len, true) : undefined;
       if (direct) {
-        direct.set(bytes);
+        copyInOrder(direct, bytes);
         continue;
       }
       // No fd for this range (DMA_WRITE messages): keep order with later writes, reads and interrupts.

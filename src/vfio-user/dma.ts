@@ -5,6 +5,7 @@
 // non-shared memory and never for the BIOS flash).
 import { native } from '../../native/index.ts';
 import { DmaFlag, Errno, ProtocolError, type DmaMapArgs } from './protocol.ts';
+import { copyInOrder } from './ordered-copy.ts';
 
 export interface DmaRegion {
   iova: number;
@@ -124,7 +125,7 @@ export class DmaTable {
   async write(iova: number, data: Uint8Array): Promise<void> {
     for (const piece of this.pieces(iova, data.length, DmaFlag.Write)) {
       const src = data.subarray(piece.at, piece.at + piece.length);
-      if (piece.mem) piece.mem.set(src);
+      if (piece.mem) copyInOrder(piece.mem, src);
       else await this.viaMessages(piece.iova, piece.length, src);
     }
   }

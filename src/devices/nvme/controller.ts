@@ -6,7 +6,8 @@
 // Data path: a tail doorbell starts a fetch of every new entry of that SQ in
 // one DMA read; each command then runs on its own (async file I/O), so a
 // queue has as many commands in flight as the host submitted. A completion
-// is written DW0-2 first and DW3 (phase tag) last, and interrupts are sent
+// is one 16-byte write, as hardware posts it: the DMA port lands it in
+// ascending dword order, so the phase tag (DW3) shows last; interrupts are sent
 // once per event-loop turn per vector, not once per completion.
 import { PciFunction } from '../pci/function.ts';
 import { executeAdmin, Features, type AdminHost, type ErrorRecord } from './admin.ts';
@@ -303,9 +304,8 @@ export class NvmeController extends PciFunction implements AdminHost, IoHost {
       const slot = await cq.reserve();
       if (gen !== this.generation) return;
       const e = encodeCqe(c, sq.head, sq.id, cid, slot.phase);
-      // DW3 carries the phase tag: the host must not see it before DW0-2.
-      // Both writes are issued in order; each lands in guest memory in order.
-      await Promise.all([this.dmaWrite(slot.addr, e.subarray(0, 12)), this.dmaWrite(slot.addr + 12, e.subarray(12))]);
+      // One write (one MWr over PCIeOE): DW3, with the phase tag, lands after DW0-2 (see DmaPort).
+      await this.dmaWrite(slot.addr, e);
       if (gen !== this.generation) return;
       if (cq.interrupts) this.signal(cq.vector);
     } catch (err) {

@@ -61,6 +61,11 @@ export interface PciFunctionConfig {
 /** Host memory as the device sees it: bus addresses (IOVAs). */
 export interface DmaPort {
   dmaRead(addr: number, length: number): Promise<Uint8Array>;
+  /**
+   * A write of whole dwords within one 64-byte line lands in ascending dword
+   * order, as a root complex commits one small TLP (ordered-copy.ts); writes
+   * reach memory in the order issued.
+   */
   dmaWrite(addr: number, data: Uint8Array): Promise<void>;
 }
 
