@@ -106,7 +106,12 @@ export interface ChannelOptions {
    * and so the links' skew, usually repairs such a gap first.
    */
   nakDelay?: number;
-  /** Idle time after which a link sends a heartbeat. Default 10. */
+  /**
+   * Idle time after which a link sends a heartbeat, ms. Default 50: on these
+   * hosts (nested virtualization) an idle vCPU can take 10–60 ms to wake for a
+   * datagram, and a dead interval of a few heartbeats must outlast that or a
+   * busy fabric sees false link-downs (each one resends the window).
+   */
   heartbeatInterval?: number;
   /** Silence after which a link counts as dead. Default 3.5 heartbeat intervals. */
   deadInterval?: number;
@@ -213,7 +218,7 @@ export class Channel {
   private tickTimer: TimerHandle | null = null;
 
   constructor(options: ChannelOptions) {
-    const heartbeatInterval = options.heartbeatInterval ?? 10;
+    const heartbeatInterval = options.heartbeatInterval ?? 50;
     this.o = {
       rxSlots: 1024,
       replayTimeout: 5,
