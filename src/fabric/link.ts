@@ -13,9 +13,9 @@
  *   not a loss (a process that was not scheduled), so it resends only the
  *   oldest TLP, flagged AckNow, as a probe (after RFC 8985's tail loss
  *   probe). The peer answers it at once with an ACK flagged ProbeAnswer,
- *   which tells what is missing: if it stops short of what was sent before
- *   the probe, those TLPs were lost and only then are they resent; if it
- *   covers everything, the timeout cost one duplicate instead of a window.
+ *   which tells what is missing: while it stops short of what was sent
+ *   before the probe, the oldest is resent and answered again; once it
+ *   covers everything, the timeout has cost a few duplicates, not a window.
  * - The receiver delivers strictly in sequence order, exactly once. Frames
  *   ahead of a gap are held (within the credit window, so holding them never
  *   needs memory beyond what was promised) and a NAK asks for the gap; this
@@ -430,14 +430,9 @@ export class Channel {
     if (probeAnswer && this.probeEnd >= 0 && this.replay.size > 0) {
       const missing = seqDiff(this.probeEnd, this.replay.oldest);
       if (missing <= 0) this.probeEnd = -1;
-      else if (this.links.filter((l) => l.up).length === 1) {
-        // One link is FIFO: everything sent before the probe had arrived by the time it did.
-        this.probeEnd = -1;
-        this.replayRange(missing);
-        return;
-      } else {
-        // Over several links the rest may still be on a slower one: resend the oldest only, and its
-        // answer tells again. A lost tail costs a round trip per TLP; a late one a duplicate per trip.
+      else {
+        // Resend the oldest only, and its answer tells again: a lost tail costs a round trip per TLP,
+        // a late one (on a slower link, or behind a stalled process) a duplicate per trip, never a window.
         this.replayRange(1);
         return;
       }
