@@ -350,6 +350,7 @@ const PLACEMENTS: Placement[] = [
   // The switch owns CPU 1 and polls it rather than sleeping between bursts (switch-main --busy-poll).
   { name: 'spread+poll', a: '0', sw: '1', b: '0', rawB: '1', switchArgs: ['--busy-poll', '500'] },
 ];
+const POLLING = PLACEMENTS[2]!;
 
 /** Per-link rate for the shaped cases: links slower than the machine, as Ethernet links are slower than a CPU's memory. */
 const SHAPED_GBPS = 0.5;
@@ -444,7 +445,7 @@ async function orchestrate(): Promise<void> {
   if (os.cpus().length < 2) console.log('(only one CPU: "spread" runs on one CPU too)');
   console.log(`fabric: ${SECONDS} s per case after ${WARMUP} s warm-up, Node ${process.version}, load average ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}`);
   console.log('placements: one CPU = all on CPU 0; spread = switch on CPU 1, endpoints on CPU 0 (raw direct: one process per CPU);');
-  console.log('            spread+poll = spread, and the switch busy-polls CPU 1 (--busy-poll 500)\n');
+  console.log(`            ${POLLING.name} = spread, and the switch busy-polls CPU 1 (${POLLING.switchArgs!.join(' ')})\n`);
   const summary: string[] = [];
   for (const pl of PLACEMENTS) {
     const raw = await measure(pl, 'raw-source', 'raw-sink');

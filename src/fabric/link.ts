@@ -332,6 +332,7 @@ export class Channel {
       else if (seqDiff(this.creditLimit(), this.advertised) > 0) this.sendAck();
       else this.peerStalled = true; // nothing new to grant until the application releases credits
     }
+    // Frames held behind a gap: any frame may be the one that shows every link has passed it.
     if (this.heldCount > 0) this.scheduleNak();
     this.flushPending();
   }
@@ -426,7 +427,7 @@ export class Channel {
   private takeAck(ack: number, probeAnswer: boolean): void {
     // Acks older than our oldest entry come from reordered frames; harmless.
     const freed = this.replay.acknowledge(ack);
-    // The probe's answer stops short of what was sent before the probe: the rest of that was lost.
+    // A timeout's probe is answered: done once the answer covers all that was sent before the probe.
     if (probeAnswer && this.probeEnd >= 0 && this.replay.size > 0) {
       const missing = seqDiff(this.probeEnd, this.replay.oldest);
       if (missing <= 0) this.probeEnd = -1;
@@ -548,7 +549,6 @@ export class Channel {
         this.heldCount++;
         this.stats.rxOutOfOrder++;
       }
-      this.scheduleNak();
       return;
     }
     this.deliver(payload);
@@ -560,9 +560,6 @@ export class Channel {
       this.heldCount--;
       this.deliver(next);
     }
-    // Still holding frames: there is another gap in front of them, and the sender may have nothing new to
-    // send that would reveal it.
-    if (this.heldCount > 0) this.scheduleNak();
     this.rxSinceAck++;
     // Acknowledge at once when the peer has used a quarter of the window since our last ACK.
     if (this.rxSinceAck * 4 >= this.o.rxSlots) this.sendAck();

@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { copyInOrder } from '../../src/vfio-user/ordered-copy.ts';
 
 test('copyInOrder writes exactly the source bytes at any offset and length, and nothing around them', (t) => {
-  fc.assert(
+  t.notThrows(() => fc.assert(
     fc.property(fc.integer({ min: 0, max: 200 }), fc.uint8Array({ minLength: 0, maxLength: 150 }), (offset, src) => {
       const mem = new Uint8Array(512).fill(0xee);
       copyInOrder(mem.subarray(offset, offset + src.length), src);
@@ -12,8 +12,7 @@ test('copyInOrder writes exactly the source bytes at any offset and length, and 
       return Buffer.from(mem).equals(Buffer.from(want));
     }),
     { numRuns: 2000 },
-  );
-  t.pass();
+  ));
 });
 
 test('a 16-byte completion-sized write in one cache line takes the ordered path, correctly', (t) => {
