@@ -18,10 +18,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { native, PollEvent } from '../native/index.ts';
-import type { ChannelStats } from '../src/fabric/link.ts';
-import { completionFor } from '../src/fabric/tlp-completion.ts';
-import { FrameType, encodeFrame } from '../src/fabric/frame.ts';
-import { TlpType, decodeTlp, encodeTlp } from '../src/fabric/tlp.ts';
+import type { ChannelStats } from '../src/fabric/link/channel.ts';
+import { completionFor } from '../src/fabric/tlp/completion.ts';
+import { FrameType, encodeFrame } from '../src/fabric/wire/frame.ts';
+import { TlpType, decodeTlp, encodeTlp } from '../src/fabric/tlp/tlp.ts';
 import { VLAN, macA, macB } from '../test/fabric/harness.ts';
 import { endpoint, peerArgs, startSwitch } from '../test/fabric/switch-process.ts';
 

@@ -4,7 +4,7 @@
 // one doorbell and reaped by phase tag, as a QD-64 host would.
 //
 //   npm run bench -- nvme-model      (NVME_BENCH_SECONDS=3 per case)
-import { PAGE, TestHost } from '../test/nvme/host.ts';
+import { PAGE, TestHost } from '../src/devices/nvme/soft-host.ts';
 
 const seconds = Number(process.env.NVME_BENCH_SECONDS ?? 3);
 const teardowns: (() => unknown)[] = [];

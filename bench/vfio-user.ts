@@ -3,7 +3,7 @@
 // ping-pong of the same message size measured in the same run and process
 // layout. First client and server share one Node process and event loop (an
 // upper bound for the Node side; placement is whatever the OS chose), then the
-// server runs as a separate process (src/devices/testdev/main.ts), pinned to
+// server runs as a separate process (src/direct-attach/testdev-main.ts), pinned to
 // the client's CPU and then to another one.
 //
 //   node --import tsx bench/vfio-user.ts [seconds-per-case]
@@ -15,8 +15,8 @@ import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { native, PollEvent } from '../native/index.ts';
 import { TestDevice, TestReg } from '../src/devices/testdev/testdev.ts';
-import { servePciFunction } from '../src/vfio-user/pci-adapter.ts';
-import { VfioUserClient } from '../test/vfio-user/client.ts';
+import { servePciFunction } from '../src/direct-attach/adapter.ts';
+import { VfioUserClient } from '../src/vfio-user/client.ts';
 
 const seconds = Number(process.argv[2] ?? 2);
 
@@ -87,7 +87,7 @@ server.close();
 const cpus = availableParallelism();
 const placements: [string, string, string][] = [['pinned together', '0', '0']];
 if (cpus > 1) placements.push(['spread', '0', '1']);
-const mainTs = fileURLToPath(new URL('../src/devices/testdev/main.ts', import.meta.url));
+const mainTs = fileURLToPath(new URL('../src/direct-attach/testdev-main.ts', import.meta.url));
 for (const [label, clientCpu, serverCpu] of placements) {
   // -a: every thread of this process (the event loop runs on the main one, libuv's pool too).
   execFileSync('taskset', ['-a', '-p', '-c', clientCpu, String(process.pid)], { stdio: 'ignore' });

@@ -39,7 +39,7 @@ export interface FabricLoss {
  * frame meets the probability once on its way from one station to another.
  */
 export async function fabricLoss(state: string, switchProcess = 'sw'): Promise<FabricLoss> {
-  const { SwitchControl } = await import('../../src/fabric/switch-control.ts');
+  const { SwitchControl } = await import('../../src/fabric/switch/control.ts');
   const ctl = await SwitchControl.connect(join(state, 'sockets', switchProcess, 'control.sock'));
   type Report = { faults: { tx: { lost: number } } };
   const ports = async () => (await ctl.must({ counters: true })).ports as Record<string, Report>;

@@ -1,6 +1,6 @@
 -- Wireshark dissector for PCIeOE frames and the TLPs inside them.
--- The layout is documented next to the codecs: src/fabric/frame.ts (frame)
--- and src/fabric/tlp.ts (TLP). Use: tshark -X lua_script:lab/wireshark/pcieoe.lua
+-- The layout is documented next to the codecs: src/fabric/wire/frame.ts (frame)
+-- and src/fabric/tlp/tlp.ts (TLP). Use: tshark -X lua_script:lab/wireshark/pcieoe.lua
 
 local pcieoe = Proto("pcieoe", "PCIe over Ethernet")
 

@@ -1,7 +1,7 @@
 import test from 'ava';
-import { MsiCap, MsiControl, MsixCap, Pcie, Pm } from '../../src/devices/pci/capabilities.ts';
-import { CapId, Cfg, CommandBit, ConfigSpace, StatusBit } from '../../src/devices/pci/config-space.ts';
-import { BusMasterError, PciFunction, type FunctionPorts } from '../../src/devices/pci/function.ts';
+import { MsiCap, MsiControl, MsixCap, Pcie, Pm } from '../../src/pci/capabilities.ts';
+import { CapId, Cfg, CommandBit, ConfigSpace, StatusBit } from '../../src/pci/config-space.ts';
+import { BusMasterError, PciFunction, type FunctionPorts } from '../../src/pci/function.ts';
 import { TestDevice, TestReg, TestStatus } from '../../src/devices/testdev/testdev.ts';
 
 const le32 = (v: number) => new Uint8Array([v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, (v >>> 24) & 0xff]);

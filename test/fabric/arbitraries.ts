@@ -1,7 +1,7 @@
 /** fast-check generators shared by the fabric tests. */
 
 import fc from 'fast-check';
-import { CplStatus, MsgRouting, type Tlp, TlpType } from '../../src/fabric/tlp.ts';
+import { CplStatus, MsgRouting, type Tlp, TlpType } from '../../src/fabric/tlp/tlp.ts';
 
 const u16 = fc.integer({ min: 0, max: 0xffff });
 const tag = fc.integer({ min: 0, max: 0x3ff });

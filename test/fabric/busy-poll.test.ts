@@ -1,5 +1,5 @@
 import test from 'ava';
-import { BusyPoller } from '../../src/fabric/busy-poll.ts';
+import { BusyPoller } from '../../src/fabric/switch/busy-poll.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

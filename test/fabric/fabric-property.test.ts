@@ -8,7 +8,7 @@
 import { inspect, isDeepStrictEqual } from 'node:util';
 import test from 'ava';
 import fc from 'fast-check';
-import { type Tlp, decodeTlp, encodeTlp } from '../../src/fabric/tlp.ts';
+import { type Tlp, decodeTlp, encodeTlp } from '../../src/fabric/tlp/tlp.ts';
 import { anyTlp, normalizeTlp } from './arbitraries.ts';
 import { buildFabric } from './harness.ts';
 

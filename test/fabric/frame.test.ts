@@ -1,8 +1,8 @@
 import test from 'ava';
 import fc from 'fast-check';
-import { crc32, crc32Table } from '../../src/fabric/crc32.ts';
-import { type FrameHeader, FrameType, MIN_FRAME_BYTES, decodeFrame, encodeFrame } from '../../src/fabric/frame.ts';
-import { formatMac, parseMac } from '../../src/fabric/mac.ts';
+import { crc32, crc32Table } from '../../src/fabric/wire/crc32.ts';
+import { type FrameHeader, FrameType, MIN_FRAME_BYTES, decodeFrame, encodeFrame } from '../../src/fabric/wire/frame.ts';
+import { formatMac, parseMac } from '../../src/fabric/wire/mac.ts';
 
 const header: fc.Arbitrary<FrameHeader> = fc.record({
   dst: fc.integer({ min: 0, max: 2 ** 48 - 1 }),

@@ -4,14 +4,14 @@
  * on simulated time.
  */
 
-import { type FrameSink, capturePort } from '../../src/fabric/capture.ts';
-import { Channel, type ChannelOptions } from '../../src/fabric/link.ts';
-import { FaultyPort } from '../../src/fabric/faults.ts';
-import { inProcessPort } from '../../src/fabric/port.ts';
+import { type FrameSink, capturePort } from '../../src/fabric/wire/capture.ts';
+import { Channel, type ChannelOptions } from '../../src/fabric/link/channel.ts';
+import { FaultyPort } from '../../src/fabric/wire/faults.ts';
+import { inProcessPort } from '../../src/fabric/wire/port.ts';
 import { seededRng } from '../../src/fabric/rng.ts';
 import { SimClock } from '../../src/fabric/sim-clock.ts';
-import { EthernetSwitch } from '../../src/fabric/switch.ts';
-import type { VlanTag } from '../../src/fabric/frame.ts';
+import { EthernetSwitch } from '../../src/fabric/switch/switch.ts';
+import type { VlanTag } from '../../src/fabric/wire/frame.ts';
 
 export const VLAN: VlanTag = { pcp: 5, dei: false, vid: 100 };
 export const macA = (i: number) => 0x02_00_00_00_0a_00 + (i << 4);

@@ -1,7 +1,7 @@
 import test from 'ava';
-import { FrameType, encodeFrame } from '../../src/fabric/frame.ts';
-import { seqAdd, seqDiff } from '../../src/fabric/seq.ts';
-import { ReplayBuffer } from '../../src/fabric/replay-buffer.ts';
+import { FrameType, encodeFrame } from '../../src/fabric/wire/frame.ts';
+import { seqAdd, seqDiff } from '../../src/fabric/link/seq.ts';
+import { ReplayBuffer } from '../../src/fabric/link/replay-buffer.ts';
 import { VLAN, buildFabric, macA, macB, numbered } from './harness.ts';
 
 test('sequence arithmetic wraps', (t) => {

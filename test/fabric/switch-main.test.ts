@@ -3,10 +3,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import test from 'ava';
-import { readPcap } from '../../src/fabric/pcap.ts';
-import type { PortCounters } from '../../src/fabric/switch.ts';
-import { parseSwitchArgs, parseVlan } from '../../src/fabric/switch-main.ts';
-import { TlpType, decodeTlp, encodeTlp, type MemWriteTlp } from '../../src/fabric/tlp.ts';
+import { readPcap } from '../../src/fabric/wire/pcap.ts';
+import type { PortCounters } from '../../src/fabric/switch/switch.ts';
+import { parseSwitchArgs, parseVlan } from '../../src/fabric/switch/main.ts';
+import { TlpType, decodeTlp, encodeTlp, type MemWriteTlp } from '../../src/fabric/tlp/tlp.ts';
 import { VLAN, macA, macB } from './harness.ts';
 import { endpoint, peerArgs, startSwitch, until } from './switch-process.ts';
 

@@ -11,14 +11,14 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { realClock } from '../../src/fabric/clock.ts';
-import type { VlanTag } from '../../src/fabric/frame.ts';
-import { Channel, type ChannelOptions } from '../../src/fabric/link.ts';
-import type { Mac } from '../../src/fabric/mac.ts';
-import { SwitchControl } from '../../src/fabric/switch-control.ts';
-import { UnixDgramPort } from '../../src/fabric/unix-dgram-port.ts';
+import type { VlanTag } from '../../src/fabric/wire/frame.ts';
+import { Channel, type ChannelOptions } from '../../src/fabric/link/channel.ts';
+import type { Mac } from '../../src/fabric/wire/mac.ts';
+import { SwitchControl } from '../../src/fabric/switch/control.ts';
+import { UnixDgramPort } from '../../src/fabric/wire/unix-dgram-port.ts';
 
 export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
-export const switchMain = path.join(repoRoot, 'src/fabric/switch-main.ts');
+export const switchMain = path.join(repoRoot, 'src/fabric/switch/main.ts');
 
 export interface SwitchProcess {
   /** LAB_SOCKET_DIR of the switch; stations bind here too. */

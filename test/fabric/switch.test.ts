@@ -2,16 +2,16 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import test from 'ava';
-import { capturePort } from '../../src/fabric/capture.ts';
-import { FaultyPort } from '../../src/fabric/faults.ts';
-import { FrameType, decodeFrame, encodeFrame } from '../../src/fabric/frame.ts';
-import { BROADCAST_MAC } from '../../src/fabric/mac.ts';
-import { PcapWriter, readPcap } from '../../src/fabric/pcap.ts';
-import { type Station, inProcessPort } from '../../src/fabric/port.ts';
+import { capturePort } from '../../src/fabric/wire/capture.ts';
+import { FaultyPort } from '../../src/fabric/wire/faults.ts';
+import { FrameType, decodeFrame, encodeFrame } from '../../src/fabric/wire/frame.ts';
+import { BROADCAST_MAC } from '../../src/fabric/wire/mac.ts';
+import { PcapWriter, readPcap } from '../../src/fabric/wire/pcap.ts';
+import { type Station, inProcessPort } from '../../src/fabric/wire/port.ts';
 import { seededRng } from '../../src/fabric/rng.ts';
 import { SimClock } from '../../src/fabric/sim-clock.ts';
-import { EthernetSwitch, type VlanMode } from '../../src/fabric/switch.ts';
-import { UdpStation, UdpSwitchPort } from '../../src/fabric/udp-port.ts';
+import { EthernetSwitch, type VlanMode } from '../../src/fabric/switch/switch.ts';
+import { UdpStation, UdpSwitchPort } from '../../src/fabric/wire/udp-port.ts';
 
 /** A plain Ethernet frame, tagged when `vid` is given. */
 function eth(dst: number, src: number, body: string, vid?: number, pcp = 0): Buffer {

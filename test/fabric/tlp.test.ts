@@ -1,9 +1,9 @@
 import test from 'ava';
 import fc from 'fast-check';
-import { requestByteCount, spanFor } from '../../src/fabric/byte-enables.ts';
-import { checkTlp } from '../../src/fabric/tlp-check.ts';
-import { completionFor, completionsForRead, urCompletionFor } from '../../src/fabric/tlp-completion.ts';
-import { splitRead, splitWrite } from '../../src/fabric/tlp-split.ts';
+import { requestByteCount, spanFor } from '../../src/fabric/tlp/byte-enables.ts';
+import { checkTlp } from '../../src/fabric/tlp/check.ts';
+import { completionFor, completionsForRead, urCompletionFor } from '../../src/fabric/tlp/completion.ts';
+import { splitRead, splitWrite } from '../../src/fabric/tlp/split.ts';
 import {
   CplStatus,
   type ConfigReadTlp,
@@ -13,7 +13,7 @@ import {
   TlpType,
   decodeTlp,
   encodeTlp,
-} from '../../src/fabric/tlp.ts';
+} from '../../src/fabric/tlp/tlp.ts';
 import { anyTlp, normalizeTlp } from './arbitraries.ts';
 
 const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { setImmediate, setTimeout as sleep } from 'node:timers/promises';
 import test from 'ava';
 import { native } from '../../native/index.ts';
-import { UnixDgramPort } from '../../src/fabric/unix-dgram-port.ts';
+import { UnixDgramPort } from '../../src/fabric/wire/unix-dgram-port.ts';
 
 function tmpDir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'fabric-udgram-'));

@@ -1,13 +1,13 @@
 import * as dgram from 'node:dgram';
 import test from 'ava';
 import { realClock } from '../../src/fabric/clock.ts';
-import { FaultyPort } from '../../src/fabric/faults.ts';
-import { FrameType, encodeFrame } from '../../src/fabric/frame.ts';
-import { Channel } from '../../src/fabric/link.ts';
-import { inProcessPort } from '../../src/fabric/port.ts';
+import { FaultyPort } from '../../src/fabric/wire/faults.ts';
+import { FrameType, encodeFrame } from '../../src/fabric/wire/frame.ts';
+import { Channel } from '../../src/fabric/link/channel.ts';
+import { inProcessPort } from '../../src/fabric/wire/port.ts';
 import { seededRng } from '../../src/fabric/rng.ts';
-import { EthernetSwitch } from '../../src/fabric/switch.ts';
-import { VxlanPort, vxlanHeader } from '../../src/fabric/vxlan-port.ts';
+import { EthernetSwitch } from '../../src/fabric/switch/switch.ts';
+import { VxlanPort, vxlanHeader } from '../../src/fabric/wire/vxlan-port.ts';
 import { VLAN, macA, macB, numbered } from './harness.ts';
 import { until } from './switch-process.ts';
 

@@ -8,7 +8,7 @@ import test from 'ava';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { SwitchControl } from '../../src/fabric/switch-control.ts';
+import { SwitchControl } from '../../src/fabric/switch/control.ts';
 import { TestLab } from '../support/lab-harness.ts';
 
 const lab = new TestLab('hidish');
@@ -104,7 +104,7 @@ test.serial('[qemu] fio verify in both guests with 1 % loss, 0.1 % corruption, r
 // Host A's HI turned hostile: it forges TLPs on its own channel (the only one
 // it has) at host B's function — config requests to 01:00.1, memory requests
 // outside A's own BARs — through the HI's control socket (a lab instrument,
-// see src/hi-device/control.ts). The DI must answer UR, count each, and leave
+// see src/hi/control.ts). The DI must answer UR, count each, and leave
 // B's function and data as they were.
 test.serial('[qemu] isolation: forged TLPs from host A\'s HI to host B\'s function are rejected (UR) and counted; B\'s data untouched', async (t) => {
   const pattern = 'yes host-b-data | head -c 1048576';

@@ -2,11 +2,11 @@
 // socket when the device is a TestDevice behind PCIeOE.
 import test from 'ava';
 import { native } from '../../native/index.ts';
-import { CapId, Cfg, CommandBit } from '../../src/devices/pci/config-space.ts';
+import { CapId, Cfg, CommandBit } from '../../src/pci/config-space.ts';
 import { TESTDEV_DEVICE_ID, TESTDEV_ID_VALUE, TESTDEV_VENDOR_ID, TestReg, TestStatus } from '../../src/devices/testdev/testdev.ts';
-import { TlpType } from '../../src/fabric/tlp.ts';
+import { TlpType } from '../../src/fabric/tlp/tlp.ts';
 import { IrqSetFlag, PciIrq, PciRegion } from '../../src/vfio-user/protocol.ts';
-import { type VfioUserClient, waitEventfd } from '../vfio-user/client.ts';
+import { type VfioUserClient, waitEventfd } from '../../src/vfio-user/client.ts';
 import { u32le, u64le } from '../vfio-user/helpers.ts';
 import { FN0_BDF, hiDiRig } from './rig.ts';
 

@@ -8,11 +8,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { native } from '../../native/index.ts';
-import { Cfg, CommandBit } from '../../src/devices/pci/config-space.ts';
+import { Cfg, CommandBit } from '../../src/pci/config-space.ts';
 import { TESTDEV_ID_VALUE, TestReg, TestStatus } from '../../src/devices/testdev/testdev.ts';
 import { IrqSetFlag, PciIrq, PciRegion } from '../../src/vfio-user/protocol.ts';
 import { startSwitch, repoRoot } from '../fabric/switch-process.ts';
-import { VfioUserClient, waitEventfd } from '../vfio-user/client.ts';
+import { VfioUserClient, waitEventfd } from '../../src/vfio-user/client.ts';
 import { u64le } from '../vfio-user/helpers.ts';
 
 const HI_MACS = ['02:00:00:00:01:00', '02:00:00:00:01:01'];
@@ -41,13 +41,13 @@ test('switch, DI and HI as processes: config, BAR, DMA and MSI-X; a killed DI gi
     ports: ['hi0', 'hi1', 'di0', 'di1'],
     args: ['hi0', 'hi1', 'di0', 'di1'].flatMap((p) => ['--peer', `${p}=${join(root, p.slice(0, 2), `link${p[2]}.sock`)}`]),
   });
-  const di = startProcess('src/di-device/main.ts', diDir, [
+  const di = startProcess('src/di/main.ts', diDir, [
     ...DI_MACS.flatMap((m, i) => ['--link', `${m}@${sw.portPath(`di${i}`)}`]),
     '--channel', `1=${HI_MACS.join(',')}`,
     '--function', 'fn0=testdev',
     '--assign', 'fn0=channel:1,bdf:01:00.0',
   ]);
-  const hi = startProcess('src/hi-device/main.ts', hiDir, [
+  const hi = startProcess('src/hi/main.ts', hiDir, [
     ...HI_MACS.flatMap((m, i) => ['--link', `${m}@${sw.portPath(`hi${i}`)}`]),
     '--channel', `1=${DI_MACS.join(',')}`,
     '--eep', 'eep0=channel:1,bdf:01:00.0',

@@ -4,8 +4,8 @@
 // killed DI's registers, many in a row while the guest driver tears down).
 import test from 'ava';
 import { SimClock } from '../../src/fabric/sim-clock.ts';
-import { TlpEndpoint } from '../../src/fabric/tlp-endpoint.ts';
-import { TlpType } from '../../src/fabric/tlp.ts';
+import { TlpEndpoint } from '../../src/fabric/tlp/endpoint.ts';
+import { TlpType } from '../../src/fabric/tlp/tlp.ts';
 
 const cfgRd = { type: TlpType.CfgRd0, tc: 0, attr: 0, poisoned: false, requesterId: 0, completerId: 0x100, register: 0, firstBe: 0xf, lastBe: 0 } as const;
 

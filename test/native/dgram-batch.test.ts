@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isNativeError, native } from '../../native/index.ts';
-import { crc32Table } from '../../src/fabric/crc32.ts';
+import { crc32Table } from '../../src/fabric/wire/crc32.ts';
 
 function tmpDir(t: { teardown(fn: () => void): void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'pcieoe-native-'));

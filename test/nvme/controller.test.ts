@@ -4,7 +4,7 @@ import test, { type ExecutionContext } from 'ava';
 import { readFileSync } from 'node:fs';
 import { CstsBit, Reg } from '../../src/devices/nvme/registers.ts';
 import { Status } from '../../src/devices/nvme/status.ts';
-import { expectOk, PAGE, TestHost } from './host.ts';
+import { expectOk, PAGE, TestHost } from '../../src/devices/nvme/soft-host.ts';
 
 const ascii = (b: Uint8Array, at: number, len: number) => new TextDecoder().decode(b.subarray(at, at + len));
 const pattern = (len: number, seed: number) => Uint8Array.from({ length: len }, (_, i) => (i * 7 + seed * 13 + (i >> 9)) & 0xff);

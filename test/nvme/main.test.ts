@@ -1,6 +1,6 @@
 // The entry point's command line: controllers, namespaces, serials.
 import test from 'ava';
-import { defaultSerial, parseArgs } from '../../src/devices/nvme/main.ts';
+import { defaultSerial, parseArgs } from '../../src/direct-attach/nvme-main.ts';
 
 test('--socket starts a controller; --ns after it are its namespaces; relative files go to the data dir', (t) => {
   const c = parseArgs(['--socket', 'a', '--ns', 'file=a.img,size=1G,lba=4096', '--ns', 'file=/abs/b.img', '--socket', 'b', '--serial', 'S1', '--ns', 'file=c.img,size=64M'], '/data/topo');

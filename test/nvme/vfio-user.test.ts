@@ -10,10 +10,10 @@ import { native } from '../../native/index.ts';
 import { NVME_CLASS, NVME_MSIX_VECTORS, NvmeController } from '../../src/devices/nvme/controller.ts';
 import { CstsBit, Reg } from '../../src/devices/nvme/registers.ts';
 import { Status } from '../../src/devices/nvme/status.ts';
-import { Cfg, CommandBit } from '../../src/devices/pci/config-space.ts';
-import { servePciFunction } from '../../src/vfio-user/pci-adapter.ts';
+import { Cfg, CommandBit } from '../../src/pci/config-space.ts';
+import { servePciFunction } from '../../src/direct-attach/adapter.ts';
 import { IrqSetFlag, PciIrq, PciRegion } from '../../src/vfio-user/protocol.ts';
-import { VfioUserClient, waitEventfd } from '../vfio-user/client.ts';
+import { VfioUserClient, waitEventfd } from '../../src/vfio-user/client.ts';
 
 const BAR0 = 0;
 const IOVA = 0x1000_0000;

@@ -6,10 +6,10 @@ import test from 'ava';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SHARED_BAR, SharedReg, TESTDEV_ID_VALUE, TestDevice, TestReg } from '../../src/devices/testdev/testdev.ts';
-import { servePciFunction } from '../../src/vfio-user/pci-adapter.ts';
+import { servePciFunction } from '../../src/direct-attach/adapter.ts';
 import { PciRegion } from '../../src/vfio-user/protocol.ts';
 import { TestLab } from '../support/lab-harness.ts';
-import { VfioUserClient } from './client.ts';
+import { VfioUserClient } from '../../src/vfio-user/client.ts';
 
 const lab = new TestLab('vfio');
 const checkScript = readFileSync(new URL('guest/testdev-check.pl', import.meta.url), 'utf8');

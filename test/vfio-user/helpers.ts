@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { TestDevice, type TestDeviceOptions } from '../../src/devices/testdev/testdev.ts';
-import { servePciFunction } from '../../src/vfio-user/pci-adapter.ts';
+import { servePciFunction } from '../../src/direct-attach/adapter.ts';
 import type { Logger, VfioUserServer } from '../../src/vfio-user/server.ts';
-import { VfioUserClient } from './client.ts';
+import { VfioUserClient } from '../../src/vfio-user/client.ts';
 
 export interface Rig {
   dir: string;

@@ -3,12 +3,12 @@
 // MASK/UNMASK on the MSI and MSI-X indexes as other clients may use them.
 import test from 'ava';
 import { native } from '../../native/index.ts';
-import { MsiCap, MsiControl } from '../../src/devices/pci/capabilities.ts';
-import { CapId, Cfg, CommandBit } from '../../src/devices/pci/config-space.ts';
+import { MsiCap, MsiControl } from '../../src/pci/capabilities.ts';
+import { CapId, Cfg, CommandBit } from '../../src/pci/config-space.ts';
 import { TestReg, TestStatus } from '../../src/devices/testdev/testdev.ts';
 import { IrqSetFlag, PciIrq, PciRegion } from '../../src/vfio-user/protocol.ts';
-import type { VfioUserClient } from './client.ts';
-import { waitEventfd } from './client.ts';
+import type { VfioUserClient } from '../../src/vfio-user/client.ts';
+import { waitEventfd } from '../../src/vfio-user/client.ts';
 import { rig } from './helpers.ts';
 
 const BAR0 = 0;

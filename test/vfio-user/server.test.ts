@@ -1,11 +1,11 @@
 import test from 'ava';
 import { native } from '../../native/index.ts';
-import { CommandBit, Cfg, CapId } from '../../src/devices/pci/config-space.ts';
+import { CommandBit, Cfg, CapId } from '../../src/pci/config-space.ts';
 import { TESTDEV_DEVICE_ID, TESTDEV_ID_VALUE, TESTDEV_VENDOR_ID, TestReg, TestStatus } from '../../src/devices/testdev/testdev.ts';
 import {
   Command, DeviceFlag, Errno, HEADER_SIZE, IrqInfoFlag, IrqSetFlag, MsgFlag, PciIrq, PciRegion, RegionFlag, encodeHeader, encodeRegionAccess, request,
 } from '../../src/vfio-user/protocol.ts';
-import { ClientError, VfioUserClient, waitEventfd } from './client.ts';
+import { ClientError, VfioUserClient, waitEventfd } from '../../src/vfio-user/client.ts';
 import { rig, u32le, u64le } from './helpers.ts';
 
 const BAR0 = 0;

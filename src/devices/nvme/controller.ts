@@ -9,7 +9,7 @@
 // is one 16-byte write, as hardware posts it: the DMA port lands it in
 // ascending dword order, so the phase tag (DW3) shows last; interrupts are sent
 // once per event-loop turn per vector, not once per completion.
-import { PciFunction } from '../pci/function.ts';
+import { PciFunction } from '../../pci/function.ts';
 import { executeAdmin, Features, type AdminHost, type ErrorRecord } from './admin.ts';
 import { ERROR_LOG_ENTRIES } from './identify.ts';
 import type { ControllerIdentity } from './identify.ts';

@@ -34,7 +34,7 @@
 // Completion (or a failed DMA) sets DONE (or ERROR) and signals DMA_VECTOR:
 // MSI-X when enabled, else MSI when enabled, else INTx. DMA needs Bus Master Enable.
 import { native } from '../../../native/index.ts';
-import { PciFunction } from '../pci/function.ts';
+import { PciFunction } from '../../pci/function.ts';
 
 export const TESTDEV_VENDOR_ID = 0x1234;
 export const TESTDEV_DEVICE_ID = 0x0e0e;

@@ -6,9 +6,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setImmediate as tick } from 'node:timers/promises';
-import { NvmeController, type NvmeControllerConfig } from '../../src/devices/nvme/controller.ts';
-import { Reg } from '../../src/devices/nvme/registers.ts';
-import { Cfg, CommandBit } from '../../src/devices/pci/config-space.ts';
+import { NvmeController, type NvmeControllerConfig } from './controller.ts';
+import { Reg } from './registers.ts';
+import { Cfg, CommandBit } from '../../pci/config-space.ts';
 
 export const PAGE = 4096;
 

@@ -32,7 +32,7 @@
 
 import { crc32Range } from './crc32.ts';
 import { type Mac, readMac, writeMac } from './mac.ts';
-import { type Decoded, failed } from './result.ts';
+import { type Decoded, failed } from '../result.ts';
 
 export const ETHERTYPE_PCIEOE = 0x88b5;
 export const TPID_8021Q = 0x8100;

@@ -5,9 +5,9 @@
  * failing scenario replays exactly.
  */
 
-import type { Clock, TimerHandle } from './clock.ts';
+import type { Clock, TimerHandle } from '../clock.ts';
 import type { PortTransport } from './port.ts';
-import type { Rng } from './rng.ts';
+import type { Rng } from '../rng.ts';
 
 export interface FaultConfig {
   /** Probability a frame is dropped. */

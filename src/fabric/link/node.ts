@@ -11,12 +11,12 @@
  * Shared by the HI and DI process entries (which never import each other).
  */
 
-import type { Clock } from './clock.ts';
-import { TAGGED_L2_BYTES, TPID_8021Q, UNTAGGED_L2_BYTES, type VlanTag } from './frame.ts';
-import { Channel, type ChannelOptions } from './link.ts';
-import { type Mac, parseMac } from './mac.ts';
-import type { PortTransport, Station } from './port.ts';
-import { UnixDgramPort } from './unix-dgram-port.ts';
+import type { Clock } from '../clock.ts';
+import { TAGGED_L2_BYTES, TPID_8021Q, UNTAGGED_L2_BYTES, type VlanTag } from '../wire/frame.ts';
+import { Channel, type ChannelOptions } from './channel.ts';
+import { type Mac, parseMac } from '../wire/mac.ts';
+import type { PortTransport, Station } from '../wire/port.ts';
+import { UnixDgramPort } from '../wire/unix-dgram-port.ts';
 import { join } from 'node:path';
 
 /** A station over any PortTransport whose far end is a switch port (e.g. UnixDgramPort). */

@@ -4,7 +4,7 @@
  * capture all implement this one interface so they stack.
  */
 
-import type { Clock } from './clock.ts';
+import type { Clock } from '../clock.ts';
 
 export interface PortTransport {
   /** A frame leaving the switch toward the station. The transport must not modify it. */

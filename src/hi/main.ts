@@ -1,6 +1,6 @@
 // HI process entry: one per host VM.
 //
-//   LAB_SOCKET_DIR=DIR node --import tsx src/hi-device/main.ts \
+//   LAB_SOCKET_DIR=DIR node --import tsx src/hi/main.ts \
 //     --link MAC@SWITCH_PORT_SOCKET [--link ...]     link i binds DIR/link<i>.sock (give it to the switch as the port's peer)
 //     --channel ID=DIMAC[,DIMAC]                     a DI: its MAC on each of its links, in link order
 //     --eep NAME=channel:ID,bdf:BB:DD.F              a remote function, served to QEMU at DIR/NAME.sock
@@ -19,10 +19,10 @@ import { parseArgs } from 'node:util';
 import { join } from 'node:path';
 import { realClock } from '../fabric/clock.ts';
 import { type Logger, VfioUserServer } from '../vfio-user/server.ts';
-import { formatBdf } from '../fabric/tlp.ts';
-import { openUnixNode, parseBdf, parseChannelSpec, parseKeyValues, parseLinkSpec } from '../fabric/fabric-node.ts';
-import { cpuProfileControl, serveLineControl } from '../fabric/line-control.ts';
-import type { Channel } from '../fabric/link.ts';
+import { formatBdf } from '../fabric/tlp/tlp.ts';
+import { openUnixNode, parseBdf, parseChannelSpec, parseKeyValues, parseLinkSpec } from '../fabric/link/node.ts';
+import { cpuProfileControl, serveLineControl } from '../common/control-socket.ts';
+import type { Channel } from '../fabric/link/channel.ts';
 import { HiControlEndpoint } from './control-endpoint.ts';
 import { hiControl } from './control.ts';
 import { HostInterface } from './hi.ts';

@@ -5,7 +5,7 @@
  */
 
 import { requestByteCount, requestLowerAddress } from './byte-enables.ts';
-import { isPow2Size } from './tlp-split.ts';
+import { isPow2Size } from './split.ts';
 import {
   CplStatus,
   type CompletionTlp,

@@ -1,6 +1,6 @@
 // Lab process: serves test devices over vfio-user, one socket each.
 //
-//   tsx src/devices/testdev/main.ts [--socket-dir DIR] [--shared-page] [NAME ...]
+//   tsx src/direct-attach/testdev-main.ts [--socket-dir DIR] [--shared-page] [NAME ...]
 //
 // Each NAME gets its own TestDevice (with MSI: attached directly, QEMU can
 // enable it) on DIR/NAME.sock. --shared-page gives each a memfd page in
@@ -13,9 +13,9 @@
 // does); SIGTERM/SIGINT close every socket and exit 0.
 import { basename, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { servePciFunction } from '../../vfio-user/pci-adapter.ts';
-import type { Logger, VfioUserServer } from '../../vfio-user/server.ts';
-import { TestDevice } from './testdev.ts';
+import { servePciFunction } from './adapter.ts';
+import type { Logger, VfioUserServer } from '../vfio-user/server.ts';
+import { TestDevice } from '../devices/testdev/testdev.ts';
 
 const USAGE = 'usage: main.ts [--socket-dir DIR] [--shared-page] [NAME ...]  (DIR defaults to $LAB_SOCKET_DIR)';
 const NAME = /^[a-z0-9][a-z0-9-]{0,63}$/;

@@ -4,7 +4,7 @@
  */
 
 import * as net from 'node:net';
-import type { ControlRequest } from './switch-main.ts';
+import type { ControlRequest } from './main.ts';
 
 export type ControlReply = { ok: true; [key: string]: unknown } | { ok: false; error: string };
 

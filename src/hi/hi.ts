@@ -17,12 +17,12 @@
  */
 
 import type { Clock } from '../fabric/clock.ts';
-import { urCompletionFor } from '../fabric/tlp-completion.ts';
-import { type Tlp, TlpType, formatBdf, isNonPosted } from '../fabric/tlp.ts';
+import { urCompletionFor } from '../fabric/tlp/completion.ts';
+import { type Tlp, TlpType, formatBdf, isNonPosted } from '../fabric/tlp/tlp.ts';
 import { VfioUserServer } from '../vfio-user/server.ts';
 import type { Logger } from '../vfio-user/server.ts';
 import { AddressWindow, RemoteFunction } from './remote-function.ts';
-import { TlpEndpoint, enabledRuns } from '../fabric/tlp-endpoint.ts';
+import { TlpEndpoint, enabledRuns } from '../fabric/tlp/endpoint.ts';
 
 export interface HiOptions {
   clock: Clock;

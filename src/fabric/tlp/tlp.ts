@@ -36,7 +36,7 @@
  * decode and never generated (the PCIeOE frame CRC protects the wire).
  */
 
-import { type Decoded, decoded, failed } from './result.ts';
+import { type Decoded, decoded, failed } from '../result.ts';
 
 /** Fmt and Type as the first header byte. */
 export const enum TlpType {

@@ -24,13 +24,13 @@
  * an MWr into this EEP's MSI window is the eventfd of its vector.
  */
 
-import { leadingDisabled, requestByteCount } from '../fabric/byte-enables.ts';
-import { completionsForRead, urCompletionFor } from '../fabric/tlp-completion.ts';
-import { type MemReadTlp, type MemWriteTlp, type Tlp, TlpType, formatBdf } from '../fabric/tlp.ts';
+import { leadingDisabled, requestByteCount } from '../fabric/tlp/byte-enables.ts';
+import { completionsForRead, urCompletionFor } from '../fabric/tlp/completion.ts';
+import { type MemReadTlp, type MemWriteTlp, type Tlp, TlpType, formatBdf } from '../fabric/tlp/tlp.ts';
 import type { IrqIndexDesc } from '../vfio-user/irq.ts';
 import { IrqInfoFlag, PciIrq, PciRegion, RegionFlag } from '../vfio-user/protocol.ts';
 import type { Logger, RegionDesc, SessionContext, VfioUserDevice } from '../vfio-user/server.ts';
-import type { TlpEndpoint } from '../fabric/tlp-endpoint.ts';
+import type { TlpEndpoint } from '../fabric/tlp/endpoint.ts';
 import { copyInOrder } from '../vfio-user/ordered-copy.ts';
 
 /** Config-space offsets and bits the HI needs (PCI Local Bus 3.0, PCIe Base 4.0 §7). */

@@ -2,7 +2,7 @@
 // $LAB_SOCKET_DIR (or --dir). Each --socket starts a controller; the --ns
 // options after it are its namespaces (NSID 1, 2, ...):
 //
-//   node --import tsx src/devices/nvme/main.ts \
+//   node --import tsx src/direct-attach/nvme-main.ts \
 //     --socket nvme0 --ns file=nvme0-ns1.img,size=1G,lba=512 --ns file=nvme0-ns2.img,size=256M,lba=4096 \
 //     --socket nvme1 --serial MYSERIAL1 --ns file=nvme1.img,size=1G
 //
@@ -15,9 +15,9 @@ import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { servePciFunction } from '../../vfio-user/pci-adapter.ts';
-import type { VfioUserServer } from '../../vfio-user/server.ts';
-import { NvmeController, type NvmeControllerConfig } from './controller.ts';
+import { servePciFunction } from './adapter.ts';
+import type { VfioUserServer } from '../vfio-user/server.ts';
+import { NvmeController, type NvmeControllerConfig } from '../devices/nvme/controller.ts';
 
 interface ControllerArgs {
   socket: string;

@@ -4,14 +4,14 @@
 // malformed input on purpose, and answers the server's DMA_READ/DMA_WRITE
 // from its own memory for regions mapped without an fd.
 import { native } from '../../native/index.ts';
-import type { Message } from '../../src/vfio-user/parser.ts';
+import type { Message } from './parser.ts';
 import {
   Command, DEVICE_INFO_SIZE, DmaRwLayout, HEADER_SIZE, IRQ_INFO_SIZE, MsgFlag, REGION_INFO_SIZE, decodeDeviceInfo, decodeDmaAccess,
   decodeIrqInfo, decodeRegionAccess, decodeRegionInfo, decodeSparseMmap, decodeVersion, encodeDmaMap, encodeDmaUnmap, encodeIrqSet,
   encodeRegionAccess, errnoName, isReply, reply, request, errorReply, versionPayload, type DeviceInfo, type IrqInfo, type IrqSet,
   type MmapArea, type RegionInfo, type Version, Errno,
-} from '../../src/vfio-user/protocol.ts';
-import { Connection } from '../../src/vfio-user/transport.ts';
+} from './protocol.ts';
+import { Connection } from './transport.ts';
 
 export class ClientError extends Error {
   constructor(readonly command: number, readonly errno: number) {

@@ -1,7 +1,7 @@
 /**
  * The Ethernet switch as a lab process.
  *
- *   LAB_SOCKET_DIR=DIR node --import tsx src/fabric/switch-main.ts \
+ *   LAB_SOCKET_DIR=DIR node --import tsx src/fabric/switch/main.ts \
  *     --port NAME [--port NAME ...]       one unix datagram port each, bound at DIR/NAME.sock
  *     [--peer NAME=PATH ...]              where the port sends (the station's own bound socket);
  *                                         without it the port answers whoever sent to it last
@@ -37,15 +37,15 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { BusyPoller } from './busy-poll.ts';
-import { capturePort } from './capture.ts';
-import { serveLineControl } from './line-control.ts';
-import { realClock } from './clock.ts';
-import { type Direction, type FaultConfig, FaultyPort } from './faults.ts';
-import { PcapWriter } from './pcap.ts';
-import { seededRng } from './rng.ts';
+import { capturePort } from '../wire/capture.ts';
+import { serveLineControl } from '../../common/control-socket.ts';
+import { realClock } from '../clock.ts';
+import { type Direction, type FaultConfig, FaultyPort } from '../wire/faults.ts';
+import { PcapWriter } from '../wire/pcap.ts';
+import { seededRng } from '../rng.ts';
 import { EthernetSwitch, type VlanMode } from './switch.ts';
-import { UnixDgramPort } from './unix-dgram-port.ts';
-import { type VxlanEndpoint, VxlanPort } from './vxlan-port.ts';
+import { UnixDgramPort } from '../wire/unix-dgram-port.ts';
+import { type VxlanEndpoint, VxlanPort } from '../wire/vxlan-port.ts';
 
 export type PortConfig = { name: string; vlan: VlanMode } & (
   | { kind: 'unix'; peer: string | null }

@@ -23,9 +23,9 @@
  * for its DMA reads while a BAR write is being handled.
  */
 
-import { leadingDisabled, requestByteCount } from '../fabric/byte-enables.ts';
+import { leadingDisabled, requestByteCount } from '../fabric/tlp/byte-enables.ts';
 import type { Clock } from '../fabric/clock.ts';
-import { completionFor, completionsForRead, errorCompletionFor, urCompletionFor } from '../fabric/tlp-completion.ts';
+import { completionFor, completionsForRead, errorCompletionFor, urCompletionFor } from '../fabric/tlp/completion.ts';
 import {
   CplStatus,
   type ConfigTlp,
@@ -36,10 +36,10 @@ import {
   formatBdf,
   isConfigRequest,
   isNonPosted,
-} from '../fabric/tlp.ts';
-import { Cfg, CommandBit } from '../devices/pci/config-space.ts';
-import type { FunctionPorts, PciFunction } from '../devices/pci/function.ts';
-import { FabricRequestError, TlpEndpoint, enabledRuns } from '../fabric/tlp-endpoint.ts';
+} from '../fabric/tlp/tlp.ts';
+import { Cfg, CommandBit } from '../pci/config-space.ts';
+import type { FunctionPorts, PciFunction } from '../pci/function.ts';
+import { FabricRequestError, TlpEndpoint, enabledRuns } from '../fabric/tlp/endpoint.ts';
 
 export type Logger = (level: 'info' | 'warn' | 'error', message: string) => void;
 

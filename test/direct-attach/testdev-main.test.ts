@@ -1,4 +1,4 @@
-// The lab's testdev process (src/devices/testdev/main.ts): devices with MSI on
+// The lab's testdev process (src/direct-attach/testdev-main.ts): devices with MSI on
 // their sockets, --shared-page, usage errors, and a clean exit on SIGTERM.
 import test from 'ava';
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -9,9 +9,9 @@ import { fileURLToPath } from 'node:url';
 import { SHARED_BAR, SharedReg, TESTDEV_MSI_VECTORS } from '../../src/devices/testdev/testdev.ts';
 import { PciIrq, REGION_INFO_SIZE, sparseMmapCapSize } from '../../src/vfio-user/protocol.ts';
 import { native } from '../../native/index.ts';
-import { VfioUserClient } from '../vfio-user/client.ts';
+import { VfioUserClient } from '../../src/vfio-user/client.ts';
 
-const main = fileURLToPath(new URL('../../src/devices/testdev/main.ts', import.meta.url));
+const main = fileURLToPath(new URL('../../src/direct-attach/testdev-main.ts', import.meta.url));
 
 function start(args: string[]): { proc: ChildProcess; output: () => string; exited: Promise<number | null> } {
   const proc = spawn(process.execPath, ['--import', 'tsx', main, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -16,8 +16,8 @@
  */
 
 import { leadingDisabled, requestByteCount } from './byte-enables.ts';
-import type { Clock, TimerHandle } from './clock.ts';
-import { splitRead, splitWrite } from './tlp-split.ts';
+import type { Clock, TimerHandle } from '../clock.ts';
+import { splitRead, splitWrite } from './split.ts';
 import {
   CplStatus,
   type CompletionTlp,

@@ -14,7 +14,7 @@
  * sockets' readiness callbacks keep firing while the loop spins.
  */
 
-import type { PortTransport } from './port.ts';
+import type { PortTransport } from '../wire/port.ts';
 
 export class BusyPoller {
   private spinning = false;

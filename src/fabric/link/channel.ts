@@ -48,7 +48,7 @@
  * payloads are views into the received frame.
  */
 
-import type { Clock, TimerHandle } from './clock.ts';
+import type { Clock, TimerHandle } from '../clock.ts';
 import {
   type FrameDecodeError,
   FrameFlags,
@@ -59,8 +59,8 @@ import {
   type VlanTag,
   decodeFrame,
   encodeFrame,
-} from './frame.ts';
-import type { Mac } from './mac.ts';
+} from '../wire/frame.ts';
+import type { Mac } from '../wire/mac.ts';
 import { ReplayBuffer } from './replay-buffer.ts';
 import { MAX_WINDOW, seqAdd, seqDiff } from './seq.ts';
 

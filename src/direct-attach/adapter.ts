@@ -13,11 +13,11 @@
 //
 // A BAR with shared memory (BarDef.shared) is offered for mmap as sparse
 // areas; QEMU then turns off posted writes for the whole device (design §4b).
-import type { PciFunction } from '../devices/pci/function.ts';
-import { Cfg } from '../devices/pci/config-space.ts';
-import type { IrqIndexDesc } from './irq.ts';
-import { IrqInfoFlag, PciIrq, PciRegion, RegionFlag } from './protocol.ts';
-import { VfioUserServer, type RegionDesc, type ServerOptions, type SessionContext, type VfioUserDevice } from './server.ts';
+import type { PciFunction } from '../pci/function.ts';
+import { Cfg } from '../pci/config-space.ts';
+import type { IrqIndexDesc } from '../vfio-user/irq.ts';
+import { IrqInfoFlag, PciIrq, PciRegion, RegionFlag } from '../vfio-user/protocol.ts';
+import { VfioUserServer, type RegionDesc, type ServerOptions, type SessionContext, type VfioUserDevice } from '../vfio-user/server.ts';
 
 export class PciVfioUserDevice implements VfioUserDevice {
   readonly regions: RegionDesc[];

@@ -1,6 +1,6 @@
 // DI process entry: one per device box.
 //
-//   LAB_SOCKET_DIR=DIR node --import tsx src/di-device/main.ts \
+//   LAB_SOCKET_DIR=DIR node --import tsx src/di/main.ts \
 //     --link MAC@SWITCH_PORT_SOCKET [--link ...]        link i binds DIR/link<i>.sock (the switch port's peer)
 //     --channel ID=HIMAC[,HIMAC]                        a host (HI): its MAC on each of its links
 //     --function NAME=testdev                           a function model to host
@@ -18,12 +18,12 @@ import { mkdirSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { NvmeController } from '../devices/nvme/controller.ts';
-import type { PciFunction } from '../devices/pci/function.ts';
+import type { PciFunction } from '../pci/function.ts';
 import { TestDevice } from '../devices/testdev/testdev.ts';
 import { realClock } from '../fabric/clock.ts';
-import { openUnixNode, parseBdf, parseChannelSpec, parseKeyValues, parseLinkSpec } from '../fabric/fabric-node.ts';
-import { cpuProfileControl, serveLineControl } from '../fabric/line-control.ts';
-import type { Channel } from '../fabric/link.ts';
+import { openUnixNode, parseBdf, parseChannelSpec, parseKeyValues, parseLinkSpec } from '../fabric/link/node.ts';
+import { cpuProfileControl, serveLineControl } from '../common/control-socket.ts';
+import type { Channel } from '../fabric/link/channel.ts';
 import { DeviceInterface, type Logger } from './di.ts';
 
 /**

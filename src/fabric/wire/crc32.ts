@@ -6,7 +6,7 @@
  * the property tests hold both against.
  */
 
-import { native } from '../../native/index.ts';
+import { native } from '../../../native/index.ts';
 
 type Crc32 = (data: Uint8Array, initial?: number) => number;
 

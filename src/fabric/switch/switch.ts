@@ -7,9 +7,9 @@
  * Frames pass through without a copy unless their tag must change on egress.
  */
 
-import type { Clock } from './clock.ts';
-import { type Mac, isMulticast, readMac } from './mac.ts';
-import type { PortTransport } from './port.ts';
+import type { Clock } from '../clock.ts';
+import { type Mac, isMulticast, readMac } from '../wire/mac.ts';
+import type { PortTransport } from '../wire/port.ts';
 
 const TPID = 0x8100;
 

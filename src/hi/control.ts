@@ -16,9 +16,9 @@
  */
 
 import { z } from 'zod';
-import type { Channel } from '../fabric/link.ts';
-import { TlpType } from '../fabric/tlp.ts';
-import { parseBdf } from '../fabric/fabric-node.ts';
+import type { Channel } from '../fabric/link/channel.ts';
+import { TlpType } from '../fabric/tlp/tlp.ts';
+import { parseBdf } from '../fabric/link/node.ts';
 import type { HostInterface } from './hi.ts';
 import type { RemoteFunction } from './remote-function.ts';
 

@@ -43,7 +43,7 @@
  */
 
 import { lstatSync, unlinkSync } from 'node:fs';
-import { type NativeError, type Poll, PollEvent, isNativeError, native } from '../../native/index.ts';
+import { type NativeError, type Poll, PollEvent, isNativeError, native } from '../../../native/index.ts';
 import type { PortTransport } from './port.ts';
 
 export interface UnixDgramPortOptions {
