@@ -10,6 +10,7 @@ import { SHARED_BAR, SharedReg, TESTDEV_MSI_VECTORS } from '../../src/devices/te
 import { PciIrq, REGION_INFO_SIZE, sparseMmapCapSize } from '../../src/vfio-user/protocol.ts';
 import { native } from '../../native/index.ts';
 import { VfioUserClient } from '../../src/vfio-user/client.ts';
+import { until } from '../support/until.ts';
 
 const main = fileURLToPath(new URL('../../src/direct-attach/testdev-main.ts', import.meta.url));
 
@@ -22,20 +23,12 @@ function start(args: string[]): { proc: ChildProcess; output: () => string; exit
   return { proc, output: () => out, exited };
 }
 
-async function until(cond: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 test('--shared-page: every device offers its BAR2 page for mmap and has MSI; SIGTERM exits 0', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'testdev-main-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const p = start(['--socket-dir', dir, '--shared-page', 'a', 'b']);
   t.teardown(() => p.proc.kill('SIGKILL'));
-  await until(() => /2 device\(s\) ready/.test(p.output()), 'ready line');
+  await until(() => /2 device\(s\) ready/.test(p.output()), 'ready line', { timeoutMs: 20_000 });
   for (const name of ['a', 'b']) {
     const c = new VfioUserClient(join(dir, `${name}.sock`));
     try {
@@ -58,7 +51,7 @@ test('without --shared-page there is no BAR2; bad names are a usage error', asyn
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const p = start(['--socket-dir', dir, 'a']);
   t.teardown(() => p.proc.kill('SIGKILL'));
-  await until(() => /1 device\(s\) ready/.test(p.output()), 'ready line');
+  await until(() => /1 device\(s\) ready/.test(p.output()), 'ready line', { timeoutMs: 20_000 });
   const c = new VfioUserClient(join(dir, 'a.sock'));
   try {
     await c.version();

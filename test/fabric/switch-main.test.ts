@@ -8,7 +8,8 @@ import type { PortCounters } from '../../src/fabric/switch/switch.ts';
 import { parseSwitchArgs, parseVlan } from '../../src/fabric/switch/main.ts';
 import { TlpType, decodeTlp, encodeTlp, type MemWriteTlp } from '../../src/fabric/tlp/tlp.ts';
 import { VLAN, macA, macB } from './harness.ts';
-import { endpoint, peerArgs, startSwitch, until } from './switch-process.ts';
+import { endpoint, peerArgs, startSwitch } from './switch-process.ts';
+import { until } from '../support/until.ts';
 
 test('command line: ports, peers, VLANs, and usage errors', (t) => {
   const env = { LAB_SOCKET_DIR: '/run/lab' };
@@ -72,7 +73,7 @@ test('two switch processes joined by a VXLAN tunnel carry a channel end to end',
   t.like(await sw1.control.request({ port: 'wan', peer: '/x' }), { ok: false });
   const sent = writes(400, 0x3_0000_0000n);
   for (const p of sent) a.channel.send(p);
-  await until(() => got.length >= sent.length, 30_000, 'delivery across the tunnel');
+  await until(() => got.length >= sent.length, 'delivery across the tunnel', { timeoutMs: 30_000 });
   t.deepEqual(got, sent);
   const c = (await sw2.control.must({ counters: true, port: 'wan' })) as { ports: { wan: { peer: string; socket: { rxFrames: number; rxForeign: number } } } };
   t.regex(c.ports.wan.peer, new RegExp(`vxlan 5 127.0.0.1:${u2} -> 127.0.0.1:${u1}`));
@@ -123,7 +124,7 @@ test('two endpoints through the switch process: exactly once, in order, under lo
   const toA = writes(500, 0x2_0000_0000n);
   for (const p of toB) a.channel.send(p);
   for (const p of toA) b.channel.send(p);
-  await until(() => gotB.length >= toB.length && gotA.length >= toA.length, 40_000, 'delivery');
+  await until(() => gotB.length >= toB.length && gotA.length >= toA.length, 'delivery', { timeoutMs: 40_000 });
   t.deepEqual(gotB, toB);
   t.deepEqual(gotA, toA);
   t.true(gotB.every((p) => decodeTlp(p).ok));
@@ -136,7 +137,7 @@ test('two endpoints through the switch process: exactly once, in order, under lo
   await sw.control.must({ port: 'b0', dir: 'tx', set: { loss: 0, duplicate: 0 } });
   a.ports[0]!.transmit(Buffer.alloc(9, 0xff));
   a.ports[0]!.transmit(Buffer.concat([Buffer.from('ffffffffffff020000000099810000640800', 'hex'), Buffer.alloc(50)]));
-  await until(() => b.channel.stats.rxBadFrame['bad-ethertype'] > 0, 5000, 'junk frame at b');
+  await until(() => b.channel.stats.rxBadFrame['bad-ethertype'] > 0, 'junk frame at b', { timeoutMs: 5000 });
 
   const reply = (await sw.control.must({ counters: true })) as { ports: Record<string, {
     switch: PortCounters; socket: { rxFrames: number; txFrames: number }; faults: { rx: { lost: number }; tx: { lost: number; duplicated: number } };

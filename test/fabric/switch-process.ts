@@ -120,11 +120,3 @@ export function peerArgs(dir: string, name: string, links: number): string[] {
   return Array.from({ length: links }, (_, i) => ['--peer', `${name}${i}=${path.join(dir, `${name}${i}-station.sock`)}`]).flat();
 }
 
-/** Resolves once `cond` holds; rejects after `ms`. Polls so the event loop keeps running. */
-export async function until(cond: () => boolean, ms: number, what = 'condition'): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
-}

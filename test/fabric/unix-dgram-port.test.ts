@@ -5,18 +5,10 @@ import { setImmediate, setTimeout as sleep } from 'node:timers/promises';
 import test from 'ava';
 import { native } from '../../native/index.ts';
 import { UnixDgramPort } from '../../src/fabric/wire/unix-dgram-port.ts';
+import { until } from '../support/until.ts';
 
 function tmpDir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'fabric-udgram-'));
-}
-
-/** Resolves once `cond` holds, polling the event loop; rejects after `ms`. */
-async function until(cond: () => boolean, ms = 10_000, what = 'condition'): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(2);
-  }
 }
 
 /** A bound socket nobody reads until the test says so: a peer whose queue fills. */
@@ -56,7 +48,7 @@ test('two ports exchange frames both ways, intact and in order', async (t) => {
   const sent = Array.from({ length: 400 }, (_, i) => frame(i, sizes[i % sizes.length]));
   for (const f of sent) a.transmit(f);
   for (const f of sent.slice(0, 50)) b.transmit(f);
-  await until(() => gotB.length === sent.length && gotA.length === 50);
+  await until(() => gotB.length === sent.length && gotA.length === 50, 'every frame both ways');
   t.deepEqual(gotB, sent);
   t.deepEqual(gotA, sent.slice(0, 50));
   t.like(a.counters, { txFrames: 400, rxFrames: 50, txNoPeer: 0, txQueueDrops: 0, txErrors: 0 });
@@ -85,7 +77,7 @@ test('a full peer queue defers frames in order, then tail-drops beyond the bound
   await until(() => {
     got.push(...peer.readAll());
     return port.txQueued === 0 && got.length === sent.length - dropped;
-  });
+  }, 'the queued frames to drain');
   // The frames sent at once and then the queued ones: a prefix of what was sent; the tail was dropped.
   t.deepEqual(got, sent.slice(0, sent.length - dropped));
   port.close();
@@ -105,7 +97,7 @@ test('oversize datagrams are dropped and counted; a throwing consumer does not s
   native.sendTo(tx, Buffer.alloc(100, 0xee), port.path);
   native.sendTo(tx, Buffer.alloc(100, 2), port.path);
   native.sendTo(tx, Buffer.alloc(0), port.path);
-  await until(() => port.counters.rxFrames === 3);
+  await until(() => port.counters.rxFrames === 3, 'three received frames');
   t.deepEqual(got, [Buffer.alloc(100, 2), Buffer.alloc(0)]);
   t.like(port.counters, { rxOversize: 1, ingressErrors: 1, rxBytes: 200 });
   t.regex(port.error ?? '', /consumer bug/);
@@ -162,7 +154,7 @@ test('two ports connected to each other are not held to the 10-datagram receive 
   await setImmediate();
   t.is(a.counters.txDeferred, 0);
   t.is(a.counters.txFrames, 200);
-  await until(() => got === 200);
+  await until(() => got === 200, '200 frames');
   a.close();
   b.close();
 });
@@ -175,7 +167,7 @@ test('without a fixed peer the port answers the last sender, forgets it when it 
   const first = rawPeer(path.join(dir, 'first.sock'));
   native.sendTo(first.fd, Buffer.from('one'), port.path);
   const got: Buffer[] = [];
-  await until(() => (got.push(...first.readAll()), got.length > 0), 10_000, 'reply to the first sender');
+  await until(() => (got.push(...first.readAll()), got.length > 0), 'reply to the first sender');
   t.deepEqual(got, [Buffer.from('re:one')]);
   t.is(port.peer, path.join(dir, 'first.sock'));
   // Connected, the port hears only its peer: others are refused by the kernel.
@@ -183,10 +175,10 @@ test('without a fixed peer the port answers the last sender, forgets it when it 
   t.throws(() => native.sendTo(second.fd, Buffer.from('two'), port.path), { code: 'EPERM' } as never);
   // The first peer goes away without a word; the port notices on its own (about once a second).
   first.close();
-  await until(() => port.peer === null, 10_000, 'the port to forget its vanished peer');
+  await until(() => port.peer === null, 'the port to forget its vanished peer');
   native.sendTo(second.fd, Buffer.from('two'), port.path);
   got.length = 0;
-  await until(() => (got.push(...second.readAll()), got.length > 0), 10_000, 'reply to the second sender');
+  await until(() => (got.push(...second.readAll()), got.length > 0), 'reply to the second sender');
   t.deepEqual(got, [Buffer.from('re:two')]);
   t.is(port.peer, path.join(dir, 'second.sock'));
   // A fixed peer wins over learning.

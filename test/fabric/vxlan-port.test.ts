@@ -9,7 +9,7 @@ import { seededRng } from '../../src/fabric/rng.ts';
 import { EthernetSwitch } from '../../src/fabric/switch/switch.ts';
 import { VxlanPort, vxlanHeader } from '../../src/fabric/wire/vxlan-port.ts';
 import { VLAN, macA, macB, numbered } from './harness.ts';
-import { until } from './switch-process.ts';
+import { until } from '../support/until.ts';
 
 const LOOPBACK = '127.0.0.1';
 
@@ -54,7 +54,7 @@ test('frames cross the tunnel as RFC 7348 datagrams; bad ones are dropped and co
   // A second socket on the peer's address: a different source port is the same VTEP (flow entropy).
   const samePeerOtherPort = await udp();
   await send(samePeerOtherPort, Buffer.concat([vxlanHeader(7), frame]));
-  await until(() => vtep.counters.rxFrames + vtep.counters.rxBadHeader + vtep.counters.rxWrongVni + vtep.counters.rxForeign === 6, 5000, 'all datagrams');
+  await until(() => vtep.counters.rxFrames + vtep.counters.rxBadHeader + vtep.counters.rxWrongVni + vtep.counters.rxForeign === 6, 'all datagrams', { timeoutMs: 5000 });
   t.deepEqual(got, [frame, frame]);
   t.like(vtep.counters, { rxFrames: 2, rxBadHeader: 2, rxWrongVni: 1, rxForeign: 1, txFrames: 1 });
   vtep.setRemote(null);
@@ -93,7 +93,7 @@ test('two switches joined by a lossy VXLAN tunnel: MAC learning across it, and T
   const back = numbered(300, 64);
   there.forEach((p) => channels[0]!.send(p));
   back.forEach((p) => channels[1]!.send(p));
-  await until(() => got[1]!.length >= there.length && got[0]!.length >= back.length, 30_000, 'delivery');
+  await until(() => got[1]!.length >= there.length && got[0]!.length >= back.length, 'delivery', { timeoutMs: 30_000 });
   t.deepEqual(got[1], there);
   t.deepEqual(got[0], back);
   t.true(channels[0]!.stats.txReplay > 0, 'loss on the tunnel was repaired');
@@ -107,7 +107,7 @@ test('two switches joined by a lossy VXLAN tunnel: MAC learning across it, and T
   let heard = false;
   sides[1]!.station.onFrame = (f) => (heard ||= f.equals(bcast));
   sides[0]!.station.send(bcast);
-  await until(() => heard, 5000, 'broadcast across the tunnel');
+  await until(() => heard, 'broadcast across the tunnel', { timeoutMs: 5000 });
   t.true(heard, 'the broadcast reached the far station');
   for (const ch of channels) ch.close();
   for (const s of sides) s.sw.close();

@@ -9,6 +9,7 @@ import { SHARED_BAR, SharedReg, TESTDEV_ID_VALUE, TestDevice, TestReg } from '..
 import { servePciFunction } from '../../src/direct-attach/adapter.ts';
 import { PciRegion } from '../../src/vfio-user/protocol.ts';
 import { TestLab } from '../support/lab-harness.ts';
+import { until } from '../support/until.ts';
 import { VfioUserClient } from '../../src/vfio-user/client.ts';
 
 const lab = new TestLab('vfio');
@@ -103,7 +104,7 @@ test.serial('sparse mmap: QEMU maps the shared BAR2 page; guest stores through i
   await until(async () => {
     bdf = [...(await testDevices()).keys()].find((b) => !before.has(b)) ?? '';
     return bdf !== '';
-  }, 'the hot-plugged device in the guest');
+  }, 'the hot-plugged device in the guest', { timeoutMs: 30_000, everyMs: 200 });
   const vv = await guest(`lspci -vv -s ${bdf}`);
   t.regex(vv, /Region 2: Memory at [0-9a-f]+ \(32-bit, non-prefetchable\) (\[disabled\] )?\[size=8K\]/, 'disabled: no driver enabled Memory Space');
 
@@ -140,12 +141,12 @@ test.serial.failing('device_del of an MSI-X vfio-user device: the guest loses it
   const before = (await testDevices()).size;
   const del = await lab.run(['qmp', 'guest', 'device_del', JSON.stringify({ id: 'td0' })]);
   t.is(del.code, 0, del.stdout + del.stderr);
-  await until(() => /vfio-user td0: client disconnected/.test(serverLog()), 'td0 disconnect after device_del');
+  await until(() => /vfio-user td0: client disconnected/.test(serverLog()), 'td0 disconnect after device_del', { timeoutMs: 30_000 });
   t.is((await testDevices()).size, before - 1);
 });
 
 test.serial('after its QEMU client left, the server keeps listening and serves a new client on the same socket', async (t) => {
-  await until(() => /vfio-user td0: client disconnected/.test(serverLog()), 'td0 disconnect');
+  await until(() => /vfio-user td0: client disconnected/.test(serverLog()), 'td0 disconnect', { timeoutMs: 30_000 });
   const c = new VfioUserClient(join(lab.stateDir, 'sockets', 'testdev', 'td0.sock'));
   try {
     await c.version();
@@ -161,11 +162,3 @@ test.serial('the server logged no warnings or errors against real QEMU', (t) => 
   const bad = serverLog().split('\n').filter((l) => / (warn|error) /.test(l));
   t.deepEqual(bad, []);
 });
-
-async function until(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
