@@ -33,10 +33,10 @@ import {
   type MemWriteTlp,
   type Tlp,
   TlpType,
-  formatBdf,
   isConfigRequest,
   isNonPosted,
 } from '../fabric/tlp/tlp.ts';
+import { formatBdf } from '../pci/bdf.ts';
 import { Cfg, CommandBit } from '../pci/config-space.ts';
 import type { FunctionPorts, PciFunction } from '../pci/function.ts';
 import { FabricRequestError, TlpEndpoint, enabledRuns } from '../fabric/tlp/endpoint.ts';

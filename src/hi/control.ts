@@ -18,7 +18,7 @@
 import { z } from 'zod';
 import type { Channel } from '../fabric/link/channel.ts';
 import { TlpType } from '../fabric/tlp/tlp.ts';
-import { parseBdf } from '../fabric/link/node.ts';
+import { parseBdf } from '../pci/bdf.ts';
 import type { HostInterface } from './hi.ts';
 import type { RemoteFunction } from './remote-function.ts';
 

@@ -18,7 +18,8 @@
 
 import type { Clock } from '../fabric/clock.ts';
 import { urCompletionFor } from '../fabric/tlp/completion.ts';
-import { type Tlp, TlpType, formatBdf, isNonPosted } from '../fabric/tlp/tlp.ts';
+import { type Tlp, TlpType, isNonPosted } from '../fabric/tlp/tlp.ts';
+import { formatBdf } from '../pci/bdf.ts';
 import { VfioUserServer } from '../vfio-user/server.ts';
 import type { Logger } from '../vfio-user/server.ts';
 import { AddressWindow, RemoteFunction } from './remote-function.ts';

@@ -26,7 +26,8 @@
 
 import { leadingDisabled, requestByteCount } from '../fabric/tlp/byte-enables.ts';
 import { completionsForRead, urCompletionFor } from '../fabric/tlp/completion.ts';
-import { type MemReadTlp, type MemWriteTlp, type Tlp, TlpType, formatBdf } from '../fabric/tlp/tlp.ts';
+import { type MemReadTlp, type MemWriteTlp, type Tlp, TlpType } from '../fabric/tlp/tlp.ts';
+import { formatBdf } from '../pci/bdf.ts';
 import type { IrqIndexDesc } from '../vfio-user/irq.ts';
 import { IrqInfoFlag, PciIrq, PciRegion, RegionFlag } from '../vfio-user/protocol.ts';
 import type { Logger, RegionDesc, SessionContext, VfioUserDevice } from '../vfio-user/server.ts';

@@ -11,7 +11,7 @@ import { FaultyPort } from '../../src/fabric/wire/faults.ts';
 import { inProcessPort, type Station } from '../../src/fabric/wire/port.ts';
 import { seededRng } from '../../src/fabric/rng.ts';
 import { EthernetSwitch } from '../../src/fabric/switch/switch.ts';
-import { bdf } from '../../src/fabric/tlp/tlp.ts';
+import { bdf } from '../../src/pci/bdf.ts';
 import { TestDevice } from '../../src/devices/testdev/testdev.ts';
 import { DeviceInterface } from '../../src/di/di.ts';
 import { FabricNode } from '../../src/fabric/link/node.ts';

@@ -129,15 +129,6 @@ export function parseChannelSpec(spec: string): { id: number; peerMacs: Mac[] } 
   return { id, peerMacs: m[2]!.split(',').map(parseMac) };
 }
 
-/** `bb:dd.f` → a BDF number. */
-export function parseBdf(text: string): number {
-  const m = /^([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})\.([0-7])$/.exec(text);
-  if (!m) throw new Error(`bad BDF "${text}" (expected bb:dd.f)`);
-  const dev = parseInt(m[2]!, 16);
-  if (dev > 31) throw new Error(`bad BDF "${text}": device ${dev} > 31`);
-  return (parseInt(m[1]!, 16) << 8) | (dev << 3) | Number(m[3]);
-}
-
 /** `key:value,key:value` (values may contain ':' after the first one). */
 export function parseKeyValues(spec: string): Map<string, string> {
   const out = new Map<string, string>();

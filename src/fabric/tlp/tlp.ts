@@ -220,15 +220,6 @@ export const MAX_TLP_DATA_BYTES = 4096;
 /** Largest header plus data plus ECRC. */
 export const MAX_TLP_BYTES = 16 + MAX_TLP_DATA_BYTES + 4;
 
-export function bdf(bus: number, device: number, fn: number): number {
-  return ((bus & 0xff) << 8) | ((device & 0x1f) << 3) | (fn & 0x7);
-}
-
-export function formatBdf(id: number): string {
-  const hex = (n: number, w: number) => n.toString(16).padStart(w, '0');
-  return `${hex(id >> 8, 2)}:${hex((id >> 3) & 0x1f, 2)}.${id & 7}`;
-}
-
 export function hasData(tlp: Tlp): tlp is MemWriteTlp | ConfigWriteTlp | CplDTlp | MsgDTlp {
   return (tlp.type & FMT_DATA) !== 0;
 }
