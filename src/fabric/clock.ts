@@ -39,3 +39,14 @@ export const realClock: Clock = {
     if (h.timeout) clearTimeout(h.timeout);
   },
 };
+
+/**
+ * Run `fn` once the frames that have already arrived are processed. Timers
+ * fire before the event loop reads its sockets, so when this process was
+ * not scheduled for a while (a busy CPU), a timeout would see silence that
+ * is only unread input: a "dead" link whose heartbeats sit in the socket, a
+ * "lost" window whose ACKs do. A zero timer runs after the I/O phase.
+ */
+export function afterPendingInput(clock: Clock, fn: () => void): TimerHandle {
+  return clock.setTimer(0, fn);
+}

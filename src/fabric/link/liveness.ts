@@ -1,0 +1,146 @@
+/**
+ * Link liveness for one channel: which of its links are up, and which link
+ * the next frame takes. Each link sends a heartbeat when idle; a link with
+ * nothing heard for `deadInterval` is taken out of the rotation (the channel
+ * then resends its unacknowledged frames on the others). Any valid frame
+ * brings it back.
+ *
+ * It also remembers, per link, the highest first-transmission sequence number
+ * heard: links are FIFO, so once every live link has passed a gap the gap
+ * was lost, not late (the receiver's NAK rule).
+ */
+
+import { type Clock, type TimerHandle, afterPendingInput } from '../clock.ts';
+import { seqDiff } from './seq.ts';
+
+export interface LivenessStats {
+  txHeartbeat: number;
+  linkDown: number;
+  linkUp: number;
+}
+
+export interface LivenessOptions {
+  clock: Clock;
+  stats: LivenessStats;
+  /** How many links the channel has. */
+  links: number;
+  heartbeatInterval: number;
+  deadInterval: number;
+  /** Send a heartbeat (a frame carrying only ACK and credits) on `link`. */
+  sendHeartbeat: (link: number) => void;
+  /** Links just died while others are up: what was in flight on them is gone. */
+  onLinksLost: () => void;
+  onLinkState?: (link: number, up: boolean) => void;
+  onPeerState?: (alive: boolean) => void;
+}
+
+interface LinkState {
+  up: boolean;
+  lastRx: number;
+  lastTx: number;
+  /** Every TLP numbered below this was sent before the latest first transmission that arrived here. */
+  passed: number;
+}
+
+export class Liveness {
+  private readonly links: LinkState[];
+  private rr = 0;
+  private peerAlive = true;
+  private closed = false;
+  private tickTimer: TimerHandle | null = null;
+
+  constructor(private readonly o: LivenessOptions) {
+    const now = o.clock.now();
+    this.links = Array.from({ length: o.links }, () => ({ up: true, lastRx: now, lastTx: -Infinity, passed: 0 }));
+  }
+
+  get states(): readonly boolean[] {
+    return this.links.map((l) => l.up);
+  }
+
+  get isPeerAlive(): boolean {
+    return this.peerAlive;
+  }
+
+  /** Start the heartbeat and dead-link checks. */
+  start(): void {
+    this.armTick();
+  }
+
+  /** A valid frame arrived on `link`; `seq` counts toward `passed` when it is a first transmission. */
+  heard(link: number, seq: number, firstTransmission: boolean): void {
+    const l = this.links[link]!;
+    l.lastRx = this.o.clock.now();
+    if (firstTransmission && seqDiff(seq, l.passed) > 0) l.passed = seq;
+    if (!l.up) this.setLink(link, true);
+  }
+
+  /** A frame left on `link`. */
+  sent(link: number): void {
+    this.links[link]!.lastTx = this.o.clock.now();
+  }
+
+  /** Whether every live link has brought a first transmission numbered past `seq`. */
+  everyLiveLinkPassed(seq: number): boolean {
+    return this.links.every((l) => !l.up || seqDiff(l.passed, seq) > 0);
+  }
+
+  /** The next live link, round robin. */
+  pickLink(): number {
+    const n = this.links.length;
+    for (let i = 0; i < n; i++) {
+      const k = (this.rr + i) % n;
+      if (this.links[k]!.up) {
+        this.rr = (k + 1) % n;
+        return k;
+      }
+    }
+    // Every link looks dead: keep trying them in turn, one may be back.
+    this.rr = (this.rr + 1) % n;
+    return this.rr;
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.tickTimer) this.o.clock.clearTimer(this.tickTimer);
+    this.tickTimer = null;
+  }
+
+  private armTick(): void {
+    this.tickTimer = this.o.clock.setTimer(this.o.heartbeatInterval / 2, () => {
+      this.tickTimer = afterPendingInput(this.o.clock, () => this.tick());
+    });
+  }
+
+  private tick(): void {
+    const now = this.o.clock.now();
+    let lost = false;
+    this.links.forEach((l, i) => {
+      if (l.up && now - l.lastRx > this.o.deadInterval) {
+        this.setLink(i, false);
+        lost = true;
+      }
+    });
+    // Frames in flight on a link that died are gone: resend on the survivors now rather than at timeout.
+    if (lost && this.links.some((l) => l.up)) this.o.onLinksLost();
+    this.links.forEach((l, i) => {
+      if (now - l.lastTx >= this.o.heartbeatInterval) {
+        this.o.stats.txHeartbeat++;
+        this.o.sendHeartbeat(i);
+      }
+    });
+    if (!this.closed) this.armTick();
+  }
+
+  private setLink(link: number, up: boolean): void {
+    this.links[link]!.up = up;
+    if (up) this.o.stats.linkUp++;
+    else this.o.stats.linkDown++;
+    this.o.onLinkState?.(link, up);
+    const alive = this.links.some((l) => l.up);
+    if (alive !== this.peerAlive) {
+      this.peerAlive = alive;
+      this.o.onPeerState?.(alive);
+    }
+  }
+}
