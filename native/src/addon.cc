@@ -42,6 +42,8 @@
 #include <unordered_map>
 #include <vector>
 
+void RegisterSeals(Napi::Env env, Napi::Object exports);  // seals.cc
+
 namespace {
 
 // Linux's SCM_MAX_FD: the most descriptors one message can carry. Sizing the
@@ -920,6 +922,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("crc32", Napi::Function::New(env, Crc32Js));
   exports.Set("retainFreedHeap", Napi::Function::New(env, RetainFreedHeap));
   exports.Set("Poll", Poll::Init(env));
+  RegisterSeals(env, exports);
   return exports;
 }
 

@@ -3,7 +3,15 @@
 // once and accessed directly; a region without one is reached through
 // DMA_READ/DMA_WRITE messages to the client (slow, but QEMU sends no fd for
 // non-shared memory and never for the BIOS flash).
-import { native } from '../../native/index.ts';
+//
+// A mapping must not be able to kill the process: an access to a page beyond
+// the end of the fd's file raises SIGBUS. So DMA_MAP refuses a range beyond
+// the file's size, and mmaps only a file its owner cannot shrink any more
+// (F_SEAL_SHRINK, as QEMU seals its memory-backend-memfd). Any other file is
+// kept open and accessed with pread/pwrite, which report a truncated file as
+// a short count (a DmaError) instead of a fault.
+import { fstatSync, readSync, writeSync } from 'node:fs';
+import { FileSeal, native } from '../../native/index.ts';
 import { DmaFlag, Errno, ProtocolError, type DmaMapArgs } from './protocol.ts';
 import { copyInOrder } from './ordered-copy.ts';
 
@@ -12,8 +20,21 @@ export interface DmaRegion {
   size: number;
   /** DmaFlag bits: what the client allows the device to do. */
   prot: number;
-  /** Guest memory, when the client passed an fd. */
+  /** Guest memory, when the client passed an fd its owner cannot shrink. */
   mem?: Uint8Array;
+  /** The client's fd and the region's offset in it, when it could still shrink. */
+  file?: { fd: number; offset: number };
+}
+
+/** One piece of an access that lies in one region. */
+interface Piece {
+  iova: number;
+  length: number;
+  /** Where in the caller's buffer. */
+  at: number;
+  mem?: Uint8Array;
+  /** Position in `file.fd`, for an unsealed file. */
+  file?: { fd: number; position: number };
 }
 
 /** Sends DMA_READ/DMA_WRITE to the client; provided by the session. */
@@ -49,8 +70,9 @@ export class DmaTable {
     return this.regions;
   }
 
-  /** DMA_MAP. Takes ownership of `fd` (closed once mapped, or on failure). */
+  /** DMA_MAP. Takes ownership of `fd` (closed once mapped or on failure, kept while pread/pwrite need it). */
   map(args: DmaMapArgs, fd: number | undefined): void {
+    let keepFd = false;
     try {
       const { iova, size } = args;
       if (size === 0) throw new ProtocolError(Errno.EINVAL, 'DMA_MAP of size 0');
@@ -65,16 +87,22 @@ export class DmaTable {
       }
       const region: DmaRegion = { iova, size, prot: args.flags };
       if (fd !== undefined) {
-        try {
-          region.mem = new Uint8Array(native.mmap(fd, args.offset, size, (args.flags & DmaFlag.Write) !== 0));
-        } catch (err) {
-          throw new ProtocolError(Errno.EINVAL, `DMA_MAP: mmap of fd offset 0x${args.offset.toString(16)} size 0x${size.toString(16)} failed: ${(err as Error).message}`);
+        checkFileRange(fd, args.offset, size);
+        if (native.fdSeals(fd) & FileSeal.Shrink) {
+          try {
+            region.mem = new Uint8Array(native.mmap(fd, args.offset, size, (args.flags & DmaFlag.Write) !== 0));
+          } catch (err) {
+            throw new ProtocolError(Errno.EINVAL, `DMA_MAP: mmap of fd offset 0x${args.offset.toString(16)} size 0x${size.toString(16)} failed: ${(err as Error).message}`);
+          }
+        } else {
+          region.file = { fd, offset: args.offset };
+          keepFd = true;
         }
       }
       this.regions.splice(i, 0, region);
     } finally {
-      // The mapping keeps the memory alive; the fd itself is not needed.
-      if (fd !== undefined) native.close(fd);
+      // A mapping keeps the memory alive; the fd itself is needed only for pread/pwrite.
+      if (fd !== undefined && !keepFd) native.close(fd);
     }
   }
 
@@ -101,7 +129,7 @@ export class DmaTable {
   }
 
   /**
-   * Direct access to guest memory for [iova, iova+length) when one fd-backed
+   * Direct access to guest memory for [iova, iova+length) when one mmapped
    * region covers it all; otherwise undefined. The view aliases guest RAM.
    */
   translate(iova: number, length: number, write: boolean): Uint8Array | undefined {
@@ -116,6 +144,7 @@ export class DmaTable {
     const out = new Uint8Array(length);
     for (const piece of this.pieces(iova, length, DmaFlag.Read)) {
       if (piece.mem) out.set(piece.mem, piece.at);
+      else if (piece.file) fileAccess(piece, out.subarray(piece.at, piece.at + piece.length), false);
       else out.set(await this.viaMessages(piece.iova, piece.length, undefined), piece.at);
     }
     return out;
@@ -126,13 +155,14 @@ export class DmaTable {
     for (const piece of this.pieces(iova, data.length, DmaFlag.Write)) {
       const src = data.subarray(piece.at, piece.at + piece.length);
       if (piece.mem) copyInOrder(piece.mem, src);
+      else if (piece.file) fileAccess(piece, src, true);
       else await this.viaMessages(piece.iova, piece.length, src);
     }
   }
 
   /** Splits an access at region boundaries; throws if any byte is unmapped. */
-  private pieces(iova: number, length: number, need: DmaFlag): { iova: number; length: number; at: number; mem?: Uint8Array }[] {
-    const out: { iova: number; length: number; at: number; mem?: Uint8Array }[] = [];
+  private pieces(iova: number, length: number, need: DmaFlag): Piece[] {
+    const out: Piece[] = [];
     let at = 0;
     while (at < length) {
       const addr = iova + at;
@@ -140,7 +170,8 @@ export class DmaTable {
       if (!r) throw new DmaError(`DMA ${need === DmaFlag.Read ? 'read' : 'write'} of 0x${addr.toString(16)}: not mapped`);
       if (!(r.prot & need)) throw new DmaError(`DMA ${need === DmaFlag.Read ? 'read' : 'write'} of 0x${addr.toString(16)}: mapping forbids it`);
       const n = Math.min(length - at, r.iova + r.size - addr);
-      out.push({ iova: addr, length: n, at, mem: r.mem?.subarray(addr - r.iova, addr - r.iova + n) });
+      const into = addr - r.iova;
+      out.push({ iova: addr, length: n, at, mem: r.mem?.subarray(into, into + n), file: r.file && { fd: r.file.fd, position: r.file.offset + into } });
       at += n;
     }
     return out;
@@ -179,4 +210,32 @@ export class DmaTable {
 
 function release(r: DmaRegion): void {
   if (r.mem) native.munmap(r.mem.buffer as ArrayBuffer);
+  if (r.file) native.close(r.file.fd);
+}
+
+/** DMA_MAP's fd must be a file (a memfd is one) at least offset + size long. */
+function checkFileRange(fd: number, offset: number, size: number): void {
+  const st = fstatSync(fd);
+  if (!st.isFile()) throw new ProtocolError(Errno.EINVAL, 'DMA_MAP: the fd is not a regular file or memfd');
+  if (!Number.isSafeInteger(offset + size) || offset + size > st.size) {
+    throw new ProtocolError(Errno.EINVAL, `DMA_MAP: fd offset 0x${offset.toString(16)} + size 0x${size.toString(16)} is beyond the file's 0x${st.size.toString(16)} bytes`);
+  }
+}
+
+/**
+ * pread/pwrite of one piece in an unsealed file. The file may have shrunk
+ * since DMA_MAP: a short read, or a write past its end (which would grow
+ * it), fails the access instead.
+ */
+function fileAccess(piece: Piece, buf: Uint8Array, write: boolean): void {
+  const { fd, position } = piece.file!;
+  const what = `DMA ${write ? 'write' : 'read'} of 0x${piece.iova.toString(16)}+${piece.length}`;
+  let n: number;
+  try {
+    if (write && position + buf.length > fstatSync(fd).size) throw new Error('the guest memory file shrank below the mapping');
+    n = write ? writeSync(fd, buf, 0, buf.length, position) : readSync(fd, buf, 0, buf.length, position);
+  } catch (err) {
+    throw new DmaError(`${what}: ${(err as Error).message}`);
+  }
+  if (n !== buf.length) throw new DmaError(`${what}: the guest memory file shrank below the mapping (${n} of ${buf.length} bytes)`);
 }

@@ -102,7 +102,7 @@ test('DMA through a shared memfd: copy engine moves guest bytes and signals MSI-
   const r = rig(t);
   const c = await r.client();
   const ramSize = 1 << 20;
-  const memfd = native.memfdCreate('guest-ram', ramSize);
+  const memfd = native.sealedMemfd('guest-ram', ramSize); // sealed as QEMU's: the server mmaps it
   t.teardown(() => native.close(memfd));
   const ram = new Uint8Array(native.mmap(memfd, 0, ramSize, true));
   // Guest RAM at IOVA 0x10000000, from file offset 0 (like QEMU's DMA_MAP flags 0x3 + fd).
