@@ -5,8 +5,8 @@
  * for counters (and the HI's forged-TLP injection for isolation tests).
  */
 
-import { existsSync, unlinkSync } from 'node:fs';
 import * as net from 'node:net';
+import { removeStaleSocket } from './socket-file.ts';
 
 const MAX_LINE = 64 * 1024;
 
@@ -49,7 +49,7 @@ export async function serveLineControl(path: string, handle: ControlHandler): Pr
       return { ok: false, error: (err as Error).message };
     }
   };
-  if (existsSync(path)) unlinkSync(path);
+  removeStaleSocket(path);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(path, () => {

@@ -3,7 +3,7 @@
 // Node's net.Socket reads with read(2), which silently drops SCM_RIGHTS
 // descriptors, so the socket is driven through the native addon instead:
 // a Poll watches readiness, recvmsg/sendmsg move bytes and fds.
-import { lstatSync, unlinkSync } from 'node:fs';
+import { removeStaleSocket } from '../common/socket-file.ts';
 import { native, PollEvent, type Poll } from '../../native/index.ts';
 import { FramingError, Parser, type Message } from './parser.ts';
 
@@ -158,18 +158,9 @@ export class UnixListener {
     this.poll.close();
     native.close(this.fd);
     try {
-      unlinkSync(this.path);
+      removeStaleSocket(this.path);
     } catch {
-      // already gone
+      // Someone put another file there meanwhile: not ours to delete.
     }
-  }
-}
-
-/** A leftover socket file from an earlier run blocks bind(); anything else is not ours to delete. */
-function removeStaleSocket(path: string): void {
-  try {
-    if (lstatSync(path).isSocket()) unlinkSync(path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
 }

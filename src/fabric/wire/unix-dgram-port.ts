@@ -42,7 +42,8 @@
  * (the link layer's replay recovers them).
  */
 
-import { lstatSync, unlinkSync } from 'node:fs';
+import { lstatSync } from 'node:fs';
+import { removeStaleSocket } from '../../common/socket-file.ts';
 import { type NativeError, type Poll, PollEvent, isNativeError, native } from '../../../native/index.ts';
 import type { PortTransport } from './port.ts';
 
@@ -412,16 +413,3 @@ export class UnixDgramPort implements PortTransport {
 }
 
 const EMPTY = Buffer.alloc(0);
-
-/** Remove a socket file left behind at `path`; refuse to delete anything else. */
-function removeStaleSocket(path: string): void {
-  let isSocket: boolean;
-  try {
-    isSocket = lstatSync(path).isSocket();
-  } catch (err) {
-    if (isNativeError(err, 'ENOENT')) return;
-    throw err;
-  }
-  if (!isSocket) throw new Error(`${path} exists and is not a socket`);
-  unlinkSync(path);
-}
