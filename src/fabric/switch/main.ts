@@ -31,7 +31,8 @@
  * SIGTERM or SIGINT: sockets are closed and unlinked, pcap files flushed, exit 0.
  */
 
-import { existsSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
+import { removeStaleSocket } from '../../common/socket-file.ts';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -209,7 +210,7 @@ export async function runSwitch(cfg: SwitchConfig, log: (line: string) => void =
   const poller = cfg.busyPollUs > 0 ? new BusyPoller(cfg.busyPollUs) : null;
   // Control first: once the port sockets appear the lab starts guests, which may want faults set at once.
   const controlPath = join(cfg.socketDir, 'control.sock');
-  removeSocketFile(controlPath);
+  removeStaleSocket(controlPath);
   const server = await serveLineControl(controlPath, handle);
   for (const config of cfg.ports) {
     const transport =
@@ -264,7 +265,7 @@ export async function runSwitch(cfg: SwitchConfig, log: (line: string) => void =
       clearInterval(flusher);
       poller?.close();
       await new Promise<void>((resolve) => server.close(() => resolve()));
-      removeSocketFile(controlPath);
+      removeStaleSocket(controlPath);
       sw.close(); // closes and unlinks every port socket
       for (const p of ports.values()) p.pcap?.close();
     },
@@ -275,10 +276,6 @@ export async function runSwitch(cfg: SwitchConfig, log: (line: string) => void =
 function vxlanText(v: VxlanPort): string {
   const text = (e: VxlanEndpoint | null) => (e ? `${e.address}:${e.port}` : 'nowhere');
   return `vxlan ${v.vni} ${text(v.local)} -> ${text(v.remoteVtep)}`;
-}
-
-function removeSocketFile(path: string): void {
-  if (existsSync(path) && lstatSync(path).isSocket()) unlinkSync(path);
 }
 
 async function main(): Promise<void> {
