@@ -4,6 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import test from 'ava';
 import { readPcap } from '../../src/fabric/wire/pcap.ts';
+import { writeMac } from '../../src/fabric/wire/mac.ts';
 import type { PortCounters } from '../../src/fabric/switch/switch.ts';
 import { parseSwitchArgs, parseVlan } from '../../src/fabric/switch/main.ts';
 import { TlpType, decodeTlp, encodeTlp, type MemWriteTlp } from '../../src/fabric/tlp/tlp.ts';
@@ -19,11 +20,22 @@ test('command line: ports, peers, VLANs, and usage errors', (t) => {
     pcapDir: null,
     seed: 7,
     busyPollUs: 0,
+    maxMacs: 4096,
     ports: [
-      { name: 'hi-a0', kind: 'unix', peer: null, vlan: { mode: 'access', vid: 1 } },
-      { name: 'di0', kind: 'unix', peer: '/x/q.sock', vlan: { mode: 'trunk', vids: [100, 200], native: 1 } },
+      { name: 'hi-a0', kind: 'unix', peer: null, vlan: { mode: 'access', vid: 1 }, security: { learn: 1 } },
+      { name: 'di0', kind: 'unix', peer: '/x/q.sock', vlan: { mode: 'trunk', vids: [100, 200], native: 1 }, security: { learn: 1 } },
     ],
   });
+  t.like(parseSwitchArgs(['--port', 'a', '--port', 'b', '--station', 'a=02:00:00:00:00:01,02:00:00:00:00:02', '--station', 'b=learn:3', '--max-macs', '10'], env), {
+    maxMacs: 10,
+    ports: [{ security: { macs: [0x02_00_00_00_00_01, 0x02_00_00_00_00_02] } }, { security: { learn: 3 } }],
+  });
+  t.is(parseSwitchArgs(['--port', 'a', '--station', 'a=open'], env).ports[0]!.security, null);
+  t.is(parseSwitchArgs(['--vxlan', 'wan=42,127.0.0.1:4789,10.0.0.2:4789'], env).ports[0]!.security, null, 'a tunnel is open by default');
+  for (const bad of ['a=learn:0', 'a=learn:x', 'a=02:00', 'a=', 'b=open'])
+    t.throws(() => parseSwitchArgs(['--port', 'a', '--station', bad], env), { message: /--station/ }, bad);
+  t.throws(() => parseSwitchArgs(['--port', 'a', '--port', 'b', '--station', 'a=02:00:00:00:00:01', '--station', 'b=02:00:00:00:00:01'], env), { message: /two ports/ });
+  t.throws(() => parseSwitchArgs(['--port', 'a', '--max-macs', '0'], env), { message: /--max-macs/ });
   t.deepEqual(parseVlan('trunk:all'), { mode: 'trunk', vids: 'all' });
   t.deepEqual(parseVlan('access:4094'), { mode: 'access', vid: 4094 });
   for (const bad of ['access:0', 'access:4095', 'access:1:2', 'trunk:1,x', 'trunk:5:5', 'hybrid:1', 'access'])
@@ -136,7 +148,9 @@ test('two endpoints through the switch process: exactly once, in order, under lo
   await sw.control.must({ port: 'a0', dir: 'rx', set: { loss: 0 } });
   await sw.control.must({ port: 'b0', dir: 'tx', set: { loss: 0, duplicate: 0 } });
   a.ports[0]!.transmit(Buffer.alloc(9, 0xff));
-  a.ports[0]!.transmit(Buffer.concat([Buffer.from('ffffffffffff020000000099810000640800', 'hex'), Buffer.alloc(50)]));
+  const junk = Buffer.concat([Buffer.from('ffffffffffff000000000000810000640800', 'hex'), Buffer.alloc(50)]);
+  writeMac(junk, 6, macA(0)); // from a0's own station: port security drops any other source
+  a.ports[0]!.transmit(junk);
   await until(() => b.channel.stats.rxBadFrame['bad-ethertype'] > 0, 'junk frame at b', { timeoutMs: 5000 });
 
   const reply = (await sw.control.must({ counters: true })) as { ports: Record<string, {
@@ -147,6 +161,7 @@ test('two endpoints through the switch process: exactly once, in order, under lo
   t.is(a0!.switch.rxDropped, 1, 'the runt');
   t.is(a0!.socket.rxFrames, a0!.switch.rxFrames + a0!.faults.rx.lost, 'every datagram reached the switch or was dropped by the fault injector');
   t.true(b0!.switch.txFlooded >= 1, 'the unknown-destination junk was flooded');
+  t.is(a0!.switch.rxSourceViolations, 0, 'a0 carried only its station\'s frames');
 
   a.close();
   b.close();

@@ -8,6 +8,10 @@
  *     [--vlan NAME=access:VID ...]        default access:1
  *     [--vlan NAME=trunk:VID,VID[:native=VID]] | NAME=trunk:all[:native=VID]
  *     [--vxlan NAME=VNI,LADDR:LPORT,RADDR:RPORT ...]  a VXLAN tunnel port (RFC 7348) to a remote VTEP
+ *     [--station NAME=MAC[,MAC] ...]      port security: NAME accepts frames from these source MACs only;
+ *     [--station NAME=learn:N]              or from the first N it sees, then locks (unix ports: learn:1);
+ *     [--station NAME=open]                 or from any (VXLAN ports: a tunnel carries a whole segment)
+ *     [--max-macs N]                      MAC table size (default 4096)
  *     [--pcap-dir DIR]                    NAME.pcap per port, both directions, as the switch sees them
  *     [--seed N]                          fault-injection randomness (default: time-based, logged)
  *     [--busy-poll US]                    poll without sleeping until US µs pass with no frame
@@ -25,7 +29,9 @@
  *   {"port":"di0","dir":"tx","set":{"loss":0.01}}   faults; dir tx = out of the switch to the
  *                                                  station, rx = from the station, omitted = both
  *   {"port":"di0","peer":"/path/to/station.sock"}  where unix port di0 sends (null: the last sender)
- *   {"counters":true}  or  {"counters":true,"port":"di0"}
+ *   {"counters":true}  or  {"counters":true,"port":"di0"}    per port: counters (rxSourceViolations:
+ *                                                  frames dropped by port security), bound stations;
+ *                                                  and the MAC table's size and refusals
  * Replies: {"ok":true,...} or {"ok":false,"error":"..."}.
  *
  * SIGTERM or SIGINT: sockets are closed and unlinked, pcap files flushed, exit 0.
@@ -44,11 +50,13 @@ import { realClock } from '../clock.ts';
 import { type Direction, type FaultConfig, FaultyPort } from '../wire/faults.ts';
 import { PcapWriter } from '../wire/pcap.ts';
 import { seededRng } from '../rng.ts';
-import { EthernetSwitch, type VlanMode } from './switch.ts';
+import { EthernetSwitch, type PortSecurity, type VlanMode } from './switch.ts';
+import { formatMac, parseMac } from '../wire/mac.ts';
 import { UnixDgramPort } from '../wire/unix-dgram-port.ts';
 import { type VxlanEndpoint, VxlanPort } from '../wire/vxlan-port.ts';
 
-export type PortConfig = { name: string; vlan: VlanMode } & (
+/** security null: an open port. */
+export type PortConfig = { name: string; vlan: VlanMode; security: PortSecurity | null } & (
   | { kind: 'unix'; peer: string | null }
   | { kind: 'vxlan'; vni: number; local: VxlanEndpoint; remote: VxlanEndpoint }
 );
@@ -60,6 +68,7 @@ export interface SwitchConfig {
   seed: number;
   /** Busy-poll window, µs; 0: sleep in epoll whenever idle. */
   busyPollUs: number;
+  maxMacs: number;
 }
 
 const PORT_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
@@ -73,6 +82,8 @@ export function parseSwitchArgs(argv: readonly string[], env: NodeJS.ProcessEnv 
       peer: { type: 'string', multiple: true, default: [] },
       vlan: { type: 'string', multiple: true, default: [] },
       vxlan: { type: 'string', multiple: true, default: [] },
+      station: { type: 'string', multiple: true, default: [] },
+      'max-macs': { type: 'string' },
       'pcap-dir': { type: 'string' },
       'socket-dir': { type: 'string' },
       seed: { type: 'string' },
@@ -106,23 +117,48 @@ export function parseSwitchArgs(argv: readonly string[], env: NodeJS.ProcessEnv 
   };
   const peers = assignments('peer', values.peer);
   const vlans = assignments('vlan', values.vlan);
+  const stations = assignments('station', values.station);
   const seed = values.seed === undefined ? Date.now() % 2 ** 31 : Number(values.seed);
   if (!Number.isInteger(seed)) throw new Error(`--seed ${values.seed}: not an integer`);
   const busyPollUs = values['busy-poll'] === undefined ? 0 : Number(values['busy-poll']);
   if (!/^\d+$/.test(values['busy-poll'] ?? '0') || busyPollUs > 1_000_000) throw new Error(`--busy-poll ${values['busy-poll']}: expected microseconds, 0-1000000`);
+  const maxMacs = Number(values['max-macs'] ?? 4096);
+  if (!/^\d+$/.test(values['max-macs'] ?? '4096') || maxMacs < 1 || maxMacs > 1_000_000) throw new Error(`--max-macs ${values['max-macs']}: expected 1-1000000`);
+  const ports = names.map((name): PortConfig => {
+    const vlan = parseVlan(vlans.get(name) ?? 'access:1');
+    const tunnel = tunnels.get(name);
+    const station = stations.get(name);
+    if (tunnel === undefined) return { name, kind: 'unix', peer: peers.get(name) ?? null, vlan, security: parseStation(station ?? 'learn:1', name) };
+    if (peers.has(name)) throw new Error(`--peer ${name}: a VXLAN port's peer is its remote VTEP`);
+    return { name, kind: 'vxlan', vlan, security: parseStation(station ?? 'open', name), ...parseTunnel(tunnel) };
+  });
+  const bound = ports.flatMap((p) => (p.security && 'macs' in p.security ? p.security.macs : []));
+  const twice = bound.find((m, i) => bound.indexOf(m) !== i);
+  if (twice !== undefined) throw new Error(`--station: ${formatMac(twice)} is given to two ports`);
   return {
     socketDir,
-    ports: names.map((name): PortConfig => {
-      const vlan = parseVlan(vlans.get(name) ?? 'access:1');
-      const tunnel = tunnels.get(name);
-      if (tunnel === undefined) return { name, kind: 'unix', peer: peers.get(name) ?? null, vlan };
-      if (peers.has(name)) throw new Error(`--peer ${name}: a VXLAN port's peer is its remote VTEP`);
-      return { name, kind: 'vxlan', vlan, ...parseTunnel(tunnel) };
-    }),
+    ports,
     pcapDir: values['pcap-dir'] ?? null,
     seed,
     busyPollUs,
+    maxMacs,
   };
+}
+
+/** `MAC[,MAC]`, `learn:N` or `open` (see --station). */
+export function parseStation(spec: string, port: string): PortSecurity | null {
+  if (spec === 'open') return null;
+  const what = `--station ${port}=${spec}`;
+  if (spec.startsWith('learn:')) {
+    const n = Number(spec.slice(6));
+    if (!/^\d+$/.test(spec.slice(6)) || n < 1 || n > 1024) throw new Error(`${what}: expected learn:N with N 1-1024`);
+    return { learn: n };
+  }
+  try {
+    return { macs: spec.split(',').map(parseMac) };
+  } catch (err) {
+    throw new Error(`${what}: expected MAC[,MAC], learn:N or open (${(err as Error).message})`);
+  }
 }
 
 function parseEndpoint(text: string, what: string): VxlanEndpoint {
@@ -204,7 +240,7 @@ export interface RunningSwitch {
 export async function runSwitch(cfg: SwitchConfig, log: (line: string) => void = console.log): Promise<RunningSwitch> {
   mkdirSync(cfg.socketDir, { recursive: true });
   if (cfg.pcapDir) mkdirSync(cfg.pcapDir, { recursive: true });
-  const sw = new EthernetSwitch({ clock: realClock });
+  const sw = new EthernetSwitch({ clock: realClock, maxMacs: cfg.maxMacs, log });
   const rng = seededRng(cfg.seed);
   const ports = new Map<string, RunningPort>();
   const poller = cfg.busyPollUs > 0 ? new BusyPoller(cfg.busyPollUs) : null;
@@ -220,7 +256,7 @@ export async function runSwitch(cfg: SwitchConfig, log: (line: string) => void =
     const faults = new FaultyPort(transport, realClock, rng);
     const pcap = cfg.pcapDir ? new PcapWriter(join(cfg.pcapDir, `${config.name}.pcap`)) : null;
     const captured = pcap ? capturePort(faults, pcap) : faults;
-    const id = sw.addPort(poller ? poller.watch(captured) : captured, config.vlan, config.name);
+    const id = sw.addPort(poller ? poller.watch(captured) : captured, config.vlan, config.name, config.security ?? undefined);
     ports.set(config.name, { config, id, transport, faults, pcap });
   }
   // Captures reach their files at least this often even when traffic stops.
@@ -232,6 +268,7 @@ export async function runSwitch(cfg: SwitchConfig, log: (line: string) => void =
     return {
       peer: p.transport instanceof UnixDgramPort ? p.transport.peer : vxlanText(p.transport),
       switch: sw.counters(p.id),
+      stations: sw.stations(p.id)?.map(formatMac) ?? 'open',
       socket: p.transport.counters,
       faults: { tx: p.faults.counters('toStation'), rx: p.faults.counters('toSwitch') },
       config: { tx: p.faults.config('toStation'), rx: p.faults.config('toSwitch') },
@@ -256,7 +293,7 @@ export async function runSwitch(cfg: SwitchConfig, log: (line: string) => void =
       return { ok: true, port: req.port, peer: req.peer };
     }
     const wanted = port ? [port] : [...ports.values()];
-    return { ok: true, ports: Object.fromEntries(wanted.map((p) => [p.config.name, portReport(p)])) };
+    return { ok: true, ports: Object.fromEntries(wanted.map((p) => [p.config.name, portReport(p)])), macTable: sw.tableStats };
   }
 
   return {

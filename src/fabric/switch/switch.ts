@@ -4,11 +4,20 @@
  * unicast within a VLAN, and per-port counters. It knows no transport: ports
  * are PortTransports (in-process, UDP, later unix datagram sockets).
  *
+ * Port security, as managed switches have it: a secured port is bound to its
+ * station's MAC(s), given or learned from the first frames and then locked.
+ * A frame with any other source MAC is dropped and counted on that port, and
+ * a bound MAC is its port's alone: no other port can claim it, so a station
+ * cannot draw another station's traffic to itself by forging its address.
+ * The MAC table is bounded (beyond it nothing more is learned and frames to
+ * unknown stations flood, as on hardware) and aged on a timer.
+ *
  * Frames pass through without a copy unless their tag must change on egress.
  */
 
-import type { Clock } from '../clock.ts';
-import { type Mac, isMulticast, readMac } from '../wire/mac.ts';
+import type { Clock, TimerHandle } from '../clock.ts';
+import { LogLimiter } from '../../common/log-limiter.ts';
+import { type Mac, formatMac, isMulticast, readMac } from '../wire/mac.ts';
 import type { PortTransport } from '../wire/port.ts';
 
 const TPID = 0x8100;
@@ -28,6 +37,31 @@ export interface PortCounters {
   rxDropped: number;
   /** Frames sent out of this port because the destination was unknown or multi-destination. */
   txFlooded: number;
+  /** Frames whose source MAC this port may not use (port security), dropped. */
+  rxSourceViolations: number;
+}
+
+/**
+ * Which source MACs a port accepts. `macs`: exactly these (the station's
+ * addresses, from the topology). `learn`: the first N unicast sources it sees
+ * (that no other port owns), then no others.
+ */
+export type PortSecurity = { macs: readonly Mac[] } | { learn: number };
+
+export interface TableStats {
+  /** Addresses in the MAC table now, over all VLANs. */
+  entries: number;
+  max: number;
+  /** Sources not learned because the table was full. */
+  refused: number;
+  /** Entries removed by aging. */
+  aged: number;
+}
+
+interface Binding {
+  readonly allowed: Set<Mac>;
+  /** How many addresses the port may hold. */
+  readonly limit: number;
 }
 
 interface Port {
@@ -36,6 +70,8 @@ interface Port {
   readonly transport: PortTransport;
   readonly vlan: VlanMode;
   readonly counters: PortCounters;
+  /** Null: an open port (a trunk to another switch, a tunnel), which learns any source. */
+  readonly binding: Binding | null;
 }
 
 interface MacEntry {
@@ -47,33 +83,61 @@ export interface SwitchOptions {
   clock: Clock;
   /** Learned addresses are forgotten after this many ms. Default 300 000 (802.1D). */
   agingMs?: number;
+  /** MAC table size over all VLANs. Default 4096. */
+  maxMacs?: number;
+  /** Port-security events (rate-limited: the counters carry the totals). */
+  log?: (line: string) => void;
 }
 
 export class EthernetSwitch {
   private readonly ports = new Map<number, Port>();
   /** VLAN → MAC → where it was last seen. */
   private readonly table = new Map<number, Map<Mac, MacEntry>>();
+  /** Bound MAC → the secured port that owns it. */
+  private readonly owners = new Map<Mac, number>();
   private nextId = 0;
   private readonly clock: Clock;
   private readonly agingMs: number;
+  private readonly stats: TableStats;
+  private agingTimer: TimerHandle | null = null;
+  private readonly log: LogLimiter | null;
 
   constructor(options: SwitchOptions) {
     this.clock = options.clock;
     this.agingMs = options.agingMs ?? 300_000;
+    this.stats = { entries: 0, max: options.maxMacs ?? 4096, refused: 0, aged: 0 };
+    this.log = options.log ? new LogLimiter(options.log, { now: () => this.clock.now() }) : null;
   }
 
-  addPort(transport: PortTransport, vlan: VlanMode = { mode: 'access', vid: 1 }, name?: string): number {
+  /** Without `security` the port is open: it learns any source. */
+  addPort(transport: PortTransport, vlan: VlanMode = { mode: 'access', vid: 1 }, name?: string, security?: PortSecurity): number {
     const id = this.nextId++;
     const port: Port = {
       id,
       name: name ?? `port${id}`,
       transport,
       vlan,
-      counters: { rxFrames: 0, rxBytes: 0, txFrames: 0, txBytes: 0, rxDropped: 0, txFlooded: 0 },
+      counters: { rxFrames: 0, rxBytes: 0, txFrames: 0, txBytes: 0, rxDropped: 0, txFlooded: 0, rxSourceViolations: 0 },
+      binding: security ? this.bind(id, security) : null,
     };
     this.ports.set(id, port);
     transport.attach((frame) => this.ingress(port, frame));
     return id;
+  }
+
+  private bind(id: number, security: PortSecurity): Binding {
+    if ('learn' in security) {
+      if (!Number.isInteger(security.learn) || security.learn < 1) throw new RangeError(`port security: learn ${security.learn}, expected a count ≥ 1`);
+      return { allowed: new Set(), limit: security.learn };
+    }
+    if (security.macs.length === 0) throw new RangeError('port security: no station MAC given');
+    for (const mac of security.macs) {
+      if (isMulticast(mac)) throw new RangeError(`port security: ${formatMac(mac)} is a group address, not a station's`);
+      const owner = this.owners.get(mac);
+      if (owner !== undefined) throw new RangeError(`port security: ${formatMac(mac)} is bound to ${this.ports.get(owner)?.name ?? `port ${owner}`} already`);
+    }
+    for (const mac of security.macs) this.owners.set(mac, id);
+    return { allowed: new Set(security.macs), limit: security.macs.length };
   }
 
   removePort(id: number): void {
@@ -81,13 +145,34 @@ export class EthernetSwitch {
     if (!port) return;
     this.ports.delete(id);
     port.transport.close();
-    for (const macs of this.table.values()) for (const [mac, e] of macs) if (e.port === id) macs.delete(mac);
+    for (const mac of port.binding?.allowed ?? []) this.owners.delete(mac);
+    for (const macs of this.table.values()) {
+      for (const [mac, e] of macs) {
+        if (e.port !== id) continue;
+        macs.delete(mac);
+        this.stats.entries--;
+      }
+    }
+  }
+
+  /** The source MACs port `id` is bound to (so far, for a learning port); undefined for an open port. */
+  stations(id: number): Mac[] | undefined {
+    const b = this.port(id).binding;
+    return b ? [...b.allowed] : undefined;
+  }
+
+  get tableStats(): Readonly<TableStats> {
+    return this.stats;
   }
 
   counters(id: number): Readonly<PortCounters> {
+    return this.port(id).counters;
+  }
+
+  private port(id: number): Port {
     const port = this.ports.get(id);
     if (!port) throw new RangeError(`no port ${id}`);
-    return port.counters;
+    return port;
   }
 
   /** Where `mac` was learned in `vid`, if it is still fresh. */
@@ -97,7 +182,56 @@ export class EthernetSwitch {
   }
 
   close(): void {
+    if (this.agingTimer) this.clock.clearTimer(this.agingTimer);
+    this.agingTimer = null;
     for (const id of [...this.ports.keys()]) this.removePort(id);
+  }
+
+  /** May `port` send with source `src`? Learns (and locks) the first sources of a learning port. */
+  private admits(port: Port, src: Mac): boolean {
+    const owner = this.owners.get(src);
+    if (owner !== undefined) return owner === port.id;
+    const b = port.binding;
+    if (!b) return true;
+    if (isMulticast(src) || b.allowed.size >= b.limit) return false;
+    b.allowed.add(src);
+    this.owners.set(src, port.id);
+    this.log?.line(() => `switch: ${port.name} locked to ${formatMac(src)}`);
+    return true;
+  }
+
+  private learn(vid: number, src: Mac, port: number, now: number): void {
+    let macs = this.table.get(vid);
+    if (!macs) this.table.set(vid, (macs = new Map()));
+    const e = macs.get(src);
+    if (e) {
+      e.port = port;
+      e.seen = now;
+      return;
+    }
+    if (this.stats.entries >= this.stats.max) {
+      this.stats.refused++;
+      return;
+    }
+    macs.set(src, { port, seen: now });
+    this.stats.entries++;
+    this.agingTimer ??= this.clock.setTimer(this.agingMs / 2, () => this.age());
+  }
+
+  /** Forget what was not seen for agingMs; runs every agingMs / 2 while the table holds anything. */
+  private age(): void {
+    this.agingTimer = null;
+    const now = this.clock.now();
+    for (const [vid, macs] of this.table) {
+      for (const [mac, e] of macs) {
+        if (now - e.seen <= this.agingMs) continue;
+        macs.delete(mac);
+        this.stats.entries--;
+        this.stats.aged++;
+      }
+      if (macs.size === 0) this.table.delete(vid);
+    }
+    if (this.stats.entries > 0) this.agingTimer = this.clock.setTimer(this.agingMs / 2, () => this.age());
   }
 
   private ingress(port: Port, frame: Buffer): void {
@@ -108,6 +242,12 @@ export class EthernetSwitch {
       c.rxDropped++;
       return;
     }
+    const src = readMac(frame, 6);
+    if (!this.admits(port, src)) {
+      c.rxSourceViolations++;
+      this.log?.line(() => `switch: ${port.name} dropped a frame from ${formatMac(src)}, not its station (${c.rxSourceViolations} so far)`);
+      return;
+    }
     const tagged = frame.readUInt16BE(12) === TPID;
     const tagVid = tagged ? frame.readUInt16BE(14) & 0xfff : 0;
     const vid = classify(port.vlan, tagged, tagVid);
@@ -115,19 +255,7 @@ export class EthernetSwitch {
       c.rxDropped++;
       return;
     }
-    const src = readMac(frame, 6);
-    const now = this.clock.now();
-    if (!isMulticast(src)) {
-      let macs = this.table.get(vid);
-      if (!macs) this.table.set(vid, (macs = new Map()));
-      const e = macs.get(src);
-      if (e) {
-        e.port = port.id;
-        e.seen = now;
-      } else {
-        macs.set(src, { port: port.id, seen: now });
-      }
-    }
+    if (!isMulticast(src)) this.learn(vid, src, port.id, this.clock.now());
     const dst = readMac(frame, 0);
     if (!isMulticast(dst)) {
       const out = this.lookup(vid, dst);
