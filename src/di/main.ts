@@ -98,6 +98,8 @@ async function main(): Promise<void> {
   const di = new DeviceInterface({ clock, log });
   let node, ports;
   const chans = new Map<number, Channel>();
+  /** NVMe namespaces to sync and close at SIGTERM/SIGINT. */
+  const closeFiles: (() => Promise<void>)[] = [];
   try {
     const links = values.link.map(parseLinkSpec);
     const channels = values.channel.map(parseChannelSpec);
@@ -118,6 +120,7 @@ async function main(): Promise<void> {
       const [name, model] = splitNamed('function', spec);
       const { fn, open } = makeFunction(name, model, i, dataDir);
       await open?.();
+      if (fn instanceof NvmeController) closeFiles.push(() => fn.close());
       di.addFunction(name, fn);
     }
     for (const spec of values.assign) {
@@ -139,13 +142,16 @@ async function main(): Promise<void> {
       channels: Object.fromEntries([...chans].map(([id, ch]) => [id, { tlp: di.channelStats(id), link: ch.stats, peerAlive: ch.isPeerAlive }])),
     };
   });
+  let stopping = false;
   const shutdown = (signal: string) => {
+    if (stopping) return; // a second signal while the files close
+    stopping = true;
     control.close();
     log('info', `${signal}: closing; stats ${JSON.stringify(di.stats)}`);
     di.close();
     node.close();
     for (const p of ports) p.close();
-    process.exit(0);
+    void Promise.all(closeFiles.map((close) => close())).finally(() => process.exit(0));
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));

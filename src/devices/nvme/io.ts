@@ -1,6 +1,7 @@
 // NVM command set I/O commands (NVMe 1.4 §6): Flush, Write, Read, Write
 // Zeroes, Dataset Management. Each command is one async function; the
 // controller runs as many at once as the host submits.
+import type { Features } from './admin.ts';
 import type { Namespace } from './namespace.ts';
 import { readFromHost, writeToHost, type HostMemory, type PrpBuffer } from './prp.ts';
 import type { Completion, Sqe } from './queues.ts';
@@ -20,6 +21,8 @@ export interface IoHost {
   readonly namespaces: ReadonlyMap<number, Namespace>;
   readonly mem: HostMemory;
   readonly pageSize: number;
+  /** Volatile Write Cache (Set Features 06h): off means every write is durable before it completes. */
+  readonly features: Pick<Features, 'writeCache'>;
 }
 
 const BROADCAST_NSID = 0xffff_ffff;
@@ -63,8 +66,11 @@ function dataBuffer(host: IoHost, sqe: Sqe, bytes: number): PrpBuffer {
   return { prp1: sqe.prp1, prp2: sqe.prp2, pageSize: host.pageSize };
 }
 
-/** Force Unit Access, CDW12 bit 30: the data must be on stable media before completion. */
-const fua = (sqe: Sqe) => (sqe.dw(12) & 0x4000_0000) !== 0;
+/**
+ * Force Unit Access (CDW12 bit 30), or the volatile write cache turned off:
+ * the data must be on stable media before the command completes.
+ */
+const mustPersist = (host: IoHost, sqe: Sqe) => (sqe.dw(12) & 0x4000_0000) !== 0 || !host.features.writeCache;
 
 async function media<T>(what: string, status: Status, op: Promise<T>): Promise<T> {
   try {
@@ -88,7 +94,7 @@ async function write(host: IoHost, sqe: Sqe): Promise<Completion> {
   const { slba, nlb } = lbaRange(ns, sqe);
   const parts = await readFromHost(host.mem, dataBuffer(host, sqe, nlb * ns.lbaSize), nlb * ns.lbaSize);
   await media('write', Status.WriteFault, ns.write(slba, parts));
-  if (fua(sqe)) await media('FUA flush', Status.WriteFault, ns.flush());
+  if (mustPersist(host, sqe)) await media('write-through flush', Status.WriteFault, ns.flush());
   return OK;
 }
 
@@ -102,7 +108,7 @@ async function writeZeroes(host: IoHost, sqe: Sqe): Promise<Completion> {
   const ns = namespaceOf(host, sqe);
   const { slba, nlb } = lbaRange(ns, sqe);
   await media('write zeroes', Status.WriteFault, ns.writeZeroes(slba, nlb));
-  if (fua(sqe)) await media('FUA flush', Status.WriteFault, ns.flush());
+  if (mustPersist(host, sqe)) await media('write-through flush', Status.WriteFault, ns.flush());
   return OK;
 }
 

@@ -38,8 +38,11 @@ export class Namespace {
   /** Namespace size in LBAs (NSZE). */
   readonly blocks: number;
   private fh?: FileHandle;
-  /** Counters for the SMART log (bytes and commands). */
-  readonly stats = { bytesRead: 0, bytesWritten: 0, reads: 0, writes: 0 };
+  /** Counters for the SMART log (bytes and commands), and syncs to stable storage. */
+  readonly stats = { bytesRead: 0, bytesWritten: 0, reads: 0, writes: 0, syncs: 0 };
+  /** File operations under way; close() waits for them so none meets a closed fd. */
+  private busy = 0;
+  private idleWaiters: (() => void)[] = [];
 
   constructor(cfg: NamespaceConfig) {
     if (cfg.lbaSize !== 512 && cfg.lbaSize !== 4096) throw new Error(`namespace ${cfg.nsid}: LBA size ${cfg.lbaSize} is not 512 or 4096`);
@@ -71,71 +74,100 @@ export class Namespace {
   }
 
   async read(slba: number, nlb: number): Promise<Uint8Array> {
-    const len = nlb * this.lbaSize;
-    // Not zero-filled: the file covers the namespace, so every byte is read (a short read is filled below).
-    const buf = Buffer.allocUnsafe(len);
-    const fd = this.file.fd;
-    let done = 0;
-    while (done < len) {
-      const n = await pread(fd, buf, done, len - done, slba * this.lbaSize + done);
-      if (n === 0) {
-        buf.fill(0, done); // beyond EOF (file shrunk under us) reads as zeros
-        break;
+    this.busy++;
+    try {
+      const len = nlb * this.lbaSize;
+      // Not zero-filled: the file covers the namespace, so every byte is read (a short read is filled below).
+      const buf = Buffer.allocUnsafe(len);
+      const fd = this.file.fd;
+      let done = 0;
+      while (done < len) {
+        const n = await pread(fd, buf, done, len - done, slba * this.lbaSize + done);
+        if (n === 0) {
+          buf.fill(0, done); // beyond EOF (file shrunk under us) reads as zeros
+          break;
+        }
+        done += n;
       }
-      done += n;
+      this.stats.bytesRead += len;
+      this.stats.reads++;
+      return buf;
+    } finally {
+      this.done();
     }
-    this.stats.bytesRead += len;
-    this.stats.reads++;
-    return buf;
   }
 
   /** Writes `parts` back to back from LBA slba. */
   async write(slba: number, parts: Uint8Array[]): Promise<void> {
-    let pos = slba * this.lbaSize;
-    let total = 0;
-    for (const p of parts) total += p.length;
-    const bytesWritten = await pwritev(this.file.fd, parts, pos);
-    // writev may be short on a full disk or a signal; finish piece by piece.
-    if (bytesWritten < total) {
-      let skip = bytesWritten;
-      for (const p of parts) {
-        if (skip >= p.length) {
-          skip -= p.length;
+    this.busy++;
+    try {
+      let pos = slba * this.lbaSize;
+      let total = 0;
+      for (const p of parts) total += p.length;
+      const bytesWritten = await pwritev(this.file.fd, parts, pos);
+      // writev may be short on a full disk or a signal; finish piece by piece.
+      if (bytesWritten < total) {
+        let skip = bytesWritten;
+        for (const p of parts) {
+          if (skip >= p.length) {
+            skip -= p.length;
+            pos += p.length;
+            continue;
+          }
+          await this.writeAll(p.subarray(skip), pos + skip);
           pos += p.length;
-          continue;
+          skip = 0;
         }
-        await this.writeAll(p.subarray(skip), pos + skip);
-        pos += p.length;
-        skip = 0;
       }
+      this.stats.bytesWritten += total;
+      this.stats.writes++;
+    } finally {
+      this.done();
     }
-    this.stats.bytesWritten += total;
-    this.stats.writes++;
   }
 
   async writeZeroes(slba: number, nlb: number): Promise<void> {
-    zeros ??= new Uint8Array(ZERO_CHUNK);
-    let pos = slba * this.lbaSize;
-    const end = pos + nlb * this.lbaSize;
-    while (pos < end) {
-      const n = Math.min(end - pos, ZERO_CHUNK);
-      await this.writeAll(zeros.subarray(0, n), pos);
-      pos += n;
+    this.busy++;
+    try {
+      zeros ??= new Uint8Array(ZERO_CHUNK);
+      let pos = slba * this.lbaSize;
+      const end = pos + nlb * this.lbaSize;
+      while (pos < end) {
+        const n = Math.min(end - pos, ZERO_CHUNK);
+        await this.writeAll(zeros.subarray(0, n), pos);
+        pos += n;
+      }
+    } finally {
+      this.done();
     }
   }
 
-  /** Flush (and FUA): data and size reach stable storage. */
+  /** Flush (and FUA, and every write with the volatile write cache off): data and size reach stable storage. */
   async flush(): Promise<void> {
-    await this.fh?.datasync();
+    if (!this.fh) return;
+    this.busy++;
+    try {
+      await this.fh.datasync();
+      this.stats.syncs++;
+    } finally {
+      this.done();
+    }
   }
 
+  /** Waits for the file operations under way, syncs and closes the file (server shutdown). */
   async close(): Promise<void> {
+    while (this.busy > 0) await new Promise<void>((r) => this.idleWaiters.push(r));
     const fh = this.fh;
     this.fh = undefined;
     if (fh) {
       await fh.sync();
+      this.stats.syncs++;
       await fh.close();
     }
+  }
+
+  private done(): void {
+    if (--this.busy === 0) for (const w of this.idleWaiters.splice(0)) w();
   }
 
   private async writeAll(buf: Uint8Array, pos: number): Promise<void> {
