@@ -16,7 +16,8 @@
 import type { PciFunction } from '../pci/function.ts';
 import { Cfg } from '../pci/config-space.ts';
 import type { IrqIndexDesc } from '../vfio-user/irq.ts';
-import { IrqInfoFlag, PciIrq, PciRegion, RegionFlag } from '../vfio-user/protocol.ts';
+import { pciRegionTable } from '../vfio-user/pci-regions.ts';
+import { IrqInfoFlag, PciIrq, PciRegion } from '../vfio-user/protocol.ts';
 import { VfioUserServer, type RegionDesc, type ServerOptions, type SessionContext, type VfioUserDevice } from '../vfio-user/server.ts';
 
 export class PciVfioUserDevice implements VfioUserDevice {
@@ -26,12 +27,7 @@ export class PciVfioUserDevice implements VfioUserDevice {
   private ctx?: SessionContext;
 
   constructor(readonly fn: PciFunction) {
-    const rw = RegionFlag.Read | RegionFlag.Write;
-    this.regions = Array.from({ length: PciRegion.Count }, () => ({ size: 0, flags: 0 }));
-    fn.bars.forEach((b, i) => {
-      if (b) this.regions[i] = { size: b.size, flags: rw, mmap: b.shared && { fd: b.shared.fd, areas: [...b.shared.areas] } };
-    });
-    this.regions[PciRegion.Config] = { size: fn.config.size, flags: rw };
+    this.regions = pciRegionTable({ bars: fn.bars, configSize: fn.config.size });
     const hasPin = fn.config.get8(Cfg.InterruptPin) !== 0;
     this.irqs = [];
     this.irqs[PciIrq.Intx] = { count: hasPin ? 1 : 0, flags: IrqInfoFlag.Eventfd | IrqInfoFlag.Maskable | IrqInfoFlag.Automasked };

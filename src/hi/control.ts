@@ -20,7 +20,7 @@ import type { Channel } from '../fabric/link/channel.ts';
 import { TlpType } from '../fabric/tlp/tlp.ts';
 import { parseBdf } from '../pci/bdf.ts';
 import type { HostInterface } from './hi.ts';
-import type { RemoteFunction } from './remote-function.ts';
+import type { RemoteFunction } from './remote-function/index.ts';
 
 const hex = z.string().regex(/^([0-9a-fA-F]{2})*$/);
 const Forge = z.strictObject({

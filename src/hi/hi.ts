@@ -22,7 +22,7 @@ import { type Tlp, TlpType, isNonPosted } from '../fabric/tlp/tlp.ts';
 import { formatBdf } from '../pci/bdf.ts';
 import { VfioUserServer } from '../vfio-user/server.ts';
 import type { Logger } from '../vfio-user/server.ts';
-import { AddressWindow, RemoteFunction } from './remote-function.ts';
+import { AddressWindow, RemoteFunction } from './remote-function/index.ts';
 import { TlpEndpoint, enabledRuns } from '../fabric/tlp/endpoint.ts';
 
 export interface HiOptions {
@@ -49,7 +49,7 @@ export interface HiStats {
 }
 
 const MSI_BASE = 0xfee0_0000n;
-/** Per EEP: up to 2048 MSI-X vectors of 4 bytes each, then the MSI address (remote-function.ts MSI_OFFSET). */
+/** Per EEP: up to 2048 MSI-X vectors of 4 bytes each, then the MSI address (remote-function/interrupts.ts MSI_OFFSET). */
 const MSI_STRIDE = 0x4000n;
 const MSI_LIMIT = 0xfef0_0000n;
 

@@ -26,7 +26,7 @@ import type { Channel } from '../fabric/link/channel.ts';
 import { HiControlEndpoint } from './control-endpoint.ts';
 import { hiControl } from './control.ts';
 import { HostInterface } from './hi.ts';
-import type { RemoteFunction } from './remote-function.ts';
+import type { RemoteFunction } from './remote-function/index.ts';
 
 /**
  * Heartbeat every 100 ms, a link dead after 350 ms of silence: the link

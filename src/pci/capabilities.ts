@@ -36,6 +36,11 @@ export const enum Pcie {
   Length = 0x3c,
 }
 
+export const enum DevCapBit {
+  RoleBasedErrorReporting = 1 << 15,
+  FlrCapable = 1 << 28,
+}
+
 export const enum DevCtlBit {
   InitiateFlr = 1 << 15,
 }
@@ -56,7 +61,7 @@ export function addPcieCapability(cs: ConfigSpace, o: PcieOptions = {}): number 
   const width = o.linkWidth ?? 4;
   cs.set16(at + Pcie.Caps, 0x0002); // version 2, device/port type 0 = PCI Express Endpoint
   // DevCap: MPS supported, role-based error reporting (bit 15), FLR (bit 28).
-  cs.set32(at + Pcie.DevCap, ((o.maxPayloadSupported ?? 1) & 7) | (1 << 15) | (o.flr ? 1 << 28 : 0));
+  cs.set32(at + Pcie.DevCap, ((o.maxPayloadSupported ?? 1) & 7) | DevCapBit.RoleBasedErrorReporting | (o.flr ? DevCapBit.FlrCapable : 0));
   // DevCtl reset value: relaxed ordering + no snoop enabled, MPS 128 B, MRRS 512 B.
   cs.set16(at + Pcie.DevCtl, 0x2810);
   // Error reporting enables, RO, MPS, ext tag, phantom, aux PM, no snoop, MRRS.
@@ -85,6 +90,20 @@ export const enum MsixControl {
   TableSizeMask = 0x07ff,
   FunctionMask = 1 << 14,
   Enable = 1 << 15,
+}
+
+/** Table and PBA registers: BAR indicator in bits 2:0, offset in the rest. */
+export const MSIX_BIR_MASK = 7;
+
+/** One MSI-X table entry (PCI Local Bus 3.0 §6.8.2.6). */
+export const enum MsixEntry {
+  AddressLo = 0,
+  AddressHi = 4,
+  Data = 8,
+  VectorControl = 12,
+  /** Vector Control bit 0. */
+  Masked = 1,
+  Size = 16,
 }
 
 export interface MsixOptions {
@@ -127,10 +146,25 @@ export const enum MsiControl {
   /** Multiple Message Capable: log2 of the vectors requested (read-only). */
   MmcShift = 1,
   /** Multiple Message Enable: log2 of the vectors software allocated. */
+  MmcMask = 7 << 1,
   MmeShift = 4,
   MmeMask = 7 << 4,
   Address64 = 1 << 7,
   PerVectorMask = 1 << 8,
+}
+
+/**
+ * Register offsets of an MSI capability as its Control announces them:
+ * without a 64-bit address, Data, Mask and Pending sit 4 bytes lower.
+ */
+export function msiLayout(is64: boolean, perVectorMask: boolean): { data: number; maskBits: number; pendingBits: number; length: number } {
+  const down = is64 ? 0 : 4;
+  return {
+    data: MsiCap.Data - down,
+    maskBits: MsiCap.MaskBits - down,
+    pendingBits: MsiCap.PendingBits - down,
+    length: (perVectorMask ? MsiCap.LengthWithMask : MsiCap.Length) - down,
+  };
 }
 
 export interface MsiOptions {

@@ -3,32 +3,12 @@
 // transport plugs in — DMA (read/write host memory by bus address) and
 // interrupts. The vfio-user adapter serves it to QEMU; the DI will serve the
 // same object over PCIeOE. Nothing here knows which transport is in use.
+import { BAR_COUNT, BAR_IO_BASE_MASK, BAR_MEM_BASE_MASK, barRegister, barTypeBits, type BarDef } from './bar.ts';
 import {
-  addMsiCapability, addMsixCapability, addPcieCapability, addPmCapability, DevCtlBit, MsiCap, MsiControl, MsixCap, MsixControl, Pcie, type MsiOptions,
-  type PcieOptions,
+  addMsiCapability, addMsixCapability, addPcieCapability, addPmCapability, DevCtlBit, MsiCap, MsiControl, MsixCap, MsixControl, MsixEntry, Pcie,
+  type MsiOptions, type PcieOptions,
 } from './capabilities.ts';
 import { Cfg, CommandBit, ConfigSpace, StatusBit } from './config-space.ts';
-
-export interface BarDef {
-  /** Bytes, a power of two (memory >= 16, I/O >= 4). */
-  size: number;
-  kind: 'mem32' | 'mem64' | 'io';
-  prefetchable?: boolean;
-  /**
-   * Parts of the BAR that are plain memory in a shared file, so that a
-   * transport may map them into the host instead of trapping each access
-   * (vfio-user: sparse mmap). BAR offset X is file offset X. Accesses that
-   * still arrive through barRead/barWrite must hit the same memory.
-   */
-  shared?: SharedBarMemory;
-}
-
-export interface SharedBarMemory {
-  /** A mappable fd (memfd) owned by the device; at least as large as the BAR. */
-  fd: number;
-  /** Page-aligned [offset, offset + size) ranges of the BAR. */
-  areas: readonly { offset: number; size: number }[];
-}
 
 export interface MsixDef {
   vectors: number;
@@ -102,8 +82,6 @@ export class BusMasterError extends Error {
   }
 }
 
-const MSIX_ENTRY = 16;
-
 export class PciFunction {
   readonly config: ConfigSpace;
   readonly bars: readonly (BarDef | undefined)[];
@@ -140,7 +118,7 @@ export class PciFunction {
     if (m) {
       const bar = cfg.bars[m.bar];
       if (!bar || bar.kind === 'io') throw new Error(`MSI-X BAR ${m.bar} must be a memory BAR`);
-      if (m.tableOffset + m.vectors * MSIX_ENTRY > bar.size || m.pbaOffset + pbaBytes(m.vectors) > bar.size) throw new Error('MSI-X table/PBA do not fit their BAR');
+      if (m.tableOffset + m.vectors * MsixEntry.Size > bar.size || m.pbaOffset + pbaBytes(m.vectors) > bar.size) throw new Error('MSI-X table/PBA do not fit their BAR');
       this.msixDef = m;
       this.caps.msix = addMsixCapability(cs, { vectors: m.vectors, tableBar: m.bar, tableOffset: m.tableOffset, pbaBar: m.bar, pbaOffset: m.pbaOffset });
     }
@@ -148,7 +126,7 @@ export class PciFunction {
       this.msiDef = { ...cfg.msi };
       this.caps.msi = addMsiCapability(cs, cfg.msi);
     }
-    this.msixTable = new Uint8Array((m?.vectors ?? 0) * MSIX_ENTRY);
+    this.msixTable = new Uint8Array((m?.vectors ?? 0) * MsixEntry.Size);
     this.msixPba = new Uint8Array(m ? pbaBytes(m.vectors) : 0);
     cs.seal();
     this.resetMsixTable();
@@ -236,9 +214,9 @@ export class PciFunction {
    */
   msixEntry(vector: number): { address: bigint; data: number; masked: boolean } | undefined {
     if (!this.msixDef || !Number.isInteger(vector) || vector < 0 || vector >= this.msixDef.vectors) return undefined;
-    const v = new DataView(this.msixTable.buffer, this.msixTable.byteOffset + vector * MSIX_ENTRY, MSIX_ENTRY);
-    const address = (BigInt(v.getUint32(4, true)) << 32n) | BigInt(v.getUint32(0, true));
-    return { address, data: v.getUint32(8, true), masked: (v.getUint32(12, true) & 1) !== 0 };
+    const v = new DataView(this.msixTable.buffer, this.msixTable.byteOffset + vector * MsixEntry.Size, MsixEntry.Size);
+    const address = (BigInt(v.getUint32(MsixEntry.AddressHi, true)) << 32n) | BigInt(v.getUint32(MsixEntry.AddressLo, true));
+    return { address, data: v.getUint32(MsixEntry.Data, true), masked: (v.getUint32(MsixEntry.VectorControl, true) & MsixEntry.Masked) !== 0 };
   }
 
   get msiEnabled(): boolean {
@@ -419,27 +397,26 @@ export class PciFunction {
     this.msixTable.fill(0);
     this.msixPba.fill(0);
     // Every vector starts masked (Vector Control bit 0).
-    for (let v = 0; v * MSIX_ENTRY < this.msixTable.length; v++) this.msixTable[v * MSIX_ENTRY + 12] = 1;
+    for (let v = 0; v * MsixEntry.Size < this.msixTable.length; v++) this.msixTable[v * MsixEntry.Size + MsixEntry.VectorControl] = MsixEntry.Masked;
   }
 
   private layOutBars(bars: readonly (BarDef | undefined)[]): void {
     const cs = this.config;
-    if (bars.length > 6) throw new Error('a type-0 function has at most 6 BARs');
+    if (bars.length > BAR_COUNT) throw new Error(`a type-0 function has at most ${BAR_COUNT} BARs`);
     for (let i = 0; i < bars.length; i++) {
       const b = bars[i];
       if (!b) continue;
       const min = b.kind === 'io' ? 4 : 16;
       if (b.size < min || (b.size & (b.size - 1)) !== 0 || b.size > 2 ** 31) throw new Error(`BAR ${i}: size ${b.size} must be a power of two in [${min}, 2 GiB]`);
-      const at = Cfg.Bar0 + 4 * i;
+      const at = barRegister(i);
       const sizeMask = ~(b.size - 1) >>> 0;
+      cs.set32(at, barTypeBits(b));
       if (b.kind === 'io') {
-        cs.set32(at, 0x1);
-        cs.setMask32(at, sizeMask & 0xfffffffc);
+        cs.setMask32(at, sizeMask & BAR_IO_BASE_MASK);
       } else {
-        cs.set32(at, (b.kind === 'mem64' ? 0x4 : 0) | (b.prefetchable ? 0x8 : 0));
-        cs.setMask32(at, sizeMask & 0xfffffff0);
+        cs.setMask32(at, sizeMask & BAR_MEM_BASE_MASK);
         if (b.kind === 'mem64') {
-          if (i === 5 || bars[i + 1]) throw new Error(`BAR ${i} is 64-bit, so BAR ${i + 1} must be free`);
+          if (i === BAR_COUNT - 1 || bars[i + 1]) throw new Error(`BAR ${i} is 64-bit, so BAR ${i + 1} must be free`);
           cs.setMask32(at + 4, 0xffffffff);
           i++;
         }

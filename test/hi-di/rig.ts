@@ -16,7 +16,7 @@ import { TestDevice } from '../../src/devices/testdev/testdev.ts';
 import { DeviceInterface } from '../../src/di/di.ts';
 import { FabricNode } from '../../src/fabric/link/node.ts';
 import { HostInterface } from '../../src/hi/hi.ts';
-import type { RemoteFunction } from '../../src/hi/remote-function.ts';
+import type { RemoteFunction } from '../../src/hi/remote-function/index.ts';
 import { TlpEndpoint } from '../../src/fabric/tlp/endpoint.ts';
 import type { Logger, VfioUserServer } from '../../src/vfio-user/server.ts';
 import { VfioUserClient } from '../../src/vfio-user/client.ts';

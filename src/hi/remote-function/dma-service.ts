@@ -1,0 +1,98 @@
+// Device DMA of a remote function, served from the vfio-user client's DMA
+// map: MWr lands in guest memory, MRd is answered with CplD(s) (the
+// memory-read completer), UR when the range is not mapped. Writes without
+// an fd go as DMA_WRITE messages; later reads and interrupts wait for them
+// (afterWrites), so nothing overtakes data written before it.
+import { leadingDisabled, requestByteCount } from '../../fabric/tlp/byte-enables.ts';
+import { completionsForRead, urCompletionFor } from '../../fabric/tlp/completion.ts';
+import type { MemReadTlp, MemWriteTlp, Tlp } from '../../fabric/tlp/tlp.ts';
+import { copyInOrder } from '../../vfio-user/ordered-copy.ts';
+import type { Logger, SessionContext } from '../../vfio-user/server.ts';
+import { MPS, RCB, type RemoteFunctionStats } from './options.ts';
+
+export class DmaService {
+  /** Device writes to guest memory still under way (only without an fd); later reads and interrupts wait. */
+  private writesInFlight = 0;
+  private writeTail: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly o: {
+      /** Completer id of the HI on this channel. */
+      hiId: number;
+      /** The vfio-user session, while a client is connected. */
+      session: () => SessionContext | undefined;
+      stats: RemoteFunctionStats;
+      log: Logger;
+    },
+  ) {}
+
+  /** Runs `fn` once every device write issued so far has reached guest memory. */
+  afterWrites(fn: () => void): void {
+    if (this.writesInFlight === 0) fn();
+    else this.writeTail = this.writeTail.then(fn);
+  }
+
+  /** Device DMA write: the enabled bytes go to guest memory. Posted: failures are counted. */
+  dmaWrite(tlp: MemWriteTlp, runs: [number, number][]): void {
+    const ctx = this.o.session();
+    const stats = this.o.stats;
+    if (!ctx) {
+      stats.dmaErrors++;
+      return;
+    }
+    stats.dmaWrites++;
+    for (const [start, len] of runs) {
+      const iova = Number(tlp.address) + start;
+      const bytes = tlp.data.subarray(start, start + len);
+      const direct = this.writesInFlight === 0 ? ctx.dma.translate(iova, len, true) : undefined;
+      if (direct) {
+        copyInOrder(direct, bytes);
+        continue;
+      }
+      // No fd for this range (DMA_WRITE messages): keep order with later writes, reads and interrupts.
+      const copy = bytes.slice();
+      this.writesInFlight++;
+      this.writeTail = this.writeTail
+        .then(() => ctx.dma.write(iova, copy))
+        .catch((err: Error) => {
+          stats.dmaErrors++;
+          this.o.log('warn', `DMA write 0x${iova.toString(16)}+${len}: ${err.message}`);
+        })
+        .finally(() => this.writesInFlight--);
+    }
+  }
+
+  /** Device DMA read: CplD(s) from guest memory, UR when the range is not mapped. */
+  dmaRead(tlp: MemReadTlp, post: (tlp: Tlp) => void): void {
+    this.o.stats.dmaReads++;
+    const span = new Uint8Array(tlp.length * 4);
+    const first = leadingDisabled(tlp.firstBe);
+    const count = requestByteCount(tlp.length, tlp.firstBe, tlp.lastBe);
+    const reply = () => {
+      for (const c of completionsForRead(tlp, this.o.hiId, span, { rcb: RCB, maxPayload: MPS })) post(c);
+    };
+    const fail = (why: string) => {
+      this.o.stats.dmaErrors++;
+      this.o.log('warn', `DMA read 0x${tlp.address.toString(16)}+${count}: ${why}: UR`);
+      post(urCompletionFor(tlp, this.o.hiId));
+    };
+    this.afterWrites(() => {
+      const ctx = this.o.session();
+      if (!ctx) return fail('no client');
+      if (tlp.firstBe === 0 && tlp.length === 1) return reply(); // zero-length read: ordering only
+      const iova = Number(tlp.address) + first;
+      const direct = ctx.dma.translate(iova, count, false);
+      if (direct) {
+        span.set(direct, first);
+        return reply();
+      }
+      ctx.dma.read(iova, count).then(
+        (data) => {
+          span.set(data, first);
+          reply();
+        },
+        (err: Error) => fail(err.message),
+      );
+    });
+  }
+}

@@ -1,0 +1,36 @@
+// What every part of a remote function shares: its options, its counters and
+// the transfer sizes the HI uses.
+import type { TlpEndpoint } from '../../fabric/tlp/endpoint.ts';
+import type { Logger } from '../../vfio-user/server.ts';
+import type { AddressWindow } from './address-window.ts';
+
+/** Max Payload Size and Max Read Request Size the HI uses. */
+export const MPS = 4096;
+/** Read Completion Boundary of the HI as a completer (a root complex's). */
+export const RCB = 64;
+
+export interface RemoteFunctionOptions {
+  name: string;
+  endpoint: TlpEndpoint;
+  /** The id the HI uses as requester and completer on this channel. */
+  hiId: number;
+  /** The remote function's host-side BDF (completer id of config requests). */
+  remoteBdf: number;
+  window: AddressWindow;
+  /** Base of this EEP's MSI window: vector v is an MWr of data v to msiBase + 4v. */
+  msiBase: bigint;
+  log: Logger;
+}
+
+export interface RemoteFunctionStats {
+  /** BAR reads answered all-ones (timeout, UR, CA). */
+  mmioReadFailures: number;
+  configFailures: number;
+  dmaReads: number;
+  dmaWrites: number;
+  /** DMA the guest map could not serve (unmapped IOVA, no client): UR / dropped. */
+  dmaErrors: number;
+  msix: number;
+  /** MWr into the MSI window that names no wired vector. */
+  msixSpurious: number;
+}

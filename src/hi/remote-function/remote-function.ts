@@ -1,0 +1,180 @@
+// One embedded endpoint (EEP) of the HI: a remote PCIe function, reached over
+// PCIeOE, served to QEMU as a vfio-user device. The class ties the parts
+// together: enumeration, the guest's config view, BAR access as MRd/MWr,
+// interrupts and the DMA service.
+//
+// BARs: a read is MRd + completion, answered all-ones after the completion
+// timeout (default 2 s: far beyond a PCIe fabric's round trip, inside
+// QEMU's 5 s x-msg-timeout); a write is a posted MWr, acknowledged at once.
+// A reset (DEVICE_RESET, or a guest write that starts an FLR) is followed by
+// re-programming BARs, memory decode and MSI/MSI-X (restore()).
+import type { MemReadTlp, MemWriteTlp, Tlp } from '../../fabric/tlp/tlp.ts';
+import { formatBdf } from '../../pci/bdf.ts';
+import { BAR_MEM_BASE_MASK, barRegister, barTypeBits } from '../../pci/bar.ts';
+import { DevCtlBit, Pcie } from '../../pci/capabilities.ts';
+import { Cfg, CommandBit } from '../../pci/config-space.ts';
+import type { IrqIndexDesc } from '../../vfio-user/irq.ts';
+import { pciRegionTable } from '../../vfio-user/pci-regions.ts';
+import { IrqInfoFlag, PciIrq, PciRegion } from '../../vfio-user/protocol.ts';
+import type { Logger, RegionDesc, SessionContext, VfioUserDevice } from '../../vfio-user/server.ts';
+import { ConfigAccess } from './config-access.ts';
+import { ConfigView } from './config-view.ts';
+import { DmaService } from './dma-service.ts';
+import { enumerateRemote } from './enumerate.ts';
+import { RemoteInterrupts } from './interrupts.ts';
+import { describeLayout, type RemoteLayout } from './layout.ts';
+import { MPS, type RemoteFunctionOptions, type RemoteFunctionStats } from './options.ts';
+
+export class RemoteFunction implements VfioUserDevice {
+  readonly regions: RegionDesc[];
+  readonly irqs: IrqIndexDesc[];
+  readonly canReset = true;
+  readonly stats: RemoteFunctionStats = { mmioReadFailures: 0, configFailures: 0, dmaReads: 0, dmaWrites: 0, dmaErrors: 0, msix: 0, msixSpurious: 0 };
+  private ctx?: SessionContext;
+  private readonly log: Logger;
+  private readonly view: ConfigView;
+  private readonly dma: DmaService;
+  private readonly interrupts: RemoteInterrupts;
+
+  private constructor(private readonly o: RemoteFunctionOptions, private readonly cfg: ConfigAccess, readonly layout: RemoteLayout) {
+    this.log = (level, m) => o.log(level, `${o.name}: ${m}`);
+    const session = () => this.ctx;
+    this.view = new ConfigView(cfg, layout, this.stats, this.log);
+    this.dma = new DmaService({ hiId: o.hiId, session, stats: this.stats, log: this.log });
+    this.interrupts = new RemoteInterrupts({
+      layout, cfg, endpoint: o.endpoint, hiId: o.hiId, msiBase: o.msiBase, session, afterWrites: (fn) => this.dma.afterWrites(fn), stats: this.stats,
+    });
+    this.regions = pciRegionTable({ bars: layout.bars, configSize: layout.configSize });
+    this.irqs = [];
+    this.irqs[PciIrq.Intx] = { count: 0, flags: IrqInfoFlag.Eventfd };
+    // MSI as the function offers it; QEMU emulates the capability (and its per-vector mask) for the guest.
+    this.irqs[PciIrq.Msi] = { count: layout.msi?.vectors ?? 0, flags: IrqInfoFlag.Eventfd | IrqInfoFlag.Maskable | IrqInfoFlag.NoResize };
+    this.irqs[PciIrq.Msix] = { count: layout.msix?.vectors ?? 0, flags: IrqInfoFlag.Eventfd | IrqInfoFlag.NoResize };
+    this.irqs[PciIrq.Err] = { count: 1, flags: IrqInfoFlag.Eventfd };
+    this.irqs[PciIrq.Req] = { count: 1, flags: IrqInfoFlag.Eventfd };
+  }
+
+  get name(): string {
+    return this.o.name;
+  }
+
+  get remoteBdf(): number {
+    return this.o.remoteBdf;
+  }
+
+  /**
+   * Find the function over TLPs as a host kernel would, place its BARs, turn
+   * on memory decode. Throws if there is no usable function at the BDF.
+   */
+  static async enumerate(o: RemoteFunctionOptions): Promise<RemoteFunction> {
+    const cfg = new ConfigAccess(o.endpoint, o.hiId, o.remoteBdf);
+    const f = new RemoteFunction(o, cfg, await enumerateRemote(cfg, o));
+    await f.restore();
+    f.log('info', `${formatBdf(o.remoteBdf)} ${hex(f.layout.vendorId, 4)}:${hex(f.layout.deviceId, 4)}: ${describeLayout(f.layout)}`);
+    return f;
+  }
+
+  // ---- vfio-user: QEMU → function ---------------------------------------------
+
+  regionRead(region: number, offset: number, count: number): Promise<Uint8Array> {
+    if (region === PciRegion.Config) return this.view.read(offset, count);
+    const bar = this.layout.bars[region]!; // the server checked the region exists
+    return this.o.endpoint.readMemory(bar.address + BigInt(offset), count, this.o.hiId, MPS).catch((err: Error) => {
+      this.stats.mmioReadFailures++;
+      this.log('warn', `BAR ${region} read +0x${offset.toString(16)}/${count}: ${err.message}; all-ones`);
+      return new Uint8Array(count).fill(0xff);
+    });
+  }
+
+  regionWrite(region: number, offset: number, data: Uint8Array): void | Promise<void> {
+    if (region === PciRegion.Config) return this.configWrite(offset, data);
+    const bar = this.layout.bars[region]!;
+    this.o.endpoint.writeMemory(bar.address + BigInt(offset), data, this.o.hiId, MPS);
+  }
+
+  /** DEVICE_RESET: function-level reset of the remote function, then the HI's programming again. */
+  async reset(): Promise<void> {
+    const pcie = this.layout.pcieCap;
+    if (pcie !== undefined && this.layout.flr) {
+      // Initiate FLR is the top bit of DevCtl's high byte: write that byte only.
+      const devctl = (await this.cfg.read32(pcie + Pcie.DevCtl)) ?? 0;
+      await this.cfg.writeBytes(pcie + Pcie.DevCtl + 1, new Uint8Array([((devctl >>> 8) & 0xff) | (DevCtlBit.InitiateFlr >> 8)]));
+    } else {
+      this.log('warn', 'no FLR capability: reset only re-programs BARs and MSI-X');
+    }
+    this.view.guestMemory = false;
+    await this.restore();
+  }
+
+  connected(ctx: SessionContext): void {
+    this.ctx = ctx;
+  }
+
+  disconnected(): void {
+    this.ctx = undefined;
+    // The next client gets a clean function: no DMA or interrupts meant for the old one.
+    this.reset().catch((err: Error) => this.log('warn', `reset after disconnect: ${err.message}`));
+  }
+
+  irqWiringChanged(index: number): void {
+    if (index === PciIrq.Msix) this.interrupts.programMsix().catch((err: Error) => this.log('warn', `MSI-X programming: ${err.message}`));
+    if (index === PciIrq.Msi) this.interrupts.programMsi().catch((err: Error) => this.log('warn', `MSI programming: ${err.message}`));
+  }
+
+  // ---- fabric: function → host ------------------------------------------------
+
+  /** The vector an MWr to `address` signals, if it is in this EEP's MSI-X window. */
+  msiVector(address: bigint): number | undefined {
+    return this.interrupts.msiVector(address);
+  }
+
+  /** Whether `address` is this EEP's MSI (not MSI-X) address. */
+  isMsiAddress(address: bigint): boolean {
+    return this.interrupts.isMsiAddress(address);
+  }
+
+  /** An MSI message from the function. */
+  deliverPlainMsi(tlp: MemWriteTlp): void {
+    this.interrupts.deliverPlainMsi(tlp);
+  }
+
+  /** An MSI-X message from the function (an MWr into the MSI window). */
+  deliverMsi(vector: number, tlp: MemWriteTlp): void {
+    this.interrupts.deliverMsix(vector, tlp);
+  }
+
+  /** Device DMA write into guest memory (see DmaService). */
+  dmaWrite(tlp: MemWriteTlp, runs: [number, number][]): void {
+    this.dma.dmaWrite(tlp, runs);
+  }
+
+  /** Device DMA read from guest memory (see DmaService). */
+  dmaRead(tlp: MemReadTlp, post: (tlp: Tlp) => void): void {
+    this.dma.dmaRead(tlp, post);
+  }
+
+  // ---- internals ----------------------------------------------------------------
+
+  private async configWrite(offset: number, data: Uint8Array): Promise<void> {
+    if (await this.view.write(offset, data)) await this.restore();
+  }
+
+  /** BAR addresses, memory decode on, MSI-X as wired: the HI's state in the function. */
+  private async restore(): Promise<void> {
+    const cfg = this.cfg;
+    this.layout.bars.forEach((b, i) => {
+      if (!b) return;
+      void cfg.write32(barRegister(i), Number(b.address & BigInt(BAR_MEM_BASE_MASK)) | barTypeBits(b));
+      if (b.kind === 'mem64') void cfg.write32(barRegister(i) + 4, Number(b.address >> 32n));
+    });
+    // Memory Space on; Bus Master stays as it is (the guest's to set, as with VFIO).
+    const cmd = (await cfg.read32(Cfg.Command)) ?? 0;
+    await cfg.writeBytes(Cfg.Command, new Uint8Array([(cmd & 0xff) | CommandBit.Memory]));
+    await this.interrupts.programMsix();
+    await this.interrupts.programMsi();
+  }
+}
+
+function hex(n: number, w: number): string {
+  return n.toString(16).padStart(w, '0');
+}
