@@ -1,118 +1,221 @@
-// The `lab` command line.
+// The `lab` command line: one entry per command, each with its own --help.
+//
+// Exit status: 0 done; 1 the lab failed (the message says what and where to look); 2 the
+// command was used wrongly; 130 interrupted (Ctrl-C, SIGTERM), after taking down what it
+// started. `lab exec` exits with the guest command's status, and with 255 when the lab itself
+// failed (no lab, no such VM, the agent did not answer), as ssh does.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { agentExec } from './agent.ts';
+import { catalog, catalogText } from './catalog.ts';
 import { demo } from './demo.ts';
-import { down, reboot, statusText, up } from './lab.ts';
+import { down, reboot, up } from './lab.ts';
+import { logFile, printLog } from './logs.ts';
+import { forwardSignals, interrupted, interruptible, Interrupted } from './progress.ts';
 import { qmp } from './qmp.ts';
 import { setup } from './setup.ts';
-import { forwardSignals } from './progress.ts';
 import { readState, requireState, vmState } from './state.ts';
-import { TopologyError } from './topology.ts';
+import { labStatus, sampledStatus, statusText } from './status.ts';
 
-const USAGE = `usage: lab <command>
-  setup                         build (once, cached) the sid QEMU chroot and the guest image
-  up <topology> [--accel tcg|kvm]
-                                start a topology (a name in lab/topologies or a YAML file)
-  status                        what is up, where each process runs, log and QMP paths
-  exec <vm> [--timeout S] -- <command...>
-                                run a command in a guest; prints its output, exits with its status
-  qmp <vm> <command> [<json arguments>]
-                                send one QMP command to a VM, print the reply
-  reboot <vm>                   reboot a guest (its kernel shuts devices down) and wait for it
-  down                          stop everything the lab started
-  demo [<topology>]             the main job: up (two-hosts-shared-card), fio verify on every NVMe
-                                namespace of every guest, down`;
+const EXIT = { ok: 0, failed: 1, usage: 2, execLabFailed: 255, interrupted: 130 } as const;
 
 class UsageError extends Error {}
 
-async function main(argv: string[]): Promise<number> {
-  const [cmd, ...rest] = argv;
-  switch (cmd) {
-    case 'setup': {
-      expectArgs(rest, 0, 'setup');
-      const a = await setup();
+interface Command {
+  /** The arguments after the command's name, as shown in usage lines. */
+  args: string;
+  summary: string;
+  /** More than the summary: options, what it prints, exit status. */
+  help?: string;
+  options?: NonNullable<ParseArgsConfig['options']>;
+  /** Takes everything after "--" as one more argument list (`lab exec`). */
+  dashDash?: boolean;
+  run(positionals: string[], values: Record<string, unknown>, rest: string[]): Promise<number>;
+}
+
+const COMMANDS: Record<string, Command> = {
+  setup: {
+    args: '',
+    summary: 'build (once, cached) the sid QEMU chroot and the guest image',
+    async run(pos) {
+      expectArgs(pos, 0, 'setup');
+      const a = await interruptible(setup);
       console.log(`QEMU: ${a.qemuVersion} (chroot ${a.sidRoot})\nguest kernel: ${a.kernelVersion} (${a.kernel})\nguest initramfs: ${a.initrd}`);
-      return 0;
-    }
-    case 'up': {
-      const { values, positionals } = parse(rest, { accel: { type: 'string' } });
-      expectArgs(positionals, 1, 'up <topology>');
+      return EXIT.ok;
+    },
+  },
+  list: {
+    args: '',
+    summary: 'the shipped topologies (names for lab up / lab demo) and what each one is',
+    async run(pos) {
+      expectArgs(pos, 0, 'list');
+      console.log(catalogText(catalog()));
+      return EXIT.ok;
+    },
+  },
+  up: {
+    args: '<topology> [--accel tcg|kvm]',
+    summary: 'start a topology (a name from lab list, or a YAML file)',
+    help: 'Starts the topology\'s processes, then its VMs, and waits until every guest agent answers.\n' +
+      'Ctrl-C while it starts takes down what it started.\n  --accel tcg|kvm   default tcg (kvm is probed first and refused if a guest does not boot)',
+    options: { accel: { type: 'string' } },
+    async run(pos, values) {
+      expectArgs(pos, 1, 'up <topology>');
       const accel = values.accel as string | undefined;
       if (accel !== undefined && accel !== 'tcg' && accel !== 'kvm') throw new UsageError(`--accel: expected tcg or kvm, got "${accel}"`);
-      console.log(statusText(await up(positionals[0]!, { accel })));
-      return 0;
-    }
-    case 'status': {
-      expectArgs(rest, 0, 'status');
+      const state = await interruptible(() => up(pos[0]!, { accel }));
+      console.log(statusText({ now: await labStatus(state) }));
+      return EXIT.ok;
+    },
+  },
+  status: {
+    args: '[--json] [--interval S]',
+    summary: 'what is up: boot stage and agent of each VM, pid, CPU and counters of each process, links',
+    help: 'The text form samples twice, --interval seconds apart (default 1), and shows how much each\n' +
+      'counter moved, so "stuck" and "slow" look different. --json prints one sample as data.\n' +
+      '  --json           per VM: boot stage (firmware, kernel, init, ready, panic, stopped) and agent state;\n' +
+      '                   per process: pid, cpuSeconds, counters (its control socket\'s reply), channels\n' +
+      '  --interval S     seconds between the two samples of the text form (0: one sample)',
+    options: { json: { type: 'boolean' }, interval: { type: 'string' } },
+    async run(pos, values) {
+      expectArgs(pos, 0, 'status');
+      const interval = values.interval === undefined ? 1 : Number(values.interval);
+      if (!(interval >= 0)) throw new UsageError(`--interval: expected seconds, got "${values.interval}"`);
       const s = readState();
-      console.log(s ? statusText(s) : 'no lab is up');
-      return 0;
-    }
-    case 'exec': {
-      const dash = rest.indexOf('--');
-      if (dash < 0) throw new UsageError('exec: expected "lab exec <vm> -- <command...>"');
-      const { values, positionals } = parse(rest.slice(0, dash), { timeout: { type: 'string' } });
-      expectArgs(positionals, 1, 'exec <vm> -- <command...>');
-      const command = rest.slice(dash + 1);
+      if (values.json) {
+        console.log(JSON.stringify(s ? await labStatus(s) : null, null, 2));
+        return EXIT.ok;
+      }
+      console.log(s ? statusText(await sampledStatus(s, interval * 1000)) : 'no lab is up');
+      return EXIT.ok;
+    },
+  },
+  logs: {
+    args: '[-f] [--qemu] <vm|process>',
+    summary: "a VM's console or a lab process's output (-f: keep following)",
+    help: '  -f, --follow     keep printing what is appended, until Ctrl-C\n' +
+      "  --qemu           a VM's QEMU log instead of its console\n" +
+      'Logs stay after lab down (and after a failed lab up) until the next lab up.',
+    options: { follow: { type: 'boolean', short: 'f' }, qemu: { type: 'boolean' } },
+    async run(pos, values) {
+      expectArgs(pos, 1, 'logs [-f] <vm|process>');
+      const file = logFile(pos[0]!, { qemu: values.qemu === true });
+      await interruptible(() => printLog(file, { follow: values.follow === true, signal: interrupted }));
+      return EXIT.ok;
+    },
+  },
+  exec: {
+    args: '<vm> [--timeout S] -- <command...>',
+    summary: 'run a command in a guest; prints its output, exits with its status',
+    help: 'One argument after "--" is a shell command line; several are quoted as words.\n' +
+      '  --timeout S      give up after S seconds (default 600)\n' +
+      `Exit status: the guest command's; ${EXIT.execLabFailed} when the lab failed (no lab, no such VM, no answer).`,
+    options: { timeout: { type: 'string' } },
+    dashDash: true,
+    async run(pos, values, command) {
+      expectArgs(pos, 1, 'exec <vm> -- <command...>');
       if (!command.length) throw new UsageError('exec: no command after "--"');
       const timeout = values.timeout === undefined ? 600 : Number(values.timeout);
       if (!(timeout > 0)) throw new UsageError(`--timeout: expected seconds, got "${values.timeout}"`);
-      const vm = vmState(requireState(), positionals[0]!);
-      // One argument is taken as a shell command line; several are quoted as words.
+      const vm = vmState(requireState(), pos[0]!);
       const script = command.length === 1 ? command[0]! : command.map(shellQuote).join(' ');
       const r = await agentExec(vm.agent, script, { timeoutMs: timeout * 1000 });
       process.stdout.write(r.stdout);
       process.stderr.write(r.stderr);
       return r.status;
-    }
-    case 'qmp': {
-      if (rest.length < 2 || rest.length > 3) throw new UsageError('qmp: expected "lab qmp <vm> <command> [<json arguments>]"');
+    },
+  },
+  qmp: {
+    args: '<vm> <command> [<json arguments>]',
+    summary: 'send one QMP command to a VM, print the reply (exit 1 on a QMP error)',
+    async run(pos) {
+      if (pos.length < 2 || pos.length > 3) throw new UsageError('qmp: expected "lab qmp <vm> <command> [<json arguments>]"');
       let args: object | undefined;
-      if (rest[2] !== undefined) {
+      if (pos[2] !== undefined) {
         try {
-          args = JSON.parse(rest[2]);
+          args = JSON.parse(pos[2]);
         } catch {
-          throw new UsageError(`qmp: arguments are not valid JSON: ${rest[2]}`);
+          throw new UsageError(`qmp: arguments are not valid JSON: ${pos[2]}`);
         }
       }
-      const reply = await qmp(vmState(requireState(), rest[0]!).qmp, rest[1]!, args);
+      const reply = await qmp(vmState(requireState(), pos[0]!).qmp, pos[1]!, args);
       console.log(JSON.stringify(reply.error ?? reply.return, null, 2));
-      return reply.error ? 1 : 0;
-    }
-    case 'reboot': {
-      expectArgs(rest, 1, 'reboot <vm>');
-      const vm = vmState(requireState(), rest[0]!);
+      return reply.error ? EXIT.failed : EXIT.ok;
+    },
+  },
+  reboot: {
+    args: '<vm>',
+    summary: 'reboot a guest (its kernel shuts devices down) and wait for it',
+    async run(pos) {
+      expectArgs(pos, 1, 'reboot <vm>');
+      const vm = vmState(requireState(), pos[0]!);
       await reboot(vm);
       console.log(`${vm.name} rebooted`);
-      return 0;
-    }
-    case 'down': {
-      expectArgs(rest, 0, 'down');
+      return EXIT.ok;
+    },
+  },
+  down: {
+    args: '',
+    summary: 'stop everything the lab started',
+    async run(pos) {
+      expectArgs(pos, 0, 'down');
       const stopped = await down();
       console.log(stopped.length ? `stopped ${stopped.join(', ')}` : 'nothing was running');
-      return 0;
-    }
-    case 'demo': {
-      if (rest.length > 1) throw new UsageError('demo: expected at most one topology');
-      return (await demo(rest[0] ?? 'two-hosts-shared-card')) ? 0 : 1;
-    }
-    case undefined:
-    case 'help':
-    case '--help':
-    case '-h':
-      console.log(USAGE);
-      return cmd === undefined ? 2 : 0;
-    default:
-      throw new UsageError(`unknown command "${cmd}"`);
-  }
+      return EXIT.ok;
+    },
+  },
+  demo: {
+    args: '[<topology>]',
+    summary: 'the main job: up (two-hosts-shared-card), fio verify on every NVMe namespace of every guest, down',
+    help: 'Exit status 0 when every namespace verified, 1 otherwise. Ctrl-C takes the lab down.',
+    async run(pos) {
+      if (pos.length > 1) throw new UsageError('demo: expected at most one topology');
+      return (await interruptible(() => demo(pos[0] ?? 'two-hosts-shared-card'))) ? EXIT.ok : EXIT.failed;
+    },
+  },
+};
+
+const usageLine = (name: string, c: Command) => `lab ${name}${c.args ? ` ${c.args}` : ''}`;
+
+function usage(): string {
+  const width = 30;
+  const lines = Object.entries(COMMANDS).map(([name, c]) => {
+    const form = `  ${name}${c.args ? ` ${c.args}` : ''}`;
+    return form.length < width ? `${form.padEnd(width)}${c.summary}` : `${form}\n${' '.repeat(width)}${c.summary}`;
+  });
+  return `usage: lab <command> [--help]\n${lines.join('\n')}`;
 }
 
-function parse(args: string[], options: NonNullable<ParseArgsConfig['options']>) {
+function commandHelp(name: string, c: Command): string {
+  return `usage: ${usageLine(name, c)}\n${c.summary}${c.help ? `\n\n${c.help}` : ''}`;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === 'help' || name === '--help' || name === '-h') {
+    const topic = name === 'help' ? rest[0] : undefined;
+    if (topic !== undefined) {
+      const c = COMMANDS[topic];
+      if (!c) throw new UsageError(`unknown command "${topic}"`);
+      console.log(commandHelp(topic, c));
+    } else console.log(usage());
+    return name === undefined ? EXIT.usage : EXIT.ok;
+  }
+  const c = Object.hasOwn(COMMANDS, name) ? COMMANDS[name]! : undefined;
+  if (!c) throw new UsageError(`unknown command "${name}"`);
+  const dash = c.dashDash ? rest.indexOf('--') : -1;
+  const own = dash >= 0 ? rest.slice(0, dash) : rest;
+  if (own.includes('--help') || own.includes('-h')) {
+    console.log(commandHelp(name, c));
+    return EXIT.ok;
+  }
+  if (c.dashDash && dash < 0) throw new UsageError(`${name}: expected "${usageLine(name, c)}"`);
+  let parsed;
   try {
-    return parseArgs({ args, options, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: own, options: c.options ?? {}, allowPositionals: true, strict: true });
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
+  return c.run(parsed.positionals, parsed.values, dash >= 0 ? rest.slice(dash + 1) : []);
 }
 
 function expectArgs(args: string[], n: number, form: string) {
@@ -122,14 +225,23 @@ function expectArgs(args: string[], n: number, form: string) {
 const shellQuote = (w: string) => (/^[\w@%+=:,./-]+$/.test(w) ? w : `'${w.replace(/'/g, `'\\''`)}'`);
 
 forwardSignals();
+const argv = process.argv.slice(2);
+// In `lab exec` every failure of the lab itself has one status no ordinary command uses.
+const labFailure = (code: number) => (argv[0] === 'exec' ? EXIT.execLabFailed : code);
 try {
-  process.exitCode = await main(process.argv.slice(2));
+  process.exitCode = await main(argv);
+  // `lab logs -f` ends with Ctrl-C: that is how it is meant to end.
+  if (argv[0] === 'logs' && interrupted.aborted) process.exitCode = EXIT.ok;
 } catch (err) {
   if (err instanceof UsageError) {
-    console.error(`lab: ${err.message}\n\n${USAGE}`);
-    process.exitCode = 2;
+    const c = argv[0] !== undefined && Object.hasOwn(COMMANDS, argv[0]) ? COMMANDS[argv[0]] : undefined;
+    console.error(`lab: ${err.message}\n\n${c ? commandHelp(argv[0]!, c) : usage()}`);
+    process.exitCode = labFailure(EXIT.usage);
+  } else if (err instanceof Interrupted || interrupted.aborted) {
+    console.error(`lab: ${interrupted.reason?.message ?? (err as Error).message} (anything it had started is stopped)`);
+    process.exitCode = labFailure(EXIT.interrupted);
   } else {
-    console.error(`lab: ${err instanceof TopologyError ? err.message : (err as Error).message}`);
-    process.exitCode = 1;
+    console.error(`lab: ${(err as Error).message}`);
+    process.exitCode = labFailure(EXIT.failed);
   }
 }

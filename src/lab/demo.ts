@@ -3,6 +3,7 @@
 // reached over PCIeOE alike), all guests at once, print each result, take the lab down.
 import { agentExec } from './agent.ts';
 import { down, up } from './lab.ts';
+import { unlessInterrupted } from './progress.ts';
 import { requireState, type VmState } from './state.ts';
 
 export interface DiskCheck {
@@ -53,7 +54,8 @@ export async function verifyDisks(fioSize?: string): Promise<DiskCheck[]> {
 export async function demo(topology: string): Promise<boolean> {
   await up(topology);
   try {
-    const results = await verifyDisks();
+    // On Ctrl-C the guests' fio is left to die with them: the lab goes down at once.
+    const results = await unlessInterrupted(verifyDisks());
     for (const r of results) {
       console.log(`\n=== ${r.vm} ${r.device}: fio verify=crc32c ${r.passed ? 'PASS' : 'FAIL'} ===`);
       console.log(r.summary);

@@ -4,12 +4,12 @@ import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { agentExec } from './agent.ts';
 import { dataRoot, qemuDir, repoRoot, stateRoot, topologiesDir } from './paths.ts';
-import { isAlive, placement, startDetached, stop } from './procs.ts';
+import { isAlive, startDetached, stop } from './procs.ts';
 import { nicMac, qemuArgs, type Accel } from './qemu-args.ts';
 import { setup, type LabArtefacts } from './setup.ts';
 import { readState, writeState, type LabState, type ProcessState, type VmState } from './state.ts';
 import { loadTopology, parseSize, type ProcessSpec, type Topology, type VmSpec } from './topology.ts';
-import { step } from './progress.ts';
+import { Interrupted, step, throwIfInterrupted, unlessInterrupted } from './progress.ts';
 
 export interface UpOptions {
   accel?: Accel;
@@ -33,13 +33,15 @@ const socketPath = (s: LabState | { processes: { name: string; socketDir: string
 async function waitFor(what: string, cond: () => boolean, timeoutMs: number, alive: () => boolean, log: string) {
   const end = Date.now() + timeoutMs;
   while (!cond()) {
+    throwIfInterrupted();
     if (!alive()) throw new Error(`${what}: the process exited (see ${log})`);
     if (Date.now() > end) throw new Error(`${what}: not ready after ${timeoutMs / 1000} s (see ${log})`);
     await sleep(50);
   }
 }
 
-function startProcess(p: ProcessSpec, topo: Topology, wantedSockets: string[]): Promise<ProcessState> {
+/** Starts a process; `ready` resolves once its wanted sockets exist. */
+function startProcess(p: ProcessSpec, topo: Topology, wantedSockets: string[]): { state: ProcessState; ready: Promise<void> } {
   const socketDir = join(stateRoot, 'sockets', p.name);
   mkdirSync(socketDir, { recursive: true });
   const log = join(stateRoot, `${p.name}.log`);
@@ -50,14 +52,15 @@ function startProcess(p: ProcessSpec, topo: Topology, wantedSockets: string[]): 
   const argv = [process.execPath, '--import', 'tsx', join(repoRoot, p.run), ...args];
   const rec = startDetached(argv, log, p.pin, env);
   const state: ProcessState = { name: p.name, ...rec, log, socketDir, pin: p.pin };
-  return waitFor(
+  const ready = waitFor(
     `process ${p.name}`,
     () => wantedSockets.every((s) => existsSync(join(socketDir, `${s}.sock`))),
     // Generous: an HI creates its sockets only once the remote function has answered.
     60_000,
     () => isAlive(rec),
     log,
-  ).then(() => state);
+  );
+  return { state, ready };
 }
 
 function createDisk(path: string, size: string) {
@@ -113,9 +116,10 @@ async function waitForAgent(vm: VmState, timeoutMs: number): Promise<void> {
     if (!answered) reject(new Error(isAlive(vm) ? fatal()!.trim() : `QEMU exited during boot (see ${vm.log})`));
   });
   try {
-    const r = await Promise.race([agentExec(vm.agent, '', { timeoutMs, retryEveryMs: 1000 }), guestDied]);
+    const r = await unlessInterrupted(Promise.race([agentExec(vm.agent, '', { timeoutMs, retryEveryMs: 1000 }), guestDied]));
     if (r.status !== 0) throw new Error(`agent answered with status ${r.status}`);
   } catch (err) {
+    if (err instanceof Interrupted) throw err;
     throw new Error(`VM ${vm.name}: guest agent did not answer: ${(err as Error).message} (console: ${vm.console})`);
   } finally {
     answered = true;
@@ -133,7 +137,8 @@ async function configureNics(spec: VmSpec, vm: VmState): Promise<void> {
     })
     .join('\n');
   if (!script) return;
-  const r = await agentExec(vm.agent, `set -e\n${script}`, { timeoutMs: 120_000 }).catch((err: Error) => {
+  const r = await unlessInterrupted(agentExec(vm.agent, `set -e\n${script}`, { timeoutMs: 120_000 })).catch((err: Error) => {
+    if (err instanceof Interrupted) throw err;
     throw new Error(`VM ${vm.name}: NIC set-up: ${err.message}`);
   });
   if (r.status !== 0) throw new Error(`VM ${vm.name}: NIC set-up failed: ${r.stderr.trim()}`);
@@ -164,13 +169,18 @@ export async function up(arg: string, opts: UpOptions = {}): Promise<LabState> {
   try {
     await step(`lab ${topo.name}: ${topo.processes.length} processes, ${topo.vms.length} VMs (${accel}, ${art.qemuVersion})`, undefined, async () => {
       for (const p of topo.processes) {
+        throwIfInterrupted();
         const wanted = topo.vms.flatMap((v) =>
           v.devices.flatMap((d) => ('server' in d && d.server.split('/')[0] === p.name ? [d.server.split('/')[1] ?? p.name] : [])),
         );
-        state.processes.push(await startProcess(p, topo, wanted));
+        // Recorded before it is ready, so that a failure or Ctrl-C while waiting stops it too.
+        const started = startProcess(p, topo, wanted);
+        state.processes.push(started.state);
         writeState(state);
+        await started.ready;
       }
       for (const vm of topo.vms) {
+        throwIfInterrupted();
         state.vms.push(startVm(vm, topo, accel, art, state.processes));
         writeState(state);
       }
@@ -218,21 +228,6 @@ export async function down(): Promise<string[]> {
   for (const vm of s?.vms ?? []) for (const f of [vm.qmp, vm.agent, join(vm.dir, 'qemu.pid')]) rmSync(f, { force: true });
   rmSync(join(stateRoot, 'lab.json'), { force: true });
   return stopped;
-}
-
-export function statusText(s: LabState): string {
-  const lines = [
-    `topology ${s.topology} (${s.file})`,
-    `started ${s.startedAt}, accel ${s.accel}, ${s.qemuVersion}, guest kernel ${s.kernelVersion}`,
-  ];
-  for (const p of s.processes)
-    lines.push(`process ${p.name.padEnd(12)} pid ${String(p.pid).padEnd(7)} ${isAlive(p) ? 'running' : 'STOPPED'}  ${placement(p.pid)}  log ${p.log}`);
-  for (const v of s.vms)
-    lines.push(
-      `vm      ${v.name.padEnd(12)} pid ${String(v.pid).padEnd(7)} ${isAlive(v) ? 'running' : 'STOPPED'}  ${placement(v.pid)}\n` +
-        `        qmp ${v.qmp}\n        console ${v.console}\n        log ${v.log}`,
-    );
-  return lines.join('\n');
 }
 
 const BOOT_ID = 'cat /proc/sys/kernel/random/boot_id';

@@ -26,7 +26,7 @@ export async function step<T>(name: string, log: string | undefined, work: () =>
     return result;
   } catch (err) {
     say(`✗ ${name} (${secs()} s)`);
-    if (err instanceof StepError) throw err;
+    if (err instanceof StepError || err instanceof Interrupted) throw err;
     throw new StepError(name, log, (err as Error).message);
   } finally {
     clearInterval(beat);
@@ -43,16 +43,62 @@ function tail(file: string, lines: number): string {
 
 const running = new Set<ChildProcess>();
 
+/** Ctrl-C or SIGTERM arrived while a command that cleans up after itself was working. */
+export class Interrupted extends Error {
+  constructor(readonly signal: string) {
+    super(`interrupted by ${signal}`);
+  }
+}
+
+const interruption = new AbortController();
+/** Aborted (reason: Interrupted) on the first Ctrl-C or SIGTERM. */
+export const interrupted: AbortSignal = interruption.signal;
+let guards = 0;
+
 /**
- * On Ctrl-C or SIGTERM, pass the signal to the commands we run and wait for them: their
- * callers then see the failure and clean up (a partial cache entry is removed) before exit.
+ * Runs work that must clean up when interrupted (`lab up` takes down what it started): while
+ * it runs, the first signal aborts `interrupted` instead of exiting, and the work's own
+ * error path cleans up. A second signal exits at once.
+ */
+export async function interruptible<T>(work: () => Promise<T>): Promise<T> {
+  guards++;
+  try {
+    return await work();
+  } finally {
+    guards--;
+  }
+}
+
+/** Rejects with the interruption as soon as there is one, else settles as `p` does. */
+export function unlessInterrupted<T>(p: Promise<T>): Promise<T> {
+  if (interrupted.aborted) return Promise.reject(interrupted.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(interrupted.reason);
+    interrupted.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => interrupted.removeEventListener('abort', onAbort));
+  });
+}
+
+export function throwIfInterrupted(): void {
+  if (interrupted.aborted) throw interrupted.reason;
+}
+
+/**
+ * On Ctrl-C or SIGTERM: pass the signal to the commands we run (their callers then see the
+ * failure and clean up, e.g. a partial cache entry is removed), abort `interrupted` for work
+ * that cleans up after itself, and exit 130 at once when nothing needs cleaning up.
  */
 export function forwardSignals(): void {
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(sig, () => {
-      say(`\n${sig}: stopping ${running.size ? 'the running step' : ''}…`);
+    process.on(sig, () => {
+      if (interrupted.aborted) {
+        say(`\n${sig} again: exiting without cleaning up`);
+        process.exit(130);
+      }
       process.exitCode = 130;
-      if (!running.size) process.exit(130);
+      if (!running.size && !guards) process.exit(130);
+      say(`\n${sig}: stopping, and taking down what was started…`);
+      interruption.abort(new Interrupted(sig));
       // Each command leads its own process group: signal the whole group, as a terminal would.
       for (const child of running) process.kill(-child.pid!, sig);
     });
