@@ -49,6 +49,8 @@ const STATUS_W1C = 0xf900;
 export const enum CapId {
   PowerManagement = 0x01,
   Msi = 0x05,
+  /** Vendor-specific: the body is the vendor's (virtio's PCI capabilities use it). */
+  VendorSpecific = 0x09,
   PciExpress = 0x10,
   MsiX = 0x11,
 }

@@ -1,0 +1,516 @@
+// A modern virtio-net PCI function (virtio spec v1.2 §5.1, PCI transport
+// §4.1), 1AF4:1041, class 0x020000 (network, Ethernet). Nothing here knows the
+// transport: DMA and interrupts go through PciFunction's ports, and frames go
+// to and come from an injected EthernetWire.
+//
+// BAR0, 64-bit memory, 32 KiB:
+//   0x0000 common configuration (struct virtio_pci_common_cfg, 0x3c B)
+//   0x1000 ISR status (read to clear; INTx only)
+//   0x2000 device configuration (struct virtio_net_config):
+//            0 mac[6] | 6 status le16 (LINK_UP 1) | 8 max_virtqueue_pairs le16 (1)
+//            10 mtu le16 | 12 speed le32 (unknown) | 16 duplex u8 (unknown)
+//   0x3000 notify: queue n's doorbell at 0x3000 + 4n (notify_off n, multiplier 4)
+//   0x4000 MSI-X table (3 vectors: configuration, receive, transmit), 0x5000 PBA
+//
+// Queues: 0 receive, 1 transmit, at most QUEUE_MAX entries each. Features:
+// VERSION_1, MAC, STATUS, MTU. Every packet carries the 12-byte virtio_net_hdr
+// (with VERSION_1, num_buffers included); no offloads are offered, so the
+// header is all zero but num_buffers = 1 on receive and ignored on transmit.
+//
+// Bad input (spec §2.1.2): a queue programmed beyond the limits, a malformed
+// descriptor chain or a buffer outside guest memory set DEVICE_NEEDS_RESET
+// (with a configuration interrupt) and stop the queues until the driver resets
+// the device; a transmitted frame larger than the MTU allows, or one with no
+// Ethernet header, is dropped and counted, as is a received frame larger than
+// the MTU or one that finds no buffer in time.
+import { PciFunction } from '../../pci/function.ts';
+import { type Chain, gather, scatter, SplitQueue, VirtqueueError } from './virtqueue.ts';
+import {
+  addVirtioCapability, CfgType, Common, COMMON_FIELDS, DeviceStatus, feature, IsrBit, NO_VECTOR, TransportFeature, VIRTIO_PCI_DEVICE_BASE,
+  VIRTIO_VENDOR_ID,
+} from './virtio-pci.ts';
+
+export const VIRTIO_NET_DEVICE_ID = VIRTIO_PCI_DEVICE_BASE + 1;
+export const VIRTIO_NET_CLASS = 0x020000;
+
+/** virtio-net feature bits. */
+export const enum NetFeature {
+  Mtu = 3,
+  Mac = 5,
+  Status = 16,
+}
+
+export const NET_HDR_SIZE = 12;
+export const QUEUE_MAX = 256;
+export const RX_QUEUE = 0;
+export const TX_QUEUE = 1;
+const NUM_QUEUES = 2;
+export const NET_MSIX_VECTORS = NUM_QUEUES + 1;
+/** Ethernet header plus one 802.1Q tag: a frame may be this much longer than the MTU. */
+const ETH_OVERHEAD = 14 + 4;
+const MIN_FRAME = 14;
+/** Received frames held while the driver has no buffer posted; beyond this they are dropped. */
+const RX_BACKLOG = 1024;
+
+export const enum NetBar {
+  Common = 0x0000,
+  Isr = 0x1000,
+  Device = 0x2000,
+  Notify = 0x3000,
+  MsixTable = 0x4000,
+  MsixPba = 0x5000,
+  Size = 0x8000,
+}
+const NOTIFY_MULTIPLIER = 4;
+const DEVICE_CFG_LENGTH = 0x18;
+
+/** The cable: frames out, and a receiver the wire calls for frames in. */
+export interface EthernetWire {
+  transmit(frame: Uint8Array): void;
+  attach(receive: (frame: Uint8Array) => void): void;
+}
+
+export type NetLogger = (level: 'info' | 'warn' | 'error', message: string) => void;
+
+export interface VirtioNetConfig {
+  /** Unicast MAC address, 6 bytes or "02:00:..." form. */
+  mac: string | Uint8Array;
+  /** Default 1500. */
+  mtu?: number;
+  wire: EthernetWire;
+  log?: NetLogger;
+}
+
+export interface VirtioNetCounters {
+  txFrames: number;
+  txBytes: number;
+  /** Transmitted frames longer than the MTU allows: dropped. */
+  txOversize: number;
+  /** Transmit chains too short for a header and an Ethernet header: dropped. */
+  txRunt: number;
+  rxFrames: number;
+  rxBytes: number;
+  /** Received frames longer than the MTU allows: dropped. */
+  rxOversize: number;
+  /** Received frames dropped because the driver was not ready or the backlog was full. */
+  rxDropped: number;
+  /** Receive buffers too small for the frame: given back empty, the frame dropped. */
+  rxBufferTooSmall: number;
+  /** Times the device set DEVICE_NEEDS_RESET. */
+  needsReset: number;
+}
+
+interface QueueState {
+  size: number;
+  msixVector: number;
+  enabled: boolean;
+  desc: number;
+  driver: number;
+  device: number;
+  ring?: SplitQueue;
+}
+
+const OFFERED = feature(TransportFeature.Version1) | feature(NetFeature.Mac) | feature(NetFeature.Status) | feature(NetFeature.Mtu);
+
+export class VirtioNet extends PciFunction {
+  readonly counters: VirtioNetCounters = {
+    txFrames: 0, txBytes: 0, txOversize: 0, txRunt: 0,
+    rxFrames: 0, rxBytes: 0, rxOversize: 0, rxDropped: 0, rxBufferTooSmall: 0, needsReset: 0,
+  };
+  readonly mac: Uint8Array;
+  readonly mtu: number;
+  /** Why the device last set DEVICE_NEEDS_RESET, for logs and tests. */
+  lastError?: string;
+  private readonly wire: EthernetWire;
+  private readonly log: NetLogger;
+  private readonly mem = {
+    dmaRead: (addr: number, length: number) => this.dmaRead(addr, length),
+    dmaWrite: (addr: number, data: Uint8Array) => this.dmaWrite(addr, data),
+  };
+  private linkUp = true;
+
+  // ---- common configuration state ----
+  private status = 0;
+  private deviceFeatureSelect = 0;
+  private driverFeatureSelect = 0;
+  private driverFeatures = 0n;
+  private configMsixVector = NO_VECTOR;
+  private configGeneration = 0;
+  private queueSelect = 0;
+  private queues: QueueState[] = [];
+  private isr = 0;
+
+  /** Bumped by every reset: work started before it must not touch the new state. */
+  private generation = 0;
+  private readonly rxBacklog: Uint8Array[] = [];
+  /** Per queue: the generation whose worker is running (a worker of an older one only winds down). */
+  private readonly worker: (number | undefined)[] = [undefined, undefined];
+  private readonly again = [false, false];
+  private activeWorkers = 0;
+  /** Settles when the queue workers are idle (tests). */
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(cfg: VirtioNetConfig) {
+    super({
+      vendorId: VIRTIO_VENDOR_ID,
+      deviceId: VIRTIO_NET_DEVICE_ID,
+      classCode: VIRTIO_NET_CLASS,
+      revision: 1,
+      subsystemVendorId: VIRTIO_VENDOR_ID,
+      subsystemId: 0x0001,
+      interruptPin: 1,
+      bars: [{ size: NetBar.Size, kind: 'mem64' }],
+      msix: { vectors: NET_MSIX_VECTORS, bar: 0, tableOffset: NetBar.MsixTable, pbaOffset: NetBar.MsixPba },
+    });
+    const cs = this.config;
+    addVirtioCapability(cs, CfgType.Common, { bar: 0, offset: NetBar.Common, length: Common.Length });
+    addVirtioCapability(cs, CfgType.Notify, { bar: 0, offset: NetBar.Notify, length: NUM_QUEUES * NOTIFY_MULTIPLIER }, NOTIFY_MULTIPLIER);
+    addVirtioCapability(cs, CfgType.Isr, { bar: 0, offset: NetBar.Isr, length: 4 });
+    addVirtioCapability(cs, CfgType.Device, { bar: 0, offset: NetBar.Device, length: DEVICE_CFG_LENGTH });
+    cs.seal();
+    this.mac = typeof cfg.mac === 'string' ? parseMac(cfg.mac) : cfg.mac.slice();
+    if (this.mac.length !== 6 || this.mac[0]! & 1) throw new Error(`MAC ${formatMac(this.mac)}: expected a unicast address of 6 bytes`);
+    this.mtu = cfg.mtu ?? 1500;
+    if (!Number.isInteger(this.mtu) || this.mtu < 68 || this.mtu > 65535 - ETH_OVERHEAD) throw new Error(`MTU ${cfg.mtu}: expected 68..${65535 - ETH_OVERHEAD}`);
+    this.wire = cfg.wire;
+    this.log = cfg.log ?? (() => {});
+    this.resetDevice();
+    this.wire.attach((frame) => this.receive(frame));
+  }
+
+  /** The device's link state (STATUS.LINK_UP); a change raises a configuration interrupt. */
+  setLink(up: boolean): void {
+    if (up === this.linkUp) return;
+    this.linkUp = up;
+    this.configChanged();
+  }
+
+  get deviceStatus(): number {
+    return this.status;
+  }
+
+  get negotiatedFeatures(): bigint {
+    return this.driverFeatures;
+  }
+
+  /** Resolves when no queue work is running or waiting (for tests and orderly shutdown). */
+  idle(): Promise<void> {
+    if (this.activeWorkers === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  // ---- PciFunction hooks ----
+
+  protected override onReset(): void {
+    this.resetDevice();
+  }
+
+  protected override read(bar: number, offset: number, size: number): Uint8Array {
+    const out = new Uint8Array(size);
+    if (bar !== 0) return out;
+    const region = this.regionAt(offset, size);
+    if (!region) return out;
+    if (region.base === NetBar.Isr) {
+      // Reading the ISR acknowledges it and lowers INTx (§4.1.4.5).
+      out[0] = offset === NetBar.Isr ? this.isr : 0;
+      if (offset === NetBar.Isr) {
+        this.isr = 0;
+        this.setIntx(false);
+      }
+      return out;
+    }
+    const image = region.base === NetBar.Common ? this.commonImage() : region.base === NetBar.Device ? this.deviceImage() : new Uint8Array(region.length);
+    out.set(image.subarray(offset - region.base, offset - region.base + size));
+    return out;
+  }
+
+  protected override write(bar: number, offset: number, data: Uint8Array): void {
+    if (bar !== 0) return;
+    const region = this.regionAt(offset, data.length);
+    if (!region) return;
+    if (region.base === NetBar.Common) this.commonWrite(offset - NetBar.Common, data);
+    else if (region.base === NetBar.Notify) this.notify((offset - NetBar.Notify) / NOTIFY_MULTIPLIER);
+    // ISR and device configuration are read-only to the driver.
+  }
+
+  /** The structure an access falls in, if it lies wholly inside one. */
+  private regionAt(offset: number, size: number): { base: number; length: number } | undefined {
+    for (const [base, length] of [[NetBar.Common, Common.Length], [NetBar.Isr, 4], [NetBar.Device, DEVICE_CFG_LENGTH], [NetBar.Notify, NUM_QUEUES * NOTIFY_MULTIPLIER]] as const) {
+      if (offset >= base && offset + size <= base + length) return { base, length };
+    }
+    return undefined;
+  }
+
+  // ---- common configuration ----
+
+  private commonImage(): Uint8Array {
+    const b = new Uint8Array(Common.Length);
+    const v = new DataView(b.buffer);
+    const q = this.queues[this.queueSelect];
+    const word = (f: bigint, sel: number) => (sel < 2 ? Number((f >> BigInt(32 * sel)) & 0xffffffffn) : 0);
+    v.setUint32(Common.DeviceFeatureSelect, this.deviceFeatureSelect, true);
+    v.setUint32(Common.DeviceFeature, word(OFFERED, this.deviceFeatureSelect), true);
+    v.setUint32(Common.DriverFeatureSelect, this.driverFeatureSelect, true);
+    v.setUint32(Common.DriverFeature, word(this.driverFeatures, this.driverFeatureSelect), true);
+    v.setUint16(Common.ConfigMsixVector, this.configMsixVector, true);
+    v.setUint16(Common.NumQueues, NUM_QUEUES, true);
+    v.setUint8(Common.DeviceStatus, this.status);
+    v.setUint8(Common.ConfigGeneration, this.configGeneration & 0xff);
+    v.setUint16(Common.QueueSelect, this.queueSelect, true);
+    if (q) {
+      v.setUint16(Common.QueueSize, q.size, true);
+      v.setUint16(Common.QueueMsixVector, q.msixVector, true);
+      v.setUint16(Common.QueueEnable, q.enabled ? 1 : 0, true);
+      v.setUint16(Common.QueueNotifyOff, this.queueSelect, true);
+      setU64(v, Common.QueueDesc, q.desc);
+      setU64(v, Common.QueueDriver, q.driver);
+      setU64(v, Common.QueueDevice, q.device);
+    } else {
+      v.setUint16(Common.QueueMsixVector, NO_VECTOR, true);
+    }
+    return b;
+  }
+
+  /** Applies a write of any width: each field it touches takes its new value from the merged image. */
+  private commonWrite(offset: number, data: Uint8Array): void {
+    const image = this.commonImage();
+    image.set(data, offset);
+    const v = new DataView(image.buffer);
+    for (const [field, width] of COMMON_FIELDS) {
+      if (offset >= field + width || field >= offset + data.length) continue;
+      const value = width === 1 ? v.getUint8(field) : width === 2 ? v.getUint16(field, true) : width === 4 ? v.getUint32(field, true) : getU64(v, field);
+      this.setCommon(field, value);
+    }
+  }
+
+  private setCommon(field: Common, value: number): void {
+    const q = this.queues[this.queueSelect];
+    switch (field) {
+      case Common.DeviceFeatureSelect: this.deviceFeatureSelect = value; break;
+      case Common.DriverFeatureSelect: this.driverFeatureSelect = value; break;
+      case Common.DriverFeature:
+        if (this.driverFeatureSelect < 2 && !(this.status & DeviceStatus.FeaturesOk)) {
+          const shift = BigInt(32 * this.driverFeatureSelect);
+          this.driverFeatures = (this.driverFeatures & ~(0xffffffffn << shift)) | (BigInt(value) << shift);
+        }
+        break;
+      case Common.ConfigMsixVector: this.configMsixVector = this.validVector(value); break;
+      case Common.DeviceStatus: this.setStatus(value); break;
+      case Common.QueueSelect: this.queueSelect = value; break;
+      case Common.QueueSize: if (q && !q.enabled) q.size = value; break;
+      case Common.QueueMsixVector: if (q) q.msixVector = this.validVector(value); break;
+      case Common.QueueEnable: if (q && value === 1 && !q.enabled) this.enableQueue(this.queueSelect, q); break;
+      case Common.QueueDesc: if (q && !q.enabled) q.desc = value; break;
+      case Common.QueueDriver: if (q && !q.enabled) q.driver = value; break;
+      case Common.QueueDevice: if (q && !q.enabled) q.device = value; break;
+      default: break; // read-only fields
+    }
+  }
+
+  /** A vector the MSI-X table has, else NO_VECTOR (the driver reads it back to see the mapping failed). */
+  private validVector(v: number): number {
+    return v < NET_MSIX_VECTORS ? v : NO_VECTOR;
+  }
+
+  private setStatus(value: number): void {
+    if (value === 0) {
+      this.resetDevice();
+      return;
+    }
+    let next = this.status | value;
+    if (value & DeviceStatus.FeaturesOk && !(this.status & DeviceStatus.FeaturesOk)) {
+      // The driver reads FEATURES_OK back: cleared means "not a subset I support".
+      const ok = (this.driverFeatures & ~OFFERED) === 0n && (this.driverFeatures & feature(TransportFeature.Version1)) !== 0n;
+      if (!ok) {
+        next &= ~DeviceStatus.FeaturesOk;
+        this.log('warn', `virtio-net: driver features 0x${this.driverFeatures.toString(16)} refused (offered 0x${OFFERED.toString(16)})`);
+      }
+    }
+    this.status = next;
+    if (this.status & DeviceStatus.DriverOk && !(this.status & DeviceStatus.NeedsReset)) {
+      this.kick(RX_QUEUE);
+      this.kick(TX_QUEUE);
+    }
+  }
+
+  private enableQueue(n: number, q: QueueState): void {
+    try {
+      if (q.size > QUEUE_MAX) throw new VirtqueueError(`queue ${n}: size ${q.size} beyond the maximum ${QUEUE_MAX}`);
+      q.ring = new SplitQueue({ size: q.size, desc: q.desc, driver: q.driver, device: q.device }, this.mem);
+      q.enabled = true;
+    } catch (err) {
+      this.needsReset(err as Error);
+    }
+  }
+
+  private resetDevice(): void {
+    this.generation++;
+    this.status = 0;
+    this.deviceFeatureSelect = 0;
+    this.driverFeatureSelect = 0;
+    this.driverFeatures = 0n;
+    this.configMsixVector = NO_VECTOR;
+    this.queueSelect = 0;
+    this.queues = Array.from({ length: NUM_QUEUES }, () => ({ size: QUEUE_MAX, msixVector: NO_VECTOR, enabled: false, desc: 0, driver: 0, device: 0 }));
+    this.isr = 0;
+    this.setIntx(false);
+    this.rxBacklog.length = 0;
+    this.again.fill(false);
+  }
+
+  private deviceImage(): Uint8Array {
+    const b = new Uint8Array(DEVICE_CFG_LENGTH);
+    const v = new DataView(b.buffer);
+    b.set(this.mac, 0);
+    v.setUint16(6, this.linkUp ? 1 : 0, true);
+    v.setUint16(8, 1, true);
+    v.setUint16(10, this.mtu, true);
+    v.setUint32(12, 0xffffffff, true); // speed unknown
+    v.setUint8(16, 0xff); // duplex unknown
+    return b;
+  }
+
+  // ---- interrupts and errors ----
+
+  private signal(vector: number, isr: IsrBit): void {
+    this.isr |= isr;
+    if (this.msixEnabled) {
+      if (vector !== NO_VECTOR) this.interrupt(vector);
+    } else {
+      this.interrupt(0); // INTx (MSI-X off); lowered by the ISR read
+    }
+  }
+
+  private configChanged(): void {
+    this.configGeneration++;
+    if (this.status & DeviceStatus.DriverOk) this.signal(this.configMsixVector, IsrBit.Config);
+  }
+
+  private needsReset(err: Error): void {
+    this.lastError = err.message;
+    this.counters.needsReset++;
+    this.log('warn', `virtio-net: DEVICE_NEEDS_RESET: ${err.message}`);
+    this.status |= DeviceStatus.NeedsReset;
+    this.rxBacklog.length = 0;
+    this.configChanged();
+  }
+
+  // ---- data path ----
+
+  private notify(queue: number): void {
+    if (Number.isInteger(queue) && queue >= 0 && queue < NUM_QUEUES) this.kick(queue);
+  }
+
+  /** A frame from the wire. */
+  private receive(frame: Uint8Array): void {
+    const c = this.counters;
+    if (frame.length > this.mtu + ETH_OVERHEAD) {
+      c.rxOversize++;
+      return;
+    }
+    if (!this.queueReady(RX_QUEUE) || this.rxBacklog.length >= RX_BACKLOG) {
+      c.rxDropped++;
+      return;
+    }
+    this.rxBacklog.push(frame);
+    this.kick(RX_QUEUE);
+  }
+
+  private queueReady(n: number): boolean {
+    return (this.status & (DeviceStatus.DriverOk | DeviceStatus.NeedsReset)) === DeviceStatus.DriverOk && this.queues[n]!.enabled;
+  }
+
+  /** Runs queue n's worker, or asks the running one for another pass. */
+  private kick(n: number): void {
+    if (!this.queueReady(n)) return;
+    if (this.worker[n] === this.generation) {
+      this.again[n] = true;
+      return;
+    }
+    this.worker[n] = this.generation;
+    this.activeWorkers++;
+    void this.work(n, this.generation);
+  }
+
+  private async work(n: number, generation: number): Promise<void> {
+    const q = this.queues[n]!;
+    try {
+      do {
+        this.again[n] = false;
+        if (n === TX_QUEUE) await this.transmitAll(q.ring!, generation);
+        else await this.receiveAll(q.ring!, generation);
+        if (generation !== this.generation) return;
+        if (await q.ring!.publish()) {
+          if (generation !== this.generation) return;
+          this.signal(q.msixVector, IsrBit.Queue);
+        }
+      } while (this.again[n] && generation === this.generation && this.queueReady(n));
+    } catch (err) {
+      if (generation === this.generation) this.needsReset(err as Error);
+    } finally {
+      if (this.worker[n] === generation) this.worker[n] = undefined;
+      if (--this.activeWorkers === 0) for (const w of this.idleWaiters.splice(0)) w();
+    }
+  }
+
+  private async transmitAll(ring: SplitQueue, generation: number): Promise<void> {
+    const c = this.counters;
+    for (;;) {
+      const chain = await ring.pop();
+      if (!chain || generation !== this.generation) return;
+      if (chain.writable.length) throw new VirtqueueError(`transmit chain from ${chain.head} has a writable buffer`);
+      const frameLen = chain.readableBytes - NET_HDR_SIZE;
+      if (frameLen < MIN_FRAME) c.txRunt++;
+      else if (frameLen > this.mtu + ETH_OVERHEAD) c.txOversize++;
+      else {
+        const bytes = await gather(this.mem, chain.readable, chain.readableBytes);
+        if (generation !== this.generation) return;
+        const frame = bytes.subarray(NET_HDR_SIZE);
+        c.txFrames++;
+        c.txBytes += frame.length;
+        if (this.linkUp) this.wire.transmit(frame);
+      }
+      await ring.push(chain.head, 0);
+    }
+  }
+
+  private async receiveAll(ring: SplitQueue, generation: number): Promise<void> {
+    const c = this.counters;
+    while (this.rxBacklog.length) {
+      const chain: Chain | undefined = await ring.pop();
+      if (!chain || generation !== this.generation) return; // no buffer: the frames wait for the driver's next kick
+      if (chain.readable.length) throw new VirtqueueError(`receive chain from ${chain.head} has a readable buffer`);
+      const frame = this.rxBacklog.shift()!;
+      let written = 0;
+      if (chain.writableBytes < NET_HDR_SIZE + frame.length) c.rxBufferTooSmall++;
+      else {
+        const packet = new Uint8Array(NET_HDR_SIZE + frame.length);
+        packet[10] = 1; // num_buffers
+        packet.set(frame, NET_HDR_SIZE);
+        written = await scatter(this.mem, chain.writable, packet);
+        c.rxFrames++;
+        c.rxBytes += frame.length;
+      }
+      if (generation !== this.generation) return;
+      await ring.push(chain.head, written);
+    }
+  }
+}
+
+function setU64(v: DataView, at: number, value: number): void {
+  v.setUint32(at, value % 2 ** 32, true);
+  v.setUint32(at + 4, Math.floor(value / 2 ** 32), true);
+}
+
+function getU64(v: DataView, at: number): number {
+  return v.getUint32(at, true) + v.getUint32(at + 4, true) * 2 ** 32;
+}
+
+export function parseMac(s: string): Uint8Array {
+  if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(s)) throw new Error(`MAC "${s}": expected like 02:00:00:00:00:01`);
+  return Uint8Array.from(s.split(':').map((h) => parseInt(h, 16)));
+}
+
+export function formatMac(b: Uint8Array): string {
+  return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
+}
