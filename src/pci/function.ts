@@ -36,6 +36,8 @@ export interface PciFunctionConfig {
   /** PCI Express (4 KiB config space, PCIe + PM capabilities); default true. */
   express?: boolean;
   pcie?: PcieOptions;
+  /** A PCI Express function without the PM capability (default: with it). */
+  noPowerManagement?: boolean;
 }
 
 /** Host memory as the device sees it: bus addresses (IOVAs). */
@@ -111,7 +113,7 @@ export class PciFunction {
     cs.set8(Cfg.InterruptPin, cfg.interruptPin ?? 0);
     this.layOutBars(cfg.bars);
     if (express) {
-      this.caps.pm = addPmCapability(cs);
+      if (!cfg.noPowerManagement) this.caps.pm = addPmCapability(cs);
       this.caps.pcie = addPcieCapability(cs, { flr: true, ...cfg.pcie });
     }
     const m = cfg.msix;
