@@ -39,9 +39,9 @@ import {
 import { formatBdf } from '../pci/bdf.ts';
 import { Cfg, CommandBit } from '../pci/config-space.ts';
 import type { FunctionPorts, PciFunction } from '../pci/function.ts';
+import type { Logger } from '../common/logger.ts';
 import { FabricRequestError, TlpEndpoint, enabledRuns } from '../fabric/tlp/endpoint.ts';
 
-export type Logger = (level: 'info' | 'warn' | 'error', message: string) => void;
 
 export interface DiOptions {
   clock: Clock;

@@ -25,7 +25,8 @@ import { openUnixNode, parseChannelSpec, parseKeyValues, parseLinkSpec } from '.
 import { parseBdf } from '../pci/bdf.ts';
 import { cpuProfileControl, serveLineControl } from '../common/control-socket.ts';
 import type { Channel } from '../fabric/link/channel.ts';
-import { DeviceInterface, type Logger } from './di.ts';
+import { DeviceInterface } from './di.ts';
+import { processLogger } from '../common/logger.ts';
 
 /**
  * Heartbeat every 100 ms, a link dead after 350 ms of silence: the link
@@ -34,7 +35,7 @@ import { DeviceInterface, type Logger } from './di.ts';
  */
 const LINK_TUNING = { heartbeatInterval: 100, nakDelay: 3 };
 
-const log: Logger = (level, message) => console.log(`${new Date().toISOString()} ${level.padEnd(5)} ${message}`);
+const log = processLogger('di');
 const NAME = /^[a-z0-9][a-z0-9-]{0,63}$/;
 const SIZE_UNITS: Record<string, number> = { K: 2 ** 10, M: 2 ** 20, G: 2 ** 30 };
 

@@ -17,6 +17,7 @@ import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { servePciFunction } from './adapter.ts';
 import type { VfioUserServer } from '../vfio-user/server.ts';
+import { processLogger } from '../common/logger.ts';
 import { NvmeController, type NvmeControllerConfig } from '../devices/nvme/controller.ts';
 
 interface ControllerArgs {
@@ -93,7 +94,7 @@ async function main(): Promise<void> {
   if (!socketDir) throw new Error('LAB_SOCKET_DIR is not set');
   const dataDir = join(process.env.LAB_DATA ?? '/var/lib/pcieoe-lab', topology);
   const specs = parseArgs(process.argv.slice(2), dataDir);
-  const log = (level: string, msg: string) => console.log(`${new Date().toISOString()} ${level}: ${msg}`);
+  const log = processLogger('nvme');
   const served: { ctrl: NvmeController; server: VfioUserServer }[] = [];
   for (const [i, s] of specs.entries()) {
     for (const ns of s.namespaces) mkdirSync(dirname(ns.path), { recursive: true });

@@ -14,13 +14,14 @@
 import { basename, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { servePciFunction } from './adapter.ts';
-import type { Logger, VfioUserServer } from '../vfio-user/server.ts';
+import type { VfioUserServer } from '../vfio-user/server.ts';
+import { processLogger } from '../common/logger.ts';
 import { TestDevice } from '../devices/testdev/testdev.ts';
 
 const USAGE = 'usage: main.ts [--socket-dir DIR] [--shared-page] [NAME ...]  (DIR defaults to $LAB_SOCKET_DIR)';
 const NAME = /^[a-z0-9][a-z0-9-]{0,63}$/;
 
-const log: Logger = (level, message) => console.log(`${new Date().toISOString()} ${level.padEnd(5)} ${message}`);
+const log = processLogger('testdev');
 
 function fail(message: string): never {
   console.error(`testdev: ${message}\n${USAGE}`);

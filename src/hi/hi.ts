@@ -21,7 +21,7 @@ import { urCompletionFor } from '../fabric/tlp/completion.ts';
 import { type Tlp, TlpType, isNonPosted } from '../fabric/tlp/tlp.ts';
 import { formatBdf } from '../pci/bdf.ts';
 import { VfioUserServer } from '../vfio-user/server.ts';
-import type { Logger } from '../vfio-user/server.ts';
+import type { Logger } from '../common/logger.ts';
 import { AddressWindow, RemoteFunction } from './remote-function/index.ts';
 import { TlpEndpoint, enabledRuns } from '../fabric/tlp/endpoint.ts';
 

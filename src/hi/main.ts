@@ -18,7 +18,8 @@
 import { parseArgs } from 'node:util';
 import { join } from 'node:path';
 import { realClock } from '../fabric/clock.ts';
-import { type Logger, VfioUserServer } from '../vfio-user/server.ts';
+import { VfioUserServer } from '../vfio-user/server.ts';
+import { processLogger } from '../common/logger.ts';
 import { formatBdf, parseBdf } from '../pci/bdf.ts';
 import { openUnixNode, parseChannelSpec, parseKeyValues, parseLinkSpec } from '../fabric/link/node.ts';
 import { cpuProfileControl, serveLineControl } from '../common/control-socket.ts';
@@ -35,7 +36,7 @@ import type { RemoteFunction } from './remote-function/index.ts';
  */
 const LINK_TUNING = { heartbeatInterval: 100, nakDelay: 3 };
 
-const log: Logger = (level, message) => console.log(`${new Date().toISOString()} ${level.padEnd(5)} ${message}`);
+const log = processLogger('hi');
 
 function usage(message: string): never {
   console.error(`hi: ${message}\nusage: main.ts --link MAC@SOCK... --channel ID=MAC[,MAC]... --eep NAME=channel:ID,bdf:BB:DD.F... [--vlan VID] [--completion-timeout MS] [--wait-ms MS]`);

@@ -22,8 +22,10 @@ import {
   errorReply, isReply, regionInfoPayload, reply, request, versionPayload, type MmapArea,
 } from './protocol.ts';
 import { Connection, UnixListener } from './transport.ts';
+import { type Logger, processLogger } from '../common/logger.ts';
 
-export type Logger = (level: 'info' | 'warn' | 'error', message: string) => void;
+// Until every user imports it from common/logger.ts.
+export type { Logger };
 
 export interface RegionDesc {
   /** Bytes; 0 = the region does not exist. */
@@ -83,8 +85,6 @@ export interface ServerOptions {
 
 const DEFAULTS = { maxDataTransfer: 1 << 20, maxMsgFds: 16, maxDmaMaps: 65535, dmaTimeoutMs: 5000 };
 
-export const defaultLogger: Logger = (level, message) => console.error(`${level}: ${message}`);
-
 /** A client violated the protocol badly enough that the session ends. */
 class DropClient extends Error {}
 
@@ -105,7 +105,7 @@ export class VfioUserServer extends EventEmitter<VfioUserServerEvents> {
     super();
     this.path = options.path;
     this.name = options.name ?? options.path;
-    const log = options.log ?? defaultLogger;
+    const log = options.log ?? processLogger();
     this.log = (level, msg) => log(level, `vfio-user ${this.name}: ${msg}`);
     this.opts = { dmaRwLayout: DmaRwLayout.Spec, ...DEFAULTS, ...stripUndefined(options) } as Required<Omit<ServerOptions, 'name' | 'log'>>;
   }

@@ -18,7 +18,8 @@ import { FabricNode } from '../../src/fabric/link/node.ts';
 import { HostInterface } from '../../src/hi/hi.ts';
 import type { RemoteFunction } from '../../src/hi/remote-function/index.ts';
 import { TlpEndpoint } from '../../src/fabric/tlp/endpoint.ts';
-import type { Logger, VfioUserServer } from '../../src/vfio-user/server.ts';
+import type { VfioUserServer } from '../../src/vfio-user/server.ts';
+import type { Logger } from '../../src/common/logger.ts';
 import { VfioUserClient } from '../../src/vfio-user/client.ts';
 
 export const HOST_CHANNEL = 1;

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { TestDevice, type TestDeviceOptions } from '../../src/devices/testdev/testdev.ts';
 import { servePciFunction } from '../../src/direct-attach/adapter.ts';
-import type { Logger, VfioUserServer } from '../../src/vfio-user/server.ts';
+import type { VfioUserServer } from '../../src/vfio-user/server.ts';
+import type { Logger } from '../../src/common/logger.ts';
 import { VfioUserClient } from '../../src/vfio-user/client.ts';
 
 export interface Rig {

@@ -10,6 +10,7 @@
 // ascending dword order, so the phase tag (DW3) shows last; interrupts are sent
 // once per event-loop turn per vector, not once per completion.
 import { PciFunction } from '../../pci/function.ts';
+import type { Logger } from '../../common/logger.ts';
 import { executeAdmin, Features, type AdminHost, type ErrorRecord } from './admin.ts';
 import { ERROR_LOG_ENTRIES } from './identify.ts';
 import type { ControllerIdentity } from './identify.ts';
@@ -31,8 +32,6 @@ const BAR0_SIZE = 16 * 1024;
 const MSIX_TABLE = 0x2000;
 const MSIX_PBA = 0x3000;
 
-export type NvmeLogger = (level: 'info' | 'warn' | 'error', message: string) => void;
-
 export interface NvmeControllerConfig {
   /** Unique per controller: Linux refuses a second controller with the same serial and subsystem NQN. */
   serial: string;
@@ -42,7 +41,7 @@ export interface NvmeControllerConfig {
   firmware?: string;
   cntlid?: number;
   namespaces: Omit<NamespaceConfig, 'nsid'>[];
-  log?: NvmeLogger;
+  log?: Logger;
 }
 
 export class NvmeController extends PciFunction implements AdminHost, IoHost {
@@ -65,7 +64,7 @@ export class NvmeController extends PciFunction implements AdminHost, IoHost {
   private readonly created = Date.now();
   /** Bumped by every controller reset: work started before it must not touch the new state. */
   private generation = 0;
-  private readonly log: NvmeLogger;
+  private readonly log: Logger;
   /** Vectors to signal at the end of this event-loop turn. */
   private readonly irqPending = new Set<number>();
   private irqScheduled = false;
