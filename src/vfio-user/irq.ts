@@ -9,6 +9,12 @@
 // after it fires it stays masked until the client unmasks it, and at unmask
 // only a level still asserted fires again (the device answers `unmasked`), so
 // nothing is kept pending for it.
+//
+// Signalling must never block the event loop, nor throw into device code: so
+// SET_IRQS takes only eventfds opened for writing in non-blocking mode (QEMU's
+// are), and a write that still fails (the client changed the fd's flags
+// since) drops that interrupt with a log line rather than throwing.
+import { readFileSync, readlinkSync } from 'node:fs';
 import { native } from '../../native/index.ts';
 import { Errno, IrqInfoFlag, IrqSetFlag, ProtocolError, type IrqSet } from './protocol.ts';
 
@@ -29,6 +35,8 @@ export interface IrqEvents {
   wiringChanged?(index: number): void;
   /** A vector was unmasked (an INTx source still asserted should fire again). */
   unmasked?(index: number, vector: number): void;
+  /** Writing a vector's eventfd failed; the interrupt is lost. */
+  signalFailed?(index: number, vector: number, err: Error): void;
 }
 
 export class IrqTable {
@@ -58,7 +66,12 @@ export class IrqTable {
       if (!this.isLevel(index)) v.pending = true;
       return false;
     }
-    native.eventfdWrite(v.fd);
+    try {
+      native.eventfdWrite(v.fd);
+    } catch (err) {
+      this.events.signalFailed?.(index, vector, err as Error);
+      return false;
+    }
     if (this.descs[index]!.flags & IrqInfoFlag.Automasked) v.masked = true;
     return true;
   }
@@ -120,6 +133,10 @@ export class IrqTable {
       }
       if (fds.length !== req.count) throw new ProtocolError(Errno.EINVAL, `SET_IRQS: ${fds.length} fd(s) for count ${req.count}`);
       fds.forEach((fd, i) => {
+        const problem = eventfdProblem(fd);
+        if (problem) throw new ProtocolError(Errno.EINVAL, `SET_IRQS: fd for vector ${req.start + i} ${problem}`);
+      });
+      fds.forEach((fd, i) => {
         const v = vs[req.start + i]!;
         if (v.fd >= 0) native.close(v.fd);
         Object.assign(v, { fd, masked: false, pending: false });
@@ -165,6 +182,28 @@ export class IrqTable {
   private isLevel(index: number): boolean {
     return (this.descs[index]!.flags & IrqInfoFlag.Automasked) !== 0;
   }
+}
+
+const O_ACCMODE = 0o3;
+const O_RDONLY = 0;
+const O_NONBLOCK = 0o4000;
+
+/** Why `fd` cannot carry interrupts, or undefined when it is a writable non-blocking eventfd. */
+export function eventfdProblem(fd: number): string | undefined {
+  let target: string;
+  let flags: number;
+  try {
+    target = readlinkSync(`/proc/self/fd/${fd}`);
+    const line = /^flags:\s*([0-7]+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'));
+    if (!line) return 'has no flags in fdinfo';
+    flags = parseInt(line[1]!, 8);
+  } catch (err) {
+    return `cannot be inspected: ${(err as Error).message}`;
+  }
+  if (target !== 'anon_inode:[eventfd]') return `is not an eventfd (${target})`;
+  if ((flags & O_ACCMODE) === O_RDONLY) return 'is a read-only eventfd';
+  if (!(flags & O_NONBLOCK)) return 'is a blocking eventfd (signalling it could block the server)';
+  return undefined;
 }
 
 function isSingleBit(x: number): boolean {

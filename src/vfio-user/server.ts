@@ -10,6 +10,10 @@
 // answers asynchronously (a posted MMIO write must land before a later read).
 // Replies to the server's own DMA_READ/DMA_WRITE requests bypass that queue:
 // a device may be waiting for them while handling a command.
+//
+// What a client can make the server hold is bounded: commands waiting for
+// their turn (maxQueuedCommands, maxQueuedBytes) and replies it does not read
+// (the connection's send queue). A client past either bound is disconnected.
 import { EventEmitter } from 'node:events';
 import { native } from '../../native/index.ts';
 import { DmaError, DmaTable, type DmaMessenger } from './dma.ts';
@@ -81,9 +85,18 @@ export interface ServerOptions {
   dmaRwLayout?: DmaRwLayout;
   /** How long to wait for a DMA_READ/WRITE reply. */
   dmaTimeoutMs?: number;
+  /** Commands that may wait behind the one being handled; a client that queues more is disconnected. */
+  maxQueuedCommands?: number;
+  /** Bytes those commands may hold. */
+  maxQueuedBytes?: number;
+  /** Reply bytes the client may leave unread before it is disconnected. */
+  maxUnsentBytes?: number;
 }
 
-const DEFAULTS = { maxDataTransfer: 1 << 20, maxMsgFds: 16, maxDmaMaps: 65535, dmaTimeoutMs: 5000 };
+// QEMU keeps a few commands in flight (one per vCPU plus posted writes); these bounds are far above that.
+const DEFAULTS = {
+  maxDataTransfer: 1 << 20, maxMsgFds: 16, maxDmaMaps: 65535, dmaTimeoutMs: 5000, maxQueuedCommands: 4096, maxQueuedBytes: 64 << 20, maxUnsentBytes: 64 << 20,
+};
 
 /** A client violated the protocol badly enough that the session ends. */
 class DropClient extends Error {}
@@ -166,7 +179,10 @@ class Session {
   private readonly irqs: IrqTable;
   private negotiated = false;
   private queue: Message[] = [];
+  /** Bytes of the messages in `queue`. */
+  private queuedBytes = 0;
   private busy = false;
+  private signalFailures = 0;
   private closed = false;
   /** The client's limits from VERSION. */
   private clientMaxTransfer = DEFAULTS.maxDataTransfer;
@@ -194,13 +210,16 @@ class Session {
     this.irqs = new IrqTable(this.device.irqs, {
       wiringChanged: (i) => this.device.irqWiringChanged?.(i),
       unmasked: (i, v) => this.device.irqUnmasked?.(i, v),
+      signalFailed: (i, v, err) => {
+        if (this.signalFailures++ === 0) this.log('warn', `IRQ index ${i} vector ${v}: eventfd write failed, interrupt lost (logged once per session): ${err.message}`);
+      },
     });
     // Room for the largest transfer plus headers, and for VERSION's JSON.
     const maxMessage = Math.max(opts.maxDataTransfer + 64, 64 * 1024);
     this.conn = new Connection(fd, maxMessage, {
       message: (m) => this.onMessage(m),
       closed: (reason, error) => this.onConnectionClosed(reason, error),
-    });
+    }, opts.maxUnsentBytes);
   }
 
   close(reason: string): void {
@@ -226,13 +245,21 @@ class Session {
 
   private onMessage(m: Message): void {
     if (isReply(m.header.flags)) return this.onReply(m);
+    if (this.queue.length >= this.opts.maxQueuedCommands || this.queuedBytes + m.header.size > this.opts.maxQueuedBytes) {
+      closeFds(m.fds);
+      this.log('error', `dropping client: it floods the command queue (${this.queue.length} commands, ${this.queuedBytes} bytes waiting)`);
+      this.conn.close('command queue flooded');
+      return;
+    }
     this.queue.push(m);
+    this.queuedBytes += m.header.size;
     if (!this.busy) this.drain();
   }
 
   private drain(): void {
     while (this.queue.length > 0 && !this.closed) {
       const m = this.queue.shift()!;
+      this.queuedBytes -= m.header.size;
       let outcome: Outcome | Promise<Outcome>;
       try {
         outcome = this.handle(m);

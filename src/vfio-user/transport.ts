@@ -3,6 +3,7 @@
 // Node's net.Socket reads with read(2), which silently drops SCM_RIGHTS
 // descriptors, so the socket is driven through the native addon instead:
 // a Poll watches readiness, recvmsg/sendmsg move bytes and fds.
+import { chmodSync } from 'node:fs';
 import { removeStaleSocket } from '../common/socket-file.ts';
 import { native, PollEvent, type Poll } from '../../native/index.ts';
 import { FramingError, Parser, type Message } from './parser.ts';
@@ -24,9 +25,12 @@ export class Connection {
   private readonly recvFds: number[] = [];
   /** Unsent tail of earlier sends; fds ride with the first byte of their entry. */
   private sendQueue: { data: Uint8Array; fds: number[] }[] = [];
+  /** Bytes in sendQueue. */
+  private unsent = 0;
   private open = true;
 
-  constructor(readonly fd: number, maxMessageSize: number, private readonly handlers: ConnectionHandlers) {
+  /** A peer that leaves more than `maxUnsentBytes` unread is disconnected. */
+  constructor(readonly fd: number, maxMessageSize: number, private readonly handlers: ConnectionHandlers, private readonly maxUnsentBytes = Infinity) {
     this.parser = new Parser({ maxMessageSize });
     this.poll = new native.Poll(fd, (err, events) => this.onReady(err, events));
     this.poll.start(PollEvent.Readable | PollEvent.Disconnect);
@@ -43,13 +47,13 @@ export class Connection {
   send(data: Uint8Array, fds: readonly number[] = []): void {
     if (!this.open) return;
     if (this.sendQueue.length > 0) {
-      this.sendQueue.push({ data, fds: dupFree(fds) });
+      this.enqueue(data, dupFree(fds));
       return;
     }
     try {
       const n = native.sendmsg(this.fd, data, fds);
       if (n === data.length) return;
-      this.sendQueue.push({ data: data.subarray(Math.max(n, 0)), fds: n > 0 ? [] : dupFree(fds) });
+      this.enqueue(data.subarray(Math.max(n, 0)), n > 0 ? [] : dupFree(fds));
       this.poll.start(PollEvent.Readable | PollEvent.Disconnect | PollEvent.Writable);
     } catch (err) {
       this.close(`send failed: ${(err as Error).message}`, err as Error);
@@ -62,8 +66,16 @@ export class Connection {
     this.poll.close();
     native.close(this.fd);
     for (const fd of [...this.recvFds.splice(0), ...this.parser.takeFds()]) native.close(fd);
+    for (const q of this.sendQueue) closeAll(q.fds);
     this.sendQueue = [];
+    this.unsent = 0;
     this.handlers.closed(reason, error);
+  }
+
+  private enqueue(data: Uint8Array, fds: number[]): void {
+    this.sendQueue.push({ data, fds });
+    this.unsent += data.length;
+    if (this.unsent > this.maxUnsentBytes) this.close(`peer does not read: ${this.unsent} bytes unsent`);
   }
 
   private onReady(err: Error | null, events: number): void {
@@ -107,6 +119,7 @@ export class Connection {
       }
       if (n < 0) return;
       if (n > 0) closeAll(head.fds.splice(0));
+      this.unsent -= n;
       if (n < head.data.length) {
         head.data = head.data.subarray(n);
         return;
@@ -135,6 +148,8 @@ export class UnixListener {
   constructor(readonly path: string, accept: (fd: number) => void, onError: (err: Error) => void) {
     removeStaleSocket(path);
     this.fd = native.unixListen(path, 16);
+    // Only the lab's own user may connect (the directory should be private too: this closes no race with bind).
+    chmodSync(path, 0o600);
     this.poll = new native.Poll(this.fd, (err) => {
       if (!this.listening) return;
       if (err) return onError(err);
