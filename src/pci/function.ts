@@ -1,8 +1,14 @@
+// src/pci — the one PCI vocabulary: header offsets and bits (config-space.ts),
+// capability layouts and builders (capabilities.ts), BARs and the regions a
+// transport offers (bar.ts), BDFs (bdf.ts), and the function model built from
+// them (this file). It imports nothing outside this folder; devices, the HI,
+// the DI and the direct-attach adapter import it.
+//
 // A transport-agnostic PCI Express function: configuration space with its
 // capabilities, BARs with access handlers, MSI and an MSI-X table, and two ports the
 // transport plugs in — DMA (read/write host memory by bus address) and
-// interrupts. The vfio-user adapter serves it to QEMU; the DI will serve the
-// same object over PCIeOE. Nothing here knows which transport is in use.
+// interrupts. The direct-attach adapter serves it to QEMU over vfio-user; the
+// DI serves the same object over PCIeOE. Nothing here knows which transport is in use.
 import { BAR_COUNT, BAR_IO_BASE_MASK, BAR_MEM_BASE_MASK, barRegister, barTypeBits, type BarDef } from './bar.ts';
 import {
   addMsiCapability, addMsixCapability, addPcieCapability, addPmCapability, DevCtlBit, MsiCap, MsiControl, MsixCap, MsixControl, MsixEntry, Pcie,
