@@ -39,6 +39,7 @@
 
 import { mkdirSync } from 'node:fs';
 import { removeStaleSocket } from '../../common/socket-file.ts';
+import { processLogger } from '../../common/logger.ts';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -236,8 +237,10 @@ export interface RunningSwitch {
   close(): Promise<void>;
 }
 
+const switchLog = processLogger('switch');
+
 /** Bind every port and the control socket. Resolves once all sockets exist. */
-export async function runSwitch(cfg: SwitchConfig, log: (line: string) => void = console.log): Promise<RunningSwitch> {
+export async function runSwitch(cfg: SwitchConfig, log: (line: string) => void = (line) => switchLog('info', line)): Promise<RunningSwitch> {
   mkdirSync(cfg.socketDir, { recursive: true });
   if (cfg.pcapDir) mkdirSync(cfg.pcapDir, { recursive: true });
   const sw = new EthernetSwitch({ clock: realClock, maxMacs: cfg.maxMacs, log });
@@ -328,11 +331,11 @@ async function main(): Promise<void> {
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
-    console.log(`switch: ${signal}, shutting down`);
+    switchLog('info', `switch: ${signal}, shutting down`);
     running.close().then(
       () => process.exit(0),
       (err) => {
-        console.error(`switch: shutdown failed: ${(err as Error).message}`);
+        switchLog('error', `switch: shutdown failed: ${(err as Error).message}`);
         process.exit(1);
       },
     );
