@@ -2,35 +2,20 @@
 // real unix datagram sockets (two links each); the vfio-user test client plays
 // QEMU. Then the DI is killed: the HI answers all-ones and stays up.
 import test from 'ava';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { native } from '../../native/index.ts';
 import { Cfg, CommandBit } from '../../src/pci/config-space.ts';
 import { TESTDEV_ID_VALUE, TestReg, TestStatus } from '../../src/devices/testdev/testdev.ts';
 import { IrqSetFlag, PciIrq, PciRegion } from '../../src/vfio-user/protocol.ts';
-import { startSwitch, repoRoot } from '../fabric/switch-process.ts';
+import { startSwitch } from '../fabric/switch-process.ts';
+import { startProcess, waitForSocket } from './lab-process.ts';
 import { VfioUserClient, waitEventfd } from '../../src/vfio-user/client.ts';
 import { u64le } from '../vfio-user/helpers.ts';
 
 const HI_MACS = ['02:00:00:00:01:00', '02:00:00:00:01:01'];
 const DI_MACS = ['02:00:00:00:0d:00', '02:00:00:00:0d:01'];
-
-function startProcess(entry: string, dir: string, args: string[]): { proc: ChildProcess; output: () => string; exited: Promise<number | null> } {
-  mkdirSync(dir, { recursive: true });
-  const proc = spawn(process.execPath, ['--import', 'tsx', join(repoRoot, entry), ...args], {
-    cwd: repoRoot,
-    env: { ...process.env, LAB_SOCKET_DIR: dir, LAB_DATA: dir },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  proc.stdout!.on('data', (d) => (out += d));
-  proc.stderr!.on('data', (d) => (out += d));
-  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
-  return { proc, output: () => out, exited };
-}
 
 test('switch, DI and HI as processes: config, BAR, DMA and MSI-X; a killed DI gives all-ones, the HI stays up', async (t) => {
   const root = mkdtempSync(join(tmpdir(), 'pcieoe-hidi-proc-'));
@@ -63,11 +48,7 @@ test('switch, DI and HI as processes: config, BAR, DMA and MSI-X; a killed DI gi
   });
 
   const sock = join(hiDir, 'eep0.sock');
-  const end = Date.now() + 30_000;
-  while (!existsSync(sock)) {
-    if (Date.now() > end || hi.proc.exitCode !== null) t.fail(`no EEP socket.\nHI:\n${hi.output()}\nDI:\n${di.output()}`);
-    await sleep(50);
-  }
+  await waitForSocket(sock, hi, [di]);
   const c = new VfioUserClient(sock);
   clients.push(c);
   await c.version();
