@@ -10,6 +10,7 @@ import { setup, type LabArtefacts } from './setup.ts';
 import { readState, writeState, type LabState, type ProcessState, type VmState } from './state.ts';
 import { loadTopology, parseSize, type ProcessSpec, type Topology, type VmSpec } from './topology.ts';
 import { Interrupted, step, throwIfInterrupted, unlessInterrupted } from './progress.ts';
+import { makePrivateDir } from '../common/private-dir.ts';
 
 export interface UpOptions {
   accel?: Accel;
@@ -43,7 +44,7 @@ async function waitFor(what: string, cond: () => boolean, timeoutMs: number, ali
 /** Starts a process; `ready` resolves once its wanted sockets exist. */
 function startProcess(p: ProcessSpec, topo: Topology, wantedSockets: string[]): { state: ProcessState; ready: Promise<void> } {
   const socketDir = join(stateRoot, 'sockets', p.name);
-  mkdirSync(socketDir, { recursive: true });
+  makePrivateDir(socketDir);
   const log = join(stateRoot, `${p.name}.log`);
   const env = { ...process.env, LAB_SOCKET_DIR: socketDir, LAB_TOPOLOGY: topo.name, LAB_DATA: dataRoot, LAB_STATE: stateRoot };
   // Arguments may name the lab's directories: ${LAB_SOCKET_DIR}, ${LAB_DATA}, ${LAB_STATE}.
@@ -73,7 +74,7 @@ function createDisk(path: string, size: string) {
 function startVm(vm: VmSpec, topo: Topology, accel: Accel, art: LabArtefacts, procs: ProcessState[]): VmState {
   const dir = join(stateRoot, 'vms', vm.name);
   rmSync(dir, { recursive: true, force: true });
-  mkdirSync(dir, { recursive: true });
+  makePrivateDir(dir);
   const disks = join(dataRoot, topo.name);
   mkdirSync(disks, { recursive: true });
   const files = {
@@ -165,7 +166,7 @@ export async function up(arg: string, opts: UpOptions = {}): Promise<LabState> {
     processes: [],
     vms: [],
   };
-  mkdirSync(stateRoot, { recursive: true });
+  makePrivateDir(stateRoot);
   try {
     await step(`lab ${topo.name}: ${topo.processes.length} processes, ${topo.vms.length} VMs (${accel}, ${art.qemuVersion})`, undefined, async () => {
       for (const p of topo.processes) {

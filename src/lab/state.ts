@@ -1,10 +1,11 @@
 // The record of the lab that is up (LAB_STATE/lab.json): what `status`, `exec`, `qmp` and
 // `down` work from.
-import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stateRoot } from './paths.ts';
 import type { ProcRecord } from './procs.ts';
 import type { Accel } from './qemu-args.ts';
+import { makePrivateDir } from '../common/private-dir.ts';
 
 export interface VmState extends ProcRecord {
   name: string;
@@ -42,7 +43,7 @@ export function readState(): LabState | undefined {
 }
 
 export function writeState(s: LabState): void {
-  mkdirSync(stateRoot, { recursive: true });
+  makePrivateDir(stateRoot);
   writeFileSync(stateFile(), JSON.stringify(s, null, 2) + '\n');
 }
 
