@@ -69,7 +69,8 @@ test('Identify controller, namespace, active list, descriptors; CID echoed; othe
   t.is(v.getUint32(516, true), 2, 'NN');
   t.is(v.getUint16(520, true), 0x0c, 'ONCS: DSM + Write Zeroes, no timestamp');
   t.is(id[525], 1, 'VWC');
-  for (const [at, len, what] of [[256, 2, 'OACS'], [261, 1, 'LPA'], [92, 4, 'OAES'], [96, 4, 'CTRATT']] as const) t.true(id.subarray(at, at + len).every((x) => x === 0), what);
+  t.is(v.getUint16(256, true), 0x100, 'OACS: Doorbell Buffer Config only');
+  for (const [at, len, what] of [[261, 1, 'LPA'], [92, 4, 'OAES'], [96, 4, 'CTRATT']] as const) t.true(id.subarray(at, at + len).every((x) => x === 0), what);
   t.is(ascii(id, 768, 40), 'nqn.2026-11.org.pcieoe:nvme:SN-UNIQUE-42');
 
   t.is((await h.admin({ opcode: 0x06, nsid: 2, prp1: buf, cdw10: 0 })).status, 0);

@@ -19,6 +19,7 @@ export const enum AdminOpcode {
   SetFeatures = 0x09,
   GetFeatures = 0x0a,
   AsyncEventRequest = 0x0c,
+  DoorbellBufferConfig = 0x7c,
 }
 
 export const enum FeatureId {
@@ -109,6 +110,8 @@ export interface AdminHost {
   aerCount: number;
   /** Resolves when an asynchronous event completes this AER (never, today: no events are generated). */
   waitForEvent(): Promise<Completion>;
+  /** Doorbell Buffer Config: shadow doorbells and event indexes at these page-aligned bus addresses. */
+  useDoorbellBuffer(shadow: number, eventIdx: number): void;
 }
 
 const ok = (dw0 = 0): Completion => ({ dw0, status: Status.Success, dnr: false });
@@ -135,6 +138,15 @@ export function executeAdmin(host: AdminHost, sqe: Sqe): Completion | Promise<Co
       // Commands run to completion as soon as they are fetched: nothing is ever
       // found waiting to be aborted. DW0 bit 0 = 1 says "not aborted".
       return ok(1);
+    case AdminOpcode.DoorbellBufferConfig: {
+      // PRP1: the shadow doorbells, PRP2: the event indexes, one page each, laid out as the doorbell registers.
+      const { prp1, prp2 } = sqe;
+      if (prp1 === 0 || prp2 === 0 || prp1 % host.pageSize !== 0 || prp2 % host.pageSize !== 0) {
+        invalidField(`Doorbell Buffer Config: buffers 0x${prp1.toString(16)}, 0x${prp2.toString(16)} are not page aligned`);
+      }
+      host.useDoorbellBuffer(prp1, prp2);
+      return ok();
+    }
     case AdminOpcode.AsyncEventRequest:
       if (host.aerCount >= 4) throw new NvmeError(Status.AerLimitExceeded, 'more AERs than AERL + 1');
       host.aerCount++;

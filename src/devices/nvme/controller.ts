@@ -70,6 +70,8 @@ export class NvmeController extends PciFunction implements AdminHost, IoHost {
   private irqScheduled = false;
   /** Settles when a shutdown (CC.SHN) has flushed everything. */
   shutdownDone: Promise<void> = Promise.resolve();
+  /** Doorbell Buffer Config: bus addresses of the shadow doorbells and event indexes (I/O queues only). */
+  private dbbuf?: { shadow: number; eventIdx: number };
 
   constructor(cfg: NvmeControllerConfig) {
     super({
@@ -118,6 +120,12 @@ export class NvmeController extends PciFunction implements AdminHost, IoHost {
 
   get fatal(): boolean {
     return (this.regs.csts & CstsBit.Fatal) !== 0;
+  }
+
+  useDoorbellBuffer(shadow: number, eventIdx: number): void {
+    this.dbbuf = { shadow, eventIdx };
+    for (const sq of this.sqs.values()) sq.eventIdx = -1;
+    this.log('info', `shadow doorbells @0x${shadow.toString(16)}, event indexes @0x${eventIdx.toString(16)}`);
   }
 
   waitForEvent(): Promise<Completion> {
@@ -198,6 +206,7 @@ export class NvmeController extends PciFunction implements AdminHost, IoHost {
     this.cqs.clear();
     this.irqPending.clear();
     this.aerCount = 0;
+    this.dbbuf = undefined;
     this.features = new Features();
     this.regs.setCsts(CstsBit.Ready | CstsBit.Fatal, false);
     this.setIntx(false);
@@ -231,28 +240,95 @@ export class NvmeController extends PciFunction implements AdminHost, IoHost {
     for (let i = 0; i < Math.min(data.length, 4); i++) value |= data[i]! << (8 * i);
     value >>>= 0;
     if ((offset & 3) !== 0 || data.length !== 4) return this.fatalError(`doorbell write of ${data.length} B at 0x${offset.toString(16)}`);
+    // With shadow doorbells an MMIO doorbell is only a wake-up: a write posted
+    // before the shadow moved on may arrive after a newer shadow value was read,
+    // so the value is taken from the shadow.
+    const shadowed = this.shadowed(qid);
     if (index & 1) {
       const cq = this.cqs.get(qid);
       if (!cq) return this.fatalError(`CQ ${qid} head doorbell: no such queue`);
+      if (shadowed) {
+        if (cq.full) void this.refreshCqHead(cq, this.generation);
+        return;
+      }
       if (!cq.setHead(value)) return this.fatalError(`CQ ${qid} head doorbell ${value}: not between head ${cq.head} and tail ${cq.tail}`);
       if (!this.msixEnabled) this.refreshIntx();
     } else {
       const sq = this.sqs.get(qid);
       if (!sq) return this.fatalError(`SQ ${qid} tail doorbell: no such queue`);
-      if (!sq.setTail(value)) return this.fatalError(`SQ ${qid} tail doorbell ${value} >= size ${sq.size}`);
+      if (shadowed) sq.kicked = true;
+      else if (!sq.setTail(value)) return this.fatalError(`SQ ${qid} tail doorbell ${value} >= size ${sq.size}`);
       if (!sq.fetching) void this.fetch(sq, this.generation);
     }
   }
 
-  /** Fetches new entries of `sq` until it is empty, starting each command as it arrives. */
+  /** I/O queues use the shadow doorbells once the host configured them; the admin queue never does (as in Linux). */
+  private shadowed(qid: number): boolean {
+    return this.dbbuf !== undefined && qid !== 0;
+  }
+
+  /** Shadow doorbell or event index `index` (2 * qid SQ tail, 2 * qid + 1 CQ head). */
+  private async readShadow(index: number): Promise<number> {
+    const b = await this.dmaRead(this.dbbuf!.shadow + 4 * index, 4);
+    return (b[0]! | (b[1]! << 8) | (b[2]! << 16) | (b[3]! << 24)) >>> 0;
+  }
+
+  private writeEventIdx(index: number, value: number): Promise<void> {
+    return this.dmaWrite(this.dbbuf!.eventIdx + 4 * index, new Uint8Array([value & 0xff, (value >>> 8) & 0xff, 0, 0]));
+  }
+
+  /**
+   * The host's CQ head from its shadow, when the CQ looks full. If it still
+   * does, the event index asks for an MMIO write at the next head update,
+   * and the shadow is read once more (the host may have moved it before
+   * seeing the new event index).
+   */
+  private async refreshCqHead(cq: CompletionQueue, gen: number): Promise<void> {
+    const index = 2 * cq.id + 1;
+    try {
+      cq.setHead(await this.readShadow(index));
+      if (!cq.full || gen !== this.generation) return;
+      await this.writeEventIdx(index, cq.head);
+      if (gen === this.generation) cq.setHead(await this.readShadow(index));
+    } catch (err) {
+      if (gen === this.generation) this.fatalError(`reading the shadow head of CQ ${cq.id}: ${(err as Error).message}`);
+    }
+  }
+
+  /**
+   * Fetches new entries of `sq` until it is empty, starting each command as
+   * it arrives. With shadow doorbells the tail is read from the shadow, and
+   * once caught up the event index is set to the tail, so the host rings
+   * MMIO for its next command only; the shadow is read once more after that
+   * (the host may have written it before it saw the new event index).
+   */
   private async fetch(sq: SubmissionQueue, gen: number): Promise<void> {
     sq.fetching = true;
+    const shadowed = this.shadowed(sq.id);
+    const live = () => gen === this.generation && !sq.deleted && !this.fatal;
     try {
-      for (let run = sq.nextRun(); run && gen === this.generation && !sq.deleted && !this.fatal; run = sq.nextRun()) {
-        const bytes = await this.dmaRead(sq.base + run.slot * SQE_SIZE, run.count * SQE_SIZE);
-        if (gen !== this.generation || sq.deleted) return;
-        sq.consumed(run.count);
-        for (let i = 0; i < run.count; i++) this.dispatch(sq, new Sqe(bytes.subarray(i * SQE_SIZE, (i + 1) * SQE_SIZE)), gen);
+      while (live()) {
+        if (shadowed) {
+          sq.kicked = false;
+          const tail = await this.readShadow(2 * sq.id);
+          if (!live()) return;
+          if (!sq.setTail(tail)) return this.fatalError(`SQ ${sq.id} shadow tail ${tail} >= size ${sq.size}`);
+        }
+        const run = sq.nextRun();
+        if (run) {
+          const bytes = await this.dmaRead(sq.base + run.slot * SQE_SIZE, run.count * SQE_SIZE);
+          if (gen !== this.generation || sq.deleted) return;
+          sq.consumed(run.count);
+          for (let i = 0; i < run.count; i++) this.dispatch(sq, new Sqe(bytes.subarray(i * SQE_SIZE, (i + 1) * SQE_SIZE)), gen);
+          continue;
+        }
+        if (!shadowed) break;
+        if (sq.eventIdx !== sq.tail) {
+          await this.writeEventIdx(2 * sq.id, sq.tail);
+          sq.eventIdx = sq.tail;
+          continue;
+        }
+        if (!sq.kicked) break;
       }
     } catch (err) {
       if (gen === this.generation) this.fatalError(`fetching SQ ${sq.id}: ${(err as Error).message}`);
@@ -300,6 +376,8 @@ export class NvmeController extends PciFunction implements AdminHost, IoHost {
     if (gen !== this.generation) return;
     const cq = sq.cq;
     try {
+      // With shadow doorbells the head is known only from the shadow: look when the CQ seems full.
+      if (cq.full && this.shadowed(cq.id)) await this.refreshCqHead(cq, gen);
       const slot = await cq.reserve();
       if (gen !== this.generation) return;
       const e = encodeCqe(c, sq.head, sq.id, cid, slot.phase);

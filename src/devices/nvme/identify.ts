@@ -1,6 +1,7 @@
 // Identify data structures (NVMe 1.4 §5.15.2), 4096 bytes each. Fields are
-// chosen for the Linux 6.1 driver (design notes §5): LPA, OACS, OAES and
-// CTRATT stay 0 so the driver sends no commands we do not implement.
+// chosen for the Linux 6.1 driver (design notes §5): LPA, OAES and CTRATT
+// stay 0 so the driver sends no commands we do not implement; OACS offers
+// only Doorbell Buffer Config.
 import { createHash } from 'node:crypto';
 import type { Namespace } from './namespace.ts';
 import { LIMITS } from './registers.ts';
@@ -28,6 +29,8 @@ export interface ControllerIdentity {
   nn: number;
 }
 
+/** Optional admin commands (OACS): Doorbell Buffer Config (bit 8), which lets the driver skip most doorbell writes. */
+export const OACS = 1 << 8;
 /** Optional NVM commands (ONCS): Dataset Management (bit 2) and Write Zeroes (bit 3). */
 export const ONCS = (1 << 2) | (1 << 3);
 /** Composite temperature thresholds, Kelvin. */
@@ -84,6 +87,7 @@ export function identifyController(id: ControllerIdentity): Uint8Array {
     .u16(78, id.cntlid)
     .u32(80, LIMITS.version)
     .u8(111, 1) // CNTRLTYPE: I/O controller
+    .u16(256, OACS)
     .u8(258, 3) // ACL: 4 concurrent Abort commands (0-based)
     .u8(259, 3) // AERL: 4 outstanding AERs (0-based)
     .u8(260, 0x03) // FRMW: slot 1 read-only, one slot

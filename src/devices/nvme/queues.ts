@@ -40,6 +40,10 @@ export class SubmissionQueue extends Ring {
   deleted = false;
   /** A fetch of new entries is under way (one at a time per queue keeps them in order). */
   fetching = false;
+  /** With shadow doorbells: an MMIO doorbell came while fetching, so look at the shadow tail again. */
+  kicked = false;
+  /** With shadow doorbells: the event index last posted for this SQ (-1: none yet). */
+  eventIdx = -1;
   private idleWaiters: (() => void)[] = [];
 
   constructor(id: number, base: number, size: number, readonly cq: CompletionQueue) {

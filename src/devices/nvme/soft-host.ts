@@ -126,8 +126,9 @@ export class SoftDriver {
     await this.wreg32(off + 4, Math.floor(v / 2 ** 32));
   }
 
-  /** Admin queues of `size` entries, CC.EN = 1 with 64/16-byte entries, as Linux does. */
+  /** Admin queues of `size` entries, CC.EN = 1 with 64/16-byte entries, as Linux does; no doorbell buffer yet. */
   async enable(size = 32): Promise<void> {
+    this.dbbuf = undefined;
     const q: HostQueue = { sqBase: this.alloc(size * 64), cqBase: this.alloc(size * 16), size, tail: 0, head: 0, phase: 1 };
     this.queues.set(0, q);
     await this.wreg32(Reg.Aqa, ((size - 1) << 16) | (size - 1));
