@@ -2,7 +2,7 @@
 // describes a BAR, the register's type bits, and sizing. Devices declare
 // BarDefs; the HI learns them from a remote function's registers; transports
 // offer them as regions. One description for all three.
-import { Cfg } from './config-space.ts';
+import { Cfg, type ConfigSpace } from './config-space.ts';
 
 export const BAR_COUNT = 6;
 
@@ -57,6 +57,13 @@ export function barTypeBits(b: BarDef): number {
 export function barKind(register: number): BarDef['kind'] {
   if (register & BarBit.Io) return 'io';
   return (register & BarBit.MemTypeMask) === BarBit.Mem64 ? 'mem64' : 'mem32';
+}
+
+/** The base address software programmed into memory BAR `index` of `cs` (0: not programmed). */
+export function memBarBase(cs: ConfigSpace, index: number, b: BarDef): bigint {
+  const at = barRegister(index);
+  const lo = BigInt((cs.get32(at) & BAR_MEM_BASE_MASK) >>> 0);
+  return b.kind === 'mem64' ? lo | (BigInt(cs.get32(at + 4)) << 32n) : lo;
 }
 
 /**
