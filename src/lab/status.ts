@@ -192,6 +192,14 @@ export function headlineCounters(p: ProcessStatus): Record<string, number> {
       txFrames: sum(c.ports, (x) => x.switch?.txFrames),
       // Dropped by the switch (runts, foreign VLAN) or by the port's fault settings.
       dropped: sum(c.ports, (x) => (x.switch?.rxDropped ?? 0) + faultDrops(x.faults?.tx) + faultDrops(x.faults?.rx)),
+      // Dropped by port security: a source MAC that is not the port's station (a forger, or a miscabled station).
+      forgedSource: sum(c.ports, (x) => x.switch?.rxSourceViolations),
+      // ...and on which ports, once any.
+      ...Object.fromEntries(
+        Object.entries(c.ports as Record<string, { switch?: { rxSourceViolations?: number } }>)
+          .filter(([, x]) => (x.switch?.rxSourceViolations ?? 0) > 0)
+          .map(([name, x]) => [`forgedSource@${name}`, x.switch!.rxSourceViolations!]),
+      ),
     };
   }
   if (c.channels) {

@@ -20,6 +20,7 @@ import type { PortCounters } from '../../src/fabric/switch/switch.ts';
 import { SwitchControl } from '../../src/fabric/switch/control.ts';
 import { PciRegion } from '../../src/vfio-user/protocol.ts';
 import { VfioUserClient } from '../../src/vfio-user/client.ts';
+import { type ProcessStatus, headlineCounters } from '../../src/lab/status.ts';
 import { startSwitch } from '../fabric/switch-process.ts';
 import { until } from '../support/until.ts';
 import { startProcess, waitForSocket } from './lab-process.ts';
@@ -165,4 +166,6 @@ test('a station forging host B\'s MACs and channel id gets nothing through; B ke
   t.is(await a!.read32(0, TestReg.Scratch), 0xaaaa_0001);
   const all = (await sw.control.must({ counters: true })) as { ports: Record<string, PortReport> };
   for (const p of portNames) t.is(all.ports[p]!.switch.rxSourceViolations, 0, `${p} carried only its station's frames`);
+  // What `lab status` shows for the switch.
+  t.like(headlineCounters({ counters: all } as unknown as ProcessStatus), { forgedSource: forgedCount, 'forgedSource@evil0': forgedCount });
 });

@@ -177,7 +177,7 @@ test.serial('lab status --json and the text form: boot stage, agent, pid, CPU, c
   const text = await lab.run(['status', '--interval', '0.2']);
   t.is(text.code, 0, text.stderr);
   t.regex(text.stdout, /process sw +pid \d+ +running .* cpu \d+\.\d s \(\d+ %\)/);
-  t.regex(text.stdout, /rxFrames 0 \(\+0\/s\), txFrames 0 \(\+0\/s\), dropped 0 \(\+0\/s\)/);
+  t.regex(text.stdout, /rxFrames 0 \(\+0\/s\), txFrames 0 \(\+0\/s\), dropped 0 \(\+0\/s\), forgedSource 0 \(\+0\/s\)/);
   t.regex(text.stdout, /vm +booting .*running[\s\S]*boot stage kernel, agent no socket/);
   t.regex(text.stdout, /vm +gone .*STOPPED[\s\S]*boot stage stopped/);
   await lab.run(['down']);
