@@ -5,7 +5,9 @@
  * for counters (and the HI's forged-TLP injection for isolation tests).
  */
 
+import { closeSync, constants, openSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
+import { join } from 'node:path';
 import { removeStaleSocket } from './socket-file.ts';
 
 const MAX_LINE = 64 * 1024;
@@ -61,12 +63,16 @@ export async function serveLineControl(path: string, handle: ControlHandler): Pr
 }
 
 /**
- * {"profile":"start"} / {"profile":"stop","file":"/abs/path.cpuprofile"}: a V8
- * CPU profile of the running process (open it in Chrome DevTools), so a lab
- * that is up can be profiled over a run of interest. Returns undefined for
+ * {"profile":"start"} / {"profile":"stop","file":"NAME.cpuprofile"}: a V8 CPU
+ * profile of the running process (open it in Chrome DevTools), so a lab that
+ * is up can be profiled over a run of interest. The file is written into
+ * `dir`, the process's own state directory (its LAB_SOCKET_DIR unless
+ * given), and only as a new file (no path
+ * parts, no overwriting, no symlink followed): whoever reaches the control
+ * socket cannot make the process write anywhere else. Returns undefined for
  * any other request.
  */
-export function cpuProfileControl(): (req: unknown) => Promise<Record<string, unknown>> | undefined {
+export function cpuProfileControl(dir: string | undefined = process.env.LAB_SOCKET_DIR): (req: unknown) => Promise<Record<string, unknown>> | undefined {
   let session: import('node:inspector/promises').Session | undefined;
   return (req) => {
     if (typeof req !== 'object' || req === null || !('profile' in req)) return undefined;
@@ -81,16 +87,26 @@ export function cpuProfileControl(): (req: unknown) => Promise<Record<string, un
         await session.post('Profiler.start');
         return { profiling: true };
       }
-      if (r.profile === 'stop' && typeof r.file === 'string' && r.file.startsWith('/')) {
+      if (r.profile === 'stop' && typeof r.file === 'string') {
+        if (!PROFILE_NAME.test(r.file)) throw new Error(`profile file ${JSON.stringify(r.file)}: expected a plain name like "run1.cpuprofile" (it is written into ${dir})`);
         if (!session) throw new Error('not profiling');
-        const { profile } = await session.post('Profiler.stop');
-        session.disconnect();
-        session = undefined;
-        const { writeFileSync } = await import('node:fs');
-        writeFileSync(r.file, JSON.stringify(profile));
-        return { written: r.file };
+        if (!dir) throw new Error('this process has no state directory to write profiles to');
+        const path = join(dir, r.file);
+        // O_EXCL: never replace a file (nor follow a symlink planted at the name).
+        const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+        try {
+          const { profile } = await session.post('Profiler.stop');
+          session.disconnect();
+          session = undefined;
+          writeFileSync(fd, JSON.stringify(profile));
+        } finally {
+          closeSync(fd);
+        }
+        return { written: path };
       }
-      throw new Error('profile: "start", or "stop" with an absolute "file"');
+      throw new Error('profile: "start", or "stop" with "file": a plain NAME.cpuprofile');
     })();
   };
 }
+
+const PROFILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,100}\.cpuprofile$/;

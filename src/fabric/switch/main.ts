@@ -37,10 +37,10 @@
  * SIGTERM or SIGINT: sockets are closed and unlinked, pcap files flushed, exit 0.
  */
 
-import { mkdirSync } from 'node:fs';
+import { lstatSync, mkdirSync } from 'node:fs';
 import { removeStaleSocket } from '../../common/socket-file.ts';
 import { processLogger } from '../../common/logger.ts';
-import { join } from 'node:path';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
@@ -209,13 +209,15 @@ const faultSet = z.strictObject({
   corrupt: probability,
   latency: millis,
   jitter: millis,
-  rateGbps: z.number().min(0),
+  // 0 is unlimited; below 1 Mb/s one jumbo frame would hold the wire for tens of ms.
+  rateGbps: z.number().refine((v) => v === 0 || (v >= 0.001 && v <= 1000), 'rateGbps: 0 (unlimited) or 0.001-1000'),
   down: z.boolean(),
 }).partial() satisfies z.ZodType<Partial<FaultConfig>>;
 
 export const ControlRequest = z.union([
   z.strictObject({ port: z.string(), dir: z.enum(['tx', 'rx']).optional(), set: faultSet }),
-  z.strictObject({ port: z.string(), peer: z.string().min(1).nullable() }),
+  // A unix socket path (sun_path holds 107 bytes); where it may point is checked in peerProblem.
+  z.strictObject({ port: z.string(), peer: z.string().min(1).max(107).nullable() }),
   z.strictObject({ counters: z.literal(true), port: z.string().optional() }),
 ]);
 export type ControlRequest = z.infer<typeof ControlRequest>;
@@ -291,6 +293,8 @@ export async function runSwitch(cfg: SwitchConfig, log: (line: string) => void =
     }
     if ('peer' in req) {
       if (!(port!.transport instanceof UnixDgramPort)) return { ok: false, error: `${req.port} is not a unix datagram port` };
+      const problem = req.peer === null ? undefined : peerProblem(req.peer, dirname(cfg.socketDir));
+      if (problem) return { ok: false, error: `peer ${JSON.stringify(req.peer)}: ${problem}` };
       port!.transport.setPeer(req.peer);
       log(`switch: ${req.port} peer ${req.peer}`);
       return { ok: true, port: req.port, peer: req.peer };
@@ -310,6 +314,23 @@ export async function runSwitch(cfg: SwitchConfig, log: (line: string) => void =
       for (const p of ports.values()) p.pcap?.close();
     },
   };
+}
+
+/**
+ * Why a control request may not point a port at `path`: stations' sockets live in the lab's
+ * socket tree (the switch's socket directory and its siblings), so a port is never aimed at
+ * a socket elsewhere on the host; what is there already must be a socket, not a symlink.
+ */
+export function peerProblem(path: string, root: string): string | undefined {
+  if (!isAbsolute(path) || resolve(path) !== path) return 'must be an absolute path without "." or ".." parts';
+  if (!path.startsWith(`${resolve(root)}/`)) return `must lie under ${root}, where the lab's sockets are`;
+  let st;
+  try {
+    st = lstatSync(path);
+  } catch {
+    return undefined; // the station binds it later
+  }
+  return st.isSocket() ? undefined : 'is there but is not a socket';
 }
 
 /** "vxlan VNI LOCAL -> REMOTE", for counters and logs. */

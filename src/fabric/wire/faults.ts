@@ -40,14 +40,23 @@ export interface FaultCounters {
   reordered: number;
   corrupted: number;
   downDropped: number;
+  /** Tail-dropped because the shaped wire's queue was full (see MAX_BACKLOG_MS, MAX_WIRE_FRAMES). */
+  queueDropped: number;
 }
+
+/**
+ * A shaped port's egress buffer, as a switch's is finite: a frame that would wait
+ * longer than this for the rate, or find this many frames queued, is dropped.
+ */
+export const MAX_BACKLOG_MS = 100;
+export const MAX_WIRE_FRAMES = 65536;
 
 /** `toStation`: frames the switch sends out of the port; `toSwitch`: frames the station sends in. */
 export type Direction = 'toStation' | 'toSwitch';
 
 class Shaper {
   cfg: FaultConfig = { ...NO_FAULTS };
-  readonly counters: FaultCounters = { passed: 0, lost: 0, duplicated: 0, reordered: 0, corrupted: 0, downDropped: 0 };
+  readonly counters: FaultCounters = { passed: 0, lost: 0, duplicated: 0, reordered: 0, corrupted: 0, downDropped: 0, queueDropped: 0 };
   private busyUntil = 0;
   /**
    * Frames delayed only by latency and rate: a wire delivers them in the order
@@ -93,8 +102,16 @@ class Shaper {
         inOrder = false;
         k.reordered++;
       }
+      if (this.wire.length - this.wireHead >= MAX_WIRE_FRAMES) {
+        k.queueDropped++;
+        continue;
+      }
       if (c.rateGbps > 0) {
         const now = this.clock.now();
+        if (this.busyUntil - now > MAX_BACKLOG_MS) {
+          k.queueDropped++;
+          continue;
+        }
         this.busyUntil = Math.max(now, this.busyUntil) + (f.length * 8) / (c.rateGbps * 1e6);
         delay += this.busyUntil - now;
       }
