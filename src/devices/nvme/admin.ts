@@ -239,7 +239,7 @@ function setFeature(host: AdminHost, sqe: Sqe): number {
       return (f.numQueues.cq << 16) | f.numQueues.sq;
     }
     case FeatureId.InterruptCoalescing:
-      // Accepted and reported back; this model interrupts per completion batch anyway.
+      // TIME (15:8, 100 µs units) and THR (7:0, 0-based): see interrupts.ts.
       f.interruptCoalescing = dw11 & 0xffff;
       return 0;
     case FeatureId.InterruptVectorConfig: {

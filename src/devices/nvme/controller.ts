@@ -8,12 +8,14 @@
 // queue has as many commands in flight as the host submitted. A completion
 // is one 16-byte write, as hardware posts it: the DMA port lands it in
 // ascending dword order, so the phase tag (DW3) shows last; interrupts are sent
-// once per event-loop turn per vector, not once per completion.
+// once per event-loop turn per vector, not once per completion, and held
+// longer under Interrupt Coalescing (interrupts.ts).
 import { PciFunction } from '../../pci/function.ts';
 import type { Logger } from '../../common/logger.ts';
 import { executeAdmin, Features, type AdminHost, type ErrorRecord } from './admin.ts';
 import { ERROR_LOG_ENTRIES } from './identify.ts';
 import type { ControllerIdentity } from './identify.ts';
+import { aggregation, InterruptCoalescer } from './interrupts.ts';
 import { executeIo, type IoHost } from './io.ts';
 import { Namespace, type NamespaceConfig } from './namespace.ts';
 import type { HostMemory } from './prp.ts';
@@ -65,9 +67,11 @@ export class NvmeController extends PciFunction implements AdminHost, IoHost {
   /** Bumped by every controller reset: work started before it must not touch the new state. */
   private generation = 0;
   private readonly log: Logger;
-  /** Vectors to signal at the end of this event-loop turn. */
-  private readonly irqPending = new Set<number>();
-  private irqScheduled = false;
+  /** MSI-X: one per vector per event-loop turn, held longer under Interrupt Coalescing. */
+  readonly interrupts = new InterruptCoalescer(
+    (v) => this.interrupt(v),
+    (v) => (v === 0 || this.features.vectorConfig.get(v) ? undefined : aggregation(this.features.interruptCoalescing)),
+  );
   /** Settles when a shutdown (CC.SHN) has flushed everything. */
   shutdownDone: Promise<void> = Promise.resolve();
   /** Doorbell Buffer Config: bus addresses of the shadow doorbells and event indexes (I/O queues only). */
@@ -204,7 +208,7 @@ export class NvmeController extends PciFunction implements AdminHost, IoHost {
     for (const cq of this.cqs.values()) cq.abandon();
     this.sqs.clear();
     this.cqs.clear();
-    this.irqPending.clear();
+    this.interrupts.reset();
     this.aerCount = 0;
     this.dbbuf = undefined;
     this.features = new Features();
@@ -396,15 +400,7 @@ export class NvmeController extends PciFunction implements AdminHost, IoHost {
 
   private signal(vector: number): void {
     if (!this.msixEnabled) return this.refreshIntx();
-    this.irqPending.add(vector);
-    if (this.irqScheduled) return;
-    this.irqScheduled = true;
-    // Completions that finish in the same event-loop turn share one interrupt.
-    setImmediate(() => {
-      this.irqScheduled = false;
-      for (const v of this.irqPending) this.interrupt(v);
-      this.irqPending.clear();
-    });
+    this.interrupts.completion(vector);
   }
 
   /** INTx (no MSI-X): asserted while an interrupt-enabled CQ holds unconsumed entries and INTMS does not mask it. */

@@ -1,0 +1,107 @@
+// MSI-X per completion burst, not per completion; Interrupt Coalescing
+// (Set Features 08h) holds a vector for THR + 1 completions or TIME; every
+// completion is still seen.
+import test, { type ExecutionContext } from 'ava';
+import { aggregation } from '../../src/devices/nvme/interrupts.ts';
+import { expectOk, PAGE, TestHost, type Cmd } from '../../src/devices/nvme/soft-host.ts';
+import { until } from '../support/until.ts';
+
+const DSM = 0x09;
+
+async function host(t: ExecutionContext): Promise<{ h: TestHost; dsm: (cid?: number) => Cmd }> {
+  const h = new TestHost(t, { namespaces: [{ path: 'ns.img', size: 4 << 20, lbaSize: 512 }] });
+  await h.ctrl.open();
+  await h.enable();
+  await h.createIoQueue(1, 64);
+  // Dataset Management (deallocate LBA 4) only reads its range list from host memory: no file I/O.
+  const ranges = h.alloc(PAGE);
+  h.mem.view.setUint32(ranges + 4, 1, true);
+  h.mem.view.setUint32(ranges + 8, 4, true);
+  return { h, dsm: (cid) => ({ opcode: DSM, nsid: 1, prp1: ranges, cdw10: 0, cdw11: 4, cid }) };
+}
+
+const irqsOn = (h: TestHost, vector: number) => h.irqs.filter((v) => v === vector).length;
+
+test('feature 08h: THR and TIME both needed; TIME rounds up to whole ms', (t) => {
+  t.is(aggregation(0), undefined);
+  t.is(aggregation(0x0007), undefined, 'THR without TIME would hold forever');
+  t.is(aggregation(0x0a00), undefined, 'TIME without THR: every completion reaches the threshold');
+  t.deepEqual(aggregation(0x0a07), { threshold: 8, delayMs: 1 });
+  t.deepEqual(aggregation(0x1503), { threshold: 4, delayMs: 3 });
+});
+
+test('a burst of 40 completions in one event-loop turn raises one interrupt', async (t) => {
+  const { h, dsm } = await host(t);
+  const cmds = Array.from({ length: 40 }, (_, i) => dsm(i));
+  const done = await h.submitMany(1, cmds);
+  t.deepEqual(done.map((e) => expectOk(e).cid), cmds.map((c) => c.cid));
+  await until(() => irqsOn(h, 1) > 0, 'the interrupt');
+  await h.settle();
+  t.is(irqsOn(h, 1), 1, 'one MSI-X for 40 completions');
+});
+
+test('Interrupt Coalescing: THR + 1 completions share an interrupt, a lone one waits for TIME; admin and Coalescing Disable vectors are not held', async (t) => {
+  const { h, dsm } = await host(t);
+  expectOk(await h.admin({ opcode: 0x09, cdw10: 0x08, cdw11: (255 << 8) | 7 })); // 8 completions or 25.5 ms
+  t.is((await h.admin({ opcode: 0x0a, cdw10: 0x08 })).dw0, (255 << 8) | 7);
+  await h.settle();
+  const admin = irqsOn(h, 0);
+  expectOk(await h.admin({ opcode: 0x0a, cdw10: 0x07 }));
+  await h.settle();
+  t.is(irqsOn(h, 0), admin + 1, 'an admin completion interrupts at once');
+
+  // Eight completions, one at a time (each reaped before the next is submitted): one interrupt, at the eighth.
+  for (let i = 0; i < 8; i++) expectOk(await h.submit(1, dsm()));
+  await until(() => irqsOn(h, 1) > 0, 'the coalesced interrupt');
+  // A 26 ms hold running out while the eight go by (a loaded machine) would add one.
+  t.true(irqsOn(h, 1) <= 2, `${irqsOn(h, 1)} interrupts for 8 completions`);
+
+  // A lone completion is seen in the CQ but its interrupt waits for TIME.
+  const before = irqsOn(h, 1);
+  expectOk(await h.submit(1, dsm()));
+  t.is(irqsOn(h, 1), before, 'held');
+  await until(() => irqsOn(h, 1) === before + 1, 'the interrupt after TIME');
+
+  // Coalescing Disable on vector 1 (Interrupt Vector Configuration, CD = bit 16): at once again.
+  expectOk(await h.admin({ opcode: 0x09, cdw10: 0x09, cdw11: (1 << 16) | 1 }));
+  const n = irqsOn(h, 1);
+  for (let i = 0; i < 3; i++) {
+    expectOk(await h.submit(1, dsm()));
+    await h.settle(); // a few event-loop turns, far less than the 26 ms hold
+    t.is(irqsOn(h, 1), n + i + 1, `interrupt ${i + 1} without coalescing`);
+  }
+  t.is(h.ctrl.interrupts.stats.interrupts, h.irqs.length);
+});
+
+/** 256 reads (file I/O, so completions arrive over many event-loop turns) at queue depth 16; the CIDs seen. */
+async function reads(h: TestHost): Promise<Set<number>> {
+  const total = 256;
+  const buf = h.alloc(16 * PAGE);
+  const read = (n: number): Cmd => ({ opcode: 0x02, nsid: 1, prp1: buf + (n % 16) * PAGE, cdw10: (n * 8) % 8192, cdw12: 7, cid: n });
+  let posted = 0;
+  const seen = new Set<number>();
+  for (; posted < 16; posted++) await h.post(1, read(posted));
+  while (seen.size < total) {
+    seen.add(expectOk(await h.reap(1)).cid);
+    if (posted < total) await h.post(1, read(posted++));
+  }
+  return seen;
+}
+
+test('256 reads at queue depth 16: every completion seen; under Interrupt Coalescing about one interrupt per 8 completions', async (t) => {
+  const { h } = await host(t);
+  const plain = irqsOn(h, 1);
+  t.is((await reads(h)).size, 256);
+  await h.settle();
+  const uncoalesced = irqsOn(h, 1) - plain;
+  t.true(uncoalesced <= 256, 'never more than one per completion');
+
+  expectOk(await h.admin({ opcode: 0x09, cdw10: 0x08, cdw11: (255 << 8) | 7 }));
+  const start = irqsOn(h, 1);
+  t.is((await reads(h)).size, 256);
+  await until(() => h.irqs.length === h.ctrl.interrupts.stats.interrupts && !h.ctrl.interrupts.holding, 'the last held interrupt');
+  const coalesced = irqsOn(h, 1) - start;
+  // Each interrupt covers 8 completions unless its 26 ms hold ran out first (once at the end, more on a loaded machine).
+  t.true(coalesced <= 256 / 8 + 4, `${coalesced} interrupts for 256 completions`);
+  t.log(`256 reads at QD 16: ${uncoalesced} interrupts per turn batching alone, ${coalesced} with THR 8 / TIME 25.5 ms`);
+});
