@@ -1,6 +1,7 @@
 -- Wireshark dissector for PCIeOE frames and the TLPs inside them.
--- The layout is documented next to the codecs: src/fabric/wire/frame.ts (frame)
--- and src/fabric/tlp/tlp.ts (TLP). Use: tshark -X lua_script:lab/wireshark/pcieoe.lua
+-- The layout is documented next to the codecs: src/fabric/wire/frame.ts (frame),
+-- src/fabric/tlp/tlp.ts (TLP) and src/fabric/wire/management.ts (discovery and
+-- management messages). Use: tshark -X lua_script:lab/wireshark/pcieoe.lua
 
 local pcieoe = Proto("pcieoe", "PCIe over Ethernet")
 
@@ -108,6 +109,110 @@ local function dissect_tlp(tvb, tree)
   if has_data and tvb:len() > hdr then t:add(f.tlp_data, tvb(hdr, math.min(length * 4, tvb:len() - hdr))) end
 end
 
+local mgmt_kinds = {
+  [0x01] = "Solicit", [0x02] = "Announce", [0x10] = "FunctionReport", [0x11] = "SlotReport",
+  [0x20] = "MapFunction", [0x21] = "UnmapFunction", [0x22] = "MapSlot", [0x23] = "UnmapSlot", [0x30] = "Ack",
+}
+local mgmt_roles = { [1] = "HI", [2] = "DI" }
+local slot_states = { [0] = "free", [1] = "mapped", [2] = "releasing" }
+local ack_status = { [0] = "ok", [1] = "unknown", [2] = "busy", [3] = "timeout", [4] = "failed" }
+f.mgmt_kind = ProtoField.uint8("pcieoe.mgmt.kind", "Message", base.HEX, mgmt_kinds)
+f.mgmt_id = ProtoField.uint16("pcieoe.mgmt.id", "Request id", base.DEC)
+f.mgmt_role = ProtoField.uint8("pcieoe.mgmt.role", "Role", base.DEC, mgmt_roles)
+f.mgmt_links = ProtoField.uint8("pcieoe.mgmt.links", "Links", base.DEC)
+f.mgmt_count = ProtoField.uint8("pcieoe.mgmt.count", "Count (slots, functions or entries)", base.DEC)
+f.mgmt_name = ProtoField.string("pcieoe.mgmt.name", "Name")
+f.mgmt_function = ProtoField.uint8("pcieoe.mgmt.function", "Function index", base.DEC)
+f.mgmt_vendor = ProtoField.uint16("pcieoe.mgmt.vendor", "Vendor ID", base.HEX)
+f.mgmt_device = ProtoField.uint16("pcieoe.mgmt.device", "Device ID", base.HEX)
+f.mgmt_class = ProtoField.uint24("pcieoe.mgmt.class", "Class code", base.HEX)
+f.mgmt_slot = ProtoField.uint8("pcieoe.mgmt.slot", "Slot", base.DEC)
+f.mgmt_state = ProtoField.uint8("pcieoe.mgmt.state", "Slot state", base.DEC, slot_states)
+f.mgmt_channel = ProtoField.uint16("pcieoe.mgmt.channel", "Channel", base.DEC)
+f.mgmt_bdf = ProtoField.uint16("pcieoe.mgmt.bdf", "BDF", base.HEX)
+f.mgmt_timeout = ProtoField.uint16("pcieoe.mgmt.timeout_ms", "Release time limit (ms)", base.DEC)
+f.mgmt_status = ProtoField.uint8("pcieoe.mgmt.status", "Status", base.DEC, ack_status)
+f.mgmt_detail = ProtoField.string("pcieoe.mgmt.detail", "Detail")
+
+-- A length-prefixed string at o; returns the offset after it (nil if it runs past the end).
+local function mgmt_string(tvb, t, field, o)
+  if o >= tvb:len() then return nil end
+  local n = tvb(o, 1):uint()
+  if o + 1 + n > tvb:len() then return nil end
+  if n > 0 then t:add(field, tvb(o + 1, n)) else t:add(field, tvb(o, 1), "") end
+  return o + 1 + n
+end
+
+-- Each kind's body, as management.ts lays it out; returns the kind's name.
+local function dissect_mgmt(tvb, tree)
+  if tvb:len() < 4 then
+    tree:add_expert_info(PI_MALFORMED, PI_ERROR, "message shorter than its 4-byte header")
+    return "?"
+  end
+  local kind = tvb(0, 1):uint()
+  local name = mgmt_kinds[kind] or string.format("kind 0x%02x", kind)
+  local t = tree:add(pcieoe, tvb(), "Message: " .. name)
+  t:add(f.mgmt_kind, tvb(0, 1))
+  t:add(f.mgmt_id, tvb(2, 2))
+  local len = tvb:len()
+  local need = { [0x20] = 9, [0x21] = 7, [0x22] = 9, [0x23] = 7, [0x02] = 7, [0x10] = 5, [0x11] = 5, [0x30] = 5 }
+  if need[kind] and len < need[kind] then
+    t:add_expert_info(PI_MALFORMED, PI_ERROR, "message ends inside its body")
+    return name
+  end
+  local o = 4
+  if kind == 0x01 then
+    o = mgmt_string(tvb, t, f.mgmt_name, 4)
+  elseif kind == 0x02 then
+    t:add(f.mgmt_role, tvb(4, 1))
+    t:add(f.mgmt_links, tvb(5, 1))
+    t:add(f.mgmt_count, tvb(6, 1))
+    o = mgmt_string(tvb, t, f.mgmt_name, 7)
+  elseif kind == 0x10 then
+    t:add(f.mgmt_count, tvb(4, 1))
+    o = 5
+    for _ = 1, tvb(4, 1):uint() do
+      if not o or o + 12 > len then o = nil break end
+      local e = t:add(pcieoe, tvb(o, 12), "Function " .. tvb(o, 1):uint())
+      e:add(f.mgmt_function, tvb(o, 1))
+      e:add(f.mgmt_vendor, tvb(o + 1, 2))
+      e:add(f.mgmt_device, tvb(o + 3, 2))
+      e:add(f.mgmt_class, tvb(o + 5, 3))
+      e:add(f.mgmt_channel, tvb(o + 8, 2))
+      e:add(f.mgmt_bdf, tvb(o + 10, 2))
+      o = mgmt_string(tvb, e, f.mgmt_name, o + 12)
+    end
+  elseif kind == 0x11 then
+    t:add(f.mgmt_count, tvb(4, 1))
+    o = 5
+    for _ = 1, tvb(4, 1):uint() do
+      if o + 6 > len then o = nil break end
+      local e = t:add(pcieoe, tvb(o, 6), "Slot " .. tvb(o, 1):uint())
+      e:add(f.mgmt_slot, tvb(o, 1))
+      e:add(f.mgmt_state, tvb(o + 1, 1))
+      e:add(f.mgmt_channel, tvb(o + 2, 2))
+      e:add(f.mgmt_bdf, tvb(o + 4, 2))
+      o = o + 6
+    end
+  elseif kind == 0x20 or kind == 0x21 then
+    t:add(f.mgmt_function, tvb(4, 1))
+    t:add(f.mgmt_channel, tvb(5, 2))
+    if kind == 0x20 then t:add(f.mgmt_bdf, tvb(7, 2)) end
+  elseif kind == 0x22 then
+    t:add(f.mgmt_slot, tvb(4, 1))
+    t:add(f.mgmt_channel, tvb(5, 2))
+    t:add(f.mgmt_bdf, tvb(7, 2))
+  elseif kind == 0x23 then
+    t:add(f.mgmt_slot, tvb(4, 1))
+    t:add(f.mgmt_timeout, tvb(5, 2))
+  elseif kind == 0x30 then
+    t:add(f.mgmt_status, tvb(4, 1))
+    o = mgmt_string(tvb, t, f.mgmt_detail, 5)
+  end
+  if not o then t:add_expert_info(PI_MALFORMED, PI_ERROR, "message ends inside its body") end
+  return name
+end
+
 function pcieoe.dissector(tvb, pinfo, tree)
   if tvb:len() < 16 then return 0 end
   pinfo.cols.protocol = "PCIeOE"
@@ -133,6 +238,8 @@ function pcieoe.dissector(tvb, pinfo, tree)
     if ftype == 0 then
       dissect_tlp(payload:tvb(), t)
       info = info .. " " .. (tlp_types[payload(0, 1):uint()] or tlp_types[bit32.band(payload(0, 1):uint(), 0xf8)] or "")
+    elseif ftype == 4 or ftype == 5 then
+      info = info .. " " .. dissect_mgmt(payload:tvb(), t)
     else
       t:add(f.payload, payload)
     end
