@@ -6,8 +6,7 @@
 // (seal=on by default) with SHRINK|GROW|SEAL; sealedMemfd makes the same kind
 // for tests.
 
-#include <napi.h>
-#include <uv.h>
+#include "native.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -15,17 +14,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <string>
+namespace pcieoe {
 
 namespace {
-
-[[noreturn]] void ThrowSealErrno(Napi::Env env, const char* syscall, int err) {
-  Napi::Error e = Napi::Error::New(env, std::string(syscall) + " failed: " + uv_err_name(-err) + " (" + strerror(err) + ")");
-  e.Set("code", Napi::String::New(env, uv_err_name(-err)));
-  e.Set("errno", Napi::Number::New(env, -err));
-  e.Set("syscall", Napi::String::New(env, syscall));
-  throw e;
-}
 
 // fdSeals(fd) -> F_SEAL_* bits; 0 for an fd that does not support sealing.
 Napi::Value FdSeals(const Napi::CallbackInfo& info) {
@@ -35,7 +26,7 @@ Napi::Value FdSeals(const Napi::CallbackInfo& info) {
   int seals = fcntl(fd, F_GET_SEALS);
   if (seals < 0) {
     if (errno == EINVAL) return Napi::Number::New(env, 0);
-    ThrowSealErrno(env, "fcntl(F_GET_SEALS)", errno);
+    ThrowErrno(env, "fcntl(F_GET_SEALS)", errno);
   }
   return Napi::Number::New(env, seals);
 }
@@ -48,14 +39,14 @@ Napi::Value SealedMemfd(const Napi::CallbackInfo& info) {
   int64_t size = info[1].As<Napi::Number>().Int64Value();
   if (size < 0) throw Napi::RangeError::New(env, "size must be >= 0");
   int fd = memfd_create(name.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  if (fd < 0) ThrowSealErrno(env, "memfd_create", errno);
+  if (fd < 0) ThrowErrno(env, "memfd_create", errno);
   const char* failed = nullptr;
   if (ftruncate(fd, size) < 0) failed = "ftruncate";
   else if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) failed = "fcntl(F_ADD_SEALS)";
   if (failed) {
     int err = errno;
     close(fd);
-    ThrowSealErrno(env, failed, err);
+    ThrowErrno(env, failed, err);
   }
   return Napi::Number::New(env, fd);
 }
@@ -66,3 +57,5 @@ void RegisterSeals(Napi::Env env, Napi::Object exports) {
   exports.Set("fdSeals", Napi::Function::New(env, FdSeals));
   exports.Set("sealedMemfd", Napi::Function::New(env, SealedMemfd));
 }
+
+}  // namespace pcieoe

@@ -32,6 +32,8 @@ export class VfioUserClient {
   readonly memory = new Map<number, Uint8Array>();
   /** Server-initiated requests seen, for assertions. */
   readonly serverRequests: Message[] = [];
+  /** Replies that answer nothing this client is waiting for (e.g. to a NO_REPLY command), for assertions. */
+  readonly strayReplies: Message[] = [];
   readonly closed: Promise<string>;
   private closedResolve!: (reason: string) => void;
 
@@ -58,6 +60,11 @@ export class VfioUserClient {
   /** Raw bytes, for malformed input. */
   sendRaw(bytes: Uint8Array, fds: number[] = []): void {
     this.conn.send(bytes, fds);
+  }
+
+  /** Bytes sent that the server has not read yet: a test waits for 0 to know the server saw them. */
+  get unreadByServer(): number {
+    return native.unsentBytes(this.conn.fd);
   }
 
   /** Sends a command and resolves with the raw reply (error replies included). */
@@ -169,7 +176,8 @@ export class VfioUserClient {
     if (isReply(m.header.flags)) {
       const w = this.waiting.get(m.header.id);
       this.waiting.delete(m.header.id);
-      w?.(m);
+      if (w) w(m);
+      else this.strayReplies.push(m);
       return;
     }
     this.serverRequests.push(m);

@@ -90,6 +90,16 @@ test('SCM_RIGHTS: an eventfd sent over a stream socket signals the original', as
   native.close(efd);
 });
 
+test('unsentBytes: what the peer has not read yet, 0 once it has', (t) => {
+  const [a, b] = native.socketpair('stream');
+  t.teardown(() => [a, b].forEach((fd) => native.close(fd)));
+  t.is(native.unsentBytes(a), 0);
+  t.is(native.sendmsg(a, new Uint8Array(10)), 10);
+  t.true(native.unsentBytes(a) > 0);
+  t.is(native.recvmsg(b, new Uint8Array(64), []), 10);
+  t.is(native.unsentBytes(a), 0);
+});
+
 test('Poll reports readability on the Node loop', async (t) => {
   const [s1, s2] = native.socketpair('stream');
   const ready = once(s2, PollEvent.Readable);

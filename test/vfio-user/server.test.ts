@@ -7,6 +7,7 @@ import {
 } from '../../src/vfio-user/protocol.ts';
 import { ClientError, VfioUserClient, waitEventfd } from '../../src/vfio-user/client.ts';
 import { rig, u32le, u64le } from './helpers.ts';
+import { until } from '../support/until.ts';
 
 const BAR0 = 0;
 const CONFIG = PciRegion.Config;
@@ -271,7 +272,7 @@ test('framing errors and mid-message disconnects drop only that client; the serv
   t.teardown(() => native.close(efd));
   const msg = request(9, Command.RegionRead, 16, encodeRegionAccess({ offset: 0, region: 0, count: 4 }).fill);
   c3.sendRaw(msg.subarray(0, 10));
-  await new Promise((res) => setTimeout(res, 20));
+  await until(() => c3.unreadByServer === 0, 'the server to read the first 10 bytes on their own');
   c3.sendRaw(msg.subarray(10), [efd]);
   await a.logged(/fd\(s\) arrived in the middle of a message/);
   await c3.closed;
