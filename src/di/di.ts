@@ -19,13 +19,14 @@
  *
  * Ordering: requests of one channel are handled strictly in arrival order
  * even when a function answers asynchronously (a later MRd must not pass an
- * earlier MWr); completions bypass that queue, since a function may be waiting
- * for its DMA reads while a BAR write is being handled.
+ * earlier MWr): the handlers return a promise while a function is busy, and
+ * the channel's PcieoePort holds later requests back; completions bypass that
+ * queue, since a function may be waiting for its DMA reads while a BAR write
+ * is being handled.
  */
 
-import { leadingDisabled, requestByteCount } from '../fabric/tlp/byte-enables.ts';
-import type { Clock } from '../fabric/clock.ts';
-import { completionFor, completionsForRead, errorCompletionFor, urCompletionFor } from '../fabric/tlp/completion.ts';
+import type { PcieoePort } from '../fabric/pcieoe-port.ts';
+import { completionFor, errorCompletionFor, urCompletionFor } from '../fabric/tlp/completion.ts';
 import {
   CplStatus,
   type ConfigTlp,
@@ -40,19 +41,21 @@ import { formatBdf } from '../pci/bdf.ts';
 import { Cfg, CommandBit } from '../pci/config-space.ts';
 import type { FunctionPorts, PciFunction } from '../pci/function.ts';
 import type { Logger } from '../common/logger.ts';
-import { FabricRequestError, TlpEndpoint, enabledRuns } from '../fabric/tlp/endpoint.ts';
+import { FabricRequestError, enabledRuns } from '../fabric/tlp/endpoint.ts';
 
+
+/**
+ * Completion timeout for the functions' DMA reads, ms (the DI's ports are
+ * opened with it): a failed DMA read fails the guest's I/O, and a loaded TCG
+ * host can starve the HI for far more than a second; a host known to be gone
+ * fails reads at once (TlpEndpoint.setPeerAlive).
+ */
+export const DI_COMPLETION_TIMEOUT_MS = 5000;
 
 export interface DiOptions {
-  clock: Clock;
+  /** One port per host (channel). */
+  ports: readonly PcieoePort[];
   log?: Logger;
-  /**
-   * Completion timeout for the functions' DMA reads, ms. Default 5000: a
-   * failed DMA read fails the guest's I/O, and a loaded TCG host can starve
-   * the HI for far more than a second; a host known to be gone fails reads
-   * at once (setPeerAlive).
-   */
-  completionTimeoutMs?: number;
   /** Default 4096. */
   maxReadRequest?: number;
   /** Default 4096. */
@@ -73,8 +76,6 @@ export interface DiStats {
   /** MSI-X and MSI signals dropped: vector masked or not programmed. */
   msixDropped: number;
   msixSent: number;
-  /** Frames from a channel the DI has no function for. */
-  rxUnknownChannel: number;
 }
 
 interface Hosted {
@@ -85,65 +86,23 @@ interface Hosted {
   assignment?: { channel: number; hostBdf: number };
 }
 
-/** Completer for guest-memory reads: the Read Completion Boundary of a root complex. */
-const RCB = 64;
-
-class ChannelState {
-  readonly endpoint: TlpEndpoint;
-  private readonly queue: Tlp[] = [];
-  private busy = false;
-
-  constructor(
-    readonly id: number,
-    send: (tlp: Uint8Array) => void,
-    private readonly handle: (ch: ChannelState, tlp: Tlp) => void | Promise<void>,
-    clock: Clock,
-    timeoutMs: number,
-    log: Logger,
-  ) {
-    this.endpoint = new TlpEndpoint({
-      send,
-      clock,
-      completionTimeoutMs: timeoutMs,
-      onRequest: (tlp) => this.enqueue(tlp),
-      log: (m) => log('warn', `channel ${id}: ${m}`),
-    });
-  }
-
-  private enqueue(tlp: Tlp): void {
-    this.queue.push(tlp);
-    if (!this.busy) this.drain();
-  }
-
-  private drain(): void {
-    while (this.queue.length > 0) {
-      const r = this.handle(this, this.queue.shift()!);
-      if (r instanceof Promise) {
-        this.busy = true;
-        void r.finally(() => {
-          this.busy = false;
-          this.drain();
-        });
-        return;
-      }
-    }
-  }
-}
-
 export class DeviceInterface {
   readonly stats: DiStats = {
-    rejectedConfig: 0, unclaimedReads: 0, unclaimedWrites: 0, unsupported: 0, functionErrors: 0, msixDropped: 0, msixSent: 0, rxUnknownChannel: 0,
+    rejectedConfig: 0, unclaimedReads: 0, unclaimedWrites: 0, unsupported: 0, functionErrors: 0, msixDropped: 0, msixSent: 0,
   };
   private readonly functions = new Map<string, Hosted>();
-  private readonly channels = new Map<number, ChannelState>();
+  private readonly channels = new Map<number, PcieoePort>();
   private readonly log: Logger;
-  private readonly timeoutMs: number;
   private readonly mrrs: number;
   private readonly mps: number;
 
-  constructor(private readonly o: DiOptions) {
+  constructor(o: DiOptions) {
     this.log = o.log ?? (() => {});
-    this.timeoutMs = o.completionTimeoutMs ?? 5000;
+    for (const port of o.ports) {
+      if (this.channels.has(port.id)) throw new Error(`channel ${port.id} given twice`);
+      this.channels.set(port.id, port);
+      port.serve((tlp) => this.onRequest(port, tlp));
+    }
     this.mrrs = o.maxReadRequest ?? 4096;
     this.mps = o.maxPayload ?? 4096;
   }
@@ -155,27 +114,6 @@ export class DeviceInterface {
 
   function(name: string): PciFunction | undefined {
     return this.functions.get(name)?.fn;
-  }
-
-  /** The channel to a host: `send` takes encoded TLPs; feed what arrives to receive(). */
-  addChannel(id: number, send: (tlp: Uint8Array) => void): void {
-    if (this.channels.has(id)) throw new Error(`channel ${id} exists already`);
-    this.channels.set(id, new ChannelState(id, send, (ch, tlp) => this.onRequest(ch, tlp), this.o.clock, this.timeoutMs, this.log));
-  }
-
-  /** A TLP delivered (in order) by channel `id`. */
-  receive(id: number, payload: Uint8Array): void {
-    const ch = this.channels.get(id);
-    if (!ch) {
-      this.stats.rxUnknownChannel++;
-      return;
-    }
-    ch.endpoint.receive(payload);
-  }
-
-  /** The link layer's view of the host on `id` (see TlpEndpoint.setPeerAlive). */
-  setPeerAlive(id: number, alive: boolean): void {
-    this.channels.get(id)?.endpoint.setPeerAlive(alive);
   }
 
   channelStats(id: number) {
@@ -209,13 +147,13 @@ export class DeviceInterface {
   }
 
   close(): void {
-    for (const ch of this.channels.values()) ch.endpoint.close();
+    for (const ch of this.channels.values()) ch.close();
     for (const h of this.functions.values()) h.fn.attach(undefined);
   }
 
   // ---- host → function -----------------------------------------------------
 
-  private onRequest(ch: ChannelState, tlp: Tlp): void | Promise<void> {
+  private onRequest(ch: PcieoePort, tlp: Tlp): void | Promise<void> {
     try {
       if (tlp.type === TlpType.CfgRd0 || tlp.type === TlpType.CfgWr0) return this.config(ch, tlp);
       if (tlp.type === TlpType.MRd32 || tlp.type === TlpType.MRd64) return this.memRead(ch, tlp);
@@ -228,19 +166,19 @@ export class DeviceInterface {
     }
   }
 
-  private functionError(ch: ChannelState, tlp: Tlp, err: unknown): void {
+  private functionError(ch: PcieoePort, tlp: Tlp, err: unknown): void {
     this.stats.functionErrors++;
     this.log('error', `channel ${ch.id}: function error on TLP type 0x${tlp.type.toString(16)}: ${(err as Error)?.stack ?? String(err)}`);
     if (isNonPosted(tlp)) ch.endpoint.post(errorCompletionFor(tlp, isConfigRequest(tlp) ? tlp.completerId : 0, CplStatus.CA));
   }
 
-  private assignedTo(ch: ChannelState): Hosted[] {
+  private assignedTo(ch: PcieoePort): Hosted[] {
     const out: Hosted[] = [];
     for (const h of this.functions.values()) if (h.assignment?.channel === ch.id) out.push(h);
     return out;
   }
 
-  private config(ch: ChannelState, tlp: ConfigTlp): void {
+  private config(ch: PcieoePort, tlp: ConfigTlp): void {
     const h = this.assignedTo(ch).find((x) => x.assignment!.hostBdf === tlp.completerId);
     if (!h) {
       this.stats.rejectedConfig++;
@@ -261,7 +199,7 @@ export class DeviceInterface {
   }
 
   /** The function BAR claiming [address, address+length) among the channel's functions. */
-  private claim(ch: ChannelState, address: bigint, length: number): { h: Hosted; bar: number; offset: number } | undefined {
+  private claim(ch: PcieoePort, address: bigint, length: number): { h: Hosted; bar: number; offset: number } | undefined {
     for (const h of this.assignedTo(ch)) {
       const cs = h.fn.config;
       if (!(cs.get16(Cfg.Command) & CommandBit.Memory)) continue;
@@ -278,7 +216,7 @@ export class DeviceInterface {
     return undefined;
   }
 
-  private memRead(ch: ChannelState, tlp: MemReadTlp): void | Promise<void> {
+  private memRead(ch: PcieoePort, tlp: MemReadTlp): void | Promise<void> {
     const span = tlp.length * 4;
     const hit = this.claim(ch, tlp.address, span);
     if (!hit) {
@@ -286,21 +224,16 @@ export class DeviceInterface {
       ch.endpoint.post(urCompletionFor(tlp, 0));
       return;
     }
-    const completer = hit.h.assignment!.hostBdf;
-    const reply = (bytes: Uint8Array | undefined) => {
-      const data = new Uint8Array(span);
-      if (bytes) data.set(bytes, leadingDisabled(tlp.firstBe));
-      for (const c of completionsForRead(tlp, completer, data, { rcb: RCB, maxPayload: this.mps })) ch.endpoint.post(c);
-    };
-    // A zero-length read (no byte enabled) only orders: it must not touch a register.
-    if (tlp.firstBe === 0 && tlp.length === 1) return reply(undefined);
-    const first = leadingDisabled(tlp.firstBe);
-    const r = hit.h.fn.barRead(hit.bar, hit.offset + first, requestByteCount(tlp.length, tlp.firstBe, tlp.lastBe));
-    if (!(r instanceof Promise)) return reply(r);
-    return r.then(reply, (err) => this.functionError(ch, tlp, err));
+    // A zero-length read (no byte enabled) only orders: completeRead does not call read(), so no register is touched.
+    return ch.completeRead(tlp, {
+      completerId: hit.h.assignment!.hostBdf,
+      maxPayload: this.mps,
+      read: (first, count) => hit.h.fn.barRead(hit.bar, hit.offset + first, count),
+      fail: (err) => this.functionError(ch, tlp, err),
+    });
   }
 
-  private memWrite(ch: ChannelState, tlp: MemWriteTlp): void | Promise<void> {
+  private memWrite(ch: PcieoePort, tlp: MemWriteTlp): void | Promise<void> {
     const hit = this.claim(ch, tlp.address, tlp.data.length);
     if (!hit) {
       this.stats.unclaimedWrites++;
@@ -319,7 +252,7 @@ export class DeviceInterface {
 
   // ---- function → host -----------------------------------------------------
 
-  private portsFor(h: Hosted, ch: ChannelState, hostBdf: number): FunctionPorts {
+  private portsFor(h: Hosted, ch: PcieoePort, hostBdf: number): FunctionPorts {
     const ep = ch.endpoint;
     return {
       dma: {

@@ -9,7 +9,7 @@
 //     [--vlan VID]
 //
 // DIR/control.sock answers {"stats":true} with the DI's counters (line JSON); {"profile":"start"},
-// {"profile":"stop","file":"/abs/x.cpuprofile"} record a CPU profile.
+// {"profile":"stop","file":"x.cpuprofile"} record a CPU profile into DIR.
 //
 // Relative NVMe files live in $LAB_DATA/<topology>. A DI may be killed and
 // restarted (it holds no host state a host could not re-create);
@@ -21,26 +21,18 @@ import { NvmeController } from '../devices/nvme/controller.ts';
 import type { PciFunction } from '../pci/function.ts';
 import { TestDevice } from '../devices/testdev/testdev.ts';
 import { realClock } from '../fabric/clock.ts';
-import { openUnixNode, parseChannelSpec, parseKeyValues, parseLinkSpec } from '../fabric/link/node.ts';
+import { type OpenStation, STATION_ARGS, STATION_USAGE, openStation, parseKeyValues } from '../fabric/station.ts';
 import { parseBdf } from '../pci/bdf.ts';
 import { cpuProfileControl, serveLineControl } from '../common/control-socket.ts';
-import type { Channel } from '../fabric/link/channel.ts';
-import { DeviceInterface } from './di.ts';
+import { DI_COMPLETION_TIMEOUT_MS, DeviceInterface } from './di.ts';
 import { processLogger } from '../common/logger.ts';
-
-/**
- * Heartbeat every 100 ms, a link dead after 350 ms of silence: the link
- * layer's 10 ms default flaps under TCG, where QEMU starves the lab's
- * processes of CPU for tens of ms (seen in the one-host-one-card lab).
- */
-const LINK_TUNING = { heartbeatInterval: 100, nakDelay: 3 };
 
 const log = processLogger('di');
 const NAME = /^[a-z0-9][a-z0-9-]{0,63}$/;
 const SIZE_UNITS: Record<string, number> = { K: 2 ** 10, M: 2 ** 20, G: 2 ** 30 };
 
 function usage(message: string): never {
-  console.error(`di: ${message}\nusage: main.ts --link MAC@SOCK... --channel ID=MAC[,MAC]... --function NAME=testdev|nvme:file:F,size:S... --assign NAME=channel:ID,bdf:BB:DD.F... [--vlan VID]`);
+  console.error(`di: ${message}\nusage: main.ts ${STATION_USAGE} --function NAME=testdev|nvme:file:F,size:S... --assign NAME=channel:ID,bdf:BB:DD.F...`);
   process.exit(2);
 }
 
@@ -81,42 +73,23 @@ async function main(): Promise<void> {
   try {
     ({ values } = parseArgs({
       options: {
-        link: { type: 'string', multiple: true, default: [] },
-        channel: { type: 'string', multiple: true, default: [] },
+        ...STATION_ARGS,
         function: { type: 'string', multiple: true, default: [] },
         assign: { type: 'string', multiple: true, default: [] },
-        vlan: { type: 'string' },
-        'socket-dir': { type: 'string' },
       },
     }));
   } catch (err) {
     usage((err as Error).message);
   }
-  const dir = values['socket-dir'] ?? process.env.LAB_SOCKET_DIR;
-  if (!dir) usage('no socket directory: pass --socket-dir or set LAB_SOCKET_DIR');
   const dataDir = join(process.env.LAB_DATA ?? '/var/lib/pcieoe-lab', process.env.LAB_TOPOLOGY ?? 'di');
-  const clock = realClock;
-  const di = new DeviceInterface({ clock, log });
-  let node, ports;
-  const chans = new Map<number, Channel>();
+  let station!: OpenStation;
+  let di!: DeviceInterface;
   /** NVMe namespaces to sync and close at SIGTERM/SIGINT. */
   const closeFiles: (() => Promise<void>)[] = [];
   try {
-    const links = values.link.map(parseLinkSpec);
-    const channels = values.channel.map(parseChannelSpec);
-    if (links.length === 0 || channels.length === 0 || values.function.length === 0) throw new Error('need at least one --link, --channel and --function');
-    ({ node, ports } = openUnixNode(links, dir, clock, values.vlan === undefined ? null : { pcp: 5, dei: false, vid: Number(values.vlan) }, LINK_TUNING));
-    const n = node;
-    for (const c of channels) {
-      const ch = n.addChannel(c.id, c.peerMacs, (p) => di.receive(c.id, p), {
-        onPeerState: (alive) => {
-          log(alive ? 'info' : 'warn', `channel ${c.id}: host ${alive ? 'reachable' : 'unreachable'}`);
-          di.setPeerAlive(c.id, alive);
-        },
-      });
-      di.addChannel(c.id, (tlp) => ch.send(tlp));
-      chans.set(c.id, ch);
-    }
+    if (values.function.length === 0) throw new Error('need at least one --function');
+    station = openStation(values, { clock: realClock, completionTimeoutMs: DI_COMPLETION_TIMEOUT_MS, peerName: 'host', log });
+    di = new DeviceInterface({ ports: station.ports, log });
     for (const [i, spec] of values.function.entries()) {
       const [name, model] = splitNamed('function', spec);
       const { fn, open } = makeFunction(name, model, i, dataDir);
@@ -133,14 +106,14 @@ async function main(): Promise<void> {
     usage((err as Error).message);
   }
   // {"stats":true} → the DI's counters (rejected requests per kind) and each channel's TLP and link counters.
-  const profiler = cpuProfileControl();
-  const control = await serveLineControl(join(dir, 'control.sock'), (req) => {
+  const profiler = cpuProfileControl(station.dir);
+  const control = await serveLineControl(join(station.dir, 'control.sock'), (req) => {
     const p = profiler(req);
     if (p) return p;
     if (typeof req !== 'object' || req === null || (req as { stats?: unknown }).stats !== true) throw new Error('expected {"stats":true}');
     return {
       di: di.stats,
-      channels: Object.fromEntries([...chans].map(([id, ch]) => [id, { tlp: di.channelStats(id), link: ch.stats, peerAlive: ch.isPeerAlive }])),
+      channels: Object.fromEntries(station.ports.map((p) => [p.id, p.stats])),
     };
   });
   let stopping = false;
@@ -150,8 +123,7 @@ async function main(): Promise<void> {
     control.close();
     log('info', `${signal}: closing; stats ${JSON.stringify(di.stats)}`);
     di.close();
-    node.close();
-    for (const p of ports) p.close();
+    station.close();
     void Promise.all(closeFiles.map((close) => close())).finally(() => process.exit(0));
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));

@@ -16,7 +16,7 @@
  */
 
 import { z } from 'zod';
-import type { Channel } from '../fabric/link/channel.ts';
+import type { PcieoePort } from '../fabric/pcieoe-port.ts';
 import { TlpType } from '../fabric/tlp/tlp.ts';
 import { parseBdf } from '../pci/bdf.ts';
 import type { HostInterface } from './hi.ts';
@@ -41,16 +41,14 @@ const bytes = (h: string | undefined, min: number) => {
   return b;
 };
 
-export function hiControl(hi: HostInterface, eeps: () => RemoteFunction[], channels: Map<number, Channel>) {
+export function hiControl(hi: HostInterface, eeps: () => RemoteFunction[], ports: readonly PcieoePort[]) {
   return async (raw: unknown): Promise<Record<string, unknown>> => {
     const req = Request.parse(raw);
     if ('stats' in req) {
       return {
         hi: hi.stats,
         eeps: Object.fromEntries(eeps().map((e) => [e.name, e.stats])),
-        channels: Object.fromEntries(
-          [...channels].map(([id, ch]) => [id, { tlp: hi.endpoint(id)?.stats, link: ch.stats, peerAlive: ch.isPeerAlive }]),
-        ),
+        channels: Object.fromEntries(ports.map((p) => [p.id, p.stats])),
       };
     }
     const f = req.forge;

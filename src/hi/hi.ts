@@ -1,7 +1,7 @@
 /**
- * The Host Interface: the host side of PCIeOE for one VM. It owns one
- * channel per DI it talks to and one RemoteFunction (EEP) per remote function
- * the VM uses; `serve()` puts an EEP on a vfio-user socket for QEMU.
+ * The Host Interface: the host side of PCIeOE for one VM. It is handed one
+ * PcieoePort per DI it talks to and makes one RemoteFunction (EEP) per remote
+ * function the VM uses; `serve()` puts an EEP on a vfio-user socket for QEMU.
  *
  * Requests arriving from the fabric are the functions' bus-master traffic:
  *   - an MWr into an EEP's MSI window → that vector's eventfd;
@@ -16,28 +16,31 @@
  * x86 interrupt range, never guest RAM, so never a DMA target).
  */
 
-import type { Clock } from '../fabric/clock.ts';
+import type { PcieoePort } from '../fabric/pcieoe-port.ts';
 import { urCompletionFor } from '../fabric/tlp/completion.ts';
 import { type Tlp, TlpType, isNonPosted } from '../fabric/tlp/tlp.ts';
 import { formatBdf } from '../pci/bdf.ts';
 import { VfioUserServer } from '../vfio-user/server.ts';
 import type { Logger } from '../common/logger.ts';
 import { AddressWindow, RemoteFunction } from './remote-function/index.ts';
-import { TlpEndpoint, enabledRuns } from '../fabric/tlp/endpoint.ts';
+import { type TlpEndpoint, enabledRuns } from '../fabric/tlp/endpoint.ts';
+
+/**
+ * Completion timeout for config and BAR reads, ms (the HI's ports are opened
+ * with it unless told otherwise; it must stay well under QEMU's 5 s): under
+ * TCG a starved DI or a replay after a cut link can take several hundred ms,
+ * and a host driver takes an all-ones status register for a dead device. A DI
+ * known to be gone (all links silent) fails reads at once instead
+ * (TlpEndpoint.setPeerAlive).
+ */
+export const HI_COMPLETION_TIMEOUT_MS = 2000;
 
 export interface HiOptions {
-  clock: Clock;
+  /** One port per DI (channel). */
+  ports: readonly PcieoePort[];
   log?: Logger;
   /** The HI's requester/completer id (a root complex: 00:00.0). */
   hiId?: number;
-  /**
-   * Completion timeout for config and BAR reads, ms (must stay well under
-   * QEMU's 5 s). Default 2000: under TCG a starved DI or a replay after a cut
-   * link can take several hundred ms, and a host driver takes an all-ones
-   * status register for a dead device. A DI known to be gone (all links
-   * silent) fails reads at once instead (TlpEndpoint.setPeerAlive).
-   */
-  completionTimeoutMs?: number;
 }
 
 export interface HiStats {
@@ -45,7 +48,6 @@ export interface HiStats {
   unknownRequester: number;
   /** Requests a host does not take from a device (config, messages). */
   unsupported: number;
-  rxUnknownChannel: number;
 }
 
 const MSI_BASE = 0xfee0_0000n;
@@ -54,52 +56,37 @@ const MSI_STRIDE = 0x4000n;
 const MSI_LIMIT = 0xfef0_0000n;
 
 interface ChannelState {
-  endpoint: TlpEndpoint;
+  port: PcieoePort;
   window: AddressWindow;
   eeps: RemoteFunction[];
 }
 
 export class HostInterface {
-  readonly stats: HiStats = { unknownRequester: 0, unsupported: 0, rxUnknownChannel: 0 };
+  readonly stats: HiStats = { unknownRequester: 0, unsupported: 0 };
   private readonly channels = new Map<number, ChannelState>();
   private readonly log: Logger;
   private readonly hiId: number;
   private nextMsi = MSI_BASE;
 
-  constructor(private readonly o: HiOptions) {
+  constructor(o: HiOptions) {
     this.log = o.log ?? (() => {});
     this.hiId = o.hiId ?? 0;
-  }
-
-  /** The channel to one DI: `send` takes encoded TLPs; feed what arrives to receive(). */
-  addChannel(id: number, send: (tlp: Uint8Array) => void): void {
-    if (this.channels.has(id)) throw new Error(`channel ${id} exists already`);
-    const state: ChannelState = {
-      endpoint: new TlpEndpoint({
-        send,
-        clock: this.o.clock,
-        completionTimeoutMs: this.o.completionTimeoutMs ?? 2000,
-        onRequest: (tlp) => this.onRequest(state, tlp),
-        log: (m) => this.log('warn', `channel ${id}: ${m}`),
-      }),
-      // 32-bit BARs in 3-3.75 GiB, 64-bit ones from 512 GiB: the channel's own space at the DI.
-      window: new AddressWindow({ base32: 0xc000_0000n, limit32: 0xf000_0000n, base64: 0x80_0000_0000n, limit64: 0x100_0000_0000n }),
-      eeps: [],
-    };
-    this.channels.set(id, state);
-  }
-
-  receive(id: number, payload: Uint8Array): void {
-    const ch = this.channels.get(id);
-    if (!ch) {
-      this.stats.rxUnknownChannel++;
-      return;
+    for (const port of o.ports) {
+      if (this.channels.has(port.id)) throw new Error(`channel ${port.id} given twice`);
+      const state: ChannelState = {
+        port,
+        // 32-bit BARs in 3-3.75 GiB, 64-bit ones from 512 GiB: the channel's own space at the DI.
+        window: new AddressWindow({ base32: 0xc000_0000n, limit32: 0xf000_0000n, base64: 0x80_0000_0000n, limit64: 0x100_0000_0000n }),
+        eeps: [],
+      };
+      this.channels.set(port.id, state);
+      port.serve((tlp) => this.onRequest(state, tlp));
     }
-    ch.endpoint.receive(payload);
   }
 
+  /** The TLP endpoint of channel `id` (the control socket forges requests on it). */
   endpoint(id: number): TlpEndpoint | undefined {
-    return this.channels.get(id)?.endpoint;
+    return this.channels.get(id)?.port.endpoint;
   }
 
   /** Enumerate the function at `remoteBdf` behind `channel` and make it an EEP. */
@@ -112,7 +99,7 @@ export class HostInterface {
     this.nextMsi += MSI_STRIDE;
     let eep: RemoteFunction;
     try {
-      eep = await RemoteFunction.enumerate({ name, endpoint: ch.endpoint, hiId: this.hiId, remoteBdf, window: ch.window, msiBase, log: this.log });
+      eep = await RemoteFunction.enumerate({ name, endpoint: ch.port.endpoint, hiId: this.hiId, remoteBdf, window: ch.window, msiBase, log: this.log });
     } catch (err) {
       // A retry (the DI may not be up yet) must not use up the MSI range.
       if (this.nextMsi === msiBase + MSI_STRIDE) this.nextMsi = msiBase;
@@ -128,7 +115,7 @@ export class HostInterface {
   }
 
   close(): void {
-    for (const ch of this.channels.values()) ch.endpoint.close();
+    for (const ch of this.channels.values()) ch.port.close();
   }
 
   private onRequest(ch: ChannelState, tlp: Tlp): void {
@@ -149,12 +136,12 @@ export class HostInterface {
       const eep = ch.eeps.find((e) => e.remoteBdf === tlp.requesterId);
       if (!eep || ch.eeps.some((e) => e.msiVector(tlp.address) !== undefined || e.isMsiAddress(tlp.address))) {
         this.stats.unknownRequester++;
-        ch.endpoint.post(urCompletionFor(tlp, this.hiId));
+        ch.port.endpoint.post(urCompletionFor(tlp, this.hiId));
         return;
       }
-      return eep.dmaRead(tlp, (c) => ch.endpoint.post(c));
+      return eep.dmaRead(tlp, ch.port);
     }
     this.stats.unsupported++;
-    if (isNonPosted(tlp)) ch.endpoint.post(urCompletionFor(tlp, this.hiId));
+    if (isNonPosted(tlp)) ch.port.endpoint.post(urCompletionFor(tlp, this.hiId));
   }
 }

@@ -8,7 +8,7 @@
 //
 // DIR/hictl.sock: the HI's control endpoint for the guest (lspci 1234:4849; BAR0 = status and mapping
 // table as text, see control-endpoint.ts). DIR/control.sock: counters and forged TLPs for isolation tests (see control.ts), CPU profiles
-// ({"profile":"start"}, {"profile":"stop","file":"/abs/x.cpuprofile"}).
+// ({"profile":"start"}, {"profile":"stop","file":"x.cpuprofile"}: written into DIR).
 //
 // Each EEP is enumerated over the fabric before its socket appears (so the
 // lab, which waits for the socket, starts QEMU only once the remote function
@@ -21,25 +21,17 @@ import { realClock } from '../fabric/clock.ts';
 import { VfioUserServer } from '../vfio-user/server.ts';
 import { processLogger } from '../common/logger.ts';
 import { formatBdf, parseBdf } from '../pci/bdf.ts';
-import { openUnixNode, parseChannelSpec, parseKeyValues, parseLinkSpec } from '../fabric/link/node.ts';
+import { type OpenStation, STATION_ARGS, STATION_USAGE, openStation, parseKeyValues } from '../fabric/station.ts';
 import { cpuProfileControl, serveLineControl } from '../common/control-socket.ts';
-import type { Channel } from '../fabric/link/channel.ts';
 import { HiControlEndpoint } from './control-endpoint.ts';
 import { hiControl } from './control.ts';
-import { HostInterface } from './hi.ts';
+import { HI_COMPLETION_TIMEOUT_MS, HostInterface } from './hi.ts';
 import type { RemoteFunction } from './remote-function/index.ts';
-
-/**
- * Heartbeat every 100 ms, a link dead after 350 ms of silence: the link
- * layer's 10 ms default flaps under TCG, where QEMU starves the lab's
- * processes of CPU for tens of ms (seen in the one-host-one-card lab).
- */
-const LINK_TUNING = { heartbeatInterval: 100, nakDelay: 3 };
 
 const log = processLogger('hi');
 
 function usage(message: string): never {
-  console.error(`hi: ${message}\nusage: main.ts --link MAC@SOCK... --channel ID=MAC[,MAC]... --eep NAME=channel:ID,bdf:BB:DD.F... [--vlan VID] [--completion-timeout MS] [--wait-ms MS]`);
+  console.error(`hi: ${message}\nusage: main.ts ${STATION_USAGE} --eep NAME=channel:ID,bdf:BB:DD.F... [--completion-timeout MS] [--wait-ms MS]`);
   process.exit(2);
 }
 
@@ -48,24 +40,17 @@ async function main(): Promise<void> {
   try {
     ({ values } = parseArgs({
       options: {
-        link: { type: 'string', multiple: true, default: [] },
-        channel: { type: 'string', multiple: true, default: [] },
+        ...STATION_ARGS,
         eep: { type: 'string', multiple: true, default: [] },
-        vlan: { type: 'string' },
         'completion-timeout': { type: 'string' },
         'wait-ms': { type: 'string' },
-        'socket-dir': { type: 'string' },
       },
     }));
   } catch (err) {
     usage((err as Error).message);
   }
-  const dir = values['socket-dir'] ?? process.env.LAB_SOCKET_DIR;
-  if (!dir) usage('no socket directory: pass --socket-dir or set LAB_SOCKET_DIR');
-  let links, channels, eeps;
+  let eeps, station!: OpenStation;
   try {
-    links = values.link.map(parseLinkSpec);
-    channels = values.channel.map(parseChannelSpec);
     eeps = values.eep.map((spec) => {
       const eq = spec.indexOf('=');
       if (eq <= 0) throw new Error(`--eep ${spec}: expected NAME=channel:ID,bdf:BB:DD.F`);
@@ -74,36 +59,25 @@ async function main(): Promise<void> {
       if (!/^[a-z0-9][a-z0-9-]{0,63}$/.test(name) || name === 'control' || name === 'hictl') throw new Error(`--eep ${spec}: bad name`);
       return { name, channel: Number(kv.get('channel')), bdf: parseBdf(kv.get('bdf') ?? '') };
     });
+    if (eeps.length === 0) throw new Error('need at least one --eep');
+    const completionTimeoutMs = values['completion-timeout'] ? Number(values['completion-timeout']) : HI_COMPLETION_TIMEOUT_MS;
+    station = openStation(values, { clock: realClock, completionTimeoutMs, peerName: 'DI', log });
   } catch (err) {
     usage((err as Error).message);
   }
-  if (links.length === 0 || channels.length === 0 || eeps.length === 0) usage('need at least one --link, --channel and --eep');
-  for (const e of eeps) if (!channels.some((c) => c.id === e.channel)) usage(`EEP ${e.name}: no --channel ${e.channel}`);
-  const vlan = values.vlan === undefined ? null : { pcp: 5, dei: false, vid: Number(values.vlan) };
+  const { dir, ports } = station;
+  for (const e of eeps) if (!ports.some((p) => p.id === e.channel)) usage(`EEP ${e.name}: no --channel ${e.channel}`);
   const waitMs = Number(values['wait-ms'] ?? 60_000);
 
-  const clock = realClock;
-  const hi = new HostInterface({ clock, log, completionTimeoutMs: values['completion-timeout'] ? Number(values['completion-timeout']) : undefined });
-  const { node, ports } = openUnixNode(links, dir, clock, vlan, LINK_TUNING);
-  const chans = new Map<number, Channel>();
-  for (const c of channels) {
-    const ch = node.addChannel(c.id, c.peerMacs, (p) => hi.receive(c.id, p), {
-      onPeerState: (alive) => {
-        log(alive ? 'info' : 'warn', `channel ${c.id}: DI ${alive ? 'reachable' : 'unreachable (all links silent)'}`);
-        hi.endpoint(c.id)?.setPeerAlive(alive);
-      },
-    });
-    hi.addChannel(c.id, (tlp) => ch.send(tlp));
-    chans.set(c.id, ch);
-  }
+  const hi = new HostInterface({ ports, log });
   const served: RemoteFunction[] = [];
-  const hiCtl = hiControl(hi, () => served, chans);
+  const hiCtl = hiControl(hi, () => served, ports);
   // The control endpoint the guest can see (lspci, BAR0 text), served at DIR/hictl.sock from the start.
   const eepChannel = new Map(eeps.map((e) => [e.name, e.channel]));
   const controlEp = new HiControlEndpoint(() =>
     [
       'PCIeOE HI 1',
-      ...[...chans].map(([id, ch]) => `channel ${id} peer ${ch.isPeerAlive ? 'reachable' : 'unreachable'} links ${ch.linkStates.map((u) => (u ? 'up' : 'down')).join(',')}`),
+      ...ports.map(({ id, channel: ch }) => `channel ${id} peer ${ch.isPeerAlive ? 'reachable' : 'unreachable'} links ${ch.linkStates.map((u) => (u ? 'up' : 'down')).join(',')}`),
       ...served.map(
         (e) =>
           `eep ${e.name} channel ${eepChannel.get(e.name)} remote ${formatBdf(e.remoteBdf)} id ${e.layout.vendorId.toString(16).padStart(4, '0')}:${e.layout.deviceId.toString(16).padStart(4, '0')} msix ${e.stats.msix} dma-errors ${e.stats.dmaErrors} mmio-read-failures ${e.stats.mmioReadFailures}`,
@@ -112,7 +86,7 @@ async function main(): Promise<void> {
       '',
     ].join('\n'),
   );
-  const profiler = cpuProfileControl();
+  const profiler = cpuProfileControl(dir);
   const control = await serveLineControl(join(dir, 'control.sock'), (req) => profiler(req) ?? hiCtl(req));
   const servers: VfioUserServer[] = [new VfioUserServer({ path: join(dir, 'hictl.sock'), device: controlEp, name: 'hictl', log }).listen()];
   const shutdown = (signal: string) => {
@@ -120,8 +94,7 @@ async function main(): Promise<void> {
     control.close();
     for (const s of servers) s.close();
     hi.close();
-    node.close();
-    for (const p of ports) p.close();
+    station.close();
     process.exit(0);
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));

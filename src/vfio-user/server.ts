@@ -16,6 +16,7 @@
 // (the connection's send queue). A client past either bound is disconnected.
 import { EventEmitter } from 'node:events';
 import { native } from '../../native/index.ts';
+import { OrderedQueue } from '../common/ordered-queue.ts';
 import { DmaError, DmaTable, type DmaMessenger } from './dma.ts';
 import { IrqTable, type IrqIndexDesc } from './irq.ts';
 import type { Message } from './parser.ts';
@@ -178,10 +179,10 @@ class Session {
   private readonly dma: DmaTable;
   private readonly irqs: IrqTable;
   private negotiated = false;
-  private queue: Message[] = [];
+  /** Commands in arrival order: one whose handler is asynchronous holds back those after it. */
+  private readonly queue = new OrderedQueue<Message>((m) => this.handleInOrder(m));
   /** Bytes of the messages in `queue`. */
   private queuedBytes = 0;
-  private busy = false;
   private signalFailures = 0;
   private closed = false;
   /** The client's limits from VERSION. */
@@ -230,8 +231,7 @@ class Session {
     if (this.closed) return;
     this.closed = true;
     this.log(error ? 'warn' : 'info', `client disconnected: ${reason}`);
-    for (const m of this.queue) closeFds(m.fds);
-    this.queue = [];
+    for (const m of this.queue.clear()) closeFds(m.fds);
     for (const [, o] of this.outstanding) {
       clearTimeout(o.timer);
       o.reject(new DmaError(`client disconnected before answering ${commandName(o.command)}`));
@@ -251,32 +251,21 @@ class Session {
       this.conn.close('command queue flooded');
       return;
     }
-    this.queue.push(m);
     this.queuedBytes += m.header.size;
-    if (!this.busy) this.drain();
+    this.queue.push(m);
   }
 
-  private drain(): void {
-    while (this.queue.length > 0 && !this.closed) {
-      const m = this.queue.shift()!;
-      this.queuedBytes -= m.header.size;
-      let outcome: Outcome | Promise<Outcome>;
-      try {
-        outcome = this.handle(m);
-      } catch (err) {
-        this.fail(m, err);
-        continue;
-      }
-      if (outcome instanceof Promise) {
-        this.busy = true;
-        outcome.then((o) => this.finish(m, o), (err) => this.fail(m, err)).finally(() => {
-          this.busy = false;
-          this.drain();
-        });
-        return;
-      }
-      this.finish(m, outcome);
+  private handleInOrder(m: Message): void | Promise<void> {
+    this.queuedBytes -= m.header.size;
+    let outcome: Outcome | Promise<Outcome>;
+    try {
+      outcome = this.handle(m);
+    } catch (err) {
+      this.fail(m, err);
+      return;
     }
+    if (outcome instanceof Promise) return outcome.then((o) => this.finish(m, o), (err) => this.fail(m, err));
+    this.finish(m, outcome);
   }
 
   private finish(m: Message, outcome: Outcome): void {

@@ -13,11 +13,12 @@ import { seededRng } from '../../src/fabric/rng.ts';
 import { EthernetSwitch } from '../../src/fabric/switch/switch.ts';
 import { bdf } from '../../src/pci/bdf.ts';
 import { TestDevice } from '../../src/devices/testdev/testdev.ts';
-import { DeviceInterface } from '../../src/di/di.ts';
+import { DI_COMPLETION_TIMEOUT_MS, DeviceInterface } from '../../src/di/di.ts';
 import { FabricNode } from '../../src/fabric/link/node.ts';
-import { HostInterface } from '../../src/hi/hi.ts';
+import { HI_COMPLETION_TIMEOUT_MS, HostInterface } from '../../src/hi/hi.ts';
 import type { RemoteFunction } from '../../src/hi/remote-function/index.ts';
-import { TlpEndpoint } from '../../src/fabric/tlp/endpoint.ts';
+import type { TlpEndpoint } from '../../src/fabric/tlp/endpoint.ts';
+import { PcieoePort } from '../../src/fabric/pcieoe-port.ts';
 import type { VfioUserServer } from '../../src/vfio-user/server.ts';
 import type { Logger } from '../../src/common/logger.ts';
 import { VfioUserClient } from '../../src/vfio-user/client.ts';
@@ -71,30 +72,30 @@ export async function hiDiRig(t: ExecutionContext, opts: RigOptions = {}): Promi
     }
     return station;
   };
-  const tuning = { heartbeatInterval: 50 };
+  // Ports fail reads at once while their peer is unreachable (all links silent), as in the processes. A loaded
+  // test host stalls a process for hundreds of ms, so links count as dead only after 2 s here: no test of this
+  // rig means to find the peer unreachable, and the completion timeout test must see the timeout itself.
+  const tuning = { heartbeatInterval: 50, deadInterval: 2000 };
 
   // DI with the test device as fn0, two links.
-  const di = new DeviceInterface({ clock, log });
   const diNode = new FabricNode([0, 1].map((i) => ({ station: station(`di${i}`), mac: diMac(i) })), clock, null, tuning);
+  const diPorts = ([[HOST_CHANNEL, [hiMac(0), hiMac(1)]], [ROGUE_CHANNEL, [rogueMac]]] as const).map(
+    ([id, peerMacs]) => new PcieoePort(diNode, { id, peerMacs, completionTimeoutMs: DI_COMPLETION_TIMEOUT_MS, peerName: 'host', log }),
+  );
+  const di = new DeviceInterface({ ports: diPorts, log });
   const dev = new TestDevice();
   di.addFunction('fn0', dev);
-  for (const [id, peers] of [[HOST_CHANNEL, [hiMac(0), hiMac(1)]], [ROGUE_CHANNEL, [rogueMac]]] as const) {
-    const ch = diNode.addChannel(id, peers, (p) => di.receive(id, p));
-    di.addChannel(id, (tlp) => ch.send(tlp));
-  }
   di.assign('fn0', HOST_CHANNEL, FN0_BDF);
 
   // HI, two links.
-  const hi = new HostInterface({ clock, log, completionTimeoutMs: opts.completionTimeoutMs });
   const hiNode = new FabricNode([0, 1].map((i) => ({ station: station(`hi${i}`, hiPorts), mac: hiMac(i) })), clock, null, tuning);
-  const hiCh = hiNode.addChannel(HOST_CHANNEL, [diMac(0), diMac(1)], (p) => hi.receive(HOST_CHANNEL, p));
-  hi.addChannel(HOST_CHANNEL, (tlp) => hiCh.send(tlp));
+  const completionTimeoutMs = opts.completionTimeoutMs ?? HI_COMPLETION_TIMEOUT_MS;
+  const hi = new HostInterface({ ports: [new PcieoePort(hiNode, { id: HOST_CHANNEL, peerMacs: [diMac(0), diMac(1)], completionTimeoutMs, peerName: 'DI', log })], log });
 
-  // The rogue host: a bare endpoint on its own channel.
+  // The rogue host: a bare port on its own channel (it serves no requests).
   const rogueNode = new FabricNode([{ station: station('rogue'), mac: rogueMac }], clock, null, tuning);
-  let rogue!: TlpEndpoint;
-  const rogueCh = rogueNode.addChannel(ROGUE_CHANNEL, [diMac(0)], (p) => rogue.receive(p));
-  rogue = new TlpEndpoint({ send: (tlp) => rogueCh.send(tlp), onRequest: () => {}, clock, completionTimeoutMs: 500 });
+  const roguePort = new PcieoePort(rogueNode, { id: ROGUE_CHANNEL, peerMacs: [diMac(0)], completionTimeoutMs: 500, peerName: 'DI' });
+  const rogue = roguePort.endpoint;
 
   const clients: VfioUserClient[] = [];
   let server: VfioUserServer | undefined;
@@ -103,7 +104,7 @@ export async function hiDiRig(t: ExecutionContext, opts: RigOptions = {}): Promi
     server?.close();
     hi.close();
     di.close();
-    rogue.close();
+    roguePort.close();
     for (const n of [hiNode, diNode, rogueNode]) n.close();
     sw.close();
     rmSync(dir, { recursive: true, force: true });
@@ -113,7 +114,7 @@ export async function hiDiRig(t: ExecutionContext, opts: RigOptions = {}): Promi
   server = hi.serve(eep, join(dir, 'eep0.sock'));
   return {
     dev, hi, di, eep, server, hiPorts, rogue, logs,
-    rogueRaw: (bytes) => rogueCh.send(bytes),
+    rogueRaw: (bytes) => roguePort.channel.send(bytes),
     async client() {
       const c = new VfioUserClient(server!.path);
       clients.push(c);

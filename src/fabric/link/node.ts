@@ -14,10 +14,8 @@
 import type { Clock } from '../clock.ts';
 import { TAGGED_L2_BYTES, TPID_8021Q, UNTAGGED_L2_BYTES, type VlanTag } from '../wire/frame.ts';
 import { Channel, type ChannelOptions } from './channel.ts';
-import { type Mac, parseMac } from '../wire/mac.ts';
+import type { Mac } from '../wire/mac.ts';
 import type { PortTransport, Station } from '../wire/port.ts';
-import { UnixDgramPort } from '../wire/unix-dgram-port.ts';
-import { join } from 'node:path';
 
 /** A station over any PortTransport whose far end is a switch port (e.g. UnixDgramPort). */
 export function stationOf(port: PortTransport): Station & { close(): void } {
@@ -54,7 +52,7 @@ export class FabricNode {
 
   constructor(
     readonly links: readonly NodeLink[],
-    private readonly clock: Clock,
+    readonly clock: Clock,
     private readonly vlan: VlanTag | null,
     private readonly tuning: ChannelTuning = {},
   ) {
@@ -103,50 +101,4 @@ export class FabricNode {
     }
     ch.receive(link, frame);
   }
-}
-
-// ---- command-line pieces shared by the HI and DI process entries ---------------
-
-export interface LinkSpec {
-  mac: Mac;
-  /** The switch port this link is cabled to (its unix datagram socket). */
-  switchPort: string;
-}
-
-/** `--link MAC@SWITCH_PORT_SOCKET`, e.g. `02:00:00:00:01:00@/run/lab/sockets/sw/hi0.sock`. */
-export function parseLinkSpec(spec: string): LinkSpec {
-  const at = spec.indexOf('@');
-  if (at < 0) throw new Error(`--link ${spec}: expected MAC@SWITCH_PORT_SOCKET`);
-  return { mac: parseMac(spec.slice(0, at)), switchPort: spec.slice(at + 1) };
-}
-
-/** `--channel ID=PEERMAC[,PEERMAC]`: the peer's MAC on each of its links, in link order. */
-export function parseChannelSpec(spec: string): { id: number; peerMacs: Mac[] } {
-  const m = /^(\d+)=(.+)$/.exec(spec);
-  if (!m) throw new Error(`--channel ${spec}: expected ID=PEERMAC[,PEERMAC]`);
-  const id = Number(m[1]);
-  if (id < 0 || id > 0xffff) throw new Error(`--channel ${spec}: id must be 0-65535`);
-  return { id, peerMacs: m[2]!.split(',').map(parseMac) };
-}
-
-/** `key:value,key:value` (values may contain ':' after the first one). */
-export function parseKeyValues(spec: string): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const part of spec.split(',')) {
-    const c = part.indexOf(':');
-    if (c <= 0) throw new Error(`"${spec}": expected key:value[,key:value]`);
-    out.set(part.slice(0, c), part.slice(c + 1));
-  }
-  return out;
-}
-
-/**
- * A node on the lab switch: link i is a unix datagram socket bound at
- * `<socketDir>/link<i>.sock` sending to its switch port (the switch must be
- * given that path as the port's peer).
- */
-export function openUnixNode(links: readonly LinkSpec[], socketDir: string, clock: Clock, vlan: VlanTag | null, tuning?: ChannelTuning): { node: FabricNode; ports: UnixDgramPort[] } {
-  const ports = links.map((l, i) => new UnixDgramPort({ path: join(socketDir, `link${i}.sock`), peer: l.switchPort }));
-  const node = new FabricNode(links.map((l, i) => ({ station: stationOf(ports[i]!), mac: l.mac })), clock, vlan, tuning);
-  return { node, ports };
 }

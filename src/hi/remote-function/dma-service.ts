@@ -1,14 +1,15 @@
 // Device DMA of a remote function, served from the vfio-user client's DMA
-// map: MWr lands in guest memory, MRd is answered with CplD(s) (the
-// memory-read completer), UR when the range is not mapped. Writes without
+// map: MWr lands in guest memory, MRd is answered with CplD(s) (by the
+// channel's PcieoePort, the memory-read completer), UR when the range is not mapped. Writes without
 // an fd go as DMA_WRITE messages; later reads and interrupts wait for them
 // (afterWrites), so nothing overtakes data written before it.
-import { leadingDisabled, requestByteCount } from '../../fabric/tlp/byte-enables.ts';
-import { completionsForRead, urCompletionFor } from '../../fabric/tlp/completion.ts';
-import type { MemReadTlp, MemWriteTlp, Tlp } from '../../fabric/tlp/tlp.ts';
+import type { PcieoePort } from '../../fabric/pcieoe-port.ts';
+import { requestByteCount } from '../../fabric/tlp/byte-enables.ts';
+import { urCompletionFor } from '../../fabric/tlp/completion.ts';
+import type { MemReadTlp, MemWriteTlp } from '../../fabric/tlp/tlp.ts';
 import { copyInOrder } from '../../vfio-user/ordered-copy.ts';
 import type { Logger, SessionContext } from '../../vfio-user/server.ts';
-import { MPS, RCB, type RemoteFunctionStats } from './options.ts';
+import { MPS, type RemoteFunctionStats } from './options.ts';
 
 export class DmaService {
   /** Device writes to guest memory still under way (only without an fd); later reads and interrupts wait. */
@@ -62,37 +63,24 @@ export class DmaService {
     }
   }
 
-  /** Device DMA read: CplD(s) from guest memory, UR when the range is not mapped. */
-  dmaRead(tlp: MemReadTlp, post: (tlp: Tlp) => void): void {
+  /** Device DMA read: CplD(s) from guest memory on `port`, UR when the range is not mapped. */
+  dmaRead(tlp: MemReadTlp, port: PcieoePort): void {
     this.o.stats.dmaReads++;
-    const span = new Uint8Array(tlp.length * 4);
-    const first = leadingDisabled(tlp.firstBe);
-    const count = requestByteCount(tlp.length, tlp.firstBe, tlp.lastBe);
-    const reply = () => {
-      for (const c of completionsForRead(tlp, this.o.hiId, span, { rcb: RCB, maxPayload: MPS })) post(c);
-    };
     const fail = (why: string) => {
       this.o.stats.dmaErrors++;
-      this.o.log('warn', `DMA read 0x${tlp.address.toString(16)}+${count}: ${why}: UR`);
-      post(urCompletionFor(tlp, this.o.hiId));
+      this.o.log('warn', `DMA read 0x${tlp.address.toString(16)}+${requestByteCount(tlp.length, tlp.firstBe, tlp.lastBe)}: ${why}: UR`);
+      port.endpoint.post(urCompletionFor(tlp, this.o.hiId));
     };
     this.afterWrites(() => {
       const ctx = this.o.session();
       if (!ctx) return fail('no client');
-      if (tlp.firstBe === 0 && tlp.length === 1) return reply(); // zero-length read: ordering only
-      const iova = Number(tlp.address) + first;
-      const direct = ctx.dma.translate(iova, count, false);
-      if (direct) {
-        span.set(direct, first);
-        return reply();
-      }
-      ctx.dma.read(iova, count).then(
-        (data) => {
-          span.set(data, first);
-          reply();
-        },
-        (err: Error) => fail(err.message),
-      );
+      // A zero-length read (ordering only) reads nothing: completeRead answers it without calling read().
+      void port.completeRead(tlp, {
+        completerId: this.o.hiId,
+        maxPayload: MPS,
+        read: (first, count) => ctx.dma.translate(Number(tlp.address) + first, count, false) ?? ctx.dma.read(Number(tlp.address) + first, count),
+        fail: (err) => fail((err as Error).message),
+      });
     });
   }
 }

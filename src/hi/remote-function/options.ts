@@ -6,8 +6,6 @@ import type { AddressWindow } from './address-window.ts';
 
 /** Max Payload Size and Max Read Request Size the HI uses. */
 export const MPS = 4096;
-/** Read Completion Boundary of the HI as a completer (a root complex's). */
-export const RCB = 64;
 
 export interface RemoteFunctionOptions {
   name: string;

@@ -8,7 +8,8 @@
 // QEMU's 5 s x-msg-timeout); a write is a posted MWr, acknowledged at once.
 // A reset (DEVICE_RESET, or a guest write that starts an FLR) is followed by
 // re-programming BARs, memory decode and MSI/MSI-X (restore()).
-import type { MemReadTlp, MemWriteTlp, Tlp } from '../../fabric/tlp/tlp.ts';
+import type { PcieoePort } from '../../fabric/pcieoe-port.ts';
+import type { MemReadTlp, MemWriteTlp } from '../../fabric/tlp/tlp.ts';
 import { formatBdf } from '../../pci/bdf.ts';
 import { BAR_MEM_BASE_MASK, barRegister, barTypeBits } from '../../pci/bar.ts';
 import { DevCtlBit, Pcie } from '../../pci/capabilities.ts';
@@ -149,8 +150,8 @@ export class RemoteFunction implements VfioUserDevice {
   }
 
   /** Device DMA read from guest memory (see DmaService). */
-  dmaRead(tlp: MemReadTlp, post: (tlp: Tlp) => void): void {
-    this.dma.dmaRead(tlp, post);
+  dmaRead(tlp: MemReadTlp, port: PcieoePort): void {
+    this.dma.dmaRead(tlp, port);
   }
 
   // ---- internals ----------------------------------------------------------------

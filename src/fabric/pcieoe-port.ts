@@ -1,0 +1,139 @@
+/**
+ * A PCIeOE port: one end of one channel (one HI↔DI association), as the HI
+ * and the DI each see it. It owns
+ *   - the link-layer Channel (reliable, in order, over the node's links);
+ *   - the TLP endpoint on it (tags, splitting, completions, timeouts), told
+ *     at once when the link layer finds the peer unreachable;
+ *   - the ordered request queue: the peer's requests reach the handler
+ *     strictly in arrival order, a handler that answers asynchronously holding
+ *     back the ones after it (a later MRd must not pass an earlier MWr);
+ *     completions bypass it (a handler may be waiting for its own reads);
+ *   - the memory-read completer: CplD(s) for an MRd, from bytes the owner reads.
+ * Frames reach the channel by one lookup of their channel id (FabricNode), and
+ * the channel delivers straight into this port's endpoint.
+ */
+
+import { OrderedQueue } from '../common/ordered-queue.ts';
+import type { Channel, ChannelStats } from './link/channel.ts';
+import type { FabricNode } from './link/node.ts';
+import type { Mac } from './wire/mac.ts';
+import { leadingDisabled, requestByteCount } from './tlp/byte-enables.ts';
+import { completionsForRead } from './tlp/completion.ts';
+import { TlpEndpoint, type TlpEndpointStats } from './tlp/endpoint.ts';
+import type { MemReadTlp, Tlp } from './tlp/tlp.ts';
+
+export type PortLog = (level: 'info' | 'warn' | 'error', message: string) => void;
+
+/** Handles one request from the peer; a returned promise holds later requests back until it settles. */
+export type RequestHandler = (tlp: Tlp) => void | Promise<void>;
+
+export interface PcieoePortOptions {
+  /** The channel id. */
+  id: number;
+  /** The peer's MAC on each of its links, in link order. */
+  peerMacs: readonly Mac[];
+  /** Completion timeout of this end's non-posted requests, ms. */
+  completionTimeoutMs: number;
+  /** What the peer is, in log lines ("DI", "host"). */
+  peerName: string;
+  log?: PortLog;
+}
+
+/** How to answer one memory read (see PcieoePort.completeRead). */
+export interface ReadCompletion {
+  /** Completer id the CplDs carry. */
+  completerId: number;
+  /** Largest CplD payload, bytes. */
+  maxPayload: number;
+  /** The enabled bytes: `count` of them, from byte `first` of the request's DW-aligned span. */
+  read(first: number, count: number): Uint8Array | Promise<Uint8Array>;
+  /** `read` threw or rejected: answer (UR, CA) and count it. */
+  fail(err: unknown): void;
+}
+
+/** Read Completion Boundary of both ends as completers (a root complex's, 64 bytes). */
+const RCB = 64;
+
+export interface PortStats {
+  tlp: TlpEndpointStats;
+  link: ChannelStats;
+  peerAlive: boolean;
+}
+
+export class PcieoePort {
+  readonly id: number;
+  readonly channel: Channel;
+  readonly endpoint: TlpEndpoint;
+  private readonly requests: OrderedQueue<Tlp>;
+  private handler: RequestHandler | undefined;
+
+  constructor(node: FabricNode, o: PcieoePortOptions) {
+    const log = o.log ?? (() => {});
+    this.id = o.id;
+    this.requests = new OrderedQueue((tlp) => this.handle(tlp));
+    this.endpoint = new TlpEndpoint({
+      send: (tlp) => this.channel.send(tlp),
+      clock: node.clock,
+      completionTimeoutMs: o.completionTimeoutMs,
+      onRequest: (tlp) => this.requests.push(tlp),
+      log: (m) => log('warn', `channel ${o.id}: ${m}`),
+    });
+    this.channel = node.addChannel(o.id, o.peerMacs, (p) => this.endpoint.receive(p), {
+      onPeerState: (alive) => {
+        log(alive ? 'info' : 'warn', `channel ${o.id}: ${o.peerName} ${alive ? 'reachable' : 'unreachable (all links silent)'}`);
+        this.endpoint.setPeerAlive(alive);
+      },
+    });
+  }
+
+  /** Hand the peer's requests (not completions) to `handler`, in arrival order. */
+  serve(handler: RequestHandler): void {
+    this.handler = handler;
+  }
+
+  get stats(): PortStats {
+    return { tlp: this.endpoint.stats, link: this.channel.stats, peerAlive: this.channel.isPeerAlive };
+  }
+
+  /**
+   * Answer memory read `tlp` with CplD(s) carrying what `c.read` returns,
+   * cut at the RCB and `c.maxPayload`. A zero-length read (no byte enabled)
+   * only orders, so nothing is read. Returns a promise while the read is
+   * asynchronous, for a handler that must hold later requests back.
+   */
+  completeRead(tlp: MemReadTlp, c: ReadCompletion): void | Promise<void> {
+    const span = new Uint8Array(tlp.length * 4);
+    const reply = () => {
+      for (const cpl of completionsForRead(tlp, c.completerId, span, { rcb: RCB, maxPayload: c.maxPayload })) this.endpoint.post(cpl);
+    };
+    if (tlp.firstBe === 0 && tlp.length === 1) return reply();
+    const first = leadingDisabled(tlp.firstBe);
+    let r: Uint8Array | Promise<Uint8Array>;
+    try {
+      r = c.read(first, requestByteCount(tlp.length, tlp.firstBe, tlp.lastBe));
+    } catch (err) {
+      return c.fail(err);
+    }
+    if (!(r instanceof Promise)) {
+      span.set(r, first);
+      return reply();
+    }
+    return r.then(
+      (bytes) => {
+        span.set(bytes, first);
+        reply();
+      },
+      (err) => c.fail(err),
+    );
+  }
+
+  close(): void {
+    this.requests.clear();
+    this.endpoint.close();
+    this.channel.close();
+  }
+
+  private handle(tlp: Tlp): void | Promise<void> {
+    if (this.handler) return this.handler(tlp);
+  }
+}

@@ -1,0 +1,120 @@
+/**
+ * A PCIeOE station process's attachment to the lab switch, built from its
+ * command line: the options the HI and DI entries share (--link, --channel,
+ * --vlan, --socket-dir), parsed once here, give a FabricNode on unix datagram
+ * links and one PcieoePort per channel.
+ */
+
+import { join } from 'node:path';
+import type { Clock } from './clock.ts';
+import { type ChannelTuning, FabricNode, stationOf } from './link/node.ts';
+import { PcieoePort, type PortLog } from './pcieoe-port.ts';
+import type { VlanTag } from './wire/frame.ts';
+import { type Mac, parseMac } from './wire/mac.ts';
+import { UnixDgramPort } from './wire/unix-dgram-port.ts';
+
+/** The options every station takes, for util.parseArgs (spread into the entry's own). */
+export const STATION_ARGS = {
+  link: { type: 'string', multiple: true, default: [] as string[] },
+  channel: { type: 'string', multiple: true, default: [] as string[] },
+  vlan: { type: 'string' },
+  'socket-dir': { type: 'string' },
+} as const;
+
+export const STATION_USAGE = '--link MAC@SOCK... --channel ID=MAC[,MAC]... [--vlan VID] [--socket-dir DIR]';
+
+export interface StationArgs {
+  link: string[];
+  channel: string[];
+  vlan?: string;
+  'socket-dir'?: string;
+}
+
+/**
+ * Heartbeat every 100 ms, a link dead after 350 ms of silence: the link
+ * layer's 10 ms default flaps under TCG, where QEMU starves the lab's
+ * processes of CPU for tens of ms (seen in the one-host-one-card lab).
+ */
+const STATION_LINK_TUNING: ChannelTuning = { heartbeatInterval: 100, nakDelay: 3 };
+
+export interface StationOptions {
+  clock: Clock;
+  /** Completion timeout of this station's non-posted requests, ms. */
+  completionTimeoutMs: number;
+  /** What is at the far end of every channel, in log lines ("DI", "host"). */
+  peerName: string;
+  log: PortLog;
+}
+
+export interface OpenStation {
+  /** The socket directory: link i binds `<dir>/link<i>.sock`. */
+  dir: string;
+  node: FabricNode;
+  /** One per --channel, in command-line order. */
+  ports: PcieoePort[];
+  /** Ports, node and link sockets. */
+  close(): void;
+}
+
+/**
+ * Parse the station options and open the node and its ports. Link i is a
+ * unix datagram socket bound at `<dir>/link<i>.sock` sending to its switch
+ * port (the switch must be given that path as the port's peer). Throws an
+ * Error naming the bad option.
+ */
+export function openStation(args: StationArgs, o: StationOptions): OpenStation {
+  const dir = args['socket-dir'] ?? process.env.LAB_SOCKET_DIR;
+  if (!dir) throw new Error('no socket directory: pass --socket-dir or set LAB_SOCKET_DIR');
+  const links = args.link.map(parseLinkSpec);
+  const channels = args.channel.map(parseChannelSpec);
+  if (links.length === 0 || channels.length === 0) throw new Error('need at least one --link and --channel');
+  const vlan: VlanTag | null = args.vlan === undefined ? null : { pcp: 5, dei: false, vid: Number(args.vlan) };
+  const sockets = links.map((l, i) => new UnixDgramPort({ path: join(dir, `link${i}.sock`), peer: l.switchPort }));
+  const node = new FabricNode(links.map((l, i) => ({ station: stationOf(sockets[i]!), mac: l.mac })), o.clock, vlan, STATION_LINK_TUNING);
+  const ports = channels.map(
+    (c) => new PcieoePort(node, { id: c.id, peerMacs: c.peerMacs, completionTimeoutMs: o.completionTimeoutMs, peerName: o.peerName, log: o.log }),
+  );
+  return {
+    dir,
+    node,
+    ports,
+    close() {
+      for (const p of ports) p.close();
+      node.close();
+      for (const s of sockets) s.close();
+    },
+  };
+}
+
+export interface LinkSpec {
+  mac: Mac;
+  /** The switch port this link is cabled to (its unix datagram socket). */
+  switchPort: string;
+}
+
+/** `--link MAC@SWITCH_PORT_SOCKET`, e.g. `02:00:00:00:01:00@/run/lab/sockets/sw/hi0.sock`. */
+export function parseLinkSpec(spec: string): LinkSpec {
+  const at = spec.indexOf('@');
+  if (at < 0) throw new Error(`--link ${spec}: expected MAC@SWITCH_PORT_SOCKET`);
+  return { mac: parseMac(spec.slice(0, at)), switchPort: spec.slice(at + 1) };
+}
+
+/** `--channel ID=PEERMAC[,PEERMAC]`: the peer's MAC on each of its links, in link order. */
+export function parseChannelSpec(spec: string): { id: number; peerMacs: Mac[] } {
+  const m = /^(\d+)=(.+)$/.exec(spec);
+  if (!m) throw new Error(`--channel ${spec}: expected ID=PEERMAC[,PEERMAC]`);
+  const id = Number(m[1]);
+  if (id < 0 || id > 0xffff) throw new Error(`--channel ${spec}: id must be 0-65535`);
+  return { id, peerMacs: m[2]!.split(',').map(parseMac) };
+}
+
+/** `key:value,key:value` (values may contain ':' after the first one); the HI's --eep and the DI's --function and --assign. */
+export function parseKeyValues(spec: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const part of spec.split(',')) {
+    const c = part.indexOf(':');
+    if (c <= 0) throw new Error(`"${spec}": expected key:value[,key:value]`);
+    out.set(part.slice(0, c), part.slice(c + 1));
+  }
+  return out;
+}
