@@ -1,19 +1,23 @@
 // NVMe paths side by side in one guest, on the five workloads of issues 4 and 6, each QD 64
-// as 2 jobs x iodepth 32, fio libaio direct: QEMU's built-in nvme (C), the NVMe model
-// attached directly over vfio-user, the same model behind HI + switch + DI (PCIeOE) on a
-// lossless fabric, and PCIeOE again with 0.1 % of the frames lost in the switch. The devices
-// alternate per workload so that load from anything else on the machine hits all alike;
-// runs differ by ~15 % (design notes §7).
+// as 2 jobs x iodepth 32, and QD 1 4 KiB random reads (the latency of the path itself), fio
+// libaio direct: QEMU's built-in nvme (C), the NVMe model attached directly over vfio-user,
+// the same model behind HI + switch + DI (PCIeOE) on a lossless fabric, and PCIeOE again with
+// 0.1 % of the frames lost in the switch. QEMU's nvme runs with cache=writeback, the model's
+// semantics (writes land in the host page cache, Flush syncs; both offer shadow doorbells),
+// so the comparison is like with like. The devices alternate per workload so that load from
+// anything else on the machine hits all alike; runs differ by ~15 % (design notes §7).
 //
-//   npm run bench -- nvme   (NVME_BENCH_SECONDS=10 per case, NVME_BENCH_TOPOLOGY=one-host-nvme-bench,
+//   npm run bench -- nvme   (NVME_BENCH_SECONDS=10 per case, 5 with --quick or BENCH_QUICK=1,
+//                            which also leaves out the lossy path; NVME_BENCH_TOPOLOGY=one-host-nvme-bench,
 //                            NVME_BENCH_PIN=1 pins the lab's processes to CPU 1)
 import { rmSync } from 'node:fs';
 import { cpuMeter } from './lib/cpu.ts';
 import { benchTopology, fabricLoss, placementText, privateLabDirs, type FabricLoss } from './lib/lab.ts';
 
 const state = privateLabDirs('lab-nvb');
+process.env.LAB_QEMU_NVME_CACHE = 'writeback';
 const { up, down, topologyFile } = await import('../src/lab/lab.ts');
-const { WORKLOADS, SECONDS, controllers, fill, guestShell, resultCells, resultHeader, runFio } = await import('./lib/fio.ts');
+const { WORKLOADS, QD1_RANDREAD, QUICK, SECONDS, controllers, fill, guestShell, resultCells, resultHeader, runFio } = await import('./lib/fio.ts');
 type Result = import('./lib/fio.ts').Result;
 
 const LOSS = 0.001;
@@ -31,7 +35,7 @@ try {
   const lab = await up(benchTopology(topologyFile(topoName), state));
   const sh = guestShell(lab.vms[0]!.agent);
   const devs = new Map((await controllers(sh)).map((c) => [pathOf(c.model, c.serial), c.dev]));
-  if (devs.has('PCIeOE')) {
+  if (devs.has('PCIeOE') && !QUICK) {
     devs.set(LOSSY, devs.get('PCIeOE')!);
     loss = await fabricLoss(state);
   }
@@ -40,13 +44,13 @@ try {
   const base = (p: string) => (p === 'direct' ? 'QEMU nvme' : 'direct');
   const ratios = sides.filter((p) => p !== 'QEMU nvme' && devs.has(base(p)));
   console.log(`NVMe, topology ${topoName}: ${[...devs].map(([p, d]) => `${p} ${d}`).join(', ')}; ${lab.qemuVersion}, ${lab.accel}, 2 vCPUs, ` +
-    `${placementText()}; ${SECONDS} s per case, QD 64 = 2 jobs x 32`);
+    `${placementText()}; QEMU nvme cache=writeback; ${SECONDS} s per case, QD 64 = 2 jobs x 32`);
   console.log(`${'workload'.padEnd(24)}${sides.map(resultHeader).join('')}${ratios.map((p) => ` | ${`${p}/${base(p)}`.padStart(24)}`).join('')}`);
   for (const d of new Set(devs.values())) await fill(sh, d);
   const procs = [{ name: 'QEMU', pid: lab.vms[0]!.pid }, ...lab.processes];
   /** Per workload and path: CPU µs per I/O of each process, over fio's ramp and run. */
   const cpu: string[] = [];
-  for (const w of WORKLOADS) {
+  for (const w of [...WORKLOADS, QD1_RANDREAD]) {
     const r = new Map<string, Result>();
     const perIo = new Map<string, string>();
     for (const side of sides) {

@@ -1,17 +1,31 @@
 // fio in lab guests, as the NVMe benchmarks run it: the five workloads of issues 4 and 6,
-// each QD 64 as 2 jobs x iodepth 32, libaio direct, JSON output reduced to one Result.
+// each QD 64 as 2 jobs x iodepth 32, and a QD 1 latency case; libaio direct, JSON output
+// reduced to one Result.
 import { agentExec } from '../../src/lab/agent.ts';
 
-export const WORKLOADS = [
+export interface Workload {
+  name: string;
+  /** fio's --rw and --bs (and mix). */
+  args: string;
+  /** Queue depth as jobs x iodepth; default 2 x 32 (QD 64). */
+  jobs?: number;
+  iodepth?: number;
+}
+
+export const WORKLOADS: readonly Workload[] = [
   { name: 'randread 512 B', args: '--rw=randread --bs=512' },
   { name: 'randwrite 512 B', args: '--rw=randwrite --bs=512' },
   { name: 'randrw 70 % read 4 KiB', args: '--rw=randrw --rwmixread=70 --bs=4k' },
   { name: 'seq read 64 KiB', args: '--rw=read --bs=64k' },
   { name: 'seq write 64 KiB', args: '--rw=write --bs=64k' },
-] as const;
-export type Workload = (typeof WORKLOADS)[number];
+];
 
-export const SECONDS = Number(process.env.NVME_BENCH_SECONDS ?? 10);
+/** One I/O at a time: the latency of the path itself (issue 13's QD 1 target). */
+export const QD1_RANDREAD: Workload = { name: 'QD 1 randread 4 KiB', args: '--rw=randread --bs=4k', jobs: 1, iodepth: 1 };
+
+/** `--quick` (or BENCH_QUICK=1): shorter runs, for a first look. */
+export const QUICK = process.argv.includes('--quick') || process.env.BENCH_QUICK === '1';
+export const SECONDS = Number(process.env.NVME_BENCH_SECONDS ?? (QUICK ? 5 : 10));
 
 /** A command in one guest, resolving with its standard output. */
 export type Shell = (cmd: string) => Promise<string>;
@@ -63,11 +77,11 @@ export async function runFio(sh: Shell, dev: string, w: Workload): Promise<Resul
   return (await runFioOn(sh, [dev], w))[0]!;
 }
 
-/** One fio run on several devices at once (QD 64 each), a reporting group and a Result per device. */
+/** One fio run on several devices at once (the workload's QD each), a reporting group and a Result per device. */
 export async function runFioOn(sh: Shell, devs: string[], w: Workload): Promise<Result[]> {
   const jobs = devs.map((d, i) => `--name=d${i} --filename=${d}${i ? ' --new_group' : ''}`).join(' ');
   const out = await sh(
-    `fio --direct=1 --ioengine=libaio ${w.args} --iodepth=32 --numjobs=2 --group_reporting ` +
+    `fio --direct=1 --ioengine=libaio ${w.args} --iodepth=${w.iodepth ?? 32} --numjobs=${w.jobs ?? 2} --group_reporting ` +
       `--time_based --runtime=${SECONDS} --ramp_time=2 --size=256M --randrepeat=0 --output-format=json ${jobs}`,
   );
   const report = JSON.parse(out.slice(out.indexOf('{'))) as { jobs: { read: FioSide; write: FioSide }[] };

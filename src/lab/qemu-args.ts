@@ -75,7 +75,7 @@ export function qemuArgs(vm: VmSpec, accel: Accel, image: GuestImage, files: VmF
       }
       case 'nvme': {
         const bus = placement(d);
-        args.push('-drive', `file=${files.disk(d.id)},if=none,id=${d.id}-drive,format=raw,cache=none`);
+        args.push('-drive', `file=${files.disk(d.id)},if=none,id=${d.id}-drive,format=raw,cache=${qemuNvmeCache()}`);
         args.push('-device', `nvme,id=${d.id},serial=${nvmeSerial(vm.name, d.id)},drive=${d.id}-drive,bus=${bus}`);
         break;
       }
@@ -95,4 +95,15 @@ export function qemuArgs(vm: VmSpec, accel: Accel, image: GuestImage, files: VmF
     }
   }
   return args;
+}
+
+/**
+ * Host cache mode of QEMU's own nvme drives: none (O_DIRECT, the default), or writeback
+ * from LAB_QEMU_NVME_CACHE — the NVMe model's semantics (writes land in the page cache,
+ * Flush syncs), which benchmarks set to compare like with like.
+ */
+function qemuNvmeCache(): 'none' | 'writeback' {
+  const c = process.env.LAB_QEMU_NVME_CACHE ?? 'none';
+  if (c !== 'none' && c !== 'writeback') throw new Error(`LAB_QEMU_NVME_CACHE=${c}: expected none or writeback`);
+  return c;
 }
