@@ -45,6 +45,9 @@ export interface DmaMessenger {
   readonly maxTransfer: number;
 }
 
+/** Maps of unsealed files a client may hold: each keeps an fd open in the server. */
+export const MAX_FILE_REGIONS = 64;
+
 export class DmaError extends Error {
   constructor(message: string) {
     super(message);
@@ -95,6 +98,8 @@ export class DmaTable {
             throw new ProtocolError(Errno.EINVAL, `DMA_MAP: mmap of fd offset 0x${args.offset.toString(16)} size 0x${size.toString(16)} failed: ${(err as Error).message}`);
           }
         } else {
+          const files = this.regions.filter((r) => r.file).length;
+          if (files >= MAX_FILE_REGIONS) throw new ProtocolError(Errno.ENOSPC, `DMA_MAP: already ${files} maps of unsealed files (each keeps its fd open); seal guest RAM against shrinking`);
           region.file = { fd, offset: args.offset };
           keepFd = true;
         }

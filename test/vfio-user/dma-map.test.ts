@@ -9,6 +9,7 @@ import { CommandBit, Cfg } from '../../src/pci/config-space.ts';
 import { TESTDEV_ID_VALUE, TestReg, TestStatus } from '../../src/devices/testdev/testdev.ts';
 import { Errno, IrqSetFlag, PciIrq, PciRegion } from '../../src/vfio-user/protocol.ts';
 import { ClientError, type VfioUserClient, waitEventfd } from '../../src/vfio-user/client.ts';
+import { MAX_FILE_REGIONS } from '../../src/vfio-user/dma.ts';
 import { rig, u64le, type Rig } from './helpers.ts';
 
 const BAR0 = 0;
@@ -118,4 +119,22 @@ test('a regular file as guest RAM is accessed with pread/pwrite and may shrink s
   ftruncateSync(fd, 0);
   t.is(await copy(c, efd, 0, 0x2000, 16), TestStatus.Error);
   t.is(await c.read32(BAR0, TestReg.Id), TESTDEV_ID_VALUE);
+});
+
+test('maps of unsealed files are capped (each keeps an fd open in the server); sealed ones are not', async (t) => {
+  const r = rig(t);
+  const c = await r.client();
+  for (let i = 0; i < MAX_FILE_REGIONS; i++) {
+    const fd = native.memfdCreate('ram', 0x1000);
+    await c.dmaMap(IOVA + i * 0x1000, 0x1000, { fd });
+    native.close(fd);
+  }
+  const fd = native.memfdCreate('ram', 0x1000);
+  const sealed = native.sealedMemfd('ram', 0x1000);
+  t.teardown(() => [fd, sealed].forEach((f) => native.close(f)));
+  t.is(await errnoOf(c.dmaMap(IOVA + 0x100_0000, 0x1000, { fd })), Errno.ENOSPC);
+  await r.logged(/already 64 maps of unsealed files/);
+  await t.notThrowsAsync(c.dmaMap(IOVA + 0x100_0000, 0x1000, { fd: sealed }));
+  await c.dmaUnmap(IOVA, 0x1000);
+  await t.notThrowsAsync(c.dmaMap(IOVA, 0x1000, { fd }), 'room again after an unmap');
 });
