@@ -2,9 +2,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import test from 'ava';
+import { until } from '../support/until.ts';
 import { capturePort } from '../../src/fabric/wire/capture.ts';
 import { FaultyPort } from '../../src/fabric/wire/faults.ts';
-import { FrameType, decodeFrame, encodeFrame } from '../../src/fabric/wire/frame.ts';
+import { FrameType, PCIEOE_HEADER_BYTES, decodeFrame, encodeFrame } from '../../src/fabric/wire/frame.ts';
 import { BROADCAST_MAC } from '../../src/fabric/wire/mac.ts';
 import { PcapWriter, readPcap } from '../../src/fabric/wire/pcap.ts';
 import { type Station, inProcessPort } from '../../src/fabric/wire/port.ts';
@@ -102,7 +103,7 @@ test('fault injection: loss, duplication, corruption and down are applied and co
   clock.advance(1);
   t.is(got.length, 2);
   t.notDeepEqual(got[0], frame);
-  t.is(frame.toString('latin1', 30, 70), 'x'.repeat(40), "the sender's buffer is untouched");
+  t.is(frame.toString('latin1', 14 + PCIEOE_HEADER_BYTES, 54 + PCIEOE_HEADER_BYTES), 'x'.repeat(40), "the sender's buffer is untouched");
   faulty.set({ down: true });
   station.send(frame);
   clock.advance(1);
@@ -116,7 +117,7 @@ test('fault injection: latency, reordering and rate shaping delay frames', (t) =
   const { port, station } = inProcessPort(clock);
   const faulty = new FaultyPort(port, clock, seededRng(5));
   const arrivals: [number, number][] = [];
-  faulty.attach((f) => arrivals.push([f.readUInt8(30), clock.now()])); // untagged: payload at 30
+  faulty.attach((f) => arrivals.push([f.readUInt8(14 + PCIEOE_HEADER_BYTES), clock.now()])); // untagged: payload after 14 + header
   faulty.set({ latency: 2, rateGbps: 1 }, 'toSwitch');
   const frames = [0, 1, 2].map((i) => eth(1, 2, String.fromCharCode(65 + i).repeat(1000)));
   for (const f of frames) station.send(f);
@@ -165,12 +166,12 @@ test('UDP ports on loopback carry frames through the switch for real', async (t)
   const pa = await UdpSwitchPort.open();
   const pb = await UdpSwitchPort.open();
   sw.addPort(pa);
-  sw.addPort(pb);
+  const idB = sw.addPort(pb);
   const a = await UdpStation.connect(pa.port);
   const b = await UdpStation.connect(pb.port);
   const gotB = new Promise<Buffer>((resolve) => (b.onFrame = resolve));
   b.send(eth(BROADCAST_MAC, 0xb, 'hello, I am b')); // lets the port learn b's socket address
-  await new Promise((r) => setTimeout(r, 50));
+  await until(() => sw.counters(idB).rxFrames === 1, "b's hello at the switch");
   a.send(eth(0xb, 0xa, 'over udp'));
   const frame = await gotB;
   t.like(decodeFrame(frame), { ok: true, value: { src: 0xa, dst: 0xb } });

@@ -1,9 +1,10 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { setImmediate, setTimeout as sleep } from 'node:timers/promises';
+import { setImmediate } from 'node:timers/promises';
 import test from 'ava';
 import { native } from '../../native/index.ts';
+import { type Clock, realClock } from '../../src/fabric/clock.ts';
 import { UnixDgramPort } from '../../src/fabric/wire/unix-dgram-port.ts';
 import { until } from '../support/until.ts';
 
@@ -107,7 +108,10 @@ test('oversize datagrams are dropped and counted; a throwing consumer does not s
 
 test('no peer, a missing peer and a peer that goes away are counted, never thrown; a returning peer is found again', async (t) => {
   const dir = tmpDir();
-  const port = new UnixDgramPort({ path: path.join(dir, 'p.sock') });
+  // The reconnect back-off runs on the test's time.
+  let now = 0;
+  const clock: Clock = { ...realClock, now: () => now };
+  const port = new UnixDgramPort({ path: path.join(dir, 'p.sock'), clock });
   port.transmit(frame(0));
   t.is(port.counters.txNoPeer, 1, 'no peer set');
   const peerPath = path.join(dir, 'peer.sock');
@@ -115,7 +119,11 @@ test('no peer, a missing peer and a peer that goes away are counted, never throw
   port.transmit(frame(1));
   t.is(port.counters.txNoPeer, 2, 'peer socket does not exist yet');
   let peer = rawPeer(peerPath);
-  await sleep(150); // past the reconnect back-off
+  port.transmit(frame(2));
+  await setImmediate();
+  t.deepEqual(peer.readAll(), [], 'within the reconnect back-off the port does not try again');
+  t.is(port.counters.txNoPeer, 3);
+  now += 150; // past the reconnect back-off
   port.transmit(frame(2));
   await setImmediate(); // sends go out at the end of the turn
   t.deepEqual(peer.readAll(), [frame(2)]);
@@ -124,7 +132,7 @@ test('no peer, a missing peer and a peer that goes away are counted, never throw
   await setImmediate();
   t.is(port.counters.txErrors, 1, 'the peer went away');
   peer = rawPeer(peerPath);
-  await sleep(150);
+  now += 150;
   port.transmit(frame(4));
   await setImmediate();
   t.deepEqual(peer.readAll(), [frame(4)]);

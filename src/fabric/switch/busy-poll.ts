@@ -10,10 +10,12 @@
  * owns a CPU (the fabric bench's spread placement), not for one sharing two
  * cores with TCG guests.
  *
- * A pending setImmediate makes libuv poll with a zero timeout, so the port
- * sockets' readiness callbacks keep firing while the loop spins.
+ * A pending zero timer (realClock: a setImmediate) makes libuv poll with a
+ * zero timeout, so the port sockets' readiness callbacks keep firing while
+ * the loop spins.
  */
 
+import type { Clock } from '../clock.ts';
 import type { PortTransport } from '../wire/port.ts';
 
 export class BusyPoller {
@@ -22,7 +24,10 @@ export class BusyPoller {
   private idleSince = 0;
   private closed = false;
 
-  constructor(private readonly windowUs: number) {
+  constructor(
+    private readonly windowUs: number,
+    private readonly clock: Clock,
+  ) {
     if (!(windowUs > 0)) throw new RangeError(`busy-poll window must be > 0 µs, got ${windowUs}`);
   }
 
@@ -36,8 +41,8 @@ export class BusyPoller {
     this.active = true;
     if (this.spinning || this.closed) return;
     this.spinning = true;
-    this.idleSince = performance.now();
-    setImmediate(this.spin);
+    this.idleSince = this.clock.now();
+    this.clock.setTimer(0, this.spin);
   }
 
   /** Wrap a port so that every frame it receives kicks the poller. */
@@ -58,7 +63,7 @@ export class BusyPoller {
   }
 
   private readonly spin = (): void => {
-    const now = performance.now();
+    const now = this.clock.now();
     if (this.active) {
       this.active = false;
       this.idleSince = now;
@@ -66,6 +71,6 @@ export class BusyPoller {
       this.spinning = false;
       return;
     }
-    setImmediate(this.spin);
+    this.clock.setTimer(0, this.spin);
   };
 }

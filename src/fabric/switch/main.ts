@@ -248,7 +248,7 @@ export async function runSwitch(cfg: SwitchConfig, log: (line: string) => void =
   const sw = new EthernetSwitch({ clock: realClock, maxMacs: cfg.maxMacs, log });
   const rng = seededRng(cfg.seed);
   const ports = new Map<string, RunningPort>();
-  const poller = cfg.busyPollUs > 0 ? new BusyPoller(cfg.busyPollUs) : null;
+  const poller = cfg.busyPollUs > 0 ? new BusyPoller(cfg.busyPollUs, realClock) : null;
   // Control first: once the port sockets appear the lab starts guests, which may want faults set at once.
   const controlPath = join(cfg.socketDir, 'control.sock');
   removeStaleSocket(controlPath);

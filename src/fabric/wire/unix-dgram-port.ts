@@ -45,6 +45,7 @@
 import { lstatSync } from 'node:fs';
 import { removeStaleSocket } from '../../common/socket-file.ts';
 import { type NativeError, type Poll, PollEvent, isNativeError, native } from '../../../native/index.ts';
+import { type Clock, realClock } from '../clock.ts';
 import type { PortTransport } from './port.ts';
 
 export interface UnixDgramPortOptions {
@@ -62,6 +63,8 @@ export interface UnixDgramPortOptions {
   slabBytes?: number;
   /** SO_SNDBUF to ask for: how much may be in flight to a peer connected back to us. Default 1 MiB. */
   sendBufferBytes?: number;
+  /** Time for the reconnect back-off. Default realClock. */
+  clock?: Clock;
 }
 
 export interface UnixDgramCounters {
@@ -125,6 +128,7 @@ export class UnixDgramPort implements PortTransport {
   /** Inode of the peer's socket file when we connected, to notice a replaced peer. */
   private peerIno = 0;
   private nextConnectAt = 0;
+  private readonly clock: Clock;
   private readonly peerCheck: NodeJS.Timeout;
 
   /** Frames to send, in order, from txHead on. */
@@ -139,6 +143,7 @@ export class UnixDgramPort implements PortTransport {
   constructor(options: UnixDgramPortOptions) {
     this.path = options.path;
     this.fixedPeer = options.peer ?? null;
+    this.clock = options.clock ?? realClock;
     this.maxFrame = options.maxFrame ?? 65_535;
     this.rxBatch = Math.max(1, Math.min(options.rxBatch ?? 64, 256));
     this.txQueueFrames = options.txQueueFrames ?? 4096;
@@ -307,7 +312,7 @@ export class UnixDgramPort implements PortTransport {
   private connect(learnt?: string): boolean {
     const target = this.fixedPeer ?? learnt ?? null;
     if (target === null || this.closed) return false;
-    const now = performance.now();
+    const now = this.clock.now();
     if (now < this.nextConnectAt) return false;
     try {
       native.dgramConnect(this.fd, target);
@@ -382,7 +387,7 @@ export class UnixDgramPort implements PortTransport {
   /** The connected peer no longer exists: retry a fixed peer after a pause, forget a learnt one. */
   private peerGone(): void {
     this.disconnect();
-    this.nextConnectAt = performance.now() + RECONNECT_MS;
+    this.nextConnectAt = this.clock.now() + RECONNECT_MS;
     if (this.fixedPeer !== null) this.connect();
   }
 
