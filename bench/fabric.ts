@@ -22,8 +22,7 @@ import type { ChannelStats } from '../src/fabric/link/channel.ts';
 import { completionFor } from '../src/fabric/tlp/completion.ts';
 import { FrameType, encodeFrame } from '../src/fabric/wire/frame.ts';
 import { TlpType, decodeTlp, encodeTlp } from '../src/fabric/tlp/tlp.ts';
-import { VLAN, macA, macB } from '../test/fabric/harness.ts';
-import { endpoint, peerArgs, startSwitch } from '../test/fabric/switch-process.ts';
+import { VLAN, endpoint, macA, macB, peerArgs, startSwitch } from '../src/fabric/switch/switch-process.ts';
 
 const SECONDS = Number(process.env.FABRIC_BENCH_SECONDS ?? 3);
 const WARMUP = 0.5;

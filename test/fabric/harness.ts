@@ -11,11 +11,9 @@ import { inProcessPort } from '../../src/fabric/wire/port.ts';
 import { seededRng } from '../../src/fabric/rng.ts';
 import { SimClock } from '../../src/fabric/sim-clock.ts';
 import { EthernetSwitch } from '../../src/fabric/switch/switch.ts';
-import type { VlanTag } from '../../src/fabric/wire/frame.ts';
+import { VLAN, macA, macB } from '../../src/fabric/switch/switch-process.ts';
 
-export const VLAN: VlanTag = { pcp: 5, dei: false, vid: 100 };
-export const macA = (i: number) => 0x02_00_00_00_0a_00 + (i << 4);
-export const macB = (i: number) => 0x02_00_00_00_0b_00 + (i << 4);
+export { VLAN, macA, macB };
 
 export type EndpointOptions = Partial<Omit<ChannelOptions, 'links' | 'send' | 'deliver' | 'clock'>>;
 

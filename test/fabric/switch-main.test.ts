@@ -9,7 +9,7 @@ import type { PortCounters } from '../../src/fabric/switch/switch.ts';
 import { parseSwitchArgs, parseVlan } from '../../src/fabric/switch/main.ts';
 import { TlpType, decodeTlp, encodeTlp, type MemWriteTlp } from '../../src/fabric/tlp/tlp.ts';
 import { VLAN, macA, macB } from './harness.ts';
-import { endpoint, peerArgs, startSwitch } from './switch-process.ts';
+import { endpoint, peerArgs, startSwitch } from '../../src/fabric/switch/switch-process.ts';
 import { until } from '../support/until.ts';
 
 test('command line: ports, peers, VLANs, and usage errors', (t) => {

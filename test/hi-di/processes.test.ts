@@ -9,7 +9,7 @@ import { native } from '../../native/index.ts';
 import { Cfg, CommandBit } from '../../src/pci/config-space.ts';
 import { TESTDEV_ID_VALUE, TestReg, TestStatus } from '../../src/devices/testdev/testdev.ts';
 import { IrqSetFlag, PciIrq, PciRegion } from '../../src/vfio-user/protocol.ts';
-import { startSwitch } from '../fabric/switch-process.ts';
+import { startSwitch } from '../../src/fabric/switch/switch-process.ts';
 import { startProcess, waitForSocket } from './lab-process.ts';
 import { VfioUserClient, waitEventfd } from '../../src/vfio-user/client.ts';
 import { u64le } from '../vfio-user/helpers.ts';

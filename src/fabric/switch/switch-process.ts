@@ -1,7 +1,8 @@
 /**
  * The switch as a real separate process, and link endpoints in this process
- * that reach it over real unix datagram sockets. Shared by the tests and
- * bench/fabric.ts.
+ * that reach it over real unix datagram sockets, with the addresses they use.
+ * Shared by the tests and bench/fabric.ts (so it lives in src/: benchmarks
+ * never import tests).
  */
 
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -10,14 +11,19 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { realClock } from '../../src/fabric/clock.ts';
-import type { VlanTag } from '../../src/fabric/wire/frame.ts';
-import { Channel, type ChannelOptions } from '../../src/fabric/link/channel.ts';
-import type { Mac } from '../../src/fabric/wire/mac.ts';
-import { SwitchControl } from '../../src/fabric/switch/control.ts';
-import { UnixDgramPort } from '../../src/fabric/wire/unix-dgram-port.ts';
+import { realClock } from '../clock.ts';
+import type { VlanTag } from '../wire/frame.ts';
+import { Channel, type ChannelOptions } from '../link/channel.ts';
+import type { Mac } from '../wire/mac.ts';
+import { SwitchControl } from './control.ts';
+import { UnixDgramPort } from '../wire/unix-dgram-port.ts';
 
-export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
+/** The VLAN and station MACs of endpoint A's and B's link i in the fabric tests and benchmarks. */
+export const VLAN: VlanTag = { pcp: 5, dei: false, vid: 100 };
+export const macA = (i: number) => 0x02_00_00_00_0a_00 + (i << 4);
+export const macB = (i: number) => 0x02_00_00_00_0b_00 + (i << 4);
+
+export const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 export const switchMain = path.join(repoRoot, 'src/fabric/switch/main.ts');
 
 export interface SwitchProcess {
