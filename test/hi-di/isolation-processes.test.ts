@@ -21,7 +21,7 @@ import { SwitchControl } from '../../src/fabric/switch/control.ts';
 import { PciRegion } from '../../src/vfio-user/protocol.ts';
 import { VfioUserClient } from '../../src/vfio-user/client.ts';
 import { type ProcessStatus, headlineCounters } from '../../src/lab/status.ts';
-import { startSwitch } from '../fabric/switch-process.ts';
+import { startSwitch } from '../../src/fabric/switch/switch-process.ts';
 import { until } from '../support/until.ts';
 import { startProcess, waitForSocket } from './lab-process.ts';
 

@@ -3,7 +3,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { repoRoot } from '../fabric/switch-process.ts';
+import { repoRoot } from '../../src/fabric/switch/switch-process.ts';
 import { until } from '../support/until.ts';
 
 export interface LabProcess {
