@@ -58,10 +58,10 @@ module.exports = {
     },
     {
       name: 'no-unresolvable-imports',
-      comment: 'an import that resolves to nothing is a broken module (a typo, or a file moved away)',
+      comment: 'an import that resolves to nothing is a broken module (a typo, or a file moved away); the addon binary exists only once built',
       severity: 'error',
       from: {},
-      to: { couldNotResolve: true },
+      to: { couldNotResolve: true, pathNot: '[.]node$' },
     },
   ],
   options: {
