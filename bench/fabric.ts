@@ -20,7 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { native, PollEvent } from '../native/index.ts';
 import type { ChannelStats } from '../src/fabric/link/channel.ts';
 import { completionFor } from '../src/fabric/tlp/completion.ts';
-import { FrameType, encodeFrame } from '../src/fabric/wire/frame.ts';
+import { FrameType, PCIEOE_HEADER_BYTES, TAGGED_L2_BYTES, encodeFrame } from '../src/fabric/wire/frame.ts';
 import { TlpType, decodeTlp, encodeTlp } from '../src/fabric/tlp/tlp.ts';
 import { VLAN, endpoint, macA, macB, peerArgs, startSwitch } from '../src/fabric/switch/switch-process.ts';
 
@@ -30,7 +30,7 @@ const LINGER = 0.3;
 const PROF = process.env.FABRIC_BENCH_PROF;
 const DATA = 4096;
 /** 4 KiB of data in an MWr64 TLP in a tagged PCIeOE frame: the datagram size for the raw baseline too. */
-const FRAME_BYTES = 18 + 16 + 16 + DATA;
+const FRAME_BYTES = TAGGED_L2_BYTES + PCIEOE_HEADER_BYTES + 16 + DATA;
 const self = fileURLToPath(import.meta.url);
 
 type Role = 'raw-ping' | 'raw-echo' | 'raw-source' | 'raw-sink' | 'tlp-source' | 'tlp-sink' | 'tlp-both' | 'tlp-requester' | 'tlp-completer';

@@ -20,6 +20,8 @@ f.ack = ProtoField.uint16("pcieoe.ack", "Cumulative ACK (next expected)", base.D
 f.credits = ProtoField.uint16("pcieoe.credits", "Credit limit", base.DEC)
 f.length = ProtoField.uint16("pcieoe.length", "Payload length", base.DEC)
 f.crc = ProtoField.uint32("pcieoe.crc", "CRC-32", base.HEX)
+f.epoch = ProtoField.uint32("pcieoe.epoch", "Sender epoch", base.HEX)
+f.peer_epoch = ProtoField.uint32("pcieoe.peer_epoch", "Receiver epoch (as the sender knows it)", base.HEX)
 f.payload = ProtoField.bytes("pcieoe.payload", "Payload")
 
 local tlp_types = {
@@ -213,14 +215,20 @@ local function dissect_mgmt(tvb, tree)
   return name
 end
 
+local HEADER = 24
+
 function pcieoe.dissector(tvb, pinfo, tree)
-  if tvb:len() < 16 then return 0 end
+  if tvb:len() < HEADER then return 0 end
   pinfo.cols.protocol = "PCIeOE"
   local vt = tvb(0, 1):uint()
   local ftype = bit32.band(vt, 0x0f)
   local plen = tvb(10, 2):uint()
-  local t = tree:add(pcieoe, tvb(0, 16 + math.min(plen, tvb:len() - 16)))
+  local t = tree:add(pcieoe, tvb(0, HEADER + math.min(plen, tvb:len() - HEADER)))
   t:add(f.version, tvb(0, 1))
+  if bit32.rshift(vt, 4) ~= 2 then
+    t:add_expert_info(PI_MALFORMED, PI_ERROR, "not PCIeOE version 2")
+    return tvb:len()
+  end
   t:add(f.type, tvb(0, 1))
   local fl = t:add(f.flags, tvb(1, 1))
   fl:add(f.flag_acknow, tvb(1, 1))
@@ -232,9 +240,11 @@ function pcieoe.dissector(tvb, pinfo, tree)
   t:add(f.credits, tvb(8, 2))
   t:add(f.length, tvb(10, 2))
   t:add(f.crc, tvb(12, 4))
+  t:add(f.epoch, tvb(16, 4))
+  t:add(f.peer_epoch, tvb(20, 4))
   local info = string.format("%s ch=%d seq=%d ack=%d credits=%d", frame_types[ftype] or "?", tvb(2, 2):uint(), tvb(4, 2):uint(), tvb(6, 2):uint(), tvb(8, 2):uint())
-  if plen > 0 and 16 + plen <= tvb:len() then
-    local payload = tvb(16, plen)
+  if plen > 0 and HEADER + plen <= tvb:len() then
+    local payload = tvb(HEADER, plen)
     if ftype == 0 then
       dissect_tlp(payload:tvb(), t)
       info = info .. " " .. (tlp_types[payload(0, 1):uint()] or tlp_types[bit32.band(payload(0, 1):uint(), 0xf8)] or "")

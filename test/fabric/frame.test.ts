@@ -1,7 +1,7 @@
 import test from 'ava';
 import fc from 'fast-check';
 import { crc32, crc32Table } from '../../src/fabric/wire/crc32.ts';
-import { type FrameHeader, FrameType, MIN_FRAME_BYTES, decodeFrame, encodeFrame } from '../../src/fabric/wire/frame.ts';
+import { type FrameHeader, FrameType, MIN_FRAME_BYTES, PCIEOE_HEADER_BYTES, decodeFrame, encodeFrame } from '../../src/fabric/wire/frame.ts';
 import { formatMac, parseMac } from '../../src/fabric/wire/mac.ts';
 
 const header: fc.Arbitrary<FrameHeader> = fc.record({
@@ -14,6 +14,8 @@ const header: fc.Arbitrary<FrameHeader> = fc.record({
   seq: fc.integer({ min: 0, max: 0xffff }),
   ack: fc.integer({ min: 0, max: 0xffff }),
   credits: fc.integer({ min: 0, max: 0xffff }),
+  epoch: fc.integer({ min: 0, max: 2 ** 32 - 1 }),
+  peerEpoch: fc.integer({ min: 0, max: 2 ** 32 - 1 }),
 });
 const payload = fc.uint8Array({ maxLength: 300 });
 
@@ -37,7 +39,7 @@ test('any flipped bit in the PCIeOE header or payload is rejected', (t) => {
     fc.property(header, payload, fc.nat(), (h, p, pick) => {
       const buf = encodeFrame(h, p);
       const start = h.vlan ? 18 : 14;
-      const bit = pick % ((16 + p.length) * 8);
+      const bit = pick % ((PCIEOE_HEADER_BYTES + p.length) * 8);
       buf[start + (bit >> 3)]! ^= 1 << (bit & 7);
       t.false(decodeFrame(buf).ok);
     }),
@@ -46,9 +48,9 @@ test('any flipped bit in the PCIeOE header or payload is rejected', (t) => {
 });
 
 test('decoder never throws on random bytes, with or without a valid prefix', (t) => {
-  const prefix = encodeFrame({ dst: 1, src: 2, vlan: { pcp: 0, dei: false, vid: 5 }, type: FrameType.Tlp, flags: 0, channel: 1, seq: 0, ack: 0, credits: 0 }).subarray(0, 34);
+  const prefix = encodeFrame({ dst: 1, src: 2, vlan: { pcp: 0, dei: false, vid: 5 }, type: FrameType.Tlp, flags: 0, channel: 1, seq: 0, ack: 0, credits: 0 }).subarray(0, 18 + PCIEOE_HEADER_BYTES);
   fc.assert(
-    fc.property(fc.uint8Array({ maxLength: 120 }), fc.nat({ max: 34 }), (bytes, keep) => {
+    fc.property(fc.uint8Array({ maxLength: 120 }), fc.nat({ max: 18 + PCIEOE_HEADER_BYTES }), (bytes, keep) => {
       const buf = Buffer.concat([prefix.subarray(0, keep), bytes]);
       const r = decodeFrame(buf);
       t.is(typeof r.ok, 'boolean');
@@ -68,14 +70,19 @@ test('each kind of bad frame is named', (t) => {
   const ipv4 = Buffer.from(good);
   ipv4.writeUInt16BE(0x0800, 16);
   t.like(decodeFrame(ipv4), { ok: false, error: 'bad-ethertype' });
-  const v2 = Buffer.from(good);
-  v2[18] = 0x20;
-  t.like(decodeFrame(v2), { ok: false, error: 'bad-version' });
+  const v1 = Buffer.from(good);
+  v1[18] = 0x10; // version 1 had no epochs
+  t.like(decodeFrame(v1), { ok: false, error: 'bad-version' });
   const crc = Buffer.from(good);
   crc[40]! ^= 0x10;
   t.like(decodeFrame(crc), { ok: false, error: 'bad-crc' });
   const unknown = encodeFrame({ ...h, type: 9 as FrameType });
   t.like(decodeFrame(unknown), { ok: false, error: 'unknown-type' });
+  const epochs = encodeFrame({ ...h, epoch: 0xdead_beef, peerEpoch: 7 });
+  t.is(epochs.readUInt32BE(34), 0xdead_beef, 'sender epoch at 34 (tagged)');
+  t.is(epochs.readUInt32BE(38), 7, 'receiver epoch at 38');
+  t.like(decodeFrame(epochs), { ok: true, value: { epoch: 0xdead_beef, peerEpoch: 7 } });
+  t.like(decodeFrame(good), { ok: true, value: { epoch: 0, peerEpoch: 0 } }, 'epochs default to 0');
 });
 
 test('CRC: native and table-driven agree with the IEEE check value', (t) => {

@@ -200,10 +200,10 @@ test('losing every link reports the peer dead', (t) => {
 test('bad, foreign and out-of-window frames are counted and dropped', (t) => {
   const f = buildFabric();
   f.clock.advance(1);
-  const base = { dst: macB(0), src: macA(0), vlan: VLAN, type: FrameType.Tlp, flags: 0, channel: 7, seq: 0, ack: 0, credits: 0 };
+  const base = { dst: macB(0), src: macA(0), vlan: VLAN, type: FrameType.Tlp, flags: 0, channel: 7, seq: 0, ack: 0, credits: 0, epoch: f.a.epoch, peerEpoch: f.b.epoch };
   f.b.receive(0, Buffer.from('garbage'));
   const corrupt = encodeFrame(base, Buffer.from('tlp'));
-  corrupt[35]! ^= 1; // inside the payload
+  corrupt[corrupt.length - 30]! ^= 1; // inside the payload
   f.b.receive(0, corrupt);
   f.b.receive(0, encodeFrame({ ...base, channel: 8 }, Buffer.from('x')));
   f.b.receive(0, encodeFrame({ ...base, src: 0x02_00_00_00_0c_00 }, Buffer.from('x')));

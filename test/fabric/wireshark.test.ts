@@ -18,7 +18,7 @@ import { buildFabric } from './harness.ts';
 
 
 const FIELDS = [
-  'vlan.id', 'pcieoe.type', 'pcieoe.flags', 'pcieoe.channel', 'pcieoe.seq', 'pcieoe.ack', 'pcieoe.credits', 'pcieoe.length', 'pcieoe.crc',
+  'vlan.id', 'pcieoe.type', 'pcieoe.flags', 'pcieoe.channel', 'pcieoe.seq', 'pcieoe.ack', 'pcieoe.credits', 'pcieoe.length', 'pcieoe.crc', 'pcieoe.epoch', 'pcieoe.peer_epoch',
   'pcieoe.tlp.fmt_type', 'pcieoe.tlp.tc', 'pcieoe.tlp.requester', 'pcieoe.tlp.tag', 'pcieoe.tlp.address', 'pcieoe.tlp.completer',
   'pcieoe.tlp.register', 'pcieoe.tlp.status', 'pcieoe.tlp.byte_count', 'pcieoe.tlp.lower_address',
 ];
@@ -61,6 +61,8 @@ test('tshark decodes a capture with the shipped dissector, field by field', (t) 
       'pcieoe.credits': BigInt(fr.credits),
       'pcieoe.length': BigInt(fr.payload.length),
       'pcieoe.crc': BigInt(rec.data.readUInt32BE(30)),
+      'pcieoe.epoch': BigInt(fr.epoch),
+      'pcieoe.peer_epoch': BigInt(fr.peerEpoch),
     };
     if (fr.payload.length > 0) {
       const d = decodeTlp(fr.payload);

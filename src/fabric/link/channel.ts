@@ -13,6 +13,27 @@
  * hands its parts to the three, and encodes every frame they send: each
  * carries the receiver's cumulative ACK and credit limit.
  *
+ * Epochs: each channel end draws a random epoch when it starts and every
+ * frame carries it, with the peer's epoch as last heard (0 before). Sequence
+ * numbers, ACKs and credits mean something only between those two
+ * incarnations, so:
+ *   - a frame naming an earlier epoch of ours was meant for an incarnation
+ *     that no longer exists (we were cut off and started over): dropped;
+ *   - a frame with a peer epoch other than the one we know means the peer
+ *     restarted (a killed DI started again): our sender and receiver start
+ *     over (what was unacknowledged or queued is dropped, never delivered to
+ *     the new peer) and onPeerReset tells the application, which fails its
+ *     requests in flight and programs the peer again; traffic then resumes
+ *     from sequence number 0. Frames of an epoch we replaced are dropped.
+ * The first epoch heard is simply adopted: both ends are new to each other.
+ *
+ * Bounded misbehaviour: an ACK or NAK beyond what was sent and a TLP outside
+ * the window are ignored and counted; a peer that sends more than
+ * `maxBadFramesPerSecond` such frames (or undecodable ones from its own MAC)
+ * is cut off: the channel starts over under a new epoch of ours (the peer
+ * sees it and starts over too) and ignores the peer for a second, while the
+ * node's other channels run on.
+ *
  * Transport-agnostic: frames leave through `send(link, frame)` and arrive
  * through `receive(link, frame)`; time comes from a Clock. `send` must not
  * modify a frame it is given (it stays in the replay buffer); delivered
@@ -31,7 +52,8 @@ import {
   decodeFrame,
   encodeFrame,
 } from '../wire/frame.ts';
-import type { Mac } from '../wire/mac.ts';
+import { randomInt } from 'node:crypto';
+import { type Mac, readMac } from '../wire/mac.ts';
 import { Liveness, type LivenessStats } from './liveness.ts';
 import { Receiver, type ReceiverStats } from './receiver.ts';
 import { Sender, type SenderStats } from './sender.ts';
@@ -96,7 +118,21 @@ export interface ChannelOptions {
   onControl?: (type: FrameType.Discovery | FrameType.Management, payload: Uint8Array, link: number) => void;
   /** Called when queued TLPs have all been sent after a credit stall. */
   onDrain?: () => void;
+  /**
+   * The channel started over (the peer restarted, or was cut off): TLPs sent
+   * and not acknowledged, and those queued, were dropped; requests waiting on
+   * them must be failed. Sequence numbers start again from 0.
+   */
+  onReset?: (reason: ResetReason) => void;
+  /** This end's epoch, non-zero. Default: random. */
+  epoch?: number;
+  /** Protocol violations per second beyond which the peer is cut off. Default 1000. */
+  maxBadFramesPerSecond?: number;
+  /** How long a cut-off peer is ignored, ms. Default 1000. */
+  cutOffMs?: number;
 }
+
+export type ResetReason = 'peer-restarted' | 'peer-cut-off';
 
 /** The parts' counters, and the channel's own for frames it turns away. */
 export interface ChannelStats extends SenderStats, ReceiverStats, LivenessStats {
@@ -105,6 +141,16 @@ export interface ChannelStats extends SenderStats, ReceiverStats, LivenessStats 
   rxWrongChannel: number;
   rxWrongBinding: number;
   rxBadFrame: Record<FrameDecodeError, number>;
+  /** Frames for an earlier incarnation of ours, or from one of the peer's we replaced. */
+  rxStaleEpoch: number;
+  /** Frames from the peer carrying no epoch (0). */
+  rxNoEpoch: number;
+  /** The peer came back with a new epoch: the channel started over. */
+  peerRestarts: number;
+  /** The peer sent too many bad frames: the channel started over under a new epoch of ours. */
+  cutOffs: number;
+  /** Frames ignored while the peer was cut off. */
+  rxWhileCutOff: number;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -120,15 +166,25 @@ export class Channel {
     rxWrongChannel: 0, rxWrongBinding: 0,
     rxBadFrame: { truncated: 0, 'bad-ethertype': 0, 'bad-version': 0, 'bad-crc': 0, 'unknown-type': 0 },
     rxNak: 0, replayTimeouts: 0, linkDown: 0, linkUp: 0,
+    rxAckBeyondSent: 0, rxNakBeyondSent: 0, probeAnswersWithheld: 0,
+    rxStaleEpoch: 0, rxNoEpoch: 0, peerRestarts: 0, cutOffs: 0, rxWhileCutOff: 0,
   };
 
   private readonly o: ChannelOptions;
   private readonly clock: Clock;
   private readonly bindings: readonly LinkBinding[];
-  private readonly sender: Sender;
-  private readonly receiver: Receiver;
+  private sender: Sender;
+  private receiver: Receiver;
   private readonly liveness: Liveness;
   private closed = false;
+  private ownEpoch: number;
+  /** The peer's epoch; 0 until it is first heard. */
+  private peerEpoch = 0;
+  /** Epochs we no longer answer to (ours) or accept (the peer's), newest last. */
+  private readonly retired: number[] = [];
+  private badFrames = 0;
+  private badSince = -Infinity;
+  private cutOffUntil = -Infinity;
 
   constructor(options: ChannelOptions) {
     const heartbeatInterval = options.heartbeatInterval ?? 50;
@@ -139,8 +195,10 @@ export class Channel {
     this.o = options;
     this.clock = options.clock;
     this.bindings = options.links;
+    if (options.epoch !== undefined && !(Number.isInteger(options.epoch) && options.epoch > 0 && options.epoch < 2 ** 32)) throw new RangeError(`epoch ${options.epoch}: expected 1 to 2^32-1`);
+    this.ownEpoch = options.epoch ?? newEpoch();
     const { clock, stats } = this;
-    this.sender = new Sender({
+    this.newSender = () => new Sender({
       clock,
       stats,
       replayCapacity: options.replayCapacity ?? 2048,
@@ -149,7 +207,7 @@ export class Channel {
       transmit: (seq, flags, payload) => this.transmitTlp(seq, flags, payload),
       onDrain: options.onDrain,
     });
-    this.receiver = new Receiver({
+    this.newReceiver = () => new Receiver({
       clock,
       stats,
       rxSlots,
@@ -161,6 +219,8 @@ export class Channel {
       transmit: (type, flags) => this.transmit(this.liveness.pickLink(), type, this.sender.next, flags, EMPTY),
       everyLiveLinkPassed: (seq) => this.liveness.everyLiveLinkPassed(seq),
     });
+    this.sender = this.newSender();
+    this.receiver = this.newReceiver();
     this.liveness = new Liveness({
       clock,
       stats,
@@ -174,9 +234,21 @@ export class Channel {
       onLinkState: options.onLinkState,
       onPeerState: options.onPeerState,
     });
-    // Announce our credits at once: the peer may not send until it hears them.
-    for (let i = 0; i < this.bindings.length; i++) this.transmit(i, FrameType.Heartbeat, this.sender.next, 0, EMPTY);
+    this.announce();
     this.liveness.start();
+  }
+
+  private readonly newSender: () => Sender;
+  private readonly newReceiver: () => Receiver;
+
+  /** This end's epoch (changes when it cuts the peer off). */
+  get epoch(): number {
+    return this.ownEpoch;
+  }
+
+  /** The peer's epoch as last heard; 0 before. */
+  get peerEpochHeard(): number {
+    return this.peerEpoch;
   }
 
   /** TLPs waiting for credit or replay room. */
@@ -220,9 +292,16 @@ export class Channel {
   /** Feed a frame that arrived on `link`. Bad frames are counted and dropped. */
   receive(link: number, frame: Uint8Array): void {
     if (this.closed) return;
+    const b = this.bindings[link];
+    if (this.clock.now() < this.cutOffUntil && b && frame.length >= 12 && readMac(frame, 6) === b.peerMac) {
+      this.stats.rxWhileCutOff++;
+      return;
+    }
     const r = decodeFrame(frame);
     if (!r.ok) {
       this.stats.rxBadFrame[r.error]++;
+      // Undecodable frames from the peer's own address (port security vouches for it) count against it.
+      if (b && frame.length >= 12 && readMac(frame, 6) === b.peerMac) this.bad();
       return;
     }
     const f = r.value;
@@ -230,22 +309,23 @@ export class Channel {
       this.stats.rxWrongChannel++;
       return;
     }
-    const b = this.bindings[link];
     if (!b || f.src !== b.peerMac || f.dst !== b.localMac || !sameVlan(f.vlan, b.vlan)) {
       this.stats.rxWrongBinding++;
       return;
     }
+    if (!this.checkEpochs(f.epoch, f.peerEpoch)) return;
     this.stats.rxFrames++;
     const replay = (f.flags & FrameFlags.Replay) !== 0;
     this.liveness.heard(link, f.seq, !replay);
-    this.sender.takeAck(f.ack, f.type === FrameType.Ack && (f.flags & FrameFlags.ProbeAnswer) !== 0);
+    // A violation that cuts the peer off ends this frame: the state it referred to is gone.
+    if (!this.sender.takeAck(f.ack, f.type === FrameType.Ack && (f.flags & FrameFlags.ProbeAnswer) !== 0) && this.bad()) return;
     this.sender.takeCredits(f.credits);
     switch (f.type) {
       case FrameType.Tlp:
-        this.receiver.tlp(f.seq, f.payload);
+        if (!this.receiver.tlp(f.seq, f.payload) && this.bad()) return;
         break;
       case FrameType.Nak:
-        this.sender.takeNak(f.ack);
+        if (!this.sender.takeNak(f.ack) && this.bad()) return;
         break;
       case FrameType.Discovery:
       case FrameType.Management:
@@ -264,6 +344,72 @@ export class Channel {
     this.sender.close();
     this.receiver.close();
     this.liveness.close();
+  }
+
+  /** Whether a frame from the peer with these epochs belongs to the current pair of incarnations; adopts and resets as needed. */
+  private checkEpochs(epoch: number, mine: number): boolean {
+    if (mine !== 0 && mine !== this.ownEpoch) {
+      this.stats.rxStaleEpoch++; // for an earlier incarnation of ours
+      return false;
+    }
+    if (epoch === 0) {
+      this.stats.rxNoEpoch++;
+      this.bad();
+      return false;
+    }
+    if (epoch === this.peerEpoch) return true;
+    if (this.retired.includes(epoch)) {
+      this.stats.rxStaleEpoch++; // in flight from before the peer restarted
+      return false;
+    }
+    if (this.peerEpoch === 0) {
+      this.peerEpoch = epoch; // first contact
+      return true;
+    }
+    this.retire(this.peerEpoch);
+    this.peerEpoch = epoch;
+    this.stats.peerRestarts++;
+    this.startOver('peer-restarted');
+    return true;
+  }
+
+  private retire(epoch: number): void {
+    this.retired.push(epoch);
+    if (this.retired.length > 8) this.retired.shift();
+  }
+
+  /** A protocol violation by the peer; too many in a second cut it off (returns true then). */
+  private bad(): boolean {
+    const now = this.clock.now();
+    if (now - this.badSince >= 1000) {
+      this.badSince = now;
+      this.badFrames = 0;
+    }
+    if (++this.badFrames <= (this.o.maxBadFramesPerSecond ?? 1000)) return false;
+    this.stats.cutOffs++;
+    this.badFrames = 0;
+    this.cutOffUntil = now + (this.o.cutOffMs ?? 1000);
+    // A new epoch of ours makes the peer start over too; what it sent to the old one is dropped as stale.
+    this.retire(this.ownEpoch);
+    this.ownEpoch = newEpoch();
+    this.startOver('peer-cut-off');
+    return true;
+  }
+
+  /** Sender and receiver begin again from sequence number 0; the peer hears our credits at once. */
+  private startOver(reason: ResetReason): void {
+    this.sender.close();
+    this.receiver.close();
+    this.sender = this.newSender();
+    this.receiver = this.newReceiver();
+    this.liveness.restart();
+    this.o.onReset?.(reason);
+    if (!this.closed) this.announce();
+  }
+
+  /** A heartbeat on every link: the peer may not send until it hears our credits (and epoch). */
+  private announce(): void {
+    for (let i = 0; i < this.bindings.length; i++) this.transmit(i, FrameType.Heartbeat, this.sender.next, 0, EMPTY);
   }
 
   /** Send a TLP frame on the next link; returns the payload's bytes inside the frame (the replay buffer keeps them). */
@@ -288,6 +434,8 @@ export class Channel {
         seq,
         ack: this.receiver.ack,
         credits: this.receiver.credits,
+        epoch: this.ownEpoch,
+        peerEpoch: this.peerEpoch,
       },
       payload,
     );
@@ -296,6 +444,11 @@ export class Channel {
     this.o.send(link, frame);
     return frame;
   }
+}
+
+/** A random non-zero 32-bit epoch. */
+function newEpoch(): number {
+  return randomInt(1, 2 ** 32 - 1);
 }
 
 function sameVlan(a: VlanTag | null, b: VlanTag | null): boolean {

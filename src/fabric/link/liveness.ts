@@ -75,6 +75,11 @@ export class Liveness {
     if (!l.up) this.setLink(link, true);
   }
 
+  /** The channel started over at sequence number 0: what each link passed refers to the old numbering. */
+  restart(): void {
+    for (const l of this.links) l.passed = 0;
+  }
+
   /** A frame left on `link`. */
   sent(link: number): void {
     this.links[link]!.lastTx = this.o.clock.now();

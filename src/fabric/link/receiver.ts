@@ -36,6 +36,8 @@ export interface ReceiverStats {
   rxDuplicate: number;
   rxOutOfOrder: number;
   rxOutsideWindow: number;
+  /** Probes not answered at once: the peer probed faster than maxProbeAnswersPerSecond. */
+  probeAnswersWithheld: number;
 }
 
 export interface ReceiverOptions {
@@ -56,6 +58,32 @@ export interface ReceiverOptions {
   everyLiveLinkPassed: (seq: number) => boolean;
 }
 
+/**
+ * Probe answers: 64 at once, 4 per ms after that. A lost tail is repaired one
+ * TLP per probe round trip, and a round trip here is rarely under 0.25 ms, so
+ * honest probing stays within it.
+ */
+const PROBE_ANSWER_BURST = 64;
+const PROBE_ANSWERS_PER_MS = 4;
+
+/** A token bucket on a clock's milliseconds. */
+class TokenBucket {
+  private tokens: number;
+  private at = -Infinity;
+
+  constructor(private readonly burst: number, private readonly perMs: number) {
+    this.tokens = burst;
+  }
+
+  take(now: number): boolean {
+    this.tokens = Math.min(this.burst, this.tokens + (now - this.at) * this.perMs);
+    this.at = now;
+    if (this.tokens < 1) return false;
+    this.tokens--;
+    return true;
+  }
+}
+
 export class Receiver {
   /** Next sequence number to deliver; also the cumulative ACK we send. */
   private expected = 0;
@@ -74,6 +102,7 @@ export class Receiver {
   private nakSentFor = -1;
   private nakSentAt = -Infinity;
   private closed = false;
+  private readonly probeTokens = new TokenBucket(PROBE_ANSWER_BURST, PROBE_ANSWERS_PER_MS);
 
   constructor(private readonly o: ReceiverOptions) {
     this.held = new Array(o.rxSlots);
@@ -110,18 +139,18 @@ export class Receiver {
     else this.oweAck();
   }
 
-  /** A TLP frame arrived. */
-  tlp(seq: number, payload: Uint8Array): void {
+  /** A TLP frame arrived. False when it lies beyond the credit we granted (a confused or forged peer). */
+  tlp(seq: number, payload: Uint8Array): boolean {
     const d = seqDiff(seq, this.expected);
     if (d < 0) {
       // A replay of something delivered: our ACK was lost or is late. Say so soon.
       this.o.stats.rxDuplicate++;
       this.oweAck();
-      return;
+      return true;
     }
     if (seqDiff(seq, this.credits) >= 0) {
       this.o.stats.rxOutsideWindow++;
-      return;
+      return false;
     }
     if (d > 0) {
       const slot = seq & (this.o.rxSlots - 1);
@@ -132,7 +161,7 @@ export class Receiver {
         this.heldCount++;
         this.o.stats.rxOutOfOrder++;
       }
-      return;
+      return true;
     }
     this.deliver(payload);
     while (this.heldCount > 0) {
@@ -147,13 +176,23 @@ export class Receiver {
     // Acknowledge at once when the peer has used a quarter of the window since our last ACK.
     if (this.rxSinceAck * 4 >= this.o.rxSlots) this.sendAck();
     else this.oweAck();
+    return true;
   }
 
   /** The peer flagged frame `seq` AckNow: it ended a replay (`replay`) or may have used our last credit. */
   ackNow(seq: number, replay: boolean): void {
     if (!replay && seqAdd(seq, 1) !== this.advertised) return;
     // Holding frames behind a gap, the cumulative ACK would look like loss of what is held; the NAK asks for the gap.
-    if (replay) this.sendAck(this.heldCount === 0 ? FrameFlags.ProbeAnswer : 0);
+    if (replay) {
+      // Each probe costs a frame back: at a bounded rate, so a peer probing in a loop cannot make us
+      // answer in one. A withheld answer is owed (the ACK timer sends a plain one); the prober's timer retries.
+      if (!this.probeTokens.take(this.o.clock.now())) {
+        this.o.stats.probeAnswersWithheld++;
+        this.oweAck();
+        return;
+      }
+      this.sendAck(this.heldCount === 0 ? FrameFlags.ProbeAnswer : 0);
+    }
     else if (seqDiff(this.credits, this.advertised) > 0) this.sendAck();
     else this.peerStalled = true; // nothing new to grant until the application releases credits
   }

@@ -30,6 +30,10 @@ export interface SenderStats {
   txReplay: number;
   rxNak: number;
   replayTimeouts: number;
+  /** ACKs for sequence numbers never sent: ignored. */
+  rxAckBeyondSent: number;
+  /** NAKs for sequence numbers never sent: ignored. */
+  rxNakBeyondSent: number;
 }
 
 export interface SenderOptions {
@@ -67,6 +71,8 @@ export class Sender {
   /** After a timeout's probe: replay.next when it was sent (TLPs before it were sent before the probe); -1: none. */
   private probeEnd = -1;
   private lastReplayAt = -Infinity;
+  /** The oldest TLP when a probe answer last made us resend it; a second answer that finds it unchanged waits for the timer. */
+  private probeResentAt = -1;
   /** Round-trip estimate (ms) for the replay timer; -1 until the first sample. */
   private srtt = -1;
   private rttvar = 0;
@@ -103,19 +109,32 @@ export class Sender {
     return false;
   }
 
-  /** The peer's cumulative ACK (the next sequence number it expects); `probeAnswer` when it answers a probe. */
-  takeAck(ack: number, probeAnswer: boolean): void {
+  /**
+   * The peer's cumulative ACK (the next sequence number it expects); `probeAnswer` when it answers a probe.
+   * False when it acknowledges what was never sent (ignored: a confused or forged peer).
+   */
+  takeAck(ack: number, probeAnswer: boolean): boolean {
+    if (seqDiff(ack, this.replay.next) > 0) {
+      this.o.stats.rxAckBeyondSent++;
+      return false;
+    }
     // Acks older than our oldest entry come from reordered frames; harmless.
     const freed = this.replay.acknowledge(ack);
     // A timeout's probe is answered: done once the answer covers all that was sent before the probe.
     if (probeAnswer && this.probeEnd >= 0 && this.replay.size > 0) {
       const missing = seqDiff(this.probeEnd, this.replay.oldest);
-      if (missing <= 0) this.probeEnd = -1;
+      if (missing <= 0) this.probeEnd = this.probeResentAt = -1;
       else {
         // Resend the oldest only, and its answer tells again: a lost tail costs a round trip per TLP,
         // a late one (on a slower link, or behind a stalled process) a duplicate per trip, never a window.
-        this.replayRange(1);
-        return;
+        // Only while answers make progress: one that finds the oldest where the last resend left it
+        // (that copy lost, or a peer that answers without taking it) leaves it to the replay timer,
+        // so no pair of ends can resend to each other at the speed of the round trip for ever.
+        if (this.replay.oldest !== this.probeResentAt) {
+          this.probeResentAt = this.replay.oldest;
+          this.replayRange(1);
+        }
+        return true;
       }
     }
     if (freed > 0) {
@@ -129,9 +148,10 @@ export class Sender {
       else {
         this.backoff = 1;
         this.disarmReplay();
-        this.probeEnd = -1;
+        this.probeEnd = this.probeResentAt = -1;
       }
     }
+    return true;
   }
 
   /** The peer's credit limit as a frame carried it (limits only grow). */
@@ -139,16 +159,21 @@ export class Sender {
     if (seqDiff(limit, this.peerLimit) > 0) this.peerLimit = limit;
   }
 
-  /** The peer NAKed: it has everything before `from` and holds what came after the gap. */
-  takeNak(from: number): void {
+  /** The peer NAKed: it has everything before `from` and holds what came after the gap. False: `from` was never sent. */
+  takeNak(from: number): boolean {
     this.o.stats.rxNak++;
-    if (this.replay.size === 0 || from !== this.replay.oldest) return;
+    if (seqDiff(from, this.replay.next) > 0) {
+      this.o.stats.rxNakBeyondSent++;
+      return false;
+    }
+    if (this.replay.size === 0 || from !== this.replay.oldest) return true;
     // Several NAKs for one gap (one per held frame, or duplicated on the wire) cause one replay.
-    if (this.lastReplayFrom === from && this.o.clock.now() - this.lastReplayAt < this.o.replayTimeout / 2) return;
+    if (this.lastReplayFrom === from && this.o.clock.now() - this.lastReplayAt < this.o.replayTimeout / 2) return true;
     // The receiver holds what arrived after the gap (within its window), so the gap is all it needs;
     // resending the whole window would put up to rxSlots frames of duplicates in front of the
     // next TLPs. A further gap gets its own NAK once this one is filled; the timer remains the backstop.
     this.replayRange(1);
+    return true;
   }
 
   /** Resend everything unacknowledged (a link died with frames in flight). */
@@ -234,6 +259,7 @@ export class Sender {
         if (this.replay.size === 0) return;
         this.o.stats.replayTimeouts++;
         this.backoff = Math.min(this.backoff * 2, MAX_BACKOFF);
+        this.probeResentAt = -1;
         this.replayRange(1);
         // A second timeout before the first probe's answer keeps the first mark: that answer may still come.
         if (this.probeEnd < 0) this.probeEnd = this.replay.next;

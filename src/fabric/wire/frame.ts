@@ -11,7 +11,7 @@
  *   12    2    TPID 0x8100 (802.1Q)
  *   14    2    TCI: PCP[15:13] | DEI[12] | VID[11:0]
  *   16    2    Ethertype 0x88B5 (IEEE 802 local experimental 1)
- *   -- PCIeOE header, 16 bytes --
+ *   -- PCIeOE header, 24 bytes --
  *   18    1    version[7:4] | FrameType[3:0]
  *   19    1    FrameFlags
  *   20    2    channel id: which HI↔DI association the frame belongs to
@@ -20,14 +20,22 @@
  *   26    2    credit limit: the receiver of this frame may send TLPs numbered before it
  *   28    2    payload length in bytes
  *   30    4    CRC-32 of bytes 18 to the payload's end, computed with this field zero
+ *   34    4    sender's epoch: drawn at random (non-zero) when its channel end starts
+ *   38    4    receiver's epoch as the sender last heard it; 0 before it heard any
  *   -- payload --
- *   34    n    one TLP (TLP frames) or the message body (discovery, management)
+ *   42    n    one TLP (TLP frames) or the message body (discovery, management)
  *              zero padding up to 60 bytes, the Ethernet minimum without FCS
  *
  * The CRC plays PCIe's LCRC: datagrams carried over sockets have no FCS. It
  * leaves out the Ethernet header on purpose, since switches rewrite VLAN tags;
  * addresses and VLAN are checked against the channel's binding instead.
  * Sequence numbers, ACK and credit limit are 16-bit and wrap (see seq.ts).
+ *
+ * Epochs tell incarnations of a channel end apart: sequence numbers, ACKs and
+ * credits mean something only between the two epochs a frame names, so a
+ * restarted end (new epoch) makes its peer reset the channel, and frames
+ * addressed to an end's earlier incarnation are dropped (see link/channel.ts).
+ * Version 2 added them; version 1 frames are refused.
  */
 
 import { crc32Range } from './crc32.ts';
@@ -36,8 +44,8 @@ import { type Decoded, failed } from '../result.ts';
 
 export const ETHERTYPE_PCIEOE = 0x88b5;
 export const TPID_8021Q = 0x8100;
-export const PCIEOE_VERSION = 1;
-export const PCIEOE_HEADER_BYTES = 16;
+export const PCIEOE_VERSION = 2;
+export const PCIEOE_HEADER_BYTES = 24;
 export const MIN_FRAME_BYTES = 60;
 /** Ethernet header with an 802.1Q tag. */
 export const TAGGED_L2_BYTES = 18;
@@ -87,9 +95,15 @@ export interface FrameHeader {
   seq: number;
   ack: number;
   credits: number;
+  /** The sender's epoch (32-bit). Default 0, for frames outside a channel. */
+  epoch?: number;
+  /** The receiver's epoch as the sender knows it; 0: not known. Default 0. */
+  peerEpoch?: number;
 }
 
 export interface Frame extends FrameHeader {
+  epoch: number;
+  peerEpoch: number;
   /** A view into the decoded buffer, not a copy. */
   payload: Uint8Array;
 }
@@ -152,8 +166,10 @@ export function encodeFrame(h: FrameHeader, payload: Uint8Array = ZERO_CRC.subar
   buf.writeUInt16BE(h.ack & 0xffff, hdr + 6);
   buf.writeUInt16BE(h.credits & 0xffff, hdr + 8);
   buf.writeUInt16BE(payload.length, hdr + 10);
-  buf.set(payload, hdr + 16);
-  const end = hdr + 16 + payload.length;
+  buf.writeUInt32BE((h.epoch ?? 0) >>> 0, hdr + 16);
+  buf.writeUInt32BE((h.peerEpoch ?? 0) >>> 0, hdr + 20);
+  buf.set(payload, hdr + PCIEOE_HEADER_BYTES);
+  const end = hdr + PCIEOE_HEADER_BYTES + payload.length;
   buf.fill(0, end);
   buf.writeUInt32BE(crcOf(buf, hdr, end), hdr + 12);
   return buf;
@@ -180,7 +196,7 @@ export function decodeFrame(buf: Uint8Array): Decoded<Frame, FrameDecodeError> {
   const length = (buf[hdr + 10]! << 8) | buf[hdr + 11]!;
   const end = hdr + PCIEOE_HEADER_BYTES + length;
   if (end > buf.length) return failed('truncated', `payload length ${length} runs past the frame's ${buf.length} bytes`);
-  const crc = ((buf[hdr + 12]! << 24) | (buf[hdr + 13]! << 16) | (buf[hdr + 14]! << 8) | buf[hdr + 15]!) >>> 0;
+  const crc = readU32(buf, hdr + 12);
   const actual = crcOf(buf, hdr, end);
   if (crc !== actual) return failed('bad-crc', `CRC 0x${crc.toString(16)} but contents give 0x${actual.toString(16)}`);
   const type = buf[hdr]! & 0xf;
@@ -197,7 +213,13 @@ export function decodeFrame(buf: Uint8Array): Decoded<Frame, FrameDecodeError> {
       seq: (buf[hdr + 4]! << 8) | buf[hdr + 5]!,
       ack: (buf[hdr + 6]! << 8) | buf[hdr + 7]!,
       credits: (buf[hdr + 8]! << 8) | buf[hdr + 9]!,
+      epoch: readU32(buf, hdr + 16),
+      peerEpoch: readU32(buf, hdr + 20),
       payload: buf.subarray(hdr + PCIEOE_HEADER_BYTES, end),
     },
   };
+}
+
+function readU32(buf: Uint8Array, at: number): number {
+  return ((buf[at]! << 24) | (buf[at + 1]! << 16) | (buf[at + 2]! << 8) | buf[at + 3]!) >>> 0;
 }
