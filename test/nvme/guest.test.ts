@@ -29,6 +29,8 @@ test.serial('[qemu] Linux nvme driver binds; nvme-cli and fio verify pass; nvme 
   t.regex(dmesg, /nvme nvme0: pci function/);
   t.regex(dmesg, /nvme nvme0: 2\/0\/0 default\/read\/poll queues/, 'one I/O queue per vCPU');
   t.notRegex(dmesg, /timeout|failed|error/i);
+  // OACS bit 8 offered: the driver sent Doorbell Buffer Config, so the I/O queues run on shadow doorbells.
+  t.regex(testLab.log('nvme'), /shadow doorbells @0x/);
 
   const list = await guest('nvme list');
   t.regex(list, /\/dev\/nvme0n1 .*PCIEOE[0-9A-F]{14} +PCIeOE NVMe model +1 +1\.07 +GB \/ +1\.07 +GB +512 +B/);
