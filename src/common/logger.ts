@@ -1,3 +1,7 @@
+// src/common — small helpers every process shares: the log line (this file), stale socket
+// files, the line-JSON control socket, rate-limited logs, private directories. It may import
+// only Node and native/; every other folder may import it.
+//
 // One log line format for every lab process, so `lab logs` and tests read them all the same way:
 //   2026-12-02T12:00:00.000Z di warn  channel 1: link 0 down
 // time (UTC), process name, level, message. Libraries take a Logger and prefix what they are

@@ -1,3 +1,7 @@
+// src/di — the Device Interface: device models behind PCIeOE ports, one channel per host
+// (this file), and the process entry (main.ts). It may import src/common, src/pci,
+// src/devices/* and src/fabric; never src/hi (npm run deps).
+
 /**
  * The Device Interface: hosts PciFunctions behind PCIeOE and serves them to
  * host domains, one channel (HI↔DI association) per host.

@@ -1,3 +1,7 @@
+// src/direct-attach — a PciFunction served straight to QEMU over vfio-user (this adapter) and
+// the direct-attach process entries (nvme-main.ts, testdev-main.ts). It may import src/common,
+// src/pci, src/devices/*, src/vfio-user, and src/fabric/wire for a device cabled to the switch.
+//
 // Serves any PciFunction over vfio-user (direct attach: no fabric between
 // QEMU and the device model).
 //

@@ -1,3 +1,8 @@
+// src/fabric — the PCIeOE fabric: tlp/ (transaction layer), link/ (data-link layer), wire/
+// (frames and ports), switch/, and here the clocks and the PCIeOE port. It may import
+// src/common and native/ only: the fabric knows no HI, DI, vfio-user, direct attach, manager or
+// device model (npm run deps).
+
 /** Public surface of the fabric: codecs, link layer, switch and its port plumbing. */
 export * from './tlp/tlp.ts';
 export * from './tlp/check.ts';

@@ -1,3 +1,7 @@
+// src/hi — the Host Interface: remote functions (EEPs) served to QEMU over vfio-user, the
+// control endpoint, and the process entry (main.ts). It may import src/common, src/pci,
+// src/vfio-user, src/direct-attach and src/fabric; never src/di (npm run deps).
+
 /**
  * The Host Interface: the host side of PCIeOE for one VM. It is handed one
  * PcieoePort per DI it talks to and makes one RemoteFunction (EEP) per remote

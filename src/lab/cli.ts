@@ -1,3 +1,7 @@
+// src/lab — the `lab` command: topologies, QEMU and its chroot, lab processes, the guest agent.
+// It may import src/common and src/manager; the device, fabric, HI and DI processes it starts
+// are run by path, never imported.
+//
 // The `lab` command line: one entry per command, each with its own --help.
 //
 // Exit status: 0 done; 1 the lab failed (the message says what and where to look); 2 the

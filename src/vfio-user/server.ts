@@ -1,3 +1,8 @@
+// src/vfio-user — the vfio-user protocol: message codec (protocol.ts), parser, transport (unix
+// sockets with fd passing), this server (sessions, DMA table, IRQs) and the client that tests
+// and benchmarks share (client.ts). It may import src/common, src/pci and native/; it knows no
+// device model and no fabric (src/direct-attach joins a PciFunction to it).
+//
 // vfio-user server: one listening socket per device, one client (session) at
 // a time, any number of servers per process.
 //

@@ -1,3 +1,7 @@
+// src/devices/nvme — the NVMe 1.4 controller model: registers, queues, admin and I/O
+// commands, namespaces on files, and a soft host for tests. It may import src/common and
+// src/pci only: a device knows no transport (npm run deps).
+//
 // The NVMe 1.4 controller as a PCI Express function (class 0x010802): BAR0
 // holds the registers (0x000), the doorbells (0x1000) and the MSI-X table
 // and PBA (0x2000, 0x3000; QEMU emulates the table, Linux maps it). Nothing here

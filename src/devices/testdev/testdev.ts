@@ -1,3 +1,6 @@
+// src/devices/testdev — the test device model. It may import src/common, src/pci and native/
+// (its shared page is a memfd) only: a device knows no transport (npm run deps).
+//
 // The PCIeOE test device: scratch registers, a DMA copy engine, MSI-X and
 // MSI, optionally a shared-memory page, enough to exercise every path of a
 // transport without NVMe's complexity.

@@ -1,3 +1,7 @@
+// src/fabric/link — the PCIeOE data-link layer: one channel over one or more Ethernet links
+// (this file: sender, receiver, liveness) and the node that joins channels to ports. It may
+// import src/common, src/fabric/wire and src/fabric's own files (clock).
+
 /**
  * The PCIeOE reliable link layer for one channel (one HI↔DI association),
  * spread over one or more Ethernet links. It plays the PCIe data link layer,

@@ -1,3 +1,7 @@
+// src/fabric/switch — the userspace Ethernet switch: this core, its process (main.ts), the
+// control socket, busy polling, and switch-process.ts (the switch as a process, for tests and
+// benchmarks). It may import src/common, src/fabric/{wire,link} and src/fabric's own files.
+
 /**
  * Userspace Ethernet switch core: MAC learning with aging, 802.1Q VLANs
  * (access and trunk ports), flooding of broadcast, multicast and unknown

@@ -1,3 +1,7 @@
+// src/fabric/tlp — the transaction layer: TLP codec (this file), spec checks, splitting,
+// completions and the request/completion endpoint. It may import src/common and src/fabric's
+// own files (clock); nothing of link/, wire/ or switch/.
+
 /**
  * PCIe Transaction Layer Packets: the wire constants, one typed shape per TLP
  * kind, and the codec.

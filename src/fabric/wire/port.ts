@@ -1,3 +1,7 @@
+// src/fabric/wire — Ethernet frames and what carries them: the PCIeOE frame codec, the port
+// interface (this file) and its transports (unix datagram, UDP, VXLAN), fault injection,
+// capture and pcap. It may import src/common, native/ and src/fabric's own files (clock, rng).
+
 /**
  * How the switch meets a wire: a port transport carries whole Ethernet frames
  * (no FCS) between the switch and one station. Transports, fault injection and
