@@ -86,3 +86,15 @@ test('the admin queue keeps MMIO doorbells; after a controller reset the doorbel
   t.is(h.doorbellWrites.get(3)! - cq, 5);
   t.deepEqual(h.logs.filter((l) => !l.startsWith('info')), []);
 });
+
+test('without MSI-X, on shadow doorbells: INTx drops once the host has reaped every entry', async (t) => {
+  const h = await host(t, 16);
+  h.ctrl.setMsixEnabled(false);
+  expectOk(await h.useDoorbellBuffer());
+  for (let i = 0; i < 20; i++) {
+    expectOk(await h.submit(1, { opcode: READ, nsid: 1, prp1: h.alloc(PAGE), cdw10: i, cdw12: 0 }));
+    await h.settle();
+    t.is(h.intx.at(-1), false, `deasserted after completion ${i + 1} was reaped`);
+  }
+  t.true(h.intx.filter((l) => l).length >= 20, 'asserted for each completion');
+});

@@ -23,7 +23,7 @@ import { aggregation, InterruptCoalescer } from './interrupts.ts';
 import { executeIo, type IoHost } from './io.ts';
 import { Namespace, type NamespaceConfig } from './namespace.ts';
 import type { HostMemory } from './prp.ts';
-import { CompletionQueue, encodeCqe, SQE_SIZE, Sqe, SubmissionQueue, type Completion } from './queues.ts';
+import { CompletionQueue, CQE_SIZE, encodeCqe, SQE_SIZE, Sqe, SubmissionQueue, type Completion } from './queues.ts';
 import { CC, CcBit, CstsBit, LIMITS, Reg, RegisterFile, Shst } from './registers.ts';
 import { NvmeError, Status } from './status.ts';
 
@@ -256,7 +256,7 @@ export class NvmeController extends PciFunction implements AdminHost, IoHost {
       const cq = this.cqs.get(qid);
       if (!cq) return this.fatalError(`CQ ${qid} head doorbell: no such queue`);
       if (shadowed) {
-        if (cq.full) void this.refreshCqHead(cq, this.generation);
+        if (cq.full || !this.msixEnabled) void this.refreshCqHead(cq, this.generation);
         return;
       }
       if (!cq.setHead(value)) return this.fatalError(`CQ ${qid} head doorbell ${value}: not between head ${cq.head} and tail ${cq.tail}`);
@@ -286,7 +286,8 @@ export class NvmeController extends PciFunction implements AdminHost, IoHost {
   }
 
   /**
-   * The host's CQ head from its shadow, when the CQ looks full. If it still
+   * The host's CQ head from its shadow, when the CQ looks full (or, with
+   * INTx, when the host rang: the level follows the head). If it still
    * does, the event index asks for an MMIO write at the next head update,
    * and the shadow is read once more (the host may have moved it before
    * seeing the new event index).
@@ -295,6 +296,7 @@ export class NvmeController extends PciFunction implements AdminHost, IoHost {
     const index = 2 * cq.id + 1;
     try {
       cq.setHead(await this.readShadow(index));
+      if (!this.msixEnabled) this.refreshIntx();
       if (!cq.full || gen !== this.generation) return;
       await this.writeEventIdx(index, cq.head);
       if (gen === this.generation) cq.setHead(await this.readShadow(index));
@@ -392,6 +394,8 @@ export class NvmeController extends PciFunction implements AdminHost, IoHost {
       // One write (one MWr over PCIeOE): DW3, with the phase tag, lands after DW0-2 (see DmaPort).
       await this.dmaWrite(slot.addr, e);
       if (gen !== this.generation) return;
+      // INTx is a level held while entries are unconsumed: have the host ring MMIO when it reaps this one.
+      if (!this.msixEnabled && this.shadowed(cq.id)) await this.writeEventIdx(2 * cq.id + 1, (slot.addr - cq.base) / CQE_SIZE);
       if (cq.interrupts) this.signal(cq.vector);
     } catch (err) {
       if (gen === this.generation) this.fatalError(`posting to CQ ${cq.id}: ${(err as Error).message}`);
