@@ -1,3 +1,7 @@
+// src/devices/virtio-net — the virtio-net NIC model and a soft driver for tests. It may import
+// src/common, src/pci and the other device models' test helpers only: a device knows no
+// transport (npm run deps).
+//
 // A modern virtio-net PCI function (virtio spec v1.2 §5.1, PCI transport
 // §4.1), 1AF4:1041, class 0x020000 (network, Ethernet). Nothing here knows the
 // transport: DMA and interrupts go through PciFunction's ports, and frames go
@@ -24,6 +28,7 @@
 // Ethernet header, is dropped and counted, as is a received frame larger than
 // the MTU or one that finds no buffer in time.
 import { PciFunction } from '../../pci/function.ts';
+import type { Logger } from '../../common/logger.ts';
 import { type Chain, gather, scatter, SplitQueue, VirtqueueError } from './virtqueue.ts';
 import {
   addVirtioCapability, CfgType, Common, COMMON_FIELDS, DeviceStatus, feature, IsrBit, NO_VECTOR, TransportFeature, VIRTIO_PCI_DEVICE_BASE,
@@ -70,15 +75,13 @@ export interface EthernetWire {
   attach(receive: (frame: Uint8Array) => void): void;
 }
 
-export type NetLogger = (level: 'info' | 'warn' | 'error', message: string) => void;
-
 export interface VirtioNetConfig {
   /** Unicast MAC address, 6 bytes or "02:00:..." form. */
   mac: string | Uint8Array;
   /** Default 1500. */
   mtu?: number;
   wire: EthernetWire;
-  log?: NetLogger;
+  log?: Logger;
 }
 
 export interface VirtioNetCounters {
@@ -122,7 +125,7 @@ export class VirtioNet extends PciFunction {
   /** Why the device last set DEVICE_NEEDS_RESET, for logs and tests. */
   lastError?: string;
   private readonly wire: EthernetWire;
-  private readonly log: NetLogger;
+  private readonly log: Logger;
   private readonly mem = {
     dmaRead: (addr: number, length: number) => this.dmaRead(addr, length),
     dmaWrite: (addr: number, data: Uint8Array) => this.dmaWrite(addr, data),
