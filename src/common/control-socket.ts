@@ -5,7 +5,7 @@
  * for counters (and the HI's forged-TLP injection for isolation tests).
  */
 
-import { closeSync, constants, openSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, constants, openSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { join } from 'node:path';
 import { removeStaleSocket } from './socket-file.ts';
@@ -59,6 +59,7 @@ export async function serveLineControl(path: string, handle: ControlHandler): Pr
       resolve();
     });
   });
+  chmodSync(path, 0o600); // only the lab's own user may send requests
   return server;
 }
 

@@ -2,7 +2,7 @@
 // process's state directory, a switch port is aimed only at a socket in the lab's socket tree,
 // and shaping rates stay within bounds.
 import test from 'ava';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cpuProfileControl } from '../../src/common/control-socket.ts';
@@ -39,6 +39,7 @@ test('switch control: a port is aimed only at a socket path in the lab\'s socket
   const socketDir = join(root, 'sw');
   const sw = await runSwitch(parseSwitchArgs(['--port', 'a', '--port', 'b'], { LAB_SOCKET_DIR: socketDir }), () => {});
   t.teardown(() => sw.close());
+  t.is(statSync(join(socketDir, 'control.sock')).mode & 0o777, 0o600, 'the control socket is the owner\'s alone');
   const peer = (p: string | null) => sw.handle({ port: 'a', peer: p });
   const refused = (r: Record<string, unknown>, error: RegExp) => {
     t.false(r['ok']);
