@@ -2,16 +2,16 @@
 // synced before it completes; a server killed with SIGKILL after a flushed
 // write gives the data back when it starts again; SIGTERM syncs and closes.
 import test from 'ava';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { expectOk, PAGE, TestHost, type SoftDriver } from '../../src/devices/nvme/soft-host.ts';
-import { until } from '../support/until.ts';
+import { startSwitch } from '../../src/fabric/switch/switch-process.ts';
+import { type LabProcess, startProcess, waitForSocket } from '../hi-di/lab-process.ts';
 import { connectDriver } from './vfio-user-driver.ts';
 
-const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
+const HI_MAC = '02:00:00:00:01:00';
+const DI_MAC = '02:00:00:00:0d:00';
 const pattern = (len: number, seed: number) => Uint8Array.from({ length: len }, (_, i) => (i * 31 + seed * 17 + (i >> 8)) & 0xff);
 const WRITE = 0x01;
 const READ = 0x02;
@@ -38,28 +38,32 @@ test('Volatile Write Cache off: each write is synced before its completion; on: 
   t.is(ns.stats.syncs - before, 3, 'write cache off: every write synced by the time it completes');
 });
 
-/** nvme-main.ts as its own process, serving one controller on <dir>/dur.sock over <dir>/ns.img. */
-function startServer(dir: string): { proc: ChildProcess; output: () => string; exited: Promise<{ code: number | null; signal: string | null }> } {
-  const proc = spawn(process.execPath, ['--import', 'tsx', join(repoRoot, 'src/direct-attach/nvme-main.ts'), '--socket', 'dur', '--ns', `file=${join(dir, 'ns.img')},size=1M`], {
-    cwd: repoRoot,
-    env: { ...process.env, LAB_SOCKET_DIR: dir, LAB_DATA: dir },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  proc.stdout!.on('data', (d) => (out += d));
-  proc.stderr!.on('data', (d) => (out += d));
-  const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
-  return { proc, output: () => out, exited };
+/** nvme-main.ts as its own process, serving one controller on <dir>/dur.sock over `file`. */
+async function serveDirect(t: { teardown(fn: () => unknown): void }, dir: string, file = join(dir, 'ns.img')): Promise<LabProcess> {
+  // A killed server leaves its socket file behind: wait for the new one.
+  rmSync(join(dir, 'dur.sock'), { force: true });
+  const p = startProcess('src/direct-attach/nvme-main.ts', dir, ['--socket', 'dur', '--ns', `file=${file},size=1M`]);
+  t.teardown(() => kill(p));
+  await waitForSocket(join(dir, 'dur.sock'), p);
+  return p;
 }
 
-async function serve(t: { teardown(fn: () => unknown): void }, dir: string) {
-  const s = startServer(dir);
-  t.teardown(() => {
-    if (s.proc.exitCode === null && s.proc.signalCode === null) s.proc.kill('SIGKILL');
-  });
-  await until(() => /serial/.test(s.output()) || s.proc.exitCode !== null, 'the NVMe server to listen', { timeoutMs: 30_000 });
-  if (!existsSync(join(dir, 'dur.sock'))) throw new Error(`server did not start:\n${s.output()}`);
-  return s;
+function kill(p: LabProcess): void {
+  if (p.proc.exitCode === null && p.proc.signalCode === null) p.proc.kill('SIGKILL');
+}
+
+/** Writes `data` from LBA `slba` on, one page per command, then a Flush. */
+async function writeFlushed(drv: SoftDriver, slba: number, data: Uint8Array): Promise<void> {
+  const buf = drv.alloc(data.length);
+  drv.mem.bytes.set(data, buf);
+  for (let i = 0; i < data.length / PAGE; i++) expectOk(await drv.submit(1, { opcode: WRITE, nsid: 1, prp1: buf + i * PAGE, cdw10: slba + 8 * i, cdw12: 7 }));
+  expectOk(await drv.submit(1, { opcode: FLUSH, nsid: 1 }));
+}
+
+async function readBack(drv: SoftDriver, slba: number, length: number): Promise<Uint8Array> {
+  const buf = drv.alloc(length);
+  for (let i = 0; i < length / PAGE; i++) expectOk(await drv.submit(1, { opcode: READ, nsid: 1, prp1: buf + i * PAGE, cdw10: slba + 8 * i, cdw12: 7 }));
+  return drv.mem.bytes.slice(buf, buf + length);
 }
 
 async function ioQueue(drv: SoftDriver): Promise<void> {
@@ -72,33 +76,64 @@ test('SIGKILL after a flushed write, then a restart: the data reads back over vf
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const data = pattern(4 * PAGE, 7);
 
-  const first = await serve(t, dir);
+  const first = await serveDirect(t, dir);
   const a = await connectDriver(join(dir, 'dur.sock'));
   t.teardown(() => a.close());
   await ioQueue(a.drv);
-  const wbuf = a.drv.alloc(data.length);
-  a.drv.mem.bytes.set(data, wbuf);
-  // 16 KiB at LBA 64, one page per command.
-  for (const [i, slba] of [64, 72, 80, 88].entries()) expectOk(await a.drv.submit(1, { opcode: WRITE, nsid: 1, prp1: wbuf + i * PAGE, cdw10: slba, cdw12: 7 }));
-  expectOk(await a.drv.submit(1, { opcode: FLUSH, nsid: 1 }));
+  await writeFlushed(a.drv, 64, data);
   first.proc.kill('SIGKILL');
-  t.deepEqual(await first.exited, { code: null, signal: 'SIGKILL' });
+  t.is(await first.exited, null, 'killed');
   a.close();
   t.deepEqual(new Uint8Array(readFileSync(join(dir, 'ns.img')).subarray(64 * 512, 64 * 512 + data.length)), data, 'in the namespace file');
 
-  await serve(t, dir);
+  await serveDirect(t, dir);
   const b = await connectDriver(join(dir, 'dur.sock'));
   t.teardown(() => b.close());
   await ioQueue(b.drv);
-  const rbuf = b.drv.alloc(data.length);
-  for (const [i, slba] of [64, 72, 80, 88].entries()) expectOk(await b.drv.submit(1, { opcode: READ, nsid: 1, prp1: rbuf + i * PAGE, cdw10: slba, cdw12: 7 }));
-  t.deepEqual(b.drv.mem.bytes.slice(rbuf, rbuf + data.length), data, 'read back through the restarted controller');
+  t.deepEqual(await readBack(b.drv, 64, data.length), data, 'read back through the restarted controller');
+});
+
+test('over PCIeOE: SIGKILL of the DI after a flushed write; the data reads back from its namespace file', async (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'nvme-dur-di-'));
+  const file = join(root, 'remote.img');
+  const sw = await startSwitch({
+    dir: join(root, 'sw'),
+    ports: ['hi0', 'di0'],
+    args: ['hi0', 'di0'].flatMap((p) => ['--peer', `${p}=${join(root, p.slice(0, 2), 'link0.sock')}`]),
+  });
+  const di = startProcess('src/di/main.ts', join(root, 'di'), [
+    '--link', `${DI_MAC}@${sw.portPath('di0')}`, '--channel', `1=${HI_MAC}`,
+    '--function', `nvme0=nvme:file:${file},size:1M`, '--assign', 'nvme0=channel:1,bdf:01:00.0',
+  ]);
+  const hi = startProcess('src/hi/main.ts', join(root, 'hi'), ['--link', `${HI_MAC}@${sw.portPath('hi0')}`, '--channel', `1=${DI_MAC}`, '--eep', 'eep0=channel:1,bdf:01:00.0']);
+  t.teardown(async () => {
+    for (const p of [hi, di]) kill(p);
+    await Promise.all([hi.exited, di.exited]);
+    await sw.stop();
+    rmSync(root, { recursive: true, force: true });
+  });
+  await waitForSocket(join(root, 'hi', 'eep0.sock'), hi, [di]);
+  const a = await connectDriver(join(root, 'hi', 'eep0.sock'));
+  t.teardown(() => a.close());
+  await ioQueue(a.drv);
+  const data = pattern(4 * PAGE, 9);
+  await writeFlushed(a.drv, 128, data);
+  di.proc.kill('SIGKILL');
+  t.is(await di.exited, null, 'killed');
+  a.close();
+
+  // The same file served directly: what the DI acknowledged is there.
+  await serveDirect(t, root, file);
+  const b = await connectDriver(join(root, 'dur.sock'));
+  t.teardown(() => b.close());
+  await ioQueue(b.drv);
+  t.deepEqual(await readBack(b.drv, 128, data.length), data);
 });
 
 test('SIGTERM with writes just completed: the server syncs, closes and exits 0', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'nvme-dur-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const s = await serve(t, dir);
+  const s = await serveDirect(t, dir);
   const a = await connectDriver(join(dir, 'dur.sock'));
   t.teardown(() => a.close());
   await ioQueue(a.drv);
@@ -107,7 +142,7 @@ test('SIGTERM with writes just completed: the server syncs, closes and exits 0',
   a.drv.mem.bytes.set(data, buf);
   expectOk(await a.drv.submit(1, { opcode: WRITE, nsid: 1, prp1: buf, cdw10: 200, cdw12: 7 }));
   s.proc.kill('SIGTERM');
-  t.deepEqual(await s.exited, { code: 0, signal: null });
+  t.is(await s.exited, 0);
   t.regex(s.output(), /SIGTERM: flushing and closing/);
   t.deepEqual(new Uint8Array(readFileSync(join(dir, 'ns.img')).subarray(200 * 512, 200 * 512 + PAGE)), data);
 });

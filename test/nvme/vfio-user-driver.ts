@@ -43,6 +43,8 @@ export async function connectDriver(socket: string, ramSize = 4 << 20): Promise<
     throw err;
   }
   const bar0 = { read32: (off: number) => client.read32(0, off), write32: (off: number, v: number) => client.write32(0, off, v) };
-  // The CQ is looked at every millisecond: the controller runs in another process.
-  return { drv: new SoftDriver(new GuestMemory(new Uint8Array(ram)), bar0, 1), client, close };
+  // The CQ is looked at every millisecond: the controller runs in another process (or behind a fabric).
+  const drv = new SoftDriver(new GuestMemory(new Uint8Array(ram)), bar0, 1);
+  drv.reapTimeoutMs = 10_000;
+  return { drv, client, close };
 }

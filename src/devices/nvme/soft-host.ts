@@ -98,6 +98,8 @@ export class SoftDriver {
   /** Bump allocator for page-aligned guest buffers (queues, data). */
   private brk = 16 * PAGE;
   private dbbuf?: DoorbellBuffers;
+  /** How long reap() waits for a completion by default. */
+  reapTimeoutMs = 2000;
 
   constructor(
     readonly mem: GuestMemory,
@@ -203,7 +205,7 @@ export class SoftDriver {
   }
 
   /** Waits for the next CQE of `qid` (phase tag flips), then updates the head doorbell. */
-  async reap(qid: number, timeoutMs = 2000): Promise<Cqe> {
+  async reap(qid: number, timeoutMs = this.reapTimeoutMs): Promise<Cqe> {
     const q = this.queue(qid);
     const at = () => q.cqBase + q.head * 16;
     const end = Date.now() + timeoutMs;
