@@ -7,55 +7,11 @@
 import test from 'ava';
 import fc from 'fast-check';
 import { mkdtempSync, rmSync } from 'node:fs';
-import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { SwitchControl, type ControlReply } from '../../src/fabric/switch/control.ts';
 import { ControlRequest, parseSwitchArgs, runSwitch } from '../../src/fabric/switch/main.ts';
-import { fuzzParams } from '../support/fuzz.ts';
-
-/** A raw line client: write any line, read reply lines in order. */
-class LineClient {
-  private buffered = '';
-  private readonly waiting: ((line: string) => void)[] = [];
-  closed = false;
-
-  private constructor(private readonly conn: net.Socket) {
-    conn.setEncoding('utf8');
-    conn.on('data', (chunk: string) => {
-      this.buffered += chunk;
-      let nl;
-      while ((nl = this.buffered.indexOf('\n')) >= 0) {
-        const line = this.buffered.slice(0, nl);
-        this.buffered = this.buffered.slice(nl + 1);
-        this.waiting.shift()?.(line);
-      }
-    });
-    conn.on('close', () => (this.closed = true));
-  }
-
-  static connect(path: string): Promise<LineClient> {
-    return new Promise((resolve, reject) => {
-      const conn = net.connect(path, () => resolve(new LineClient(conn)));
-      conn.once('error', reject);
-    });
-  }
-
-  /** Sends `line` and resolves with the next reply line. */
-  ask(line: string, timeoutMs = 5000): Promise<string> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no reply within ${timeoutMs} ms to ${JSON.stringify(line).slice(0, 200)}`)), timeoutMs);
-      this.waiting.push((reply) => {
-        clearTimeout(timer);
-        resolve(reply);
-      });
-      this.conn.write(`${line}\n`);
-    });
-  }
-
-  close(): void {
-    this.conn.destroy();
-  }
-}
+import { fuzzParams, withTimeout } from '../support/fuzz.ts';
 
 const FAULT_KEYS = ['loss', 'duplicate', 'reorder', 'reorderDelay', 'corrupt', 'latency', 'jitter', 'rateGbps', 'down'] as const;
 
@@ -98,8 +54,8 @@ test('fuzz: control JSON lines into the live switch control socket: one clear re
   const sw = await runSwitch(parseSwitchArgs(['--port', 'a', '--port', 'b'], { LAB_SOCKET_DIR: join(root, 'sw') }), () => {});
   t.teardown(() => sw.close());
   const control = join(root, 'sw', 'control.sock');
-  const fuzzed = await LineClient.connect(control);
-  const other = await LineClient.connect(control);
+  const fuzzed = await SwitchControl.connect(control);
+  const other = await SwitchControl.connect(control);
   t.teardown(() => {
     fuzzed.close();
     other.close();
@@ -110,8 +66,8 @@ test('fuzz: control JSON lines into the live switch control socket: one clear re
   const run = async (line: string): Promise<void> => {
     cases++;
     if (line.trim() === '') return; // blank lines are skipped, without a reply
-    const text = await fuzzed.ask(line);
-    const reply = JSON.parse(text) as { ok?: unknown; error?: unknown; config?: Record<'tx' | 'rx', Record<string, unknown>> };
+    const reply = (await withTimeout(fuzzed.requestLine(line), 5000, line)) as ControlReply & { config?: Record<'tx' | 'rx', Record<string, unknown>> };
+    const text = JSON.stringify(reply);
     if (reply.ok === false) {
       if (typeof reply.error !== 'string' || reply.error === '') throw new Error(`error reply without a message: ${text}`);
     } else if (reply.ok === true) {
@@ -130,7 +86,7 @@ test('fuzz: control JSON lines into the live switch control socket: one clear re
       throw new Error(`reply without a boolean "ok": ${text}`);
     }
     if (cases % 64 === 0) {
-      const c = JSON.parse(await other.ask('{"counters":true}')) as { ok: boolean; ports?: Record<string, unknown> };
+      const c = (await withTimeout(other.request({ counters: true }), 5000, 'counters')) as ControlReply & { ports?: Record<string, unknown> };
       if (!c.ok || !c.ports?.['a'] || !c.ports['b']) throw new Error('the other control client was not served');
     }
   };
@@ -145,8 +101,8 @@ test('fuzz: control JSON lines into the live switch control socket: one clear re
     }),
     fuzzParams(t, 1000),
   );
-  t.false(fuzzed.closed, 'the fuzzing connection is still served');
-  t.like(JSON.parse(await other.ask('{"counters":true,"port":"a"}')), { ok: true });
+  t.like(await fuzzed.request({ counters: true, port: 'a' }), { ok: true }, 'the fuzzing connection is still served');
+  t.like(await other.request({ counters: true, port: 'a' }), { ok: true });
   t.log(`${cases} lines, ${accepted} accepted`);
   t.true(accepted > 0 && accepted < cases);
 });

@@ -17,7 +17,7 @@ import {
   REGION_RW_SIZE, request,
 } from '../../src/vfio-user/protocol.ts';
 import type { Message } from '../../src/vfio-user/parser.ts';
-import { fuzzParams } from '../support/fuzz.ts';
+import { fuzzParams, withTimeout } from '../support/fuzz.ts';
 import { rig } from '../vfio-user/helpers.ts';
 
 const BAR0 = 0;
@@ -141,14 +141,6 @@ const fuzzCase: fc.Arbitrary<Case> = command.chain((cmd) =>
 );
 
 // ---- the live session -----------------------------------------------------------
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms to ${what}`)), ms))),
-  ]);
-}
 
 /** Checks a reply to `c`; returns what is wrong with it, if anything. */
 function replyProblem(c: Case, m: Message): string | undefined {

@@ -12,3 +12,12 @@ export function fuzzParams<T>(t: ExecutionContext, ciRuns: number): Parameters<T
   t.log(`${runs} cases, FUZZ_SEED=${seed}`);
   return { numRuns: runs, seed };
 }
+
+/** `p`, or a rejection naming `what` once `ms` pass: a fuzz case that hangs fails instead of stalling the run. */
+export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms to ${what}`)), ms))),
+  ]);
+}

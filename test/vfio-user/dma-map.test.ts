@@ -8,22 +8,12 @@ import { native } from '../../native/index.ts';
 import { CommandBit, Cfg } from '../../src/pci/config-space.ts';
 import { TESTDEV_ID_VALUE, TestReg, TestStatus } from '../../src/devices/testdev/testdev.ts';
 import { Errno, IrqSetFlag, PciIrq, PciRegion } from '../../src/vfio-user/protocol.ts';
-import { ClientError, type VfioUserClient, waitEventfd } from '../../src/vfio-user/client.ts';
+import { type VfioUserClient, waitEventfd } from '../../src/vfio-user/client.ts';
 import { MAX_FILE_REGIONS } from '../../src/vfio-user/dma.ts';
-import { rig, u64le, type Rig } from './helpers.ts';
+import { errnoOf, rig, u64le, type Rig } from './helpers.ts';
 
 const BAR0 = 0;
 const IOVA = 0x1000_0000;
-
-async function errnoOf(p: Promise<unknown>): Promise<number> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof ClientError) return err.errno;
-    throw err;
-  }
-  throw new Error('expected an error reply');
-}
 
 /** A client with MSI-X vector 0 wired and bus mastering on; returns its eventfd. */
 async function armed(t: import('ava').ExecutionContext, r: Rig): Promise<{ c: VfioUserClient; efd: number }> {

@@ -6,7 +6,7 @@ import { TestDevice, type TestDeviceOptions } from '../../src/devices/testdev/te
 import { servePciFunction } from '../../src/direct-attach/adapter.ts';
 import type { VfioUserServer } from '../../src/vfio-user/server.ts';
 import type { Logger } from '../../src/common/logger.ts';
-import { VfioUserClient } from '../../src/vfio-user/client.ts';
+import { ClientError, VfioUserClient } from '../../src/vfio-user/client.ts';
 
 export interface Rig {
   dir: string;
@@ -75,4 +75,15 @@ export function u64le(v: number | bigint): Uint8Array {
   const b = new Uint8Array(8);
   new DataView(b.buffer).setBigUint64(0, BigInt(v), true);
   return b;
+}
+
+/** The errno of the error reply `p` rejects with; throws if it succeeds or fails otherwise. */
+export async function errnoOf(p: Promise<unknown>): Promise<number> {
+  try {
+    await p;
+  } catch (err) {
+    if (err instanceof ClientError) return err.errno;
+    throw err;
+  }
+  throw new Error('expected an error reply');
 }

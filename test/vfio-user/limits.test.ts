@@ -10,22 +10,12 @@ import { native } from '../../native/index.ts';
 import { CommandBit, Cfg } from '../../src/pci/config-space.ts';
 import { TESTDEV_ID_VALUE, TestReg } from '../../src/devices/testdev/testdev.ts';
 import { Command, Errno, IrqInfoFlag, IrqSetFlag, PciIrq, PciRegion, RegionFlag, encodeRegionAccess, request, versionPayload } from '../../src/vfio-user/protocol.ts';
-import { ClientError, QEMU_CAPS, VfioUserClient, waitEventfd } from '../../src/vfio-user/client.ts';
+import { QEMU_CAPS, VfioUserClient, waitEventfd } from '../../src/vfio-user/client.ts';
 import { VfioUserServer, type Logger, type ServerOptions, type VfioUserDevice } from '../../src/vfio-user/server.ts';
 import { until } from '../support/until.ts';
-import { rig } from './helpers.ts';
+import { errnoOf, rig } from './helpers.ts';
 
 const BAR0 = 0;
-
-async function errnoOf(p: Promise<unknown>): Promise<number> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof ClientError) return err.errno;
-    throw err;
-  }
-  throw new Error('expected an error reply');
-}
 
 /**
  * A device whose BAR0 reads wait until the test opens the gate (a slow

@@ -5,22 +5,12 @@ import { TESTDEV_DEVICE_ID, TESTDEV_ID_VALUE, TESTDEV_VENDOR_ID, TestReg, TestSt
 import {
   Command, DeviceFlag, Errno, HEADER_SIZE, IrqInfoFlag, IrqSetFlag, MsgFlag, PciIrq, PciRegion, RegionFlag, encodeHeader, encodeRegionAccess, request,
 } from '../../src/vfio-user/protocol.ts';
-import { ClientError, VfioUserClient, waitEventfd } from '../../src/vfio-user/client.ts';
-import { rig, u32le, u64le } from './helpers.ts';
+import { VfioUserClient, waitEventfd } from '../../src/vfio-user/client.ts';
+import { errnoOf, rig, u32le, u64le } from './helpers.ts';
 import { until } from '../support/until.ts';
 
 const BAR0 = 0;
 const CONFIG = PciRegion.Config;
-
-async function errnoOf(p: Promise<unknown>): Promise<number> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof ClientError) return err.errno;
-    throw err;
-  }
-  throw new Error('expected an error reply');
-}
 
 test('negotiation and device description, as QEMU asks for them', async (t) => {
   const r = rig(t);

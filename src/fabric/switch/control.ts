@@ -4,26 +4,17 @@
  */
 
 import * as net from 'node:net';
+import { readLines } from '../../common/lines.ts';
 import type { ControlRequest } from './main.ts';
 
 export type ControlReply = { ok: true; [key: string]: unknown } | { ok: false; error: string };
 
 export class SwitchControl {
-  private buffered = '';
   private readonly waiting: { resolve: (r: ControlReply) => void; reject: (e: Error) => void }[] = [];
   private failure: Error | null = null;
 
   private constructor(private readonly conn: net.Socket) {
-    conn.setEncoding('utf8');
-    conn.on('data', (chunk: string) => {
-      this.buffered += chunk;
-      let nl;
-      while ((nl = this.buffered.indexOf('\n')) >= 0) {
-        const line = this.buffered.slice(0, nl);
-        this.buffered = this.buffered.slice(nl + 1);
-        this.waiting.shift()?.resolve(JSON.parse(line) as ControlReply);
-      }
-    });
+    readLines(conn, (line) => this.waiting.shift()?.resolve(JSON.parse(line) as ControlReply));
     const fail = (err: Error) => {
       this.failure = err;
       for (const w of this.waiting.splice(0)) w.reject(err);
@@ -44,10 +35,15 @@ export class SwitchControl {
 
   /** Send one request; resolves with the switch's reply, whether ok or not. */
   request(req: ControlRequest): Promise<ControlReply> {
+    return this.requestLine(JSON.stringify(req));
+  }
+
+  /** Send one line as it is (no newline in it), valid or not; resolves with the reply. For fuzzing. */
+  requestLine(line: string): Promise<ControlReply> {
     if (this.failure) return Promise.reject(this.failure);
     return new Promise((resolve, reject) => {
       this.waiting.push({ resolve, reject });
-      this.conn.write(`${JSON.stringify(req)}\n`);
+      this.conn.write(`${line}\n`);
     });
   }
 
