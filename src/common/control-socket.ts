@@ -8,6 +8,7 @@
 import { chmodSync, closeSync, constants, openSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { join } from 'node:path';
+import { readLines } from './lines.ts';
 import { removeStaleSocket } from './socket-file.ts';
 
 const MAX_LINE = 64 * 1024;
@@ -16,27 +17,18 @@ export type ControlHandler = (request: unknown) => Record<string, unknown> | Pro
 
 export async function serveLineControl(path: string, handle: ControlHandler): Promise<net.Server> {
   const server = net.createServer((conn) => {
-    let pending = '';
     let chain: Promise<void> = Promise.resolve();
-    conn.setEncoding('utf8');
     conn.on('error', () => conn.destroy());
-    conn.on('data', (chunk: string) => {
-      pending += chunk;
-      let nl;
-      while ((nl = pending.indexOf('\n')) >= 0) {
-        const line = pending.slice(0, nl).trim();
-        pending = pending.slice(nl + 1);
-        if (!line) continue;
+    readLines(
+      conn,
+      (line) => {
         chain = chain.then(async () => {
           const reply = await answer(line);
           if (!conn.destroyed) conn.write(`${JSON.stringify(reply, (_k, v) => (typeof v === 'bigint' ? `0x${v.toString(16)}` : v))}\n`);
         });
-      }
-      if (pending.length > MAX_LINE) {
-        conn.end(`${JSON.stringify({ ok: false, error: `request line longer than ${MAX_LINE} bytes` })}\n`);
-        pending = '';
-      }
-    });
+      },
+      { maxLine: MAX_LINE, onOverflow: () => conn.end(`${JSON.stringify({ ok: false, error: `request line longer than ${MAX_LINE} bytes` })}\n`) },
+    );
   });
   const answer = async (line: string): Promise<Record<string, unknown>> => {
     let req: unknown;

@@ -2,6 +2,7 @@
 // VM's second serial port, exposed by QEMU as a unix socket.
 import { createConnection, type Socket } from 'node:net';
 import { randomInt } from 'node:crypto';
+import { readLines } from '../common/lines.ts';
 
 export interface ExecResult {
   status: number;
@@ -33,7 +34,6 @@ export async function agentExec(
   const id = randomInt(1, 2 ** 31);
   const request = `${id} ${Buffer.from(command).toString('base64')}\n`;
   return new Promise((resolve, reject) => {
-    let buf = '';
     const done = (err?: Error, res?: ExecResult) => {
       clearTimeout(timer);
       clearInterval(retry);
@@ -44,19 +44,16 @@ export async function agentExec(
     };
     const timer = setTimeout(() => done(new Error(`guest agent: no answer within ${timeoutMs / 1000} s`)), timeoutMs);
     const retry = opts.retryEveryMs ? setInterval(() => sock.write(request), opts.retryEveryMs) : undefined;
-    sock.setEncoding('latin1');
-    sock.on('data', (chunk: string) => {
-      buf += chunk;
-      let nl;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const m = RESPONSE.exec(buf.slice(0, nl));
-        buf = buf.slice(nl + 1);
-        if (m && Number(m[1]) === id) {
-          const text = (b64: string) => Buffer.from(b64, 'base64').toString('utf8');
-          return done(undefined, { status: Number(m[2]), stdout: text(m[3]!), stderr: text(m[4]!) });
-        }
-      }
-    });
+    readLines(
+      sock,
+      (line) => {
+        const m = RESPONSE.exec(line);
+        if (!m || Number(m[1]) !== id) return; // console noise, or an answer to an earlier try
+        const text = (b64: string) => Buffer.from(b64, 'base64').toString('utf8');
+        done(undefined, { status: Number(m[2]), stdout: text(m[3]!), stderr: text(m[4]!) });
+      },
+      { encoding: 'latin1' },
+    );
     sock.on('error', (err) => done(new Error(`guest agent: ${err.message}`)));
     sock.on('close', () => done(new Error('guest agent: connection closed (did the VM stop?)')));
     sock.write(request);
