@@ -34,9 +34,6 @@ import {
 import { Connection, UnixListener } from './transport.ts';
 import { type Logger, processLogger } from '../common/logger.ts';
 
-// Until every user imports it from common/logger.ts.
-export type { Logger };
-
 export interface RegionDesc {
   /** Bytes; 0 = the region does not exist. */
   size: number;

@@ -11,7 +11,8 @@ import { CommandBit, Cfg } from '../../src/pci/config-space.ts';
 import { TESTDEV_ID_VALUE, TestReg } from '../../src/devices/testdev/testdev.ts';
 import { Command, Errno, IrqInfoFlag, IrqSetFlag, PciIrq, PciRegion, RegionFlag, encodeRegionAccess, request, versionPayload } from '../../src/vfio-user/protocol.ts';
 import { QEMU_CAPS, VfioUserClient, waitEventfd } from '../../src/vfio-user/client.ts';
-import { VfioUserServer, type Logger, type ServerOptions, type VfioUserDevice } from '../../src/vfio-user/server.ts';
+import { VfioUserServer, type ServerOptions, type VfioUserDevice } from '../../src/vfio-user/server.ts';
+import type { Logger } from '../../src/common/logger.ts';
 import { until } from '../support/until.ts';
 import { errnoOf, rig } from './helpers.ts';
 

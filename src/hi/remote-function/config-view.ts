@@ -10,7 +10,7 @@
 import { BAR_COUNT, barTypeBits } from '../../pci/bar.ts';
 import { DevCtlBit, MsixCap, Pcie, msiLayout } from '../../pci/capabilities.ts';
 import { Cfg, CommandBit } from '../../pci/config-space.ts';
-import type { Logger } from '../../vfio-user/server.ts';
+import type { Logger } from '../../common/logger.ts';
 import type { ConfigAccess } from './config-access.ts';
 import type { RemoteLayout } from './layout.ts';
 import type { RemoteFunctionStats } from './options.ts';

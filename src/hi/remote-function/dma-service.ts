@@ -8,7 +8,8 @@ import { requestByteCount } from '../../fabric/tlp/byte-enables.ts';
 import { urCompletionFor } from '../../fabric/tlp/completion.ts';
 import type { MemReadTlp, MemWriteTlp } from '../../fabric/tlp/tlp.ts';
 import { copyInOrder } from '../../vfio-user/ordered-copy.ts';
-import type { Logger, SessionContext } from '../../vfio-user/server.ts';
+import type { Logger } from '../../common/logger.ts';
+import type { SessionContext } from '../../vfio-user/server.ts';
 import { MPS, type RemoteFunctionStats } from './options.ts';
 
 export class DmaService {

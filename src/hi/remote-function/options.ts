@@ -1,7 +1,7 @@
 // What every part of a remote function shares: its options, its counters and
 // the transfer sizes the HI uses.
 import type { TlpEndpoint } from '../../fabric/tlp/endpoint.ts';
-import type { Logger } from '../../vfio-user/server.ts';
+import type { Logger } from '../../common/logger.ts';
 import type { AddressWindow } from './address-window.ts';
 
 /** Max Payload Size and Max Read Request Size the HI uses. */
