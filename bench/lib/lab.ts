@@ -1,5 +1,5 @@
 // Lab set-up shared by the guest benchmarks: a private lab state, pinning, fabric faults.
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
 
 /**
@@ -17,12 +17,10 @@ export function privateLabDirs(prefix: string): string {
  * The topology file to bring up: as shipped, or with every lab process pinned to the CPUs
  * in NVME_BENCH_PIN (QEMU keeps both), since placement dominates latency here (design notes §8).
  */
-export function benchTopology(file: string, state: string): string {
-  const pin = process.env.NVME_BENCH_PIN;
-  if (!pin) return file;
-  const pinned = join(state, 'pinned.yaml');
-  writeFileSync(pinned, readFileSync(file, 'utf8').replace(/^( +)run: (.*)$/gm, `$1run: $2\n$1pin: "${pin}"`));
-  return pinned;
+export function benchTopology(file: string, _state: string): string {
+  // The lab derives most processes from hosts and DIs: it pins them all (see lab.ts).
+  if (process.env.NVME_BENCH_PIN) process.env.LAB_PIN_PROCESSES = process.env.NVME_BENCH_PIN;
+  return file;
 }
 
 export const placementText = () => (process.env.NVME_BENCH_PIN ? `lab processes pinned to CPU ${process.env.NVME_BENCH_PIN}` : 'lab processes unpinned');

@@ -124,6 +124,12 @@ export class DeviceInterface {
     return this.channels.get(id)?.endpoint.stats;
   }
 
+  /** Which host holds function `name` (its channel, and the BDF it addresses it as), if any. */
+  assignmentOf(name: string): { channel: number; hostBdf: number } | undefined {
+    const a = this.functions.get(name)?.assignment;
+    return a && { channel: a.channel, hostBdf: a.hostBdf };
+  }
+
   /** Give function `name` to the host on `channel`, which will address it as `hostBdf`. */
   assign(name: string, channel: number, hostBdf: number): void {
     const h = this.functions.get(name);

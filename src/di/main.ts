@@ -9,7 +9,8 @@
 //     [--vlan VID]
 //
 // DIR/control.sock answers {"stats":true} with the DI's counters (line JSON); {"profile":"start"},
-// {"profile":"stop","file":"x.cpuprofile"} record a CPU profile into DIR.
+// {"profile":"stop","file":"x.cpuprofile"} record a CPU profile into DIR; {"map":...} and {"unmap":...}
+// give a function to a host and take it back while running (assign-control.ts).
 //
 // Relative NVMe files live in $LAB_DATA/<topology>. A DI may be killed and
 // restarted (it holds no host state a host could not re-create);
@@ -25,6 +26,7 @@ import { type OpenStation, STATION_ARGS, STATION_USAGE, openStation, parseKeyVal
 import { parseBdf } from '../pci/bdf.ts';
 import { cpuProfileControl, serveLineControl } from '../common/control-socket.ts';
 import { DI_COMPLETION_TIMEOUT_MS, DeviceInterface } from './di.ts';
+import { assignControl } from './assign-control.ts';
 import { processLogger } from '../common/logger.ts';
 
 const log = processLogger('di');
@@ -107,8 +109,9 @@ async function main(): Promise<void> {
   }
   // {"stats":true} → the DI's counters (rejected requests per kind) and each channel's TLP and link counters.
   const profiler = cpuProfileControl(station.dir);
+  const assignment = assignControl(di);
   const control = await serveLineControl(join(station.dir, 'control.sock'), (req) => {
-    const p = profiler(req);
+    const p = profiler(req) ?? assignment(req);
     if (p) return p;
     if (typeof req !== 'object' || req === null || (req as { stats?: unknown }).stats !== true) throw new Error('expected {"stats":true}');
     return {

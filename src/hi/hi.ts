@@ -113,6 +113,14 @@ export class HostInterface {
     return eep;
   }
 
+  /** Forget a hot-unplugged EEP: its channel routes nothing to it any more, and its BDF may be mapped again. */
+  removeEep(eep: RemoteFunction): void {
+    for (const ch of this.channels.values()) {
+      const i = ch.eeps.indexOf(eep);
+      if (i >= 0) ch.eeps.splice(i, 1);
+    }
+  }
+
   /** Serve an EEP to QEMU on a vfio-user socket. */
   serve(eep: RemoteFunction, path: string): VfioUserServer {
     return new VfioUserServer({ path, device: eep, name: eep.name, log: this.log }).listen();

@@ -3,7 +3,8 @@
 //   LAB_SOCKET_DIR=DIR node --import tsx src/hi/main.ts \
 //     --link MAC@SWITCH_PORT_SOCKET [--link ...]     link i binds DIR/link<i>.sock (give it to the switch as the port's peer)
 //     --channel ID=DIMAC[,DIMAC]                     a DI: its MAC on each of its links, in link order
-//     --eep NAME=channel:ID,bdf:BB:DD.F              a remote function, served to QEMU at DIR/NAME.sock
+//     [--eep NAME=channel:ID,bdf:BB:DD.F ...]        a remote function, served to QEMU at DIR/NAME.sock
+//                                                    (more are mapped and unmapped live: hotplug-control.ts)
 //     [--vlan VID] [--completion-timeout MS]         default untagged, 2000 ms
 //
 // DIR/hictl.sock: the HI's control endpoint for the guest (lspci 1234:4849; BAR0 = status and mapping
@@ -26,7 +27,7 @@ import { cpuProfileControl, serveLineControl } from '../common/control-socket.ts
 import { HiControlEndpoint } from './control-endpoint.ts';
 import { hiControl } from './control.ts';
 import { HI_COMPLETION_TIMEOUT_MS, HostInterface } from './hi.ts';
-import type { RemoteFunction } from './remote-function/index.ts';
+import { hotplugControl, type ServedEeps } from './hotplug-control.ts';
 
 const log = processLogger('hi');
 
@@ -59,7 +60,6 @@ async function main(): Promise<void> {
       if (!/^[a-z0-9][a-z0-9-]{0,63}$/.test(name) || name === 'control' || name === 'hictl') throw new Error(`--eep ${spec}: bad name`);
       return { name, channel: Number(kv.get('channel')), bdf: parseBdf(kv.get('bdf') ?? '') };
     });
-    if (eeps.length === 0) throw new Error('need at least one --eep');
     const completionTimeoutMs = values['completion-timeout'] ? Number(values['completion-timeout']) : HI_COMPLETION_TIMEOUT_MS;
     station = openStation(values, { clock: realClock, completionTimeoutMs, peerName: 'DI', log });
   } catch (err) {
@@ -70,29 +70,32 @@ async function main(): Promise<void> {
   const waitMs = Number(values['wait-ms'] ?? 60_000);
 
   const hi = new HostInterface({ ports, log });
-  const served: RemoteFunction[] = [];
-  const hiCtl = hiControl(hi, () => served, ports);
+  // Every EEP served, from --eep or hot-plugged later through the control socket.
+  const hot: ServedEeps = { eeps: new Map() };
+  const served = () => [...hot.eeps.values()].map((x) => x.eep);
+  const hiCtl = hiControl(hi, served, ports);
   // The control endpoint the guest can see (lspci, BAR0 text), served at DIR/hictl.sock from the start.
-  const eepChannel = new Map(eeps.map((e) => [e.name, e.channel]));
   const controlEp = new HiControlEndpoint(() =>
     [
       'PCIeOE HI 1',
       ...ports.map(({ id, channel: ch }) => `channel ${id} peer ${ch.isPeerAlive ? 'reachable' : 'unreachable'} links ${ch.linkStates.map((u) => (u ? 'up' : 'down')).join(',')}`),
-      ...served.map(
+      ...served().map(
         (e) =>
-          `eep ${e.name} channel ${eepChannel.get(e.name)} remote ${formatBdf(e.remoteBdf)} id ${e.layout.vendorId.toString(16).padStart(4, '0')}:${e.layout.deviceId.toString(16).padStart(4, '0')} msix ${e.stats.msix} dma-errors ${e.stats.dmaErrors} mmio-read-failures ${e.stats.mmioReadFailures}`,
+          `eep ${e.name} channel ${hot.eeps.get(e.name)?.channel} remote ${formatBdf(e.remoteBdf)} id ${e.layout.vendorId.toString(16).padStart(4, '0')}:${e.layout.deviceId.toString(16).padStart(4, '0')} msix ${e.stats.msix} dma-errors ${e.stats.dmaErrors} mmio-read-failures ${e.stats.mmioReadFailures}`,
       ),
-      ...eeps.filter((e) => !served.some((s) => s.name === e.name)).map((e) => `eep ${e.name} channel ${e.channel} remote ${formatBdf(e.bdf)} not served`),
+      ...eeps.filter((e) => !hot.eeps.has(e.name)).map((e) => `eep ${e.name} channel ${e.channel} remote ${formatBdf(e.bdf)} not served`),
       '',
     ].join('\n'),
   );
   const profiler = cpuProfileControl(dir);
-  const control = await serveLineControl(join(dir, 'control.sock'), (req) => profiler(req) ?? hiCtl(req));
+  const hotplug = hotplugControl(hi, dir, hot);
+  const control = await serveLineControl(join(dir, 'control.sock'), (req) => profiler(req) ?? hotplug(req) ?? hiCtl(req));
   const servers: VfioUserServer[] = [new VfioUserServer({ path: join(dir, 'hictl.sock'), device: controlEp, name: 'hictl', log }).listen()];
   const shutdown = (signal: string) => {
     log('info', `${signal}: closing`);
     control.close();
     for (const s of servers) s.close();
+    for (const x of hot.eeps.values()) x.server.close();
     hi.close();
     station.close();
     process.exit(0);
@@ -105,8 +108,7 @@ async function main(): Promise<void> {
     for (;;) {
       try {
         const eep = await hi.addEep(e.name, e.channel, e.bdf);
-        servers.push(hi.serve(eep, join(dir, `${e.name}.sock`)));
-        served.push(eep);
+        hot.eeps.set(e.name, { eep, channel: e.channel, server: hi.serve(eep, join(dir, `${e.name}.sock`)) });
         break;
       } catch (err) {
         if (Date.now() > deadline) {
@@ -118,7 +120,7 @@ async function main(): Promise<void> {
       }
     }
   }
-  log('info', `hi pid ${process.pid}: ${served.length}/${eeps.length} EEP(s) served, control endpoint at hictl.sock`);
+  log('info', `hi pid ${process.pid}: ${hot.eeps.size}/${eeps.length} EEP(s) served, control endpoint at hictl.sock`);
 }
 
 process.on('uncaughtException', (err) => log('error', `uncaught: ${err.stack ?? err}`));

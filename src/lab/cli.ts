@@ -8,7 +8,12 @@
 // command was used wrongly; 130 interrupted (Ctrl-C, SIGTERM), after taking down what it
 // started. `lab exec` exits with the guest command's status, and with 255 when the lab itself
 // failed (no lab, no such VM, the agent did not answer), as ssh does.
+import { join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { type ApiCall, ManagerClient } from '../manager/client.ts';
+import type { FlowResult } from '../manager/manager.ts';
+import type { Assignment } from '../manager/table.ts';
+import { stateRoot } from './paths.ts';
 import { agentExec } from './agent.ts';
 import { catalog, catalogText } from './catalog.ts';
 import { demo } from './demo.ts';
@@ -167,6 +172,47 @@ const COMMANDS: Record<string, Command> = {
       return EXIT.ok;
     },
   },
+  assign: {
+    args: '<host> <di>/<function> [--slot N]',
+    summary: "hot-plug a DI's function into a running host's free HI slot (through the manager)",
+    help: 'The DI maps the function to the host, the HI serves it, QMP device_add puts it into the\n' +
+      "host's slot and the guest's pciehp probes it. Refused with the reason, nothing changed, when the\n" +
+      'function is assigned already, the host has no free slot, or either is unknown.\n' +
+      '  --slot N         that slot of the host\'s HI (default: its lowest free one)',
+    options: { slot: { type: 'string' } },
+    async run(pos, values) {
+      expectArgs(pos, 2, 'assign <host> <di>/<function>');
+      const slot = values.slot === undefined ? undefined : Number(values.slot);
+      if (slot !== undefined && !(Number.isInteger(slot) && slot >= 0)) throw new UsageError(`--slot: expected a slot number, got "${values.slot}"`);
+      const r = await managerCall<FlowResult>({ op: 'assign', host: pos[0]!, function: pos[1]!, ...(slot !== undefined ? { slot } : {}) });
+      console.log(`assigned ${r.assignment.di}/${r.assignment.function} to ${r.assignment.host} slot ${r.assignment.slot} (${r.ms} ms)`);
+      return EXIT.ok;
+    },
+  },
+  unassign: {
+    args: '<host> <di>/<function>',
+    summary: 'take a function away from a host: the guest releases it first, then HI and DI unmap it',
+    help: 'A guest that does not release the device in time: reported, and the mapping stays.',
+    async run(pos) {
+      expectArgs(pos, 2, 'unassign <host> <di>/<function>');
+      const r = await managerCall<FlowResult>({ op: 'unassign', host: pos[0]!, function: pos[1]! });
+      console.log(`unassigned ${r.assignment.di}/${r.assignment.function} from ${r.assignment.host} slot ${r.assignment.slot} (${r.ms} ms)`);
+      return EXIT.ok;
+    },
+  },
+  move: {
+    args: '<di>/<function> <host> [--slot N]',
+    summary: 'unassign a function from its host, then assign it to another',
+    options: { slot: { type: 'string' } },
+    async run(pos, values) {
+      expectArgs(pos, 2, 'move <di>/<function> <host>');
+      const slot = values.slot === undefined ? undefined : Number(values.slot);
+      if (slot !== undefined && !(Number.isInteger(slot) && slot >= 0)) throw new UsageError(`--slot: expected a slot number, got "${values.slot}"`);
+      const r = await managerCall<FlowResult & { from: Assignment }>({ op: 'move', function: pos[0]!, host: pos[1]!, ...(slot !== undefined ? { slot } : {}) });
+      console.log(`moved ${r.assignment.di}/${r.assignment.function} from ${r.from.host} slot ${r.from.slot} to ${r.assignment.host} slot ${r.assignment.slot} (${r.ms} ms)`);
+      return EXIT.ok;
+    },
+  },
   demo: {
     args: '[<topology>]',
     summary: 'the main job: up (two-hosts-shared-card), fio verify on every NVMe namespace of every guest, down',
@@ -177,6 +223,16 @@ const COMMANDS: Record<string, Command> = {
     },
   },
 };
+
+/** One call to the lab's manager, through its API (src/manager/api.ts). */
+async function managerCall<T>(req: ApiCall): Promise<T> {
+  const client = await ManagerClient.connect(join(stateRoot, 'manager'));
+  try {
+    return await client.call<T>(req);
+  } finally {
+    client.close();
+  }
+}
 
 const usageLine = (name: string, c: Command) => `lab ${name}${c.args ? ` ${c.args}` : ''}`;
 

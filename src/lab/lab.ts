@@ -51,7 +51,8 @@ function startProcess(p: ProcessSpec, topo: Topology, wantedSockets: string[]): 
   const vars: Record<string, string> = { LAB_SOCKET_DIR: socketDir, LAB_DATA: dataRoot, LAB_STATE: stateRoot };
   const args = p.args.map((a) => a.replace(/\$\{(LAB_[A-Z_]+)\}/g, (m, v: string) => vars[v] ?? m));
   const argv = [process.execPath, '--import', 'tsx', join(repoRoot, p.run), ...args];
-  const rec = startDetached(argv, log, p.pin, env);
+  // LAB_PIN_PROCESSES puts every lab process on those CPUs (benchmarks compare placements).
+  const rec = startDetached(argv, log, process.env.LAB_PIN_PROCESSES || p.pin, env);
   const state: ProcessState = { name: p.name, ...rec, log, socketDir, pin: p.pin };
   const ready = waitFor(
     `process ${p.name}`,

@@ -4,10 +4,10 @@
 // The text form samples twice and shows how much each counter moved, so a user tells a stuck
 // lab from a slow one.
 import { existsSync, readFileSync } from 'node:fs';
-import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { agentExec } from './agent.ts';
+import { controlRequest } from './control-client.ts';
 import { isAlive, placement, statFields } from './procs.ts';
 import type { LabState, ProcessState, VmState } from './state.ts';
 
@@ -103,33 +103,6 @@ async function vmStatus(vm: VmState, agentTimeoutMs: number): Promise<VmStatus> 
     console: vm.console,
     log: vm.log,
   };
-}
-
-/** One request on a line-JSON control socket; undefined if nothing answers in time. */
-export function controlRequest(path: string, request: object, timeoutMs = 1000): Promise<Record<string, unknown> | undefined> {
-  return new Promise((resolve) => {
-    const sock = createConnection(path);
-    let buf = '';
-    const done = (v: Record<string, unknown> | undefined) => {
-      clearTimeout(timer);
-      sock.destroy();
-      resolve(v);
-    };
-    const timer = setTimeout(() => done(undefined), timeoutMs);
-    sock.setEncoding('utf8');
-    sock.on('error', () => done(undefined));
-    sock.on('connect', () => sock.write(`${JSON.stringify(request)}\n`));
-    sock.on('data', (chunk: string) => {
-      buf += chunk;
-      const nl = buf.indexOf('\n');
-      if (nl < 0) return;
-      try {
-        done(JSON.parse(buf.slice(0, nl)));
-      } catch {
-        done(undefined);
-      }
-    });
-  });
 }
 
 async function processCounters(p: ProcessState): Promise<Record<string, unknown> | undefined> {

@@ -1,9 +1,15 @@
-// Topology files (lab/topologies/*.yaml): which VMs to boot, what each one plugs in, and
-// which lab processes (vfio-user servers, later the switch, HI and DI) serve them.
-// Every error names its path in the file, e.g. `vms[1].memory: expected like "512M"`.
+// Topology files (lab/topologies/*.yaml). Two forms, which may be mixed:
+// - the lab as a user describes it: `hosts` (guests with an HI: slots, links), `dis` (device
+//   interfaces with their cards' functions), the `switch`, and initial `assign`ments; the
+//   lab derives MACs, channels, sockets, processes and their order (derive.ts);
+// - the process level, for experts: `processes` (argv of each lab process) and `vms` (each
+//   device wired to a process's socket).
+// Every error names its path in the file, e.g. `vms[1].memory: expected like "512M"`, and
+// references between sections are checked too (crossCheck, derive.ts).
 import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
+import { derive, type Derived, type Fabric } from './derive.ts';
 
 const NAME = /^[a-z][a-z0-9-]{0,30}$/;
 const NAME_HINT = 'expected a name like "host-a" (lowercase letters, digits, "-", at most 31)';
@@ -66,13 +72,71 @@ const device = z.discriminatedUnion('type', [nvmeDevice, vfioUserDevice, nicDevi
   error: (issue) => (issue.code === 'invalid_union' ? 'expected type to be one of nvme, vfio-user, nic, pcie-switch' : undefined),
 });
 
-const vm = z.strictObject({
+const vmFields = {
   name,
   cpus: count(1, 16).default(2),
   // The guest's root file system is an initramfs unpacked into RAM (at most half of it).
   memory: size.refine((s) => parseSize(s) >= 512 * 2 ** 20, 'at least 512M: the guest unpacks its root file system into RAM').default('1G'),
   pin: cpuList.optional(),
   devices: z.array(device).default([]),
+};
+const vm = z.strictObject(vmFields);
+
+/** Links from a station (HI or DI) to the lab switch: the link layer balances over them. */
+const links = count(1, 8).default(2);
+
+/** A host: a guest with a host interface (HI) whose PCIe switch has `slots` for remote functions. */
+const host = z.strictObject({
+  ...vmFields,
+  hi: z
+    .strictObject({
+      /** The HI process's name (default hi-<host>). */
+      name: name.optional(),
+      /** Downstream slots for remote functions (assigned at start or hot-plugged later). */
+      slots: count(1, 30).default(2),
+      links,
+      /** The HI's control endpoint (lspci 1234:4849) in one more slot after them. */
+      control: z.boolean().default(true),
+      pin: cpuList.optional(),
+    })
+    .prefault({}),
+});
+
+const nvmeFunction = z.strictObject({
+  size: size.default('256M'),
+  lba: z.union([z.literal(512), z.literal(4096)], { error: 'expected 512 or 4096' }).default(512),
+  /** At most 20 characters; default PCIEOE-<DI>-<FUNCTION>. */
+  serial: z.string().regex(/^[\x21-\x7e]{1,20}$/, 'expected 1 to 20 printable characters, no spaces').optional(),
+});
+/** One function of a DI's card: exactly one model key (nvme or testdev). */
+const cardFunction = z
+  .strictObject({ name, nvme: nvmeFunction.optional(), testdev: z.strictObject({}).optional() })
+  .refine((f) => (f.nvme ? 1 : 0) + (f.testdev ? 1 : 0) === 1, 'expected exactly one model: nvme or testdev');
+
+const di = z.strictObject({
+  name,
+  links,
+  pin: cpuList.optional(),
+  /** A card's functions are its PCI functions 0..7 (01:00.0 to 01:00.7 on each host's channel). */
+  card: z.strictObject({ functions: z.array(cardFunction).min(1, 'expected at least one function').max(8, 'a card has at most 8 functions') }),
+});
+
+const assignment = z.strictObject({
+  /** "<di>/<function>" */
+  function: z.string({ error: 'expected "<di>/<function>"' }).regex(/^[a-z][a-z0-9-]*\/[a-z][a-z0-9-]*$/, 'expected "<di>/<function>"'),
+  host: name,
+  /** The host's HI slot (default: its lowest free one). */
+  slot: count(0, 29).optional(),
+});
+
+const labSwitch = z.strictObject({
+  /** Every port written to LAB_STATE/pcap/<port>.pcap. */
+  capture: z.boolean().default(false),
+  /** Fault-injection randomness, for repeatable runs. */
+  seed: z.number().int().optional(),
+  /** Busy-poll microseconds (see switch-main --busy-poll). */
+  busyPoll: count(0, 1_000_000).optional(),
+  pin: cpuList.optional(),
 });
 
 const processSpec = z.strictObject({
@@ -88,13 +152,33 @@ const topologySchema = z.strictObject({
   description: z.string().optional(),
   accel: z.enum(['tcg', 'kvm']).default('tcg'),
   processes: z.array(processSpec).default([]),
-  vms: z.array(vm).min(1, 'expected at least one VM'),
+  vms: z.array(vm).default([]),
+  switch: labSwitch.optional(),
+  hosts: z.array(host).default([]),
+  dis: z.array(di).default([]),
+  assign: z.array(assignment).default([]),
 });
 
-export type Topology = z.infer<typeof topologySchema>;
-export type VmSpec = Topology['vms'][number];
+/** A topology file as written. */
+export type TopologySource = z.infer<typeof topologySchema>;
+export type HostSpec = TopologySource['hosts'][number];
+export type DiSpec = TopologySource['dis'][number];
+export type AssignmentSpec = TopologySource['assign'][number];
+export type SwitchSpec = NonNullable<TopologySource['switch']>;
+export type VmSpec = TopologySource['vms'][number];
 export type DeviceSpec = VmSpec['devices'][number];
-export type ProcessSpec = Topology['processes'][number];
+export type ProcessSpec = TopologySource['processes'][number];
+
+/** What the lab runs: every process and VM, hosts and DIs derived into them (derive.ts). */
+export interface Topology {
+  name: string;
+  description?: string;
+  accel: 'tcg' | 'kvm';
+  processes: ProcessSpec[];
+  vms: VmSpec[];
+  /** The hosts, DIs and switch the lab derived its processes from, if the file describes them. */
+  fabric?: Fabric;
+}
 
 export class TopologyError extends Error {
   constructor(
@@ -111,18 +195,23 @@ function formatPath(path: readonly PropertyKey[]): string {
   return out || '(top level)';
 }
 
-/** Checks that need the whole file: unique names and references between sections. */
-function crossCheck(t: Topology): string[] {
+/**
+ * Checks that need the whole file: unique names and references between sections, on what
+ * the lab will run; `origins` say where each process and VM came from in the file.
+ */
+function crossCheck(t: Topology, origins: Pick<Derived, 'processOrigins' | 'vmOrigins'>): string[] {
   const problems: string[] = [];
-  const unique = (items: { name: string }[], where: string) => {
-    const seen = new Set<string>();
+  const unique = (items: { name: string }[], where: string[]) => {
+    const seen = new Map<string, string>();
     items.forEach((it, i) => {
-      if (seen.has(it.name)) problems.push(`${where}[${i}].name: duplicate name "${it.name}"`);
-      seen.add(it.name);
+      const first = seen.get(it.name);
+      const at = where[i]!.endsWith('.name') || where[i] === 'switch' ? where[i] : `${where[i]}.name`;
+      if (first !== undefined) problems.push(`${at}: duplicate name "${it.name}" (${first.replace(/\.name$/, '')} has it too)`);
+      else seen.set(it.name, where[i]!);
     });
   };
-  unique(t.vms, 'vms');
-  unique(t.processes, 'processes');
+  unique(t.vms, origins.vmOrigins);
+  unique(t.processes, origins.processOrigins);
   const processes = new Set(t.processes.map((p) => p.name));
   t.vms.forEach((v, i) => {
     const ids = new Set<string>();
@@ -131,7 +220,7 @@ function crossCheck(t: Topology): string[] {
       if (d.type === 'pcie-switch') for (let s = 0; s < d.slots; s++) buses.add(`${d.id}.${s}`);
     }
     v.devices.forEach((d, j) => {
-      const at = `vms[${i}].devices[${j}]`;
+      const at = `${origins.vmOrigins[i]}.devices[${j}]`;
       if (ids.has(d.id)) problems.push(`${at}.id: duplicate id "${d.id}" in VM "${v.name}"`);
       ids.add(d.id);
       if ((d.type === 'vfio-user' || d.type === 'nic') && !processes.has(d.server.split('/')[0]!))
@@ -143,7 +232,7 @@ function crossCheck(t: Topology): string[] {
   return problems;
 }
 
-/** Parses and validates topology text; throws TopologyError listing every problem. */
+/** Parses and validates topology text, derives what runs; throws TopologyError listing every problem. */
 export function parseTopology(text: string, file = '<topology>'): Topology {
   const doc = parseDocument(text, { prettyErrors: true });
   if (doc.errors.length) throw new TopologyError(file, doc.errors.map((e) => `YAML: ${e.message.split('\n')[0]}`));
@@ -154,9 +243,20 @@ export function parseTopology(text: string, file = '<topology>'): Topology {
       result.error.issues.map((issue) => `${formatPath(issue.path)}: ${issue.message}`),
     );
   }
-  const problems = crossCheck(result.data);
+  const src = result.data;
+  const derived = derive(src);
+  if (derived.problems.length) throw new TopologyError(file, derived.problems);
+  const topo: Topology = {
+    name: src.name,
+    ...(src.description !== undefined ? { description: src.description } : {}),
+    accel: src.accel,
+    processes: derived.processes,
+    vms: derived.vms,
+    ...(derived.fabric ? { fabric: derived.fabric } : {}),
+  };
+  const problems = topo.vms.length ? crossCheck(topo, derived) : ['vms: expected at least one VM (or hosts)'];
   if (problems.length) throw new TopologyError(file, problems);
-  return result.data;
+  return topo;
 }
 
 export function loadTopology(file: string): Topology {

@@ -31,6 +31,11 @@ const cases: [string[], number, RegExp][] = [
   [['logs'], 2, /expected "lab logs \[-f\] <vm\|process>"/],
   [['logs', 'nobody'], 1, /no VM or process named "nobody" has logs/],
   [['help', 'frobnicate'], 2, /unknown command "frobnicate"/],
+  [['assign', 'host-a'], 2, /expected "lab assign <host> <di>\/<function>"/],
+  [['assign', 'host-a', 'di/fn0', '--slot', 'x'], 2, /--slot: expected a slot number, got "x"/],
+  [['assign', 'host-a', 'di/fn0'], 1, /the manager is not running/],
+  [['move', 'di/fn0'], 2, /expected "lab move <di>\/<function> <host>"/],
+  [['unassign', 'host-a', 'di/fn0'], 1, /the manager is not running/],
   // `lab exec`: the lab's own failures are 255, never a status a guest command could mean.
   [['exec', 'host-a'], EXEC_LAB_FAILED, /expected "lab exec <vm> \[--timeout S\] -- <command...>"/],
   [['exec', 'host-a', '--'], EXEC_LAB_FAILED, /no command after "--"/],
@@ -51,7 +56,7 @@ test('every command has --help: its usage line, exit 0, nothing run', async (t) 
   t.is(top.code, 0);
   const names = [...top.stdout.matchAll(/^ {2}([a-z]+)/gm)].map((m) => m[1]!);
   t.true(names.length >= 10, top.stdout);
-  for (const name of ['setup', 'list', 'up', 'status', 'logs', 'exec', 'qmp', 'reboot', 'down', 'demo']) t.true(names.includes(name), name);
+  for (const name of ['setup', 'list', 'up', 'status', 'logs', 'exec', 'qmp', 'reboot', 'down', 'assign', 'unassign', 'move', 'demo']) t.true(names.includes(name), name);
   for (const name of names) {
     const r = await lab.run([name, '--help']);
     t.is(r.code, 0, name);

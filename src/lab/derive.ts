@@ -1,0 +1,257 @@
+// From the lab a topology describes (hosts with HIs, DIs with cards, the switch, initial
+// assignments) to what runs: the switch, DI and HI processes with their argv, and each
+// host's PCIe switch, EEPs and control endpoint. Nothing here is chosen by the user:
+//
+// - Each HI and DI is a station with `links` links; link l of station P is switch port
+//   "<P><l>" and binds LAB_STATE/sockets/<P>/link<l>.sock (the port's peer).
+// - MACs: HI of host i, link l: 02:00:00:01:<i>:<l>; DI j: 02:00:00:02:<j>:<l>.
+// - Channels: one per (host, DI) pair, numbered from 1, host by host then DI by DI; both
+//   ends use the same number (the DI tells hosts apart by it, the HI tells DIs apart).
+// - Function f of a card is 01:00.<f> on every channel; an assignment to a host's slot s is
+//   that host's EEP "eep<s>" in its switch slot s; the control endpoint is in the slot after
+//   the last one.
+// - Start order: the topology's own processes, the switch, the DIs, the HIs (an HI
+//   enumerates its remote functions before its sockets appear, and the lab starts QEMU once
+//   they are there), then the manager (src/manager), the only writer of assignments after
+//   the start.
+import type { AssignmentSpec, DeviceSpec, DiSpec, HostSpec, ProcessSpec, SwitchSpec, TopologySource, VmSpec } from './topology.ts';
+
+export const SWITCH_PROCESS = 'sw';
+export const MANAGER_PROCESS = 'manager';
+/** A host's devices the lab adds; a topology may not use these ids itself. */
+const RESERVED_DEVICE = /^(hisw|hictl|eep\d+)$/;
+
+export interface FabricAssignment {
+  host: string;
+  di: string;
+  function: string;
+  slot: number;
+  channel: number;
+  /** The function's address on the channel, "01:00.<f>". */
+  bdf: string;
+  /** The HI's endpoint (and its socket) for the slot. */
+  eep: string;
+}
+
+export interface FabricStation {
+  /** The process's name. */
+  process: string;
+  macs: string[];
+  /** Its switch ports, link by link. */
+  ports: string[];
+}
+
+export interface FabricHost extends FabricStation {
+  host: string;
+  slots: number;
+  control: boolean;
+  /** Channel id per DI name. */
+  channels: Record<string, number>;
+}
+
+export interface FabricDi extends FabricStation {
+  functions: { name: string; bdf: string; model: 'nvme' | 'testdev' }[];
+  /** Channel id per host name. */
+  channels: Record<string, number>;
+}
+
+/** What the lab derived, for the manager and `lab status`. */
+export interface Fabric {
+  switch: string;
+  hosts: FabricHost[];
+  dis: FabricDi[];
+  assignments: FabricAssignment[];
+}
+
+export interface Derived {
+  processes: ProcessSpec[];
+  vms: VmSpec[];
+  /** Where each process and VM came from in the file (for error paths), index for index. */
+  processOrigins: string[];
+  vmOrigins: string[];
+  fabric?: Fabric;
+  problems: string[];
+}
+
+const hex = (n: number) => n.toString(16).padStart(2, '0');
+const mac = (kind: number, index: number, link: number) => `02:00:00:${hex(kind)}:${hex(index)}:${hex(link)}`;
+const bdfOf = (fn: number) => `01:00.${fn}`;
+const portSocket = (port: string) => `\${LAB_STATE}/sockets/${SWITCH_PROCESS}/${port}.sock`;
+const linkSocket = (process: string, link: number) => `\${LAB_STATE}/sockets/${process}/link${link}.sock`;
+
+function station(process: string, kind: number, index: number, links: number): FabricStation {
+  const ls = [...Array(links).keys()];
+  return { process, macs: ls.map((l) => mac(kind, index, l)), ports: ls.map((l) => `${process}${l}`) };
+}
+
+/** Places initial assignments in slots and checks every reference; problems carry their paths. */
+function placeAssignments(hosts: HostSpec[], dis: DiSpec[], assign: AssignmentSpec[], problems: string[]) {
+  const taken = new Map<string, Map<number, string>>(hosts.map((h) => [h.name, new Map()]));
+  const assigned = new Map<string, string>();
+  const placed: { a: AssignmentSpec; at: string; di: DiSpec; fn: number; slot: number }[] = [];
+  // Explicit slots first, so a default never takes a slot that one names later.
+  const order = assign.map((a, k) => ({ a, k })).sort((x, y) => Number(x.a.slot === undefined) - Number(y.a.slot === undefined));
+  for (const { a, k } of order) {
+    const at = `assign[${k}]`;
+    const [diName, fnName] = a.function.split('/') as [string, string];
+    const di = dis.find((d) => d.name === diName);
+    const host = hosts.find((h) => h.name === a.host);
+    const fn = di?.card.functions.findIndex((f) => f.name === fnName) ?? -1;
+    if (!di) problems.push(`${at}.function: no DI named "${diName}" (DIs: ${dis.map((d) => d.name).join(', ') || 'none'})`);
+    else if (fn < 0) problems.push(`${at}.function: DI "${diName}" has no function "${fnName}" (functions: ${di.card.functions.map((f) => f.name).join(', ')})`);
+    if (!host) problems.push(`${at}.host: no host named "${a.host}" (hosts: ${hosts.map((h) => h.name).join(', ') || 'none'})`);
+    if (!di || fn < 0 || !host) continue;
+    const earlier = assigned.get(a.function);
+    if (earlier) {
+      problems.push(`${at}.function: "${a.function}" is already assigned by ${earlier}`);
+      continue;
+    }
+    const slots = taken.get(host.name)!;
+    let slot = a.slot;
+    if (slot === undefined) {
+      slot = [...Array(host.hi.slots).keys()].find((s) => !slots.has(s));
+      if (slot === undefined) {
+        problems.push(`${at}.host: host "${host.name}" has no free slot (it has ${host.hi.slots})`);
+        continue;
+      }
+    } else if (slot >= host.hi.slots) {
+      problems.push(`${at}.slot: host "${host.name}" has slots 0 to ${host.hi.slots - 1}, not ${slot}`);
+      continue;
+    } else if (slots.has(slot)) {
+      problems.push(`${at}.slot: slot ${slot} of host "${host.name}" is already used by ${slots.get(slot)}`);
+      continue;
+    }
+    slots.set(slot, at);
+    assigned.set(a.function, at);
+    placed.push({ a, at, di, fn, slot });
+  }
+  return placed.sort((x, y) => x.at.localeCompare(y.at, undefined, { numeric: true }));
+}
+
+function switchProcess(sw: SwitchSpec, stations: FabricStation[]): ProcessSpec {
+  const ports = stations.flatMap((s) => s.ports.map((p, l) => ({ p, peer: linkSocket(s.process, l) })));
+  return {
+    name: SWITCH_PROCESS,
+    run: 'src/fabric/switch/main.ts',
+    args: [
+      ...ports.flatMap(({ p }) => ['--port', p]),
+      ...ports.flatMap(({ p, peer }) => ['--peer', `${p}=${peer}`]),
+      ...(sw.capture ? ['--pcap-dir', '${LAB_STATE}/pcap'] : []),
+      ...(sw.seed !== undefined ? ['--seed', String(sw.seed)] : []),
+      ...(sw.busyPoll !== undefined ? ['--busy-poll', String(sw.busyPoll)] : []),
+    ],
+    ...(sw.pin ? { pin: sw.pin } : {}),
+  };
+}
+
+const linkArgs = (s: FabricStation) => s.ports.flatMap((p, l) => ['--link', `${s.macs[l]}@${portSocket(p)}`]);
+
+function functionArg(di: DiSpec, f: DiSpec['card']['functions'][number]): string {
+  if (f.testdev) return `${f.name}=testdev`;
+  const n = f.nvme!;
+  const serial = n.serial ?? `PCIEOE-${di.name}-${f.name}`.toUpperCase().slice(0, 20);
+  return `${f.name}=nvme:file:${di.name}-${f.name}.img,size:${n.size},lba:${n.lba},serial:${serial}`;
+}
+
+/** Derives processes and VMs from the topology's hosts, DIs and switch (nothing to do without them). */
+export function derive(src: TopologySource): Derived {
+  const problems: string[] = [];
+  const out: Derived = {
+    processes: [...src.processes],
+    processOrigins: src.processes.map((_, i) => `processes[${i}]`),
+    vms: [...src.vms],
+    vmOrigins: src.vms.map((_, i) => `vms[${i}]`),
+    problems,
+  };
+  if (!src.hosts.length && !src.dis.length) {
+    if (src.switch) problems.push('switch: a switch without hosts or dis has nothing to connect');
+    if (src.assign.length) problems.push('assign: there are no hosts or dis to assign');
+    return out;
+  }
+  if (!src.hosts.length) problems.push('hosts: DIs need at least one host to serve');
+  src.hosts.forEach((h, i) =>
+    h.devices.forEach((d, j) => {
+      if (RESERVED_DEVICE.test(d.id)) problems.push(`hosts[${i}].devices[${j}].id: "${d.id}" is the lab's own (hisw, hictl and eep<N> are the HI's)`);
+    }),
+  );
+  src.dis.forEach((d, i) => {
+    const seen = new Set<string>();
+    d.card.functions.forEach((f, j) => {
+      if (seen.has(f.name)) problems.push(`dis[${i}].card.functions[${j}].name: duplicate function "${f.name}" in DI "${d.name}"`);
+      seen.add(f.name);
+    });
+  });
+  const placed = placeAssignments(src.hosts, src.dis, src.assign, problems);
+
+  const channel = (hostIndex: number, diIndex: number) => hostIndex * src.dis.length + diIndex + 1;
+  if (channel(src.hosts.length - 1, src.dis.length - 1) > 0xffff) problems.push('hosts: more host × DI pairs than channel numbers (65535)');
+  const his: FabricHost[] = src.hosts.map((h, i) => ({
+    ...station(h.hi.name ?? `hi-${h.name}`, 1, i, h.hi.links),
+    host: h.name,
+    slots: h.hi.slots,
+    control: h.hi.control,
+    channels: Object.fromEntries(src.dis.map((d, j) => [d.name, channel(i, j)])),
+  }));
+  const dis: FabricDi[] = src.dis.map((d, j) => ({
+    ...station(d.name, 2, j, d.links),
+    functions: d.card.functions.map((f, fn) => ({ name: f.name, bdf: bdfOf(fn), model: f.testdev ? ('testdev' as const) : ('nvme' as const) })),
+    channels: Object.fromEntries(src.hosts.map((h, i) => [h.name, channel(i, j)])),
+  }));
+  const assignments: FabricAssignment[] = placed.map(({ a, di, fn, slot }) => ({
+    host: a.host,
+    di: di.name,
+    function: di.card.functions[fn]!.name,
+    slot,
+    channel: channel(
+      src.hosts.findIndex((h) => h.name === a.host),
+      src.dis.indexOf(di),
+    ),
+    bdf: bdfOf(fn),
+    eep: `eep${slot}`,
+  }));
+
+  out.processes.push(switchProcess(src.switch ?? { capture: false }, [...his, ...dis]));
+  out.processOrigins.push('switch');
+  src.dis.forEach((d, j) => {
+    const s = dis[j]!;
+    out.processes.push({
+      name: s.process,
+      run: 'src/di/main.ts',
+      args: [
+        ...linkArgs(s),
+        ...his.flatMap((h) => ['--channel', `${s.channels[h.host]}=${h.macs.join(',')}`]),
+        ...d.card.functions.flatMap((f) => ['--function', functionArg(d, f)]),
+        ...assignments.filter((a) => a.di === d.name).flatMap((a) => ['--assign', `${a.function}=channel:${a.channel},bdf:${a.bdf}`]),
+      ],
+      ...(d.pin ? { pin: d.pin } : {}),
+    });
+    out.processOrigins.push(`dis[${j}].name`);
+  });
+  src.hosts.forEach((h, i) => {
+    const hi = his[i]!;
+    const mine = assignments.filter((a) => a.host === h.name);
+    out.processes.push({
+      name: hi.process,
+      run: 'src/hi/main.ts',
+      args: [
+        ...linkArgs(hi),
+        ...dis.flatMap((d) => ['--channel', `${hi.channels[d.process]}=${d.macs.join(',')}`]),
+        ...mine.flatMap((a) => ['--eep', `${a.eep}=channel:${a.channel},bdf:${a.bdf}`]),
+      ],
+      ...(h.hi.pin ? { pin: h.hi.pin } : {}),
+    });
+    out.processOrigins.push(h.hi.name ? `hosts[${i}].hi.name` : `hosts[${i}].name`);
+    const devices: DeviceSpec[] = [
+      ...h.devices,
+      { type: 'pcie-switch', id: 'hisw', slots: h.hi.slots + (h.hi.control ? 1 : 0) },
+      ...mine.map((a): DeviceSpec => ({ type: 'vfio-user', id: a.eep, server: `${hi.process}/${a.eep}`, bus: `hisw.${a.slot}` })),
+      ...(h.hi.control ? [{ type: 'vfio-user', id: 'hictl', server: `${hi.process}/hictl`, bus: `hisw.${h.hi.slots}` } as DeviceSpec] : []),
+    ];
+    out.vms.push({ name: h.name, cpus: h.cpus, memory: h.memory, ...(h.pin ? { pin: h.pin } : {}), devices });
+    out.vmOrigins.push(`hosts[${i}]`);
+  });
+  out.processes.push({ name: MANAGER_PROCESS, run: 'src/manager/main.ts', args: [] });
+  out.processOrigins.push('manager (the lab\'s own process)');
+  out.fabric = { switch: SWITCH_PROCESS, hosts: his, dis, assignments };
+  return out;
+}

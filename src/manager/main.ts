@@ -1,0 +1,54 @@
+// The manager process: one per lab whose topology has hosts and DIs (derive.ts starts it
+// after the HIs). It keeps the assignment table in LAB_STATE/manager/ (assignments.json, the
+// API's token and api.json) and serves the API (api.ts) on loopback.
+//
+//   LAB_STATE=DIR node --import tsx src/manager/main.ts [--port N]
+//
+// The table it starts from is the one it saved, if there is one for this topology, else the
+// topology's initial assignments. SIGTERM/SIGINT: the API closes, exit 0.
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadTopology } from '../lab/topology.ts';
+import { readState, requireState } from '../lab/state.ts';
+import { stateRoot } from '../lab/paths.ts';
+import { serveApi } from './api.ts';
+import { LabApplier } from './apply.ts';
+import { Manager } from './manager.ts';
+import { AssignmentStore } from './store.ts';
+import { AssignmentTable } from './table.ts';
+
+const log = (level: 'info' | 'warn', message: string) => console.log(`${new Date().toISOString()} manager ${level.padEnd(5)} ${message}`);
+
+function fail(message: string): never {
+  console.error(`manager: ${message}`);
+  process.exit(2);
+}
+
+const { values } = (() => {
+  try {
+    return parseArgs({ options: { port: { type: 'string' } } });
+  } catch (err) {
+    fail((err as Error).message);
+  }
+})();
+const lab = readState() ?? fail(`no lab.json in ${stateRoot}: the manager runs inside a lab (lab up)`);
+const fabric = loadTopology(lab.file).fabric ?? fail(`${lab.file} describes no hosts and DIs: nothing to manage`);
+const inventory = {
+  hosts: fabric.hosts.map((h) => ({ name: h.host, slots: h.slots })),
+  dis: fabric.dis.map((d) => ({ name: d.process, functions: d.functions })),
+};
+const dir = join(stateRoot, 'manager');
+const store = new AssignmentStore(dir);
+const saved = store.load();
+const table = new AssignmentTable(inventory, saved ?? fabric.assignments.map(({ host, di, function: fn, slot }) => ({ host, di, function: fn, slot })));
+if (!saved) store.save(table.list());
+const manager = new Manager(table, store, new LabApplier(fabric, requireState));
+manager.on('event', (e) => log(e.event === 'failed' ? 'warn' : 'info', JSON.stringify(e)));
+const api = await serveApi(manager, dir, values.port === undefined ? 0 : Number(values.port));
+log('info', `manager pid ${process.pid}: ${table.list().length} assignment(s) (${saved ? 'restored' : 'from the topology'}), API on 127.0.0.1:${api.port}, token in ${dir}/token`);
+
+for (const sig of ['SIGTERM', 'SIGINT'] as const)
+  process.on(sig, () => {
+    log('info', `${sig}: closing`);
+    void api.close().then(() => process.exit(0));
+  });
