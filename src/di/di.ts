@@ -106,6 +106,14 @@ export class DeviceInterface {
       if (this.channels.has(port.id)) throw new Error(`channel ${port.id} given twice`);
       this.channels.set(port.id, port);
       port.serve((tlp) => this.onRequest(port, tlp));
+      // The host's HI restarted (or the channel was reset): nothing of the old session may act on the
+      // new one (DMA into its memory, interrupts), so its functions start clean, as on a change of hands.
+      port.onReset(() => {
+        for (const h of this.assignedTo(port)) {
+          h.fn.reset();
+          this.log('warn', `${h.name}: reset (channel ${port.id} started over)`);
+        }
+      });
     }
     this.mrrs = o.maxReadRequest ?? 4096;
     this.mps = o.maxPayload ?? 4096;

@@ -9,12 +9,16 @@
  *     back the ones after it (a later MRd must not pass an earlier MWr);
  *     completions bypass it (a handler may be waiting for its own reads);
  *   - the memory-read completer: CplD(s) for an MRd, from bytes the owner reads.
+ * When the channel starts over (the peer restarted: a new epoch), requests in
+ * flight fail, requests of the old peer not yet handled are dropped, and the
+ * owner is told (onReset) so it can bring the peer back to the state it needs.
  * Frames reach the channel by one lookup of their channel id (FabricNode), and
  * the channel delivers straight into this port's endpoint.
  */
 
+import type { Logger } from '../common/logger.ts';
 import { OrderedQueue } from '../common/ordered-queue.ts';
-import type { Channel, ChannelStats } from './link/channel.ts';
+import type { Channel, ChannelStats, ResetReason } from './link/channel.ts';
 import type { FabricNode } from './link/node.ts';
 import type { Mac } from './wire/mac.ts';
 import { leadingDisabled, requestByteCount } from './tlp/byte-enables.ts';
@@ -22,7 +26,8 @@ import { completionsForRead } from './tlp/completion.ts';
 import { TlpEndpoint, type TlpEndpointStats } from './tlp/endpoint.ts';
 import type { MemReadTlp, Tlp } from './tlp/tlp.ts';
 
-export type PortLog = (level: 'info' | 'warn' | 'error', message: string) => void;
+/** The common Logger (a port's log lines name its channel). */
+export type PortLog = Logger;
 
 /** Handles one request from the peer; a returned promise holds later requests back until it settles. */
 export type RequestHandler = (tlp: Tlp) => void | Promise<void>;
@@ -66,6 +71,7 @@ export class PcieoePort {
   readonly endpoint: TlpEndpoint;
   private readonly requests: OrderedQueue<Tlp>;
   private handler: RequestHandler | undefined;
+  private resetListeners: ((reason: ResetReason) => void)[] = [];
 
   constructor(node: FabricNode, o: PcieoePortOptions) {
     const log = o.log ?? (() => {});
@@ -83,7 +89,19 @@ export class PcieoePort {
         log(alive ? 'info' : 'warn', `channel ${o.id}: ${o.peerName} ${alive ? 'reachable' : 'unreachable (all links silent)'}`);
         this.endpoint.setPeerAlive(alive);
       },
+      onReset: (reason) => {
+        const why = reason === 'peer-restarted' ? 'restarted (new epoch)' : 'cut off (too many bad frames)';
+        log('warn', `channel ${o.id}: ${o.peerName} ${why}: channel reset, ${this.endpoint.outstanding} request(s) in flight failed`);
+        this.requests.clear();
+        this.endpoint.peerReset();
+        for (const l of this.resetListeners) l(reason);
+      },
     });
+  }
+
+  /** Call `listener` each time the channel starts over (after requests in flight have failed). */
+  onReset(listener: (reason: ResetReason) => void): void {
+    this.resetListeners.push(listener);
   }
 
   /** Hand the peer's requests (not completions) to `handler`, in arrival order. */

@@ -85,6 +85,10 @@ export class HostInterface {
       };
       this.channels.set(port.id, state);
       port.serve((tlp) => this.onRequest(state, tlp));
+      // A DI that restarted (or a channel reset) left its functions unprogrammed: program them again.
+      port.onReset(() => {
+        for (const eep of state.eeps) eep.reprogram();
+      });
     }
   }
 

@@ -60,6 +60,8 @@ export interface TlpEndpointStats {
   tagWaits: number;
   /** Requests failed at once, or cut short, because the peer was unreachable. */
   peerDownFailures: number;
+  /** Requests cut short because the channel started over (the peer restarted). */
+  resetFailures: number;
 }
 
 interface Pending {
@@ -84,7 +86,7 @@ export class FabricRequestError extends Error {
 }
 
 export class TlpEndpoint {
-  readonly stats: TlpEndpointStats = { txTlps: 0, rxTlps: 0, rxMalformed: 0, rxUnexpectedCompletions: 0, completionTimeouts: 0, tagWaits: 0, peerDownFailures: 0 };
+  readonly stats: TlpEndpointStats = { txTlps: 0, rxTlps: 0, rxMalformed: 0, rxUnexpectedCompletions: 0, completionTimeouts: 0, tagWaits: 0, peerDownFailures: 0, resetFailures: 0 };
   private readonly pending = new Map<number, Pending>();
   private readonly freeTags: number[] = Array.from({ length: TAGS }, (_, i) => TAGS - 1 - i);
   private readonly tagWaiters: ((tag: number | undefined) => void)[] = [];
@@ -106,13 +108,29 @@ export class TlpEndpoint {
   setPeerAlive(alive: boolean): void {
     this.peerAlive = alive;
     if (alive || this.closed) return;
+    this.stats.peerDownFailures += this.failOutstanding('peer unreachable');
+  }
+
+  /**
+   * The link layer started over (the peer restarted, or was cut off): the
+   * requests in flight will never be answered, so they end now, as after a
+   * completion timeout (the HI answers QEMU's reads all-ones, as PCIe answers
+   * a timed-out read with UR). Their tags stay quarantined for a timeout: a
+   * completion of the old incarnation must not match a new request.
+   */
+  peerReset(): void {
+    if (!this.closed) this.stats.resetFailures += this.failOutstanding('channel reset');
+  }
+
+  private failOutstanding(detail: string): number {
+    const n = this.pending.size;
     for (const [tag, p] of this.pending) {
       this.o.clock.clearTimer(p.timer);
       this.pending.delete(tag);
-      this.stats.peerDownFailures++;
       this.o.clock.setTimer(this.o.completionTimeoutMs, () => this.giveTag(tag));
-      p.resolve({ status: 'timeout', detail: 'peer unreachable' });
+      p.resolve({ status: 'timeout', detail });
     }
+    return n;
   }
 
   get outstanding(): number {

@@ -27,6 +27,9 @@ import { RemoteInterrupts } from './interrupts.ts';
 import { describeLayout, type RemoteLayout } from './layout.ts';
 import { MPS, type RemoteFunctionOptions, type RemoteFunctionStats } from './options.ts';
 
+/** How long reprogram() keeps trying a function that does not hold its programming yet. */
+const REPROGRAM_TRIES_MS = 30_000;
+
 export class RemoteFunction implements VfioUserDevice {
   readonly regions: RegionDesc[];
   readonly irqs: IrqIndexDesc[];
@@ -37,6 +40,8 @@ export class RemoteFunction implements VfioUserDevice {
   private readonly view: ConfigView;
   private readonly dma: DmaService;
   private readonly interrupts: RemoteInterrupts;
+  /** Counts reprogram() calls: a newer one supersedes an attempt still retrying. */
+  private reprogramming = 0;
 
   private constructor(private readonly o: RemoteFunctionOptions, private readonly cfg: ConfigAccess, readonly layout: RemoteLayout) {
     this.log = (level, m) => o.log(level, `${o.name}: ${m}`);
@@ -106,6 +111,45 @@ export class RemoteFunction implements VfioUserDevice {
     }
     this.view.guestMemory = false;
     await this.restore();
+  }
+
+  /**
+   * The function lost what the HI programmed (its DI restarted, or the channel
+   * was reset): BARs, memory decode and MSI/MSI-X again, as after a reset. The
+   * guest's driver finds its device reset and recovers on its own (an NVMe
+   * controller's timeout handler resets it); Bus Master stays the guest's to set.
+   */
+  reprogram(): void {
+    this.log('warn', 'channel reset: programming the function again');
+    const generation = ++this.reprogramming;
+    const deadline = Date.now() + REPROGRAM_TRIES_MS;
+    const attempt = async (): Promise<void> => {
+      // A restarted DI speaks before it has assigned its functions (they answer UR until then):
+      // program, read back, and try again until the function holds what was written.
+      await this.restore();
+      if (generation !== this.reprogramming || (await this.programmed())) return;
+      if (Date.now() > deadline) throw new Error(`the function does not hold its BARs after ${REPROGRAM_TRIES_MS / 1000} s`);
+      await new Promise((r) => setTimeout(r, 100));
+      if (generation === this.reprogramming) return attempt();
+    };
+    attempt().then(
+      () => generation === this.reprogramming && this.log('info', 'programmed again after the channel reset'),
+      (err: Error) => this.log('warn', `programming after a channel reset: ${err.message}`),
+    );
+  }
+
+  /** Whether the function decodes memory at the BARs the HI placed. */
+  private async programmed(): Promise<boolean> {
+    const cmd = await this.cfg.read32(Cfg.Command);
+    if (cmd === undefined || !(cmd & CommandBit.Memory)) return false;
+    for (const [i, b] of this.layout.bars.entries()) {
+      if (!b) continue;
+      const lo = await this.cfg.read32(barRegister(i));
+      const hi = b.kind === 'mem64' ? await this.cfg.read32(barRegister(i) + 4) : 0;
+      if (lo === undefined || hi === undefined) return false;
+      if ((BigInt(hi) << 32n) + BigInt((lo & BAR_MEM_BASE_MASK) >>> 0) !== b.address) return false;
+    }
+    return true;
   }
 
   connected(ctx: SessionContext): void {

@@ -1,0 +1,132 @@
+// A DI killed with SIGKILL and started again with the same arguments, with the switch, DI and HI
+// as processes and the vfio-user test client playing QEMU: reads keep ending (all-ones while the DI
+// is gone, never hanging), the HI sees the new DI's epoch, programs the function again (BAR,
+// memory decode, MSI-X), and the device works again on the same connection: config, BAR, DMA and
+// MSI-X, each DMA done exactly once.
+import test from 'ava';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { native } from '../../native/index.ts';
+import { Cfg, CommandBit } from '../../src/pci/config-space.ts';
+import { TESTDEV_ID_VALUE, TestReg, TestStatus } from '../../src/devices/testdev/testdev.ts';
+import { SwitchControl } from '../../src/fabric/switch/control.ts';
+import { startSwitch } from '../../src/fabric/switch/switch-process.ts';
+import { IrqSetFlag, PciIrq, PciRegion } from '../../src/vfio-user/protocol.ts';
+import { VfioUserClient, waitEventfd } from '../../src/vfio-user/client.ts';
+import { until } from '../support/until.ts';
+import { u64le } from '../vfio-user/helpers.ts';
+import { startProcess, waitForSocket } from './lab-process.ts';
+
+const HI_MACS = ['02:00:00:00:01:00', '02:00:00:00:01:01'];
+const DI_MACS = ['02:00:00:00:0d:00', '02:00:00:00:0d:01'];
+
+test('a DI killed and started again: the HI programs the function again and the device works on the same connection', async (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'pcieoe-restart-'));
+  const hiDir = join(root, 'hi');
+  const diDir = join(root, 'di');
+  const sw = await startSwitch({
+    dir: join(root, 'sw'),
+    ports: ['hi0', 'hi1', 'di0', 'di1'],
+    args: ['hi0', 'hi1', 'di0', 'di1'].flatMap((p) => ['--peer', `${p}=${join(root, p.slice(0, 2), `link${p[2]}.sock`)}`]),
+  });
+  const diArgs = [
+    ...DI_MACS.flatMap((m, i) => ['--link', `${m}@${sw.portPath(`di${i}`)}`]),
+    '--channel', `1=${HI_MACS.join(',')}`,
+    '--function', 'fn0=testdev',
+    '--assign', 'fn0=channel:1,bdf:01:00.0',
+  ];
+  let di = startProcess('src/di/main.ts', diDir, diArgs);
+  const hi = startProcess('src/hi/main.ts', hiDir, [
+    ...HI_MACS.flatMap((m, i) => ['--link', `${m}@${sw.portPath(`hi${i}`)}`]),
+    '--channel', `1=${DI_MACS.join(',')}`,
+    '--eep', 'eep0=channel:1,bdf:01:00.0',
+    '--completion-timeout', '1000',
+  ]);
+  const clients: VfioUserClient[] = [];
+  let hiControl: SwitchControl | undefined;
+  t.teardown(async () => {
+    for (const c of clients) c.close();
+    hiControl?.close();
+    for (const p of [hi, di]) if (p.proc.exitCode === null) p.proc.kill('SIGTERM');
+    await Promise.all([hi.exited, di.exited]);
+    await sw.stop();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  const sock = join(hiDir, 'eep0.sock');
+  await waitForSocket(sock, hi, [di]);
+  const c = new VfioUserClient(sock);
+  clients.push(c);
+  await c.version();
+  const size = 1 << 20;
+  const memfd = native.memfdCreate('guest-ram', size);
+  const ram = new Uint8Array(native.mmap(memfd, 0, size, true));
+  const efd = native.eventfd();
+  t.teardown(() => {
+    native.close(efd);
+    native.close(memfd);
+    native.munmap(ram.buffer as ArrayBuffer);
+  });
+  const iova = 0x2000_0000;
+  await c.dmaMap(iova, size, { fd: memfd });
+  await c.setIrqs({ flags: IrqSetFlag.DataEventfd | IrqSetFlag.ActionTrigger, index: PciIrq.Msix, start: 0, count: 1 }, [efd]);
+  /** The guest driver's part: bus master on, then one DMA copy of `n` bytes, done when its MSI-X arrives. */
+  const dmaCopy = async (n: number, seed: number) => {
+    await c.write32(PciRegion.Config, Cfg.Command, CommandBit.Memory | CommandBit.BusMaster);
+    const data = Uint8Array.from({ length: n }, (_, i) => (i * 13 + seed) & 0xff);
+    ram.set(data, 0);
+    await c.regionWrite(0, TestReg.DmaSrc, u64le(iova));
+    await c.regionWrite(0, TestReg.DmaDst, u64le(iova + 0x8_0000));
+    await c.write32(0, TestReg.DmaLen, n);
+    const irq = waitEventfd(efd, 10_000);
+    await c.write32(0, TestReg.Doorbell, 1);
+    await irq;
+    t.deepEqual(ram.subarray(0x8_0000, 0x8_0000 + n), data);
+    t.is(await c.read32(0, TestReg.Status), TestStatus.Done);
+  };
+  await dmaCopy(50_000, 1);
+  await c.write32(0, TestReg.Scratch, 0x1234_5678);
+  t.is(await c.read32(0, TestReg.DmaCount), 1);
+
+  // Reads run throughout: each ends, with the value or all-ones, within the completion timeout and a margin.
+  let reading = true;
+  const results: number[] = [];
+  let slowest = 0;
+  const reader = (async () => {
+    while (reading) {
+      const t0 = performance.now();
+      results.push(await c.read32(0, TestReg.Id));
+      slowest = Math.max(slowest, performance.now() - t0);
+    }
+  })();
+  await until(() => results.length > 20, 'reads before the kill');
+  di.proc.kill('SIGKILL');
+  await di.exited;
+  await until(() => results.at(-1) === 0xffffffff, 'a read to fail while the DI is gone');
+  const restartedAt = performance.now();
+  di = startProcess('src/di/main.ts', diDir, diArgs);
+  await until(() => results.at(-1) === TESTDEV_ID_VALUE, 'the device to answer again', { timeoutMs: 30_000 });
+  const recoveryMs = performance.now() - restartedAt;
+  reading = false;
+  await reader;
+  t.log(`device answering again ${Math.round(recoveryMs)} ms after the DI was started again (process start included); slowest read ${Math.round(slowest)} ms`);
+  t.true(results.every((v) => v === TESTDEV_ID_VALUE || v === 0xffffffff), 'every read ended with the value or all-ones');
+  t.true(slowest < 3000, `no read hung (slowest ${Math.round(slowest)} ms)`);
+
+  // The new DI's function is fresh (registers reset) but programmed by the HI: BAR decode works.
+  t.is(await c.read32(0, TestReg.Scratch), 0, 'a new function: what the old one held is gone');
+  t.is(await c.read32(0, TestReg.DmaCount), 0);
+  hiControl = await SwitchControl.connect(join(hiDir, 'control.sock'));
+  const stats = (await hiControl.must({ stats: true } as never)) as unknown as { channels: Record<string, { link: { peerRestarts: number } }> };
+  t.is(stats.channels['1']!.link.peerRestarts, 1, 'the HI saw one new DI epoch');
+  t.regex(hi.output(), /channel 1: DI restarted \(new epoch\): channel reset/);
+  t.regex(hi.output(), /eep0: channel reset: programming the function again/);
+
+  // DMA and MSI-X again, each copy done exactly once.
+  await dmaCopy(100_000, 2);
+  await dmaCopy(3_000, 3);
+  t.is(await c.read32(0, TestReg.DmaCount), 2);
+  t.is(hi.proc.exitCode, null);
+  t.true(c.isOpen, 'the same vfio-user connection throughout');
+});
