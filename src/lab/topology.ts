@@ -7,7 +7,7 @@
 // Every error names its path in the file, e.g. `vms[1].memory: expected like "512M"`, and
 // references between sections are checked too (crossCheck, derive.ts).
 import { readFileSync } from 'node:fs';
-import { parseDocument } from 'yaml';
+import { formatYamlPath, parsePlainYaml } from './plain-yaml.ts';
 import { z } from 'zod';
 import { derive, type Derived, type Fabric } from './derive.ts';
 
@@ -189,12 +189,6 @@ export class TopologyError extends Error {
   }
 }
 
-function formatPath(path: readonly PropertyKey[]): string {
-  let out = '';
-  for (const key of path) out += typeof key === 'number' ? `[${key}]` : out ? `.${String(key)}` : String(key);
-  return out || '(top level)';
-}
-
 /**
  * Checks that need the whole file: unique names and references between sections, on what
  * the lab will run; `origins` say where each process and VM came from in the file.
@@ -233,17 +227,22 @@ function crossCheck(t: Topology, origins: Pick<Derived, 'processOrigins' | 'vmOr
 }
 
 /** Parses and validates topology text, derives what runs; throws TopologyError listing every problem. */
-export function parseTopology(text: string, file = '<topology>'): Topology {
-  const doc = parseDocument(text, { prettyErrors: true });
-  if (doc.errors.length) throw new TopologyError(file, doc.errors.map((e) => `YAML: ${e.message.split('\n')[0]}`));
-  const result = topologySchema.safeParse(doc.toJS());
+export interface TopologyOptions {
+  /** Replaces the file's `assign` (the manager's saved table, when a lab comes up again). */
+  assignments?: AssignmentSpec[];
+}
+
+export function parseTopology(text: string, file = '<topology>', opts: TopologyOptions = {}): Topology {
+  const yaml = parsePlainYaml(text);
+  if (yaml.problems) throw new TopologyError(file, yaml.problems);
+  const result = topologySchema.safeParse(yaml.value);
   if (!result.success) {
     throw new TopologyError(
       file,
-      result.error.issues.map((issue) => `${formatPath(issue.path)}: ${issue.message}`),
+      result.error.issues.map((issue) => `${formatYamlPath(issue.path)}: ${issue.message}`),
     );
   }
-  const src = result.data;
+  const src = opts.assignments ? { ...result.data, assign: opts.assignments } : result.data;
   const derived = derive(src);
   if (derived.problems.length) throw new TopologyError(file, derived.problems);
   const topo: Topology = {
@@ -259,14 +258,14 @@ export function parseTopology(text: string, file = '<topology>'): Topology {
   return topo;
 }
 
-export function loadTopology(file: string): Topology {
+export function loadTopology(file: string, opts: TopologyOptions = {}): Topology {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
     throw new TopologyError(file, [`cannot read the file: ${(err as Error).message}`]);
   }
-  return parseTopology(text, file);
+  return parseTopology(text, file, opts);
 }
 
 /** Size string ("512M") → bytes. */
