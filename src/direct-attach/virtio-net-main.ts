@@ -14,6 +14,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs as parseNodeArgs } from 'node:util';
 import { servePciFunction } from './adapter.ts';
+import { processLogger } from '../common/logger.ts';
 import { UnixDgramPort } from '../fabric/wire/unix-dgram-port.ts';
 import { formatMac, parseMac, VirtioNet } from '../devices/virtio-net/net-device.ts';
 
@@ -46,7 +47,7 @@ function main(): void {
   const socketDir = process.env.LAB_SOCKET_DIR;
   if (!socketDir) throw new Error('LAB_SOCKET_DIR is not set');
   const a = parseArgs(process.argv.slice(2), socketDir);
-  const log = (level: string, msg: string) => console.log(`${new Date().toISOString()} ${level}: ${msg}`);
+  const log = processLogger('virtio-net');
   const port = new UnixDgramPort({ path: a.wireLocal, peer: a.wire, maxFrame: a.mtu + 18 });
   const nic = new VirtioNet({ mac: a.mac, mtu: a.mtu, wire: port, log });
   const server = servePciFunction(nic, { path: join(socketDir, `${a.socket}.sock`), name: a.socket, log });
