@@ -9,6 +9,7 @@ import { IrqSetFlag, PciIrq, PciRegion } from '../../src/vfio-user/protocol.ts';
 import { type VfioUserClient, waitEventfd } from '../../src/vfio-user/client.ts';
 import { u32le, u64le } from '../vfio-user/helpers.ts';
 import { FN0_BDF, hiDiRig } from './rig.ts';
+import { until } from '../support/until.ts';
 
 const BAR0 = 0;
 const CONFIG = PciRegion.Config;
@@ -183,7 +184,7 @@ test('isolation: another host\'s channel cannot reach the function (UR, counted)
   r.rogueRaw(new Uint8Array([0xff, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]));
   r.rogueRaw(new Uint8Array(3));
   // Delivery is asynchronous (and slow on a loaded CI machine): wait for both, up to 5 s.
-  for (const end = Date.now() + 5000; (r.di.channelStats(2)?.rxMalformed ?? 0) < 2 && Date.now() < end; ) await new Promise((res) => setTimeout(res, 20));
+  await until(() => (r.di.channelStats(2)?.rxMalformed ?? 0) >= 2, 'two malformed TLPs counted at the DI', { timeoutMs: 5000 });
   t.is(r.di.channelStats(2)?.rxMalformed, 2);
 
   // The victim's function and its host are untouched.
