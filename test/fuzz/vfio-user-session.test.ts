@@ -17,7 +17,9 @@ import {
   REGION_RW_SIZE, request,
 } from '../../src/vfio-user/protocol.ts';
 import type { Message } from '../../src/vfio-user/parser.ts';
+import { VfioUserClient } from '../../src/vfio-user/client.ts';
 import { fuzzParams, withTimeout } from '../support/fuzz.ts';
+import { until } from '../support/until.ts';
 import { rig } from '../vfio-user/helpers.ts';
 
 const BAR0 = 0;
@@ -71,7 +73,17 @@ const regionAccess = (write: boolean) =>
 /** Payloads shaped like each command's struct, with fields near and far from valid. */
 const payloadFor: Record<number, fc.Arbitrary<Uint8Array>> = {
   [Command.Version]: fc
-    .tuple(fc.constantFrom(0, 1), fc.constantFrom(0, 1), fc.oneof(fc.json(), fc.string()))
+    .tuple(
+      fc.constantFrom(0, 1),
+      fc.constantFrom(0, 1),
+      fc.oneof(
+        fc.json(),
+        fc.string(),
+        fc
+          .record({ max_data_xfer_size: fc.oneof(fc.constantFrom(4096, 1 << 20, 4095, -1, 2 ** 60, 'x', null), fc.nat()), max_msg_fds: fc.jsonValue(), pgsizes: fc.jsonValue() }, { requiredKeys: [] })
+          .map((caps) => JSON.stringify({ capabilities: caps })),
+      ),
+    )
     .map(([major, minor, text]) => {
       const t = new TextEncoder().encode(text);
       const out = new Uint8Array(4 + t.length + 1);
@@ -142,6 +154,48 @@ const fuzzCase: fc.Arbitrary<Case> = command.chain((cmd) =>
 
 // ---- the live session -----------------------------------------------------------
 
+/** Opens the fds a case sends (a socketpair's second end only to close it after). */
+function fdMaker(filePath: string): (kind: FdKind) => number[] {
+  closeSync(openSync(filePath, 'w'));
+  return (kind) => {
+    switch (kind) {
+      case 'eventfd':
+        return [native.eventfd()];
+      case 'memfd':
+        return [native.memfdCreate('fuzz', FILE_SIZE)];
+      case 'sealed-memfd':
+        return [native.sealedMemfd('fuzz', FILE_SIZE)];
+      case 'socket':
+        return native.socketpair('stream');
+      case 'file':
+        return [openSync(filePath, 'r+')];
+    }
+  };
+}
+
+/** The message a case describes, with the whole flags word as generated. */
+function encodeCase(k: Case): Uint8Array {
+  const msg = request(k.id, k.command, k.payload.length, (_, body) => body.set(k.payload));
+  new DataView(msg.buffer).setUint32(8, k.flags, true);
+  return msg;
+}
+
+function expectsReply(k: Case): boolean {
+  return (k.flags & MsgFlag.TypeMask) !== MsgFlag.Reply && !(k.flags & MsgFlag.NoReply);
+}
+
+/** Runs `check` on each case, logging the case that fails. */
+function property(t: import('ava').ExecutionContext, cases: fc.Arbitrary<Case>, check: (k: Case) => Promise<void>): fc.IAsyncProperty<[Case]> {
+  return fc.asyncProperty(cases, async (k) => {
+    try {
+      await check(k);
+    } catch (err) {
+      t.log(`case ${JSON.stringify({ ...k, payload: [...k.payload] })}: ${(err as Error).message}`);
+      throw err;
+    }
+  });
+}
+
 /** Checks a reply to `c`; returns what is wrong with it, if anything. */
 function replyProblem(c: Case, m: Message): string | undefined {
   const h = m.header;
@@ -163,37 +217,18 @@ test('fuzz: vfio-user messages into a live Session end in a clear error or a cor
   const neighbour = await b.client();
   await neighbour.write32(BAR0, TestReg.Scratch, 0x5eed);
   const c = await a.client();
-  const filePath = join(a.dir, 'ram.bin');
-  closeSync(openSync(filePath, 'w'));
-
-  const makeFd = (kind: FdKind): number[] => {
-    switch (kind) {
-      case 'eventfd':
-        return [native.eventfd()];
-      case 'memfd':
-        return [native.memfdCreate('fuzz', FILE_SIZE)];
-      case 'sealed-memfd':
-        return [native.sealedMemfd('fuzz', FILE_SIZE)];
-      case 'socket':
-        return native.socketpair('stream');
-      case 'file':
-        return [openSync(filePath, 'r+')];
-    }
-  };
-
+  const makeFd = fdMaker(join(a.dir, 'ram.bin'));
   let cases = 0;
   let replies = 0;
   let errors = 0;
   /** Sends one case and checks how it ends; throws saying what went wrong. */
   const run = async (k: Case): Promise<void> => {
     cases++;
-    const msg = request(k.id, k.command, k.payload.length, (_, body) => body.set(k.payload));
-    new DataView(msg.buffer).setUint32(8, k.flags, true); // the whole flags word, type bits included
+    const msg = encodeCase(k);
     const opened = k.fds.map(makeFd);
     const send = opened.map((fds) => fds[0]!);
     try {
-      const expectsReply = (k.flags & MsgFlag.TypeMask) !== MsgFlag.Reply && !(k.flags & MsgFlag.NoReply);
-      if (expectsReply) {
+      if (expectsReply(k)) {
         const m = await withTimeout(c.callRaw(k.id, msg, send), 5000, `command ${k.command}`);
         const problem = replyProblem(k, m);
         if (problem) throw new Error(problem);
@@ -211,17 +246,7 @@ test('fuzz: vfio-user messages into a live Session end in a clear error or a cor
     if (c.strayReplies.length) throw new Error(`unexpected reply: ${JSON.stringify(c.strayReplies[0]!.header)}`);
     if (cases % 64 === 0 && (await neighbour.read32(BAR0, TestReg.Scratch)) !== 0x5eed) throw new Error('the neighbour lost its scratch value');
   };
-  await fc.assert(
-    fc.asyncProperty(fuzzCase, async (k) => {
-      try {
-        await run(k);
-      } catch (err) {
-        t.log(`case ${JSON.stringify({ ...k, payload: [...k.payload] })}: ${(err as Error).message}`);
-        throw err;
-      }
-    }),
-    fuzzParams(t, 2000),
-  );
+  await fc.assert(property(t, fuzzCase, run), fuzzParams(t, 2000));
   t.true(c.isOpen, 'the fuzzed session is still up');
   t.is(await neighbour.read32(BAR0, TestReg.Scratch), 0x5eed);
   const unexpected = [...a.logs, ...b.logs].filter((l) => /device error|uncaught|TypeError|RangeError/.test(l));
@@ -229,4 +254,55 @@ test('fuzz: vfio-user messages into a live Session end in a clear error or a cor
   t.false(b.logs.some((l) => !l.startsWith('info')), 'the neighbour logged nothing but info');
   t.log(`${cases} cases: ${replies} replies, ${errors} of them errors`);
   t.true(replies > cases / 3 && errors < replies, 'the cases reached the handlers, and some succeeded');
+});
+
+test('fuzz: the first message of a new connection: VERSION negotiates, anything else is refused or drops that client; the server keeps listening', async (t) => {
+  const a = rig(t, 'fuzzed');
+  const b = rig(t, 'neighbour', a.dir);
+  const neighbour = await b.client();
+  await neighbour.write32(BAR0, TestReg.Scratch, 0x5eed);
+  const makeFd = fdMaker(join(a.dir, 'ram.bin'));
+  const first = fc.oneof(
+    { weight: 3, arbitrary: fc.record({ id: fc.integer({ min: 0, max: 0xffff }), command: fc.constant(Command.Version as number), flags, payload: payload(Command.Version), fds: fdKinds }) },
+    { weight: 1, arbitrary: fuzzCase },
+  );
+  let negotiated = 0;
+  let dropped = 0;
+  const run = async (k: Case): Promise<void> => {
+    await until(() => !a.server.hasClient, 'the previous client to be gone', { timeoutMs: 5000 });
+    const c = new VfioUserClient(a.server.path);
+    const opened = k.fds.map(makeFd);
+    try {
+      const msg = encodeCase(k);
+      const send = opened.map((fds) => fds[0]!);
+      let m: Message | undefined;
+      if (expectsReply(k)) m = await withTimeout(c.callRaw(k.id, msg, send), 5000, `first command ${k.command}`).catch(() => undefined);
+      else c.sendRaw(msg, send);
+      if (m) {
+        const problem = replyProblem(k, m);
+        if (problem) throw new Error(problem);
+      }
+      const ok = m !== undefined && !(m.header.flags & MsgFlag.Error);
+      if (ok && k.command !== Command.Version) throw new Error('a command before VERSION succeeded');
+      if (ok) {
+        negotiated++;
+        const vendor = await withTimeout(c.regionRead(PciRegion.Config, 0, 2), 5000, 'a read after VERSION');
+        if ((vendor[0]! | (vendor[1]! << 8)) !== TESTDEV_VENDOR_ID) throw new Error('the negotiated session reads a wrong vendor id');
+      } else if (!c.isOpen) {
+        dropped++;
+      }
+      if (c.strayReplies.length) throw new Error(`unexpected reply: ${JSON.stringify(c.strayReplies[0]!.header)}`);
+    } finally {
+      for (const fd of opened.flat()) native.close(fd);
+      c.close();
+    }
+  };
+  await fc.assert(property(t, first, run), fuzzParams(t, 300));
+  await until(() => !a.server.hasClient, 'the last client to be gone');
+  const good = await a.client();
+  t.is((await good.regionRead(PciRegion.Config, 0, 2))[0], TESTDEV_VENDOR_ID & 0xff, 'the server still negotiates with a well-behaved client');
+  t.is(await neighbour.read32(BAR0, TestReg.Scratch), 0x5eed);
+  t.deepEqual(a.logs.filter((l) => /device error|TypeError|RangeError/.test(l)), []);
+  t.log(`${negotiated} negotiated, ${dropped} dropped`);
+  t.true(negotiated > 0 && dropped > 0, 'both outcomes were reached');
 });
