@@ -129,13 +129,15 @@ function placeAssignments(hosts: HostSpec[], dis: DiSpec[], assign: AssignmentSp
 }
 
 function switchProcess(sw: SwitchSpec, stations: FabricStation[]): ProcessSpec {
-  const ports = stations.flatMap((s) => s.ports.map((p, l) => ({ p, peer: linkSocket(s.process, l) })));
+  const ports = stations.flatMap((s) => s.ports.map((p, l) => ({ p, peer: linkSocket(s.process, l), mac: s.macs[l]! })));
   return {
     name: SWITCH_PROCESS,
     run: 'src/fabric/switch/main.ts',
     args: [
       ...ports.flatMap(({ p }) => ['--port', p]),
       ...ports.flatMap(({ p, peer }) => ['--peer', `${p}=${peer}`]),
+      // Port security: each port takes frames from its station's MAC only (no station can pose as another).
+      ...ports.flatMap(({ p, mac }) => ['--station', `${p}=${mac}`]),
       ...(sw.capture ? ['--pcap-dir', '${LAB_STATE}/pcap'] : []),
       ...(sw.seed !== undefined ? ['--seed', String(sw.seed)] : []),
       ...(sw.busyPoll !== undefined ? ['--busy-poll', String(sw.busyPoll)] : []),

@@ -129,6 +129,8 @@ test('hosts and DIs become the switch, DI and HI processes, in start order, with
     '--peer', 'hi-host-a0=${LAB_STATE}/sockets/hi-host-a/link0.sock', '--peer', 'hi-host-a1=${LAB_STATE}/sockets/hi-host-a/link1.sock',
     '--peer', 'hi-host-b0=${LAB_STATE}/sockets/hi-host-b/link0.sock',
     '--peer', 'di0=${LAB_STATE}/sockets/di/link0.sock', '--peer', 'di1=${LAB_STATE}/sockets/di/link1.sock',
+    '--station', 'hi-host-a0=02:00:00:01:00:00', '--station', 'hi-host-a1=02:00:00:01:00:01', '--station', 'hi-host-b0=02:00:00:01:01:00',
+    '--station', 'di0=02:00:00:02:00:00', '--station', 'di1=02:00:00:02:00:01',
   ]);
   t.deepEqual(di!.args, [
     '--link', '02:00:00:02:00:00@${LAB_STATE}/sockets/sw/di0.sock', '--link', '02:00:00:02:00:01@${LAB_STATE}/sockets/sw/di1.sock',
