@@ -11,8 +11,9 @@ export interface ReadLinesOptions {
 }
 
 /**
- * Calls `onLine` with each line that arrives on `sock`, without its newline and surrounding
- * white space; blank lines are skipped. Stops as soon as the socket is destroyed.
+ * Calls `onLine` with each line that arrives on `sock`, without its line end (\n or \r\n) but
+ * otherwise as sent (the guest agent's fields may end in spaces); blank lines are skipped. Stops
+ * as soon as the socket is destroyed.
  */
 export function readLines(sock: Socket, onLine: (line: string) => void, options: ReadLinesOptions = {}): void {
   let pending = '';
@@ -21,9 +22,9 @@ export function readLines(sock: Socket, onLine: (line: string) => void, options:
     pending += chunk;
     let nl;
     while (!sock.destroyed && (nl = pending.indexOf('\n')) >= 0) {
-      const line = pending.slice(0, nl).trim();
+      const line = pending.slice(0, pending[nl - 1] === '\r' ? nl - 1 : nl);
       pending = pending.slice(nl + 1);
-      if (line) onLine(line);
+      if (line.trim()) onLine(line);
     }
     if (options.maxLine !== undefined && pending.length > options.maxLine) {
       pending = '';
