@@ -9,6 +9,7 @@ import { nicMac, qemuArgs, type Accel } from './qemu-args.ts';
 import { setup, type LabArtefacts } from './setup.ts';
 import { readState, writeState, type LabState, type ProcessState, type VmState } from './state.ts';
 import { loadTopology, parseSize, type ProcessSpec, type Topology, type VmSpec } from './topology.ts';
+import { AssignmentStore } from '../manager/store.ts';
 import { Interrupted, step, throwIfInterrupted, unlessInterrupted } from './progress.ts';
 import { makePrivateDir } from '../common/private-dir.ts';
 
@@ -148,7 +149,7 @@ async function configureNics(spec: VmSpec, vm: VmState): Promise<void> {
 
 export async function up(arg: string, opts: UpOptions = {}): Promise<LabState> {
   const file = topologyFile(arg);
-  const topo = loadTopology(file);
+  const topo = withSavedAssignments(file, loadTopology(file));
   const current = readState();
   if (current && [...current.vms, ...current.processes].some(isAlive))
     throw new Error(`a lab is already up (topology "${current.topology}"); run lab down first`);
@@ -194,6 +195,33 @@ export async function up(arg: string, opts: UpOptions = {}): Promise<LabState> {
     throw err;
   }
   return state;
+}
+
+/**
+ * A lab that comes up again keeps the assignments its manager saved (LAB_STATE/manager): the
+ * topology is derived with them instead of its own `assign`. A table saved for another
+ * topology, or one that no longer fits this one, is dropped (with a warning for the latter).
+ */
+export function withSavedAssignments(file: string, topo: Topology): Topology {
+  if (!topo.fabric) return topo;
+  const store = new AssignmentStore(join(stateRoot, 'manager'));
+  let saved;
+  try {
+    saved = store.load();
+  } catch (err) {
+    process.stderr.write(`lab: dropping the saved assignments: ${(err as Error).message}\n`);
+  }
+  if (saved?.topology !== topo.name) {
+    store.clear();
+    return topo;
+  }
+  try {
+    return loadTopology(file, { assignments: saved.assignments.map((a) => ({ function: `${a.di}/${a.function}`, host: a.host, slot: a.slot })) });
+  } catch (err) {
+    process.stderr.write(`lab: the saved assignments no longer fit ${topo.name}; starting from the topology's:\n${(err as Error).message}\n`);
+    store.clear();
+    return topo;
+  }
 }
 
 /** KVM is used only if a guest really boots with it (on nested PVM hosts it does not). */

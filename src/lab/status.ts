@@ -8,6 +8,9 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { agentExec } from './agent.ts';
 import { controlRequest } from './control-client.ts';
+import { AssignmentStore } from '../manager/store.ts';
+import type { Assignment } from '../manager/table.ts';
+import { stateRoot } from './paths.ts';
 import { isAlive, placement, statFields } from './procs.ts';
 import type { LabState, ProcessState, VmState } from './state.ts';
 
@@ -51,6 +54,8 @@ export interface LabStatus {
   sampledAt: string;
   vms: VmStatus[];
   processes: ProcessStatus[];
+  /** The manager's table (LAB_STATE/manager), for a lab with hosts and DIs. */
+  assignments?: Assignment[];
 }
 
 const CLOCK_TICKS = 100; // USER_HZ on Linux
@@ -142,7 +147,17 @@ export async function labStatus(s: LabState, opts: { agentTimeoutMs?: number } =
     Promise.all(s.processes.map(processStatus)),
   ]);
   const { topology, file, accel, qemuVersion, kernelVersion, startedAt } = s;
-  return { topology, file, accel, qemuVersion, kernelVersion, startedAt, sampledAt: new Date().toISOString(), vms, processes };
+  const saved = savedAssignments(topology);
+  return { topology, file, accel, qemuVersion, kernelVersion, startedAt, sampledAt: new Date().toISOString(), vms, processes, ...(saved ? { assignments: saved } : {}) };
+}
+
+function savedAssignments(topology: string): Assignment[] | undefined {
+  try {
+    const t = new AssignmentStore(join(stateRoot, 'manager')).load();
+    return t?.topology === topology ? t.assignments : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Two samples `intervalMs` apart: the second, with the first to show what moved. */
@@ -217,6 +232,10 @@ export function statusText({ now, before }: { now: LabStatus; before?: LabStatus
       `vm      ${v.name.padEnd(12)} pid ${String(v.pid).padEnd(7)} ${v.running ? 'running' : 'STOPPED'}  ${v.placement}  ${cpu(v.cpuSeconds, prev?.cpuSeconds)}\n` +
         `        boot stage ${v.stage}, agent ${v.agent}\n        qmp ${v.qmp}\n        console ${v.console}\n        log ${v.log}`,
     );
+  }
+  if (now.assignments) {
+    lines.push(`assignments (manager): ${now.assignments.length ? '' : 'none'}`);
+    for (const a of now.assignments) lines.push(`        ${a.di}/${a.function} → ${a.host} slot ${a.slot}`);
   }
   return lines.join('\n');
 }

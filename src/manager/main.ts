@@ -5,7 +5,8 @@
 //   LAB_STATE=DIR node --import tsx src/manager/main.ts [--port N]
 //
 // The table it starts from is the one it saved, if there is one for this topology, else the
-// topology's initial assignments. SIGTERM/SIGINT: the API closes, exit 0.
+// topology's initial assignments. SIGTERM/SIGINT: the API closes, exit 0; a manager started
+// again (by hand: same command, same LAB_STATE) takes the table up where it was.
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadTopology } from '../lab/topology.ts';
@@ -39,13 +40,16 @@ const inventory = {
 };
 const dir = join(stateRoot, 'manager');
 const store = new AssignmentStore(dir);
+// `lab up` started the processes with the saved table if it had one for this topology (it
+// drops one that does not fit), so the saved table, if any, is what runs.
 const saved = store.load();
-const table = new AssignmentTable(inventory, saved ?? fabric.assignments.map(({ host, di, function: fn, slot }) => ({ host, di, function: fn, slot })));
-if (!saved) store.save(table.list());
-const manager = new Manager(table, store, new LabApplier(fabric, requireState));
+const restored = saved?.topology === lab.topology ? saved.assignments : undefined;
+const table = new AssignmentTable(inventory, restored ?? fabric.assignments.map(({ host, di, function: fn, slot }) => ({ host, di, function: fn, slot })));
+if (!restored) store.save(lab.topology, table.list());
+const manager = new Manager(table, store, new LabApplier(fabric, requireState), lab.topology);
 manager.on('event', (e) => log(e.event === 'failed' ? 'warn' : 'info', JSON.stringify(e)));
 const api = await serveApi(manager, dir, values.port === undefined ? 0 : Number(values.port));
-log('info', `manager pid ${process.pid}: ${table.list().length} assignment(s) (${saved ? 'restored' : 'from the topology'}), API on 127.0.0.1:${api.port}, token in ${dir}/token`);
+log('info', `manager pid ${process.pid}: ${table.list().length} assignment(s) (${restored ? 'restored' : 'from the topology'}), API on 127.0.0.1:${api.port}, token in ${dir}/token`);
 
 for (const sig of ['SIGTERM', 'SIGINT'] as const)
   process.on(sig, () => {

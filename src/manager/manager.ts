@@ -30,6 +30,8 @@ export class Manager extends EventEmitter<{ event: [ManagerEvent] }> {
     readonly table: AssignmentTable,
     private readonly store: AssignmentStore,
     private readonly applier: Applier,
+    /** The topology the table belongs to, saved with it. */
+    private readonly topology: string,
   ) {
     super();
   }
@@ -52,7 +54,7 @@ export class Manager extends EventEmitter<{ event: [ManagerEvent] }> {
   private commit(set?: Assignment, removed?: string) {
     if (removed) this.table.delete(removed);
     if (set) this.table.set(set);
-    this.store.save(this.table.list());
+    this.store.save(this.topology, this.table.list());
   }
 
   async assign(host: string, ref: string, slot?: number): Promise<FlowResult> {

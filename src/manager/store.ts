@@ -1,13 +1,15 @@
 // The assignment table on disk (<state>/manager/assignments.json), so a restarted manager,
 // or a lab brought up again, has the assignments it had. Written whole to a temporary file
 // and renamed over the old one: a crash leaves the old table or the new one, never half.
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import type { Assignment } from './table.ts';
 
 const fileSchema = z.strictObject({
   version: z.literal(1),
+  /** The topology the table belongs to (a table is only restored into the same one). */
+  topology: z.string(),
   assignments: z.array(z.strictObject({ host: z.string(), di: z.string(), function: z.string(), slot: z.number().int().min(0) })),
 });
 
@@ -18,8 +20,8 @@ export class AssignmentStore {
     this.file = join(dir, 'assignments.json');
   }
 
-  /** The saved assignments, or undefined if none were ever saved; a damaged file is an error naming it. */
-  load(): Assignment[] | undefined {
+  /** The saved table, or undefined if none was ever saved; a damaged file is an error naming it. */
+  load(): { topology: string; assignments: Assignment[] } | undefined {
     if (!existsSync(this.file)) return undefined;
     let parsed;
     try {
@@ -28,13 +30,17 @@ export class AssignmentStore {
       throw new Error(`${this.file}: not JSON (${(err as Error).message})`);
     }
     if (!parsed.success) throw new Error(`${this.file}: not an assignment table: ${z.prettifyError(parsed.error)}`);
-    return parsed.data.assignments;
+    return { topology: parsed.data.topology, assignments: parsed.data.assignments };
   }
 
-  save(assignments: Assignment[]): void {
+  save(topology: string, assignments: Assignment[]): void {
     mkdirSync(this.dir, { recursive: true });
     const tmp = `${this.file}.${process.pid}.tmp`;
-    writeFileSync(tmp, JSON.stringify({ version: 1, assignments }, null, 2) + '\n');
+    writeFileSync(tmp, JSON.stringify({ version: 1, topology, assignments }, null, 2) + '\n');
     renameSync(tmp, this.file);
+  }
+
+  clear(): void {
+    rmSync(this.file, { force: true });
   }
 }

@@ -10,6 +10,7 @@ import { until } from '../support/until.ts';
 import { isAlive, startTimeOf, type ProcRecord } from '../../src/lab/procs.ts';
 import { catalog, catalogText } from '../../src/lab/catalog.ts';
 import { consoleStage } from '../../src/lab/status.ts';
+import { AssignmentStore } from '../../src/manager/store.ts';
 
 const lab = new TestLab('cli');
 test.after.always(() => lab.dispose());
@@ -166,6 +167,7 @@ async function fakeLab(t: import('ava').ExecutionContext) {
 test.serial('lab status --json and the text form: boot stage, agent, pid, CPU, counters', async (t) => {
   t.is((await lab.run(['status', '--json'])).stdout.trim(), 'null');
   const { sw } = await fakeLab(t);
+  new AssignmentStore(join(lab.stateDir, 'manager')).save('fake', [{ host: 'booting', di: 'di', function: 'fn0', slot: 1 }]);
   const r = await lab.run(['status', '--json']);
   t.is(r.code, 0, r.stderr);
   const s = JSON.parse(r.stdout);
@@ -178,6 +180,7 @@ test.serial('lab status --json and the text form: boot stage, agent, pid, CPU, c
   t.true(p.cpuSeconds > 0);
   t.deepEqual(Object.keys(p.counters.ports).sort(), ['a', 'b']);
   t.is(p.counters.ports.a.switch.rxFrames, 0);
+  t.deepEqual(s.assignments, [{ host: 'booting', di: 'di', function: 'fn0', slot: 1 }]);
 
   const text = await lab.run(['status', '--interval', '0.2']);
   t.is(text.code, 0, text.stderr);
@@ -185,6 +188,7 @@ test.serial('lab status --json and the text form: boot stage, agent, pid, CPU, c
   t.regex(text.stdout, /rxFrames 0 \(\+0\/s\), txFrames 0 \(\+0\/s\), dropped 0 \(\+0\/s\), forgedSource 0 \(\+0\/s\)/);
   t.regex(text.stdout, /vm +booting .*running[\s\S]*boot stage kernel, agent no socket/);
   t.regex(text.stdout, /vm +gone .*STOPPED[\s\S]*boot stage stopped/);
+  t.regex(text.stdout, /assignments \(manager\): \n {8}di\/fn0 → booting slot 1/);
   await lab.run(['down']);
   t.false(isAlive({ pid: sw.pid!, startTime: startTimeOf(sw.pid!) ?? 'gone' }));
 });

@@ -46,7 +46,7 @@ function fresh(initial: Assignment[] = []) {
   const dir = mkdtempSync(join(tmpdir(), 'manager-'));
   const applier = new RecordingApplier();
   const store = new AssignmentStore(dir);
-  const m = new Manager(new AssignmentTable(INVENTORY, initial), store, applier);
+  const m = new Manager(new AssignmentTable(INVENTORY, initial), store, applier, 'test-topo');
   return { dir, applier, store, m };
 }
 
@@ -61,7 +61,7 @@ test('assign takes the lowest free slot, or the one named; the table is saved', 
   t.like((await m.assign('host-a', 'di/fn1')).assignment, { host: 'host-a', di: 'di', function: 'fn1', slot: 0 });
   t.like((await m.assign('host-a', 'di/fn0')).assignment, { slot: 1 });
   t.deepEqual(applier.calls, ['map di/fn1 host-a#0', 'map di/fn0 host-a#1']);
-  t.deepEqual(store.load(), m.table.list());
+  t.deepEqual(store.load(), { topology: 'test-topo', assignments: m.table.list() });
 });
 
 test('bad input: a clear error and nothing changed', async (t) => {
@@ -140,9 +140,9 @@ test('random sequences of changes never assign a function twice or fill a slot t
 test('the store: a restarted manager gets the saved table; a damaged file is named', (t) => {
   const { dir, store } = fresh();
   const saved = [{ host: 'host-a', di: 'di', function: 'fn2', slot: 1 }];
-  store.save(saved);
-  t.deepEqual(new AssignmentStore(dir).load(), saved);
-  writeFileSync(store.file, '{"version":1,"assignments":[{"host":3}]}');
+  store.save('test-topo', saved);
+  t.deepEqual(new AssignmentStore(dir).load(), { topology: 'test-topo', assignments: saved });
+  writeFileSync(store.file, '{"version":1,"topology":"x","assignments":[{"host":3}]}');
   t.throws(() => store.load(), { message: new RegExp(`${store.file}: not an assignment table`) });
 });
 
