@@ -45,6 +45,7 @@ import { formatBdf } from '../pci/bdf.ts';
 import { Cfg, CommandBit } from '../pci/config-space.ts';
 import type { FunctionPorts, PciFunction } from '../pci/function.ts';
 import type { Logger } from '../common/logger.ts';
+import { LogLimiter } from '../common/log-limiter.ts';
 import { FabricRequestError, enabledRuns } from '../fabric/tlp/endpoint.ts';
 
 
@@ -95,6 +96,8 @@ export class DeviceInterface {
     rejectedConfig: 0, unclaimedReads: 0, unclaimedWrites: 0, unsupported: 0, functionErrors: 0, msixDropped: 0, msixSent: 0,
   };
   private readonly functions = new Map<string, Hosted>();
+  /** What a host can cause at will (requests it may not make, DMA it fails): counted in stats, a few lines logged a second. */
+  private readonly rejectLog = new LogLimiter((m) => this.log('warn', m));
   private readonly channels = new Map<number, PcieoePort>();
   private readonly log: Logger;
   private readonly mrrs: number;
@@ -200,7 +203,7 @@ export class DeviceInterface {
     const h = this.assignedTo(ch).find((x) => x.assignment!.hostBdf === tlp.completerId);
     if (!h) {
       this.stats.rejectedConfig++;
-      this.log('warn', `channel ${ch.id}: config ${tlp.type === TlpType.CfgRd0 ? 'read' : 'write'} for ${formatBdf(tlp.completerId)}, not assigned to this channel: UR`);
+      this.rejectLog.line(() => `channel ${ch.id}: config ${tlp.type === TlpType.CfgRd0 ? 'read' : 'write'} for ${formatBdf(tlp.completerId)}, not assigned to this channel: UR (${this.stats.rejectedConfig} so far)`);
       ch.endpoint.post(urCompletionFor(tlp, tlp.completerId));
       return;
     }
@@ -278,7 +281,7 @@ export class DeviceInterface {
           try {
             return await ep.readMemory(BigInt(addr), length, hostBdf, this.mrrs);
           } catch (err) {
-            if (err instanceof FabricRequestError) this.log('warn', `${h.name}: DMA ${err.message}`);
+            if (err instanceof FabricRequestError) this.rejectLog.line(`${h.name}: DMA ${err.message}`);
             throw err;
           }
         },

@@ -17,6 +17,7 @@
 
 import { leadingDisabled, requestByteCount } from './byte-enables.ts';
 import type { Clock, TimerHandle } from '../clock.ts';
+import { LogLimiter } from '../../common/log-limiter.ts';
 import { splitRead, splitWrite } from './split.ts';
 import {
   CplStatus,
@@ -92,6 +93,8 @@ export class TlpEndpoint {
   private readonly tagWaiters: ((tag: number | undefined) => void)[] = [];
   private closed = false;
   private peerAlive = true;
+  /** A peer decides how many malformed TLPs it sends: the count is in the stats, the log keeps a few. */
+  private readonly malformedLog = new LogLimiter((m) => this.o.log?.(m), { now: () => this.o.clock.now() });
 
   constructor(private readonly o: TlpEndpointOptions) {}
 
@@ -222,7 +225,7 @@ export class TlpEndpoint {
     const r = decodeTlp(payload);
     if (!r.ok) {
       this.stats.rxMalformed++;
-      this.o.log?.(`dropping malformed TLP: ${r.error}: ${r.detail}`);
+      this.malformedLog.line(() => `dropping malformed TLP: ${r.error}: ${r.detail} (${this.stats.rxMalformed} so far)`);
       return;
     }
     this.stats.rxTlps++;

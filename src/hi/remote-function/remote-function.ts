@@ -18,6 +18,7 @@ import type { IrqIndexDesc } from '../../vfio-user/irq.ts';
 import { pciRegionTable } from '../../vfio-user/pci-regions.ts';
 import { IrqInfoFlag, PciIrq, PciRegion } from '../../vfio-user/protocol.ts';
 import type { Logger } from '../../common/logger.ts';
+import { LogLimiter } from '../../common/log-limiter.ts';
 import type { RegionDesc, SessionContext, VfioUserDevice } from '../../vfio-user/server.ts';
 import { ConfigAccess } from './config-access.ts';
 import { ConfigView } from './config-view.ts';
@@ -40,6 +41,8 @@ export class RemoteFunction implements VfioUserDevice {
   private readonly view: ConfigView;
   private readonly dma: DmaService;
   private readonly interrupts: RemoteInterrupts;
+  /** A guest polling a dead device fails reads by the thousand: counted in stats, a few lines logged a second. */
+  private readonly failureLog = new LogLimiter((m) => this.log('warn', m));
   /** Counts reprogram() calls: a newer one supersedes an attempt still retrying. */
   private reprogramming = 0;
 
@@ -88,7 +91,7 @@ export class RemoteFunction implements VfioUserDevice {
     const bar = this.layout.bars[region]!; // the server checked the region exists
     return this.o.endpoint.readMemory(bar.address + BigInt(offset), count, this.o.hiId, MPS).catch((err: Error) => {
       this.stats.mmioReadFailures++;
-      this.log('warn', `BAR ${region} read +0x${offset.toString(16)}/${count}: ${err.message}; all-ones`);
+      this.failureLog.line(() => `BAR ${region} read +0x${offset.toString(16)}/${count}: ${err.message}; all-ones (${this.stats.mmioReadFailures} so far)`);
       return new Uint8Array(count).fill(0xff);
     });
   }
