@@ -41,6 +41,7 @@ import {
   isConfigRequest,
   isNonPosted,
 } from '../fabric/tlp/tlp.ts';
+import { memBarBase } from '../pci/bar.ts';
 import { formatBdf } from '../pci/bdf.ts';
 import { Cfg, CommandBit } from '../pci/config-space.ts';
 import type { FunctionPorts, PciFunction } from '../pci/function.ts';
@@ -227,8 +228,7 @@ export class DeviceInterface {
       for (let i = 0; i < h.fn.bars.length; i++) {
         const b = h.fn.bars[i];
         if (!b || b.kind === 'io') continue;
-        let base = BigInt(cs.get32(Cfg.Bar0 + 4 * i) & 0xfffffff0);
-        if (b.kind === 'mem64') base |= BigInt(cs.get32(Cfg.Bar0 + 4 * i + 4)) << 32n;
+        const base = memBarBase(cs, i, b);
         // An unprogrammed BAR decodes nothing.
         if (base === 0n) continue;
         if (address >= base && address + BigInt(length) <= base + BigInt(b.size)) return { h, bar: i, offset: Number(address - base) };

@@ -12,7 +12,7 @@ import { inProcessPort, type Station } from '../../src/fabric/wire/port.ts';
 import { seededRng } from '../../src/fabric/rng.ts';
 import { EthernetSwitch } from '../../src/fabric/switch/switch.ts';
 import { bdf } from '../../src/pci/bdf.ts';
-import { TestDevice } from '../../src/devices/testdev/testdev.ts';
+import { TestDevice, type TestDeviceOptions } from '../../src/devices/testdev/testdev.ts';
 import { DI_COMPLETION_TIMEOUT_MS, DeviceInterface } from '../../src/di/di.ts';
 import { FabricNode } from '../../src/fabric/link/node.ts';
 import { HI_COMPLETION_TIMEOUT_MS, HostInterface } from '../../src/hi/hi.ts';
@@ -50,6 +50,8 @@ export interface RigOptions {
   /** Loss probability on every HI port, both directions. */
   loss?: number;
   completionTimeoutMs?: number;
+  /** The test device's options (default: none). */
+  device?: TestDeviceOptions;
 }
 
 export async function hiDiRig(t: ExecutionContext, opts: RigOptions = {}): Promise<HiDiRig> {
@@ -83,7 +85,7 @@ export async function hiDiRig(t: ExecutionContext, opts: RigOptions = {}): Promi
     ([id, peerMacs]) => new PcieoePort(diNode, { id, peerMacs, completionTimeoutMs: DI_COMPLETION_TIMEOUT_MS, peerName: 'host', log }),
   );
   const di = new DeviceInterface({ ports: diPorts, log });
-  const dev = new TestDevice();
+  const dev = new TestDevice(opts.device);
   di.addFunction('fn0', dev);
   di.assign('fn0', HOST_CHANNEL, FN0_BDF);
 
