@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { realClock } from '../fabric/clock.ts';
 import { VfioUserServer } from '../vfio-user/server.ts';
 import { processLogger } from '../common/logger.ts';
-import { formatBdf, parseBdf } from '../pci/bdf.ts';
+import { formatBdf, formatPciId, parseBdf } from '../pci/bdf.ts';
 import { type OpenStation, STATION_ARGS, STATION_USAGE, openStation, parseKeyValues } from '../fabric/station.ts';
 import { cpuProfileControl, serveLineControl } from '../common/control-socket.ts';
 import { HiControlEndpoint } from './control-endpoint.ts';
@@ -81,7 +81,7 @@ async function main(): Promise<void> {
       ...ports.map(({ id, channel: ch }) => `channel ${id} peer ${ch.isPeerAlive ? 'reachable' : 'unreachable'} links ${ch.linkStates.map((u) => (u ? 'up' : 'down')).join(',')}`),
       ...served().map(
         (e) =>
-          `eep ${e.name} channel ${hot.eeps.get(e.name)?.channel} remote ${formatBdf(e.remoteBdf)} id ${e.layout.vendorId.toString(16).padStart(4, '0')}:${e.layout.deviceId.toString(16).padStart(4, '0')} msix ${e.stats.msix} dma-errors ${e.stats.dmaErrors} mmio-read-failures ${e.stats.mmioReadFailures}`,
+          `eep ${e.name} channel ${hot.eeps.get(e.name)?.channel} remote ${formatBdf(e.remoteBdf)} id ${formatPciId(e.layout.vendorId, e.layout.deviceId)} msix ${e.stats.msix} dma-errors ${e.stats.dmaErrors} mmio-read-failures ${e.stats.mmioReadFailures}`,
       ),
       ...eeps.filter((e) => !hot.eeps.has(e.name)).map((e) => `eep ${e.name} channel ${e.channel} remote ${formatBdf(e.bdf)} not served`),
       '',

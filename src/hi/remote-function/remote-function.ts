@@ -10,7 +10,7 @@
 // re-programming BARs, memory decode and MSI/MSI-X (restore()).
 import type { PcieoePort } from '../../fabric/pcieoe-port.ts';
 import type { MemReadTlp, MemWriteTlp } from '../../fabric/tlp/tlp.ts';
-import { formatBdf } from '../../pci/bdf.ts';
+import { formatBdf, formatPciId } from '../../pci/bdf.ts';
 import { BAR_MEM_BASE_MASK, barRegister, barTypeBits } from '../../pci/bar.ts';
 import { DevCtlBit, Pcie } from '../../pci/capabilities.ts';
 import { Cfg, CommandBit } from '../../pci/config-space.ts';
@@ -80,7 +80,7 @@ export class RemoteFunction implements VfioUserDevice {
     const cfg = new ConfigAccess(o.endpoint, o.hiId, o.remoteBdf);
     const f = new RemoteFunction(o, cfg, await enumerateRemote(cfg, o));
     await f.restore();
-    f.log('info', `${formatBdf(o.remoteBdf)} ${hex(f.layout.vendorId, 4)}:${hex(f.layout.deviceId, 4)}: ${describeLayout(f.layout)}`);
+    f.log('info', `${formatBdf(o.remoteBdf)} ${formatPciId(f.layout.vendorId, f.layout.deviceId)}: ${describeLayout(f.layout)}`);
     return f;
   }
 
@@ -222,8 +222,4 @@ export class RemoteFunction implements VfioUserDevice {
     await this.interrupts.programMsix();
     await this.interrupts.programMsi();
   }
-}
-
-function hex(n: number, w: number): string {
-  return n.toString(16).padStart(w, '0');
 }
