@@ -73,8 +73,11 @@ export class DmaTable {
     return this.regions;
   }
 
-  /** DMA_MAP. Takes ownership of `fd` (closed once mapped or on failure, kept while pread/pwrite need it). */
-  map(args: DmaMapArgs, fd: number | undefined): void {
+  /**
+   * DMA_MAP. Takes ownership of `fd` (closed once mapped or on failure, kept while pread/pwrite
+   * need it). Returns how the region will be reached.
+   */
+  map(args: DmaMapArgs, fd: number | undefined): 'mmap' | 'pread' | 'messages' {
     let keepFd = false;
     try {
       const { iova, size } = args;
@@ -105,6 +108,7 @@ export class DmaTable {
         }
       }
       this.regions.splice(i, 0, region);
+      return region.mem ? 'mmap' : region.file ? 'pread' : 'messages';
     } finally {
       // A mapping keeps the memory alive; the fd itself is needed only for pread/pwrite.
       if (fd !== undefined && !keepFd) native.close(fd);

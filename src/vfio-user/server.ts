@@ -186,6 +186,7 @@ class Session {
   /** Bytes of the messages in `queue`. */
   private queuedBytes = 0;
   private signalFailures = 0;
+  private warnedUnsealed = false;
   private closed = false;
   /** The client's limits from VERSION. */
   private clientMaxTransfer = DEFAULTS.maxDataTransfer;
@@ -312,7 +313,10 @@ class Session {
         return this.version(p);
       case Command.DmaMap: {
         const args = decodeDmaMap(p);
-        this.dma.map(args, m.fds.pop());
+        if (this.dma.map(args, m.fds.pop()) === 'pread' && !this.warnedUnsealed) {
+          this.warnedUnsealed = true;
+          this.log('warn', 'DMA_MAP of an fd not sealed against shrinking: that guest memory is reached with pread/pwrite (slower; QEMU\'s memory-backend-memfd seals by default)');
+        }
         return;
       }
       case Command.DmaUnmap: {
