@@ -1,10 +1,10 @@
-// A DI killed with SIGKILL and started again with the same arguments, with the switch, DI and HI
-// as processes and the vfio-user test client playing QEMU: reads keep ending (all-ones while the DI
-// is gone, never hanging), the HI sees the new DI's epoch, programs the function again (BAR,
-// memory decode, MSI-X), and the device works again on the same connection: config, BAR, DMA and
-// MSI-X, each DMA done exactly once.
-import test from 'ava';
-import { mkdtempSync, rmSync } from 'node:fs';
+// A DI, then the switch, killed with SIGKILL and started again with the same arguments, with the
+// switch, DI and HI as processes and the vfio-user test client playing QEMU: reads keep ending
+// (all-ones while the process is gone, never hanging). A new DI has a new epoch: the HI programs
+// the function again (BAR, memory decode, MSI-X). A new switch changes no epoch: the channel
+// carries on. Either way the device works again on the same connection, each DMA done once.
+import test, { type ExecutionContext } from 'ava';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { native } from '../../native/index.ts';
@@ -21,15 +21,17 @@ import { startProcess, waitForSocket } from './lab-process.ts';
 const HI_MACS = ['02:00:00:00:01:00', '02:00:00:00:01:01'];
 const DI_MACS = ['02:00:00:00:0d:00', '02:00:00:00:0d:01'];
 
-test('a DI killed and started again: the HI programs the function again and the device works on the same connection', async (t) => {
+/** Switch, DI (a test device on channel 1) and HI as processes, and a vfio-user client with guest RAM and an MSI-X eventfd. */
+async function rig(t: ExecutionContext) {
   const root = mkdtempSync(join(tmpdir(), 'pcieoe-restart-'));
   const hiDir = join(root, 'hi');
   const diDir = join(root, 'di');
-  const sw = await startSwitch({
+  const swOpts = {
     dir: join(root, 'sw'),
     ports: ['hi0', 'hi1', 'di0', 'di1'],
     args: ['hi0', 'hi1', 'di0', 'di1'].flatMap((p) => ['--peer', `${p}=${join(root, p.slice(0, 2), `link${p[2]}.sock`)}`]),
-  });
+  };
+  let sw = await startSwitch(swOpts);
   const diArgs = [
     ...DI_MACS.flatMap((m, i) => ['--link', `${m}@${sw.portPath(`di${i}`)}`]),
     '--channel', `1=${HI_MACS.join(',')}`,
@@ -44,10 +46,9 @@ test('a DI killed and started again: the HI programs the function again and the 
     '--completion-timeout', '1000',
   ]);
   const clients: VfioUserClient[] = [];
-  let hiControl: SwitchControl | undefined;
+  const controls: SwitchControl[] = [];
   t.teardown(async () => {
-    for (const c of clients) c.close();
-    hiControl?.close();
+    for (const c of [...clients, ...controls]) c.close();
     for (const p of [hi, di]) if (p.proc.exitCode === null) p.proc.kill('SIGTERM');
     await Promise.all([hi.exited, di.exited]);
     await sw.stop();
@@ -71,62 +72,108 @@ test('a DI killed and started again: the HI programs the function again and the 
   const iova = 0x2000_0000;
   await c.dmaMap(iova, size, { fd: memfd });
   await c.setIrqs({ flags: IrqSetFlag.DataEventfd | IrqSetFlag.ActionTrigger, index: PciIrq.Msix, start: 0, count: 1 }, [efd]);
-  /** The guest driver's part: bus master on, then one DMA copy of `n` bytes, done when its MSI-X arrives. */
-  const dmaCopy = async (n: number, seed: number) => {
-    await c.write32(PciRegion.Config, Cfg.Command, CommandBit.Memory | CommandBit.BusMaster);
-    const data = Uint8Array.from({ length: n }, (_, i) => (i * 13 + seed) & 0xff);
-    ram.set(data, 0);
-    await c.regionWrite(0, TestReg.DmaSrc, u64le(iova));
-    await c.regionWrite(0, TestReg.DmaDst, u64le(iova + 0x8_0000));
-    await c.write32(0, TestReg.DmaLen, n);
-    const irq = waitEventfd(efd, 10_000);
-    await c.write32(0, TestReg.Doorbell, 1);
-    await irq;
-    t.deepEqual(ram.subarray(0x8_0000, 0x8_0000 + n), data);
-    t.is(await c.read32(0, TestReg.Status), TestStatus.Done);
+
+  return {
+    c,
+    hi,
+    get di() {
+      return di;
+    },
+    /** The guest driver's part: bus master on, then one DMA copy of `n` bytes, done when its MSI-X arrives. */
+    async dmaCopy(n: number, seed: number) {
+      await c.write32(PciRegion.Config, Cfg.Command, CommandBit.Memory | CommandBit.BusMaster);
+      const data = Uint8Array.from({ length: n }, (_, i) => (i * 13 + seed) & 0xff);
+      ram.set(data, 0);
+      await c.regionWrite(0, TestReg.DmaSrc, u64le(iova));
+      await c.regionWrite(0, TestReg.DmaDst, u64le(iova + 0x8_0000));
+      await c.write32(0, TestReg.DmaLen, n);
+      const irq = waitEventfd(efd, 10_000);
+      await c.write32(0, TestReg.Doorbell, 1);
+      await irq;
+      t.deepEqual(ram.subarray(0x8_0000, 0x8_0000 + n), data);
+      t.is(await c.read32(0, TestReg.Status), TestStatus.Done);
+    },
+    /**
+     * Reads of the device's id run while `disrupt` kills and restarts a process; resolves once a read
+     * answers again, having checked that every read ended with the value or all-ones, none hanging.
+     */
+    async readThrough(disrupt: () => Promise<void>): Promise<{ recoveryMs: number }> {
+      let reading = true;
+      const results: number[] = [];
+      let slowest = 0;
+      const reader = (async () => {
+        while (reading) {
+          const t0 = performance.now();
+          results.push(await c.read32(0, TestReg.Id));
+          slowest = Math.max(slowest, performance.now() - t0);
+        }
+      })();
+      await until(() => results.length > 20, 'reads before the kill');
+      await disrupt();
+      const restartedAt = performance.now();
+      const n = results.length;
+      await until(() => results.length > n && results.at(-1) === TESTDEV_ID_VALUE, 'the device to answer again', { timeoutMs: 30_000 });
+      const recoveryMs = performance.now() - restartedAt;
+      reading = false;
+      await reader;
+      t.log(`device answering again ${Math.round(recoveryMs)} ms after the restart began (the DI: from its spawn; the switch: once its sockets were up); slowest read ${Math.round(slowest)} ms`);
+      t.true(results.every((v) => v === TESTDEV_ID_VALUE || v === 0xffffffff), 'every read ended with the value or all-ones');
+      t.true(slowest < 3000, `no read hung (slowest ${Math.round(slowest)} ms)`);
+      return { recoveryMs };
+    },
+    async restartDi() {
+      di.proc.kill('SIGKILL');
+      await di.exited;
+      di = startProcess('src/di/main.ts', diDir, diArgs);
+    },
+    async restartSwitch() {
+      sw.proc.kill('SIGKILL');
+      await new Promise((r) => sw.proc.once('exit', r));
+      sw.control.close();
+      // What a killed switch leaves: its socket files (the stations' sockets stay bound).
+      for (const f of readdirSync(swOpts.dir)) rmSync(join(swOpts.dir, f));
+      sw = await startSwitch(swOpts);
+    },
+    async linkStats(): Promise<{ peerRestarts: number; cutOffs: number }> {
+      const ctl = await SwitchControl.connect(join(hiDir, 'control.sock'));
+      controls.push(ctl);
+      const stats = (await ctl.must({ stats: true } as never)) as unknown as { channels: Record<string, { link: { peerRestarts: number; cutOffs: number } }> };
+      return stats.channels['1']!.link;
+    },
   };
-  await dmaCopy(50_000, 1);
-  await c.write32(0, TestReg.Scratch, 0x1234_5678);
-  t.is(await c.read32(0, TestReg.DmaCount), 1);
+}
 
-  // Reads run throughout: each ends, with the value or all-ones, within the completion timeout and a margin.
-  let reading = true;
-  const results: number[] = [];
-  let slowest = 0;
-  const reader = (async () => {
-    while (reading) {
-      const t0 = performance.now();
-      results.push(await c.read32(0, TestReg.Id));
-      slowest = Math.max(slowest, performance.now() - t0);
-    }
-  })();
-  await until(() => results.length > 20, 'reads before the kill');
-  di.proc.kill('SIGKILL');
-  await di.exited;
-  await until(() => results.at(-1) === 0xffffffff, 'a read to fail while the DI is gone');
-  const restartedAt = performance.now();
-  di = startProcess('src/di/main.ts', diDir, diArgs);
-  await until(() => results.at(-1) === TESTDEV_ID_VALUE, 'the device to answer again', { timeoutMs: 30_000 });
-  const recoveryMs = performance.now() - restartedAt;
-  reading = false;
-  await reader;
-  t.log(`device answering again ${Math.round(recoveryMs)} ms after the DI was started again (process start included); slowest read ${Math.round(slowest)} ms`);
-  t.true(results.every((v) => v === TESTDEV_ID_VALUE || v === 0xffffffff), 'every read ended with the value or all-ones');
-  t.true(slowest < 3000, `no read hung (slowest ${Math.round(slowest)} ms)`);
+test('a DI killed and started again: the HI programs the function again and the device works on the same connection', async (t) => {
+  const r = await rig(t);
+  await r.dmaCopy(50_000, 1);
+  await r.c.write32(0, TestReg.Scratch, 0x1234_5678);
+  t.is(await r.c.read32(0, TestReg.DmaCount), 1);
 
+  await r.readThrough(async () => {
+    await r.restartDi();
+  });
   // The new DI's function is fresh (registers reset) but programmed by the HI: BAR decode works.
-  t.is(await c.read32(0, TestReg.Scratch), 0, 'a new function: what the old one held is gone');
-  t.is(await c.read32(0, TestReg.DmaCount), 0);
-  hiControl = await SwitchControl.connect(join(hiDir, 'control.sock'));
-  const stats = (await hiControl.must({ stats: true } as never)) as unknown as { channels: Record<string, { link: { peerRestarts: number } }> };
-  t.is(stats.channels['1']!.link.peerRestarts, 1, 'the HI saw one new DI epoch');
-  t.regex(hi.output(), /channel 1: DI restarted \(new epoch\): channel reset/);
-  t.regex(hi.output(), /eep0: channel reset: programming the function again/);
+  t.is(await r.c.read32(0, TestReg.Scratch), 0, 'a new function: what the old one held is gone');
+  t.is(await r.c.read32(0, TestReg.DmaCount), 0);
+  t.like(await r.linkStats(), { peerRestarts: 1, cutOffs: 0 }, 'the HI saw one new DI epoch');
+  t.regex(r.hi.output(), /channel 1: DI restarted \(new epoch\): channel reset/);
+  t.regex(r.hi.output(), /eep0: channel reset: programming the function again/);
 
   // DMA and MSI-X again, each copy done exactly once.
-  await dmaCopy(100_000, 2);
-  await dmaCopy(3_000, 3);
-  t.is(await c.read32(0, TestReg.DmaCount), 2);
-  t.is(hi.proc.exitCode, null);
-  t.true(c.isOpen, 'the same vfio-user connection throughout');
+  await r.dmaCopy(100_000, 2);
+  await r.dmaCopy(3_000, 3);
+  t.is(await r.c.read32(0, TestReg.DmaCount), 2);
+  t.is(r.hi.proc.exitCode, null);
+  t.true(r.c.isOpen, 'the same vfio-user connection throughout');
+});
+
+test('the switch killed and started again: both ends live on, nothing is reset, the device works again', async (t) => {
+  const r = await rig(t);
+  await r.dmaCopy(50_000, 1);
+  await r.c.write32(0, TestReg.Scratch, 0x1234_5678);
+  await r.readThrough(() => r.restartSwitch());
+  t.is(await r.c.read32(0, TestReg.Scratch), 0x1234_5678, 'the same function, its state kept');
+  t.like(await r.linkStats(), { peerRestarts: 0, cutOffs: 0 }, 'no epoch changed: the channel carried on');
+  await r.dmaCopy(100_000, 2);
+  t.is(await r.c.read32(0, TestReg.DmaCount), 2, 'each DMA done once');
 });
