@@ -20,7 +20,7 @@
 import type { PciFunction } from '../pci/function.ts';
 import { Cfg } from '../pci/config-space.ts';
 import type { IrqIndexDesc } from '../vfio-user/irq.ts';
-import { pciRegionTable } from '../vfio-user/pci-regions.ts';
+import { pciIrqTable, pciRegionTable } from '../vfio-user/pci-regions.ts';
 import { IrqInfoFlag, PciIrq, PciRegion } from '../vfio-user/protocol.ts';
 import { VfioUserServer, type RegionDesc, type ServerOptions, type SessionContext, type VfioUserDevice } from '../vfio-user/server.ts';
 
@@ -33,13 +33,12 @@ export class PciVfioUserDevice implements VfioUserDevice {
   constructor(readonly fn: PciFunction) {
     this.regions = pciRegionTable({ bars: fn.bars, configSize: fn.config.size });
     const hasPin = fn.config.get8(Cfg.InterruptPin) !== 0;
-    this.irqs = [];
-    this.irqs[PciIrq.Intx] = { count: hasPin ? 1 : 0, flags: IrqInfoFlag.Eventfd | IrqInfoFlag.Maskable | IrqInfoFlag.Automasked };
     const message = IrqInfoFlag.Eventfd | IrqInfoFlag.Maskable | IrqInfoFlag.NoResize;
-    this.irqs[PciIrq.Msi] = { count: fn.msiDef?.vectors ?? 0, flags: message };
-    this.irqs[PciIrq.Msix] = { count: fn.msixDef?.vectors ?? 0, flags: message };
-    this.irqs[PciIrq.Err] = { count: 1, flags: IrqInfoFlag.Eventfd };
-    this.irqs[PciIrq.Req] = { count: 1, flags: IrqInfoFlag.Eventfd };
+    this.irqs = pciIrqTable({
+      intx: { count: hasPin ? 1 : 0, flags: IrqInfoFlag.Eventfd | IrqInfoFlag.Maskable | IrqInfoFlag.Automasked },
+      msi: { count: fn.msiDef?.vectors ?? 0, flags: message },
+      msix: { count: fn.msixDef?.vectors ?? 0, flags: message },
+    });
   }
 
   regionRead(region: number, offset: number, count: number): Uint8Array | Promise<Uint8Array> {

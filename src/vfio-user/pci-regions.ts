@@ -1,9 +1,11 @@
-// The vfio-user region table of a PCI function (VFIO_PCI_*_REGION_INDEX):
-// regions 0-5 are the BARs (a 64-bit BAR's upper half and absent BARs are
-// empty), 6 ROM (none), 7 config space, 8 VGA (none). A BAR with shared
-// memory is offered for mmap as sparse areas.
+// The vfio-user tables of a PCI function. Regions (VFIO_PCI_*_REGION_INDEX):
+// 0-5 are the BARs (a 64-bit BAR's upper half and absent BARs are empty),
+// 6 ROM (none), 7 config space, 8 VGA (none); a BAR with shared memory is
+// offered for mmap as sparse areas. IRQ indexes (VFIO_PCI_*_IRQ_INDEX):
+// INTx, MSI and MSI-X as the device serves them, one ERR and one REQ eventfd.
 import type { FunctionRegions } from '../pci/bar.ts';
-import { PciRegion, RegionFlag } from './protocol.ts';
+import type { IrqIndexDesc } from './irq.ts';
+import { IrqInfoFlag, PciIrq, PciRegion, RegionFlag } from './protocol.ts';
 import type { RegionDesc } from './server.ts';
 
 export function pciRegionTable(f: FunctionRegions): RegionDesc[] {
@@ -14,4 +16,14 @@ export function pciRegionTable(f: FunctionRegions): RegionDesc[] {
   });
   regions[PciRegion.Config] = { size: f.configSize, flags: rw };
   return regions;
+}
+
+export function pciIrqTable(o: { intx: IrqIndexDesc; msi: IrqIndexDesc; msix: IrqIndexDesc }): IrqIndexDesc[] {
+  const irqs: IrqIndexDesc[] = [];
+  irqs[PciIrq.Intx] = o.intx;
+  irqs[PciIrq.Msi] = o.msi;
+  irqs[PciIrq.Msix] = o.msix;
+  irqs[PciIrq.Err] = { count: 1, flags: IrqInfoFlag.Eventfd };
+  irqs[PciIrq.Req] = { count: 1, flags: IrqInfoFlag.Eventfd };
+  return irqs;
 }

@@ -15,7 +15,7 @@ import { BAR_MEM_BASE_MASK, barRegister, barTypeBits } from '../../pci/bar.ts';
 import { DevCtlBit, Pcie } from '../../pci/capabilities.ts';
 import { Cfg, CommandBit } from '../../pci/config-space.ts';
 import type { IrqIndexDesc } from '../../vfio-user/irq.ts';
-import { pciRegionTable } from '../../vfio-user/pci-regions.ts';
+import { pciIrqTable, pciRegionTable } from '../../vfio-user/pci-regions.ts';
 import { IrqInfoFlag, PciIrq, PciRegion } from '../../vfio-user/protocol.ts';
 import type { Logger } from '../../common/logger.ts';
 import { LogLimiter } from '../../common/log-limiter.ts';
@@ -55,13 +55,12 @@ export class RemoteFunction implements VfioUserDevice {
       layout, cfg, endpoint: o.endpoint, hiId: o.hiId, msiBase: o.msiBase, session, afterWrites: (fn) => this.dma.afterWrites(fn), stats: this.stats,
     });
     this.regions = pciRegionTable({ bars: layout.bars, configSize: layout.configSize });
-    this.irqs = [];
-    this.irqs[PciIrq.Intx] = { count: 0, flags: IrqInfoFlag.Eventfd };
-    // MSI as the function offers it; QEMU emulates the capability (and its per-vector mask) for the guest.
-    this.irqs[PciIrq.Msi] = { count: layout.msi?.vectors ?? 0, flags: IrqInfoFlag.Eventfd | IrqInfoFlag.Maskable | IrqInfoFlag.NoResize };
-    this.irqs[PciIrq.Msix] = { count: layout.msix?.vectors ?? 0, flags: IrqInfoFlag.Eventfd | IrqInfoFlag.NoResize };
-    this.irqs[PciIrq.Err] = { count: 1, flags: IrqInfoFlag.Eventfd };
-    this.irqs[PciIrq.Req] = { count: 1, flags: IrqInfoFlag.Eventfd };
+    this.irqs = pciIrqTable({
+      intx: { count: 0, flags: IrqInfoFlag.Eventfd },
+      // MSI as the function offers it; QEMU emulates the capability (and its per-vector mask) for the guest.
+      msi: { count: layout.msi?.vectors ?? 0, flags: IrqInfoFlag.Eventfd | IrqInfoFlag.Maskable | IrqInfoFlag.NoResize },
+      msix: { count: layout.msix?.vectors ?? 0, flags: IrqInfoFlag.Eventfd | IrqInfoFlag.NoResize },
+    });
   }
 
   get name(): string {
