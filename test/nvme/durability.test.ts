@@ -130,6 +130,25 @@ test('over PCIeOE: SIGKILL of the DI after a flushed write; the data reads back 
   t.deepEqual(await readBack(b.drv, 128, data.length), data);
 });
 
+test('the DI closes its NVMe namespaces at SIGTERM and exits 0', async (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'nvme-dur-di-'));
+  const sw = await startSwitch({ dir: join(root, 'sw'), ports: ['di0'], args: ['--peer', `di0=${join(root, 'di', 'link0.sock')}`] });
+  const di = startProcess('src/di/main.ts', join(root, 'di'), [
+    '--link', `${DI_MAC}@${sw.portPath('di0')}`, '--channel', `1=${HI_MAC}`,
+    '--function', `nvme0=nvme:file:${join(root, 'remote.img')},size:1M`, '--assign', 'nvme0=channel:1,bdf:01:00.0',
+  ]);
+  t.teardown(async () => {
+    kill(di);
+    await di.exited;
+    await sw.stop();
+    rmSync(root, { recursive: true, force: true });
+  });
+  await waitForSocket(join(root, 'di', 'control.sock'), di);
+  di.proc.kill('SIGTERM');
+  t.is(await di.exited, 0, di.output());
+  t.regex(di.output(), /SIGTERM: closing/);
+});
+
 test('SIGTERM with writes just completed: the server syncs, closes and exits 0', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'nvme-dur-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
