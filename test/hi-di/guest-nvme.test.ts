@@ -7,6 +7,7 @@ import test from 'ava';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TestLab } from '../support/lab-harness.ts';
+import { shIoUnderway } from '../support/guest-wait.ts';
 
 const lab = new TestLab('hidinv');
 
@@ -97,7 +98,7 @@ test.serial('[qemu] fio verify through HI + switch + DI: 4 KiB random QD32, 64 K
 // resets, fails to re-enable and removes the controller, failing the I/O.
 test.serial('[qemu] the DI killed mid-I/O: I/O errors or removal in the guest within 35 s, no hang, the HI stays up', async (t) => {
   await guest('(fio --name=bg --direct=1 --ioengine=libaio --filename=/dev/nvme0n1 --rw=randrw --bs=4k --iodepth=16 --size=32M --time_based --runtime=300 >/tmp/bg.out 2>&1; echo "FIO-EXIT $?" >/dev/kmsg) >/dev/null 2>&1 &\n' +
-    'sleep 5; pgrep -x fio >/dev/null');
+    `${shIoUnderway('nvme0n1', 1000)}; pgrep -x fio >/dev/null`);
   const hiPid = pidOf('hi');
   const diPid = pidOf('di');
   // The marker is written before the kill: (error time − marker time) bounds the real delay from above.

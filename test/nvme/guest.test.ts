@@ -4,6 +4,7 @@
 // and that data survives a guest reboot and a restart of the server process.
 import test from 'ava';
 import { TestLab } from '../support/lab-harness.ts';
+import { shUntil } from '../support/guest-wait.ts';
 
 // Own state and data directories: never the user's lab.
 const testLab = new TestLab('nvme');
@@ -50,9 +51,10 @@ test.serial('[qemu] Linux nvme driver binds; nvme-cli and fio verify pass; nvme 
   t.regex(await fio('--filename=/dev/nvme0n2 --rw=write --bs=64k --iodepth=8 --size=16M'), /err= 0/);
 
   // A controller reset (CC.EN 1 → 0 → 1), and a driver unbind / rebind (shutdown, then a new probe), then more I/O.
-  await guest('nvme reset /dev/nvme0 && sleep 1');
+  const live = (what: string) => shUntil('grep -qx live /sys/class/nvme/nvme0/state && test -b /dev/nvme0n1', what);
+  await guest(`nvme reset /dev/nvme0 && ${live('nvme0 live after the reset')}`);
   const fn = (await guest('basename $(readlink /sys/class/nvme/nvme0/device)')).trim();
-  await guest(`echo ${fn} > /sys/bus/pci/drivers/nvme/unbind && echo ${fn} > /sys/bus/pci/drivers/nvme/bind && sleep 2 && test -b /dev/nvme0n1`);
+  await guest(`echo ${fn} > /sys/bus/pci/drivers/nvme/unbind && echo ${fn} > /sys/bus/pci/drivers/nvme/bind && ${live('nvme0n1 after the rebind')}`);
   t.regex(await fio('--filename=/dev/nvme0n1 --rw=randwrite --bs=4k --iodepth=4 --size=4M --offset=128M'), /err= 0/);
 
   // A guest reboot: the kernel shuts the controller down (CC.SHN), the next boot's driver
