@@ -182,8 +182,7 @@ const COMMANDS: Record<string, Command> = {
     options: { slot: { type: 'string' } },
     async run(pos, values) {
       expectArgs(pos, 2, 'assign <host> <di>/<function>');
-      const slot = values.slot === undefined ? undefined : Number(values.slot);
-      if (slot !== undefined && !(Number.isInteger(slot) && slot >= 0)) throw new UsageError(`--slot: expected a slot number, got "${values.slot}"`);
+      const slot = slotOption(values.slot);
       const r = await managerCall<FlowResult>({ op: 'assign', host: pos[0]!, function: pos[1]!, ...(slot !== undefined ? { slot } : {}) });
       console.log(`assigned ${r.assignment.di}/${r.assignment.function} to ${r.assignment.host} slot ${r.assignment.slot} (${r.ms} ms)`);
       return EXIT.ok;
@@ -206,8 +205,7 @@ const COMMANDS: Record<string, Command> = {
     options: { slot: { type: 'string' } },
     async run(pos, values) {
       expectArgs(pos, 2, 'move <di>/<function> <host>');
-      const slot = values.slot === undefined ? undefined : Number(values.slot);
-      if (slot !== undefined && !(Number.isInteger(slot) && slot >= 0)) throw new UsageError(`--slot: expected a slot number, got "${values.slot}"`);
+      const slot = slotOption(values.slot);
       const r = await managerCall<FlowResult & { from: Assignment }>({ op: 'move', function: pos[0]!, host: pos[1]!, ...(slot !== undefined ? { slot } : {}) });
       console.log(`moved ${r.assignment.di}/${r.assignment.function} from ${r.from.host} slot ${r.from.slot} to ${r.assignment.host} slot ${r.assignment.slot} (${r.ms} ms)`);
       return EXIT.ok;
@@ -223,6 +221,12 @@ const COMMANDS: Record<string, Command> = {
     },
   },
 };
+
+function slotOption(value: unknown): number | undefined {
+  const slot = value === undefined ? undefined : Number(value);
+  if (slot !== undefined && !(Number.isInteger(slot) && slot >= 0)) throw new UsageError(`--slot: expected a slot number, got "${value}"`);
+  return slot;
+}
 
 /** One call to the lab's manager, through its API (src/manager/api.ts). */
 async function managerCall<T>(req: ApiCall): Promise<T> {
