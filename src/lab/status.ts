@@ -195,6 +195,8 @@ export function headlineCounters(p: ProcessStatus): Record<string, number> {
       txTlp: sum(c.channels, (x) => x.link?.txTlp),
       rxDelivered: sum(c.channels, (x) => x.link?.rxDelivered),
       replays: sum(c.channels, (x) => x.link?.txReplay),
+      // Channels that started over: the peer came back with a new epoch (it restarted), or was cut off.
+      resets: sum(c.channels, (x) => (x.link?.peerRestarts ?? 0) + (x.link?.cutOffs ?? 0)),
     };
   }
   return {};
