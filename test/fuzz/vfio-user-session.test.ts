@@ -8,6 +8,7 @@
 // process is never disturbed.
 import test from 'ava';
 import fc from 'fast-check';
+import { once } from 'node:events';
 import { closeSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { native } from '../../native/index.ts';
@@ -269,8 +270,9 @@ test('fuzz: the first message of a new connection: VERSION negotiates, anything 
   let negotiated = 0;
   let dropped = 0;
   const run = async (k: Case): Promise<void> => {
-    await until(() => !a.server.hasClient, 'the previous client to be gone', { timeoutMs: 5000 });
+    const accepted = once(a.server, 'connect');
     const c = new VfioUserClient(a.server.path);
+    await withTimeout(accepted, 5000, 'the server to accept the connection');
     const opened = k.fds.map(makeFd);
     try {
       const msg = encodeCase(k);
@@ -294,10 +296,12 @@ test('fuzz: the first message of a new connection: VERSION negotiates, anything 
       if (c.strayReplies.length) throw new Error(`unexpected reply: ${JSON.stringify(c.strayReplies[0]!.header)}`);
     } finally {
       for (const fd of opened.flat()) native.close(fd);
+      const gone = a.server.hasClient ? once(a.server, 'disconnect') : Promise.resolve();
       c.close();
+      await withTimeout<unknown>(gone, 5000, 'the server to notice the client left'); // it serves one client at a time
     }
   };
-  await fc.assert(property(t, first, run), fuzzParams(t, 300));
+  await fc.assert(property(t, first, run), fuzzParams(t, 1000));
   await until(() => !a.server.hasClient, 'the last client to be gone');
   const good = await a.client();
   t.is((await good.regionRead(PciRegion.Config, 0, 2))[0], TESTDEV_VENDOR_ID & 0xff, 'the server still negotiates with a well-behaved client');
