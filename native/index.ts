@@ -80,6 +80,8 @@ export interface Native {
   recvmsg(fd: number, buf: Uint8Array, fdsOut: number[]): number;
   /** Bytes sent on this socket that the peer has not read yet (SIOCOUTQ); 0 once it has read everything. */
   unsentBytes(fd: number): number;
+  /** A listening SOCK_SEQPACKET socket bound at `path` (seqpacket.cc; the memif control socket). */
+  unixListenSeqpacket(path: string, backlog?: number): number;
   /** Datagram to a bound unix path; -1 if the receiver's queue is full. */
   sendTo(fd: number, data: Uint8Array, path: string): number;
   /** One datagram (truncated to buf), or -1 if none is queued. */

@@ -1,0 +1,262 @@
+/**
+ * The memif ring in shared memory, and the four ways its two owners use it.
+ *
+ * Ring header and descriptors (little-endian, cache lines of 64 bytes):
+ *
+ *     0 u32 cookie    0x3E31F20, written by the client when it builds the ring
+ *     4 u16 flags     bit 0 MASK_INT: the consumer polls, the producer need not signal
+ *     6 u16 head      advanced by the client (frames in a client-to-server ring,
+ *                     empty buffers in a server-to-client ring)
+ *    64 u16 tail      advanced by the server (frames taken from a c2s ring,
+ *                     filled buffers in an s2c ring)
+ *   128 descriptors, 2^log2 of them, 16 bytes each:
+ *          0 u16 flags  bit 0 NEXT: the frame continues in the next descriptor
+ *          2 u16 region  4 u32 length  8 u32 offset  12 u32 metadata
+ *
+ * head and tail are free-running 16-bit counters; slot = counter & (size - 1).
+ * The client owns the descriptors' buffers: it points every descriptor at a
+ * buffer of its own when it builds the ring, and the server writes into those.
+ *
+ *   client → server (c2s): the client fills slots from head and publishes
+ *     head; the server reads from its last head up to head and publishes tail
+ *     so the client may reuse them.
+ *   server → client (s2c): the client offers empty buffers up to head (each
+ *     descriptor's length its buffer's size); the server fills from tail up to
+ *     head, sets lengths and publishes tail; the client reads from its last
+ *     tail up to tail, then offers those buffers again.
+ *
+ * The producer signals the ring's eventfd after publishing only while the
+ * consumer has MASK_INT clear, i.e. while it sleeps.
+ */
+
+export const MEMIF_COOKIE = 0x3e31f20;
+export const RING_HEADER_BYTES = 128;
+export const DESCRIPTOR_BYTES = 16;
+export const RING_FLAG_MASK_INT = 1;
+export const DESC_FLAG_NEXT = 1;
+
+const COOKIE_OFF = 0;
+const FLAGS_OFF = 4;
+const HEAD_OFF = 6;
+const TAIL_OFF = 64;
+
+export function ringBytes(log2Size: number): number {
+  return RING_HEADER_BYTES + DESCRIPTOR_BYTES * (1 << log2Size);
+}
+
+/** A frame the peer described wrongly (a descriptor outside its region, a chain longer than allowed). */
+export class MemifDescriptorError extends Error {}
+
+/** One ring mapped in this process; `regions` are every region of the connection, by index. */
+export class MemifRing {
+  readonly size: number;
+  readonly mask: number;
+  private readonly u16: Uint16Array;
+  private readonly u32: Uint32Array;
+  private readonly d16: number;
+  private readonly d32: number;
+  /** The consumer's own position (server: last head read of a c2s ring; client: last tail read of an s2c ring). */
+  private cursor = 0;
+
+  constructor(readonly regions: readonly Buffer[], region: number, offset: number, log2Size: number) {
+    const r = regions[region];
+    if (r === undefined) throw new MemifDescriptorError(`ring in region ${region}, which was not added`);
+    if (offset % 8 !== 0 || offset + ringBytes(log2Size) > r.length) throw new MemifDescriptorError(`ring at ${offset} (${1 << log2Size} slots) does not fit region ${region} of ${r.length} bytes`);
+    this.size = 1 << log2Size;
+    this.mask = this.size - 1;
+    const base = r.byteOffset + offset;
+    this.u16 = new Uint16Array(r.buffer, base, ringBytes(log2Size) / 2);
+    this.u32 = new Uint32Array(r.buffer, base, ringBytes(log2Size) / 4);
+    this.d16 = RING_HEADER_BYTES / 2;
+    this.d32 = RING_HEADER_BYTES / 4;
+  }
+
+  get cookie(): number {
+    return this.u32[COOKIE_OFF / 4]!;
+  }
+  get head(): number {
+    return Atomics.load(this.u16, HEAD_OFF / 2);
+  }
+  get tail(): number {
+    return Atomics.load(this.u16, TAIL_OFF / 2);
+  }
+  private setHead(v: number): void {
+    Atomics.store(this.u16, HEAD_OFF / 2, v & 0xffff);
+  }
+  private setTail(v: number): void {
+    Atomics.store(this.u16, TAIL_OFF / 2, v & 0xffff);
+  }
+  /** The consumer sleeps (wants the eventfd) unless MASK_INT is set. */
+  get consumerSleeps(): boolean {
+    return (Atomics.load(this.u16, FLAGS_OFF / 2) & RING_FLAG_MASK_INT) === 0;
+  }
+  /** The consumer says whether it wants signals (false while it is draining or polling). */
+  setWantSignals(want: boolean): void {
+    Atomics.store(this.u16, FLAGS_OFF / 2, want ? 0 : RING_FLAG_MASK_INT);
+  }
+
+  /** The client builds a ring: cookie, empty, every descriptor pointing at its buffer (`bufferAt(slot)`). */
+  initialise(bufferRegion: number, bufferAt: (slot: number) => number, bufferBytes: number): void {
+    this.u32[COOKIE_OFF / 4] = MEMIF_COOKIE;
+    Atomics.store(this.u16, FLAGS_OFF / 2, 0);
+    this.setHead(0);
+    this.setTail(0);
+    for (let s = 0; s < this.size; s++) this.setDescriptor(s, 0, bufferRegion, bufferBytes, bufferAt(s));
+    this.cursor = 0;
+  }
+
+  private setDescriptor(slot: number, flags: number, region: number, length: number, offset: number): void {
+    this.u16[this.d16 + slot * 8] = flags;
+    this.u16[this.d16 + slot * 8 + 1] = region;
+    this.u32[this.d32 + slot * 4 + 1] = length;
+    this.u32[this.d32 + slot * 4 + 2] = offset;
+  }
+
+  // ---- descriptors ----
+
+  private flags(slot: number): number {
+    return this.u16[this.d16 + slot * 8]!;
+  }
+  private region(slot: number): number {
+    return this.u16[this.d16 + slot * 8 + 1]!;
+  }
+  private length(slot: number): number {
+    return this.u32[this.d32 + slot * 4 + 1]!;
+  }
+  private offset(slot: number): number {
+    return this.u32[this.d32 + slot * 4 + 2]!;
+  }
+
+  /** The buffer a descriptor names, `length` bytes of it, checked against its region. */
+  private view(slot: number, length: number): Buffer {
+    const r = this.regions[this.region(slot)];
+    const off = this.offset(slot);
+    if (r === undefined || off + length > r.length) throw new MemifDescriptorError(`descriptor ${slot}: ${length} bytes at ${off} of region ${this.region(slot)} are outside it`);
+    return r.subarray(off, off + length);
+  }
+
+  /**
+   * Copy `frame` into the slots from `at` on, chaining with NEXT where it
+   * does not fit one buffer; `room(slot)` is what a slot's buffer holds.
+   * Returns the slots used, or 0 if fewer than `free` slots would not do.
+   */
+  private put(frame: Buffer, at: number, free: number, room: (slot: number) => number): number {
+    let done = 0;
+    let used = 0;
+    while (true) {
+      if (used >= free) return 0;
+      const slot = (at + used) & this.mask;
+      const n = Math.min(room(slot), frame.length - done);
+      if (n === 0 && frame.length > 0) throw new MemifDescriptorError(`descriptor ${slot} offers no room`);
+      frame.copy(this.view(slot, n), 0, done, done + n);
+      done += n;
+      used++;
+      this.u32[this.d32 + slot * 4 + 1] = n;
+      const last = done >= frame.length;
+      this.u16[this.d16 + slot * 8] = last ? 0 : DESC_FLAG_NEXT;
+      if (last) return used;
+    }
+  }
+
+  /** Gather the frame starting at slot `at` (up to `end`); returns [frame or null (descriptor error), slots used]. */
+  private take(at: number, end: number, copyOut: (parts: Buffer[], bytes: number) => Buffer): [Buffer, number] {
+    const parts: Buffer[] = [];
+    let bytes = 0;
+    let used = 0;
+    while (true) {
+      if (((end - (at + used)) & 0xffff) === 0) throw new MemifDescriptorError(`frame chained past the last published slot`);
+      const slot = (at + used) & this.mask;
+      const len = this.length(slot);
+      parts.push(this.view(slot, len));
+      bytes += len;
+      used++;
+      if ((this.flags(slot) & DESC_FLAG_NEXT) === 0) return [copyOut(parts, bytes), used];
+      if (used >= this.size) throw new MemifDescriptorError('a frame chained through the whole ring');
+    }
+  }
+
+  // ---- producer sides ----
+
+  /** Client, c2s ring: queue frames from head; returns how many fit. The client's buffers are all `bufferBytes`. */
+  clientSend(frames: readonly Buffer[], start: number, count: number, bufferBytes: number): number {
+    let head = this.head;
+    const free = this.size - ((head - this.tail) & 0xffff);
+    let used = 0;
+    let sent = 0;
+    const room = () => bufferBytes;
+    for (; sent < count; sent++) {
+      const n = this.put(frames[start + sent]!, head + used, free - used, room);
+      if (n === 0) break;
+      used += n;
+    }
+    head += used;
+    if (used > 0) this.setHead(head);
+    return sent;
+  }
+
+  /** Server, s2c ring: fill the buffers the client offered, from tail; returns how many frames fit. */
+  serverSend(frames: readonly Buffer[], start: number, count: number): number {
+    const tail = this.tail;
+    const free = (this.head - tail) & 0xffff;
+    if (free > this.size) throw new MemifDescriptorError(`head ${this.head} is ${free} slots past tail ${tail} in a ring of ${this.size}`);
+    let used = 0;
+    let sent = 0;
+    const room = (slot: number) => this.length(slot);
+    for (; sent < count; sent++) {
+      const n = this.put(frames[start + sent]!, tail + used, free - used, room);
+      if (n === 0) break;
+      used += n;
+    }
+    if (used > 0) this.setTail(tail + used);
+    return sent;
+  }
+
+  // ---- consumer sides ----
+
+  /** Server, c2s ring: every frame published since last time, then tail so the client may reuse the slots. */
+  serverReceive(deliver: (frame: Buffer) => void, copyOut: (parts: Buffer[], bytes: number) => Buffer, max: number): number {
+    const end = this.head;
+    if (((end - this.cursor) & 0xffff) > this.size) throw new MemifDescriptorError(`head ${end} is more than a ring past tail ${this.cursor}`);
+    let n = 0;
+    while (this.cursor !== end && n < max) {
+      const [frame, used] = this.take(this.cursor, end, copyOut);
+      this.cursor = (this.cursor + used) & 0xffff;
+      n++;
+      deliver(frame);
+    }
+    this.setTail(this.cursor);
+    return n;
+  }
+
+  /** Client, s2c ring: every frame the server filled since last time, then offer all free buffers again. */
+  clientReceive(deliver: (frame: Buffer) => void, copyOut: (parts: Buffer[], bytes: number) => Buffer, max: number, bufferBytes: number, bufferAt: (slot: number) => number, bufferRegion: number): number {
+    const end = this.tail;
+    let n = 0;
+    while (this.cursor !== end && n < max) {
+      const [frame, used] = this.take(this.cursor, end, copyOut);
+      this.cursor = (this.cursor + used) & 0xffff;
+      n++;
+      deliver(frame);
+    }
+    this.refill(bufferBytes, bufferAt, bufferRegion);
+    return n;
+  }
+
+  /** Client, s2c ring: offer every slot the server has handed back (head up to cursor + size). */
+  refill(bufferBytes: number, bufferAt: (slot: number) => number, bufferRegion: number): void {
+    let head = this.head;
+    const target = (this.cursor + this.size) & 0xffff;
+    if (head === target) return;
+    while (head !== target) {
+      const slot = head & this.mask;
+      this.setDescriptor(slot, 0, bufferRegion, bufferBytes, bufferAt(slot));
+      head = (head + 1) & 0xffff;
+    }
+    this.setHead(head);
+  }
+
+  /** Anything published for the consumer since its last read? */
+  pending(consumerIsServer: boolean): boolean {
+    return (consumerIsServer ? this.head : this.tail) !== this.cursor;
+  }
+}

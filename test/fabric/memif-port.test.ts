@@ -1,0 +1,188 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import test from 'ava';
+import { native } from '../../native/index.ts';
+import { MemifPort } from '../../src/fabric/wire/memif/port.ts';
+import { MEMIF_MESSAGE_BYTES, decodeMemifMessage, encodeMemifMessage } from '../../src/fabric/wire/memif/messages.ts';
+import { until } from '../support/until.ts';
+
+function socketPath(): string {
+  return path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'fabric-memif-')), 'port.memif');
+}
+
+const frame = (i: number, size: number) => {
+  const b = Buffer.alloc(size);
+  for (let k = 0; k < size; k++) b[k] = (i * 7 + k) & 0xff;
+  b.writeUInt32BE(i, 0);
+  return b;
+};
+
+function pair(t: { teardown(fn: () => void): void }, client: Partial<ConstructorParameters<typeof MemifPort>[0]> = {}) {
+  const socket = socketPath();
+  const server = new MemifPort({ socket, role: 'server' });
+  const station = new MemifPort({ socket, role: 'client', ...client });
+  t.teardown(() => {
+    station.close();
+    server.close();
+  });
+  const got = { server: [] as Buffer[], station: [] as Buffer[] };
+  server.attach((f) => got.server.push(Buffer.from(f)));
+  station.attach((f) => got.station.push(Buffer.from(f)));
+  return { socket, server, station, got };
+}
+
+/** A raw control connection: what a misbehaving peer sends, and what it hears back. */
+function rawClient(socket: string) {
+  const fd = native.unixConnect(socket, 'seqpacket');
+  const buf = Buffer.alloc(256);
+  return {
+    fd,
+    send(bytes: Buffer, fds?: number[]) {
+      native.sendmsg(fd, bytes, fds);
+    },
+    /** Next message, null when none is queued; 'closed' once the server has hung up. */
+    recv(): ReturnType<typeof decodeMemifMessage> | null | 'closed' {
+      const fds: number[] = [];
+      const n = native.recvmsg(fd, buf, fds);
+      for (const f of fds) native.close(f);
+      if (n < 0) return null;
+      if (n === 0) return 'closed';
+      return decodeMemifMessage(buf.subarray(0, n));
+    },
+    close() {
+      native.close(fd);
+    },
+  };
+}
+
+test('frames cross a memif port both ways, intact and in order, small, chained and jumbo', async (t) => {
+  const { server, station, got } = pair(t, { bufferBytes: 2048 });
+  await until(() => server.connected && station.connected, 'memif handshake');
+  const sizes = [60, 64, 1500, 2048, 2049, 4200, 9000, 65_535];
+  const sent = sizes.flatMap((s, i) => [frame(i, s), frame(100 + i, s)]);
+  for (const f of sent) station.transmit(f);
+  for (const f of sent) server.transmit(f);
+  await until(() => got.server.length === sent.length && got.station.length === sent.length, 'all frames both ways');
+  t.deepEqual(got.server, sent);
+  t.deepEqual(got.station, sent);
+});
+
+test('a burst larger than the ring waits for room and arrives whole', async (t) => {
+  const { server, station, got } = pair(t, { log2RingSize: 4 });
+  await until(() => server.connected && station.connected, 'memif handshake');
+  const sent = Array.from({ length: 500 }, (_, i) => frame(i, 1024));
+  for (const f of sent) station.transmit(f);
+  for (const f of sent) server.transmit(f);
+  await until(() => got.server.length === sent.length && got.station.length === sent.length, 'the whole burst both ways');
+  t.deepEqual(got.server, sent);
+  t.deepEqual(got.station, sent);
+  t.true(station.counters.txDeferred > 0);
+});
+
+test('a station that goes away is noticed; a new one connects and carries frames', async (t) => {
+  const { socket, server, station, got } = pair(t);
+  await until(() => server.connected, 'first station connected');
+  station.close();
+  await until(() => !server.connected, 'server notices the station left');
+  t.is(server.counters.disconnects, 1);
+  server.transmit(frame(1, 100));
+  t.is(server.counters.txNoPeer, 1);
+  const second = new MemifPort({ socket, role: 'client' });
+  t.teardown(() => second.close());
+  const heard: Buffer[] = [];
+  second.attach((f) => heard.push(Buffer.from(f)));
+  await until(() => server.connected && second.connected, 'second station connected');
+  second.transmit(frame(2, 300));
+  server.transmit(frame(3, 300));
+  await until(() => got.server.length === 1 && heard.length === 1, 'frames on the new connection');
+  t.deepEqual(got.server[0], frame(2, 300));
+  t.deepEqual(heard[0], frame(3, 300));
+});
+
+test('a station reconnects after its server restarts', async (t) => {
+  const { socket, server, station } = pair(t);
+  await until(() => station.connected, 'connected');
+  server.close();
+  await until(() => !station.connected, 'station notices');
+  const again = new MemifPort({ socket, role: 'server' });
+  t.teardown(() => again.close());
+  const got: Buffer[] = [];
+  again.attach((f) => got.push(Buffer.from(f)));
+  await until(() => station.connected && again.connected, 'station reconnected');
+  station.transmit(frame(9, 500));
+  await until(() => got.length === 1, 'frame after reconnect');
+  t.deepEqual(got[0], frame(9, 500));
+});
+
+test('malformed control messages: DISCONNECT naming the fault, that peer dropped, the connected station undisturbed', async (t) => {
+  const { socket, server, station, got } = pair(t);
+  await until(() => server.connected, 'station connected');
+  // A second client while one is connected.
+  const extra = rawClient(socket);
+  t.teardown(() => extra.close());
+  let m: ReturnType<typeof extra.recv> = null;
+  await until(() => (m = extra.recv()) !== null, 'answer to a second client');
+  t.like(m, { type: 'disconnect', reason: 'already connected' });
+
+  station.close();
+  await until(() => !server.connected, 'station left');
+  const cases: [string, (c: ReturnType<typeof rawClient>) => void, RegExp][] = [
+    ['short packet', (c) => c.send(Buffer.alloc(10)), /10 bytes, expected 128/],
+    ['unknown type', (c) => c.send(Buffer.concat([Buffer.from([99, 0]), Buffer.alloc(126)])), /unknown control message type 99/],
+    ['ADD_RING before INIT', (c) => c.send(encodeMemifMessage({ type: 'add-ring', c2s: true, index: 0, region: 0, offset: 0, log2RingSize: 4, privateHeaderSize: 0 })), /add-ring before INIT/],
+    ['wrong version', (c) => c.send(encodeMemifMessage({ type: 'init', version: 0x0100, id: 0, mode: 0, secret: '', name: 'x' })), /incompatible memif version 1\.0/],
+    ['wrong id', (c) => c.send(encodeMemifMessage({ type: 'init', version: 0x0200, id: 7, mode: 0, secret: '', name: 'x' })), /no interface with id 7/],
+    ['region without fd', (c) => {
+      c.send(encodeMemifMessage({ type: 'init', version: 0x0200, id: 0, mode: 0, secret: '', name: 'x' }));
+      c.send(encodeMemifMessage({ type: 'add-region', index: 0, size: 4096n }));
+    }, /ADD_REGION without a memfd/],
+    ['unsealed region', (c) => {
+      c.send(encodeMemifMessage({ type: 'init', version: 0x0200, id: 0, mode: 0, secret: '', name: 'x' }));
+      const fd = native.memfdCreate('unsealed', 4096);
+      c.send(encodeMemifMessage({ type: 'add-region', index: 0, size: 4096n }), [fd]);
+      native.close(fd);
+    }, /not sealed against shrinking/],
+    ['region larger than its file', (c) => {
+      c.send(encodeMemifMessage({ type: 'init', version: 0x0200, id: 0, mode: 0, secret: '', name: 'x' }));
+      const fd = native.sealedMemfd('small', 4096);
+      c.send(encodeMemifMessage({ type: 'add-region', index: 0, size: 1n << 20n }), [fd]);
+      native.close(fd);
+    }, /1048576 bytes, its file has 4096/],
+    ['ring outside its region', (c) => {
+      c.send(encodeMemifMessage({ type: 'init', version: 0x0200, id: 0, mode: 0, secret: '', name: 'x' }));
+      const fd = native.sealedMemfd('small', 4096);
+      c.send(encodeMemifMessage({ type: 'add-region', index: 0, size: 4096n }), [fd]);
+      native.close(fd);
+      const ev = native.eventfd();
+      c.send(encodeMemifMessage({ type: 'add-ring', c2s: true, index: 0, region: 0, offset: 0, log2RingSize: 10, privateHeaderSize: 0 }), [ev]);
+      native.close(ev);
+    }, /does not fit region 0/],
+    ['CONNECT without rings', (c) => {
+      c.send(encodeMemifMessage({ type: 'init', version: 0x0200, id: 0, mode: 0, secret: '', name: 'x' }));
+      c.send(encodeMemifMessage({ type: 'connect', interfaceName: 'x' }));
+    }, /CONNECT before a ring each way/],
+  ];
+  for (const [what, act, reason] of cases) {
+    const c = rawClient(socket);
+    const heard: ReturnType<typeof c.recv>[] = [];
+    act(c);
+    await until(() => {
+      for (let r; heard.at(-1) !== 'closed' && (r = c.recv()) !== null; ) heard.push(r);
+      return heard.at(-1) === 'closed';
+    }, `${what}: the server hangs up`);
+    c.close();
+    const d = heard.find((h) => h !== 'closed' && h.type === 'disconnect');
+    t.truthy(d, `${what}: a DISCONNECT before the hang-up`);
+    if (d && d !== 'closed' && d.type === 'disconnect') t.regex(d.reason, reason, what);
+    t.is(heard[0] !== 'closed' && heard[0]!.type, 'hello', `${what}: HELLO first`);
+  }
+  // The port still serves a proper station.
+  const good = new MemifPort({ socket, role: 'client' });
+  t.teardown(() => good.close());
+  await until(() => good.connected && server.connected, 'a good station connects after the bad ones');
+  good.transmit(frame(5, 200));
+  await until(() => got.server.length === 1, 'its frame arrives');
+  t.deepEqual(got.server[0], frame(5, 200));
+  t.is(MEMIF_MESSAGE_BYTES, 128);
+});
