@@ -5,6 +5,7 @@
 //     --channel ID=HIMAC[,HIMAC]                        a host (HI): its MAC on each of its links
 //     --function NAME=testdev                           a function model to host
 //     --function NAME=nvme:file:F,size:64M[,lba:512][,serial:S]
+//     --function NAME=virtio-net:mac:M,wire:SWITCH_PORT_SOCKET[,mtu:1500]   its Ethernet wire binds DIR/NAME-wire.sock
 //     --assign NAME=channel:ID,bdf:BB:DD.F              give NAME to that host, addressed as that BDF
 //     [--vlan VID]
 //
@@ -21,6 +22,8 @@ import { parseArgs } from 'node:util';
 import { NvmeController } from '../devices/nvme/controller.ts';
 import type { PciFunction } from '../pci/function.ts';
 import { TestDevice } from '../devices/testdev/testdev.ts';
+import { VirtioNet } from '../devices/virtio-net/net-device.ts';
+import { UnixDgramPort } from '../fabric/wire/unix-dgram-port.ts';
 import { realClock } from '../fabric/clock.ts';
 import { type OpenStation, STATION_ARGS, STATION_USAGE, openStation, parseKeyValues } from '../fabric/station.ts';
 import { parseBdf } from '../pci/bdf.ts';
@@ -45,8 +48,8 @@ function splitNamed(opt: string, spec: string): [string, string] {
   return [name, spec.slice(eq + 1)];
 }
 
-/** A function model from its spec; nvme controllers must be opened before use. */
-function makeFunction(name: string, spec: string, index: number, dataDir: string): { fn: PciFunction; open?: () => Promise<void> } {
+/** A function model from its spec; nvme controllers must be opened before use, and what has `close` closed at exit. */
+function makeFunction(name: string, spec: string, index: number, dataDir: string, socketDir: string): { fn: PciFunction; open?: () => Promise<void>; close?: () => Promise<void> } {
   // With MSI as in direct attach (the same guest checks run against both).
   if (spec === 'testdev') return { fn: new TestDevice({ msi: true }) };
   if (spec.startsWith('nvme:')) {
@@ -67,7 +70,18 @@ function makeFunction(name: string, spec: string, index: number, dataDir: string
     });
     return { fn: ctrl, open: () => ctrl.open() };
   }
-  throw new Error(`--function ${name}=${spec}: unknown model (testdev, nvme:...)`);
+  if (spec.startsWith('virtio-net:')) {
+    // A NIC: its frames go to the lab switch on a port of their own, beside the PCIeOE links.
+    const kv = parseKeyValues(spec.slice('virtio-net:'.length));
+    const wire = kv.get('wire');
+    const mac = kv.get('mac');
+    if (!wire || !mac) throw new Error(`--function ${name}: virtio-net needs mac: and wire:`);
+    const mtu = Number(kv.get('mtu') ?? 1500);
+    const port = new UnixDgramPort({ path: join(socketDir, `${name}-wire.sock`), peer: wire, maxFrame: mtu + 18 });
+    const nic = new VirtioNet({ mac, mtu, wire: port, log: (l, m) => log(l, `${name}: ${m}`) });
+    return { fn: nic, close: async () => port.close() };
+  }
+  throw new Error(`--function ${name}=${spec}: unknown model (testdev, nvme:..., virtio-net:...)`);
 }
 
 async function main(): Promise<void> {
@@ -94,9 +108,10 @@ async function main(): Promise<void> {
     di = new DeviceInterface({ ports: station.ports, log });
     for (const [i, spec] of values.function.entries()) {
       const [name, model] = splitNamed('function', spec);
-      const { fn, open } = makeFunction(name, model, i, dataDir);
+      const { fn, open, close } = makeFunction(name, model, i, dataDir, station.dir);
       await open?.();
       if (fn instanceof NvmeController) closeFiles.push(() => fn.close());
+      if (close) closeFiles.push(close);
       di.addFunction(name, fn);
     }
     for (const spec of values.assign) {
