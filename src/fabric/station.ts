@@ -11,6 +11,7 @@ import { type ChannelTuning, FabricNode, stationOf } from './link/node.ts';
 import { PcieoePort, type PortLog } from './pcieoe-port.ts';
 import type { VlanTag } from './wire/frame.ts';
 import { type Mac, parseMac } from './wire/mac.ts';
+import { MemifPort } from './wire/memif/port.ts';
 import { UnixDgramPort } from './wire/unix-dgram-port.ts';
 
 /** The options every station takes, for util.parseArgs (spread into the entry's own). */
@@ -69,7 +70,11 @@ export function openStation(args: StationArgs, o: StationOptions): OpenStation {
   const channels = args.channel.map(parseChannelSpec);
   if (links.length === 0 || channels.length === 0) throw new Error('need at least one --link and --channel');
   const vlan: VlanTag | null = args.vlan === undefined ? null : { pcp: 5, dei: false, vid: Number(args.vlan) };
-  const sockets = links.map((l, i) => new UnixDgramPort({ path: join(dir, `link${i}.sock`), peer: l.switchPort }));
+  const sockets = links.map((l, i) =>
+    l.switchPort.startsWith(MEMIF_LINK)
+      ? new MemifPort({ socket: l.switchPort.slice(MEMIF_LINK.length), role: 'client', name: `pcieoe-link${i}` })
+      : new UnixDgramPort({ path: join(dir, `link${i}.sock`), peer: l.switchPort }),
+  );
   const node = new FabricNode(links.map((l, i) => ({ station: stationOf(sockets[i]!), mac: l.mac })), o.clock, vlan, STATION_LINK_TUNING);
   const ports = channels.map(
     (c) => new PcieoePort(node, { id: c.id, peerMacs: c.peerMacs, completionTimeoutMs: o.completionTimeoutMs, peerName: o.peerName, log: o.log }),
@@ -92,7 +97,13 @@ export interface LinkSpec {
   switchPort: string;
 }
 
-/** `--link MAC@SWITCH_PORT_SOCKET`, e.g. `02:00:00:00:01:00@/run/lab/sockets/sw/hi0.sock`. */
+/** A link whose switch port is `memif:PATH` connects to that memif control socket as client (wire/memif/). */
+const MEMIF_LINK = 'memif:';
+
+/**
+ * `--link MAC@SWITCH_PORT_SOCKET`, e.g. `02:00:00:00:01:00@/run/lab/sockets/sw/hi0.sock`,
+ * or `MAC@memif:/run/lab/sockets/sw/hi0.memif` for a memif port.
+ */
 export function parseLinkSpec(spec: string): LinkSpec {
   const at = spec.indexOf('@');
   if (at < 0) throw new Error(`--link ${spec}: expected MAC@SWITCH_PORT_SOCKET`);

@@ -3,6 +3,9 @@
  *
  *   LAB_SOCKET_DIR=DIR node --import tsx src/fabric/switch/main.ts \
  *     --port NAME [--port NAME ...]       one unix datagram port each, bound at DIR/NAME.sock
+ *     [--port NAME=memif[:server[:PATH]]]  a memif port (wire/memif/): the switch listens at PATH
+ *                                         (default DIR/NAME.memif) and a station or DPDK/VPP connects
+ *     [--port NAME=memif:client:PATH]     a memif port connecting to a memif server (DPDK net_memif, VPP)
  *     [--peer NAME=PATH ...]              where the port sends (the station's own bound socket);
  *                                         without it the port answers whoever sent to it last
  *     [--vlan NAME=access:VID ...]        default access:1
@@ -54,12 +57,14 @@ import { seededRng } from '../rng.ts';
 import { EthernetSwitch, type PortSecurity, type VlanMode } from './switch.ts';
 import { formatMac, parseMac } from '../wire/mac.ts';
 import { UnixDgramPort } from '../wire/unix-dgram-port.ts';
+import { MemifPort } from '../wire/memif/port.ts';
 import { type VxlanEndpoint, VxlanPort } from '../wire/vxlan-port.ts';
 
 /** security null: an open port. */
 export type PortConfig = { name: string; vlan: VlanMode; security: PortSecurity | null } & (
   | { kind: 'unix'; peer: string | null }
   | { kind: 'vxlan'; vni: number; local: VxlanEndpoint; remote: VxlanEndpoint }
+  | { kind: 'memif'; role: 'server' | 'client'; socket: string }
 );
 
 export interface SwitchConfig {
@@ -101,7 +106,9 @@ export function parseSwitchArgs(argv: readonly string[], env: NodeJS.ProcessEnv 
     if (eq < 1) throw new Error(`--vxlan ${a}: expected NAME=VNI,LADDR:LPORT,RADDR:RPORT`);
     tunnels.set(a.slice(0, eq), a.slice(eq + 1));
   }
-  const names = [...values.port, ...tunnels.keys()];
+  const memifs = new Map<string, { role: 'server' | 'client'; socket: string }>();
+  for (const a of values.port.filter((p) => p.includes('='))) memifs.set(a.slice(0, a.indexOf('=')), parseMemifPort(a, socketDir));
+  const names = [...values.port.map((p) => (p.includes('=') ? p.slice(0, p.indexOf('=')) : p)), ...tunnels.keys()];
   if (names.length === 0) throw new Error('no --port or --vxlan given');
   for (const n of names) if (!PORT_NAME.test(n)) throw new Error(`bad port name "${n}"`);
   if (new Set(names).size !== names.length) throw new Error('a port name is given twice');
@@ -129,6 +136,11 @@ export function parseSwitchArgs(argv: readonly string[], env: NodeJS.ProcessEnv 
     const vlan = parseVlan(vlans.get(name) ?? 'access:1');
     const tunnel = tunnels.get(name);
     const station = stations.get(name);
+    const memif = memifs.get(name);
+    if (memif !== undefined) {
+      if (peers.has(name)) throw new Error(`--peer ${name}: a memif port's peer is whoever completes the handshake`);
+      return { name, kind: 'memif', vlan, security: parseStation(station ?? 'learn:1', name), ...memif };
+    }
     if (tunnel === undefined) return { name, kind: 'unix', peer: peers.get(name) ?? null, vlan, security: parseStation(station ?? 'learn:1', name) };
     if (peers.has(name)) throw new Error(`--peer ${name}: a VXLAN port's peer is its remote VTEP`);
     return { name, kind: 'vxlan', vlan, security: parseStation(station ?? 'open', name), ...parseTunnel(tunnel) };
@@ -144,6 +156,16 @@ export function parseSwitchArgs(argv: readonly string[], env: NodeJS.ProcessEnv 
     busyPollUs,
     maxMacs,
   };
+}
+
+/** `NAME=memif`, `NAME=memif:server[:PATH]` or `NAME=memif:client:PATH` (see --port). */
+export function parseMemifPort(spec: string, socketDir: string): { role: 'server' | 'client'; socket: string } {
+  const name = spec.slice(0, spec.indexOf('='));
+  const [kind, role = 'server', ...rest] = spec.slice(name.length + 1).split(':');
+  const path = rest.join(':');
+  if (kind !== 'memif' || (role !== 'server' && role !== 'client')) throw new Error(`--port ${spec}: expected NAME, NAME=memif[:server[:PATH]] or NAME=memif:client:PATH`);
+  if (role === 'client' && path === '') throw new Error(`--port ${spec}: a memif client needs the server's socket path`);
+  return { role, socket: path === '' ? join(socketDir, `${name}.memif`) : resolve(path) };
 }
 
 /** `MAC[,MAC]`, `learn:N` or `open` (see --station). */
@@ -229,7 +251,7 @@ const DIRECTION: Record<'tx' | 'rx', Direction> = { tx: 'toStation', rx: 'toSwit
 interface RunningPort {
   config: PortConfig;
   id: number;
-  transport: UnixDgramPort | VxlanPort;
+  transport: UnixDgramPort | VxlanPort | MemifPort;
   faults: FaultyPort;
   pcap: PcapWriter | null;
 }
@@ -257,7 +279,9 @@ export async function runSwitch(cfg: SwitchConfig, log: (line: string) => void =
     const transport =
       config.kind === 'unix'
         ? new UnixDgramPort({ path: join(cfg.socketDir, `${config.name}.sock`), peer: config.peer ?? undefined })
-        : await VxlanPort.open({ vni: config.vni, local: config.local, remote: config.remote });
+        : config.kind === 'memif'
+          ? new MemifPort({ socket: config.socket, role: config.role, name: `pcieoe-switch-${config.name}`, log })
+          : await VxlanPort.open({ vni: config.vni, local: config.local, remote: config.remote });
     const faults = new FaultyPort(transport, realClock, rng);
     const pcap = cfg.pcapDir ? new PcapWriter(join(cfg.pcapDir, `${config.name}.pcap`)) : null;
     const captured = pcap ? capturePort(faults, pcap) : faults;
@@ -271,7 +295,7 @@ export async function runSwitch(cfg: SwitchConfig, log: (line: string) => void =
 
   function portReport(p: RunningPort) {
     return {
-      peer: p.transport instanceof UnixDgramPort ? p.transport.peer : vxlanText(p.transport),
+      peer: p.transport instanceof UnixDgramPort ? p.transport.peer : p.transport instanceof MemifPort ? memifText(p.transport) : vxlanText(p.transport),
       switch: sw.counters(p.id),
       stations: sw.stations(p.id)?.map(formatMac) ?? 'open',
       socket: p.transport.counters,
@@ -337,6 +361,10 @@ export function peerProblem(path: string, root: string): string | undefined {
 function vxlanText(v: VxlanPort): string {
   const text = (e: VxlanEndpoint | null) => (e ? `${e.address}:${e.port}` : 'nowhere');
   return `vxlan ${v.vni} ${text(v.local)} -> ${text(v.remoteVtep)}`;
+}
+
+function memifText(m: MemifPort): string {
+  return `memif ${m.role} ${m.socket} ${m.connected ? 'connected' : `not connected${m.error ? ` (${m.error})` : ''}`}`;
 }
 
 async function main(): Promise<void> {

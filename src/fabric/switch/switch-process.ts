@@ -16,6 +16,7 @@ import type { VlanTag } from '../wire/frame.ts';
 import { Channel, type ChannelOptions } from '../link/channel.ts';
 import type { Mac } from '../wire/mac.ts';
 import { SwitchControl } from './control.ts';
+import { MemifPort } from '../wire/memif/port.ts';
 import { UnixDgramPort } from '../wire/unix-dgram-port.ts';
 
 /** The VLAN and station MACs of endpoint A's and B's link i in the fabric tests and benchmarks. */
@@ -82,13 +83,14 @@ export async function startSwitch(opts: {
 
 export interface Endpoint {
   channel: Channel;
-  ports: UnixDgramPort[];
+  ports: (UnixDgramPort | MemifPort)[];
   close(): void;
 }
 
 /**
  * A link-layer endpoint whose link i is a station socket `<dir>/<name><i>-station.sock`
- * talking to switch port `<dir>/<name><i>.sock`.
+ * talking to switch port `<dir>/<name><i>.sock`; with `memif`, a memif client of switch
+ * port `<dir>/<name><i>.memif` (switch-main `--port <name><i>=memif`).
  */
 export function endpoint(opts: {
   dir: string;
@@ -98,11 +100,13 @@ export function endpoint(opts: {
   peerMac: (link: number) => Mac;
   vlan: VlanTag | null;
   channel?: Partial<Omit<ChannelOptions, 'links' | 'send' | 'clock'>> & Pick<ChannelOptions, 'deliver'>;
+  memif?: boolean;
 }): Endpoint {
-  const ports = Array.from({ length: opts.links }, (_, i) => new UnixDgramPort({
-    path: path.join(opts.dir, `${opts.name}${i}-station.sock`),
-    peer: path.join(opts.dir, `${opts.name}${i}.sock`),
-  }));
+  const ports = Array.from({ length: opts.links }, (_, i) =>
+    opts.memif
+      ? new MemifPort({ socket: path.join(opts.dir, `${opts.name}${i}.memif`), role: 'client' })
+      : new UnixDgramPort({ path: path.join(opts.dir, `${opts.name}${i}-station.sock`), peer: path.join(opts.dir, `${opts.name}${i}.sock`) }),
+  );
   const channel = new Channel({
     channel: 1,
     ...opts.channel!,

@@ -1,0 +1,45 @@
+import test from 'ava';
+import { parseSwitchArgs } from '../../src/fabric/switch/main.ts';
+import { VLAN, endpoint, macA, macB, startSwitch } from '../../src/fabric/switch/switch-process.ts';
+import { TlpType, encodeTlp } from '../../src/fabric/tlp/tlp.ts';
+import { until } from '../support/until.ts';
+
+test('command line: memif ports as server (default path or given) and as client', (t) => {
+  const env = { LAB_SOCKET_DIR: '/run/lab' };
+  const cfg = parseSwitchArgs(['--port', 'a0=memif', '--port', 'b0=memif:server:/tmp/x.memif', '--port', 'c0=memif:client:/tmp/dpdk.sock', '--port', 'd0'], env);
+  t.like(cfg.ports[0], { name: 'a0', kind: 'memif', role: 'server', socket: '/run/lab/a0.memif', security: { learn: 1 } });
+  t.like(cfg.ports[1], { name: 'b0', kind: 'memif', role: 'server', socket: '/tmp/x.memif' });
+  t.like(cfg.ports[2], { name: 'c0', kind: 'memif', role: 'client', socket: '/tmp/dpdk.sock' });
+  t.like(cfg.ports[3], { name: 'd0', kind: 'unix' });
+  t.throws(() => parseSwitchArgs(['--port', 'a0=memif:client'], env), { message: /needs the server's socket path/ });
+  t.throws(() => parseSwitchArgs(['--port', 'a0=tap'], env), { message: /NAME=memif/ });
+  t.throws(() => parseSwitchArgs(['--port', 'a0=memif', '--peer', 'a0=/x'], env), { message: /memif port's peer/ });
+  t.throws(() => parseSwitchArgs(['--port', 'a0=memif', '--port', 'a0'], env), { message: /twice/ });
+});
+
+test('the switch process carries TLPs between two memif stations, both ways, intact and in order', async (t) => {
+  const sw = await startSwitch({ ports: [], args: ['--port', 'a0=memif', '--port', 'b0=memif', '--vlan', `a0=trunk:${VLAN.vid}`, '--vlan', `b0=trunk:${VLAN.vid}`] });
+  t.teardown(() => void sw.stop());
+  const got = { a: [] as Buffer[], b: [] as Buffer[] };
+  const a = endpoint({ dir: sw.dir, name: 'a', links: 1, mac: macA, peerMac: macB, vlan: VLAN, memif: true, channel: { deliver: (p) => got.a.push(Buffer.from(p)) } });
+  const b = endpoint({ dir: sw.dir, name: 'b', links: 1, mac: macB, peerMac: macA, vlan: VLAN, memif: true, channel: { deliver: (p) => got.b.push(Buffer.from(p)) } });
+  t.teardown(() => {
+    a.close();
+    b.close();
+  });
+  const writes = (n: number, base: bigint) =>
+    Array.from({ length: n }, (_, i) => {
+      const data = Buffer.alloc(4 << (i % 11), (i * 13) & 0xff);
+      return encodeTlp({ type: TlpType.MWr64, tc: 0, attr: 0, poisoned: false, requesterId: 0x0100, tag: i & 0x3ff, firstBe: 0xf, lastBe: data.length > 4 ? 0xf : 0, address: base + BigInt(i) * 0x1000n, data });
+    });
+  const toB = writes(300, 0x1_0000_0000n);
+  const toA = writes(300, 0x2_0000_0000n);
+  for (const p of toB) a.channel.send(p);
+  for (const p of toA) b.channel.send(p);
+  await until(() => got.a.length === toA.length && got.b.length === toB.length, 'every TLP across the switch', { timeoutMs: 30_000 });
+  t.deepEqual(got.b, toB);
+  t.deepEqual(got.a, toA);
+  const c = (await sw.control.must({ counters: true })) as { ports: Record<string, { peer: string; socket: { rxFrames: number } }> };
+  t.regex(c.ports.a0!.peer, /memif server .*a0\.memif connected/);
+  t.true(c.ports.b0!.socket.rxFrames > 0);
+});
