@@ -21,7 +21,9 @@
  *   CONNECTED    ------------->
  *
  * and either side may send DISCONNECT (a code and a reason) before closing.
- * Names and strings are NUL-padded bytes; a decoder reads them up to the first NUL.
+ * Names and strings are NUL-padded bytes (C strings; read and written here as
+ * latin1, one byte a character, so any bytes survive a round trip); a decoder
+ * reads them up to the first NUL or the field's end.
  */
 
 export const MEMIF_MESSAGE_BYTES = 128;
@@ -62,14 +64,13 @@ export type MemifMessage =
 export class MemifProtocolError extends Error {}
 
 function putString(buf: Buffer, at: number, size: number, text: string): void {
-  const bytes = Buffer.from(text, 'utf8');
-  bytes.copy(buf, at, 0, Math.min(bytes.length, size - 1));
+  Buffer.from(text, 'latin1').copy(buf, at, 0, Math.min(text.length, size));
 }
 
 function getString(buf: Buffer, at: number, size: number): string {
   const field = buf.subarray(at, at + size);
   const nul = field.indexOf(0);
-  return field.subarray(0, nul < 0 ? size : nul).toString('utf8');
+  return field.subarray(0, nul < 0 ? size : nul).toString('latin1');
 }
 
 // ---- one codec per message kind; offsets are from the start of the 128-byte packet ----
