@@ -1,0 +1,176 @@
+// The benchmark report as markdown: tables of what one run measured, ratios computed only
+// from figures of that run, and a list of the figures issue 13 asks for that the run does
+// not have ("missing", never estimated).
+import type { CpuFigure, Figure, IoFigure, Results, RoundTripFigure, ThroughputFigure } from '../lib/results.ts';
+
+/** The NVMe paths measured side by side, in the order the tables show them. */
+export const NVME_PATHS = ['QEMU nvme', 'direct', 'PCIeOE'] as const;
+/** The workloads of the NVMe benchmark (bench/lib/fio.ts names them so). */
+export const NVME_WORKLOADS = ['randread 512 B', 'randwrite 512 B', 'randrw 70 % read 4 KiB', 'seq read 64 KiB', 'seq write 64 KiB'] as const;
+export const QD1_WORKLOAD = 'QD 1 randread 4 KiB';
+/** Fabric faults issue 13 asks IOPS against. */
+export const LOSS_PERCENTS = [0.1, 1] as const;
+export const ADDED_LATENCIES_US = [10, 50, 200] as const;
+const LARGE = (w: string) => w.includes('64 KiB');
+
+/** One ratio of two figures of the run, with the issue's target for it. */
+export interface Ratio {
+  workload: string;
+  what: string;
+  /** Percent, or undefined when either figure is missing from the run. */
+  percent?: number;
+  target: number;
+}
+
+/** How a path is named in tables: its fabric faults, if any, after it. */
+export function pathLabel(f: Pick<IoFigure, 'path' | 'lossPercent' | 'addedLatencyUs'>): string {
+  return [f.path, f.lossPercent ? `${f.lossPercent} % loss` : '', f.addedLatencyUs ? `+${f.addedLatencyUs} µs link` : ''].filter(Boolean).join(' ');
+}
+
+const isKind = <K extends Figure['kind']>(k: K) => (f: Figure): f is Extract<Figure, { kind: K }> => f.kind === k;
+export const ioFigures = (r: Results, bench: string) => r.figures.filter(isKind('io')).filter((f) => f.bench === bench);
+const unique = <T>(xs: T[]) => [...new Set(xs)];
+/** Known names first, in their order, then the rest as the run recorded them. */
+const ordered = (known: readonly string[], seen: string[]) => unique([...known.filter((k) => seen.includes(k)), ...seen]);
+
+function find(figs: IoFigure[], workload: string, label: string): IoFigure | undefined {
+  return figs.find((f) => f.workload === workload && pathLabel(f) === label);
+}
+
+/** The ratios issue 13 sets targets for, from the NVMe benchmark's figures of this run. */
+export function nvmeRatios(r: Results): Ratio[] {
+  const figs = ioFigures(r, 'nvme');
+  const ratio = (workload: string, num: string, den: string, target: number): Ratio => {
+    const [a, b] = [find(figs, workload, num), find(figs, workload, den)];
+    return { workload, what: `${num} / ${den}`, percent: a && b ? (a.iops / b.iops) * 100 : undefined, target };
+  };
+  const workloads = ordered(NVME_WORKLOADS, unique(figs.map((f) => f.workload)).filter((w) => w !== QD1_WORKLOAD));
+  return workloads.flatMap((w) => [
+    ratio(w, 'direct', 'QEMU nvme', 100),
+    ratio(w, 'PCIeOE', 'direct', LARGE(w) ? 80 : 90),
+    ratio(w, `PCIeOE ${LOSS_PERCENTS[0]} % loss`, 'PCIeOE', 85),
+  ]);
+}
+
+/** A markdown table; cells already text. */
+export function table(head: string[], rows: string[][]): string {
+  const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
+  return [line(head), line(head.map((_, i) => (i === 0 ? '---' : '---:'))), ...rows.map(line)].join('\n');
+}
+
+export const MISSING = 'missing';
+const num = (x: number | undefined, digits = 0) => (x === undefined ? MISSING : x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }));
+const pct = (x: number | undefined) => (x === undefined ? MISSING : `${x.toFixed(0)} %`);
+
+function ioTable(figs: IoFigure[], knownPaths: readonly string[]): string {
+  const labels = ordered(knownPaths, unique(figs.map(pathLabel)));
+  const workloads = unique(figs.map((f) => f.workload));
+  return table(
+    ['workload', ...labels.flatMap((p) => [`${p} IOPS`, 'mean µs', 'p99 µs'])],
+    workloads.map((w) => [w, ...labels.flatMap((p) => {
+      const f = find(figs, w, p);
+      return [num(f?.iops), num(f?.meanUs), num(f?.p99Us)];
+    })]),
+  );
+}
+
+function ratioTable(ratios: Ratio[]): string {
+  return table(['workload', 'ratio', 'measured', 'target', ''], ratios.map((x) => [
+    x.workload, x.what, pct(x.percent), `≥ ${x.target} %`, x.percent === undefined ? '' : x.percent >= x.target ? 'met' : 'missed',
+  ]));
+}
+
+function qd1Table(r: Results): string {
+  const figs = ioFigures(r, 'nvme').filter((f) => f.workload === QD1_WORKLOAD);
+  const direct = find(figs, QD1_WORKLOAD, 'direct');
+  return table(['path', 'mean µs', 'p99 µs', 'IOPS', 'mean added over direct'], ordered(NVME_PATHS, unique(figs.map(pathLabel))).map((p) => {
+    const f = find(figs, QD1_WORKLOAD, p)!;
+    return [p, num(f.meanUs), num(f.p99Us), num(f.iops), p === 'direct' ? '' : direct ? `${num(f.meanUs - direct.meanUs)} µs` : MISSING];
+  }));
+}
+
+function cpuTables(figs: CpuFigure[]): string {
+  const procs = unique(figs.map((f) => f.process));
+  return unique(figs.map((f) => f.workload)).map((w) => {
+    const here = figs.filter((f) => f.workload === w);
+    const paths = ordered(NVME_PATHS, unique(here.map((f) => f.path)));
+    return `**${w}**\n\n${table(['path', ...procs.map((p) => `${p} µs`)], paths.map((p) => [p, ...procs.map((proc) => num(here.find((f) => f.path === p && f.process === proc)?.us, 1))]))}`;
+  }).join('\n\n');
+}
+
+function fabricTable(figs: ThroughputFigure[]): string {
+  return table(['placement', 'transport', 'links', 'shaped to', 'Gb/s'], figs.map((f) => [
+    f.placement, f.transport, String(f.links), f.shapedGbps ? `${f.shapedGbps} Gb/s per link` : '', num(f.gbps, 2),
+  ]));
+}
+
+function rttTable(figs: RoundTripFigure[]): string {
+  return table(['placement', 'round trip', 'transport', 'median µs', 'mean µs'], figs.map((f) => [f.placement, f.what, f.transport, num(f.medianUs, 1), num(f.meanUs, 1)]));
+}
+
+/** What issue 13 asks the report to show that this run has no figure for. */
+export function missingFigures(r: Results): string[] {
+  const nvme = ioFigures(r, 'nvme');
+  const has = (w: string, label: string) => find(nvme, w, label) !== undefined;
+  const out: string[] = [];
+  for (const w of [...NVME_WORKLOADS, QD1_WORKLOAD]) {
+    const lacking = NVME_PATHS.filter((p) => !has(w, p));
+    if (lacking.length) out.push(`${w}: ${lacking.join(', ')}`);
+  }
+  for (const loss of LOSS_PERCENTS) if (!NVME_WORKLOADS.some((w) => has(w, `PCIeOE ${loss} % loss`))) out.push(`IOPS with ${loss} % frame loss`);
+  for (const us of ADDED_LATENCIES_US) if (!nvme.some((f) => f.addedLatencyUs === us)) out.push(`IOPS with ${us} µs added link latency`);
+  const sharing = ioFigures(r, 'sharing');
+  for (const c of ['2:1', '1:2']) if (!sharing.some((f) => f.path.startsWith(c))) out.push(`sharing ${c}`);
+  const tp = r.figures.filter(isKind('throughput'));
+  for (const [transport, links] of [['unix dgram', 1], ['unix dgram', 2], ['memif', 1], ['memif', 2]] as const)
+    if (!tp.some((f) => f.transport === transport && f.links === links && !f.shapedGbps)) out.push(`fabric throughput, ${links} ${transport} link${links > 1 ? 's' : ''}`);
+  if (!r.figures.some(isKind('cpu-per-io'))) out.push('CPU µs per I/O');
+  for (const b of r.failed) out.push(`benchmark ${b} failed: its figures may be partial`);
+  return out;
+}
+
+/** Plots the report embeds, by file name, when the generator produced them. */
+export interface Plots {
+  iops?: string;
+  qd1?: string;
+  cpu?: string;
+  fabric?: string;
+}
+
+const plot = (file: string | undefined, alt: string) => (file ? `\n\n![${alt}](${file})` : '');
+const section = (title: string, body: string | undefined) => `## ${title}\n\n${body ?? 'No figures in this run.'}`;
+
+export function renderMarkdown(r: Results, plots: Plots = {}): string {
+  const v = r.versions;
+  const settings = Object.entries(r.settings).map(([bench, s]) => `- ${bench}: ${Object.entries(s).map(([k, x]) => `${k} ${x}`).join(', ')}`);
+  const nvme = ioFigures(r, 'nvme');
+  const plain = nvme.filter((f) => !f.lossPercent && !f.addedLatencyUs && f.workload !== QD1_WORKLOAD);
+  const faulted = nvme.filter((f) => (f.lossPercent || f.addedLatencyUs) && f.workload !== QD1_WORKLOAD);
+  const sharing = ioFigures(r, 'sharing');
+  const cpu = r.figures.filter(isKind('cpu-per-io'));
+  const tp = r.figures.filter(isKind('throughput'));
+  const rtt = r.figures.filter(isKind('round-trip'));
+  const values = r.figures.filter(isKind('value'));
+  const missing = missingFigures(r);
+  const qd1 = nvme.some((f) => f.workload === QD1_WORKLOAD);
+  return [
+    `# PCIeOE benchmark report — ${r.startedAt}`,
+    `${r.quick ? 'Quick run (`--quick`)' : 'Full run'} of ${r.benches.join(', ')}, ${r.startedAt} to ${r.finishedAt}. ` +
+      'Every figure below was measured in this run; ratios are of figures of this run only. Raw figures: [results.json](results.json).',
+    table(['', 'version'], [
+      ['Node', v.node], ['QEMU', v.qemu ?? MISSING], ['guest kernel', v.guestKernel ?? MISSING], ['host kernel', v.hostKernel],
+      ['git commit', `${v.gitCommit}${v.gitDirty ? ' (working tree had uncommitted changes)' : ''}`], ['CPUs', v.cpus],
+    ]),
+    section('Settings', settings.length ? settings.join('\n') : undefined),
+    section('NVMe IOPS and latency per workload and path', plain.length ? ioTable(plain, NVME_PATHS) + plot(plots.iops, 'IOPS per workload and path') : undefined),
+    section('Ratios against issue 13\'s targets', nvme.length ? ratioTable(nvmeRatios(r)) : undefined),
+    section('PCIeOE under fabric faults', faulted.length ? ioTable([...plain.filter((f) => f.path === 'PCIeOE'), ...faulted], ['PCIeOE']) : undefined),
+    section('QD 1 latency, 4 KiB random read', qd1 ? qd1Table(r) + plot(plots.qd1, 'QD 1 latency per path') : undefined),
+    section('CPU µs per I/O, per process', cpu.length ? cpuTables(cpu) + plot(plots.cpu, 'CPU µs per I/O per process') : undefined),
+    section('Sharing (2:1, 1:2)', sharing.length ? ioTable(sharing, []) : undefined),
+    section('Fabric throughput per link count and transport', tp.length ? fabricTable(tp) + plot(plots.fabric, 'fabric throughput') : undefined),
+    section('Fabric round trips', rtt.length ? rttTable(rtt) : undefined),
+    section('Other figures', values.length ? table(['benchmark', 'figure', 'value', 'unit'], values.map((f) => [f.bench, f.name, num(f.value, 2), f.unit])) : undefined),
+    section('Missing from this run', missing.length ? missing.map((m) => `- ${m}`).join('\n') : 'Nothing: every figure asked for was measured.'),
+  ].join('\n\n') + '\n';
+}

@@ -1,0 +1,110 @@
+// SVG plots of a benchmark run, drawn by Vega-Lite specs rendered headless by Vega (no
+// browser, no canvas: the 'none' renderer and toSVG). One function per plot; each returns
+// undefined when the run has no figures for it, so the report says "missing" instead.
+import * as vega from 'vega';
+import * as vl from 'vega-lite';
+import type { TopLevelSpec } from 'vega-lite';
+import type { Results } from '../lib/results.ts';
+import { NVME_PATHS, QD1_WORKLOAD, ioFigures, pathLabel } from './markdown.ts';
+
+export async function renderSvg(spec: TopLevelSpec): Promise<string> {
+  const view = new vega.View(vega.parse(vl.compile(spec).spec), { renderer: 'none' });
+  try {
+    return await view.toSVG();
+  } finally {
+    view.finalize();
+  }
+}
+
+/** Paths in table order for the colour legend: the known ones first. */
+const pathDomain = (labels: string[]) => [...new Set([...NVME_PATHS.filter((p) => labels.includes(p)), ...labels])];
+
+/** IOPS per workload (one panel each, its own scale: 64 KiB runs have far fewer IOPS) and path. */
+export async function iopsPlot(r: Results): Promise<string | undefined> {
+  const values = ioFigures(r, 'nvme').filter((f) => f.workload !== QD1_WORKLOAD).map((f) => ({ workload: f.workload, path: pathLabel(f), iops: Math.round(f.iops) }));
+  if (!values.length) return undefined;
+  const domain = pathDomain(values.map((v) => v.path));
+  return renderSvg({
+    title: 'NVMe IOPS per workload and path',
+    data: { values },
+    facet: { column: { field: 'workload', type: 'nominal', sort: null, title: null } },
+    spec: {
+      width: 130,
+      height: 200,
+      mark: 'bar',
+      encoding: {
+        x: { field: 'path', type: 'nominal', sort: domain, axis: { title: null, labelAngle: -40 } },
+        y: { field: 'iops', type: 'quantitative', title: 'IOPS' },
+        color: { field: 'path', type: 'nominal', scale: { domain }, legend: null },
+      },
+    },
+    resolve: { scale: { y: 'independent' } },
+  });
+}
+
+/** QD 1 4 KiB random read: mean and p99 latency per path. */
+export async function qd1Plot(r: Results): Promise<string | undefined> {
+  const figs = ioFigures(r, 'nvme').filter((f) => f.workload === QD1_WORKLOAD);
+  const values = figs.flatMap((f) => [
+    { path: pathLabel(f), stat: 'mean', us: Math.round(f.meanUs) },
+    { path: pathLabel(f), stat: 'p99', us: Math.round(f.p99Us) },
+  ]);
+  if (!values.length) return undefined;
+  return renderSvg({
+    title: 'QD 1 randread 4 KiB latency',
+    data: { values },
+    width: 300,
+    height: 200,
+    mark: 'bar',
+    encoding: {
+      x: { field: 'path', type: 'nominal', sort: pathDomain(values.map((v) => v.path)), axis: { labelAngle: 0 } },
+      xOffset: { field: 'stat', type: 'nominal' },
+      y: { field: 'us', type: 'quantitative', title: 'µs' },
+      color: { field: 'stat', type: 'nominal', title: null },
+    },
+  });
+}
+
+/** CPU µs per I/O, stacked by process, per path, one panel per workload. */
+export async function cpuPlot(r: Results): Promise<string | undefined> {
+  const values = r.figures.flatMap((f) => (f.kind === 'cpu-per-io' ? [{ workload: f.workload, path: f.path, process: f.process, us: f.us }] : []));
+  if (!values.length) return undefined;
+  return renderSvg({
+    title: 'CPU µs per I/O, by process',
+    data: { values },
+    facet: { column: { field: 'workload', type: 'nominal', sort: null, title: null } },
+    spec: {
+      width: 110,
+      height: 200,
+      mark: 'bar',
+      encoding: {
+        x: { field: 'path', type: 'nominal', sort: pathDomain(values.map((v) => v.path)), axis: { title: null, labelAngle: -40 } },
+        y: { field: 'us', type: 'quantitative', title: 'CPU µs per I/O', stack: 'zero' },
+        color: { field: 'process', type: 'nominal' },
+      },
+    },
+    resolve: { scale: { y: 'independent' } },
+  });
+}
+
+/** Fabric throughput per link count and transport, one panel per CPU placement (unshaped links). */
+export async function fabricPlot(r: Results): Promise<string | undefined> {
+  const values = r.figures.flatMap((f) => (f.kind === 'throughput' && !f.shapedGbps ? [{ placement: f.placement, transport: f.transport, links: `${f.links} link${f.links > 1 ? 's' : ''}`, gbps: f.gbps }] : []));
+  if (!values.length) return undefined;
+  return renderSvg({
+    title: 'Fabric throughput (4 KiB payloads)',
+    data: { values },
+    facet: { column: { field: 'placement', type: 'nominal', sort: null, title: null } },
+    spec: {
+      width: 160,
+      height: 200,
+      mark: 'bar',
+      encoding: {
+        x: { field: 'transport', type: 'nominal', axis: { title: null, labelAngle: -30 } },
+        xOffset: { field: 'links', type: 'nominal' },
+        y: { field: 'gbps', type: 'quantitative', title: 'Gb/s' },
+        color: { field: 'links', type: 'nominal', title: null },
+      },
+    },
+  });
+}

@@ -1,0 +1,112 @@
+// The benchmark report generator on a recorded results file (no QEMU): tables carry the
+// recorded figures, ratios are computed from them alone, plots are SVG, and figures the run
+// does not have are reported as missing rather than filled in.
+import test from 'ava';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { readRecorded, readResults, record, recordSettings } from '../../bench/lib/results.ts';
+import { writeReport } from '../../bench/report/generate.ts';
+import { missingFigures, nvmeRatios } from '../../bench/report/markdown.ts';
+
+const fixture = new URL('../fixtures/bench-report.json', import.meta.url).pathname;
+
+function generated(t: { teardown(fn: () => void): void }) {
+  const dir = mkdtempSync(join(tmpdir(), 'bench-report-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+test('report.md has the versions, settings and every recorded IOPS figure in its table', async (t) => {
+  const dir = generated(t);
+  const results = readResults(fixture);
+  await writeReport(results, dir);
+  const md = readFileSync(join(dir, 'report.md'), 'utf8');
+  for (const s of ['v20.20.2', 'QEMU emulator version 10.1.2', '6.12.57', results.versions.gitCommit, 'topology one-host-nvme-bench', 'Quick run'])
+    t.true(md.includes(s), `report names ${s}`);
+  // The randread 512 B row: QEMU nvme, direct, PCIeOE IOPS as recorded, in that order.
+  const row = md.split('\n').find((l) => l.startsWith('| randread 512 B |'));
+  t.truthy(row);
+  t.regex(row!, /\| 21,040 \|.*\| 12,260 \|.*\| 7,420 \|/);
+});
+
+test('ratios come from the run\'s figures and are marked against their targets', async (t) => {
+  const results = readResults(fixture);
+  const ratios = nvmeRatios(results);
+  const get = (w: string, what: string) => ratios.find((r) => r.workload === w && r.what === what)!;
+  t.is(get('randread 512 B', 'PCIeOE / direct').percent, (7420 / 12260) * 100);
+  t.is(get('randread 512 B', 'PCIeOE / direct').target, 90);
+  t.is(get('seq read 64 KiB', 'PCIeOE / direct').target, 80);
+  t.is(get('randread 512 B', 'direct / QEMU nvme').percent, (12260 / 21040) * 100);
+  t.is(get('randread 512 B', 'PCIeOE 0.1 % loss / PCIeOE').percent, (6650 / 7420) * 100);
+  const dir = generated(t);
+  await writeReport(results, dir);
+  const md = readFileSync(join(dir, 'report.md'), 'utf8');
+  t.regex(md, /\| randread 512 B \| PCIeOE \/ direct \| 61 % \| ≥ 90 % \| missed \|/);
+  // QD 1: what the fabric adds over direct attach, from the two recorded means.
+  t.regex(md, /\| PCIeOE \| 1,690 \|.*\| 1,443 µs \|/);
+});
+
+test('figures the run lacks are reported missing, never invented', async (t) => {
+  const results = readResults(fixture);
+  // The fixture has no PCIeOE seq write 64 KiB, lossy runs for one workload only, no 1 % loss,
+  // no added latency, no sharing, no two memif links; boot failed.
+  const ratios = nvmeRatios(results);
+  t.is(ratios.find((r) => r.workload === 'seq write 64 KiB' && r.what === 'PCIeOE / direct')!.percent, undefined);
+  t.is(ratios.find((r) => r.workload === 'randwrite 512 B' && r.what === 'PCIeOE 0.1 % loss / PCIeOE')!.percent, undefined);
+  const missing = missingFigures(results);
+  for (const m of ['seq write 64 KiB: PCIeOE', 'IOPS with 1 % frame loss', 'IOPS with 50 µs added link latency', 'sharing 2:1', 'sharing 1:2', 'fabric throughput, 2 memif links', 'benchmark boot failed: its figures may be partial'])
+    t.true(missing.includes(m), `missing lists "${m}"`);
+  t.false(missing.some((m) => m.includes('0.1 % frame loss')), 'the 0.1 % loss run is there');
+  t.false(missing.some((m) => m.startsWith('randread 512 B')), 'randread 512 B has every path');
+  const dir = generated(t);
+  await writeReport(results, dir);
+  const md = readFileSync(join(dir, 'report.md'), 'utf8');
+  const row = md.split('\n').find((l) => l.startsWith('| seq write 64 KiB |'))!;
+  t.regex(row, /\| missing \| missing \| missing \|$/, 'the PCIeOE cells of the missing case say so');
+  t.regex(md, /\| seq write 64 KiB \| PCIeOE \/ direct \| missing \|/);
+  t.regex(md, /## Sharing \(2:1, 1:2\)\n\nNo figures in this run\./);
+});
+
+test('plots are SVG drawn from the recorded figures and embedded in the report', async (t) => {
+  const dir = generated(t);
+  const files = await writeReport(readResults(fixture), dir);
+  t.deepEqual(files.sort(), ['cpu.svg', 'fabric.svg', 'iops.svg', 'qd1.svg', 'report.md']);
+  t.deepEqual(readdirSync(dir).sort(), files.sort());
+  const md = readFileSync(join(dir, 'report.md'), 'utf8');
+  for (const f of files.filter((f) => f.endsWith('.svg'))) {
+    const svg = readFileSync(join(dir, f), 'utf8');
+    t.regex(svg, /^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/, `${f} is SVG`);
+    t.true(svg.includes('<path') || svg.includes('<rect'), `${f} draws marks`);
+    t.true(md.includes(`](${f})`), `report embeds ${f}`);
+  }
+  // Axis labels come from the data: the paths and the placements recorded.
+  t.true(readFileSync(join(dir, 'iops.svg'), 'utf8').includes('PCIeOE'));
+  t.true(readFileSync(join(dir, 'fabric.svg'), 'utf8').includes('spread'));
+});
+
+test('an empty run gives a report of missing figures and no plots', async (t) => {
+  const empty = { ...readResults(fixture), figures: [], failed: [] };
+  const dir = generated(t);
+  t.deepEqual(await writeReport(empty, dir), ['report.md']);
+  const md = readFileSync(join(dir, 'report.md'), 'utf8');
+  t.regex(md, /## NVMe IOPS and latency per workload and path\n\nNo figures in this run\./);
+  t.true(md.includes('- randread 512 B: QEMU nvme, direct, PCIeOE'));
+  t.true(md.includes('- CPU µs per I/O'));
+});
+
+test('benchmark processes record figures and settings into the BENCH_RESULTS file; bad lines are refused by line', (t) => {
+  const dir = generated(t);
+  const file = join(dir, 'figures.jsonl');
+  const before = process.env.BENCH_RESULTS;
+  process.env.BENCH_RESULTS = file;
+  t.teardown(() => (before === undefined ? delete process.env.BENCH_RESULTS : (process.env.BENCH_RESULTS = before)));
+  recordSettings('nvme', { seconds: 5 });
+  record({ kind: 'io', bench: 'nvme', workload: 'randread 512 B', path: 'direct', iops: 1000, meanUs: 64, p99Us: 120 });
+  recordSettings('nvme', { topology: 't' });
+  const { figures, settings } = readRecorded(file);
+  t.deepEqual(settings, { nvme: { seconds: 5, topology: 't' } });
+  t.is(figures.length, 1);
+  t.throws(() => record({ kind: 'io', bench: 'nvme', workload: 'w', path: 'p', iops: 'many' } as never));
+  t.deepEqual(readRecorded(join(dir, 'absent.jsonl')), { figures: [], settings: {} });
+});
