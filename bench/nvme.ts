@@ -12,6 +12,7 @@
 //                            NVME_BENCH_PIN=1 pins the lab's processes to CPU 1)
 import { rmSync } from 'node:fs';
 import { cpuMeter } from './lib/cpu.ts';
+import { record, recordSettings } from './lib/results.ts';
 import { benchTopology, fabricLoss, placementText, privateLabDirs, type FabricLoss } from './lib/lab.ts';
 
 const state = privateLabDirs('lab-nvb');
@@ -46,6 +47,7 @@ try {
   console.log(`NVMe, topology ${topoName}: ${[...devs].map(([p, d]) => `${p} ${d}`).join(', ')}; ${lab.qemuVersion}, ${lab.accel}, 2 vCPUs, ` +
     `${placementText()}; QEMU nvme cache=writeback; ${SECONDS} s per case, QD 64 = 2 jobs x 32`);
   console.log(`${'workload'.padEnd(24)}${sides.map(resultHeader).join('')}${ratios.map((p) => ` | ${`${p}/${base(p)}`.padStart(24)}`).join('')}`);
+  recordSettings('nvme', { topology: topoName, secondsPerCase: SECONDS, accel: lab.accel, placement: placementText(), qemuNvmeCache: 'writeback', queueDepth: '2 jobs x 32 (QD 1 case: 1 x 1)', lossPercent: loss ? LOSS * 100 : 0 });
   for (const d of new Set(devs.values())) await fill(sh, d);
   const procs = [{ name: 'QEMU', pid: lab.vms[0]!.pid }, ...lab.processes];
   /** Per workload and path: CPU µs per I/O of each process, over fio's ramp and run. */
@@ -59,8 +61,12 @@ try {
         const used = cpuMeter(procs);
         const result = await runFio(sh, devs.get(side)!, w);
         const ios = result.iops * (SECONDS + 2); // ramp at about the same rate
-        perIo.set(side, [...used().values()].map((us) => (us / ios).toFixed(0)).join(' / '));
+        const cpuUs = used();
+        perIo.set(side, [...cpuUs.values()].map((us) => (us / ios).toFixed(0)).join(' / '));
         r.set(side, result);
+        const path = side === LOSSY ? 'PCIeOE' : side;
+        record({ kind: 'io', bench: 'nvme', workload: w.name, path, lossPercent: side === LOSSY ? LOSS * 100 : undefined, ...result });
+        for (const [proc, us] of cpuUs) record({ kind: 'cpu-per-io', bench: 'nvme', workload: w.name, path: side, process: proc, us: us / ios });
       } finally {
         if (side === LOSSY) await loss!.set(0);
       }
