@@ -6,6 +6,7 @@
 //
 //   npm run bench -- nvme-model      (NVME_BENCH_SECONDS=3 per case)
 import { PAGE, TestHost } from '../src/devices/nvme/soft-host.ts';
+import { record, recordSettings } from './lib/results.ts';
 
 const seconds = Number(process.env.NVME_BENCH_SECONDS ?? 3);
 const teardowns: (() => unknown)[] = [];
@@ -44,9 +45,12 @@ async function run(name: string, opcode: number, bytes: number, qd = QD): Promis
   }
   const s = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
+  record({ kind: 'value', bench: 'nvme-model', name: `${name} IOPS`, value: n / s, unit: 'IOPS' });
+  record({ kind: 'value', bench: 'nvme-model', name: `${name} CPU per command`, value: (cpu.user + cpu.system) / n, unit: 'µs' });
   console.log(`${name.padEnd(16)} ${Math.round(n / s).toString().padStart(8)} IOPS   ${(((cpu.user + cpu.system) / n)).toFixed(1).padStart(6)} µs CPU per command (driver included)`);
 }
 
+recordSettings('nvme-model', { secondsPerCase: seconds, queueDepth: QD });
 console.log(`NVMe model in-process, QD ${QD} (unless named QD 1) on one queue, ${seconds} s per case, Node ${process.version}`);
 await run('write 4 KiB', 0x01, 4096);
 await run('read 4 KiB', 0x02, 4096);
