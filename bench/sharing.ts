@@ -9,6 +9,7 @@
 //   npm run bench -- sharing   (NVME_BENCH_SECONDS=10 per case, NVME_BENCH_PIN=1 pins the lab's processes)
 import { rmSync } from 'node:fs';
 import { benchTopology, placementText, privateLabDirs } from './lib/lab.ts';
+import { record, recordSettings } from './lib/results.ts';
 
 const state = privateLabDirs('lab-share');
 const { up, down, topologyFile } = await import('../src/lab/lab.ts');
@@ -40,11 +41,16 @@ async function measureCase(title: string, topology: string, pathsOf: (lab: Await
     console.log(`\n${title}, topology ${topology}: ${paths.map((p) => `${p.label} ${p.dev}`).join(', ')}; ${lab.qemuVersion}, ${lab.accel}, ${placementText()}; ${SECONDS} s per case`);
     const both = paths.map((p) => `${p.label} together`);
     console.log(`${'workload'.padEnd(24)}${resultHeader(`${paths[0]!.label} alone`)}${both.map(resultHeader).join('')} | ${'sum IOPS'.padStart(10)} | ${'together/alone'.padStart(14)}`);
+    const sharing = title.split(' ')[0]!; // '2:1' or '1:2', as the report names the cases
+    recordSettings('sharing', { [`${sharing} topology`]: topology, secondsPerCase: SECONDS, placement: placementText() });
+    const rec = (label: string, w: Workload, r: Result) => record({ kind: 'io', bench: 'sharing', workload: w.name, path: `${sharing} ${label}`, ...r });
     for (const p of paths) await fill(p.sh, p.dev);
     for (const w of WORKLOADS) {
       const alone = await runFio(paths[0]!.sh, paths[0]!.dev, w);
       const rs = await together(paths, w);
       const sum = rs.reduce((a, r) => a + r.iops, 0);
+      rec(`${paths[0]!.label} alone`, w, alone);
+      rs.forEach((r, i) => rec(`${paths[i]!.label} together`, w, r));
       console.log(`${w.name.padEnd(24)}${resultCells(alone)}${rs.map(resultCells).join('')} | ${Math.round(sum).toString().padStart(10)} | ${`${((sum / alone.iops) * 100).toFixed(0)} %`.padStart(14)}`);
     }
   } finally {
