@@ -6,6 +6,7 @@
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { privateLabDirs } from './lib/lab.ts';
+import { record, recordSettings } from './lib/results.ts';
 
 const state = privateLabDirs('lab-bench');
 const { up, down } = await import('../src/lab/lab.ts');
@@ -45,6 +46,10 @@ try {
   console.log(`two guests together:    ${stats(two)}`);
   const ratio = two.reduce((a, b) => a + b) / one.reduce((a, b) => a + b);
   console.log(`two together / one:     ${ratio.toFixed(2)}×`);
+  recordSettings('boot', { runs, guest: '2 vCPUs, 1 GiB, unpinned' });
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  record({ kind: 'value', bench: 'boot', name: 'one guest, lab up to agent answer (mean)', value: mean(one), unit: 's' });
+  record({ kind: 'value', bench: 'boot', name: 'two guests together (mean)', value: mean(two), unit: 's' });
 } finally {
   await down();
   rmSync(state, { recursive: true, force: true });

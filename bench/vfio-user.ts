@@ -17,8 +17,12 @@ import { native, PollEvent } from '../native/index.ts';
 import { TestDevice, TestReg } from '../src/devices/testdev/testdev.ts';
 import { servePciFunction } from '../src/direct-attach/adapter.ts';
 import { VfioUserClient } from '../src/vfio-user/client.ts';
+import { record } from './lib/results.ts';
 
-const seconds = Number(process.argv[2] ?? 2);
+// run.ts passes flags (--quick) on: the seconds are the first argument that is not one.
+const seconds = Number(process.argv.slice(2).find((a) => !a.startsWith('--')) ?? 2);
+/** Where the server runs, for the figures recorded into the run's results. */
+let scope = 'one process';
 
 async function timed(name: string, once: () => Promise<unknown>): Promise<number> {
   for (let i = 0; i < 1000; i++) await once(); // warm-up
@@ -30,6 +34,7 @@ async function timed(name: string, once: () => Promise<unknown>): Promise<number
     n += 256;
   }
   const rate = n / ((performance.now() - start) / 1000);
+  record({ kind: 'value', bench: 'vfio-user', name: `${scope}: ${name.trim()}`, value: 1e6 / rate, unit: 'µs per round trip' });
   console.log(`${name.padEnd(34)} ${Math.round(rate).toString().padStart(8)} round trips/s  ${(1e6 / rate).toFixed(1).padStart(6)} µs each`);
   return rate;
 }
@@ -100,6 +105,7 @@ for (const [label, clientCpu, serverCpu] of placements) {
   }
   const c = new VfioUserClient(sock);
   await c.version();
+  scope = `server process, ${label}`;
   console.log(`server in its own process, ${label} (client CPU ${clientCpu}, server CPU ${serverCpu}):`);
   await timed(`  REGION_WRITE 4 B (BAR0)`, () => c.regionWrite(0, TestReg.Scratch, data));
   await timed(`  REGION_READ 4 B (BAR0)`, () => c.regionRead(0, TestReg.Scratch, 4));
