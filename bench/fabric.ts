@@ -23,6 +23,7 @@ import { completionFor } from '../src/fabric/tlp/completion.ts';
 import { FrameType, PCIEOE_HEADER_BYTES, TAGGED_L2_BYTES, encodeFrame } from '../src/fabric/wire/frame.ts';
 import { TlpType, decodeTlp, encodeTlp } from '../src/fabric/tlp/tlp.ts';
 import { VLAN, endpoint, macA, macB, peerArgs, startSwitch } from '../src/fabric/switch/switch-process.ts';
+import { record, recordSettings } from './lib/results.ts';
 
 const SECONDS = Number(process.env.FABRIC_BENCH_SECONDS ?? 3);
 const WARMUP = 0.5;
@@ -416,6 +417,11 @@ async function measure(pl: Placement, roleA: Role, roleB: Role, opts: CaseOption
 const gbps = (bytesPerSec: number) => (bytesPerSec * 8) / 1e9;
 const framesOf = (s: ChannelStats) => s.txTlp + s.txReplay + s.txAck + s.txNak + s.txHeartbeat + s.txControl;
 const line = (pl: Placement, what: string, value: string) => console.log(`${pl.name.padEnd(11)} ${what.padEnd(46)} ${value}`);
+/** Into the run's report (bench/lib/results.ts): B's received rate, and A's round trips. */
+const recordRate = (pl: Placement, transport: string, m: Measured, links = 1, shapedGbps?: number) =>
+  record({ kind: 'throughput', bench: 'fabric', placement: pl.name, transport, links, shapedGbps, gbps: gbps(m.b.rxBytesPerSec!) });
+const recordRtt = (pl: Placement, what: string, transport: string, m: Measured) =>
+  record({ kind: 'round-trip', bench: 'fabric', placement: pl.name, what, transport, medianUs: m.a.medianRttUs!, meanUs: m.a.meanRttUs! });
 
 /**
  * Where the CPU went, per frame received by B, and what that CPU cost would allow if the
@@ -445,35 +451,45 @@ async function orchestrate(): Promise<void> {
   console.log(`fabric: ${SECONDS} s per case after ${WARMUP} s warm-up, Node ${process.version}, load average ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}`);
   console.log('placements: one CPU = all on CPU 0; spread = switch on CPU 1, endpoints on CPU 0 (raw direct: one process per CPU);');
   console.log(`            ${POLLING.name} = spread, and the switch busy-polls CPU 1 (${POLLING.switchArgs!.join(' ')})\n`);
+  recordSettings('fabric', { secondsPerCase: SECONDS, warmupSeconds: WARMUP, payloadBytes: DATA, shapedGbps: SHAPED_GBPS, loadAverage: os.loadavg()[0]!.toFixed(1) });
   const summary: string[] = [];
   for (const pl of PLACEMENTS) {
     const raw = await measure(pl, 'raw-source', 'raw-sink');
     line(pl, `raw unix dgram, ${FRAME_BYTES} B one way`, `${gbps(raw.b.rxBytesPerSec!).toFixed(2)} Gb/s`);
     cpuLine(pl, raw, FRAME_BYTES);
+    recordRate(pl, 'raw unix dgram', raw);
     const relay = await measure(pl, 'raw-source', 'raw-sink', { viaSwitch: true });
     line(pl, `raw ${FRAME_BYTES} B frames through the switch`, `${gbps(relay.b.rxBytesPerSec!).toFixed(2)} Gb/s  (no link layer: the fabric's ceiling)`);
     cpuLine(pl, relay, FRAME_BYTES);
+    recordRate(pl, 'raw via switch', relay);
     const one = await measure(pl, 'tlp-source', 'tlp-sink');
     line(pl, 'TLP payload A->B, one link, MPS 4 KiB', `${gbps(one.b.rxBytesPerSec!).toFixed(2)} Gb/s  (replays ${one.a.stats!.txReplay})`);
     cpuLine(pl, one, DATA);
+    recordRate(pl, 'unix dgram', one);
     const two = await measure(pl, 'tlp-source', 'tlp-sink', { links: 2 });
     const ratio2 = two.b.rxBytesPerSec! / one.b.rxBytesPerSec!;
     line(pl, 'TLP payload A->B, two links, MPS 4 KiB', `${gbps(two.b.rxBytesPerSec!).toFixed(2)} Gb/s  (${ratio2.toFixed(2)}x one link)`);
     cpuLine(pl, two, DATA);
+    recordRate(pl, 'unix dgram', two, 2);
     const rawRtt = await measure(pl, 'raw-ping', 'raw-echo');
+    recordRtt(pl, 'ping-pong 64 B', 'raw unix dgram', rawRtt);
     line(pl, 'raw unix dgram ping-pong, 64 B', `${rawRtt.a.medianRttUs!.toFixed(1)} µs median, ${rawRtt.a.meanRttUs!.toFixed(1)} µs mean`);
     // Links slower than the machine: load balancing must then add up their rates.
     const oneShaped = await measure(pl, 'tlp-source', 'tlp-sink', { shapeGbps: SHAPED_GBPS });
     const twoShaped = await measure(pl, 'tlp-source', 'tlp-sink', { links: 2, shapeGbps: SHAPED_GBPS });
     const ratioShaped = twoShaped.b.rxBytesPerSec! / oneShaped.b.rxBytesPerSec!;
+    recordRate(pl, 'unix dgram', oneShaped, 1, SHAPED_GBPS);
+    recordRate(pl, 'unix dgram', twoShaped, 2, SHAPED_GBPS);
     line(pl, `links shaped to ${SHAPED_GBPS} Gb/s: one, two links`, `${gbps(oneShaped.b.rxBytesPerSec!).toFixed(2)}, ${gbps(twoShaped.b.rxBytesPerSec!).toFixed(2)} Gb/s  (${ratioShaped.toFixed(2)}x)`);
     const rd = await measure(pl, 'tlp-requester', 'tlp-completer');
     const rttRatio = rd.a.medianRttUs! / rawRtt.a.medianRttUs!;
+    recordRtt(pl, 'MRd 1 DW -> CplD via switch', 'unix dgram', rd);
     line(pl, 'MRd 1 DW -> CplD via switch', `${rd.a.medianRttUs!.toFixed(1)} µs median, ${rd.a.meanRttUs!.toFixed(1)} µs mean (${rttRatio.toFixed(2)}x raw)`);
     const bi = await measure(pl, 'tlp-both', 'tlp-both');
     const acks = bi.a.stats!.txAck + bi.b.stats!.txAck;
     const frames = framesOf(bi.a.stats!) + framesOf(bi.b.stats!);
     const ackShare = acks / frames;
+    record({ kind: 'value', bench: 'fabric', name: `${pl.name}: standalone ACK frames, bidirectional 4 KiB`, value: ackShare * 100, unit: '%' });
     line(pl, 'bidirectional 4 KiB: standalone ACK frames', `${(ackShare * 100).toFixed(2)} % of ${frames} frames (A->B ${gbps(bi.b.rxBytesPerSec!).toFixed(2)}, B->A ${gbps(bi.a.rxBytesPerSec!).toFixed(2)} Gb/s)`);
     const ok = (b: boolean) => (b ? 'met' : 'MISSED');
     summary.push(
