@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readRecorded, readResults, record, recordSettings } from '../../bench/lib/results.ts';
 import { writeReport } from '../../bench/report/generate.ts';
-import { missingFigures, nvmeRatios } from '../../bench/report/markdown.ts';
+import { labCpuRatios, missingFigures, nvmeRatios } from '../../bench/report/markdown.ts';
 
 const fixture = new URL('../fixtures/bench-report.json', import.meta.url).pathname;
 
@@ -39,10 +39,16 @@ test('ratios come from the run\'s figures and are marked against their targets',
   t.is(get('seq read 64 KiB', 'PCIeOE / direct').target, 80);
   t.is(get('randread 512 B', 'direct / QEMU nvme').percent, (12260 / 21040) * 100);
   t.is(get('randread 512 B', 'PCIeOE 0.1 % loss / PCIeOE').percent, (6650 / 7420) * 100);
+  // Lab CPU: HI + switch + DI on PCIeOE against the direct-attach server, QEMU left out.
+  const cpu = labCpuRatios(results).find((r) => r.workload === 'randread 512 B')!;
+  t.is(cpu.percent, ((31.3 + 12.6 + 27.9) / 22.7) * 100);
+  t.deepEqual(labCpuRatios(results).map((r) => r.workload), ['randread 512 B', 'randwrite 512 B', 'randrw 70 % read 4 KiB']);
   const dir = generated(t);
   await writeReport(results, dir);
   const md = readFileSync(join(dir, 'report.md'), 'utf8');
   t.regex(md, /\| randread 512 B \| PCIeOE \/ direct \| 61 % \| ≥ 90 % \| missed \|/);
+  t.regex(md, /\| randread 512 B \| PCIeOE 0.1 % loss \/ PCIeOE \| 90 % \| ≥ 85 % \| met \|/);
+  t.regex(md, /\| randread 512 B \| lab CPU per I\/O, PCIeOE \/ direct \| 316 % \| ≤ 150 % \| missed \|/);
   // QD 1: what the fabric adds over direct attach, from the two recorded means.
   t.regex(md, /\| PCIeOE \| 1,690 \|.*\| 1,443 µs \|/);
 });
