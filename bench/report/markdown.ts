@@ -73,6 +73,42 @@ export function labCpuRatios(r: Results): Ratio[] {
   });
 }
 
+/** A target of issue 13 that is not a ratio per workload: fabric rates, round trips, QD 1 latency. */
+export interface Check {
+  what: string;
+  /** In `unit`; undefined when a figure it needs is missing from the run. */
+  value?: number;
+  unit: string;
+  target: number;
+  atMost?: boolean;
+}
+
+/** The fabric's targets are set for the spread placement (switch on its own CPU). */
+export const TARGET_PLACEMENT = 'spread';
+
+export function otherChecks(r: Results): Check[] {
+  const rate = (transport: string, links: number, shaped: boolean) =>
+    r.figures.filter(isKind('throughput')).find((f) => f.placement === TARGET_PLACEMENT && f.transport === transport && f.links === links && !!f.shapedGbps === shaped)?.gbps;
+  const rtt = (transport: string, raw: boolean) =>
+    r.figures.filter(isKind('round-trip')).find((f) => f.placement === TARGET_PLACEMENT && f.transport === transport && f.what.startsWith('MRd') !== raw)?.medianUs;
+  const over = (a?: number, b?: number) => (a !== undefined && b ? (a / b) * 100 : undefined);
+  const qd1 = ioFigures(r, 'nvme').filter((f) => f.workload === QD1_WORKLOAD && !f.lossPercent && !f.addedLatencyUs);
+  const mean = (p: string) => qd1.find((f) => f.path === p)?.meanUs;
+  const [remote, direct] = [mean('PCIeOE'), mean('direct')];
+  const added = remote !== undefined && direct !== undefined ? remote - direct : undefined;
+  return [
+    { what: 'QD 1 4 KiB randread: PCIeOE mean added over direct', value: added, unit: 'µs', target: 50, atMost: true },
+    { what: 'QD 1 added latency, the issue\'s floor', value: added, unit: 'µs', target: 200, atMost: true },
+    { what: `one memif link through the switch (${TARGET_PLACEMENT})`, value: rate('memif', 1, false), unit: 'Gb/s', target: 10 },
+    { what: `MRd round trip over memif / raw memif round trip (${TARGET_PLACEMENT})`, value: over(rtt('memif', false), rtt('raw memif', true)), unit: '%', target: 200, atMost: true },
+    { what: `two shaped unix dgram links / one (${TARGET_PLACEMENT})`, value: over(rate('unix dgram', 2, true), rate('unix dgram', 1, true)), unit: '%', target: 180 },
+    { what: `two shaped memif links / one (${TARGET_PLACEMENT})`, value: over(rate('memif', 2, true), rate('memif', 1, true)), unit: '%', target: 180 },
+  ];
+}
+
+const verdict = (value: number | undefined, target: number, atMost?: boolean) =>
+  value === undefined ? '' : (atMost ? value <= target : value >= target) ? 'met' : 'missed';
+
 /** A markdown table; cells already text. */
 export function table(head: string[], rows: string[][]): string {
   const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
@@ -97,8 +133,13 @@ function ioTable(figs: IoFigure[], knownPaths: readonly string[]): string {
 
 function ratioTable(ratios: Ratio[]): string {
   return table(['workload', 'ratio', 'measured', 'target', ''], ratios.map((x) => [
-    x.workload, x.what, pct(x.percent), `${x.atMost ? '≤' : '≥'} ${x.target} %`,
-    x.percent === undefined ? '' : (x.atMost ? x.percent <= x.target : x.percent >= x.target) ? 'met' : 'missed',
+    x.workload, x.what, pct(x.percent), `${x.atMost ? '≤' : '≥'} ${x.target} %`, verdict(x.percent, x.target, x.atMost),
+  ]));
+}
+
+function checkTable(checks: Check[]): string {
+  return table(['target', 'measured', 'wanted', ''], checks.map((c) => [
+    c.what, c.value === undefined ? MISSING : `${num(c.value, c.unit === 'Gb/s' ? 2 : 0)} ${c.unit}`, `${c.atMost ? '≤' : '≥'} ${c.target} ${c.unit}`, verdict(c.value, c.target, c.atMost),
   ]));
 }
 
@@ -186,6 +227,7 @@ export function renderMarkdown(r: Results, plots: Plots = {}): string {
     section('Settings', settings.length ? settings.join('\n') : undefined),
     section('NVMe IOPS and latency per workload and path', plain.length ? ioTable(plain, NVME_PATHS) + plot(plots.iops, 'IOPS per workload and path') : undefined),
     section('Ratios against issue 13\'s targets', nvme.length ? ratioTable([...nvmeRatios(r), ...labCpuRatios(r)]) : undefined),
+    section('Fabric and latency targets', checkTable(otherChecks(r))),
     section('PCIeOE under fabric faults', faulted.length ? ioTable([...plain.filter((f) => f.path === 'PCIeOE'), ...faulted], ['PCIeOE']) : undefined),
     section('QD 1 latency, 4 KiB random read', qd1 ? qd1Table(r) + plot(plots.qd1, 'QD 1 latency per path') : undefined),
     section('CPU µs per I/O, per process', cpu.length ? cpuTables(cpu) + plot(plots.cpu, 'CPU µs per I/O per process') : undefined),

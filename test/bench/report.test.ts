@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readRecorded, readResults, record, recordSettings } from '../../bench/lib/results.ts';
 import { writeReport } from '../../bench/report/generate.ts';
-import { labCpuRatios, missingFigures, nvmeRatios } from '../../bench/report/markdown.ts';
+import { labCpuRatios, missingFigures, nvmeRatios, otherChecks } from '../../bench/report/markdown.ts';
 
 const fixture = new URL('../fixtures/bench-report.json', import.meta.url).pathname;
 
@@ -51,6 +51,22 @@ test('ratios come from the run\'s figures and are marked against their targets',
   t.regex(md, /\| randread 512 B \| lab CPU per I\/O, PCIeOE \/ direct \| 316 % \| ≤ 150 % \| missed \|/);
   // QD 1: what the fabric adds over direct attach, from the two recorded means.
   t.regex(md, /\| PCIeOE \| 1,690 \|.*\| 1,443 µs \|/);
+});
+
+test('fabric and QD 1 targets from the run\'s figures, in the spread placement; missing where a figure is', async (t) => {
+  const checks = new Map(otherChecks(readResults(fixture)).map((c) => [c.what, c.value]));
+  t.is(checks.get('QD 1 4 KiB randread: PCIeOE mean added over direct'), 1690 - 247);
+  t.is(checks.get('one memif link through the switch (spread)'), 11.2);
+  t.is(checks.get('two shaped unix dgram links / one (spread)'), (0.97 / 0.49) * 100);
+  // No raw memif round trip and no shaped memif links were recorded.
+  t.is(checks.get('MRd round trip over memif / raw memif round trip (spread)'), undefined);
+  t.is(checks.get('two shaped memif links / one (spread)'), undefined);
+  const dir = generated(t);
+  await writeReport(readResults(fixture), dir);
+  const md = readFileSync(join(dir, 'report.md'), 'utf8');
+  t.regex(md, /\| one memif link through the switch \(spread\) \| 11.20 Gb\/s \| ≥ 10 Gb\/s \| met \|/);
+  t.regex(md, /\| QD 1 added latency, the issue's floor \| 1,443 µs \| ≤ 200 µs \| missed \|/);
+  t.regex(md, /\| two shaped memif links \/ one \(spread\) \| missing \| ≥ 180 % \|  \|$/m);
 });
 
 test('figures the run lacks are reported missing, never invented', async (t) => {
