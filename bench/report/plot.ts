@@ -16,6 +16,19 @@ export async function renderSvg(spec: TopLevelSpec): Promise<string> {
   }
 }
 
+type Encoding = Extract<TopLevelSpec, { mark: unknown }>['encoding'];
+
+/** Bars in one panel per value of `column`, each panel with its own y scale unless `sharedY`. */
+function panels(title: string, values: object[], column: string, width: number, encoding: Encoding, sharedY = false): Promise<string> {
+  return renderSvg({
+    title,
+    data: { values },
+    facet: { column: { field: column, type: 'nominal', sort: null, title: null } },
+    spec: { width, height: 200, mark: 'bar', encoding },
+    resolve: { scale: { y: sharedY ? 'shared' : 'independent' } },
+  });
+}
+
 /** Paths in table order for the colour legend: the known ones first. */
 const pathDomain = (labels: string[]) => [...new Set([...NVME_PATHS.filter((p) => labels.includes(p)), ...labels])];
 
@@ -24,21 +37,10 @@ export async function iopsPlot(r: Results): Promise<string | undefined> {
   const values = ioFigures(r, 'nvme').filter((f) => f.workload !== QD1_WORKLOAD).map((f) => ({ workload: f.workload, path: pathLabel(f), iops: Math.round(f.iops) }));
   if (!values.length) return undefined;
   const domain = pathDomain(values.map((v) => v.path));
-  return renderSvg({
-    title: 'NVMe IOPS per workload and path',
-    data: { values },
-    facet: { column: { field: 'workload', type: 'nominal', sort: null, title: null } },
-    spec: {
-      width: 130,
-      height: 200,
-      mark: 'bar',
-      encoding: {
-        x: { field: 'path', type: 'nominal', sort: domain, axis: { title: null, labelAngle: -40 } },
-        y: { field: 'iops', type: 'quantitative', title: 'IOPS' },
-        color: { field: 'path', type: 'nominal', scale: { domain }, legend: null },
-      },
-    },
-    resolve: { scale: { y: 'independent' } },
+  return panels('NVMe IOPS per workload and path', values, 'workload', 130, {
+    x: { field: 'path', type: 'nominal', sort: domain, axis: { title: null, labelAngle: -40 } },
+    y: { field: 'iops', type: 'quantitative', title: 'IOPS' },
+    color: { field: 'path', type: 'nominal', scale: { domain }, legend: null },
   });
 }
 
@@ -69,21 +71,10 @@ export async function qd1Plot(r: Results): Promise<string | undefined> {
 export async function cpuPlot(r: Results): Promise<string | undefined> {
   const values = r.figures.flatMap((f) => (f.kind === 'cpu-per-io' ? [{ workload: f.workload, path: f.path, process: f.process, us: f.us }] : []));
   if (!values.length) return undefined;
-  return renderSvg({
-    title: 'CPU µs per I/O, by process',
-    data: { values },
-    facet: { column: { field: 'workload', type: 'nominal', sort: null, title: null } },
-    spec: {
-      width: 110,
-      height: 200,
-      mark: 'bar',
-      encoding: {
-        x: { field: 'path', type: 'nominal', sort: pathDomain(values.map((v) => v.path)), axis: { title: null, labelAngle: -40 } },
-        y: { field: 'us', type: 'quantitative', title: 'CPU µs per I/O', stack: 'zero' },
-        color: { field: 'process', type: 'nominal' },
-      },
-    },
-    resolve: { scale: { y: 'independent' } },
+  return panels('CPU µs per I/O, by process', values, 'workload', 110, {
+    x: { field: 'path', type: 'nominal', sort: pathDomain(values.map((v) => v.path)), axis: { title: null, labelAngle: -40 } },
+    y: { field: 'us', type: 'quantitative', title: 'CPU µs per I/O', stack: 'zero' },
+    color: { field: 'process', type: 'nominal' },
   });
 }
 
@@ -91,20 +82,10 @@ export async function cpuPlot(r: Results): Promise<string | undefined> {
 export async function fabricPlot(r: Results): Promise<string | undefined> {
   const values = r.figures.flatMap((f) => (f.kind === 'throughput' && !f.shapedGbps ? [{ placement: f.placement, transport: f.transport, links: `${f.links} link${f.links > 1 ? 's' : ''}`, gbps: f.gbps }] : []));
   if (!values.length) return undefined;
-  return renderSvg({
-    title: 'Fabric throughput (4 KiB payloads)',
-    data: { values },
-    facet: { column: { field: 'placement', type: 'nominal', sort: null, title: null } },
-    spec: {
-      width: 160,
-      height: 200,
-      mark: 'bar',
-      encoding: {
-        x: { field: 'transport', type: 'nominal', axis: { title: null, labelAngle: -30 } },
-        xOffset: { field: 'links', type: 'nominal' },
-        y: { field: 'gbps', type: 'quantitative', title: 'Gb/s' },
-        color: { field: 'links', type: 'nominal', title: null },
-      },
-    },
-  });
+  return panels('Fabric throughput (4 KiB payloads)', values, 'placement', 160, {
+    x: { field: 'transport', type: 'nominal', axis: { title: null, labelAngle: -30 } },
+    xOffset: { field: 'links', type: 'nominal' },
+    y: { field: 'gbps', type: 'quantitative', title: 'Gb/s' },
+    color: { field: 'links', type: 'nominal', title: null },
+  }, true);
 }
