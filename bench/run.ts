@@ -25,6 +25,9 @@ if (unknown.length) {
 }
 const benches = wanted.length ? wanted : all;
 const quick = flags.includes('--quick') || process.env.BENCH_QUICK === '1';
+/** What --quick means to benchmarks that take their lengths from the environment (nvme reads --quick itself); a value already set wins. */
+const QUICK_ENV: Record<string, string> = { LAB_BENCH_RUNS: '1', FABRIC_BENCH_SECONDS: '1' };
+const benchEnv = { ...(quick ? QUICK_ENV : {}), ...process.env };
 
 const git = (...args: string[]) => execFileSync('git', args, { cwd: dir, encoding: 'utf8' }).trim();
 /** Versions of what ran, taken when the run starts (the guest's from the built lab artefacts). */
@@ -59,7 +62,7 @@ const failed: string[] = [];
 for (const [i, name] of benches.entries()) {
   console.log(`\n## [${i + 1}/${benches.length}] ${name} (started at ${elapsed()} into the run)`);
   const t0 = Date.now();
-  const r = spawnSync(process.execPath, ['--import', 'tsx', `${dir}${name}.ts`, ...flags], { stdio: 'inherit', env: { ...process.env, BENCH_RESULTS: recorded } });
+  const r = spawnSync(process.execPath, ['--import', 'tsx', `${dir}${name}.ts`, ...flags], { stdio: 'inherit', env: { ...benchEnv, BENCH_RESULTS: recorded } });
   if (r.status !== 0) failed.push(name);
   console.log(`## ${name} ${r.status === 0 ? 'done' : `FAILED (${r.signal ?? `exit ${r.status}`})`} in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
 }
