@@ -171,23 +171,24 @@ function rttTable(figs: RoundTripFigure[]): string {
   return table(['placement', 'round trip', 'transport', 'median µs', 'mean µs'], figs.map((f) => [f.placement, f.what, f.transport, num(f.medianUs, 1), num(f.meanUs, 1)]));
 }
 
-/** What issue 13 asks the report to show that this run has no figure for. */
+/** What issue 13 asks the report to show that this run has no figure for, and which benchmark would measure it when it was not run. */
 export function missingFigures(r: Results): string[] {
   const nvme = ioFigures(r, 'nvme');
   const has = (w: string, label: string) => find(nvme, w, label) !== undefined;
   const out: string[] = [];
+  const lacks = (bench: string, what: string) => out.push(r.benches.includes(bench) ? what : `${what} (${bench} not run)`);
   for (const w of [...NVME_WORKLOADS, QD1_WORKLOAD]) {
     const lacking = NVME_PATHS.filter((p) => !has(w, p));
-    if (lacking.length) out.push(`${w}: ${lacking.join(', ')}`);
+    if (lacking.length) lacks('nvme', `${w}: ${lacking.join(', ')}`);
   }
-  for (const loss of LOSS_PERCENTS) if (!NVME_WORKLOADS.some((w) => has(w, `PCIeOE ${loss} % loss`))) out.push(`IOPS with ${loss} % frame loss`);
-  for (const us of ADDED_LATENCIES_US) if (!nvme.some((f) => f.addedLatencyUs === us)) out.push(`IOPS with ${us} µs added link latency`);
+  for (const loss of LOSS_PERCENTS) if (!NVME_WORKLOADS.some((w) => has(w, `PCIeOE ${loss} % loss`))) lacks('nvme', `IOPS with ${loss} % frame loss`);
+  for (const us of ADDED_LATENCIES_US) if (!nvme.some((f) => f.addedLatencyUs === us)) lacks('nvme', `IOPS with ${us} µs added link latency`);
   const sharing = ioFigures(r, 'sharing');
-  for (const c of ['2:1', '1:2']) if (!sharing.some((f) => f.path.startsWith(c))) out.push(`sharing ${c}`);
+  for (const c of ['2:1', '1:2']) if (!sharing.some((f) => f.path.startsWith(c))) lacks('sharing', `sharing ${c}`);
   const tp = r.figures.filter(isKind('throughput'));
   for (const [transport, links] of [['unix dgram', 1], ['unix dgram', 2], ['memif', 1], ['memif', 2]] as const)
-    if (!tp.some((f) => f.transport === transport && f.links === links && !f.shapedGbps)) out.push(`fabric throughput, ${links} ${transport} link${links > 1 ? 's' : ''}`);
-  if (!r.figures.some(isKind('cpu-per-io'))) out.push('CPU µs per I/O');
+    if (!tp.some((f) => f.transport === transport && f.links === links && !f.shapedGbps)) lacks('fabric', `fabric throughput, ${links} ${transport} link${links > 1 ? 's' : ''}`);
+  if (!r.figures.some(isKind('cpu-per-io'))) lacks('nvme', 'CPU µs per I/O');
   for (const b of r.failed) out.push(`benchmark ${b} failed: its figures may be partial`);
   return out;
 }
