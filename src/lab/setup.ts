@@ -16,6 +16,8 @@ const HOST_TOOLS: Record<string, string> = {
   taskset: 'util-linux',
   // Decodes the fabric's captures with the shipped PCIeOE dissector (lab/wireshark).
   tshark: 'tshark',
+  // DPDK's testpmd with its memif driver (dpdk-dev pulls librte-net-memif23 and librte-mempool-ring23): the memif interop test.
+  'dpdk-testpmd': 'dpdk-dev',
 };
 
 const sidRecipe = [join(qemuDir, 'sid-chroot.sh')];
