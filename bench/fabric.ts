@@ -44,6 +44,8 @@ interface WorkerConfig {
   links: number;
   /** Raw roles only: the datagrams are tagged Ethernet frames that cross the switch (port a0 -> b0). */
   viaSwitch?: boolean;
+  /** TLP roles: links are memif ports (the switch's --port NAME=memif) instead of unix datagram sockets. */
+  memif?: boolean;
 }
 
 interface WorkerResult {
@@ -259,6 +261,7 @@ function tlpActivity(cfg: WorkerConfig): Activity {
     mac: cfg.name === 'a' ? macA : macB,
     peerMac: cfg.name === 'a' ? macB : macA,
     vlan: VLAN,
+    memif: cfg.memif,
     channel: { deliver, onDrain: sends ? pump : undefined },
   });
   return {
@@ -361,6 +364,8 @@ interface CaseOptions {
   viaSwitch?: boolean;
   /** Shape every switch port towards B to this rate (Gb/s). */
   shapeGbps?: number;
+  /** Links over memif rather than unix datagram sockets. */
+  memif?: boolean;
 }
 
 /** Run roles for A and B (and a switch with `links` ports per side unless raw) for one measuring window. */
@@ -378,7 +383,7 @@ interface Measured {
 }
 
 async function measure(pl: Placement, roleA: Role, roleB: Role, opts: CaseOptions = {}): Promise<Measured> {
-  const { links = 1, viaSwitch = false } = opts;
+  const { links = 1, viaSwitch = false, memif = false } = opts;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fabric-bench-'));
   const raw = roleA.startsWith('raw-');
   const ports = ['a', 'b'].flatMap((s) => Array.from({ length: links }, (_, i) => `${s}${i}`));
@@ -386,16 +391,20 @@ async function measure(pl: Placement, roleA: Role, roleB: Role, opts: CaseOption
     ? null
     : await startSwitch({
         dir,
-        ports,
+        ports: memif ? [] : ports,
         cpu: pl.sw,
         nodeArgs: PROF ? ['--cpu-prof', '--cpu-prof-dir', PROF, '--cpu-prof-name', `switch-${roleA}-${links}-cpu${pl.sw}.${Date.now()}.cpuprofile`] : [],
-        args: [...peerArgs(dir, 'a', links), ...peerArgs(dir, 'b', links), ...ports.flatMap((p) => ['--vlan', `${p}=trunk:${VLAN.vid}`]), ...(pl.switchArgs ?? [])],
+        args: [
+          ...(memif ? ports.flatMap((p) => ['--port', `${p}=memif`]) : [...peerArgs(dir, 'a', links), ...peerArgs(dir, 'b', links)]),
+          ...ports.flatMap((p) => ['--vlan', `${p}=trunk:${VLAN.vid}`]),
+          ...(pl.switchArgs ?? []),
+        ],
       });
   try {
     if (opts.shapeGbps) for (let i = 0; i < links; i++) await sw!.control.must({ port: `b${i}`, dir: 'tx', set: { rateGbps: opts.shapeGbps } });
     // B first: a sink or completer should be listening before A starts.
-    const b = startWorker({ role: roleB, dir, name: 'b', links, viaSwitch }, raw && !viaSwitch ? pl.rawB : pl.b);
-    const a = startWorker({ role: roleA, dir, name: 'a', links, viaSwitch }, pl.a);
+    const b = startWorker({ role: roleB, dir, name: 'b', links, viaSwitch, memif }, raw && !viaSwitch ? pl.rawB : pl.b);
+    const a = startWorker({ role: roleA, dir, name: 'a', links, viaSwitch, memif }, pl.a);
     await Promise.all([a.ready, b.ready]);
     for (const w of [b, a]) w.proc.send({ type: 'go' });
     let swCpuMs = 0;
@@ -440,10 +449,10 @@ function cpuLine(pl: Placement, m: Measured, unitBytes: number): void {
 }
 
 async function orchestrate(): Promise<void> {
-  const only = process.env.FABRIC_BENCH_ONLY; // "PLACEMENT:ROLE_A:ROLE_B[:LINKS[:SHAPE_GBPS]]", for profiling one case
+  const only = process.env.FABRIC_BENCH_ONLY; // "PLACEMENT:ROLE_A:ROLE_B[:LINKS[:SHAPE_GBPS[:memif]]]", for profiling one case
   if (only) {
-    const [p, ra, rb, links, shape] = only.split(':');
-    const r = await measure(PLACEMENTS.find((x) => x.name === p) ?? PLACEMENTS[0]!, ra as Role, rb as Role, { links: Number(links ?? 1), shapeGbps: Number(shape ?? 0) });
+    const [p, ra, rb, links, shape, transport] = only.split(':');
+    const r = await measure(PLACEMENTS.find((x) => x.name === p) ?? PLACEMENTS[0]!, ra as Role, rb as Role, { links: Number(links ?? 1), shapeGbps: Number(shape ?? 0), memif: transport === 'memif' });
     console.log(JSON.stringify(r, null, 1));
     return;
   }
@@ -466,6 +475,13 @@ async function orchestrate(): Promise<void> {
     line(pl, 'TLP payload A->B, one link, MPS 4 KiB', `${gbps(one.b.rxBytesPerSec!).toFixed(2)} Gb/s  (replays ${one.a.stats!.txReplay})`);
     cpuLine(pl, one, DATA);
     recordRate(pl, 'unix dgram', one);
+    const oneMemif = await measure(pl, 'tlp-source', 'tlp-sink', { memif: true });
+    line(pl, 'TLP payload A->B, one memif link, MPS 4 KiB', `${gbps(oneMemif.b.rxBytesPerSec!).toFixed(2)} Gb/s  (replays ${oneMemif.a.stats!.txReplay})`);
+    cpuLine(pl, oneMemif, DATA);
+    recordRate(pl, 'memif', oneMemif);
+    const rdMemif = await measure(pl, 'tlp-requester', 'tlp-completer', { memif: true });
+    recordRtt(pl, 'MRd 1 DW -> CplD via switch', 'memif', rdMemif);
+    line(pl, 'MRd 1 DW -> CplD via switch, memif', `${rdMemif.a.medianRttUs!.toFixed(1)} µs median, ${rdMemif.a.meanRttUs!.toFixed(1)} µs mean`);
     const two = await measure(pl, 'tlp-source', 'tlp-sink', { links: 2 });
     const ratio2 = two.b.rxBytesPerSec! / one.b.rxBytesPerSec!;
     line(pl, 'TLP payload A->B, two links, MPS 4 KiB', `${gbps(two.b.rxBytesPerSec!).toFixed(2)} Gb/s  (${ratio2.toFixed(2)}x one link)`);
@@ -493,7 +509,7 @@ async function orchestrate(): Promise<void> {
     line(pl, 'bidirectional 4 KiB: standalone ACK frames', `${(ackShare * 100).toFixed(2)} % of ${frames} frames (A->B ${gbps(bi.b.rxBytesPerSec!).toFixed(2)}, B->A ${gbps(bi.a.rxBytesPerSec!).toFixed(2)} Gb/s)`);
     const ok = (b: boolean) => (b ? 'met' : 'MISSED');
     summary.push(
-      `${pl.name}: one link ${gbps(one.b.rxBytesPerSec!).toFixed(2)} Gb/s (target >= 10: ${ok(gbps(one.b.rxBytesPerSec!) >= 10)}), ` +
+      `${pl.name}: one link ${gbps(one.b.rxBytesPerSec!).toFixed(2)} Gb/s unix dgram, ${gbps(oneMemif.b.rxBytesPerSec!).toFixed(2)} Gb/s memif (target >= 10: ${ok(gbps(oneMemif.b.rxBytesPerSec!) >= 10)}), ` +
         `two links ${ratio2.toFixed(2)}x (>= 1.8: ${ok(ratio2 >= 1.8)}; shaped ${ratioShaped.toFixed(2)}x: ${ok(ratioShaped >= 1.8)}), read RTT ${rttRatio.toFixed(2)}x raw (<= 3: ${ok(rttRatio <= 3)}), ` +
         `standalone ACKs ${(ackShare * 100).toFixed(2)} % (<= 5 %: ${ok(ackShare <= 0.05)})`,
     );
