@@ -1,7 +1,10 @@
+import * as path from 'node:path';
 import test from 'ava';
+import { realClock } from '../../src/fabric/clock.ts';
+import { openStation } from '../../src/fabric/station.ts';
 import { parseSwitchArgs } from '../../src/fabric/switch/main.ts';
 import { VLAN, endpoint, macA, macB, startSwitch } from '../../src/fabric/switch/switch-process.ts';
-import { TlpType, encodeTlp } from '../../src/fabric/tlp/tlp.ts';
+import { type Tlp, TlpType, encodeTlp } from '../../src/fabric/tlp/tlp.ts';
 import { until } from '../support/until.ts';
 
 test('command line: memif ports as server (default path or given) and as client', (t) => {
@@ -42,4 +45,25 @@ test('the switch process carries TLPs between two memif stations, both ways, int
   const c = (await sw.control.must({ counters: true })) as { ports: Record<string, { peer: string; socket: { rxFrames: number } }> };
   t.regex(c.ports.a0!.peer, /memif server .*a0\.memif connected/);
   t.true(c.ports.b0!.socket.rxFrames > 0);
+});
+
+test('stations attach over memif (--link MAC@memif:PATH) and carry posted writes through the switch process', async (t) => {
+  const sw = await startSwitch({ ports: [], args: ['--port', 'a0=memif', '--port', 'b0=memif'] });
+  t.teardown(() => void sw.stop());
+  const [ma, mb] = ['02:00:00:00:0a:00', '02:00:00:00:0b:00'];
+  const options = { clock: realClock, completionTimeoutMs: 2000, log: () => {} };
+  const a = openStation({ link: [`${ma}@memif:${path.join(sw.dir, 'a0.memif')}`], channel: [`1=${mb}`], 'socket-dir': sw.dir }, { ...options, peerName: 'B' });
+  const b = openStation({ link: [`${mb}@memif:${path.join(sw.dir, 'b0.memif')}`], channel: [`1=${ma}`], 'socket-dir': sw.dir }, { ...options, peerName: 'A' });
+  t.teardown(() => {
+    a.close();
+    b.close();
+  });
+  const got: Tlp[] = [];
+  b.ports[0]!.serve((tlp) => void got.push(tlp));
+  const data = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+  for (let i = 0; i < 50; i++) {
+    a.ports[0]!.channel.send(encodeTlp({ type: TlpType.MWr64, tc: 0, attr: 0, poisoned: false, requesterId: 0x0100, tag: 0, firstBe: 0xf, lastBe: 0xf, address: 0x1_0000_0000n + BigInt(i) * 256n, data }));
+  }
+  await until(() => got.length === 50, 'the writes at station B', { timeoutMs: 30_000 });
+  got.forEach((tlp, i) => t.like(tlp, { type: TlpType.MWr64, address: 0x1_0000_0000n + BigInt(i) * 256n, data }));
 });
