@@ -4,7 +4,8 @@ import * as path from 'node:path';
 import test from 'ava';
 import { native } from '../../native/index.ts';
 import { MemifPort } from '../../src/fabric/wire/memif/port.ts';
-import { MEMIF_MESSAGE_BYTES, decodeMemifMessage, encodeMemifMessage } from '../../src/fabric/wire/memif/messages.ts';
+import { MemifRing } from '../../src/fabric/wire/memif/ring.ts';
+import { MEMIF_MESSAGE_BYTES, type MemifMessage, decodeMemifMessage, encodeMemifMessage } from '../../src/fabric/wire/memif/messages.ts';
 import { until } from '../support/until.ts';
 
 function socketPath(): string {
@@ -54,6 +55,21 @@ function rawClient(socket: string) {
       native.close(fd);
     },
   };
+}
+
+/** Every message the server sends until it hangs up, and the reason its DISCONNECT gave. */
+async function untilHangUp(c: ReturnType<typeof rawClient>, what: string): Promise<{ messages: MemifMessage[]; reason: string }> {
+  const messages: MemifMessage[] = [];
+  let closed = false;
+  await until(() => {
+    for (let r; !closed && (r = c.recv()) !== null; ) {
+      if (r === 'closed') closed = true;
+      else messages.push(r);
+    }
+    return closed;
+  }, `${what}: the server hangs up`);
+  const d = messages.find((m) => m.type === 'disconnect');
+  return { messages, reason: d?.type === 'disconnect' ? d.reason : '(no DISCONNECT before the hang-up)' };
 }
 
 test('frames cross a memif port both ways, intact and in order, small, chained and jumbo', async (t) => {
@@ -165,17 +181,11 @@ test('malformed control messages: DISCONNECT naming the fault, that peer dropped
   ];
   for (const [what, act, reason] of cases) {
     const c = rawClient(socket);
-    const heard: ReturnType<typeof c.recv>[] = [];
     act(c);
-    await until(() => {
-      for (let r; heard.at(-1) !== 'closed' && (r = c.recv()) !== null; ) heard.push(r);
-      return heard.at(-1) === 'closed';
-    }, `${what}: the server hangs up`);
+    const heard = await untilHangUp(c, what);
     c.close();
-    const messages = heard.filter((h) => h !== null && h !== 'closed');
-    const d = messages.find((h) => h.type === 'disconnect');
-    t.regex(d?.type === 'disconnect' ? d.reason : '(no DISCONNECT before the hang-up)', reason, what);
-    t.is(messages[0]?.type, 'hello', `${what}: HELLO first`);
+    t.regex(heard.reason, reason, what);
+    t.is(heard.messages[0]?.type, 'hello', `${what}: HELLO first`);
   }
   // The port still serves a proper station.
   const good = new MemifPort({ socket, role: 'client' });
@@ -185,4 +195,59 @@ test('malformed control messages: DISCONNECT naming the fault, that peer dropped
   await until(() => got.server.length === 1, 'its frame arrives');
   t.deepEqual(got.server[0], frame(5, 200));
   t.is(MEMIF_MESSAGE_BYTES, 128);
+});
+
+test('a client whose ring points outside its region is disconnected with the reason; the port serves the next client', async (t) => {
+  const socket = socketPath();
+  const server = new MemifPort({ socket, role: 'server' });
+  t.teardown(() => server.close());
+  const got: Buffer[] = [];
+  server.attach((f) => got.push(Buffer.from(f)));
+  // A hand-made client: one region with both rings and a few buffers, the handshake in lock-step.
+  const size = 1 << 16;
+  const memfd = native.sealedMemfd('bad-client', size);
+  const region = Buffer.from(native.mmap(memfd, 0, size, true));
+  const c2s = new MemifRing([region], 0, 0, 4);
+  const s2c = new MemifRing([region], 0, 1024, 4);
+  c2s.initialise(0, (slot) => 4096 + slot * 2048, 2048);
+  s2c.initialise(0, (slot) => 4096 + (16 + slot) * 2048, 2048);
+  const [e1, e2] = [native.eventfd(), native.eventfd()];
+  const c = rawClient(socket);
+  t.teardown(() => {
+    c.close();
+    for (const fd of [memfd, e1, e2]) native.close(fd);
+  });
+  const next = async () => {
+    let m: ReturnType<typeof c.recv> = null;
+    await until(() => (m = c.recv()) !== null, 'a control message');
+    return m!;
+  };
+  t.like(await next(), { type: 'hello' });
+  const steps: [Buffer, number[] | undefined][] = [
+    [encodeMemifMessage({ type: 'init', version: 0x0200, id: 0, mode: 0, secret: '', name: 'bad' }), undefined],
+    [encodeMemifMessage({ type: 'add-region', index: 0, size: BigInt(size) }), [memfd]],
+    [encodeMemifMessage({ type: 'add-ring', c2s: true, index: 0, region: 0, offset: 0, log2RingSize: 4, privateHeaderSize: 0 }), [e1]],
+    [encodeMemifMessage({ type: 'add-ring', c2s: false, index: 0, region: 0, offset: 1024, log2RingSize: 4, privateHeaderSize: 0 }), [e2]],
+  ];
+  for (const [m, fds] of steps) {
+    c.send(m, fds);
+    t.like(await next(), { type: 'ack' });
+  }
+  c.send(encodeMemifMessage({ type: 'connect', interfaceName: 'bad' }));
+  t.like(await next(), { type: 'connected' });
+  await until(() => server.connected, 'server connected');
+  // One good frame, then one whose descriptor points past the end of the region.
+  region.fill(0x5a, 4096, 4096 + 100);
+  region.writeUInt32LE(100, 128 + 4); // slot 0 length
+  region.writeUInt32LE(100, 128 + 16 + 4); // slot 1 length
+  region.writeUInt32LE(size - 10, 128 + 16 + 8); // slot 1 offset: 100 bytes from there leave the region
+  region.writeUInt16LE(2, 6); // head
+  native.eventfdWrite(e1);
+  const { reason } = await untilHangUp(c, 'bad descriptor');
+  t.regex(reason, /bad descriptor from the peer: descriptor 1: 100 bytes at 65526 of region 0 are outside it/);
+  t.deepEqual(got, [Buffer.alloc(100, 0x5a)]);
+  t.false(server.connected);
+  const good = new MemifPort({ socket, role: 'client' });
+  t.teardown(() => good.close());
+  await until(() => server.connected && good.connected, 'the next client connects');
 });

@@ -34,6 +34,8 @@ export const RING_HEADER_BYTES = 128;
 export const DESCRIPTOR_BYTES = 16;
 export const RING_FLAG_MASK_INT = 1;
 export const DESC_FLAG_NEXT = 1;
+/** The longest frame taken from a peer (as unix datagram ports); longer is a malformed ring. */
+export const MAX_FRAME_BYTES = 65_535;
 
 const COOKIE_OFF = 0;
 const FLAGS_OFF = 4;
@@ -167,8 +169,9 @@ export class MemifRing {
       if (((end - (at + used)) & 0xffff) === 0) throw new MemifDescriptorError(`frame chained past the last published slot`);
       const slot = (at + used) & this.mask;
       const len = this.length(slot);
-      parts.push(this.view(slot, len));
       bytes += len;
+      if (bytes > MAX_FRAME_BYTES) throw new MemifDescriptorError(`a frame of more than ${MAX_FRAME_BYTES} bytes (descriptor ${slot})`);
+      parts.push(this.view(slot, len));
       used++;
       if ((this.flags(slot) & DESC_FLAG_NEXT) === 0) return [copyOut(parts, bytes), used];
       if (used >= this.size) throw new MemifDescriptorError('a frame chained through the whole ring');
