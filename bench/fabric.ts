@@ -22,6 +22,7 @@ import type { ChannelStats } from '../src/fabric/link/channel.ts';
 import { completionFor } from '../src/fabric/tlp/completion.ts';
 import { FrameType, PCIEOE_HEADER_BYTES, TAGGED_L2_BYTES, encodeFrame } from '../src/fabric/wire/frame.ts';
 import { TlpType, decodeTlp, encodeTlp } from '../src/fabric/tlp/tlp.ts';
+import { MemifPort } from '../src/fabric/wire/memif/port.ts';
 import { VLAN, endpoint, macA, macB, peerArgs, startSwitch } from '../src/fabric/switch/switch-process.ts';
 import { record, recordSettings } from './lib/results.ts';
 
@@ -44,7 +45,7 @@ interface WorkerConfig {
   links: number;
   /** Raw roles only: the datagrams are tagged Ethernet frames that cross the switch (port a0 -> b0). */
   viaSwitch?: boolean;
-  /** TLP roles: links are memif ports (the switch's --port NAME=memif) instead of unix datagram sockets. */
+  /** Links are memif ports (the switch's --port NAME=memif) instead of unix datagram sockets; raw roles: one memif connection, no switch. */
   memif?: boolean;
 }
 
@@ -215,6 +216,55 @@ function rawActivity(cfg: WorkerConfig): Activity {
   };
 }
 
+/**
+ * Raw frames over one memif connection, no switch: B (started first) is the memif server at
+ * `<dir>/raw.memif`, A its client. The memif counterpart of the raw unix dgram baselines.
+ */
+function memifRawActivity(cfg: WorkerConfig): Activity {
+  const port = new MemifPort({ socket: path.join(cfg.dir, 'raw.memif'), role: cfg.name === 'b' ? 'server' : 'client' });
+  const msg = Buffer.alloc(cfg.role === 'raw-source' ? FRAME_BYTES : 64);
+  const bytes = windowCounter();
+  const rtt = rttCounter();
+  let running = false;
+  port.attach((frame) => {
+    if (cfg.role === 'raw-echo') port.transmit(Buffer.from(frame));
+    else if (cfg.role === 'raw-sink') bytes.add(frame.length);
+    else if (cfg.role === 'raw-ping' && running) {
+      rtt.answered();
+      rtt.sent();
+      port.transmit(msg);
+    }
+  });
+  // A turn's worth of frames at a time, so the loop still serves the port's wake-ups.
+  const pump = () => {
+    if (!running) return;
+    for (let i = 0; i < 64; i++) port.transmit(msg);
+    setImmediate(pump);
+  };
+  const begin = () => {
+    if (!port.connected) return void setTimeout(begin, 1);
+    if (cfg.role === 'raw-ping') {
+      rtt.sent();
+      port.transmit(msg);
+    } else if (cfg.role === 'raw-source') pump();
+  };
+  return {
+    start() {
+      running = true;
+      begin();
+    },
+    mark(phase) {
+      bytes.mark(phase);
+      rtt.mark(phase);
+    },
+    result: () => (cfg.role === 'raw-sink' ? { rxBytesPerSec: bytes.rate, rxFrames: bytes.frames } : cfg.role === 'raw-ping' ? rtt.result() : { rxFrames: 0 }),
+    close() {
+      running = false;
+      port.close();
+    },
+  };
+}
+
 function tlpActivity(cfg: WorkerConfig): Activity {
   const bytes = windowCounter();
   const rtt = rttCounter();
@@ -286,7 +336,7 @@ function tlpActivity(cfg: WorkerConfig): Activity {
 }
 
 async function workerMain(cfg: WorkerConfig): Promise<void> {
-  const act = cfg.role.startsWith('raw-') ? rawActivity(cfg) : tlpActivity(cfg);
+  const act = cfg.role.startsWith('raw-') ? (cfg.memif ? memifRawActivity(cfg) : rawActivity(cfg)) : tlpActivity(cfg);
   process.send!({ type: 'ready' });
   await new Promise((resolve) => process.once('message', resolve));
   act.start();
@@ -481,7 +531,22 @@ async function orchestrate(): Promise<void> {
     recordRate(pl, 'memif', oneMemif);
     const rdMemif = await measure(pl, 'tlp-requester', 'tlp-completer', { memif: true });
     recordRtt(pl, 'MRd 1 DW -> CplD via switch', 'memif', rdMemif);
-    line(pl, 'MRd 1 DW -> CplD via switch, memif', `${rdMemif.a.medianRttUs!.toFixed(1)} µs median, ${rdMemif.a.meanRttUs!.toFixed(1)} µs mean`);
+    const rawMemifRtt = await measure(pl, 'raw-ping', 'raw-echo', { memif: true });
+    recordRtt(pl, 'ping-pong 64 B', 'raw memif', rawMemifRtt);
+    const memifRttRatio = rdMemif.a.medianRttUs! / rawMemifRtt.a.medianRttUs!;
+    line(pl, 'raw memif ping-pong, 64 B', `${rawMemifRtt.a.medianRttUs!.toFixed(1)} µs median, ${rawMemifRtt.a.meanRttUs!.toFixed(1)} µs mean`);
+    line(pl, 'MRd 1 DW -> CplD via switch, memif', `${rdMemif.a.medianRttUs!.toFixed(1)} µs median, ${rdMemif.a.meanRttUs!.toFixed(1)} µs mean (${memifRttRatio.toFixed(2)}x raw memif)`);
+    const rawMemif = await measure(pl, 'raw-source', 'raw-sink', { memif: true });
+    line(pl, `raw memif, ${FRAME_BYTES} B one way`, `${gbps(rawMemif.b.rxBytesPerSec!).toFixed(2)} Gb/s`);
+    recordRate(pl, 'raw memif', rawMemif);
+    const twoMemif = await measure(pl, 'tlp-source', 'tlp-sink', { memif: true, links: 2 });
+    line(pl, 'TLP payload A->B, two memif links, MPS 4 KiB', `${gbps(twoMemif.b.rxBytesPerSec!).toFixed(2)} Gb/s  (${(twoMemif.b.rxBytesPerSec! / oneMemif.b.rxBytesPerSec!).toFixed(2)}x one link)`);
+    recordRate(pl, 'memif', twoMemif, 2);
+    const oneMemifShaped = await measure(pl, 'tlp-source', 'tlp-sink', { memif: true, shapeGbps: SHAPED_GBPS });
+    const twoMemifShaped = await measure(pl, 'tlp-source', 'tlp-sink', { memif: true, links: 2, shapeGbps: SHAPED_GBPS });
+    line(pl, `memif links shaped to ${SHAPED_GBPS} Gb/s: one, two`, `${gbps(oneMemifShaped.b.rxBytesPerSec!).toFixed(2)}, ${gbps(twoMemifShaped.b.rxBytesPerSec!).toFixed(2)} Gb/s  (${(twoMemifShaped.b.rxBytesPerSec! / oneMemifShaped.b.rxBytesPerSec!).toFixed(2)}x)`);
+    recordRate(pl, 'memif', oneMemifShaped, 1, SHAPED_GBPS);
+    recordRate(pl, 'memif', twoMemifShaped, 2, SHAPED_GBPS);
     const two = await measure(pl, 'tlp-source', 'tlp-sink', { links: 2 });
     const ratio2 = two.b.rxBytesPerSec! / one.b.rxBytesPerSec!;
     line(pl, 'TLP payload A->B, two links, MPS 4 KiB', `${gbps(two.b.rxBytesPerSec!).toFixed(2)} Gb/s  (${ratio2.toFixed(2)}x one link)`);
