@@ -1,5 +1,5 @@
 // src/fabric/wire — Ethernet frames and what carries them: the PCIeOE frame codec, the port
-// interface (this file) and its transports (unix datagram, UDP, VXLAN), fault injection,
+// interface (this file) and its transports (unix datagram, UDP, VXLAN, memif in memif/), fault injection,
 // capture and pcap. It may import src/common, native/ and src/fabric's own files (clock, rng).
 
 /**
