@@ -24,8 +24,10 @@ const STATION = Buffer.from('020000000001', 'hex');
 const UNKNOWN = Buffer.from('020000000099', 'hex');
 
 function startTestpmd(role: 'server' | 'client', socket: string): { proc: ChildProcess; output(): string; stop(): Promise<void> } {
+  // EAL keeps its runtime files in /var/run/dpdk/<prefix> (--in-memory, which would not, refuses --no-huge).
+  const prefix = `pcieoe-memif-${process.pid}-${role}`;
   const proc = spawn(testpmd, [
-    '-l', '0-1', '--no-huge', '-m', '256', '--no-pci', `--file-prefix=pcieoe-memif-${process.pid}-${role}`,
+    '-l', '0-1', '--no-huge', '-m', '256', '--no-pci', `--file-prefix=${prefix}`,
     '-d', 'librte_mempool_ring.so', '-d', 'librte_net_memif.so',
     `--vdev=net_memif0,role=${role},socket=${socket},socket-abstract=no`,
     '--', '--forward-mode=mac', `--eth-peer=0,${[...STATION].map((b) => b.toString(16).padStart(2, '0')).join(':')}`, '--auto-start', '--total-num-mbufs=16384',
@@ -43,6 +45,7 @@ function startTestpmd(role: 'server' | 'client', socket: string): { proc: ChildP
       const t = setTimeout(() => proc.kill('SIGKILL'), 10_000);
       await exited;
       clearTimeout(t);
+      fs.rmSync(path.join('/var/run/dpdk', prefix), { recursive: true, force: true });
     },
   };
 }
