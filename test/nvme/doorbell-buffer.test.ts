@@ -98,3 +98,17 @@ test('without MSI-X, on shadow doorbells: INTx drops once the host has reaped ev
   }
   t.true(h.intx.filter((l) => l).length >= 20, 'asserted for each completion');
 });
+
+test('an MMIO doorbell value older than the shadow (a posted write overtaken) fetches nothing twice and nothing unwritten', async (t) => {
+  const h = await host(t, 16);
+  expectOk(await h.useDoorbellBuffer());
+  for (let i = 0; i < 5; i++) expectOk(await h.submit(1, { opcode: READ, nsid: 1, prp1: h.alloc(PAGE), cdw10: i, cdw12: 0 }));
+  // The controller has fetched up to slot 5; a late doorbell write says 2, then 4.
+  await h.ring(2, 2);
+  await h.ring(2, 4);
+  await h.settle();
+  const e = expectOk(await h.submit(1, { opcode: READ, nsid: 1, prp1: h.alloc(PAGE), cdw10: 9, cdw12: 0 }));
+  t.is(e.sqhd, 6, 'one more entry fetched: the new one');
+  t.deepEqual(h.logs.filter((l) => !l.startsWith('info')), [], 'no stale or empty entry executed');
+  t.is((await h.reg32(0x1c)) & 2, 0, 'CSTS.CFS clear');
+});

@@ -264,8 +264,10 @@ export class NvmeController extends PciFunction implements AdminHost, IoHost {
     } else {
       const sq = this.sqs.get(qid);
       if (!sq) return this.fatalError(`SQ ${qid} tail doorbell: no such queue`);
-      if (shadowed) sq.kicked = true;
-      else if (!sq.setTail(value)) return this.fatalError(`SQ ${qid} tail doorbell ${value} >= size ${sq.size}`);
+      if (shadowed) {
+        sq.kicked = true;
+        sq.hint = value < sq.size ? value : -1;
+      } else if (!sq.setTail(value)) return this.fatalError(`SQ ${qid} tail doorbell ${value} >= size ${sq.size}`);
       if (!sq.fetching) void this.fetch(sq, this.generation);
     }
   }
@@ -318,15 +320,25 @@ export class NvmeController extends PciFunction implements AdminHost, IoHost {
     const live = () => gen === this.generation && !sq.deleted && !this.fatal;
     try {
       while (live()) {
+        let early: { run: { slot: number; count: number }; bytes: Uint8Array } | undefined;
         if (shadowed) {
           sq.kicked = false;
-          const tail = await this.readShadow(2 * sq.id);
+          // The entries an MMIO doorbell announced (written before it was sent, read after it
+          // came) are fetched alongside the shadow tail — one round trip, not two, over a
+          // fabric — and kept if the shadow tail reaches the doorbell's value; an older value
+          // (the shadow had moved on) lies behind the head and is dropped. This assumes no
+          // doorbell write is overtaken by a whole ring of commands.
+          const hint = sq.hint;
+          const guess = hint >= 0 ? sq.runTo(hint) : undefined;
+          sq.hint = -1;
+          const [tail, bytes] = await Promise.all([this.readShadow(2 * sq.id), guess && this.dmaRead(sq.base + guess.slot * SQE_SIZE, guess.count * SQE_SIZE)]);
           if (!live()) return;
           if (!sq.setTail(tail)) return this.fatalError(`SQ ${sq.id} shadow tail ${tail} >= size ${sq.size}`);
+          if (guess && bytes && sq.reaches(hint) && sq.reaches((guess.slot + guess.count) % sq.size)) early = { run: guess, bytes };
         }
-        const run = sq.nextRun();
+        const run = early?.run ?? sq.nextRun();
         if (run) {
-          const bytes = await this.dmaRead(sq.base + run.slot * SQE_SIZE, run.count * SQE_SIZE);
+          const bytes = early?.bytes ?? (await this.dmaRead(sq.base + run.slot * SQE_SIZE, run.count * SQE_SIZE));
           if (gen !== this.generation || sq.deleted) return;
           sq.consumed(run.count);
           for (let i = 0; i < run.count; i++) this.dispatch(sq, new Sqe(bytes.subarray(i * SQE_SIZE, (i + 1) * SQE_SIZE)), gen);

@@ -44,6 +44,8 @@ export class SubmissionQueue extends Ring {
   kicked = false;
   /** With shadow doorbells: the event index last posted for this SQ (-1: none yet). */
   eventIdx = -1;
+  /** With shadow doorbells: the value of the last MMIO doorbell, a hint only (-1: none). */
+  hint = -1;
   private idleWaiters: (() => void)[] = [];
 
   constructor(id: number, base: number, size: number, readonly cq: CompletionQueue) {
@@ -62,6 +64,17 @@ export class SubmissionQueue extends Ring {
     if (this.head === this.tail) return undefined;
     const end = this.tail > this.head ? this.tail : this.size;
     return { slot: this.head, count: end - this.head };
+  }
+
+  /** The entries from head up to `v` without wrapping, as nextRun() would give them if the tail were v. */
+  runTo(v: number): { slot: number; count: number } | undefined {
+    if (v >= this.size || v === this.head) return undefined;
+    return { slot: this.head, count: (v > this.head ? v : this.size) - this.head };
+  }
+
+  /** Whether slot `v` lies between head and tail (going forward): the host has written every entry before it. */
+  reaches(v: number): boolean {
+    return this.distance(this.head, v) <= this.distance(this.head, this.tail);
   }
 
   consumed(count: number): void {
