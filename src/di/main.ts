@@ -18,7 +18,7 @@
 // SIGTERM/SIGINT close sockets and files and exit 0.
 import { mkdirSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseCommandLine, usageError } from '../common/command-line.ts';
 import { NvmeController } from '../devices/nvme/controller.ts';
 import type { PciFunction } from '../pci/function.ts';
 import { TestDevice } from '../devices/testdev/testdev.ts';
@@ -36,9 +36,10 @@ const log = processLogger('di');
 const NAME = /^[a-z0-9][a-z0-9-]{0,63}$/;
 const SIZE_UNITS: Record<string, number> = { K: 2 ** 10, M: 2 ** 20, G: 2 ** 30 };
 
+const COMMAND_LINE = { name: 'di', usage: `usage: main.ts ${STATION_USAGE} --function NAME=testdev|nvme:file:F,size:S... --assign NAME=channel:ID,bdf:BB:DD.F...` };
+
 function usage(message: string): never {
-  console.error(`di: ${message}\nusage: main.ts ${STATION_USAGE} --function NAME=testdev|nvme:file:F,size:S... --assign NAME=channel:ID,bdf:BB:DD.F...`);
-  process.exit(2);
+  return usageError(COMMAND_LINE, message);
 }
 
 function splitNamed(opt: string, spec: string): [string, string] {
@@ -85,18 +86,11 @@ function makeFunction(name: string, spec: string, index: number, dataDir: string
 }
 
 async function main(): Promise<void> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      options: {
-        ...STATION_ARGS,
-        function: { type: 'string', multiple: true, default: [] },
-        assign: { type: 'string', multiple: true, default: [] },
-      },
-    }));
-  } catch (err) {
-    usage((err as Error).message);
-  }
+  const { values } = parseCommandLine(COMMAND_LINE, {
+    ...STATION_ARGS,
+    function: { type: 'string', multiple: true, default: [] },
+    assign: { type: 'string', multiple: true, default: [] },
+  });
   const dataDir = join(process.env.LAB_DATA ?? '/var/lib/pcieoe-lab', process.env.LAB_TOPOLOGY ?? 'di');
   let station!: OpenStation;
   let di!: DeviceInterface;

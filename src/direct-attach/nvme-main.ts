@@ -16,6 +16,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { servePciFunction } from './adapter.ts';
+import { exitOnHelp } from '../common/command-line.ts';
 import type { VfioUserServer } from '../vfio-user/server.ts';
 import { processLogger } from '../common/logger.ts';
 import { NvmeController, type NvmeControllerConfig } from '../devices/nvme/controller.ts';
@@ -87,7 +88,13 @@ async function startProfiler(file: string | undefined): Promise<() => Promise<vo
   };
 }
 
+const COMMAND_LINE = {
+  name: 'nvme',
+  usage: 'usage: nvme-main.ts --socket NAME [--serial S] --ns file=F,size=S[,lba=512|4096] [--ns ...] [--socket NAME ...]   (sockets in $LAB_SOCKET_DIR)',
+};
+
 async function main(): Promise<void> {
+  exitOnHelp(COMMAND_LINE);
   const stopProfiler = await startProfiler(process.env.NVME_CPU_PROFILE);
   const topology = process.env.LAB_TOPOLOGY ?? 'nvme';
   const socketDir = process.env.LAB_SOCKET_DIR;

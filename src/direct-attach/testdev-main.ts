@@ -12,7 +12,7 @@
 // listening (QEMU's client never reconnects, but the next QEMU or a hot-plug
 // does); SIGTERM/SIGINT close every socket and exit 0.
 import { basename, join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseCommandLine, usageError } from '../common/command-line.ts';
 import { servePciFunction } from './adapter.ts';
 import type { VfioUserServer } from '../vfio-user/server.ts';
 import { processLogger } from '../common/logger.ts';
@@ -23,17 +23,13 @@ const NAME = /^[a-z0-9][a-z0-9-]{0,63}$/;
 
 const log = processLogger('testdev');
 
+const COMMAND_LINE = { name: 'testdev', usage: USAGE };
+
 function fail(message: string): never {
-  console.error(`testdev: ${message}\n${USAGE}`);
-  process.exit(2);
+  return usageError(COMMAND_LINE, message);
 }
 
-let parsed;
-try {
-  parsed = parseArgs({ options: { 'socket-dir': { type: 'string' }, 'shared-page': { type: 'boolean' } }, allowPositionals: true });
-} catch (err) {
-  fail((err as Error).message);
-}
+const parsed = parseCommandLine(COMMAND_LINE, { 'socket-dir': { type: 'string' }, 'shared-page': { type: 'boolean' } }, { allowPositionals: true });
 const dir = parsed.values['socket-dir'] ?? process.env.LAB_SOCKET_DIR;
 if (!dir) fail('no socket directory: pass --socket-dir or set LAB_SOCKET_DIR');
 const names = parsed.positionals.length > 0 ? parsed.positionals : [basename(dir)];

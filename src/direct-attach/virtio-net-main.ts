@@ -14,6 +14,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs as parseNodeArgs } from 'node:util';
 import { servePciFunction } from './adapter.ts';
+import { exitOnHelp } from '../common/command-line.ts';
 import { processLogger } from '../common/logger.ts';
 import { UnixDgramPort } from '../fabric/wire/unix-dgram-port.ts';
 import { formatMac, parseMac, VirtioNet } from '../devices/virtio-net/net-device.ts';
@@ -43,7 +44,13 @@ export function parseArgs(argv: string[], socketDir: string): NicArgs {
   return { socket, mac, mtu, wire: values.wire, wireLocal: values['wire-local'] ?? join(socketDir, `${socket}-wire.sock`) };
 }
 
+const COMMAND_LINE = {
+  name: 'virtio-net',
+  usage: 'usage: virtio-net-main.ts --socket NAME --mac MAC --wire SWITCH-PORT-SOCKET [--wire-local PATH] [--mtu 68-9000]   (sockets in $LAB_SOCKET_DIR)',
+};
+
 function main(): void {
+  exitOnHelp(COMMAND_LINE);
   const socketDir = process.env.LAB_SOCKET_DIR;
   if (!socketDir) throw new Error('LAB_SOCKET_DIR is not set');
   const a = parseArgs(process.argv.slice(2), socketDir);

@@ -16,7 +16,7 @@
 // answers); a DI that is not up yet is retried until --wait-ms (default 60 s).
 // The process never exits on a fabric problem: QEMU's vfio-user client never
 // reconnects, so the HI must outlive any DI. SIGTERM/SIGINT: sockets closed, exit 0.
-import { parseArgs } from 'node:util';
+import { parseCommandLine, usageError } from '../common/command-line.ts';
 import { join } from 'node:path';
 import { realClock } from '../fabric/clock.ts';
 import { VfioUserServer } from '../vfio-user/server.ts';
@@ -31,25 +31,19 @@ import { hotplugControl, type ServedEeps } from './hotplug-control.ts';
 
 const log = processLogger('hi');
 
+const COMMAND_LINE = { name: 'hi', usage: `usage: main.ts ${STATION_USAGE} --eep NAME=channel:ID,bdf:BB:DD.F... [--completion-timeout MS] [--wait-ms MS]` };
+
 function usage(message: string): never {
-  console.error(`hi: ${message}\nusage: main.ts ${STATION_USAGE} --eep NAME=channel:ID,bdf:BB:DD.F... [--completion-timeout MS] [--wait-ms MS]`);
-  process.exit(2);
+  return usageError(COMMAND_LINE, message);
 }
 
 async function main(): Promise<void> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      options: {
-        ...STATION_ARGS,
-        eep: { type: 'string', multiple: true, default: [] },
-        'completion-timeout': { type: 'string' },
-        'wait-ms': { type: 'string' },
-      },
-    }));
-  } catch (err) {
-    usage((err as Error).message);
-  }
+  const { values } = parseCommandLine(COMMAND_LINE, {
+    ...STATION_ARGS,
+    eep: { type: 'string', multiple: true, default: [] },
+    'completion-timeout': { type: 'string' },
+    'wait-ms': { type: 'string' },
+  });
   let eeps, station!: OpenStation;
   try {
     eeps = values.eep.map((spec) => {

@@ -42,6 +42,7 @@
 
 import { lstatSync, mkdirSync } from 'node:fs';
 import { removeStaleSocket } from '../../common/socket-file.ts';
+import { exitOnHelp, usageError } from '../../common/command-line.ts';
 import { processLogger } from '../../common/logger.ts';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -367,13 +368,20 @@ function memifText(m: MemifPort): string {
   return `memif ${m.role} ${m.socket} ${m.connected ? 'connected' : `not connected${m.error ? ` (${m.error})` : ''}`}`;
 }
 
+const COMMAND_LINE = {
+  name: 'switch',
+  usage: `usage: main.ts --port NAME[=memif[:server[:PATH]]|=memif:client:PATH] ... [--peer NAME=PATH] [--vlan NAME=access:VID|trunk:VIDS[:native=VID]]
+               [--vxlan NAME=VNI,LADDR:LPORT,RADDR:RPORT] [--station NAME=MAC[,MAC]|learn:N|open] [--max-macs N]
+               [--pcap-dir DIR] [--seed N] [--busy-poll US] [--socket-dir DIR]   (DIR defaults to $LAB_SOCKET_DIR)`,
+};
+
 async function main(): Promise<void> {
+  exitOnHelp(COMMAND_LINE);
   let cfg: SwitchConfig;
   try {
     cfg = parseSwitchArgs(process.argv.slice(2));
   } catch (err) {
-    console.error(`switch-main: ${(err as Error).message}`);
-    process.exit(2);
+    usageError(COMMAND_LINE, (err as Error).message);
   }
   const running = await runSwitch(cfg);
   let stopping = false;
