@@ -25,6 +25,8 @@ import { rig } from '../vfio-user/helpers.ts';
 
 const BAR0 = 0;
 const FILE_SIZE = 0x10000;
+/** A case that takes longer hangs; generous, because a loaded host (QEMU guests of other tests) can stall the loop for seconds. */
+const CASE_TIMEOUT_MS = 30_000;
 const KNOWN_ERRNOS = new Set<number>(Object.values(Errno).filter((e) => e !== Errno.EIO));
 
 // ---- generators ---------------------------------------------------------------
@@ -230,7 +232,7 @@ test('fuzz: vfio-user messages into a live Session end in a clear error or a cor
     const send = opened.map((fds) => fds[0]!);
     try {
       if (expectsReply(k)) {
-        const m = await withTimeout(c.callRaw(k.id, msg, send), 5000, `command ${k.command}`);
+        const m = await withTimeout(c.callRaw(k.id, msg, send), CASE_TIMEOUT_MS, `command ${k.command}`);
         const problem = replyProblem(k, m);
         if (problem) throw new Error(problem);
         replies++;
@@ -242,7 +244,7 @@ test('fuzz: vfio-user messages into a live Session end in a clear error or a cor
       for (const fd of opened.flat()) native.close(fd);
     }
     // The session is alive and in order: the next command is answered, and nothing answered a NO_REPLY.
-    const vendor = await withTimeout(c.regionRead(PciRegion.Config, 0, 2), 5000, 'the probe read');
+    const vendor = await withTimeout(c.regionRead(PciRegion.Config, 0, 2), CASE_TIMEOUT_MS, 'the probe read');
     if ((vendor[0]! | (vendor[1]! << 8)) !== TESTDEV_VENDOR_ID) throw new Error(`vendor id reads 0x${vendor[0]!.toString(16)}`);
     if (c.strayReplies.length) throw new Error(`unexpected reply: ${JSON.stringify(c.strayReplies[0]!.header)}`);
     if (cases % 64 === 0 && (await neighbour.read32(BAR0, TestReg.Scratch)) !== 0x5eed) throw new Error('the neighbour lost its scratch value');
@@ -272,13 +274,13 @@ test('fuzz: the first message of a new connection: VERSION negotiates, anything 
   const run = async (k: Case): Promise<void> => {
     const accepted = once(a.server, 'connect');
     const c = new VfioUserClient(a.server.path);
-    await withTimeout(accepted, 5000, 'the server to accept the connection');
+    await withTimeout(accepted, CASE_TIMEOUT_MS, 'the server to accept the connection');
     const opened = k.fds.map(makeFd);
     try {
       const msg = encodeCase(k);
       const send = opened.map((fds) => fds[0]!);
       let m: Message | undefined;
-      if (expectsReply(k)) m = await withTimeout(c.callRaw(k.id, msg, send), 5000, `first command ${k.command}`).catch(() => undefined);
+      if (expectsReply(k)) m = await withTimeout(c.callRaw(k.id, msg, send), CASE_TIMEOUT_MS, `first command ${k.command}`).catch(() => undefined);
       else c.sendRaw(msg, send);
       if (m) {
         const problem = replyProblem(k, m);
@@ -288,7 +290,7 @@ test('fuzz: the first message of a new connection: VERSION negotiates, anything 
       if (ok && k.command !== Command.Version) throw new Error('a command before VERSION succeeded');
       if (ok) {
         negotiated++;
-        const vendor = await withTimeout(c.regionRead(PciRegion.Config, 0, 2), 5000, 'a read after VERSION');
+        const vendor = await withTimeout(c.regionRead(PciRegion.Config, 0, 2), CASE_TIMEOUT_MS, 'a read after VERSION');
         if ((vendor[0]! | (vendor[1]! << 8)) !== TESTDEV_VENDOR_ID) throw new Error('the negotiated session reads a wrong vendor id');
       } else if (!c.isOpen) {
         dropped++;
@@ -298,7 +300,7 @@ test('fuzz: the first message of a new connection: VERSION negotiates, anything 
       for (const fd of opened.flat()) native.close(fd);
       const gone = a.server.hasClient ? once(a.server, 'disconnect') : Promise.resolve();
       c.close();
-      await withTimeout<unknown>(gone, 5000, 'the server to notice the client left'); // it serves one client at a time
+      await withTimeout<unknown>(gone, CASE_TIMEOUT_MS, 'the server to notice the client left'); // it serves one client at a time
     }
   };
   await fc.assert(property(t, first, run), fuzzParams(t, 1000));
