@@ -174,6 +174,13 @@ test('malformed control messages: DISCONNECT naming the fault, that peer dropped
       c.send(encodeMemifMessage({ type: 'add-ring', c2s: true, index: 0, region: 0, offset: 0, log2RingSize: 10, privateHeaderSize: 0 }), [ev]);
       native.close(ev);
     }, /does not fit region 0/],
+    ['ring wake-up that is not an eventfd', (c) => {
+      c.send(encodeMemifMessage({ type: 'init', version: 0x0200, id: 0, mode: 0, secret: '', name: 'x' }));
+      const fd = native.sealedMemfd('region', 4096);
+      c.send(encodeMemifMessage({ type: 'add-region', index: 0, size: 4096n }), [fd]);
+      c.send(encodeMemifMessage({ type: 'add-ring', c2s: true, index: 0, region: 0, offset: 0, log2RingSize: 4, privateHeaderSize: 0 }), [fd]);
+      native.close(fd);
+    }, /ADD_RING fd is not an eventfd/],
     ['CONNECT without rings', (c) => {
       c.send(encodeMemifMessage({ type: 'init', version: 0x0200, id: 0, mode: 0, secret: '', name: 'x' }));
       c.send(encodeMemifMessage({ type: 'connect', interfaceName: 'x' }));

@@ -22,7 +22,7 @@
  * the reason logged and sent. A client reconnects after its server goes away.
  */
 
-import { fstatSync } from 'node:fs';
+import { fstatSync, readlinkSync } from 'node:fs';
 import { removeStaleSocket } from '../../../common/socket-file.ts';
 import { FileSeal, type Poll, PollEvent, native } from '../../../../native/index.ts';
 import type { PortTransport } from '../port.ts';
@@ -206,7 +206,14 @@ export class MemifPort implements PortTransport {
 
   private accept(): void {
     for (;;) {
-      const fd = native.unixAccept(this.listenFd);
+      let fd: number;
+      try {
+        fd = native.unixAccept(this.listenFd);
+      } catch (err) {
+        // EMFILE and the like: this connection waits (the listener polls readable again); the port carries on.
+        this.lastError = `accept on ${this.socket}: ${(err as Error).message}`;
+        return;
+      }
       if (fd < 0) return;
       if (this.control !== null) {
         // Our one peer stays; the newcomer is told why, as DPDK tells a second client.
@@ -250,6 +257,8 @@ export class MemifPort implements PortTransport {
       }
       case 'add-ring': {
         if (fd < 0) throw new MemifProtocolError('ADD_RING without an eventfd');
+        // Its wake-ups are written and read on the hot path: anything but an eventfd there is refused now.
+        if (readlinkSync(`/proc/self/fd/${fd}`) !== 'anon_inode:[eventfd]') throw new MemifProtocolError('ADD_RING fd is not an eventfd');
         if (m.index !== 0) throw new MemifProtocolError(`ADD_RING index ${m.index}: one ring each way is offered`);
         if (m.log2RingSize > MAX_LOG2_RING) throw new MemifProtocolError(`ADD_RING of 2^${m.log2RingSize} slots, at most 2^${MAX_LOG2_RING}`);
         const key = m.c2s ? 'c2s' : 's2c';
