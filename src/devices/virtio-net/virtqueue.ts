@@ -65,10 +65,16 @@ export class SplitQueue {
   private lastAvail = 0;
   /** Heads read from the avail ring and not yet taken. */
   private heads: number[] = [];
-  /** Next used ring index to fill (free-running). */
+  /**
+   * The descriptor table as read right after the avail ring: it holds every
+   * chain of the heads above (the driver writes a chain before it publishes
+   * its head, and may not touch it again until the device gives it back).
+   */
+  private table?: DataView;
+  /** Used elements not yet written: [head, len] pairs. */
+  private pending: number[] = [];
+  /** Next used ring index to publish (free-running). */
   private usedIdx = 0;
-  /** usedIdx as last published to the driver. */
-  private publishedUsed = 0;
 
   constructor(
     readonly setup: QueueSetup,
@@ -80,70 +86,86 @@ export class SplitQueue {
   }
 
   /**
-   * The next chain the driver made available, or undefined when there is none.
-   * Reads the avail index only when the heads read before are used up.
+   * The chains the driver made available (at most `max`), in ring order; none
+   * when there are none. Memory is read only when the heads read before are
+   * used up: the avail ring in one read and the descriptor table in another,
+   * so a batch costs two reads however many chains it holds (two round trips
+   * over PCIeOE, instead of several per packet).
    */
-  async pop(): Promise<Chain | undefined> {
-    if (this.heads.length === 0 && !(await this.refill())) return undefined;
-    const head = this.heads.shift()!;
-    this.lastAvail = (this.lastAvail + 1) & 0xffff;
-    return this.walk(head);
+  async popBatch(max = Infinity): Promise<Chain[]> {
+    if (this.heads.length === 0 && !(await this.refill())) return [];
+    const take = this.heads.splice(0, Math.min(max, this.heads.length));
+    this.lastAvail = (this.lastAvail + take.length) & 0xffff;
+    return take.map((h) => this.walk(h));
   }
 
-  /** Puts `head` in the used ring with `len` bytes written; visible to the driver after publish(). */
-  async push(head: number, len: number): Promise<void> {
-    const e = new Uint8Array(8);
-    const v = new DataView(e.buffer);
-    v.setUint32(0, head, true);
-    v.setUint32(4, len, true);
-    await this.mem.dmaWrite(this.setup.device + 4 + 8 * (this.usedIdx % this.setup.size), e);
-    this.usedIdx = (this.usedIdx + 1) & 0xffff;
+  /** The next available chain, or undefined. */
+  async pop(): Promise<Chain | undefined> {
+    return (await this.popBatch(1))[0];
+  }
+
+  /** Gives `head` back with `len` bytes written; the driver sees it after publish(). */
+  push(head: number, len: number): void {
+    this.pending.push(head, len);
   }
 
   /**
-   * Writes the used index if it moved, and says whether the driver wants an
-   * interrupt for it. The flags are read after the index is written: a driver
-   * that re-enables interrupts and then checks the used index either sees the
-   * new index or has cleared the flag before we read it — no lost wake-up.
+   * Writes the pending used elements (one write per contiguous run) and then
+   * the used index, and says whether the driver wants an interrupt for them.
+   * The flags are read after the index is written: a driver that re-enables
+   * interrupts and then checks the used index either sees the new index or has
+   * cleared the flag before we read it — no lost wake-up.
    */
   async publish(): Promise<boolean> {
-    if (this.usedIdx === this.publishedUsed) return false;
+    const n = this.pending.length / 2;
+    if (n === 0) return false;
+    const { size, device } = this.setup;
+    const elems = new Uint8Array(8 * n);
+    const v = new DataView(elems.buffer);
+    for (let i = 0; i < n; i++) {
+      v.setUint32(8 * i, this.pending[2 * i]!, true);
+      v.setUint32(8 * i + 4, this.pending[2 * i + 1]!, true);
+    }
+    this.pending = [];
+    const first = this.usedIdx % size;
+    const run1 = Math.min(n, size - first);
+    await this.mem.dmaWrite(device + 4 + 8 * first, elems.subarray(0, 8 * run1));
+    if (run1 < n) await this.mem.dmaWrite(device + 4, elems.subarray(8 * run1));
+    this.usedIdx = (this.usedIdx + n) & 0xffff;
     const idx = new Uint8Array(2);
     new DataView(idx.buffer).setUint16(0, this.usedIdx, true);
-    await this.mem.dmaWrite(this.setup.device + 2, idx);
-    this.publishedUsed = this.usedIdx;
+    await this.mem.dmaWrite(device + 2, idx);
     const flags = await this.mem.dmaRead(this.setup.driver, 2);
     return (flags[0]! & AvailFlag.NoInterrupt) === 0;
   }
 
-  /** Reads the avail index and the ring entries since lastAvail; false when none are new. */
+  /** Reads the avail ring and, if it has new heads, the descriptor table; false when none are new. */
   private async refill(): Promise<boolean> {
-    const { size, driver } = this.setup;
-    const raw = await this.mem.dmaRead(driver + 2, 2);
-    const idx = raw[0]! | (raw[1]! << 8);
+    const { size, driver, desc } = this.setup;
+    const avail = await this.mem.dmaRead(driver, 4 + 2 * size);
+    const av = new DataView(avail.buffer, avail.byteOffset, avail.byteLength);
+    const idx = av.getUint16(2, true);
     const n = (idx - this.lastAvail) & 0xffff;
     if (n === 0) return false;
     if (n > size) throw new VirtqueueError(`avail index ${idx} is ${n} ahead of ${this.lastAvail}, more than the queue size ${size}`);
-    const first = this.lastAvail % size;
-    const run1 = Math.min(n, size - first);
-    const parts = [await this.mem.dmaRead(driver + 4 + 2 * first, 2 * run1)];
-    if (run1 < n) parts.push(await this.mem.dmaRead(driver + 4, 2 * (n - run1)));
-    for (const p of parts) for (let i = 0; i < p.length; i += 2) this.heads.push(p[i]! | (p[i + 1]! << 8));
+    const table = await this.mem.dmaRead(desc, DESC_SIZE * size);
+    this.table = new DataView(table.buffer, table.byteOffset, table.byteLength);
+    for (let k = 0; k < n; k++) this.heads.push(av.getUint16(4 + 2 * ((this.lastAvail + k) % size), true));
     return true;
   }
 
-  private async walk(head: number): Promise<Chain> {
+  private walk(head: number): Chain {
     const size = this.setup.size;
+    const t = this.table!;
     const chain: Chain = { head, readable: [], writable: [], readableBytes: 0, writableBytes: 0 };
     let i = head;
     for (let links = 0; ; links++) {
       if (i >= size) throw new VirtqueueError(`descriptor ${i} beyond the queue size ${size} (chain from ${head})`);
       if (links >= size) throw new VirtqueueError(`descriptor chain from ${head} has more than ${size} links (a loop)`);
-      const d = await this.mem.dmaRead(this.setup.desc + DESC_SIZE * i, DESC_SIZE);
-      const v = new DataView(d.buffer, d.byteOffset, DESC_SIZE);
-      const addr = v.getUint32(0, true) + v.getUint32(4, true) * 2 ** 32;
-      const len = v.getUint32(8, true);
-      const flags = v.getUint16(12, true);
+      const at = DESC_SIZE * i;
+      const addr = t.getUint32(at, true) + t.getUint32(at + 4, true) * 2 ** 32;
+      const len = t.getUint32(at + 8, true);
+      const flags = t.getUint16(at + 12, true);
       if (flags & DescFlag.Indirect) throw new VirtqueueError(`descriptor ${i}: INDIRECT was not negotiated`);
       if (flags & DescFlag.Write) {
         chain.writable.push({ addr, len });
@@ -154,7 +176,7 @@ export class SplitQueue {
         chain.readableBytes += len;
       }
       if (!(flags & DescFlag.Next)) return chain;
-      i = v.getUint16(14, true);
+      i = t.getUint16(at + 14, true);
     }
   }
 }
