@@ -12,13 +12,14 @@ import { parseArgs } from 'node:util';
 import { loadTopology } from '../lab/topology.ts';
 import { readState, requireState } from '../lab/state.ts';
 import { stateRoot } from '../lab/paths.ts';
+import { processLogger } from '../common/logger.ts';
 import { serveApi } from './api.ts';
 import { LabApplier } from './apply.ts';
 import { Manager } from './manager.ts';
 import { AssignmentStore } from './store.ts';
 import { AssignmentTable } from './table.ts';
 
-const log = (level: 'info' | 'warn', message: string) => console.log(`${new Date().toISOString()} manager ${level.padEnd(5)} ${message}`);
+const log = processLogger('manager');
 
 function fail(message: string): never {
   console.error(`manager: ${message}`);
