@@ -83,6 +83,9 @@ class Poll : public Napi::ObjectWrap<Poll> {
     handle_->data = nullptr;
     uv_close(reinterpret_cast<uv_handle_t*>(handle_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
     handle_ = nullptr;
+    // The callback is a strong root; its closure usually holds the owner, which holds this
+    // Poll's JS object: keeping it after close would keep all three alive for ever.
+    callback_.Reset();
   }
 
   static void OnPoll(uv_poll_t* handle, int status, int uvev) {

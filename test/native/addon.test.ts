@@ -3,6 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { native, isNativeError, PollEvent } from '../../native/index.ts';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 
 function tmpDir(t: { teardown(fn: () => void): void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'pcieoe-native-'));
@@ -160,4 +162,30 @@ test('an exception in a Poll callback reaches uncaughtException', async (t) => {
   t.is((err as Error).message, 'boom from handler');
   native.close(s1);
   native.close(s2);
+});
+
+test('a closed Poll lets its callback and what the callback holds be collected', async (t) => {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  let collected = 0;
+  const registry = new FinalizationRegistry(() => collected++);
+  const N = 20;
+  (() => {
+    for (let i = 0; i < N; i++) {
+      const [a, b] = native.socketpair('stream');
+      const owner: { buffer: Uint8Array; poll?: InstanceType<typeof native.Poll> } = { buffer: new Uint8Array(1 << 20) };
+      const poll = new native.Poll(a!, () => owner.buffer.length);
+      owner.poll = poll;
+      poll.start(PollEvent.Readable);
+      registry.register(owner, i);
+      poll.close();
+      native.close(a!);
+      native.close(b!);
+    }
+  })();
+  for (let round = 0; round < 50 && collected < N; round++) {
+    await new Promise((r) => setImmediate(r));
+    gc();
+  }
+  t.is(collected, N, 'every owner of a closed Poll was collected');
 });
