@@ -62,7 +62,8 @@ export interface Native {
   eventfdRead(fd: number): number | null;
 
   socketpair(kind: 'stream' | 'dgram' | 'seqpacket'): [number, number];
-  unixListen(path: string, backlog?: number): number;
+  /** A listening socket bound at `path` (kind default 'stream'; 'seqpacket' for the memif control socket). */
+  unixListen(path: string, backlog?: number, kind?: 'stream' | 'seqpacket'): number;
   /** A connected fd, or -1 when no connection is pending. */
   unixAccept(listenFd: number): number;
   unixConnect(path: string, kind?: 'stream' | 'dgram' | 'seqpacket'): number;
@@ -80,8 +81,6 @@ export interface Native {
   recvmsg(fd: number, buf: Uint8Array, fdsOut: number[]): number;
   /** Bytes sent on this socket that the peer has not read yet (SIOCOUTQ); 0 once it has read everything. */
   unsentBytes(fd: number): number;
-  /** A listening SOCK_SEQPACKET socket bound at `path` (seqpacket.cc; the memif control socket). */
-  unixListenSeqpacket(path: string, backlog?: number): number;
   /** Datagram to a bound unix path; -1 if the receiver's queue is full. */
   sendTo(fd: number, data: Uint8Array, path: string): number;
   /** One datagram (truncated to buf), or -1 if none is queued. */

@@ -13,7 +13,7 @@
 //
 // One file a concern: fds.cc (fds, memfd, mmap), seals.cc, eventfd.cc,
 // stream.cc (stream sockets with fd passing), dgram.cc (datagram sockets and
-// the fast path), crc32.cc, poll.cc, seqpacket.cc (memif control listener); native.h holds what they share
+// the fast path), crc32.cc, poll.cc; native.h holds what they share
 // (common.cc). This file only registers them. native/index.ts is the typed
 // JS entry for all of it.
 //
@@ -35,7 +35,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   pcieoe::RegisterDgram(env, exports);
   pcieoe::RegisterCrc32(env, exports);
   pcieoe::RegisterPoll(env, exports);
-  pcieoe::RegisterSeqpacket(env, exports);
   return exports;
 }
 

@@ -36,6 +36,5 @@ void RegisterStream(Napi::Env env, Napi::Object exports);    // stream.cc
 void RegisterDgram(Napi::Env env, Napi::Object exports);     // dgram.cc
 void RegisterCrc32(Napi::Env env, Napi::Object exports);     // crc32.cc
 void RegisterPoll(Napi::Env env, Napi::Object exports);      // poll.cc
-void RegisterSeqpacket(Napi::Env env, Napi::Object exports); // seqpacket.cc
 
 }  // namespace pcieoe

@@ -36,14 +36,16 @@ Napi::Value SocketPair(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// unixListen(path, backlog) -> listening stream socket fd. The caller owns
-// the path (unlinking a stale socket file is a policy decision, made in JS).
+// unixListen(path, backlog = 16, kind = 'stream') -> listening socket fd (kind 'seqpacket' for
+// the memif control socket). The caller owns the path (unlinking a stale socket file is a policy
+// decision, made in JS).
 Napi::Value UnixListen(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   socklen_t len;
   sockaddr_un addr = UnixAddr(env, ArgString(info, 0), &len);
-  int backlog = info.Length() > 1 ? info[1].As<Napi::Number>().Int32Value() : 16;
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int backlog = info.Length() > 1 && !info[1].IsUndefined() ? info[1].As<Napi::Number>().Int32Value() : 16;
+  int type = info.Length() > 2 && !info[2].IsUndefined() ? SockType(env, ArgString(info, 2)) : SOCK_STREAM;
+  int fd = socket(AF_UNIX, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) ThrowErrno(env, "socket");
   if (bind(fd, reinterpret_cast<sockaddr*>(&addr), len) < 0 || listen(fd, backlog) < 0) {
     int err = errno;

@@ -199,7 +199,7 @@ export class MemifPort implements PortTransport {
 
   private listen(): void {
     removeStaleSocket(this.socket);
-    this.listenFd = native.unixListenSeqpacket(this.socket);
+    this.listenFd = native.unixListen(this.socket, 16, 'seqpacket');
     this.listenPoll = new native.Poll(this.listenFd, () => this.accept());
     this.listenPoll.start(PollEvent.Readable);
   }
