@@ -64,8 +64,8 @@ function frames(): Buffer[] {
 
 async function interop(t: ExecutionContext, testpmdRole: 'server' | 'client'): Promise<void> {
   if (!testpmd) {
-    t.log('SKIPPED: dpdk-testpmd is not installed (apt-get install --no-install-recommends dpdk dpdk-dev librte-net-memif23 librte-mempool-ring23)');
-    t.pass();
+    // lab setup installs it (host package dpdk-dev); a missing testpmd must not pass as interop.
+    t.fail('dpdk-testpmd is not installed: run `lab setup` (or apt-get install --no-install-recommends dpdk-dev)');
     return;
   }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fabric-memif-dpdk-'));
