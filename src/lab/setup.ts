@@ -18,6 +18,8 @@ const HOST_TOOLS: Record<string, string> = {
   tshark: 'tshark',
   // DPDK's testpmd with its memif driver (dpdk-dev pulls librte-net-memif23 and librte-mempool-ring23): the memif interop test.
   'dpdk-testpmd': 'dpdk-dev',
+  // The web console's browser test drives it headless with playwright-core (test/manager/guest-console.test.ts).
+  chromium: 'chromium',
 };
 
 const sidRecipe = [join(qemuDir, 'sid-chroot.sh')];
