@@ -7,6 +7,9 @@
 // - MACs: HI of host i, link l: 02:00:00:01:<i>:<l>; DI j: 02:00:00:02:<j>:<l>.
 // - Channels: one per (host, DI) pair, numbered from 1, host by host then DI by DI; both
 //   ends use the same number (the DI tells hosts apart by it, the HI tells DIs apart).
+// - A NIC function (nic:) of DI j, function f: MAC 02:00:00:03:<j>:<f> unless given; its
+//   Ethernet wire is switch port "<DI>-<function>", bound to that MAC, whose peer the DI binds
+//   at LAB_STATE/sockets/<DI>/<function>-wire.sock (its frames beside the PCIeOE frames).
 // - Function f of a card is 01:00.<f> on every channel; an assignment to a host's slot s is
 //   that host's EEP "eep<s>" in its switch slot s; the control endpoint is in the slot after
 //   the last one.
@@ -50,7 +53,7 @@ export interface FabricHost extends FabricStation {
 }
 
 export interface FabricDi extends FabricStation {
-  functions: { name: string; bdf: string; model: 'nvme' | 'testdev' }[];
+  functions: { name: string; bdf: string; model: 'nvme' | 'nic' | 'testdev' }[];
   /** Channel id per host name. */
   channels: Record<string, number>;
 }
@@ -128,8 +131,26 @@ function placeAssignments(hosts: HostSpec[], dis: DiSpec[], assign: AssignmentSp
   return placed.sort((x, y) => x.at.localeCompare(y.at, undefined, { numeric: true }));
 }
 
-function switchProcess(sw: SwitchSpec, stations: FabricStation[]): ProcessSpec {
-  const ports = stations.flatMap((s) => s.ports.map((p, l) => ({ p, peer: linkSocket(s.process, l), mac: s.macs[l]! })));
+/** A switch port: its name, where it sends (the station's bound socket), the one MAC it accepts. */
+interface SwitchPort {
+  p: string;
+  peer: string;
+  mac: string;
+}
+
+/** The Ethernet wires of the DIs' NIC functions, each on a switch port of its own. */
+function nicWires(dis: DiSpec[]): (SwitchPort & { di: string; function: string; at: string })[] {
+  return dis.flatMap((d, j) =>
+    d.card.functions.flatMap((f, fn) =>
+      f.nic
+        ? [{ di: d.name, function: f.name, at: `dis[${j}].card.functions[${fn}].nic.mac`, p: `${d.name}-${f.name}`, peer: `\${LAB_STATE}/sockets/${d.name}/${f.name}-wire.sock`, mac: f.nic.mac?.toLowerCase() ?? mac(3, j, fn) }]
+        : [],
+    ),
+  );
+}
+
+function switchProcess(sw: SwitchSpec, stations: FabricStation[], wires: SwitchPort[]): ProcessSpec {
+  const ports = [...stations.flatMap((s) => s.ports.map((p, l): SwitchPort => ({ p, peer: linkSocket(s.process, l), mac: s.macs[l]! }))), ...wires];
   return {
     name: SWITCH_PROCESS,
     run: 'src/fabric/switch/main.ts',
@@ -148,8 +169,12 @@ function switchProcess(sw: SwitchSpec, stations: FabricStation[]): ProcessSpec {
 
 const linkArgs = (s: FabricStation) => s.ports.flatMap((p, l) => ['--link', `${s.macs[l]}@${portSocket(p)}`]);
 
-function functionArg(di: DiSpec, f: DiSpec['card']['functions'][number]): string {
+function functionArg(di: DiSpec, f: DiSpec['card']['functions'][number], wires: ReturnType<typeof nicWires>): string {
   if (f.testdev) return `${f.name}=testdev`;
+  if (f.nic) {
+    const w = wires.find((x) => x.di === di.name && x.function === f.name)!;
+    return `${f.name}=virtio-net:mac:${w.mac},mtu:${f.nic.mtu},wire:${portSocket(w.p)}`;
+  }
   const n = f.nvme!;
   const serial = n.serial ?? `PCIEOE-${di.name}-${f.name}`.toUpperCase().slice(0, 20);
   return `${f.name}=nvme:file:${di.name}-${f.name}.img,size:${n.size},lba:${n.lba},serial:${serial}`;
@@ -184,6 +209,7 @@ export function derive(src: TopologySource): Derived {
     });
   });
   const placed = placeAssignments(src.hosts, src.dis, src.assign, problems);
+  const wires = nicWires(src.dis);
 
   const channel = (hostIndex: number, diIndex: number) => hostIndex * src.dis.length + diIndex + 1;
   if (channel(src.hosts.length - 1, src.dis.length - 1) > 0xffff) problems.push('hosts: more host × DI pairs than channel numbers (65535)');
@@ -196,7 +222,7 @@ export function derive(src: TopologySource): Derived {
   }));
   const dis: FabricDi[] = src.dis.map((d, j) => ({
     ...station(d.name, 2, j, d.links),
-    functions: d.card.functions.map((f, fn) => ({ name: f.name, bdf: bdfOf(fn), model: f.testdev ? ('testdev' as const) : ('nvme' as const) })),
+    functions: d.card.functions.map((f, fn) => ({ name: f.name, bdf: bdfOf(fn), model: f.testdev ? ('testdev' as const) : f.nic ? ('nic' as const) : ('nvme' as const) })),
     channels: Object.fromEntries(src.hosts.map((h, i) => [h.name, channel(i, j)])),
   }));
   const assignments: FabricAssignment[] = placed.map(({ a, di, fn, slot }) => ({
@@ -212,7 +238,14 @@ export function derive(src: TopologySource): Derived {
     eep: `eep${slot}`,
   }));
 
-  out.processes.push(switchProcess(src.switch ?? { capture: false }, [...his, ...dis]));
+  // Every MAC on the switch is one station's: a NIC's MAC may not repeat another's.
+  const macOwners = new Map<string, string>([...his, ...dis].flatMap((s) => s.macs.map((m, l) => [m, `link ${l} of ${s.process}`] as [string, string])));
+  for (const w of wires) {
+    const owner = macOwners.get(w.mac);
+    if (owner) problems.push(`${w.at}: ${w.mac} is already used by ${owner}`);
+    else macOwners.set(w.mac, w.at.replace(/\.nic\.mac$/, ''));
+  }
+  out.processes.push(switchProcess(src.switch ?? { capture: false }, [...his, ...dis], wires));
   out.processOrigins.push('switch');
   src.dis.forEach((d, j) => {
     const s = dis[j]!;
@@ -222,7 +255,7 @@ export function derive(src: TopologySource): Derived {
       args: [
         ...linkArgs(s),
         ...his.flatMap((h) => ['--channel', `${s.channels[h.host]}=${h.macs.join(',')}`]),
-        ...d.card.functions.flatMap((f) => ['--function', functionArg(d, f)]),
+        ...d.card.functions.flatMap((f) => ['--function', functionArg(d, f, wires)]),
         ...assignments.filter((a) => a.di === d.name).flatMap((a) => ['--assign', `${a.function}=channel:${a.channel},bdf:${a.bdf}`]),
       ],
       ...(d.pin ? { pin: d.pin } : {}),

@@ -45,16 +45,16 @@ const vfioUserDevice = z.strictObject({
   server: serverRef,
   bus: bus.optional(),
 });
+const macAddress = z
+  .string({ error: 'expected a MAC address like "02:00:00:00:00:01"' })
+  .regex(/^[0-9a-f][26ae](:[0-9a-f]{2}){5}$/i, 'expected a locally administered unicast MAC like "02:00:00:00:00:01"');
 /** A virtio-net NIC cabled to a port of the lab's userspace Ethernet switch (a process). */
 const nicDevice = z.strictObject({
   type: z.literal('nic'),
   id: name,
   server: serverRef,
   /** Unicast, locally administered; derived from the VM and NIC names when absent. */
-  mac: z
-    .string({ error: 'expected a MAC address like "02:00:00:00:00:01"' })
-    .regex(/^[0-9a-f][26ae](:[0-9a-f]{2}){5}$/i, 'expected a locally administered unicast MAC like "02:00:00:00:00:01"')
-    .optional(),
+  mac: macAddress.optional(),
   /** Address given to the interface inside the guest (it exists nowhere else). */
   ip: z
     .string({ error: 'expected an address with prefix like "10.0.0.1/24"' })
@@ -108,10 +108,16 @@ const nvmeFunction = z.strictObject({
   /** At most 20 characters; default PCIEOE-<DI>-<FUNCTION>. */
   serial: z.string().regex(/^[\x21-\x7e]{1,20}$/, 'expected 1 to 20 printable characters, no spaces').optional(),
 });
-/** One function of a DI's card: exactly one model key (nvme or testdev). */
+/** A virtio-net NIC function (the model in src/devices/virtio-net); its wire is a port of the lab switch. */
+const nicFunction = z.strictObject({
+  /** Default 02:00:00:03:<DI index>:<function index>; distinct across the lab. */
+  mac: macAddress.optional(),
+  mtu: count(68, 9000).default(1500),
+});
+/** One function of a DI's card: exactly one model key (nvme, nic or testdev). */
 const cardFunction = z
-  .strictObject({ name, nvme: nvmeFunction.optional(), testdev: z.strictObject({}).optional() })
-  .refine((f) => (f.nvme ? 1 : 0) + (f.testdev ? 1 : 0) === 1, 'expected exactly one model: nvme or testdev');
+  .strictObject({ name, nvme: nvmeFunction.optional(), nic: nicFunction.optional(), testdev: z.strictObject({}).optional() })
+  .refine((f) => (f.nvme ? 1 : 0) + (f.nic ? 1 : 0) + (f.testdev ? 1 : 0) === 1, 'expected exactly one model: nvme, nic or testdev');
 
 const di = z.strictObject({
   name,

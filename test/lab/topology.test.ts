@@ -210,8 +210,8 @@ assign: [{ function: nope, host: a }]
     [
       'hosts[0].hi.slots: expected a whole number from 1 to 30',
       'dis[0].card.functions[0].nvme.size: expected like "512M"',
-      'dis[0].card.functions[1]: expected exactly one model: nvme or testdev',
-      'dis[0].card.functions[2]: expected exactly one model: nvme or testdev',
+      'dis[0].card.functions[1]: expected exactly one model: nvme, nic or testdev',
+      'dis[0].card.functions[2]: expected exactly one model: nvme, nic or testdev',
       'assign[0].function: expected "<di>/<function>"',
     ],
   );
