@@ -43,6 +43,8 @@ export interface Native {
   close(fd: number): void;
   /** A new close-on-exec fd for the same open file. */
   dup(fd: number): number;
+  /** Whether the open file is O_NONBLOCK; sets or clears it first when `on` is given (shared by every fd of that file). */
+  fdNonBlocking(fd: number, on?: boolean): boolean;
 
   /** memfd_create(name) + ftruncate(size). */
   memfdCreate(name: string, size: number): number;
@@ -56,8 +58,13 @@ export interface Native {
   sealedMemfd(name: string, size: number): number;
 
   eventfd(initial?: number): number;
-  /** Add `value` (default 1) to the counter; a saturated counter is not an error. */
-  eventfdWrite(fd: number, value?: number): void;
+  /**
+   * Add `value` (default 1) to the counter; false when it did not fit (a saturated counter is
+   * not an error: the reader has a wake-up pending). Never blocks, even on an fd that was made
+   * blocking (a vfio-user client may do that to an irq eventfd it shares); a value above 1 on a
+   * blocking fd is refused (false), as poll can only tell that 1 more fits.
+   */
+  eventfdWrite(fd: number, value?: number | bigint): boolean;
   /** Read and reset the counter; null when it is zero. */
   eventfdRead(fd: number): number | null;
 

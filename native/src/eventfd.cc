@@ -1,6 +1,8 @@
 // eventfd: interrupt delivery to QEMU (one per MSI/MSI-X vector) and wake-ups.
 #include "native.h"
 
+#include <fcntl.h>
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -16,14 +18,37 @@ Napi::Value EventfdCreate(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, fd);
 }
 
+// Never blocks, whatever the fd's O_NONBLOCK flag: an irq eventfd is shared
+// with a vfio-user client, which may turn the (shared) file description back
+// to blocking after SET_IRQS. A write blocks only when it would take the
+// counter past 0xfffffffffffffffe, and then poll reports no POLLOUT; so a
+// zero-timeout poll first, and no write when the counter is full. A saturated
+// counter means the reader has a wake-up pending anyway: nothing is lost.
+// Returns whether the value was added.
 Napi::Value EventfdWrite(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
   int fd = ArgFd(info, 0);
-  uint64_t v = info.Length() > 1 ? static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value()) : 1;
+  uint64_t v = 1;
+  if (info.Length() > 1 && !info[1].IsUndefined()) {
+    if (info[1].IsBigInt()) {
+      bool lossless = true;
+      v = info[1].As<Napi::BigInt>().Uint64Value(&lossless);
+      if (!lossless) throw Napi::RangeError::New(env, "eventfdWrite: value must fit in 64 bits");
+    } else {
+      v = static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value());
+    }
+  }
+  pollfd p{fd, POLLOUT, 0};
+  int r = poll(&p, 1, 0);
+  if (r < 0) ThrowErrno(env, "poll");
+  if (p.revents & POLLNVAL) ThrowErrno(env, "eventfd write", EBADF);
+  // POLLOUT tells only that 1 more fits; a bigger value may not, so a
+  // blocking fd also gets a chance to refuse it with EAGAIN below.
+  if (!(p.revents & POLLOUT)) return Napi::Boolean::New(env, false);
+  if (v > 1 && !(fcntl(fd, F_GETFL) & O_NONBLOCK)) return Napi::Boolean::New(env, false);
   ssize_t n = write(fd, &v, sizeof v);
-  // EAGAIN means the counter is saturated: the reader has a wake-up pending
-  // anyway, so an interrupt is not lost.
-  if (n < 0 && errno != EAGAIN) ThrowErrno(info.Env(), "eventfd write");
-  return info.Env().Undefined();
+  if (n < 0 && errno != EAGAIN) ThrowErrno(env, "eventfd write");
+  return Napi::Boolean::New(env, n == sizeof v);
 }
 
 // Returns the counter (and resets it), or null when it is zero.

@@ -28,6 +28,21 @@ Napi::Value Dup(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), fd);
 }
 
+// fdNonBlocking(fd[, on]) -> whether O_NONBLOCK is set on the open file (set or
+// cleared first when `on` is given; the flag belongs to the file description,
+// so every fd sharing it, in any process, sees the change).
+Napi::Value FdNonBlocking(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgFd(info, 0);
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0) ThrowErrno(env, "fcntl");
+  if (info.Length() > 1 && !info[1].IsUndefined()) {
+    flags = info[1].ToBoolean() ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK);
+    if (fcntl(fd, F_SETFL, flags) < 0) ThrowErrno(env, "fcntl");
+  }
+  return Napi::Boolean::New(env, (flags & O_NONBLOCK) != 0);
+}
+
 // ---- memfd + mmap ----------------------------------------------------------
 
 Napi::Value MemfdCreate(const Napi::CallbackInfo& info) {
@@ -117,6 +132,7 @@ Napi::Value Munmap(const Napi::CallbackInfo& info) {
 void RegisterFds(Napi::Env env, Napi::Object exports) {
   exports.Set("close", Napi::Function::New(env, Close));
   exports.Set("dup", Napi::Function::New(env, Dup));
+  exports.Set("fdNonBlocking", Napi::Function::New(env, FdNonBlocking));
   exports.Set("memfdCreate", Napi::Function::New(env, MemfdCreate));
   exports.Set("mmap", Napi::Function::New(env, Mmap));
   exports.Set("munmap", Napi::Function::New(env, Munmap));

@@ -12,8 +12,10 @@
 //
 // Signalling must never block the event loop, nor throw into device code: so
 // SET_IRQS takes only eventfds opened for writing in non-blocking mode (QEMU's
-// are), and a write that still fails (the client changed the fd's flags
-// since) drops that interrupt with a log line rather than throwing.
+// are); native.eventfdWrite never blocks even when the client turns the shared
+// fd blocking later (a full counter just takes no more: the client has a
+// wake-up pending); a write that still fails drops that interrupt with a log
+// line rather than throwing.
 import { readFileSync, readlinkSync } from 'node:fs';
 import { native } from '../../native/index.ts';
 import { Errno, IrqInfoFlag, IrqSetFlag, ProtocolError, type IrqSet } from './protocol.ts';
