@@ -112,11 +112,11 @@ local function dissect_tlp(tvb, tree)
 end
 
 local mgmt_kinds = {
-  [0x01] = "Solicit", [0x02] = "Announce", [0x10] = "FunctionReport", [0x11] = "SlotReport",
+  [0x01] = "Solicit", [0x02] = "Announce", [0x03] = "Heartbeat", [0x10] = "FunctionReport", [0x11] = "SlotReport",
   [0x20] = "MapFunction", [0x21] = "UnmapFunction", [0x22] = "MapSlot", [0x23] = "UnmapSlot", [0x30] = "Ack",
 }
 local mgmt_roles = { [1] = "HI", [2] = "DI" }
-local slot_states = { [0] = "free", [1] = "mapped", [2] = "releasing" }
+local slot_states = { [0] = "free", [1] = "mapped", [2] = "releasing", [3] = "lost" }
 local ack_status = { [0] = "ok", [1] = "unknown", [2] = "busy", [3] = "timeout", [4] = "failed" }
 f.mgmt_kind = ProtoField.uint8("pcieoe.mgmt.kind", "Message", base.HEX, mgmt_kinds)
 f.mgmt_id = ProtoField.uint16("pcieoe.mgmt.id", "Request id", base.DEC)
@@ -133,6 +133,9 @@ f.mgmt_state = ProtoField.uint8("pcieoe.mgmt.state", "Slot state", base.DEC, slo
 f.mgmt_channel = ProtoField.uint16("pcieoe.mgmt.channel", "Channel", base.DEC)
 f.mgmt_bdf = ProtoField.uint16("pcieoe.mgmt.bdf", "BDF", base.HEX)
 f.mgmt_timeout = ProtoField.uint16("pcieoe.mgmt.timeout_ms", "Release time limit (ms)", base.DEC)
+f.mgmt_epoch = ProtoField.uint32("pcieoe.mgmt.epoch", "Station epoch", base.HEX)
+f.mgmt_generation = ProtoField.uint16("pcieoe.mgmt.generation", "Report generation", base.DEC)
+f.mgmt_link = ProtoField.uint8("pcieoe.mgmt.link", "Link", base.DEC)
 f.mgmt_status = ProtoField.uint8("pcieoe.mgmt.status", "Status", base.DEC, ack_status)
 f.mgmt_detail = ProtoField.string("pcieoe.mgmt.detail", "Detail")
 
@@ -157,7 +160,7 @@ local function dissect_mgmt(tvb, tree)
   t:add(f.mgmt_kind, tvb(0, 1))
   t:add(f.mgmt_id, tvb(2, 2))
   local len = tvb:len()
-  local need = { [0x20] = 9, [0x21] = 7, [0x22] = 9, [0x23] = 7, [0x02] = 7, [0x10] = 5, [0x11] = 5, [0x30] = 5 }
+  local need = { [0x20] = 9, [0x21] = 7, [0x22] = 9, [0x23] = 7, [0x02] = 7, [0x03] = 11, [0x10] = 5, [0x11] = 5, [0x30] = 5 }
   if need[kind] and len < need[kind] then
     t:add_expert_info(PI_MALFORMED, PI_ERROR, "message ends inside its body")
     return name
@@ -170,6 +173,10 @@ local function dissect_mgmt(tvb, tree)
     t:add(f.mgmt_links, tvb(5, 1))
     t:add(f.mgmt_count, tvb(6, 1))
     o = mgmt_string(tvb, t, f.mgmt_name, 7)
+  elseif kind == 0x03 then
+    t:add(f.mgmt_epoch, tvb(4, 4))
+    t:add(f.mgmt_generation, tvb(8, 2))
+    t:add(f.mgmt_link, tvb(10, 1))
   elseif kind == 0x10 then
     t:add(f.mgmt_count, tvb(4, 1))
     o = 5

@@ -14,11 +14,14 @@ import {
   SlotState,
   StationRole,
   decodeManagement,
+  decodeManagementFrame,
   encodeManagement,
+  encodeManagementFrame,
   frameTypeOf,
   type MgmtMessage,
 } from '../../src/fabric/wire/management.ts';
 import { PcapWriter } from '../../src/fabric/wire/pcap.ts';
+import { BROADCAST_MAC } from '../../src/fabric/wire/mac.ts';
 
 const u8 = fc.integer({ min: 0, max: 0xff });
 const u16 = fc.integer({ min: 0, max: 0xffff });
@@ -28,6 +31,7 @@ const name = fc.string({ maxLength: 20 }).filter((s) => Buffer.byteLength(s) <= 
 const message: fc.Arbitrary<MgmtMessage> = fc.oneof(
   fc.record({ kind: fc.constant(MgmtKind.Solicit as const), id, manager: name }),
   fc.record({ kind: fc.constant(MgmtKind.Announce as const), id, role: fc.constantFrom(StationRole.Hi, StationRole.Di), links: u8, count: u8, name }),
+  fc.record({ kind: fc.constant(MgmtKind.Heartbeat as const), id, epoch: fc.integer({ min: 0, max: 0xffffffff }), generation: u16, link: u8 }),
   fc.record({
     kind: fc.constant(MgmtKind.FunctionReport as const),
     id,
@@ -39,7 +43,7 @@ const message: fc.Arbitrary<MgmtMessage> = fc.oneof(
   fc.record({
     kind: fc.constant(MgmtKind.SlotReport as const),
     id,
-    slots: fc.array(fc.record({ slot: u8, state: fc.constantFrom(SlotState.Free, SlotState.Mapped, SlotState.Releasing), channel: u16, bdf: u16 }), { maxLength: 30 }),
+    slots: fc.array(fc.record({ slot: u8, state: fc.constantFrom(SlotState.Free, SlotState.Mapped, SlotState.Releasing, SlotState.Lost), channel: u16, bdf: u16 }), { maxLength: 30 }),
   }),
   fc.record({ kind: fc.constant(MgmtKind.MapFunction as const), id, index: u8, channel: u16, bdf: u16 }),
   fc.record({ kind: fc.constant(MgmtKind.UnmapFunction as const), id, index: u8, channel: u16 }),
@@ -84,7 +88,24 @@ test('values that do not fit are refused when encoding', (t) => {
   t.throws(() => encodeManagement({ kind: MgmtKind.Solicit, id: 1, manager: 'm'.repeat(64) }), { message: /longer than 63 bytes/ });
 });
 
-const FIELDS = ['pcieoe.type', 'pcieoe.mgmt.kind', 'pcieoe.mgmt.id', 'pcieoe.mgmt.role', 'pcieoe.mgmt.name', 'pcieoe.mgmt.slot', 'pcieoe.mgmt.channel', 'pcieoe.mgmt.bdf', 'pcieoe.mgmt.function', 'pcieoe.mgmt.vendor', 'pcieoe.mgmt.class', 'pcieoe.mgmt.status', 'pcieoe.mgmt.count'];
+test('a message travels in its frame: sender, kind and body come back; other frames are not management', (t) => {
+  fc.assert(
+    fc.property(message, fc.integer({ min: 0, max: 2 ** 48 - 1 }), (m, src) => {
+      const r = decodeManagementFrame(encodeManagementFrame(BROADCAST_MAC, src, m));
+      if (!r.ok) throw new Error(`${r.error}: ${r.detail}`);
+      t.deepEqual(r.value, { src, dst: BROADCAST_MAC, message: m });
+    }),
+    { numRuns: 1000 },
+  );
+  const tlpFrame = encodeFrame({ dst: 1, src: 2, vlan: null, type: FrameType.Tlp, flags: 0, channel: 0, seq: 0, ack: 0, credits: 0 }, new Uint8Array(12));
+  t.like(decodeManagementFrame(tlpFrame), { ok: false, error: 'not-management', detail: 'frame type 0 on channel 0' });
+  const onChannel = encodeFrame({ dst: 1, src: 2, vlan: null, type: FrameType.Discovery, flags: 0, channel: 3, seq: 0, ack: 0, credits: 0 }, encodeManagement({ kind: MgmtKind.Solicit, id: 1, manager: 'm' }));
+  t.like(decodeManagementFrame(onChannel), { ok: false, error: 'not-management' });
+  const wrongType = encodeFrame({ dst: 1, src: 2, vlan: null, type: FrameType.Management, flags: 0, channel: 0, seq: 0, ack: 0, credits: 0 }, encodeManagement({ kind: MgmtKind.Solicit, id: 1, manager: 'm' }));
+  t.like(decodeManagementFrame(wrongType), { ok: false, error: 'bad-field' });
+});
+
+const FIELDS = ['pcieoe.type', 'pcieoe.mgmt.kind', 'pcieoe.mgmt.id', 'pcieoe.mgmt.role', 'pcieoe.mgmt.name', 'pcieoe.mgmt.slot', 'pcieoe.mgmt.channel', 'pcieoe.mgmt.bdf', 'pcieoe.mgmt.function', 'pcieoe.mgmt.vendor', 'pcieoe.mgmt.class', 'pcieoe.mgmt.status', 'pcieoe.mgmt.count', 'pcieoe.mgmt.epoch', 'pcieoe.mgmt.generation', 'pcieoe.mgmt.link', 'pcieoe.mgmt.state'];
 
 test('tshark decodes every message kind with the shipped dissector', (t) => {
   const samples: MgmtMessage[] = [
@@ -97,6 +118,8 @@ test('tshark decodes every message kind with the shipped dissector', (t) => {
     { kind: MgmtKind.MapSlot, id: 7, slot: 1, channel: 2, bdf: 0x0101 },
     { kind: MgmtKind.UnmapSlot, id: 8, slot: 1, timeoutMs: 5000 },
     { kind: MgmtKind.Ack, id: 9, status: AckStatus.Busy, detail: 'held by host-b' },
+    { kind: MgmtKind.Heartbeat, id: 10, epoch: 0xdeadbeef, generation: 7, link: 1 },
+    { kind: MgmtKind.SlotReport, id: 11, slots: [{ slot: 0, state: SlotState.Lost, channel: 1, bdf: 0x0100 }] },
   ];
   const file = join(mkdtempSync(join(tmpdir(), 'mgmt-tshark-')), 'mgmt.pcap');
   const w = new PcapWriter(file);
@@ -125,4 +148,6 @@ test('tshark decodes every message kind with the shipped dissector', (t) => {
   t.like(rows[4], { 'pcieoe.mgmt.function': '1', 'pcieoe.mgmt.channel': '2', 'pcieoe.mgmt.bdf': '0x0101' });
   t.like(rows[6], { 'pcieoe.mgmt.slot': '1', 'pcieoe.mgmt.channel': '2' });
   t.like(rows[8], { 'pcieoe.mgmt.status': '2' });
+  t.like(rows[9], { 'pcieoe.mgmt.epoch': '0xdeadbeef', 'pcieoe.mgmt.generation': '7', 'pcieoe.mgmt.link': '1' });
+  t.like(rows[10], { 'pcieoe.mgmt.slot': '0', 'pcieoe.mgmt.state': '3' });
 });

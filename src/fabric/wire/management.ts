@@ -19,18 +19,25 @@
  *
  *   Solicit (0x01, Discovery; manager → broadcast): "who is there"
  *     4   str  manager name
- *   Announce (0x02, Discovery; HI or DI → manager): the answer, and sent on start
+ *   Announce (0x02, Discovery; HI or DI → manager): the answer, followed by its report
  *     4   1    role: 1 HI, 2 DI
  *     5   1    links to the switch
  *     6   1    HI: slots; DI: functions
  *     7   str  station name
+ *   Heartbeat (0x03, Discovery; HI or DI → the manager that solicited it): sent on each link
+ *   every heartbeat interval, so the manager tells a lost station (or a lost link) by silence
+ *     4   4    epoch: drawn at random (non-zero) when the station starts; a new one: it restarted
+ *     8   2    generation: counts changes of the station's report (the manager asks again when it moves)
+ *    10   1    link: which of the station's links this one is
  *   FunctionReport (0x10, Management; DI → manager): one entry per function, 12 bytes + name
  *     4   1    count
  *     5        entries: index(1) vendor(2) device(2) class code(3) holder channel(2, 0: none)
  *                       holder BDF(2) name(str)
  *   SlotReport (0x11, Management; HI → manager): one entry per slot, 6 bytes
  *     4   1    count
- *     5        entries: slot(1) state(1: 0 free, 1 mapped, 2 releasing) channel(2) BDF(2)
+ *     5        entries: slot(1) state(1: 0 free, 1 mapped, 2 releasing, 3 lost) channel(2) BDF(2)
+ *                       (lost: mapped, but the DI went silent past the timeout; the slot shows
+ *                       the host a surprise removal until the DI is back)
  *   MapFunction (0x20, Management; manager → DI): give function `index` to the host on `channel` as `bdf`
  *     4   1    function index
  *     5   2    channel
@@ -51,12 +58,15 @@
  */
 
 import { type Decoded, decoded, failed } from '../result.ts';
+import { FrameType, decodeFrame, encodeFrame } from './frame.ts';
+import type { Mac } from './mac.ts';
 
 export const MANAGEMENT_CHANNEL = 0;
 
 export const enum MgmtKind {
   Solicit = 0x01,
   Announce = 0x02,
+  Heartbeat = 0x03,
   FunctionReport = 0x10,
   SlotReport = 0x11,
   MapFunction = 0x20,
@@ -75,6 +85,8 @@ export const enum SlotState {
   Free = 0,
   Mapped = 1,
   Releasing = 2,
+  /** Mapped, but its DI is gone (surprise removal shown to the host). */
+  Lost = 3,
 }
 
 export const enum AckStatus {
@@ -91,6 +103,7 @@ export const enum AckStatus {
 
 export interface Solicit { kind: MgmtKind.Solicit; id: number; manager: string }
 export interface Announce { kind: MgmtKind.Announce; id: number; role: StationRole; links: number; count: number; name: string }
+export interface Heartbeat { kind: MgmtKind.Heartbeat; id: number; epoch: number; generation: number; link: number }
 export interface FunctionEntry {
   index: number;
   vendor: number;
@@ -111,7 +124,7 @@ export interface MapSlot { kind: MgmtKind.MapSlot; id: number; slot: number; cha
 export interface UnmapSlot { kind: MgmtKind.UnmapSlot; id: number; slot: number; timeoutMs: number }
 export interface Ack { kind: MgmtKind.Ack; id: number; status: AckStatus; detail: string }
 
-export type MgmtMessage = Solicit | Announce | FunctionReport | SlotReport | MapFunction | UnmapFunction | MapSlot | UnmapSlot | Ack;
+export type MgmtMessage = Solicit | Announce | Heartbeat | FunctionReport | SlotReport | MapFunction | UnmapFunction | MapSlot | UnmapSlot | Ack;
 export type MgmtDecodeError = 'truncated' | 'unknown-kind' | 'bad-field';
 
 const HEADER = 4;
@@ -132,6 +145,10 @@ class Writer {
   u24(v: number): this {
     if (!Number.isInteger(v) || v < 0 || v > 0xffffff) throw new RangeError(`${v} does not fit 24 bits`);
     return this.u8(v >>> 16).u16(v & 0xffff);
+  }
+  u32(v: number): this {
+    if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new RangeError(`${v} does not fit 32 bits`);
+    return this.u16(Math.floor(v / 0x10000)).u16(v % 0x10000);
   }
   str(s: string, max = 255): this {
     const b = Buffer.from(s, 'utf8');
@@ -162,6 +179,11 @@ class Reader {
     const lo = this.u16();
     return hi === undefined || lo === undefined ? undefined : hi * 0x10000 + lo;
   }
+  u32(): number | undefined {
+    const hi = this.u16();
+    const lo = this.u16();
+    return hi === undefined || lo === undefined ? undefined : hi * 0x10000 + lo;
+  }
   str(): string | undefined {
     const n = this.u8();
     if (n === undefined || this.o + n > this.b.length) return (this.o = Infinity), undefined;
@@ -182,6 +204,8 @@ export const encodeSolicit = (m: Omit<Solicit, 'kind'>) => head(MgmtKind.Solicit
 
 export const encodeAnnounce = (m: Omit<Announce, 'kind'>) =>
   head(MgmtKind.Announce, m.id).u8(m.role).u8(m.links).u8(m.count).str(m.name, MAX_NAME).bytes();
+
+export const encodeHeartbeat = (m: Omit<Heartbeat, 'kind'>) => head(MgmtKind.Heartbeat, m.id).u32(m.epoch).u16(m.generation).u8(m.link).bytes();
 
 export function encodeFunctionReport(m: Omit<FunctionReport, 'kind'>): Uint8Array {
   const w = head(MgmtKind.FunctionReport, m.id).u8(m.functions.length);
@@ -206,6 +230,7 @@ export function encodeManagement(m: MgmtMessage): Uint8Array {
   switch (m.kind) {
     case MgmtKind.Solicit: return encodeSolicit(m);
     case MgmtKind.Announce: return encodeAnnounce(m);
+    case MgmtKind.Heartbeat: return encodeHeartbeat(m);
     case MgmtKind.FunctionReport: return encodeFunctionReport(m);
     case MgmtKind.SlotReport: return encodeSlotReport(m);
     case MgmtKind.MapFunction: return encodeMapFunction(m);
@@ -216,8 +241,8 @@ export function encodeManagement(m: MgmtMessage): Uint8Array {
   }
 }
 
-/** The frame type a message travels in: discovery for Solicit and Announce, management for the rest. */
-export const frameTypeOf = (kind: MgmtKind): 4 | 5 => (kind === MgmtKind.Solicit || kind === MgmtKind.Announce ? 4 : 5);
+/** The frame type a message travels in: discovery for Solicit, Announce and Heartbeat, management for the rest. */
+export const frameTypeOf = (kind: MgmtKind): 4 | 5 => (kind === MgmtKind.Solicit || kind === MgmtKind.Announce || kind === MgmtKind.Heartbeat ? 4 : 5);
 
 /** Decodes an untrusted payload. Never throws. */
 export function decodeManagement(b: Uint8Array): Decoded<MgmtMessage, MgmtDecodeError> {
@@ -236,6 +261,9 @@ export function decodeManagement(b: Uint8Array): Decoded<MgmtMessage, MgmtDecode
       if (!r.overrun && role !== StationRole.Hi && role !== StationRole.Di) return failed('bad-field', `role ${role}`);
       break;
     }
+    case MgmtKind.Heartbeat:
+      m = { kind, id, epoch: r.u32()!, generation: r.u16()!, link: r.u8()! };
+      break;
     case MgmtKind.FunctionReport: {
       const n = r.u8() ?? 0;
       const functions: FunctionEntry[] = [];
@@ -251,7 +279,7 @@ export function decodeManagement(b: Uint8Array): Decoded<MgmtMessage, MgmtDecode
         const slot = r.u8()!;
         const state = r.u8()!;
         slots.push({ slot, state, channel: r.u16()!, bdf: r.u16()! });
-        if (!r.overrun && state > SlotState.Releasing) return failed('bad-field', `slot ${slot}: state ${state}`);
+        if (!r.overrun && state > SlotState.Lost) return failed('bad-field', `slot ${slot}: state ${state}`);
       }
       m = { kind, id, slots };
       break;
@@ -279,4 +307,21 @@ export function decodeManagement(b: Uint8Array): Decoded<MgmtMessage, MgmtDecode
   }
   if (r.overrun) return failed('truncated', `kind 0x${kind.toString(16).padStart(2, '0')}: ${b.length} bytes end inside the body`);
   return decoded(m);
+}
+
+/** A message in its frame: untagged, on the management channel, outside any channel's numbering. */
+export function encodeManagementFrame(dst: Mac, src: Mac, m: MgmtMessage): Buffer {
+  return encodeFrame({ dst, src, vlan: null, type: frameTypeOf(m.kind) as FrameType, flags: 0, channel: MANAGEMENT_CHANNEL, seq: 0, ack: 0, credits: 0 }, encodeManagement(m));
+}
+
+/** The sender and message of a discovery or management frame; never throws. */
+export function decodeManagementFrame(buf: Uint8Array): Decoded<{ src: Mac; dst: Mac; message: MgmtMessage }, MgmtDecodeError | 'not-management'> {
+  const f = decodeFrame(buf);
+  if (!f.ok) return failed('not-management', `${f.error}: ${f.detail}`);
+  if ((f.value.type !== FrameType.Discovery && f.value.type !== FrameType.Management) || f.value.channel !== MANAGEMENT_CHANNEL)
+    return failed('not-management', `frame type ${f.value.type} on channel ${f.value.channel}`);
+  const m = decodeManagement(f.value.payload);
+  if (!m.ok) return m;
+  if (frameTypeOf(m.value.kind) !== f.value.type) return failed('bad-field', `kind 0x${m.value.kind.toString(16)} in a frame of type ${f.value.type}`);
+  return decoded({ src: f.value.src, dst: f.value.dst, message: m.value });
 }
