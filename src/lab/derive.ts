@@ -10,6 +10,8 @@
 // - A NIC function (nic:) of DI j, function f: MAC 02:00:00:03:<j>:<f> unless given; its
 //   Ethernet wire is switch port "<DI>-<function>", bound to that MAC, whose peer the DI binds
 //   at LAB_STATE/sockets/<DI>/<function>-wire.sock (its frames beside the PCIeOE frames).
+// - A host's own QEMU NIC (devices: type nic, server "sw/<port>") is switch port <port>, bound
+//   to the NIC's MAC, whose peer QEMU binds at LAB_STATE/sockets/sw/<port>.peer.sock (lab.ts).
 // - Function f of a card is 01:00.<f> on every channel; an assignment to a host's slot s is
 //   that host's EEP "eep<s>" in its switch slot s; the control endpoint is in the slot after
 //   the last one.
@@ -17,6 +19,7 @@
 //   enumerates its remote functions before its sockets appear, and the lab starts QEMU once
 //   they are there), then the manager (src/manager), the only writer of assignments after
 //   the start.
+import { nicMac } from './qemu-args.ts';
 import type { AssignmentSpec, DeviceSpec, DiSpec, HostSpec, ProcessSpec, SwitchSpec, TopologySource, VmSpec } from './topology.ts';
 
 export const SWITCH_PROCESS = 'sw';
@@ -149,6 +152,21 @@ function nicWires(dis: DiSpec[]): (SwitchPort & { di: string; function: string; 
   );
 }
 
+/** The cables of the hosts' own QEMU NICs to the lab switch, each on the port its server names. */
+function hostNicWires(hosts: HostSpec[], problems: string[]): (SwitchPort & { at: string })[] {
+  return hosts.flatMap((h, i) =>
+    h.devices.flatMap((d, j) => {
+      if (d.type !== 'nic') return [];
+      const [proc, port] = d.server.split('/');
+      if (proc !== SWITCH_PROCESS || !port) {
+        problems.push(`hosts[${i}].devices[${j}].server: a host's NIC is cabled to the lab switch: expected "${SWITCH_PROCESS}/<port>", got "${d.server}"`);
+        return [];
+      }
+      return [{ at: `hosts[${i}].devices[${j}].server`, p: port, peer: `\${LAB_STATE}/sockets/${SWITCH_PROCESS}/${port}.peer.sock`, mac: nicMac(h.name, d) }];
+    }),
+  );
+}
+
 function switchProcess(sw: SwitchSpec, stations: FabricStation[], wires: SwitchPort[]): ProcessSpec {
   const ports = [...stations.flatMap((s) => s.ports.map((p, l): SwitchPort => ({ p, peer: linkSocket(s.process, l), mac: s.macs[l]! }))), ...wires];
   return {
@@ -210,6 +228,7 @@ export function derive(src: TopologySource): Derived {
   });
   const placed = placeAssignments(src.hosts, src.dis, src.assign, problems);
   const wires = nicWires(src.dis);
+  const cables = [...wires, ...hostNicWires(src.hosts, problems)];
 
   const channel = (hostIndex: number, diIndex: number) => hostIndex * src.dis.length + diIndex + 1;
   if (channel(src.hosts.length - 1, src.dis.length - 1) > 0xffff) problems.push('hosts: more host × DI pairs than channel numbers (65535)');
@@ -240,12 +259,17 @@ export function derive(src: TopologySource): Derived {
 
   // Every MAC on the switch is one station's: a NIC's MAC may not repeat another's.
   const macOwners = new Map<string, string>([...his, ...dis].flatMap((s) => s.macs.map((m, l) => [m, `link ${l} of ${s.process}`] as [string, string])));
-  for (const w of wires) {
+  for (const w of cables) {
     const owner = macOwners.get(w.mac);
     if (owner) problems.push(`${w.at}: ${w.mac} is already used by ${owner}`);
     else macOwners.set(w.mac, w.at.replace(/\.nic\.mac$/, ''));
   }
-  out.processes.push(switchProcess(src.switch ?? { capture: false }, [...his, ...dis], wires));
+  const portNames = new Set([...his, ...dis].flatMap((s) => s.ports));
+  for (const w of cables) {
+    if (portNames.has(w.p)) problems.push(`${w.at}: switch port "${w.p}" is already another station's`);
+    portNames.add(w.p);
+  }
+  out.processes.push(switchProcess(src.switch ?? { capture: false }, [...his, ...dis], cables));
   out.processOrigins.push('switch');
   src.dis.forEach((d, j) => {
     const s = dis[j]!;

@@ -258,3 +258,22 @@ assign:
   ]);
   t.deepEqual(problems('name: x\ndis: [{ name: d, card: { functions: [{ name: f, testdev: {} }] } }]\n'), ['hosts: DIs need at least one host to serve']);
 });
+
+test('a host\'s own QEMU NIC on "sw/<port>" becomes that switch port, bound to the NIC\'s MAC, beside the PCIeOE ports', (t) => {
+  const topo = parseTopology(`
+name: x
+hosts:
+  - name: a
+    hi: { links: 1, control: false, slots: 1 }
+    devices: [{ type: nic, id: net0, server: sw/b, mac: "02:00:00:00:0b:01" }]
+dis: [{ name: d, links: 1, card: { functions: [{ name: f, testdev: {} }] } }]
+`);
+  const sw = topo.processes.find((p) => p.name === 'sw')!.args;
+  t.deepEqual(sw.filter((a, i) => sw[i - 1] === '--port'), ['hi-a0', 'd0', 'b']);
+  t.true(sw.includes('b=${LAB_STATE}/sockets/sw/b.peer.sock'));
+  t.true(sw.includes('b=02:00:00:00:0b:01'));
+  t.deepEqual(problems('name: x\nhosts: [{ name: a, devices: [{ type: nic, id: n, server: sw }, { type: nic, id: m, server: sw/d0 }] }]\ndis: [{ name: d, card: { functions: [{ name: f, testdev: {} }] } }]\n'), [
+    'hosts[0].devices[0].server: a host\'s NIC is cabled to the lab switch: expected "sw/<port>", got "sw"',
+    'hosts[0].devices[1].server: switch port "d0" is already another station\'s',
+  ]);
+});
