@@ -98,7 +98,7 @@ export class HostInterface {
   }
 
   /** Enumerate the function at `remoteBdf` behind `channel` and make it an EEP. */
-  async addEep(name: string, channel: number, remoteBdf: number): Promise<RemoteFunction> {
+  async addEep(name: string, channel: number, remoteBdf: number, o: { hideMsix?: boolean } = {}): Promise<RemoteFunction> {
     const ch = this.channels.get(channel);
     if (!ch) throw new Error(`no channel ${channel}`);
     if (ch.eeps.some((e) => e.remoteBdf === remoteBdf)) throw new Error(`${formatBdf(remoteBdf)} on channel ${channel} is an EEP already`);
@@ -107,7 +107,7 @@ export class HostInterface {
     this.nextMsi += MSI_STRIDE;
     let eep: RemoteFunction;
     try {
-      eep = await RemoteFunction.enumerate({ name, endpoint: ch.port.endpoint, hiId: this.hiId, remoteBdf, window: ch.window, msiBase, log: this.log });
+      eep = await RemoteFunction.enumerate({ name, endpoint: ch.port.endpoint, hiId: this.hiId, remoteBdf, window: ch.window, msiBase, log: this.log, ...o });
     } catch (err) {
       // A retry (the DI may not be up yet) must not use up the MSI range.
       if (this.nextMsi === msiBase + MSI_STRIDE) this.nextMsi = msiBase;

@@ -40,7 +40,7 @@ export function hotplugControl(hi: HostInterface, dir: string, served: ServedEep
           if (have.channel === channel && have.eep.remoteBdf === bdf) return { eep: name, socket };
           throw new Error(`${name} serves ${formatBdf(have.eep.remoteBdf)} on channel ${have.channel} already`);
         }
-        const eep = await hi.addEep(name, channel, bdf);
+        const eep = await hi.addEep(name, channel, bdf, { hideMsix: true });
         served.eeps.set(name, { eep, channel, server: hi.serve(eep, socket) });
         return { eep: name, socket };
       }

@@ -10,6 +10,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { controlCall, controlRequest } from '../../src/lab/control-client.ts';
 import { loadTopology } from '../../src/lab/topology.ts';
+import { CapId } from '../../src/pci/config-space.ts';
+import { VfioUserClient } from '../../src/vfio-user/client.ts';
+import { PciIrq, PciRegion } from '../../src/vfio-user/protocol.ts';
 import { until } from '../support/until.ts';
 
 const repo = fileURLToPath(new URL('../..', import.meta.url));
@@ -63,4 +66,21 @@ test('map: the DI gives the function to the host, the HI serves it; unmap takes 
   // Mapped again after an unmap: the HI forgot the old endpoint.
   await controlCall('DI', di, { map: { function: 'fn0', channel, bdf: '01:00.0' } });
   t.like(await controlCall('HI', hi, { map: { eep: 'eep1', channel, bdf: '01:00.0' } }, 30_000), { eep: 'eep1' });
+
+  // QEMU sees the hot-plugged function without MSI-X (QEMU 11.1.3 aborts removing a
+  // vfio-user-pci that has it; src/hi/hotplug-control.ts): the capability list skips it,
+  // MSI is there, and the MSI-X IRQ index has no vectors.
+  const client = new VfioUserClient(join(sockets('hi-host-a'), 'eep1.sock'));
+  try {
+    await client.version();
+    const config = await client.regionRead(PciRegion.Config, 0, 256);
+    const ids: number[] = [];
+    for (let at = config[0x34]! & 0xfc; at !== 0 && ids.length < 48; at = config[at + 1]! & 0xfc) ids.push(config[at]!);
+    t.false(ids.includes(CapId.MsiX), `capabilities ${ids.map((i) => i.toString(16))}`);
+    t.true(ids.includes(CapId.Msi));
+    t.is((await client.irqInfo(PciIrq.Msix)).count, 0);
+    t.true((await client.irqInfo(PciIrq.Msi)).count >= 4);
+  } finally {
+    client.close();
+  }
 });

@@ -34,6 +34,8 @@ export const NVME_DEVICE_ID = 0x4e56;
 export const NVME_CLASS = 0x010802;
 /** One vector for the admin queue plus one per I/O queue (16 here, >= vCPUs + 1). */
 export const NVME_MSIX_VECTORS = LIMITS.ioQueues + 1;
+/** MSI asks for a power of two (at most 32): the MSI-X count rounded up. */
+export const NVME_MSI_VECTORS = Math.min(32, 2 ** Math.ceil(Math.log2(NVME_MSIX_VECTORS)));
 const BAR0_SIZE = 16 * 1024;
 const MSIX_TABLE = 0x2000;
 const MSIX_PBA = 0x3000;
@@ -90,6 +92,9 @@ export class NvmeController extends PciFunction implements AdminHost, IoHost {
       interruptPin: 1,
       bars: [{ size: BAR0_SIZE, kind: 'mem64' }],
       msix: { vectors: NVME_MSIX_VECTORS, bar: 0, tableOffset: MSIX_TABLE, pbaOffset: MSIX_PBA },
+      // MSI as well, for hosts that hide MSI-X (the HI does for hot-plugged functions:
+      // QEMU 11.1.3 aborts removing a vfio-user-pci with MSI-X, see src/hi/hotplug-control.ts).
+      msi: { vectors: NVME_MSI_VECTORS, perVectorMask: true },
     });
     if (!/^[\x20-\x7e]{1,20}$/.test(cfg.serial)) throw new Error(`serial "${cfg.serial}": 1-20 printable ASCII characters`);
     cfg.namespaces.forEach((n, i) => this.namespaces.set(i + 1, new Namespace({ ...n, nsid: i + 1 })));
@@ -256,11 +261,11 @@ export class NvmeController extends PciFunction implements AdminHost, IoHost {
       const cq = this.cqs.get(qid);
       if (!cq) return this.fatalError(`CQ ${qid} head doorbell: no such queue`);
       if (shadowed) {
-        if (cq.full || !this.msixEnabled) void this.refreshCqHead(cq, this.generation);
+        if (cq.full || !this.messageSignalled) void this.refreshCqHead(cq, this.generation);
         return;
       }
       if (!cq.setHead(value)) return this.fatalError(`CQ ${qid} head doorbell ${value}: not between head ${cq.head} and tail ${cq.tail}`);
-      if (!this.msixEnabled) this.refreshIntx();
+      if (!this.messageSignalled) this.refreshIntx();
     } else {
       const sq = this.sqs.get(qid);
       if (!sq) return this.fatalError(`SQ ${qid} tail doorbell: no such queue`);
@@ -298,7 +303,7 @@ export class NvmeController extends PciFunction implements AdminHost, IoHost {
     const index = 2 * cq.id + 1;
     try {
       cq.setHead(await this.readShadow(index));
-      if (!this.msixEnabled) this.refreshIntx();
+      if (!this.messageSignalled) this.refreshIntx();
       if (!cq.full || gen !== this.generation) return;
       await this.writeEventIdx(index, cq.head);
       if (gen === this.generation) cq.setHead(await this.readShadow(index));
@@ -407,7 +412,7 @@ export class NvmeController extends PciFunction implements AdminHost, IoHost {
       await this.dmaWrite(slot.addr, e);
       if (gen !== this.generation) return;
       // INTx is a level held while entries are unconsumed: have the host ring MMIO when it reaps this one.
-      if (!this.msixEnabled && this.shadowed(cq.id)) await this.writeEventIdx(2 * cq.id + 1, (slot.addr - cq.base) / CQE_SIZE);
+      if (!this.messageSignalled && this.shadowed(cq.id)) await this.writeEventIdx(2 * cq.id + 1, (slot.addr - cq.base) / CQE_SIZE);
       if (cq.interrupts) this.signal(cq.vector);
     } catch (err) {
       if (gen === this.generation) this.fatalError(`posting to CQ ${cq.id}: ${(err as Error).message}`);
@@ -418,14 +423,19 @@ export class NvmeController extends PciFunction implements AdminHost, IoHost {
 
   // ---- interrupts ---------------------------------------------------------------
 
+  /** MSI-X or MSI on: completions signal vectors; otherwise INTx is a level. */
+  private get messageSignalled(): boolean {
+    return this.msixEnabled || this.msiEnabled;
+  }
+
   private signal(vector: number): void {
-    if (!this.msixEnabled) return this.refreshIntx();
+    if (!this.messageSignalled) return this.refreshIntx();
     this.interrupts.completion(vector);
   }
 
-  /** INTx (no MSI-X): asserted while an interrupt-enabled CQ holds unconsumed entries and INTMS does not mask it. */
+  /** INTx (no MSI-X or MSI): asserted while an interrupt-enabled CQ holds unconsumed entries and INTMS does not mask it. */
   private refreshIntx(): void {
-    if (this.msixEnabled) return;
+    if (this.messageSignalled) return;
     let pending = false;
     for (const cq of this.cqs.values()) if (cq.interrupts && cq.pending > 0) pending = true;
     this.setIntx(pending && (this.regs.intMask & 1) === 0);

@@ -3,7 +3,8 @@
 //     or the HI owns: BARs read as their type bits only (QEMU reads them once
 //     to learn mem64/prefetchable, then emulates), ROM BAR 0, Interrupt Pin 0
 //     (INTx is not carried; QEMU then wires no INTx), and Command.Memory as
-//     the guest last wrote it — the remote's stays on, the HI needs it.
+//     the guest last wrote it — the remote's stays on, the HI needs it; with
+//     hideMsix the MSI-X capability is skipped in the capability list.
 //   - writes go as CfgWr, minus the bytes of BARs, ROM and the MSI and MSI-X
 //     capabilities (QEMU emulates both; their programming is the HI's, driven
 //     by SET_IRQS).
@@ -92,6 +93,7 @@ export class ConfigView {
     }
     if (at >= Cfg.RomBar && at < ROM_BAR_END) return 0;
     if (at === Cfg.InterruptPin) return 0;
+    if (at === this.layout.unlinked?.pointerAt) return this.layout.unlinked.next;
     return actual;
   }
 

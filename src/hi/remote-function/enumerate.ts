@@ -20,7 +20,7 @@ export async function enumerateRemote(cfg: ConfigAccess, o: RemoteFunctionOption
   if (((header >>> (8 * (Cfg.HeaderType & 3))) & HEADER_LAYOUT_MASK) !== 0) throw new Error(`${o.name}: ${formatBdf(o.remoteBdf)} is not a type 0 (endpoint) function`);
   const layout: RemoteLayout = { vendorId: id & 0xffff, deviceId: id >>> 16, configSize: 256, bars: [], flr: false };
   await sizeBars(cfg, o, layout);
-  await walkCapabilities(cfg, layout);
+  await walkCapabilities(cfg, layout, o.hideMsix === true);
   if (layout.msix && !layout.bars[layout.msix.bar]) throw new Error(`${o.name}: MSI-X table in BAR ${layout.msix.bar}, which is not a memory BAR`);
   return layout;
 }
@@ -52,10 +52,12 @@ async function sizeBars(cfg: ConfigAccess, o: RemoteFunctionOptions, layout: Rem
 }
 
 /** The capability list, walked as software does (a loop in it ends the walk). */
-async function walkCapabilities(cfg: ConfigAccess, layout: RemoteLayout): Promise<void> {
+async function walkCapabilities(cfg: ConfigAccess, layout: RemoteLayout, hideMsix: boolean): Promise<void> {
   const status = (await cfg.mustRead32(Cfg.Command)) >>> (8 * (Cfg.Status - Cfg.Command));
   if (!(status & StatusBit.CapabilitiesList)) return;
   const seen = new Set<number>();
+  let pointerAt: number = Cfg.CapabilitiesPtr; // the byte that names the capability at `at`
+  let msixPointerAt = 0;
   for (let at = (await cfg.mustRead32(Cfg.CapabilitiesPtr)) & 0xfc; at !== 0 && !seen.has(at); ) {
     seen.add(at);
     const dw = await cfg.mustRead32(at);
@@ -75,7 +77,16 @@ async function walkCapabilities(cfg: ConfigAccess, layout: RemoteLayout): Promis
     } else if (capId === CapId.MsiX) {
       const table = await cfg.mustRead32(at + MsixCap.Table);
       layout.msix = { cap: at, vectors: (control & MsixControl.TableSizeMask) + 1, bar: table & MSIX_BIR_MASK, tableOffset: table & ~MSIX_BIR_MASK };
+      msixPointerAt = pointerAt;
     }
+    pointerAt = at + 1;
     at = (dw >>> 8) & 0xfc;
+  }
+  // Hidden only where MSI remains: a function with neither would have no interrupt at all
+  // (INTx is not carried). The next-pointer reads and the rest of the chain are unchanged.
+  if (hideMsix && layout.msix && layout.msi) {
+    const cap = layout.msix.cap;
+    layout.unlinked = { cap, pointerAt: msixPointerAt, next: ((await cfg.mustRead32(cap)) >>> 8) & 0xfc };
+    delete layout.msix;
   }
 }

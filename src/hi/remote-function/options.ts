@@ -18,6 +18,12 @@ export interface RemoteFunctionOptions {
   /** Base of this EEP's MSI window: vector v is an MWr of data v to msiBase + 4v. */
   msiBase: bigint;
   log: Logger;
+  /**
+   * Present no MSI-X capability to QEMU when the function has MSI too (it is unlinked from
+   * the capability list; the function then signals MSI). For hot-plugged EEPs: QEMU 11.1.3
+   * aborts finalizing a removed vfio-user-pci that has MSI-X (src/hi/hotplug-control.ts).
+   */
+  hideMsix?: boolean;
 }
 
 export interface RemoteFunctionStats {
