@@ -64,12 +64,41 @@ const value = z.object({
   unit: z.string(),
 });
 
-export const figureSchema = z.discriminatedUnion('kind', [io, cpuPerIo, throughput, roundTrip, value]);
+/** A NIC path's figures (bench/nic.ts): iperf3 TCP throughput each way and a run of pings. */
+const nic = z.object({
+  kind: z.literal('nic'),
+  bench: z.string(),
+  /** 'QEMU virtio-net', 'model direct' or 'model PCIeOE'. */
+  path: z.string(),
+  aToBMbps: z.number(),
+  bToAMbps: z.number(),
+  pings: z.number().int().positive(),
+  pingMeanMs: z.number(),
+  pingP99Ms: z.number(),
+});
+
+/** What one port of the lab switch received while a case ran (the co-existence figure's counters). */
+const portCounters = z.object({
+  kind: z.literal('port-counters'),
+  bench: z.string(),
+  /** The case measured meanwhile, e.g. 'NVMe alone' or 'NVMe + iperf3'. */
+  case: z.string(),
+  port: z.string(),
+  /** 'PCIeOE' (an HI's or DI's link) or 'Ethernet' (a NIC's wire). */
+  carries: z.enum(['PCIeOE', 'Ethernet']),
+  seconds: z.number(),
+  rxFrames: z.number(),
+  rxBytes: z.number(),
+});
+
+export const figureSchema = z.discriminatedUnion('kind', [io, cpuPerIo, throughput, roundTrip, value, nic, portCounters]);
 export type Figure = z.infer<typeof figureSchema>;
 export type IoFigure = z.infer<typeof io>;
 export type CpuFigure = z.infer<typeof cpuPerIo>;
 export type ThroughputFigure = z.infer<typeof throughput>;
 export type RoundTripFigure = z.infer<typeof roundTrip>;
+export type NicFigure = z.infer<typeof nic>;
+export type PortCountersFigure = z.infer<typeof portCounters>;
 
 const settingValue = z.union([z.string(), z.number(), z.boolean()]);
 export type Settings = Record<string, z.infer<typeof settingValue>>;

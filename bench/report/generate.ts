@@ -8,13 +8,15 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { readResults, type Results } from '../lib/results.ts';
 import { renderMarkdown, type Plots } from './markdown.ts';
-import { cpuPlot, fabricPlot, iopsPlot, qd1Plot } from './plot.ts';
+import { coexistencePlot, cpuPlot, fabricPlot, iopsPlot, nicPlot, qd1Plot } from './plot.ts';
 
 const PLOTS: Record<keyof Plots, (r: Results) => Promise<string | undefined>> = {
   iops: iopsPlot,
   qd1: qd1Plot,
   cpu: cpuPlot,
   fabric: fabricPlot,
+  nic: nicPlot,
+  coexistence: coexistencePlot,
 };
 
 /** Writes report.md and the plots there are figures for into dir; returns the files written. */

@@ -1,7 +1,7 @@
 // The benchmark report as markdown: tables of what one run measured, ratios computed only
 // from figures of that run, and a list of the figures issue 13 asks for that the run does
 // not have ("missing", never estimated).
-import type { CpuFigure, Figure, IoFigure, Results, RoundTripFigure, ThroughputFigure } from '../lib/results.ts';
+import type { CpuFigure, Figure, IoFigure, NicFigure, PortCountersFigure, Results, RoundTripFigure, ThroughputFigure } from '../lib/results.ts';
 
 /** The NVMe paths measured side by side, in the order the tables show them. */
 export const NVME_PATHS = ['QEMU nvme', 'direct', 'PCIeOE'] as const;
@@ -189,8 +189,88 @@ export function missingFigures(r: Results): string[] {
   for (const [transport, links] of [['unix dgram', 1], ['unix dgram', 2], ['memif', 1], ['memif', 2]] as const)
     if (!tp.some((f) => f.transport === transport && f.links === links && !f.shapedGbps)) lacks('fabric', `fabric throughput, ${links} ${transport} link${links > 1 ? 's' : ''}`);
   if (!r.figures.some(isKind('cpu-per-io'))) lacks('nvme', 'CPU µs per I/O');
+  const nic = nicFigures(r);
+  for (const p of NIC_PATHS) if (!nic.some((f) => f.path === p)) lacks('nic', `NIC ${p}: iperf3 and ping`);
+  for (const h of COEX_HOSTS) for (const c of COEX_CASES) if (coexIops(r, h, c) === undefined) lacks('nic', `NVMe IOPS ${h} ${c}`);
+  if (!r.figures.some(isKind('port-counters'))) lacks('nic', 'switch per-port counters during the co-existence cases');
   for (const b of r.failed) out.push(`benchmark ${b} failed: its figures may be partial`);
   return out;
+}
+
+/** The NIC paths of bench/nic.ts, in table order, and issue 14's targets between them. */
+export const NIC_PATHS = ['QEMU virtio-net', 'model direct', 'model PCIeOE'] as const;
+/** The co-existence cases: NVMe I/O alone, and while iperf3 runs through the same switch. */
+export const COEX_CASES = ['alone', 'under iperf3'] as const;
+export const COEX_HOSTS = ['host-a', 'host-b'] as const;
+
+export const nicFigures = (r: Results) => r.figures.filter(isKind('nic'));
+const coexFigures = (r: Results) => ioFigures(r, 'nic');
+const coexIops = (r: Results, host: string, c: string) => coexFigures(r).find((f) => f.path === `${host} ${c}`)?.iops;
+
+/** Issue 14's targets: throughput each way between the NIC paths, and NVMe IOPS under iperf3 against alone (per host and summed). */
+export function nicRatios(r: Results): Ratio[] {
+  const nic = nicFigures(r);
+  const over = (a?: number, b?: number) => (a !== undefined && b ? (a / b) * 100 : undefined);
+  const tput = (dir: 'aToBMbps' | 'bToAMbps', num: string, den: string, target: number): Ratio => ({
+    workload: `iperf3 TCP ${dir === 'aToBMbps' ? 'A->B' : 'B->A'}`,
+    what: `${num} / ${den}`,
+    percent: over(nic.find((f) => f.path === num)?.[dir], nic.find((f) => f.path === den)?.[dir]),
+    target,
+  });
+  const sum = (c: string) => {
+    const xs = COEX_HOSTS.map((h) => coexIops(r, h, c));
+    return xs.every((x) => x !== undefined) ? xs.reduce((a, x) => a! + x!, 0) : undefined;
+  };
+  const coex = (label: string, a?: number, b?: number): Ratio => ({ workload: `NVMe ${label}`, what: 'IOPS under iperf3 / alone', percent: over(a, b), target: 80 });
+  return [
+    ...(['aToBMbps', 'bToAMbps'] as const).flatMap((d) => [tput(d, 'model PCIeOE', 'model direct', 80), tput(d, 'model direct', 'QEMU virtio-net', 50)]),
+    ...COEX_HOSTS.map((h) => coex(h, coexIops(r, h, 'under iperf3'), coexIops(r, h, 'alone'))),
+    coex('both hosts', sum('under iperf3'), sum('alone')),
+  ];
+}
+
+function nicTable(figs: NicFigure[]): string {
+  const paths = ordered(NIC_PATHS, unique(figs.map((f) => f.path)));
+  return table(['path', 'TCP A->B Mb/s', 'TCP B->A Mb/s', 'ping mean ms', 'ping p99 ms', 'pings'], paths.map((p) => {
+    const f = figs.find((x) => x.path === p)!;
+    return [p, num(f.aToBMbps), num(f.bToAMbps), num(f.pingMeanMs, 2), num(f.pingP99Ms, 2), String(f.pings)];
+  }));
+}
+
+function coexTable(r: Results): string {
+  const figs = coexFigures(r);
+  const workload = figs[0]?.workload ?? '';
+  return `NVMe ${workload} over PCIeOE on both hosts at once, alone and while iperf3 TCP runs A -> B (model PCIeOE) through the same switch.\n\n` +
+    table(['host', ...COEX_CASES.flatMap((c) => [`IOPS ${c}`, 'mean µs', 'p99 µs'])], COEX_HOSTS.map((h) => [h, ...COEX_CASES.flatMap((c) => {
+      const f = figs.find((x) => x.path === `${h} ${c}`);
+      return [num(f?.iops), num(f?.meanUs), num(f?.p99Us)];
+    })]));
+}
+
+/** What each switch port received during each co-existence case: PCIeOE links and NIC wires side by side. */
+function portTable(figs: PortCountersFigure[]): string {
+  const cases = unique(figs.map((f) => f.case));
+  const ports = unique(figs.map((f) => f.port));
+  return table(['port', 'carries', ...cases.flatMap((c) => [`${c}: frames/s`, 'MB/s'])], ports.map((p) => {
+    const here = figs.filter((f) => f.port === p);
+    return [p, here[0]!.carries, ...cases.flatMap((c) => {
+      const f = here.find((x) => x.case === c);
+      return f ? [num(f.rxFrames / f.seconds), num(f.rxBytes / f.seconds / 1e6, 2)] : [MISSING, MISSING];
+    })];
+  }));
+}
+
+function nicSection(r: Results, plots: Plots): string | undefined {
+  const nic = nicFigures(r);
+  const ports = r.figures.filter(isKind('port-counters'));
+  const coex = coexFigures(r);
+  if (!nic.length && !coex.length && !ports.length) return undefined;
+  return [
+    nic.length ? nicTable(nic) + plot(plots.nic, 'NIC throughput per path') : '',
+    ratioTable(nicRatios(r)),
+    coex.length ? coexTable(r) + plot(plots.coexistence, 'NVMe IOPS alone and under iperf3') : '',
+    ports.length ? `Switch per-port receive counters over each case (PCIeOE: HI and DI links; Ethernet: the NICs' wires).\n\n${portTable(ports)}` : '',
+  ].filter(Boolean).join('\n\n');
 }
 
 /** Plots the report embeds, by file name, when the generator produced them. */
@@ -199,6 +279,8 @@ export interface Plots {
   qd1?: string;
   cpu?: string;
   fabric?: string;
+  nic?: string;
+  coexistence?: string;
 }
 
 const plot = (file: string | undefined, alt: string) => (file ? `\n\n![${alt}](${file})` : '');
@@ -235,6 +317,7 @@ export function renderMarkdown(r: Results, plots: Plots = {}): string {
     section('Sharing (2:1, 1:2)', sharing.length ? ioTable(sharing, []) : undefined),
     section('Fabric throughput per link count and transport', tp.length ? fabricTable(tp) + plot(plots.fabric, 'fabric throughput') : undefined),
     section('Fabric round trips', rtt.length ? rttTable(rtt) : undefined),
+    section('NIC paths and PCIeOE beside Ethernet (issue 14)', nicSection(r, plots)),
     section('Other figures', values.length ? table(['benchmark', 'figure', 'value', 'unit'], values.map((f) => [f.bench, f.name, num(f.value, 2), f.unit])) : undefined),
     section('Missing from this run', missing.length ? missing.map((m) => `- ${m}`).join('\n') : 'Nothing: every figure asked for was measured.'),
   ].join('\n\n') + '\n';

@@ -5,7 +5,7 @@ import * as vega from 'vega';
 import * as vl from 'vega-lite';
 import type { TopLevelSpec } from 'vega-lite';
 import type { Results } from '../lib/results.ts';
-import { NVME_PATHS, QD1_WORKLOAD, ioFigures, pathLabel } from './markdown.ts';
+import { COEX_CASES, NIC_PATHS, NVME_PATHS, QD1_WORKLOAD, ioFigures, nicFigures, pathLabel } from './markdown.ts';
 
 export async function renderSvg(spec: TopLevelSpec): Promise<string> {
   const view = new vega.View(vega.parse(vl.compile(spec).spec), { renderer: 'none' });
@@ -88,4 +88,48 @@ export async function fabricPlot(r: Results): Promise<string | undefined> {
     y: { field: 'gbps', type: 'quantitative', title: 'Gb/s' },
     color: { field: 'links', type: 'nominal', title: null },
   }, true);
+}
+
+/** iperf3 TCP throughput per NIC path, both directions side by side. */
+export async function nicPlot(r: Results): Promise<string | undefined> {
+  const values = nicFigures(r).flatMap((f) => [
+    { path: f.path, direction: 'A -> B', mbps: f.aToBMbps },
+    { path: f.path, direction: 'B -> A', mbps: f.bToAMbps },
+  ]);
+  if (!values.length) return undefined;
+  return renderSvg({
+    title: 'iperf3 TCP throughput per NIC path',
+    data: { values },
+    width: 300,
+    height: 200,
+    mark: 'bar',
+    encoding: {
+      x: { field: 'path', type: 'nominal', sort: [...NIC_PATHS], axis: { title: null, labelAngle: 0 } },
+      xOffset: { field: 'direction', type: 'nominal' },
+      y: { field: 'mbps', type: 'quantitative', title: 'Mb/s' },
+      color: { field: 'direction', type: 'nominal', title: null },
+    },
+  });
+}
+
+/** NVMe IOPS over PCIeOE per host, alone and while iperf3 crosses the same switch. */
+export async function coexistencePlot(r: Results): Promise<string | undefined> {
+  const values = ioFigures(r, 'nic').map((f) => {
+    const c = COEX_CASES.find((x) => f.path.endsWith(` ${x}`)) ?? f.path;
+    return { host: f.path.slice(0, f.path.length - c.length - 1), case: c, iops: Math.round(f.iops) };
+  });
+  if (!values.length) return undefined;
+  return renderSvg({
+    title: `NVMe ${ioFigures(r, 'nic')[0]!.workload} IOPS over PCIeOE, alone and under iperf3`,
+    data: { values },
+    width: 240,
+    height: 200,
+    mark: 'bar',
+    encoding: {
+      x: { field: 'host', type: 'nominal', axis: { title: null, labelAngle: 0 } },
+      xOffset: { field: 'case', type: 'nominal', sort: [...COEX_CASES] },
+      y: { field: 'iops', type: 'quantitative', title: 'IOPS' },
+      color: { field: 'case', type: 'nominal', sort: [...COEX_CASES], title: null },
+    },
+  });
 }

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readRecorded, readResults, record, recordSettings } from '../../bench/lib/results.ts';
 import { writeReport } from '../../bench/report/generate.ts';
-import { labCpuRatios, missingFigures, nvmeRatios, otherChecks } from '../../bench/report/markdown.ts';
+import { labCpuRatios, missingFigures, nicRatios, nvmeRatios, otherChecks } from '../../bench/report/markdown.ts';
 
 const fixture = new URL('../fixtures/bench-report.json', import.meta.url).pathname;
 
@@ -131,4 +131,60 @@ test('benchmark processes record figures and settings into the BENCH_RESULTS fil
   t.is(figures.length, 1);
   t.throws(() => record({ kind: 'io', bench: 'nvme', workload: 'w', path: 'p', iops: 'many' } as never));
   t.deepEqual(readRecorded(join(dir, 'absent.jsonl')), { figures: [], settings: {} });
+});
+
+// The NIC section (issue 14), on a run of bench/nic.ts alone.
+const nicFixture = new URL('../fixtures/bench-report-nic.json', import.meta.url).pathname;
+
+test('NIC: throughput and ping per path, ratios against issue 14\'s targets from the run\'s figures alone', async (t) => {
+  const results = readResults(nicFixture);
+  const nic = (p: string) => results.figures.find((f) => f.kind === 'nic' && f.path === p) as { aToBMbps: number; bToAMbps: number; pingMeanMs: number; pingP99Ms: number };
+  const iops = (p: string) => (results.figures.find((f) => f.kind === 'io' && f.bench === 'nic' && f.path === p) as { iops: number }).iops;
+  const ratios = nicRatios(results);
+  const get = (w: string, what: string) => ratios.find((r) => r.workload === w && r.what === what)!;
+  t.is(get('iperf3 TCP A->B', 'model PCIeOE / model direct').percent, (nic('model PCIeOE').aToBMbps / nic('model direct').aToBMbps) * 100);
+  t.is(get('iperf3 TCP B->A', 'model direct / QEMU virtio-net').percent, (nic('model direct').bToAMbps / nic('QEMU virtio-net').bToAMbps) * 100);
+  t.is(get('iperf3 TCP A->B', 'model PCIeOE / model direct').target, 80);
+  t.is(get('iperf3 TCP A->B', 'model direct / QEMU virtio-net').target, 50);
+  t.is(get('NVMe host-a', 'IOPS under iperf3 / alone').percent, (iops('host-a under iperf3') / iops('host-a alone')) * 100);
+  t.is(get('NVMe both hosts', 'IOPS under iperf3 / alone').percent,
+    ((iops('host-a under iperf3') + iops('host-b under iperf3')) / (iops('host-a alone') + iops('host-b alone'))) * 100);
+  const dir = generated(t);
+  const files = await writeReport(results, dir);
+  t.deepEqual(files.sort(), ['coexistence.svg', 'nic.svg', 'report.md']);
+  const md = readFileSync(join(dir, 'report.md'), 'utf8');
+  const section = md.slice(md.indexOf('## NIC paths and PCIeOE beside Ethernet'));
+  const fmt = (x: number, d = 0) => x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
+  for (const p of ['QEMU virtio-net', 'model direct', 'model PCIeOE']) {
+    const f = nic(p);
+    t.true(section.includes(`| ${p} | ${fmt(f.aToBMbps)} | ${fmt(f.bToAMbps)} | ${fmt(f.pingMeanMs, 2)} | ${fmt(f.pingP99Ms, 2)} | 200 |`), `${p} row`);
+  }
+  const pct = (x: number) => `${x.toFixed(0)} %`;
+  const verdict = (x: number, target: number) => (x >= target ? 'met' : 'missed');
+  const row = (w: string, what: string) => {
+    const r = get(w, what);
+    return `| ${w} | ${what} | ${pct(r.percent!)} | ≥ ${r.target} % | ${verdict(r.percent!, r.target)} |`;
+  };
+  for (const [w, what] of [['iperf3 TCP A->B', 'model PCIeOE / model direct'], ['iperf3 TCP A->B', 'model direct / QEMU virtio-net'], ['NVMe both hosts', 'IOPS under iperf3 / alone']])
+    t.true(section.includes(row(w, what)), row(w, what));
+  // Per-port counters: frames per second over each case, PCIeOE links and NIC wires named so.
+  const port = (p: string, c: string) => results.figures.find((f) => f.kind === 'port-counters' && f.port === p && f.case === c) as { rxFrames: number; seconds: number };
+  const perS = (p: string, c: string) => fmt(port(p, c).rxFrames / port(p, c).seconds);
+  t.true(section.includes(`| di-net0 | Ethernet | ${perS('di-net0', 'alone')} |`));
+  t.true(section.includes(`| di0 | PCIeOE | ${perS('di0', 'alone')} |`));
+  t.regex(section, new RegExp(`\\| b \\| Ethernet \\| [\\d,]+ \\| [\\d.]+ \\| ${perS('b', 'under iperf3')} \\|`));
+  t.true(section.includes('](nic.svg)') && section.includes('](coexistence.svg)'));
+  const svg = readFileSync(join(dir, 'nic.svg'), 'utf8');
+  t.regex(svg, /^<svg /);
+  t.true(svg.includes('model PCIeOE'));
+  t.true(readFileSync(join(dir, 'coexistence.svg'), 'utf8').includes('under iperf3'));
+  t.deepEqual(missingFigures(results).filter((m) => /NIC|NVMe IOPS host|per-port/.test(m)), []);
+});
+
+test('NIC: a run without bench nic lists its figures as missing and computes no ratio', (t) => {
+  const results = readResults(fixture);
+  t.true(nicRatios(results).every((r) => r.percent === undefined));
+  const missing = missingFigures(results);
+  for (const m of ['NIC model PCIeOE: iperf3 and ping (nic not run)', 'NVMe IOPS host-a under iperf3 (nic not run)', 'switch per-port counters during the co-existence cases (nic not run)'])
+    t.true(missing.includes(m), m);
 });

@@ -1,0 +1,151 @@
+// PCIeOE and ordinary Ethernet on one switch (issue 14), in `nic-coexistence`: host A's NIC is
+// the virtio-net model in the DI's card, reached through host A's HI and the switch; host B
+// has QEMU's own virtio-net on the same switch; both hosts have an NVMe function of one DI
+// card. One boot: MAC/MTU/link in `ip link` on both ends, ping with a payload pattern and TCP
+// data compared by SHA-256 both ways, then iperf3 TCP and UDP both ways while fio writes and
+// verifies on both hosts' NVMe functions; the switch's per-port counters show the PCIeOE
+// ports (HI and DI links) and the NIC wires (model and QEMU NIC) both carried the traffic.
+import test, { type ExecutionContext } from 'ava';
+import { TestLab } from '../support/lab-harness.ts';
+import { shIoUnderway, shUntil } from '../support/guest-wait.ts';
+
+const lab = new TestLab('coex');
+test.after.always(() => lab.dispose());
+
+const MAC_A = '02:00:00:00:0a:01';
+const MAC_B = '02:00:00:00:0b:01';
+const IP_A = '10.99.0.1';
+const IP_B = '10.99.0.2';
+const ifaceOf = (mac: string) => `$(ip -o link | grep -i 'ether ${mac}' | cut -d: -f2 | tr -d ' ')`;
+/** The switch ports as the lab derives them: PCIeOE links of the HIs and the DI, and the two NIC wires. */
+const PCIEOE_PORTS = ['hia0', 'hia1', 'hib0', 'hib1', 'di0', 'di1'];
+const ETHERNET_PORTS = ['di-net0', 'b'];
+
+async function sh(vm: string, command: string, timeoutS = 300): Promise<string> {
+  const r = await lab.exec(vm, command, timeoutS);
+  if (r.code !== 0) throw new Error(`${vm}: ${command.split('\n')[0]}: exit ${r.code}\n${r.stdout}\n${r.stderr}`);
+  return r.stdout;
+}
+
+/** Pings with a pattern and a large payload; ping itself compares every reply byte. */
+async function ping(t: ExecutionContext, from: string, to: string, count = 4): Promise<void> {
+  const out = await sh(from, `ping -c ${count} -i 0.3 -W 5 -s 1400 -p a55a0ff0 ${to}`);
+  t.regex(out, new RegExp(`${count} packets transmitted, ${count} received`), `${from} -> ${to}\n${out}`);
+  t.regex(out, /PATTERN: 0xa55a0ff0/);
+  t.notRegex(out, /wrong data|corrupted|DUP/);
+}
+
+/** A TCP listener on port 5001 (busybox nc listens on IPv6, so both tables are read; 0A is LISTEN). */
+const listening = shUntil(`grep -qE ':1389 [0-9A-F]+:0000 0A' /proc/net/tcp /proc/net/tcp6`, 'a listener on TCP port 5001', 30);
+
+/** 16 MiB of random data over one TCP connection: the receiver's copy must hash the same. */
+async function tcpFile(t: ExecutionContext, from: string, to: string, toIp: string): Promise<void> {
+  const bytes = 16 << 20;
+  await sh(to, `rm -f /tmp/rx.bin; (busybox nc -l -p 5001 > /tmp/rx.bin 2>/dev/null </dev/null &); ${listening}`);
+  const sent = await sh(from, `head -c ${bytes} /dev/urandom > /tmp/tx.bin && cat /tmp/tx.bin > /dev/tcp/${toIp}/5001 && sha256sum < /tmp/tx.bin`);
+  // nc writes the file as data arrives; wait until all of it is there.
+  const got = await sh(to, `${shUntil(`[ "$(stat -c %s /tmp/rx.bin)" = ${bytes} ]`, `${bytes} bytes in /tmp/rx.bin`, 30)}; sha256sum < /tmp/rx.bin`);
+  t.is(got, sent, `${from} -> ${to}: the received data differs`);
+}
+
+async function iperf(from: string, to: string, toIp: string, args: string): Promise<{ end: Record<string, Record<string, number>> }> {
+  await sh(to, 'iperf3 -s -D -1');
+  return JSON.parse(await sh(from, `iperf3 -c ${toIp} ${args} -J`));
+}
+
+/** UDP and TCP checksum errors the guest's stack counted (it checks every datagram: no offloads). */
+async function csumErrors(vm: string): Promise<number[]> {
+  const snmp = await sh(vm, "grep -E '^(Udp|Tcp):' /proc/net/snmp");
+  const [tcpH, tcpV, udpH, udpV] = snmp.trim().split('\n').map((l) => l.split(/\s+/));
+  return [Number(tcpV![tcpH!.indexOf('InCsumErrors')]), Number(udpV![udpH!.indexOf('InCsumErrors')])];
+}
+
+type PortCounters = Record<string, { switch: { rxFrames: number; rxBytes: number; txFrames: number; txBytes: number } }>;
+/** The switch's per-port counters, as `lab status --json` reports them. */
+async function switchPorts(): Promise<PortCounters> {
+  const r = await lab.run(['status', '--json']);
+  if (r.code !== 0) throw new Error(`lab status --json: exit ${r.code}\n${r.stderr}`);
+  const sw = (JSON.parse(r.stdout) as { processes: { name: string; counters?: { ports?: PortCounters } }[] }).processes.find((p) => p.name === 'sw');
+  if (!sw?.counters?.ports) throw new Error(`lab status --json: no port counters for the switch\n${r.stdout}`);
+  return sw.counters.ports;
+}
+
+/** The block device of the guest's NVMe controller with this serial. */
+const nvmeBySerial = (serial: string) => `/dev/$(grep -l '^${serial}' /sys/class/nvme/nvme*/serial | head -1 | cut -d/ -f5)n1`;
+
+/**
+ * fio writing and verifying (crc32c) 32 MiB at QD 16, over and over until /tmp/stop-fio
+ * appears, in the background; /tmp/fio.rc then holds its exit status and the passes done.
+ */
+const fioLoop = (dev: string) =>
+  `rm -f /tmp/stop-fio /tmp/fio.rc /tmp/fio.log; (n=0; rc=0; while [ ! -e /tmp/stop-fio ]; do ` +
+  `fio --name=verify --filename=${dev} --direct=1 --ioengine=libaio --rw=randwrite --bs=4k --iodepth=16 --size=32M ` +
+  `--verify=crc32c --verify_fatal=1 --randrepeat=0 >> /tmp/fio.log 2>&1 || { rc=$?; break; }; n=$((n+1)); done; ` +
+  `echo "$rc $n" > /tmp/fio.rc) </dev/null >/dev/null 2>&1 &`;
+
+test.before(async () => {
+  await lab.up('nic-coexistence');
+  await sh('host-a', `i=${ifaceOf(MAC_A)}; [ -n "$i" ] && ip link set "$i" up && ip addr add ${IP_A}/24 dev "$i"`);
+});
+
+test.serial('[qemu] both NICs: the model (host A, through PCIeOE) and QEMU\'s (host B); MAC, MTU, link in ip link; one NVMe function each', async (t) => {
+  const bdf = (await sh('host-a', 'lspci -D -n -d 1af4:1041 | cut -d" " -f1')).trim();
+  t.regex(bdf, /^0000:[0-9a-f]{2}:[0-9a-f]{2}\.0$/, 'host A has the modern virtio-net function');
+  t.regex(await sh('host-a', `lspci -k -s ${bdf}`), /Kernel driver in use: virtio-pci/);
+  for (const [vm, mac] of [['host-a', MAC_A], ['host-b', MAC_B]] as const) {
+    const link = await sh(vm, `ip -d link show ${ifaceOf(mac)}`);
+    t.regex(link, new RegExp(`link/ether ${mac} `), vm);
+    t.regex(link, / mtu 1500 /, vm);
+    t.regex(link, /LOWER_UP/, vm);
+    t.regex(link, /state UP/, vm);
+  }
+  // The model offers the MTU feature, so its maximum is the MTU too.
+  t.regex(await sh('host-a', `ip -d link show ${ifaceOf(MAC_A)}`), / maxmtu 1500 /);
+  t.regex(await sh('host-a', 'cat /sys/class/nvme/nvme*/serial'), /^PCIEOE-CARD-FN0\s*$/);
+  t.regex(await sh('host-b', 'cat /sys/class/nvme/nvme*/serial'), /^PCIEOE-CARD-FN1\s*$/);
+});
+
+test.serial('[qemu] patterned ping and 16 MiB over TCP each way arrive intact', async (t) => {
+  await ping(t, 'host-a', IP_B);
+  await ping(t, 'host-b', IP_A);
+  await tcpFile(t, 'host-a', 'host-b', IP_B);
+  await tcpFile(t, 'host-b', 'host-a', IP_A);
+});
+
+test.serial('[qemu] iperf3 TCP and UDP both ways while fio verifies on both NVMe functions; the switch counts PCIeOE and Ethernet frames', async (t) => {
+  const before = await switchPorts();
+  const csumBefore = [await csumErrors('host-a'), await csumErrors('host-b')];
+  for (const [vm, serial] of [['host-a', 'PCIEOE-CARD-FN0'], ['host-b', 'PCIEOE-CARD-FN1']] as const) {
+    const dev = nvmeBySerial(serial);
+    await sh(vm, `d=${dev}; [ -b "$d" ] || { echo "no block device for ${serial}" >&2; exit 1; }; ${fioLoop('$d')}; ${shIoUnderway('$(basename $d)', 64)}`);
+  }
+  const rates: string[] = [];
+  for (const [from, to, toIp] of [['host-a', 'host-b', IP_B], ['host-b', 'host-a', IP_A]] as const) {
+    const tcp = await iperf(from, to, toIp, '-t 3');
+    t.true(tcp.end.sum_received!.bytes! > 1 << 20, `${from} -> ${to} TCP moved ${tcp.end.sum_received!.bytes} bytes`);
+    const udp = await iperf(from, to, toIp, '-u -b 20M -t 2');
+    const s = udp.end.sum!;
+    t.true(s.packets! - s.lost_packets! > 100, `${from} -> ${to} UDP: ${s.packets} sent, ${s.lost_packets} lost`);
+    rates.push(`${from} -> ${to}: TCP ${(tcp.end.sum_received!.bits_per_second! / 1e6).toFixed(0)} Mb/s, UDP ${s.packets! - s.lost_packets!}/${s.packets} datagrams`);
+  }
+  // fio ran through all of it: stop it, and every pass must have verified.
+  for (const vm of ['host-a', 'host-b']) {
+    const [rc, passes] = (await sh(vm, `touch /tmp/stop-fio; ${shUntil('[ -s /tmp/fio.rc ]', 'fio to stop', 240)}; cat /tmp/fio.rc`)).trim().split(' ').map(Number);
+    const log = await sh(vm, 'cat /tmp/fio.log');
+    t.is(rc, 0, `${vm}: fio failed\n${log}`);
+    t.true(passes! >= 1, `${vm}: fio completed ${passes} passes`);
+    t.notRegex(log, /verify: bad|crc32c: verify failed|err=/i, vm);
+  }
+  t.deepEqual([await csumErrors('host-a'), await csumErrors('host-b')], csumBefore, 'no TCP/UDP checksum errors');
+
+  const after = await switchPorts();
+  const moved = (p: string) => after[p]!.switch.rxFrames - (before[p]?.switch.rxFrames ?? 0);
+  for (const p of [...PCIEOE_PORTS, ...ETHERNET_PORTS]) t.truthy(after[p], `the switch has port ${p}`);
+  // PCIeOE: the HIs and the DI exchanged TLPs on their links (NVMe I/O and the model's DMA).
+  for (const group of [['hia0', 'hia1'], ['hib0', 'hib1'], ['di0', 'di1']]) t.true(group.reduce((n, p) => n + moved(p), 0) > 1000, `PCIeOE frames from ${group.join('/')}`);
+  // Ordinary Ethernet: both NIC wires sent frames into the switch (iperf3 data one way, ACKs the other).
+  for (const p of ETHERNET_PORTS) t.true(moved(p) > 1000, `Ethernet frames from port ${p}: ${moved(p)}`);
+  t.log(rates.join('; '));
+  t.log(Object.keys(after).map((p) => `${p} rx ${moved(p)}`).join(', '));
+  t.notRegex(lab.log('di'), /DEVICE_NEEDS_RESET/);
+});
