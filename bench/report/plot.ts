@@ -90,6 +90,23 @@ export async function fabricPlot(r: Results): Promise<string | undefined> {
   }, true);
 }
 
+/** Bars of `y` per value of `x`, side by side per value of `group` (its colour). */
+function groupedBars(title: string, values: object[], x: { field: string; sort?: string[] }, group: { field: string; sort?: string[] }, y: { field: string; title: string }, width = 300): Promise<string> {
+  return renderSvg({
+    title,
+    data: { values },
+    width,
+    height: 200,
+    mark: 'bar',
+    encoding: {
+      x: { field: x.field, type: 'nominal', ...(x.sort ? { sort: x.sort } : {}), axis: { title: null, labelAngle: 0 } },
+      xOffset: { field: group.field, type: 'nominal', ...(group.sort ? { sort: group.sort } : {}) },
+      y: { field: y.field, type: 'quantitative', title: y.title },
+      color: { field: group.field, type: 'nominal', ...(group.sort ? { sort: group.sort } : {}), title: null },
+    },
+  });
+}
+
 /** iperf3 TCP throughput per NIC path, both directions side by side. */
 export async function nicPlot(r: Results): Promise<string | undefined> {
   const values = nicFigures(r).flatMap((f) => [
@@ -97,39 +114,16 @@ export async function nicPlot(r: Results): Promise<string | undefined> {
     { path: f.path, direction: 'B -> A', mbps: f.bToAMbps },
   ]);
   if (!values.length) return undefined;
-  return renderSvg({
-    title: 'iperf3 TCP throughput per NIC path',
-    data: { values },
-    width: 300,
-    height: 200,
-    mark: 'bar',
-    encoding: {
-      x: { field: 'path', type: 'nominal', sort: [...NIC_PATHS], axis: { title: null, labelAngle: 0 } },
-      xOffset: { field: 'direction', type: 'nominal' },
-      y: { field: 'mbps', type: 'quantitative', title: 'Mb/s' },
-      color: { field: 'direction', type: 'nominal', title: null },
-    },
-  });
+  return groupedBars('iperf3 TCP throughput per NIC path', values, { field: 'path', sort: [...NIC_PATHS] }, { field: 'direction' }, { field: 'mbps', title: 'Mb/s' });
 }
 
 /** NVMe IOPS over PCIeOE per host, alone and while iperf3 crosses the same switch. */
 export async function coexistencePlot(r: Results): Promise<string | undefined> {
-  const values = ioFigures(r, 'nic').map((f) => {
+  const figs = ioFigures(r, 'nic');
+  const values = figs.map((f) => {
     const c = COEX_CASES.find((x) => f.path.endsWith(` ${x}`)) ?? f.path;
     return { host: f.path.slice(0, f.path.length - c.length - 1), case: c, iops: Math.round(f.iops) };
   });
   if (!values.length) return undefined;
-  return renderSvg({
-    title: `NVMe ${ioFigures(r, 'nic')[0]!.workload} IOPS over PCIeOE, alone and under iperf3`,
-    data: { values },
-    width: 240,
-    height: 200,
-    mark: 'bar',
-    encoding: {
-      x: { field: 'host', type: 'nominal', axis: { title: null, labelAngle: 0 } },
-      xOffset: { field: 'case', type: 'nominal', sort: [...COEX_CASES] },
-      y: { field: 'iops', type: 'quantitative', title: 'IOPS' },
-      color: { field: 'case', type: 'nominal', sort: [...COEX_CASES], title: null },
-    },
-  });
+  return groupedBars(`NVMe ${figs[0]!.workload} IOPS over PCIeOE, alone and under iperf3`, values, { field: 'host' }, { field: 'case', sort: [...COEX_CASES] }, { field: 'iops', title: 'IOPS' }, 240);
 }

@@ -5,9 +5,10 @@
 // data compared by SHA-256 both ways, then iperf3 TCP and UDP both ways while fio writes and
 // verifies on both hosts' NVMe functions; the switch's per-port counters show the PCIeOE
 // ports (HI and DI links) and the NIC wires (model and QEMU NIC) both carried the traffic.
-import test, { type ExecutionContext } from 'ava';
+import test from 'ava';
 import { TestLab } from '../support/lab-harness.ts';
 import { shIoUnderway, shUntil } from '../support/guest-wait.ts';
+import { csumErrors, ifaceOf, patternPing, tcpFile } from '../support/guest-net.ts';
 
 const lab = new TestLab('coex');
 test.after.always(() => lab.dispose());
@@ -16,7 +17,6 @@ const MAC_A = '02:00:00:00:0a:01';
 const MAC_B = '02:00:00:00:0b:01';
 const IP_A = '10.99.0.1';
 const IP_B = '10.99.0.2';
-const ifaceOf = (mac: string) => `$(ip -o link | grep -i 'ether ${mac}' | cut -d: -f2 | tr -d ' ')`;
 /** The switch ports as the lab derives them: PCIeOE links of the HIs and the DI, and the two NIC wires. */
 const PCIEOE_PORTS = ['hia0', 'hia1', 'hib0', 'hib1', 'di0', 'di1'];
 const ETHERNET_PORTS = ['di-net0', 'b'];
@@ -27,37 +27,9 @@ async function sh(vm: string, command: string, timeoutS = 300): Promise<string> 
   return r.stdout;
 }
 
-/** Pings with a pattern and a large payload; ping itself compares every reply byte. */
-async function ping(t: ExecutionContext, from: string, to: string, count = 4): Promise<void> {
-  const out = await sh(from, `ping -c ${count} -i 0.3 -W 5 -s 1400 -p a55a0ff0 ${to}`);
-  t.regex(out, new RegExp(`${count} packets transmitted, ${count} received`), `${from} -> ${to}\n${out}`);
-  t.regex(out, /PATTERN: 0xa55a0ff0/);
-  t.notRegex(out, /wrong data|corrupted|DUP/);
-}
-
-/** A TCP listener on port 5001 (busybox nc listens on IPv6, so both tables are read; 0A is LISTEN). */
-const listening = shUntil(`grep -qE ':1389 [0-9A-F]+:0000 0A' /proc/net/tcp /proc/net/tcp6`, 'a listener on TCP port 5001', 30);
-
-/** 16 MiB of random data over one TCP connection: the receiver's copy must hash the same. */
-async function tcpFile(t: ExecutionContext, from: string, to: string, toIp: string): Promise<void> {
-  const bytes = 16 << 20;
-  await sh(to, `rm -f /tmp/rx.bin; (busybox nc -l -p 5001 > /tmp/rx.bin 2>/dev/null </dev/null &); ${listening}`);
-  const sent = await sh(from, `head -c ${bytes} /dev/urandom > /tmp/tx.bin && cat /tmp/tx.bin > /dev/tcp/${toIp}/5001 && sha256sum < /tmp/tx.bin`);
-  // nc writes the file as data arrives; wait until all of it is there.
-  const got = await sh(to, `${shUntil(`[ "$(stat -c %s /tmp/rx.bin)" = ${bytes} ]`, `${bytes} bytes in /tmp/rx.bin`, 30)}; sha256sum < /tmp/rx.bin`);
-  t.is(got, sent, `${from} -> ${to}: the received data differs`);
-}
-
 async function iperf(from: string, to: string, toIp: string, args: string): Promise<{ end: Record<string, Record<string, number>> }> {
   await sh(to, 'iperf3 -s -D -1');
   return JSON.parse(await sh(from, `iperf3 -c ${toIp} ${args} -J`));
-}
-
-/** UDP and TCP checksum errors the guest's stack counted (it checks every datagram: no offloads). */
-async function csumErrors(vm: string): Promise<number[]> {
-  const snmp = await sh(vm, "grep -E '^(Udp|Tcp):' /proc/net/snmp");
-  const [tcpH, tcpV, udpH, udpV] = snmp.trim().split('\n').map((l) => l.split(/\s+/));
-  return [Number(tcpV![tcpH!.indexOf('InCsumErrors')]), Number(udpV![udpH!.indexOf('InCsumErrors')])];
 }
 
 type PortCounters = Record<string, { switch: { rxFrames: number; rxBytes: number; txFrames: number; txBytes: number } }>;
@@ -106,15 +78,15 @@ test.serial('[qemu] both NICs: the model (host A, through PCIeOE) and QEMU\'s (h
 });
 
 test.serial('[qemu] patterned ping and 16 MiB over TCP each way arrive intact', async (t) => {
-  await ping(t, 'host-a', IP_B);
-  await ping(t, 'host-b', IP_A);
-  await tcpFile(t, 'host-a', 'host-b', IP_B);
-  await tcpFile(t, 'host-b', 'host-a', IP_A);
+  await patternPing(t, sh, 'host-a', IP_B);
+  await patternPing(t, sh, 'host-b', IP_A);
+  await tcpFile(t, sh, 'host-a', 'host-b', IP_B);
+  await tcpFile(t, sh, 'host-b', 'host-a', IP_A);
 });
 
 test.serial('[qemu] iperf3 TCP and UDP both ways while fio verifies on both NVMe functions; the switch counts PCIeOE and Ethernet frames', async (t) => {
   const before = await switchPorts();
-  const csumBefore = [await csumErrors('host-a'), await csumErrors('host-b')];
+  const csumBefore = [await csumErrors(sh, 'host-a'), await csumErrors(sh, 'host-b')];
   for (const [vm, serial] of [['host-a', 'PCIEOE-CARD-FN0'], ['host-b', 'PCIEOE-CARD-FN1']] as const) {
     const dev = nvmeBySerial(serial);
     await sh(vm, `d=${dev}; [ -b "$d" ] || { echo "no block device for ${serial}" >&2; exit 1; }; ${fioLoop('$d')}; ${shIoUnderway('$(basename $d)', 64)}`);
@@ -136,7 +108,7 @@ test.serial('[qemu] iperf3 TCP and UDP both ways while fio verifies on both NVMe
     t.true(passes! >= 1, `${vm}: fio completed ${passes} passes`);
     t.notRegex(log, /verify: bad|crc32c: verify failed|err=/i, vm);
   }
-  t.deepEqual([await csumErrors('host-a'), await csumErrors('host-b')], csumBefore, 'no TCP/UDP checksum errors');
+  t.deepEqual([await csumErrors(sh, 'host-a'), await csumErrors(sh, 'host-b')], csumBefore, 'no TCP/UDP checksum errors');
 
   const after = await switchPorts();
   const moved = (p: string) => after[p]!.switch.rxFrames - (before[p]?.switch.rxFrames ?? 0);
