@@ -11,7 +11,12 @@
 // NVMe IOPS under iperf3 >= 80 % of alone.
 //
 //   npm run bench -- nic [--quick]   (NVME_BENCH_SECONDS per iperf3/fio run, NVME_BENCH_PIN to pin lab processes)
-import { join } from 'node:path';
+//
+// Each path's iperf3 A -> B run also records the CPU each lab process (QEMU included) used,
+// in % of one CPU. NIC_BENCH_PROF=1 profiles the DI and host A's HI over the model PCIeOE's
+// iperf3 A -> B run and prints where they spent their time (profiles kept in the run's directory).
+import { copyFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { benchTopology, placementText, privateLabDirs } from './lib/lab.ts';
 
 const state = privateLabDirs('lab-nicb');
@@ -20,6 +25,9 @@ const { setup } = await import('../src/lab/setup.ts');
 const { SECONDS, guestShell, runFioOn, controllers } = await import('./lib/fio.ts');
 const { record, recordSettings } = await import('./lib/results.ts');
 const { SwitchControl } = await import('../src/fabric/switch/control.ts');
+const { cpuMeter } = await import('./lib/cpu.ts');
+const { profiled, summariseProfile } = await import('./lib/profile.ts');
+type LabState = import('../src/lab/state.ts').LabState;
 type Shell = import('./lib/fio.ts').Shell;
 type Result = import('./lib/fio.ts').Result;
 
@@ -56,9 +64,28 @@ async function pings(a: Shell): Promise<{ meanMs: number; p99Ms: number }> {
   return { meanMs: rtts.reduce((s, x) => s + x, 0) / rtts.length, p99Ms: rtts[Math.min(rtts.length - 1, Math.ceil(rtts.length * 0.99) - 1)]! };
 }
 
-async function nicFigures(a: Shell, b: Shell): Promise<NicFigures> {
+/** iperf3 A -> B, with each lab process's CPU use meanwhile (and, if asked, profiles of the DI and HI). */
+async function aToBWithCpu(lab: LabState, path: string, a: Shell, b: Shell): Promise<number> {
+  const procs = [...lab.processes.map((p) => ({ name: p.name, pid: p.pid })), ...lab.vms.map((v) => ({ name: `QEMU ${v.name}`, pid: v.pid }))];
+  const t0 = Date.now();
+  const cpu = cpuMeter(procs);
+  const prof = process.env.NIC_BENCH_PROF && path === 'model PCIeOE';
+  const run = () => tcpMbps(a, b, IP_B);
+  const { value: mbps, files } = prof ? await profiled({ di: join(state, 'sockets', 'di'), hia: join(state, 'sockets', 'hia') }, 'nic-a-to-b', run) : { value: await run(), files: {} };
+  const used = cpu();
+  const seconds = (Date.now() - t0) / 1000;
+  for (const [name, us] of used) record({ kind: 'value', bench: 'nic', name: `${path}: CPU of ${name} during iperf3 A->B`, value: us / 1e4 / seconds, unit: '% of a CPU' });
+  console.log(`${path}: CPU during iperf3 A->B: ${[...used].map(([n, us]) => `${n} ${(us / 1e4 / seconds).toFixed(0)} %`).join(', ')}`);
+  for (const [name, file] of Object.entries(files)) {
+    console.log(`\nprofile of ${name} over ${path} iperf3 A->B (${file}):\n${summariseProfile(file)}`);
+    if (process.env.BENCH_RESULTS) copyFileSync(file, join(dirname(process.env.BENCH_RESULTS), basename(file)));
+  }
+  return mbps;
+}
+
+async function nicFigures(lab: LabState, path: string, a: Shell, b: Shell): Promise<NicFigures> {
   await a('ping -c 3 -W 5 10.99.0.2 >/dev/null');
-  const aToBMbps = await tcpMbps(a, b, IP_B);
+  const aToBMbps = await aToBWithCpu(lab, path, a, b);
   const bToAMbps = await tcpMbps(b, a, IP_A);
   const p = await pings(a);
   return { aToBMbps, bToAMbps, pingMeanMs: p.meanMs, pingP99Ms: p.p99Ms };
@@ -108,7 +135,7 @@ async function measure(path: string, topology: string): Promise<NicFigures> {
     const b = guestShell(lab.vms.find((v) => v.name === 'host-b')!.agent);
     // The model's interface is a vfio-user device to the lab: give it its address here.
     await a(`i=$(ip -o link | grep -i 'ether ${MODEL_MAC}' | cut -d: -f2 | tr -d ' '); if [ -n "$i" ]; then ip link set "$i" up && ip addr add ${IP_A}/24 dev "$i"; fi`);
-    const f = await nicFigures(a, b);
+    const f = await nicFigures(lab, path, a, b);
     record({ kind: 'nic', bench: 'nic', path, pings: PINGS, ...f });
     console.log(`${path.padEnd(16)} TCP A->B ${f.aToBMbps.toFixed(0)} Mb/s, B->A ${f.bToAMbps.toFixed(0)} Mb/s; ping mean ${f.pingMeanMs.toFixed(2)} ms, p99 ${f.pingP99Ms.toFixed(2)} ms`);
     if (topology === 'nic-coexistence') await coexistence(a, b);
