@@ -10,11 +10,15 @@
 // failed (no lab, no such VM, the agent did not answer), as ssh does.
 import { join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { consoleUrl } from '../manager/api.ts';
 import { type ApiCall, ManagerClient } from '../manager/client.ts';
+import type { LinkView } from '../manager/links.ts';
 import type { FlowResult } from '../manager/manager.ts';
 import type { Assignment } from '../manager/table.ts';
 import { stateRoot } from './paths.ts';
 import { agentExec } from './agent.ts';
+import { captureLink } from './capture.ts';
+import { FAULT_WORDS, faultText, parseFaultWords } from './fault-words.ts';
 import { catalog, catalogText } from './catalog.ts';
 import { demo } from './demo.ts';
 import { down, reboot, up } from './lab.ts';
@@ -211,10 +215,100 @@ const COMMANDS: Record<string, Command> = {
       return EXIT.ok;
     },
   },
+  console: {
+    args: '[--json]',
+    summary: "the web console's URL: the running topology, live link counters, assign and unassign by clicking",
+    help: 'The manager serves the console on 127.0.0.1; the URL carries the API token in its fragment\n' +
+      '(#token=…), so keep it to yourself. Open it in a browser on this machine (or through an ssh tunnel).\n' +
+      '  --json           {"url": …}',
+    options: { json: { type: 'boolean' } },
+    async run(pos, values) {
+      expectArgs(pos, 0, 'console');
+      // Connecting first: a manager that is not running (or a stale api.json) is said plainly.
+      (await ManagerClient.connect(managerDir())).close();
+      const url = consoleUrl(managerDir());
+      console.log(values.json ? JSON.stringify({ url }) : url);
+      return EXIT.ok;
+    },
+  },
+  links: {
+    args: '[--json]',
+    summary: "the fabric's links (one switch port each): station, up or down, frame counters, faults",
+    options: { json: { type: 'boolean' } },
+    async run(pos, values) {
+      expectArgs(pos, 0, 'links');
+      const { links } = await managerCall<{ links: LinkView[] }>({ op: 'links' });
+      if (values.json) console.log(JSON.stringify(links, null, 2));
+      else for (const l of links) console.log(linkLine(l));
+      return EXIT.ok;
+    },
+  },
+  fault: {
+    args: '<link> <fault...> [--dir tx|rx] [--json]',
+    summary: 'set faults on a link (through the manager): loss=… delay=… down, up, clear',
+    help: '<link> is a switch port (lab links lists them: hi-host-a0, di0), or an HI, DI or host name\n' +
+      'for all its links. Faults stay until changed; several words combine.\n' +
+      `${FAULT_WORDS}\n` +
+      '  --dir tx|rx      only frames to the station (tx) or from it (rx); default both\n' +
+      '  --json           each port\'s settings after the change',
+    options: { dir: { type: 'string' }, json: { type: 'boolean' } },
+    async run(pos, values) {
+      if (pos.length < 2) throw new UsageError('expected "lab fault <link> <fault...>"');
+      const dir = values.dir as string | undefined;
+      if (dir !== undefined && dir !== 'tx' && dir !== 'rx') throw new UsageError(`--dir: expected tx or rx, got "${dir}"`);
+      let set;
+      try {
+        set = parseFaultWords(pos.slice(1));
+      } catch (err) {
+        throw new UsageError((err as Error).message);
+      }
+      const r = await managerCall<{ ports: Record<string, { tx: Record<string, unknown>; rx: Record<string, unknown> }> }>({ op: 'fault', link: pos[0]!, set, ...(dir ? { dir } : {}) });
+      if (values.json) console.log(JSON.stringify(r.ports, null, 2));
+      else for (const [port, c] of Object.entries(r.ports)) console.log(`${port}: tx ${faultText(c.tx)}; rx ${faultText(c.rx)}`);
+      return EXIT.ok;
+    },
+  },
+  capture: {
+    args: '<link|all> [-w file.pcap] [--seconds S] [--json]',
+    summary: 'capture frames on a link (or on all) as the switch sees them, through the manager',
+    help: 'Without -w, one line per frame (time, MACs, PCIeOE type, channel, sequence, ACK); with -w,\n' +
+      'a pcap file for tshark/Wireshark (lab/wireshark has the PCIeOE dissector). Until Ctrl-C or --seconds.\n' +
+      '"all" records every port into one file: a frame the switch forwards is in it twice (in and out).\n' +
+      '  -w FILE          write the frames to FILE (classic pcap)\n' +
+      '  --seconds S      stop after S seconds\n' +
+      '  --json           at the end, {"link","ports","frames","file"} instead of the frame lines',
+    options: { write: { type: 'string', short: 'w' }, seconds: { type: 'string' }, json: { type: 'boolean' } },
+    async run(pos, values) {
+      expectArgs(pos, 1, 'capture <link|all>');
+      const seconds = values.seconds === undefined ? undefined : Number(values.seconds);
+      if (seconds !== undefined && !(seconds > 0)) throw new UsageError(`--seconds: expected seconds, got "${values.seconds}"`);
+      const write = values.write as string | undefined;
+      const quiet = values.json === true || write !== undefined;
+      const client = await ManagerClient.connect(managerDir());
+      try {
+        const r = await interruptible(() =>
+          captureLink(client, pos[0]!, {
+            write,
+            seconds,
+            signal: interrupted,
+            onStart: (ports) => values.json || console.error(`capturing ${ports.join(', ')}${write ? ` into ${write}` : ''}; Ctrl-C stops`),
+            onFrame: quiet ? undefined : (line) => console.log(line),
+          }),
+        );
+        if (values.json) console.log(JSON.stringify(r));
+        else console.error(`${r.frames} frames${r.file ? ` in ${r.file}` : ''}`);
+      } finally {
+        client.close();
+      }
+      return EXIT.ok;
+    },
+  },
   demo: {
     args: '[<topology>]',
     summary: 'the main job: up (two-hosts-shared-card), fio verify on every NVMe namespace of every guest, down',
-    help: 'Exit status 0 when every namespace verified, 1 otherwise. Ctrl-C takes the lab down.',
+    help:
+      'Exit status 0 when every namespace verified, 1 otherwise. Ctrl-C takes the lab down.\n' +
+      '`lab demo hotplug` runs the hot-plug flows instead, each step timed: assign di/fn0 to host-a, fio write + verify, move to host-b, fio verify of the same data, unassign.',
     async run(pos) {
       if (pos.length > 1) throw new UsageError('demo: expected at most one topology');
       return (await interruptible(() => demo(pos[0] ?? 'two-hosts-shared-card'))) ? EXIT.ok : EXIT.failed;
@@ -228,9 +322,17 @@ function slotOption(value: unknown): number | undefined {
   return slot;
 }
 
+const managerDir = () => join(stateRoot, 'manager');
+
+function linkLine(l: LinkView): string {
+  const who = l.kind === 'hi' ? `HI ${l.station} (${l.host})` : `DI ${l.station}`;
+  const faults = faultText(l.faults.tx) === faultText(l.faults.rx) ? faultText(l.faults.tx) : `tx ${faultText(l.faults.tx)}; rx ${faultText(l.faults.rx)}`;
+  return `${l.port.padEnd(14)} ${who.padEnd(24)} ${l.up ? 'up  ' : 'DOWN'}  rx ${l.rxFrames} tx ${l.txFrames} frames, ${l.dropped} dropped; ${faults}`;
+}
+
 /** One call to the lab's manager, through its API (src/manager/api.ts). */
 async function managerCall<T>(req: ApiCall): Promise<T> {
-  const client = await ManagerClient.connect(join(stateRoot, 'manager'));
+  const client = await ManagerClient.connect(managerDir());
   try {
     return await client.call<T>(req);
   } finally {
