@@ -10,15 +10,26 @@
 //   ← {"id":2,"ok":true,"result":{"assignment":{...},"ms":812}}
 //   ← {"id":2,"ok":false,"error":{"code":"already-assigned","message":"di/fn0 is already assigned to host-b (slot 0); ..."}}
 // Events go to every client as they happen: {"event":"assigned","assignment":{...},"ms":812}, etc.
+//
+// The fabric's links (links.ts; each is a switch port, "hi-host-a0", "di0"):
+//   → {"id":5,"op":"links"}                                   ← per link: station, up, counters, faults
+//   → {"id":6,"op":"fault","link":"di0","set":{"loss":0.1,"latency":5,"down":false},"dir":"tx"}  (dir optional)
+//   → {"id":7,"op":"capture","link":"di0"}  ("all": every link)  ← {"id":1,"file":".../capture-1.pcap",...}
+//   → {"id":8,"op":"capture-stop","capture":1}                   ← {"frames":42,"file":...}
+//
+// The web console (console/) is served over plain HTTP on the same port: GET / and
+// /console.js hold no data; the page opens the WebSocket with the token it was given in the
+// URL's fragment, as the subprotocol "token.<token>" (browsers cannot set headers there).
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
+import { extname, join } from 'node:path';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { z } from 'zod';
 import type { Manager } from './manager.ts';
 import { AssignmentError } from './table.ts';
+import { LinkError, type SwitchLinks } from './links.ts';
 
 const ref = z.string().regex(/^[a-z][a-z0-9-]*\/[a-z][a-z0-9-]*$/, 'expected "<di>/<function>"');
 const host = z.string().min(1);
@@ -27,6 +38,11 @@ const Request = z.discriminatedUnion('op', [
   z.strictObject({ id: z.number(), op: z.literal('assign'), host, function: ref, slot: z.number().int().min(0).optional() }),
   z.strictObject({ id: z.number(), op: z.literal('unassign'), host, function: ref }),
   z.strictObject({ id: z.number(), op: z.literal('move'), host, function: ref, slot: z.number().int().min(0).optional() }),
+  z.strictObject({ id: z.number(), op: z.literal('links') }),
+  // The switch checks the settings themselves (names and ranges) and says what was wrong.
+  z.strictObject({ id: z.number(), op: z.literal('fault'), link: z.string().min(1), dir: z.enum(['tx', 'rx']).optional(), set: z.record(z.string(), z.union([z.number(), z.boolean()])) }),
+  z.strictObject({ id: z.number(), op: z.literal('capture'), link: z.string().min(1) }),
+  z.strictObject({ id: z.number(), op: z.literal('capture-stop'), capture: z.number().int() }),
 ]);
 export type ApiRequest = z.infer<typeof Request>;
 
@@ -41,6 +57,13 @@ export function apiToken(dir: string): string {
   const t = randomBytes(24).toString('hex');
   writeFileSync(token, t + '\n', { mode: 0o600 });
   return t;
+}
+
+/** The console's address, the token in its fragment (browsers do not send fragments to servers). */
+export function consoleUrl(dir: string): string {
+  const { endpoint, token } = apiFiles(dir);
+  const { port } = JSON.parse(readFileSync(endpoint, 'utf8')) as { port: number };
+  return `http://127.0.0.1:${port}/#token=${readFileSync(token, 'utf8').trim()}`;
 }
 
 function sameToken(given: string | undefined, token: string): boolean {
@@ -72,7 +95,12 @@ export function listing(m: Manager) {
   };
 }
 
-async function answer(m: Manager, req: ApiRequest): Promise<unknown> {
+function needLinks(links: SwitchLinks | undefined): SwitchLinks {
+  if (!links) throw new LinkError('this manager has no switch to ask about links');
+  return links;
+}
+
+async function answer(m: Manager, req: ApiRequest, links: SwitchLinks | undefined): Promise<unknown> {
   switch (req.op) {
     case 'list':
       return listing(m);
@@ -82,19 +110,47 @@ async function answer(m: Manager, req: ApiRequest): Promise<unknown> {
       return m.unassign(req.host, req.function);
     case 'move':
       return m.move(req.function, req.host, req.slot);
+    case 'links':
+      return { links: await needLinks(links).list() };
+    case 'fault':
+      return needLinks(links).fault(req.link, req.set, req.dir);
+    case 'capture':
+      return needLinks(links).startCapture(req.link);
+    case 'capture-stop':
+      return needLinks(links).stopCapture(req.capture);
   }
 }
 
+const consoleDir = new URL('./console/', import.meta.url);
+const CONSOLE_FILES: Record<string, string> = { '/': 'index.html', '/console.js': 'console.js' };
+const TYPES: Record<string, string> = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8' };
+
+/** The console's static files (no data in them: the page asks the API, with the token). */
+function serveConsole(url: string | undefined, res: import('node:http').ServerResponse): void {
+  const file = CONSOLE_FILES[new URL(url ?? '/', 'http://x').pathname];
+  if (!file) {
+    res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: the console is at / and the API is a WebSocket (see src/manager/api.ts)\n');
+    return;
+  }
+  res.writeHead(200, { 'content-type': TYPES[extname(file)]!, 'cache-control': 'no-store' }).end(readFileSync(new URL(file, consoleDir)));
+}
+
+/** The token a client gives: `Authorization: Bearer <token>`, or a browser's subprotocol `token.<token>`. */
+function givenToken(req: import('node:http').IncomingMessage): string | undefined {
+  const bearer = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '')?.[1];
+  if (bearer) return bearer;
+  const protocols = String(req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
+  return protocols.find((p) => p.startsWith('token.'))?.slice('token.'.length);
+}
+
 /** Serves the API on 127.0.0.1 (`port` 0: any free port) and writes api.json for clients. */
-export async function serveApi(m: Manager, dir: string, port = 0): Promise<RunningApi> {
+export async function serveApi(m: Manager, dir: string, port = 0, links?: SwitchLinks): Promise<RunningApi> {
   const token = apiToken(dir);
-  const http: Server = createServer((_req, res) => {
-    res.writeHead(426, { 'content-type': 'text/plain' }).end('the PCIeOE manager API is a WebSocket (see src/manager/api.ts)\n');
-  });
-  const wss = new WebSocketServer({ noServer: true });
+  const http: Server = createServer((req, res) => serveConsole(req.url, res));
+  // A browser's token subprotocol is echoed back, as the WebSocket handshake requires.
+  const wss = new WebSocketServer({ noServer: true, handleProtocols: (protocols) => [...protocols].find((p) => p.startsWith('token.')) ?? false });
   http.on('upgrade', (req, socket, head) => {
-    const given = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '')?.[1];
-    if (!sameToken(given, token)) {
+    if (!sameToken(givenToken(req), token)) {
       socket.end('HTTP/1.1 401 Unauthorized\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nwrong or missing token\n');
       return;
     }
@@ -119,9 +175,9 @@ export async function serveApi(m: Manager, dir: string, port = 0): Promise<Runni
           ws.send(JSON.stringify({ id, ok: false, error: { code: 'bad-request', message: `bad request: ${z.prettifyError(parsed.error)}` } }));
           return;
         }
-        ws.send(JSON.stringify({ id, ok: true, result: await answer(m, parsed.data) }));
+        ws.send(JSON.stringify({ id, ok: true, result: await answer(m, parsed.data, links) }));
       } catch (err) {
-        const code = err instanceof AssignmentError ? err.code : err instanceof SyntaxError ? 'bad-request' : 'failed';
+        const code = err instanceof AssignmentError || err instanceof LinkError ? err.code : err instanceof SyntaxError ? 'bad-request' : 'failed';
         ws.send(JSON.stringify({ id, ok: false, error: { code, message: (err as Error).message } }));
       }
     });

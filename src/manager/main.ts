@@ -15,6 +15,7 @@ import { stateRoot } from '../lab/paths.ts';
 import { processLogger } from '../common/logger.ts';
 import { serveApi } from './api.ts';
 import { LabApplier } from './apply.ts';
+import { SwitchLinks } from './links.ts';
 import { Manager } from './manager.ts';
 import { AssignmentStore } from './store.ts';
 import { AssignmentTable } from './table.ts';
@@ -49,7 +50,12 @@ const table = new AssignmentTable(inventory, restored ?? fabric.assignments.map(
 if (!restored) store.save(lab.topology, table.list());
 const manager = new Manager(table, store, new LabApplier(fabric, requireState), lab.topology);
 manager.on('event', (e) => log(e.event === 'failed' ? 'warn' : 'info', JSON.stringify(e)));
-const api = await serveApi(manager, dir, values.port === undefined ? 0 : Number(values.port));
+const switchControl = () => {
+  const dir = requireState().processes.find((p) => p.name === fabric.switch)?.socketDir;
+  if (!dir) throw new Error(`no switch process "${fabric.switch}" in lab.json`);
+  return join(dir, 'control.sock');
+};
+const api = await serveApi(manager, dir, values.port === undefined ? 0 : Number(values.port), new SwitchLinks(fabric, switchControl));
 log('info', `manager pid ${process.pid}: ${table.list().length} assignment(s) (${restored ? 'restored' : 'from the topology'}), API on 127.0.0.1:${api.port}, token in ${dir}/token`);
 
 for (const sig of ['SIGTERM', 'SIGINT'] as const)

@@ -35,6 +35,9 @@
  *   {"counters":true}  or  {"counters":true,"port":"di0"}    per port: counters (rxSourceViolations:
  *                                                  frames dropped by port security), bound stations;
  *                                                  and the MAC table's size and refusals
+ *   {"capture":true}  or  {"capture":true,"port":"di0"}   start a capture of every port (or one) into
+ *                                                  DIR/capture-<id>.pcap, both directions; reply: id, file
+ *   {"capture":false,"id":1}                       stop it (file flushed and closed; reply: frames)
  * Replies: {"ok":true,...} or {"ok":false,"error":"..."}.
  *
  * SIGTERM or SIGINT: sockets are closed and unlinked, pcap files flushed, exit 0.
@@ -242,6 +245,8 @@ export const ControlRequest = z.union([
   // A unix socket path (sun_path holds 107 bytes); where it may point is checked in peerProblem.
   z.strictObject({ port: z.string(), peer: z.string().min(1).max(107).nullable() }),
   z.strictObject({ counters: z.literal(true), port: z.string().optional() }),
+  z.strictObject({ capture: z.literal(true), port: z.string().optional() }),
+  z.strictObject({ capture: z.literal(false), id: z.number().int() }),
 ]);
 export type ControlRequest = z.infer<typeof ControlRequest>;
 
@@ -255,6 +260,15 @@ interface RunningPort {
   transport: UnixDgramPort | VxlanPort | MemifPort;
   faults: FaultyPort;
   pcap: PcapWriter | null;
+  /** Captures started over the control socket that include this port. */
+  live: Set<LiveCapture>;
+}
+
+interface LiveCapture {
+  id: number;
+  file: string;
+  writer: PcapWriter;
+  frames: number;
 }
 
 export interface RunningSwitch {
@@ -285,12 +299,27 @@ export async function runSwitch(cfg: SwitchConfig, log: (line: string) => void =
           : await VxlanPort.open({ vni: config.vni, local: config.local, remote: config.remote });
     const faults = new FaultyPort(transport, realClock, rng);
     const pcap = cfg.pcapDir ? new PcapWriter(join(cfg.pcapDir, `${config.name}.pcap`)) : null;
-    const captured = pcap ? capturePort(faults, pcap) : faults;
+    const live = new Set<LiveCapture>();
+    // Always wrapped, so a capture started later over the control socket sees the port's frames.
+    const captured = capturePort(faults, {
+      write(frame, time) {
+        pcap?.write(frame, time);
+        for (const c of live) {
+          c.frames++;
+          c.writer.write(frame, time);
+        }
+      },
+    });
     const id = sw.addPort(poller ? poller.watch(captured) : captured, config.vlan, config.name, config.security ?? undefined);
-    ports.set(config.name, { config, id, transport, faults, pcap });
+    ports.set(config.name, { config, id, transport, faults, pcap, live });
   }
+  const lives = new Map<number, LiveCapture>();
+  let nextCapture = 1;
   // Captures reach their files at least this often even when traffic stops.
-  const flusher = setInterval(() => ports.forEach((p) => p.pcap?.flush()), 500);
+  const flusher = setInterval(() => {
+    ports.forEach((p) => p.pcap?.flush());
+    lives.forEach((c) => c.writer.flush());
+  }, 500);
   flusher.unref();
   log(`switch: ${cfg.ports.length} ports in ${cfg.socketDir} (${cfg.ports.map((p) => p.name).join(', ')}), control ${controlPath}, seed ${cfg.seed}${poller ? `, busy-poll ${cfg.busyPollUs} µs` : ''}`);
 
@@ -309,8 +338,27 @@ export async function runSwitch(cfg: SwitchConfig, log: (line: string) => void =
     const parsed = ControlRequest.safeParse(raw);
     if (!parsed.success) return { ok: false, error: `bad request: ${z.prettifyError(parsed.error)}` };
     const req = parsed.data;
+    if ('capture' in req && !req.capture) {
+      const c = lives.get(req.id);
+      if (!c) return { ok: false, error: `no capture ${req.id}` };
+      lives.delete(req.id);
+      for (const p of ports.values()) p.live.delete(c);
+      c.writer.close();
+      log(`switch: capture ${c.id} stopped, ${c.frames} frames in ${c.file}`);
+      return { ok: true, id: c.id, file: c.file, frames: c.frames };
+    }
     const port = req.port === undefined ? undefined : ports.get(req.port);
     if (req.port !== undefined && !port) return { ok: false, error: `no port "${req.port}"` };
+    if ('capture' in req) {
+      const id = nextCapture++;
+      const file = join(cfg.socketDir, `capture-${id}.pcap`);
+      const c: LiveCapture = { id, file, writer: new PcapWriter(file), frames: 0 };
+      lives.set(id, c);
+      const wanted = port ? [port] : [...ports.values()];
+      for (const p of wanted) p.live.add(c);
+      log(`switch: capture ${id} of ${port ? req.port : 'every port'} into ${file}`);
+      return { ok: true, id, file, ports: wanted.map((p) => p.config.name) };
+    }
     if ('set' in req) {
       port!.faults.set(req.set, req.dir && DIRECTION[req.dir]);
       log(`switch: ${req.port} ${req.dir ?? 'tx+rx'} faults ${JSON.stringify(req.set)}`);
@@ -337,6 +385,7 @@ export async function runSwitch(cfg: SwitchConfig, log: (line: string) => void =
       removeStaleSocket(controlPath);
       sw.close(); // closes and unlinks every port socket
       for (const p of ports.values()) p.pcap?.close();
+      for (const c of lives.values()) c.writer.close();
     },
   };
 }
