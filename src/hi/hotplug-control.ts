@@ -5,6 +5,11 @@
  *       it at DIR/eep1.sock; the reply comes once the socket exists (then QEMU may device_add it)
  *   {"unmap":{"eep":"eep1"}}   stop serving it (after the guest released it and QEMU removed it)
  * Mapping what is already mapped the same way answers ok, so a repeated request does no harm.
+ * A mapped function is offered without its MSI-X capability when it has MSI (hideMsix): QEMU
+ * 11.1.3 aborts finalizing a removed vfio-user-pci that has MSI-X (vfio_user_instance_finalize
+ * deletes the PBA region from a BAR MemoryRegion QOM has already finalized and emptied:
+ * "memory_region_del_subregion: Assertion `subregion->container == mr' failed"), so with
+ * MSI-X no hot-plugged function could ever be removed. Linux's nvme driver runs on MSI.
  */
 
 import { join } from 'node:path';
