@@ -53,7 +53,7 @@ const fioLoop = (dev: string) =>
   `rm -f /tmp/stop-fio /tmp/fio.rc /tmp/fio.log; (n=0; rc=0; while [ ! -e /tmp/stop-fio ]; do ` +
   `fio --name=verify --filename=${dev} --direct=1 --ioengine=libaio --rw=randwrite --bs=4k --iodepth=16 --size=32M ` +
   `--verify=crc32c --verify_fatal=1 --randrepeat=0 >> /tmp/fio.log 2>&1 || { rc=$?; break; }; n=$((n+1)); done; ` +
-  `echo "$rc $n" > /tmp/fio.rc) </dev/null >/dev/null 2>&1 &`;
+  `echo "$rc $n" > /tmp/fio.rc) </dev/null >/dev/null 2>&1 &`; // ends in "&": follow it with a newline, not ";"
 
 test.before(async () => {
   await lab.up('nic-coexistence');
@@ -89,7 +89,8 @@ test.serial('[qemu] iperf3 TCP and UDP both ways while fio verifies on both NVMe
   const csumBefore = [await csumErrors(sh, 'host-a'), await csumErrors(sh, 'host-b')];
   for (const [vm, serial] of [['host-a', 'PCIEOE-CARD-FN0'], ['host-b', 'PCIEOE-CARD-FN1']] as const) {
     const dev = nvmeBySerial(serial);
-    await sh(vm, `d=${dev}; [ -b "$d" ] || { echo "no block device for ${serial}" >&2; exit 1; }; ${fioLoop('$d')}; ${shIoUnderway('$(basename $d)', 64)}`);
+    await sh(vm, `d=${dev}; [ -b "$d" ] || { echo "no block device for ${serial}" >&2; exit 1; }; ${fioLoop('$d')}
+${shIoUnderway('$(basename $d)', 64)}`);
   }
   const rates: string[] = [];
   for (const [from, to, toIp] of [['host-a', 'host-b', IP_B], ['host-b', 'host-a', IP_A]] as const) {
