@@ -1,7 +1,7 @@
 // NIC functions in the lab's card form (lab/topologies, src/lab/derive.ts): a card may hold
 // several virtio-net functions beside NVMe ones; each gets a MAC (given or derived) and a
 // switch port of its own for its Ethernet wire; errors name their path.
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { parseTopology, TopologyError } from '../../src/lab/topology.ts';
 
 const CARD = `
@@ -19,15 +19,8 @@ assign:
   - { function: di/nic2, host: host-b }
 `;
 
-const problems = (text: string) => {
-  try {
-    parseTopology(text, 'bad.yaml');
-  } catch (err) {
-    if (err instanceof TopologyError) return err.problems;
-    throw err;
-  }
-  throw new Error('expected the topology to be rejected');
-};
+
+const problems = (t: ExecutionContext, text: string) => t.throws(() => parseTopology(text, 'bad.yaml'), { instanceOf: TopologyError })?.problems;
 
 const values = (args: string[], opt: string) => args.flatMap((a, i) => (args[i - 1] === opt ? [a] : []));
 
@@ -54,7 +47,7 @@ test('NIC functions: the DI hosts virtio-net models whose wires are switch ports
 
 test('NIC function errors name their path: bad MAC, MTU, two models, a MAC used twice', (t) => {
   t.deepEqual(
-    problems(`
+    problems(t, `
 name: x
 hosts: [{ name: a }]
 dis:
@@ -74,7 +67,7 @@ dis:
     ],
   );
   t.deepEqual(
-    problems(`
+    problems(t, `
 name: x
 hosts: [{ name: a }]
 dis:
