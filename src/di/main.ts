@@ -13,6 +13,9 @@
 // {"profile":"stop","file":"x.cpuprofile"} record a CPU profile into DIR; {"map":...} and {"unmap":...}
 // give a function to a host and take it back while running (assign-control.ts).
 //
+// The DI answers the manager's discovery on the switch (src/fabric/management-responder.ts):
+// Announce, its FunctionReport (vendor, device, class and holder of each function), heartbeats.
+//
 // Relative NVMe files live in $LAB_DATA/<topology>. A DI may be killed and
 // restarted (it holds no host state a host could not re-create);
 // SIGTERM/SIGINT close sockets and files and exit 0.
@@ -31,6 +34,10 @@ import { cpuProfileControl, serveLineControl } from '../common/control-socket.ts
 import { DI_COMPLETION_TIMEOUT_MS, DeviceInterface } from './di.ts';
 import { assignControl } from './assign-control.ts';
 import { processLogger } from '../common/logger.ts';
+import { ManagementResponder } from '../fabric/management-responder.ts';
+import { StationRole } from '../fabric/wire/management.ts';
+import { functionReport } from './report.ts';
+import { basename } from 'node:path';
 
 const log = processLogger('di');
 const NAME = /^[a-z0-9][a-z0-9-]{0,63}$/;
@@ -128,12 +135,18 @@ async function main(): Promise<void> {
       channels: Object.fromEntries(station.ports.map((p) => [p.id, p.stats])),
     };
   });
+  const names = values.function.map((spec) => splitNamed('function', spec)[0]);
+  // The lab names a process's socket directory after it: that is the name the manager knows it by.
+  const responder = new ManagementResponder({
+    node: station.node, clock: realClock, role: StationRole.Di, name: basename(station.dir), count: names.length, report: () => functionReport(di, names),
+  });
   let stopping = false;
   const shutdown = (signal: string) => {
     if (stopping) return; // a second signal while the files close
     stopping = true;
     control.close();
     log('info', `${signal}: closing; stats ${JSON.stringify(di.stats)}`);
+    responder.close();
     di.close();
     station.close();
     void Promise.all(closeFiles.map((close) => close())).finally(() => process.exit(0));

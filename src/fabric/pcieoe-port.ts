@@ -72,6 +72,7 @@ export class PcieoePort {
   private readonly requests: OrderedQueue<Tlp>;
   private handler: RequestHandler | undefined;
   private resetListeners: ((reason: ResetReason) => void)[] = [];
+  private peerListeners: ((alive: boolean) => void)[] = [];
 
   constructor(node: FabricNode, o: PcieoePortOptions) {
     const log = o.log ?? (() => {});
@@ -88,6 +89,7 @@ export class PcieoePort {
       onPeerState: (alive) => {
         log(alive ? 'info' : 'warn', `channel ${o.id}: ${o.peerName} ${alive ? 'reachable' : 'unreachable (all links silent)'}`);
         this.endpoint.setPeerAlive(alive);
+        for (const l of this.peerListeners) l(alive);
       },
       onReset: (reason) => {
         const why = reason === 'peer-restarted' ? 'restarted (new epoch)' : 'cut off (too many bad frames)';
@@ -102,6 +104,11 @@ export class PcieoePort {
   /** Call `listener` each time the channel starts over (after requests in flight have failed). */
   onReset(listener: (reason: ResetReason) => void): void {
     this.resetListeners.push(listener);
+  }
+
+  /** Call `listener` each time the peer becomes reachable (`alive`) or silent on every link. */
+  onPeerState(listener: (alive: boolean) => void): void {
+    this.peerListeners.push(listener);
   }
 
   /** Hand the peer's requests (not completions) to `handler`, in arrival order. */

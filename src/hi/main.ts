@@ -6,6 +6,12 @@
 //     [--eep NAME=channel:ID,bdf:BB:DD.F ...]        a remote function, served to QEMU at DIR/NAME.sock
 //                                                    (more are mapped and unmapped live: hotplug-control.ts)
 //     [--vlan VID] [--completion-timeout MS]         default untagged, 2000 ms
+//     [--slots N] [--surprise-removal request]       hot-plug slots (eep<s> serves slot s; default 2); on a
+//                                                    surprise removal also send the vfio device request (REQ)
+//
+// The HI answers the manager's discovery on the switch (src/fabric/management-responder.ts):
+// Announce, its SlotReport, heartbeats. A DI silent past 1 s shows in its slots as a surprise
+// removal (slots.ts); {"slots":true} on the control socket shows each slot's status bits.
 //
 // DIR/hictl.sock: the HI's control endpoint for the guest (lspci 1234:4849; BAR0 = status and mapping
 // table as text, see control-endpoint.ts). DIR/control.sock: counters and forged TLPs for isolation tests (see control.ts), CPU profiles
@@ -28,6 +34,10 @@ import { HiControlEndpoint } from './control-endpoint.ts';
 import { hiControl } from './control.ts';
 import { HI_COMPLETION_TIMEOUT_MS, HostInterface } from './hi.ts';
 import { hotplugControl, type ServedEeps } from './hotplug-control.ts';
+import { HiSlots } from './slots.ts';
+import { ManagementResponder } from '../fabric/management-responder.ts';
+import { StationRole } from '../fabric/wire/management.ts';
+import { basename } from 'node:path';
 
 const log = processLogger('hi');
 
@@ -43,6 +53,8 @@ async function main(): Promise<void> {
     eep: { type: 'string', multiple: true, default: [] },
     'completion-timeout': { type: 'string' },
     'wait-ms': { type: 'string' },
+    slots: { type: 'string' },
+    'surprise-removal': { type: 'string' },
   });
   let eeps, station!: OpenStation;
   try {
@@ -62,12 +74,18 @@ async function main(): Promise<void> {
   const { dir, ports } = station;
   for (const e of eeps) if (!ports.some((p) => p.id === e.channel)) usage(`EEP ${e.name}: no --channel ${e.channel}`);
   const waitMs = Number(values['wait-ms'] ?? 60_000);
+  const slotCount = Number(values.slots ?? 2);
+  if (!Number.isInteger(slotCount) || slotCount < 0 || slotCount > 31) usage(`--slots ${values.slots}: a number of slots, 0 to 31`);
+  if (values['surprise-removal'] !== undefined && values['surprise-removal'] !== 'request') usage(`--surprise-removal ${values['surprise-removal']}: the only choice is "request"`);
 
   const hi = new HostInterface({ ports, log });
   // Every EEP served, from --eep or hot-plugged later through the control socket.
   const hot: ServedEeps = { eeps: new Map() };
   const served = () => [...hot.eeps.values()].map((x) => x.eep);
   const hiCtl = hiControl(hi, served, ports);
+  const slots = new HiSlots({ clock: realClock, count: slotCount, ports, served: () => hot.eeps, request: values['surprise-removal'] === 'request', log });
+  // The lab names a process's socket directory after it: that is the name the manager knows it by.
+  const responder = new ManagementResponder({ node: station.node, clock: realClock, role: StationRole.Hi, name: basename(dir), count: slotCount, report: () => slots.report() });
   // The control endpoint the guest can see (lspci, BAR0 text), served at DIR/hictl.sock from the start.
   const controlEp = new HiControlEndpoint(() =>
     [
@@ -78,18 +96,21 @@ async function main(): Promise<void> {
           `eep ${e.name} channel ${hot.eeps.get(e.name)?.channel} remote ${formatBdf(e.remoteBdf)} id ${formatPciId(e.layout.vendorId, e.layout.deviceId)} msix ${e.stats.msix} dma-errors ${e.stats.dmaErrors} mmio-read-failures ${e.stats.mmioReadFailures}`,
       ),
       ...eeps.filter((e) => !hot.eeps.has(e.name)).map((e) => `eep ${e.name} channel ${e.channel} remote ${formatBdf(e.bdf)} not served`),
+      ...slots.view().map((v) => `slot ${v.slot} ${v.eep} ${v.present ? 'present' : 'REMOVED (DI silent)'} slot-status 0x${v.slotStatus.toString(16).padStart(4, '0')} link-status 0x${v.linkStatus.toString(16).padStart(4, '0')}`),
       '',
     ].join('\n'),
   );
   const profiler = cpuProfileControl(dir);
   const hotplug = hotplugControl(hi, dir, hot);
-  const control = await serveLineControl(join(dir, 'control.sock'), (req) => profiler(req) ?? hotplug(req) ?? hiCtl(req));
+  const control = await serveLineControl(join(dir, 'control.sock'), (req) => profiler(req) ?? slots.control(req) ?? hotplug(req) ?? hiCtl(req));
   const servers: VfioUserServer[] = [new VfioUserServer({ path: join(dir, 'hictl.sock'), device: controlEp, name: 'hictl', log }).listen()];
   const shutdown = (signal: string) => {
     log('info', `${signal}: closing`);
     control.close();
     for (const s of servers) s.close();
     for (const x of hot.eeps.values()) x.server.close();
+    responder.close();
+    slots.close();
     hi.close();
     station.close();
     process.exit(0);

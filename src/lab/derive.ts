@@ -5,6 +5,8 @@
 // - Each HI and DI is a station with `links` links; link l of station P is switch port
 //   "<P><l>" and binds LAB_STATE/sockets/<P>/link<l>.sock (the port's peer).
 // - MACs: HI of host i, link l: 02:00:00:01:<i>:<l>; DI j: 02:00:00:02:<j>:<l>.
+// - The manager is a station too (discovery and heartbeats, src/manager/station.ts): one link,
+//   MAC 02:00:00:04:00:00, switch port "manager0", bound like the others.
 // - Channels: one per (host, DI) pair, numbered from 1, host by host then DI by DI; both
 //   ends use the same number (the DI tells hosts apart by it, the HI tells DIs apart).
 // - A NIC function (nic:) of DI j, function f: MAC 02:00:00:03:<j>:<f> unless given; its
@@ -67,6 +69,8 @@ export interface Fabric {
   hosts: FabricHost[];
   dis: FabricDi[];
   assignments: FabricAssignment[];
+  /** The manager's own station on the switch. */
+  manager: FabricStation;
 }
 
 export interface Derived {
@@ -244,6 +248,7 @@ export function derive(src: TopologySource): Derived {
     functions: d.card.functions.map((f, fn) => ({ name: f.name, bdf: bdfOf(fn), model: f.testdev ? ('testdev' as const) : f.nic ? ('nic' as const) : ('nvme' as const) })),
     channels: Object.fromEntries(src.hosts.map((h, i) => [h.name, channel(i, j)])),
   }));
+  const manager = station(MANAGER_PROCESS, 4, 0, 1);
   const assignments: FabricAssignment[] = placed.map(({ a, di, fn, slot }) => ({
     host: a.host,
     di: di.name,
@@ -258,18 +263,18 @@ export function derive(src: TopologySource): Derived {
   }));
 
   // Every MAC on the switch is one station's: a NIC's MAC may not repeat another's.
-  const macOwners = new Map<string, string>([...his, ...dis].flatMap((s) => s.macs.map((m, l) => [m, `link ${l} of ${s.process}`] as [string, string])));
+  const macOwners = new Map<string, string>([...his, ...dis, manager].flatMap((s) => s.macs.map((m, l) => [m, `link ${l} of ${s.process}`] as [string, string])));
   for (const w of cables) {
     const owner = macOwners.get(w.mac);
     if (owner) problems.push(`${w.at}: ${w.mac} is already used by ${owner}`);
     else macOwners.set(w.mac, w.at.replace(/\.nic\.mac$/, ''));
   }
-  const portNames = new Set([...his, ...dis].flatMap((s) => s.ports));
+  const portNames = new Set([...his, ...dis, manager].flatMap((s) => s.ports));
   for (const w of cables) {
     if (portNames.has(w.p)) problems.push(`${w.at}: switch port "${w.p}" is already another station's`);
     portNames.add(w.p);
   }
-  out.processes.push(switchProcess(src.switch ?? { capture: false }, [...his, ...dis], cables));
+  out.processes.push(switchProcess(src.switch ?? { capture: false }, [...his, ...dis, manager], cables));
   out.processOrigins.push('switch');
   src.dis.forEach((d, j) => {
     const s = dis[j]!;
@@ -295,6 +300,7 @@ export function derive(src: TopologySource): Derived {
       args: [
         ...linkArgs(hi),
         ...dis.flatMap((d) => ['--channel', `${hi.channels[d.process]}=${d.macs.join(',')}`]),
+        '--slots', String(h.hi.slots),
         ...mine.flatMap((a) => ['--eep', `${a.eep}=channel:${a.channel},bdf:${a.bdf}`]),
       ],
       ...(h.hi.pin ? { pin: h.hi.pin } : {}),
@@ -309,8 +315,8 @@ export function derive(src: TopologySource): Derived {
     out.vms.push({ name: h.name, cpus: h.cpus, memory: h.memory, ...(h.pin ? { pin: h.pin } : {}), devices });
     out.vmOrigins.push(`hosts[${i}]`);
   });
-  out.processes.push({ name: MANAGER_PROCESS, run: 'src/manager/main.ts', args: [] });
+  out.processes.push({ name: MANAGER_PROCESS, run: 'src/manager/main.ts', args: linkArgs(manager) });
   out.processOrigins.push('manager (the lab\'s own process)');
-  out.fabric = { switch: SWITCH_PROCESS, hosts: his, dis, assignments };
+  out.fabric = { switch: SWITCH_PROCESS, hosts: his, dis, assignments, manager };
   return out;
 }

@@ -2,7 +2,10 @@
 // after the HIs). It keeps the assignment table in LAB_STATE/manager/ (assignments.json, the
 // API's token and api.json) and serves the API (api.ts) on loopback.
 //
-//   LAB_STATE=DIR node --import tsx src/manager/main.ts [--port N]
+//   LAB_STATE=DIR LAB_SOCKET_DIR=SDIR node --import tsx src/manager/main.ts [--port N] [--link MAC@SWITCH_PORT_SOCKET]
+//
+// With --link the manager is a station on the lab switch (station-link.ts): it discovers the
+// HIs and DIs, watches them with heartbeats and writes what it found to stations.json.
 //
 // The table it starts from is the one it saved, if there is one for this topology, else the
 // topology's initial assignments. SIGTERM/SIGINT: the API closes, exit 0; a manager started
@@ -19,6 +22,8 @@ import { SwitchLinks } from './links.ts';
 import { Manager } from './manager.ts';
 import { AssignmentStore } from './store.ts';
 import { AssignmentTable } from './table.ts';
+import { openManagerStation } from './station-link.ts';
+import { giveBack, mapsOf } from './station-restore.ts';
 
 const log = processLogger('manager');
 
@@ -29,7 +34,7 @@ function fail(message: string): never {
 
 const { values } = (() => {
   try {
-    return parseArgs({ options: { port: { type: 'string' } } });
+    return parseArgs({ options: { port: { type: 'string' }, link: { type: 'string' } } });
   } catch (err) {
     fail((err as Error).message);
   }
@@ -58,8 +63,21 @@ const switchControl = () => {
 const api = await serveApi(manager, dir, values.port === undefined ? 0 : Number(values.port), new SwitchLinks(fabric, switchControl));
 log('info', `manager pid ${process.pid}: ${table.list().length} assignment(s) (${restored ? 'restored' : 'from the topology'}), API on 127.0.0.1:${api.port}, token in ${dir}/token`);
 
+// A restarted DI gets back the functions the table says hosts hold (station-restore.ts).
+const restartedDi = (name: string) => {
+  const control = requireState().processes.find((p) => p.name === name)?.socketDir;
+  const maps = mapsOf(fabric, table.list(), name);
+  if (!control || !maps.length) return;
+  giveBack(name, join(control, 'control.sock'), maps).then(
+    (n) => log('info', `${name} restarted: gave it back ${n} function(s) from the table`),
+    (err: Error) => log('warn', `${name} restarted: giving its functions back failed: ${err.message}`),
+  );
+};
+const discovery = values.link === undefined ? undefined : openManagerStation(values.link, process.env.LAB_SOCKET_DIR ?? join(stateRoot, 'sockets', 'manager'), dir, log, restartedDi);
+
 for (const sig of ['SIGTERM', 'SIGINT'] as const)
   process.on(sig, () => {
     log('info', `${sig}: closing`);
+    discovery?.close();
     void api.close().then(() => process.exit(0));
   });

@@ -125,12 +125,14 @@ test('hosts and DIs become the switch, DI and HI processes, in start order, with
   t.deepEqual(topo.processes.map((p) => p.name), ['sw', 'di', 'hi-host-a', 'hi-host-b', 'manager']);
   const [sw, di, hiA, hiB] = topo.processes;
   t.deepEqual(sw!.args, [
-    '--port', 'hi-host-a0', '--port', 'hi-host-a1', '--port', 'hi-host-b0', '--port', 'di0', '--port', 'di1',
+    '--port', 'hi-host-a0', '--port', 'hi-host-a1', '--port', 'hi-host-b0', '--port', 'di0', '--port', 'di1', '--port', 'manager0',
     '--peer', 'hi-host-a0=${LAB_STATE}/sockets/hi-host-a/link0.sock', '--peer', 'hi-host-a1=${LAB_STATE}/sockets/hi-host-a/link1.sock',
     '--peer', 'hi-host-b0=${LAB_STATE}/sockets/hi-host-b/link0.sock',
     '--peer', 'di0=${LAB_STATE}/sockets/di/link0.sock', '--peer', 'di1=${LAB_STATE}/sockets/di/link1.sock',
+    '--peer', 'manager0=${LAB_STATE}/sockets/manager/link0.sock',
     '--station', 'hi-host-a0=02:00:00:01:00:00', '--station', 'hi-host-a1=02:00:00:01:00:01', '--station', 'hi-host-b0=02:00:00:01:01:00',
     '--station', 'di0=02:00:00:02:00:00', '--station', 'di1=02:00:00:02:00:01',
+    '--station', 'manager0=02:00:00:04:00:00',
   ]);
   t.deepEqual(di!.args, [
     '--link', '02:00:00:02:00:00@${LAB_STATE}/sockets/sw/di0.sock', '--link', '02:00:00:02:00:01@${LAB_STATE}/sockets/sw/di1.sock',
@@ -143,8 +145,11 @@ test('hosts and DIs become the switch, DI and HI processes, in start order, with
   t.deepEqual(hiA!.args, [
     '--link', '02:00:00:01:00:00@${LAB_STATE}/sockets/sw/hi-host-a0.sock', '--link', '02:00:00:01:00:01@${LAB_STATE}/sockets/sw/hi-host-a1.sock',
     '--channel', '1=02:00:00:02:00:00,02:00:00:02:00:01',
+    '--slots', '2',
     '--eep', 'eep0=channel:1,bdf:01:00.0',
   ]);
+  // The manager is a station on the switch too: discovery and heartbeats (src/manager/station.ts).
+  t.deepEqual(topo.processes[4]!.args, ['--link', '02:00:00:04:00:00@${LAB_STATE}/sockets/sw/manager0.sock']);
   // An explicit slot is kept; the next assignment takes the lowest free slot.
   t.deepEqual(hiB!.args.slice(-4), ['--eep', 'eep2=channel:2,bdf:01:00.1', '--eep', 'eep0=channel:2,bdf:01:00.2']);
   t.deepEqual(topo.vms[1], {
@@ -269,7 +274,7 @@ hosts:
 dis: [{ name: d, links: 1, card: { functions: [{ name: f, testdev: {} }] } }]
 `);
   const sw = topo.processes.find((p) => p.name === 'sw')!.args;
-  t.deepEqual(sw.filter((a, i) => sw[i - 1] === '--port'), ['hi-a0', 'd0', 'b']);
+  t.deepEqual(sw.filter((a, i) => sw[i - 1] === '--port'), ['hi-a0', 'd0', 'manager0', 'b']);
   t.true(sw.includes('b=${LAB_STATE}/sockets/sw/b.peer.sock'));
   t.true(sw.includes('b=02:00:00:00:0b:01'));
   t.deepEqual(problems('name: x\nhosts: [{ name: a, devices: [{ type: nic, id: n, server: sw }, { type: nic, id: m, server: sw/d0 }] }]\ndis: [{ name: d, card: { functions: [{ name: f, testdev: {} }] } }]\n'), [

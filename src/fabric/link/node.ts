@@ -16,6 +16,7 @@ import { TAGGED_L2_BYTES, TPID_8021Q, UNTAGGED_L2_BYTES, type VlanTag } from '..
 import { Channel, type ChannelOptions } from './channel.ts';
 import type { Mac } from '../wire/mac.ts';
 import type { PortTransport, Station } from '../wire/port.ts';
+import { MANAGEMENT_CHANNEL } from '../wire/management.ts';
 
 /** A station over any PortTransport whose far end is a switch port (e.g. UnixDgramPort). */
 export function stationOf(port: PortTransport): Station & { close(): void } {
@@ -49,6 +50,8 @@ export class FabricNode {
   private readonly channels = new Map<number, Channel>();
   /** Frames for a channel this node does not have (counted, dropped). */
   rxUnknownChannel = 0;
+  /** Frames on the management channel (0: discovery, management) go here: management-responder.ts. */
+  onManagement: ((link: number, frame: Buffer) => void) | null = null;
 
   constructor(
     readonly links: readonly NodeLink[],
@@ -94,6 +97,7 @@ export class FabricNode {
 
   private ingress(link: number, frame: Buffer): void {
     const id = peekChannel(frame);
+    if (id === MANAGEMENT_CHANNEL && this.onManagement) return this.onManagement(link, frame);
     const ch = id === undefined ? undefined : this.channels.get(id);
     if (!ch || link >= ch.linkStates.length) {
       this.rxUnknownChannel++;

@@ -128,8 +128,9 @@ export class RemoteFunction implements VfioUserDevice {
     const attempt = async (): Promise<void> => {
       // A restarted DI speaks before it has assigned its functions (they answer UR until then):
       // program, read back, and try again until the function holds what was written.
-      await this.restore();
-      if (generation !== this.reprogramming || (await this.programmed())) return;
+      // A function the DI has not assigned yet refuses the writes (UR): that is one more try, not the end.
+      const done = await this.restore().then(() => this.programmed(), () => false);
+      if (generation !== this.reprogramming || done) return;
       if (Date.now() > deadline) throw new Error(`the function does not hold its BARs after ${REPROGRAM_TRIES_MS / 1000} s`);
       await new Promise((r) => setTimeout(r, 100));
       if (generation === this.reprogramming) return attempt();
@@ -167,6 +168,14 @@ export class RemoteFunction implements VfioUserDevice {
   irqWiringChanged(index: number): void {
     if (index === PciIrq.Msix) this.interrupts.programMsix().catch((err: Error) => this.log('warn', `MSI-X programming: ${err.message}`));
     if (index === PciIrq.Msi) this.interrupts.programMsi().catch((err: Error) => this.log('warn', `MSI programming: ${err.message}`));
+  /**
+   * Ask the host to let the device go (vfio's device request, the REQ interrupt): QEMU turns
+   * it into an unplug request at the slot. False if no client wired the REQ eventfd.
+   */
+  requestRelease(): boolean {
+    return this.ctx?.irqs.trigger(PciIrq.Req, 0) ?? false;
+  }
+
   }
 
   // ---- fabric: function → host ------------------------------------------------

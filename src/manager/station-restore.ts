@@ -1,0 +1,33 @@
+// A DI that restarted holds only the mappings of its command line (what `lab up` gave it):
+// when its heartbeat comes with a new epoch, the manager gives it back every function the
+// table says a host holds, so the hosts' HIs, which kept serving their slots, find their
+// functions again (the HI programs each again when the channel starts over). Mapping what is
+// mapped already is answered ok, so a repeat does no harm.
+import { controlCall } from '../lab/control-client.ts';
+import type { Fabric } from '../lab/derive.ts';
+import type { Assignment } from './table.ts';
+
+export interface DiMap {
+  function: string;
+  channel: number;
+  bdf: string;
+}
+
+/** The DI map requests that restore `di`'s share of the table. */
+export function mapsOf(fabric: Fabric, assignments: readonly Assignment[], di: string): DiMap[] {
+  const d = fabric.dis.find((x) => x.process === di);
+  if (!d) return [];
+  return assignments
+    .filter((a) => a.di === di)
+    .flatMap((a) => {
+      const fn = d.functions.find((f) => f.name === a.function);
+      const channel = d.channels[a.host];
+      return fn && channel !== undefined ? [{ function: a.function, channel, bdf: fn.bdf }] : [];
+    });
+}
+
+/** Sends each map to the DI's control socket; resolves with how many it took. */
+export async function giveBack(di: string, control: string, maps: readonly DiMap[]): Promise<number> {
+  for (const m of maps) await controlCall(`DI ${di}`, control, { map: m });
+  return maps.length;
+}
