@@ -165,9 +165,6 @@ export class RemoteFunction implements VfioUserDevice {
     this.reset().catch((err: Error) => this.log('warn', `reset after disconnect: ${err.message}`));
   }
 
-  irqWiringChanged(index: number): void {
-    if (index === PciIrq.Msix) this.interrupts.programMsix().catch((err: Error) => this.log('warn', `MSI-X programming: ${err.message}`));
-    if (index === PciIrq.Msi) this.interrupts.programMsi().catch((err: Error) => this.log('warn', `MSI programming: ${err.message}`));
   /**
    * Ask the host to let the device go (vfio's device request, the REQ interrupt): QEMU turns
    * it into an unplug request at the slot. False if no client wired the REQ eventfd.
@@ -176,6 +173,9 @@ export class RemoteFunction implements VfioUserDevice {
     return this.ctx?.irqs.trigger(PciIrq.Req, 0) ?? false;
   }
 
+  irqWiringChanged(index: number): void {
+    if (index === PciIrq.Msix) this.interrupts.programMsix().catch((err: Error) => this.log('warn', `MSI-X programming: ${err.message}`));
+    if (index === PciIrq.Msi) this.interrupts.programMsi().catch((err: Error) => this.log('warn', `MSI programming: ${err.message}`));
   }
 
   // ---- fabric: function → host ------------------------------------------------
