@@ -10,6 +10,7 @@ import { agentExec } from './agent.ts';
 import { controlRequest } from './control-client.ts';
 import { AssignmentStore } from '../manager/store.ts';
 import type { Assignment } from '../manager/table.ts';
+import { type StationsFile, stationsFile } from '../manager/station-link.ts';
 import { stateRoot } from './paths.ts';
 import { isAlive, placement, statFields } from './procs.ts';
 import type { LabState, ProcessState, VmState } from './state.ts';
@@ -56,6 +57,12 @@ export interface LabStatus {
   processes: ProcessStatus[];
   /** The manager's table (LAB_STATE/manager), for a lab with hosts and DIs. */
   assignments?: Assignment[];
+  /**
+   * What the manager discovered on the switch: each HI and DI, its liveness per link, an HI's
+   * slots, a DI's functions and holders (LAB_STATE/manager/stations.json). `stale`: the manager
+   * has not rewritten it for 3 s (it is not running), so liveness is as it last saw it.
+   */
+  discovery?: StationsFile & { stale: boolean };
 }
 
 const CLOCK_TICKS = 100; // USER_HZ on Linux
@@ -148,7 +155,24 @@ export async function labStatus(s: LabState, opts: { agentTimeoutMs?: number } =
   ]);
   const { topology, file, accel, qemuVersion, kernelVersion, startedAt } = s;
   const saved = savedAssignments(topology);
-  return { topology, file, accel, qemuVersion, kernelVersion, startedAt, sampledAt: new Date().toISOString(), vms, processes, ...(saved ? { assignments: saved } : {}) };
+  const discovery = discovered();
+  return {
+    topology, file, accel, qemuVersion, kernelVersion, startedAt, sampledAt: new Date().toISOString(), vms, processes,
+    ...(saved ? { assignments: saved } : {}),
+    ...(discovery ? { discovery } : {}),
+  };
+}
+
+/** The manager writes stations.json every half second while it runs. */
+const DISCOVERY_STALE_MS = 3000;
+
+function discovered(): (StationsFile & { stale: boolean }) | undefined {
+  try {
+    const f = JSON.parse(readFileSync(stationsFile(join(stateRoot, 'manager')), 'utf8')) as StationsFile;
+    return { ...f, stale: Date.now() - Date.parse(f.writtenAt) > DISCOVERY_STALE_MS };
+  } catch {
+    return undefined;
+  }
 }
 
 function savedAssignments(topology: string): Assignment[] | undefined {
@@ -234,6 +258,16 @@ export function statusText({ now, before }: { now: LabStatus; before?: LabStatus
       `vm      ${v.name.padEnd(12)} pid ${String(v.pid).padEnd(7)} ${v.running ? 'running' : 'STOPPED'}  ${v.placement}  ${cpu(v.cpuSeconds, prev?.cpuSeconds)}\n` +
         `        boot stage ${v.stage}, agent ${v.agent}\n        qmp ${v.qmp}\n        console ${v.console}\n        log ${v.log}`,
     );
+  }
+  if (now.discovery) {
+    const d = now.discovery;
+    lines.push(`discovery (manager ${d.manager.mac}, heartbeat timeout ${d.heartbeatTimeoutMs} ms)${d.stale ? ': STALE, the manager has not written since ' + d.writtenAt : ''}`);
+    for (const st of d.stations) {
+      const links = st.links.map((l) => `${l.link} ${l.up ? 'up' : 'DOWN'}${l.silentMs !== undefined ? ` (${l.silentMs} ms)` : ''}`).join(', ');
+      lines.push(`        ${st.role} ${st.name.padEnd(12)} ${st.alive ? 'alive' : 'LOST'}  epoch ${st.epoch.toString(16)}, restarts ${st.restarts}, losses ${st.losses}; links ${links || 'none heard'}`);
+      for (const sl of st.slots ?? []) lines.push(`            slot ${sl.slot} ${sl.state}${sl.bdf ? ` (channel ${sl.channel} ${sl.bdf})` : ''}`);
+      for (const f of st.functions ?? []) lines.push(`            ${f.name} ${f.vendor}:${f.device} class ${f.class} ${f.holder ? `held on channel ${f.holder.channel} as ${f.holder.bdf}` : 'free'}`);
+    }
   }
   if (now.assignments) {
     lines.push(`assignments (manager): ${now.assignments.length ? '' : 'none'}`);

@@ -8,8 +8,9 @@
 // with a new epoch: the manager gives it back its function, the slot's presence returns and
 // the EEP answers again.
 import test from 'ava';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { promisify } from 'node:util';
+import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,6 +19,7 @@ import { processLogger } from '../../src/common/logger.ts';
 import { SlotStatus } from '../../src/hi/slot-state.ts';
 import { controlCall } from '../../src/lab/control-client.ts';
 import { loadTopology } from '../../src/lab/topology.ts';
+import { startTimeOf } from '../../src/lab/procs.ts';
 import type { DiscoveredStation, StationEvent } from '../../src/manager/station.ts';
 import { openManagerStation, stationsFile, type StationsFile } from '../../src/manager/station-link.ts';
 import { giveBack, mapsOf } from '../../src/manager/station-restore.ts';
@@ -25,6 +27,7 @@ import { VfioUserClient } from '../../src/vfio-user/client.ts';
 import { IrqSetFlag, PciIrq, PciRegion } from '../../src/vfio-user/protocol.ts';
 import { until } from '../support/until.ts';
 
+const execFileAsync = promisify(execFile);
 const repo = fileURLToPath(new URL('../..', import.meta.url));
 const state = mkdtempSync(join('/run', 'lab-station-'));
 const data = mkdtempSync(join(tmpdir(), 'lab-station-data-'));
@@ -108,6 +111,26 @@ test.serial('discovery over the wire: both HIs with their free slots, the DI wit
   const file = JSON.parse(readFileSync(stationsFile(managerDir), 'utf8')) as StationsFile;
   t.is(file.manager.mac, fabric.manager.macs[0]);
   t.deepEqual(file.stations.map((s) => s.name), ['hi-host-a', 'hi-host-b', 'di']);
+});
+
+test.serial('lab status --json and the text form show what the manager discovered and each link\'s liveness', async (t) => {
+  // A lab.json naming the running processes, as lab up writes it.
+  const processes = [...children.entries()].map(([name, c]) => ({ name, pid: c.pid!, startTime: startTimeOf(c.pid!)!, log: join(state, `${name}.log`), socketDir: sockets(name) }));
+  writeFileSync(join(state, 'lab.json'), JSON.stringify({ topology: 'hotplug', file: join(repo, 'lab/topologies/hotplug.yaml'), accel: 'tcg', qemuVersion: '-', kernelVersion: '-', startedAt: new Date().toISOString(), processes, vms: [] }));
+  // Asynchronously: the manager station runs in this process and must keep writing meanwhile.
+  const lab = async (...args: string[]) => (await execFileAsync(process.execPath, [join(repo, 'bin/lab.mjs'), ...args], { env: { ...process.env, LAB_STATE: state }, encoding: 'utf8' })).stdout;
+  const s = JSON.parse(await lab('status', '--json'));
+  t.false(s.discovery.stale);
+  t.is(s.discovery.manager.mac, '02:00:00:04:00:00');
+  t.deepEqual(
+    s.discovery.stations.map((x: DiscoveredStation) => [x.name, x.alive, x.links.map((l) => l.up)]),
+    [['hi-host-a', true, [true, true]], ['hi-host-b', true, [true, true]], ['di', true, [true, true]]],
+  );
+  t.like(s.discovery.stations[2].functions[1], { name: 'fn1', class: '0x010802' });
+  const text = await lab('status');
+  t.regex(text, /discovery \(manager 02:00:00:04:00:00, heartbeat timeout 1000 ms\)\n +hi hi-host-a +alive .*links 0 up \(\d+ ms\), 1 up/);
+  t.regex(text, /\n +slot 0 free\n +slot 1 free/);
+  t.regex(text, /di di +alive[\s\S]*fn0 0x[0-9a-f]{4}:0x[0-9a-f]{4} class 0x010802 free/);
 });
 
 test.serial('a mapping made on the control sockets shows in the next reports', async (t) => {
