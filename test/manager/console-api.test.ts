@@ -2,8 +2,10 @@
 // `lab fault` and `lab capture` commands, against real processes: the `hotplug` topology's
 // switch, DI, HIs and manager without guests (console-support.ts).
 import test from 'ava';
-import { readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import { decodeFrame } from '../../src/fabric/wire/frame.ts';
 import { readPcap } from '../../src/fabric/wire/pcap.ts';
@@ -13,6 +15,7 @@ import { until } from '../support/until.ts';
 import { GuestlessLab } from './console-support.ts';
 
 const lab = new GuestlessLab();
+const labBin = fileURLToPath(new URL('../../bin/lab.mjs', import.meta.url));
 test.before(() => lab.start());
 test.after.always(() => lab.stop());
 
@@ -91,6 +94,23 @@ test.serial('lab capture writes the link\'s frames as pcap, or prints a line per
   const printed = await labOk(['capture', 'all', '--seconds', '2']);
   t.regex(printed, /^\d\d:\d\d:\d\d\.\d{6} 02:00:00:0[12]:00:0[01] > \S+ \S+ ch \d+ seq \d+ ack \d+ payload \d+, \d+ bytes$/m);
   t.regex((await lab.lab(['capture', 'nope'])).stderr, /no link "nope"/);
+});
+
+test.serial('lab capture ends with Ctrl-C: the capture is stopped and the file written', async (t) => {
+  const file = join(lab.state, 'sigint.pcap');
+  const child = spawn(process.execPath, [labBin, 'capture', 'hi-host-a0', '-w', file], { env: lab.env });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  await until(() => stderr.includes('capturing hi-host-a0'), 'the capture to start', { timeoutMs: 60_000, everyMs: 50 });
+  // Until the switch has written a frame of it.
+  await until(() => existsSync(file) || readdirSync(join(lab.state, 'sockets', 'sw')).some((f) => f.endsWith('.pcap') && statSync(join(lab.state, 'sockets', 'sw', f)).size > 24), 'a captured frame', { timeoutMs: 30_000, everyMs: 100 });
+  child.kill('SIGINT');
+  const code = await new Promise((resolve) => child.once('exit', resolve));
+  t.is(code, 0, stderr);
+  const frames = Number(/(\d+) frames in /.exec(stderr)?.[1]);
+  t.true(frames > 0, stderr);
+  t.is(readPcap(readFileSync(file)).length, frames);
+  t.deepEqual(readdirSync(join(lab.state, 'sockets', 'sw')).filter((f) => f.endsWith('.pcap')), [], "the switch's capture file is removed");
 });
 
 test.serial('assign through the API without a guest: the error comes back, nothing changed', async (t) => {
