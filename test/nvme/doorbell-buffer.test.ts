@@ -112,3 +112,25 @@ test('an MMIO doorbell value older than the shadow (a posted write overtaken) fe
   t.deepEqual(h.logs.filter((l) => !l.startsWith('info')), [], 'no stale or empty entry executed');
   t.is((await h.reg32(0x1c)) & 2, 0, 'CSTS.CFS clear');
 });
+
+test('a host that keeps its doorbell pages across a reset, with shadow tails gone past the old event indexes: its next command rings MMIO and completes', async (t) => {
+  const h = await host(t, 16);
+  expectOk(await h.useDoorbellBuffer());
+  for (let i = 0; i < 5; i++) expectOk(await h.submit(1, { opcode: READ, nsid: 1, prp1: h.alloc(PAGE), cdw10: i, cdw12: 0 }));
+  t.is(h.eventIdx(2), 5);
+  // The controller goes away (CC.EN = 0 here; a killed DI in the lab) while the host submits three more:
+  // they reach the shadow page only (the first MMIO doorbell is lost), so its tail runs on to 8.
+  await h.wreg32(0x14, 0);
+  for (let i = 0; i < 3; i++) await h.post(1, { opcode: READ, nsid: 1, prp1: h.alloc(PAGE), cdw10: i, cdw12: 0 });
+  t.is(h.shadowDoorbell(2), 8);
+  // The host resets the controller and reuses its pages as they are (Linux 6.1's reset path). With a
+  // shadow of 8 and an event index of 5, nvme_dbbuf_need_event would say "no MMIO" for tail 1.
+  await h.enable();
+  await h.createIoQueue(1, 16);
+  expectOk(await h.useDoorbellBuffer({ keepPages: true }));
+  t.deepEqual([h.shadowDoorbell(2), h.eventIdx(2), h.shadowDoorbell(3), h.eventIdx(3)], [0, 0, 0, 0], 'shadow and event index in step with the new queue');
+  const rung = h.doorbellWrites.get(2)!;
+  for (let i = 0; i < 4; i++) expectOk(await h.submit(1, { opcode: READ, nsid: 1, prp1: h.alloc(PAGE), cdw10: i, cdw12: 0 }));
+  t.is(h.doorbellWrites.get(2)! - rung, 4, 'each submission to the idle queue rang MMIO');
+  t.deepEqual(h.logs.filter((l) => !l.startsWith('info')), []);
+});

@@ -110,8 +110,8 @@ export interface AdminHost {
   aerCount: number;
   /** Resolves when an asynchronous event completes this AER (never, today: no events are generated). */
   waitForEvent(): Promise<Completion>;
-  /** Doorbell Buffer Config: shadow doorbells and event indexes at these page-aligned bus addresses. */
-  useDoorbellBuffer(shadow: number, eventIdx: number): void;
+  /** Doorbell Buffer Config: shadow doorbells and event indexes at these page-aligned bus addresses; settles once both are in step with the queues. */
+  useDoorbellBuffer(shadow: number, eventIdx: number): Promise<void>;
 }
 
 const ok = (dw0 = 0): Completion => ({ dw0, status: Status.Success, dnr: false });
@@ -144,8 +144,8 @@ export function executeAdmin(host: AdminHost, sqe: Sqe): Completion | Promise<Co
       if (prp1 === 0 || prp2 === 0 || prp1 % host.pageSize !== 0 || prp2 % host.pageSize !== 0) {
         invalidField(`Doorbell Buffer Config: buffers 0x${prp1.toString(16)}, 0x${prp2.toString(16)} are not page aligned`);
       }
-      host.useDoorbellBuffer(prp1, prp2);
-      return ok();
+      // Completed only once the buffers are in step with the queues: the host submits as soon as it sees this completion.
+      return host.useDoorbellBuffer(prp1, prp2).then(() => ok());
     }
     case AdminOpcode.AsyncEventRequest:
       if (host.aerCount >= 4) throw new NvmeError(Status.AerLimitExceeded, 'more AERs than AERL + 1');

@@ -52,6 +52,9 @@ export interface NvmeControllerConfig {
   log?: Logger;
 }
 
+/** A doorbell value as the 32-bit little-endian word of a shadow doorbell or event index. */
+const doorbellWord = (value: number) => new Uint8Array([value & 0xff, (value >>> 8) & 0xff, 0, 0]);
+
 export class NvmeController extends PciFunction implements AdminHost, IoHost {
   readonly identity: ControllerIdentity;
   readonly namespaces = new Map<number, Namespace>();
@@ -135,10 +138,31 @@ export class NvmeController extends PciFunction implements AdminHost, IoHost {
     return (this.regs.csts & CstsBit.Fatal) !== 0;
   }
 
-  useDoorbellBuffer(shadow: number, eventIdx: number): void {
+  /**
+   * The pages may hold values of an earlier controller: a host keeps them
+   * across a controller reset without clearing them (the guest's Linux 6.1
+   * does), and after a DI restart its shadow tails ran on past the event
+   * indexes the dead controller left. With those, nvme_dbbuf_need_event says
+   * "no MMIO" for every new command and the queue hangs. So, as QEMU's NVMe
+   * does, each I/O queue's shadow doorbell and event index are set to the
+   * queue's own tail or head before the command completes: the host's next
+   * doorbell write then rings MMIO.
+   */
+  async useDoorbellBuffer(shadow: number, eventIdx: number): Promise<void> {
     this.dbbuf = { shadow, eventIdx };
-    for (const sq of this.sqs.values()) sq.eventIdx = -1;
     this.log('info', `shadow doorbells @0x${shadow.toString(16)}, event indexes @0x${eventIdx.toString(16)}`);
+    const writes: Promise<void>[] = [];
+    const inStep = (index: number, value: number) => {
+      const word = doorbellWord(value);
+      writes.push(this.dmaWrite(shadow + 4 * index, word), this.dmaWrite(eventIdx + 4 * index, word));
+    };
+    for (const sq of this.sqs.values()) {
+      if (sq.id === 0) continue;
+      inStep(2 * sq.id, sq.tail);
+      sq.eventIdx = sq.tail;
+    }
+    for (const cq of this.cqs.values()) if (cq.id !== 0) inStep(2 * cq.id + 1, cq.head);
+    await Promise.all(writes);
   }
 
   waitForEvent(): Promise<Completion> {
@@ -289,7 +313,7 @@ export class NvmeController extends PciFunction implements AdminHost, IoHost {
   }
 
   private writeEventIdx(index: number, value: number): Promise<void> {
-    return this.dmaWrite(this.dbbuf!.eventIdx + 4 * index, new Uint8Array([value & 0xff, (value >>> 8) & 0xff, 0, 0]));
+    return this.dmaWrite(this.dbbuf!.eventIdx + 4 * index, doorbellWord(value));
   }
 
   /**

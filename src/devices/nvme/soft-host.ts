@@ -98,6 +98,8 @@ export class SoftDriver {
   /** Bump allocator for page-aligned guest buffers (queues, data). */
   private brk = 16 * PAGE;
   private dbbuf?: DoorbellBuffers;
+  /** The pages of the last Doorbell Buffer Config, kept across a controller reset. */
+  private dbbufPages?: DoorbellBuffers;
   /** How long reap() waits for a completion by default. */
   reapTimeoutMs = 2000;
 
@@ -151,20 +153,30 @@ export class SoftDriver {
   /**
    * Doorbell Buffer Config (admin 7Ch) with two fresh zeroed pages, as Linux
    * does when OACS bit 8 is set; from then on I/O queues use shadow doorbells.
+   * `keepPages`: the pages of the last config again, as they are (a host
+   * reusing them after a controller reset without clearing them).
    */
-  async useDoorbellBuffer(): Promise<Cqe> {
-    const shadow = this.alloc(PAGE);
-    const eventIdx = this.alloc(PAGE);
-    this.mem.bytes.fill(0, shadow, shadow + PAGE);
-    this.mem.bytes.fill(0, eventIdx, eventIdx + PAGE);
-    const e = await this.admin({ opcode: 0x7c, prp1: shadow, prp2: eventIdx });
-    if (e.status === 0) this.dbbuf = { shadow, eventIdx };
+  async useDoorbellBuffer(o: { keepPages?: boolean } = {}): Promise<Cqe> {
+    let pages = o.keepPages ? this.dbbufPages : undefined;
+    if (!pages) {
+      pages = { shadow: this.alloc(PAGE), eventIdx: this.alloc(PAGE) };
+      this.mem.bytes.fill(0, pages.shadow, pages.shadow + PAGE);
+      this.mem.bytes.fill(0, pages.eventIdx, pages.eventIdx + PAGE);
+    }
+    this.dbbufPages = pages;
+    const e = await this.admin({ opcode: 0x7c, prp1: pages.shadow, prp2: pages.eventIdx });
+    if (e.status === 0) this.dbbuf = pages;
     return e;
+  }
+
+  /** The shadow doorbell value for doorbell `index` (2 * qid SQ tail, 2 * qid + 1 CQ head). */
+  shadowDoorbell(index: number): number | undefined {
+    return this.dbbufPages && this.mem.view.getUint32(this.dbbufPages.shadow + 4 * index, true);
   }
 
   /** The event index the controller posted for doorbell `index`. */
   eventIdx(index: number): number | undefined {
-    return this.dbbuf && this.mem.view.getUint32(this.dbbuf.eventIdx + 4 * index, true);
+    return this.dbbufPages && this.mem.view.getUint32(this.dbbufPages.eventIdx + 4 * index, true);
   }
 
   admin(c: Cmd): Promise<Cqe> {
