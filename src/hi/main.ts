@@ -6,8 +6,9 @@
 //     [--eep NAME=channel:ID,bdf:BB:DD.F ...]        a remote function, served to QEMU at DIR/NAME.sock
 //                                                    (more are mapped and unmapped live: hotplug-control.ts)
 //     [--vlan VID] [--completion-timeout MS]         default untagged, 2000 ms
-//     [--slots N] [--surprise-removal request]       hot-plug slots (eep<s> serves slot s; default 2); on a
-//                                                    surprise removal also send the vfio device request (REQ)
+//     [--slots N] [--surprise-removal request|report]   hot-plug slots (eep<s> serves slot s; default 2); on a
+//                                                    surprise removal of a hot-plugged EEP send the host the vfio
+//                                                    device request (REQ; the default), or only show it in the slot
 //
 // The HI answers the manager's discovery on the switch (src/fabric/management-responder.ts):
 // Announce, its SlotReport, heartbeats. A DI silent past 1 s shows in its slots as a surprise
@@ -76,14 +77,15 @@ async function main(): Promise<void> {
   const waitMs = Number(values['wait-ms'] ?? 60_000);
   const slotCount = Number(values.slots ?? 2);
   if (!Number.isInteger(slotCount) || slotCount < 0 || slotCount > 31) usage(`--slots ${values.slots}: a number of slots, 0 to 31`);
-  if (values['surprise-removal'] !== undefined && values['surprise-removal'] !== 'request') usage(`--surprise-removal ${values['surprise-removal']}: the only choice is "request"`);
+  const surprise = values['surprise-removal'] ?? 'request';
+  if (surprise !== 'request' && surprise !== 'report') usage(`--surprise-removal ${surprise}: "request" or "report"`);
 
   const hi = new HostInterface({ ports, log });
   // Every EEP served, from --eep or hot-plugged later through the control socket.
   const hot: ServedEeps = { eeps: new Map() };
   const served = () => [...hot.eeps.values()].map((x) => x.eep);
   const hiCtl = hiControl(hi, served, ports);
-  const slots = new HiSlots({ clock: realClock, count: slotCount, ports, served: () => hot.eeps, request: values['surprise-removal'] === 'request', log });
+  const slots = new HiSlots({ clock: realClock, count: slotCount, ports, served: () => hot.eeps, request: (eep) => surprise === 'request' && !eeps.some((e) => e.name === eep), log });
   // The lab names a process's socket directory after it: that is the name the manager knows it by.
   const responder = new ManagementResponder({ node: station.node, clock: realClock, role: StationRole.Hi, name: basename(dir), count: slotCount, report: () => slots.report() });
   // The control endpoint the guest can see (lspci, BAR0 text), served at DIR/hictl.sock from the start.

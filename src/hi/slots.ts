@@ -3,8 +3,9 @@
  * (the lab's naming, src/lab/derive.ts) when it is served; each served slot's presence
  * follows its DI's liveness (slot-state.ts). From this the HI builds its SlotReport for the
  * manager (free, mapped, lost), answers {"slots":true} on its control socket, and, on a
- * surprise removal or return, interrupts the host: with `request` the EEP's vfio device
- * request (REQ), which QEMU turns into an unplug request at the slot.
+ * surprise removal, interrupts the host: the EEP's vfio device request (REQ), which QEMU
+ * turns into an unplug request at the slot (the guest's pciehp takes the device away; the
+ * manager adds it again once its DI is back, src/manager/station-restore.ts).
  */
 
 import type { Clock } from '../fabric/clock.ts';
@@ -21,8 +22,12 @@ export interface HiSlotsOptions {
   ports: readonly PcieoePort[];
   /** EEPs served now, by name, with their channel. */
   served: () => Map<string, { eep: RemoteFunction; channel: number }>;
-  /** Also send the vfio device request (REQ) to the host on a surprise removal. */
-  request: boolean;
+  /**
+   * Whether a surprise removal of `eep` also sends the host the vfio device request (REQ).
+   * Only for EEPs QEMU can remove: QEMU 11.1.3 aborts removing a vfio-user-pci with MSI-X,
+   * and only hot-plugged EEPs hide it (hotplug-control.ts).
+   */
+  request: (eep: string) => boolean;
   graceMs?: number;
   log: Logger;
 }
@@ -93,7 +98,7 @@ export class HiSlots {
     if (present) this.stats.returns++;
     else this.stats.removals++;
     this.o.log(present ? 'info' : 'warn', `slot ${slot} (${eep}): ${present ? 'function back (DI reachable again): presence and link restored' : 'DI silent: surprise removal (presence and link down)'}`);
-    if (!present && this.o.request) {
+    if (!present && this.o.request(eep)) {
       const sent = this.o.served().get(eep)?.eep.requestRelease() ?? false;
       if (sent) this.stats.deviceRequests++;
       this.o.log('info', `slot ${slot} (${eep}): device request to the host ${sent ? 'sent' : 'not wired (no REQ eventfd)'}`);

@@ -23,7 +23,7 @@ import { Manager } from './manager.ts';
 import { AssignmentStore } from './store.ts';
 import { AssignmentTable } from './table.ts';
 import { openManagerStation } from './station-link.ts';
-import { giveBack, mapsOf } from './station-restore.ts';
+import { giveBack, mapsOf, presentAgain } from './station-restore.ts';
 
 const log = processLogger('manager');
 
@@ -65,11 +65,23 @@ log('info', `manager pid ${process.pid}: ${table.list().length} assignment(s) ($
 
 // A restarted DI gets back the functions the table says hosts hold (station-restore.ts).
 const restartedDi = (name: string) => {
-  const control = requireState().processes.find((p) => p.name === name)?.socketDir;
+  const state = requireState();
+  const control = state.processes.find((p) => p.name === name)?.socketDir;
   const maps = mapsOf(fabric, table.list(), name);
   if (!control || !maps.length) return;
+  const readd = new LabApplier(fabric, requireState);
   giveBack(name, join(control, 'control.sock'), maps).then(
-    (n) => log('info', `${name} restarted: gave it back ${n} function(s) from the table`),
+    (n) => {
+      log('info', `${name} restarted: gave it back ${n} function(s) from the table`);
+      for (const a of table.list().filter((x) => x.di === name)) {
+        const vm = state.vms.find((v) => v.name === a.host);
+        if (!vm) continue;
+        presentAgain(a, vm.qmp, (x) => readd.map(x)).then(
+          (added) => added && log('info', `${a.di}/${a.function}: hot-added into ${a.host} slot ${a.slot} again (its guest had removed it)`),
+          (err: Error) => log('warn', `${a.di}/${a.function}: adding it to ${a.host} again failed: ${err.message}`),
+        );
+      }
+    },
     (err: Error) => log('warn', `${name} restarted: giving its functions back failed: ${err.message}`),
   );
 };

@@ -47,9 +47,7 @@ const logFd = (name: string) => openSync(join(state, `${name}.log`), 'a');
 function start(name: string): ChildProcess {
   const p = topo.processes.find((x) => x.name === name)!;
   mkdirSync(sockets(name), { recursive: true });
-  // The HI also asks the host to let a removed device go (the REQ interrupt this test watches).
-  const extra = p.run === 'src/hi/main.ts' ? ['--surprise-removal', 'request'] : [];
-  const child = spawn(process.execPath, ['--import', 'tsx', join(repo, p.run), ...p.args.map((a) => a.replace('${LAB_STATE}', state)), ...extra], {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(repo, p.run), ...p.args.map((a) => a.replace('${LAB_STATE}', state))], {
     env: { ...process.env, LAB_SOCKET_DIR: sockets(name), LAB_STATE: state, LAB_DATA: data, LAB_TOPOLOGY: 'hotplug' },
     stdio: ['ignore', logFd(name), logFd(name)],
   });
