@@ -13,9 +13,9 @@ export class LinkError extends Error {
 /** One link: a station's link to the switch, named by its switch port. */
 export interface LinkView {
   port: string;
-  /** The HI or DI process at the other end, its host for an HI, and the link's MAC. */
+  /** The HI, DI or manager process at the other end, its host for an HI, and the link's MAC. */
   station: string;
-  kind: 'hi' | 'di';
+  kind: 'hi' | 'di' | 'manager';
   host?: string;
   mac: string;
   up: boolean;
@@ -47,6 +47,7 @@ export class SwitchLinks {
     return [
       ...this.fabric.hosts.map((h) => ({ s: h, kind: 'hi' as const, host: h.host })),
       ...this.fabric.dis.map((d) => ({ s: d, kind: 'di' as const, host: undefined })),
+      { s: this.fabric.manager, kind: 'manager' as const, host: undefined },
     ];
   }
 

@@ -30,7 +30,7 @@ test.serial('the page draws the hosts and their slots, the DI functions and the 
   for (const h of ['host-a', 'host-b']) t.regex((await page.locator(`[data-host="${h}"]`).textContent())!, new RegExp(`host ${h}HI hi-${h}slot 0: freeslot 1: free`));
   t.regex((await page.locator('[data-function="di/fn0"]').textContent())!, /fn0 01:00\.0nvmefree/);
   t.regex((await page.locator('[data-function="di/fn1"]').textContent())!, /fn1 01:00\.1nvmefree/);
-  t.is(await page.locator('[data-link]').count(), 6);
+  t.is(await page.locator('[data-link]').count(), 7, 'two per HI and DI, one for the manager');
   const counters = () => page.locator('[data-counters="di0"]').textContent();
   const first = (await counters())!;
   t.regex(first, /^rx \d+ tx \d+/);

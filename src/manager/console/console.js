@@ -78,6 +78,7 @@ async function pollLinks() {
   for (const l of links) {
     const b = view.before.get(l.port);
     const frames = l.rxFrames + l.txFrames;
+    if (b && now - b.at < 500) continue; // an extra poll (after a click) is too soon to tell a rate
     if (b) view.rate.set(l.port, Math.round(((frames - b.frames) * 1000) / (now - b.at)));
     view.before.set(l.port, { frames, at: now });
   }
@@ -188,9 +189,17 @@ function draw() {
     linksOf(d.name).forEach((l, k, all) => anchors.set(l.port, { x: x + ((k + 1) * w) / (all.length + 1), y: DI.y }));
   });
 
+  // The manager's own station, beside the DIs.
+  const managerLinks = view.links.filter((l) => l.kind === 'manager');
+  if (managerLinks.length) {
+    const x = W - 150;
+    svg.append(el('g', { class: 'manager' }, el('rect', { class: 'box', x, y: DI.y + 40, width: 130, height: 40, rx: 6 }), text(x + 10, DI.y + 60, `manager (${managerLinks[0].station})`)));
+    managerLinks.forEach((l) => anchors.set(l.port, { x: x + 65, y: DI.y + 40 }));
+  }
+
   // The switch, its ports in the order of the stations above and below it.
   const top = view.links.filter((l) => l.kind === 'hi');
-  const bottom = view.links.filter((l) => l.kind === 'di');
+  const bottom = view.links.filter((l) => l.kind !== 'hi');
   const sw = el('g', { class: 'switch' }, el('rect', { class: 'box', x: 20, y: SWITCH.y, width: W - 40, height: SWITCH.h, rx: 6 }), text(30, SWITCH.y + SWITCH.h / 2, 'switch'));
   svg.append(sw);
   for (const [row, y] of [[top, SWITCH.y], [bottom, SWITCH.y + SWITCH.h]]) {
