@@ -7,9 +7,10 @@ import { Cfg } from '../../src/pci/config-space.ts';
 import { NET_HDR_SIZE, NetFeature, QUEUE_MAX, RX_QUEUE, TX_QUEUE, VIRTIO_NET_CLASS } from '../../src/devices/virtio-net/net-device.ts';
 import { SoftVirtioNetDriver } from '../../src/devices/virtio-net/soft-driver.ts';
 import { CfgType, Common, DeviceStatus, feature, IsrBit, NO_VECTOR, TransportFeature } from '../../src/devices/virtio-net/virtio-pci.ts';
-import { DescFlag } from '../../src/devices/virtio-net/virtqueue.ts';
+import { DescFlag, needEvent } from '../../src/devices/virtio-net/virtqueue.ts';
 
-const OFFERED = feature(TransportFeature.Version1) | feature(NetFeature.Mac) | feature(NetFeature.Status) | feature(NetFeature.Mtu);
+const BASE = feature(TransportFeature.Version1) | feature(NetFeature.Mac) | feature(NetFeature.Status) | feature(NetFeature.Mtu);
+const OFFERED = BASE | feature(TransportFeature.RingEventIdx) | feature(NetFeature.Csum) | feature(NetFeature.GuestCsum);
 const RUNNING = DeviceStatus.Acknowledge | DeviceStatus.Driver | DeviceStatus.FeaturesOk | DeviceStatus.DriverOk;
 
 /** An Ethernet frame of `len` bytes whose payload is a counting pattern from `seed`. */
@@ -53,7 +54,8 @@ test('features: a subset with VERSION_1 is accepted; anything else leaves FEATUR
   t.is(await d.init({ features: feature(TransportFeature.Version1) }), RUNNING);
   t.is(d.dev.negotiatedFeatures, feature(TransportFeature.Version1));
   t.false(((await d.init({ features: feature(NetFeature.Mac) })) & DeviceStatus.FeaturesOk) !== 0, 'no VERSION_1');
-  t.false(((await d.init({ features: OFFERED | feature(TransportFeature.RingEventIdx) })) & DeviceStatus.FeaturesOk) !== 0, 'not offered');
+  t.false(((await d.init({ features: OFFERED | feature(TransportFeature.RingIndirectDesc) })) & DeviceStatus.FeaturesOk) !== 0, 'not offered');
+  t.is(await new SoftVirtioNetDriver({ eventIdx: false, csum: false }).deviceFeatures(), BASE, 'event index and checksum offloads turned off');
   t.is(await d.init(), RUNNING);
 });
 
@@ -131,8 +133,9 @@ test('batches: several chains per kick, on a 4-entry queue whose rings wrap many
   t.deepEqual(d.wire.sent, sent);
 });
 
-test('interrupts: NO_INTERRUPT in the avail flags suppresses them; a vector beyond the table reads back NO_VECTOR', async (t) => {
-  const d = await ready();
+test('interrupts: NO_INTERRUPT in the avail flags suppresses them (no event index); a vector beyond the table reads back NO_VECTOR', async (t) => {
+  const d = new SoftVirtioNetDriver();
+  t.is(await d.init({ features: BASE }), RUNNING);
   d.setAvailFlags(d.queues[TX_QUEUE]!, 1);
   await d.send(frame(64));
   await d.dev.idle();
@@ -143,6 +146,97 @@ test('interrupts: NO_INTERRUPT in the avail flags suppresses them; a vector beyo
   t.is(await d.common(Common.QueueMsixVector, 2), NO_VECTOR);
   await d.setCommon(Common.ConfigMsixVector, 2, 3);
   t.is(await d.common(Common.ConfigMsixVector, 2), NO_VECTOR);
+});
+
+// ---- RING_EVENT_IDX (virtio 1.2 §2.7.7, §2.7.10) ----
+
+test('property: needEvent says whether moving an index from old to next passes event (16-bit wrap)', async (t) => {
+  t.notThrows(() =>
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 0xffff }), fc.integer({ min: 0, max: 0xffff }), fc.integer({ min: 0, max: 0xffff }), (old, steps, event) => {
+        const next = (old + steps) & 0xffff;
+        const passed = ((event - old) & 0xffff) < steps; // event is one of old, old+1, ..., next-1
+        return needEvent(event, next, old) === passed;
+      }),
+      { numRuns: 5000 },
+    ),
+  );
+  t.true(needEvent(0xffff, 0, 0xffff), 'across the wrap');
+  t.false(needEvent(5, 5, 5), 'nothing moved');
+});
+
+/** Where the driver writes used_event and reads avail_event (after the rings' entries). */
+const usedEventAt = (q: { avail: number; size: number }) => q.avail + 4 + 2 * q.size;
+const availEventAt = (q: { used: number; size: number }) => q.used + 4 + 8 * q.size;
+
+test('event index: used_event decides the interrupts; NO_INTERRUPT is ignored', async (t) => {
+  const d = await ready();
+  t.is(d.dev.negotiatedFeatures, OFFERED);
+  const q = d.queues[TX_QUEUE]!;
+  d.setAvailFlags(q, 1); // ignored with the event index
+  d.mem.view.setUint16(usedEventAt(q), 2, true); // interrupt once used entry 2 is published
+  const txIrqs = () => d.irqs.filter((v) => v === TX_QUEUE + 1).length;
+  const seen: number[] = [];
+  for (let k = 0; k < 5; k++) {
+    await d.send(frame(64, k));
+    await d.dev.idle();
+    seen.push(txIrqs());
+  }
+  t.deepEqual(seen, [0, 0, 1, 1, 1], 'only the third used entry interrupts');
+  t.is(d.dev.counters.interrupts, 1);
+  t.is(d.dev.counters.notifications, 5);
+  t.is(d.wire.sent.length, 5);
+});
+
+test('event index: avail_event asks for a doorbell at the first entry the device has not read', async (t) => {
+  const d = await ready();
+  const q = d.queues[TX_QUEUE]!;
+  for (let k = 0; k < 3; k++) d.addChain(q, [{ addr: d.alloc(NET_HDR_SIZE + 64), len: NET_HDR_SIZE + 64 }]);
+  await d.kick(TX_QUEUE);
+  await d.dev.idle();
+  t.is(d.wire.sent.length, 3);
+  t.is(d.mem.view.getUint16(availEventAt(q), true), 3);
+  // The driver's test for its next entry (index 3): a doorbell is due; for the one after it, not.
+  t.true(needEvent(3, 4, 3));
+  t.false(needEvent(3, 5, 4));
+});
+
+test('property: a driver that rings only when avail_event asks, adding while the device works, never strands a frame', async (t) => {
+  await t.notThrowsAsync(fc.assert(
+    fc.asyncProperty(fc.array(fc.record({ frames: fc.integer({ min: 1, max: 5 }), wait: fc.boolean() }), { minLength: 1, maxLength: 12 }), async (steps) => {
+      const d = new SoftVirtioNetDriver();
+      if ((await d.init({ queueSize: 16 })) !== RUNNING) return false;
+      const q = d.queues[TX_QUEUE]!;
+      const sent: Uint8Array[] = [];
+      let kicks = 0;
+      for (const [i, s] of steps.entries()) {
+        // Reuse descriptors only once the device gave them back (at most 16 in flight).
+        while (q.availIdx - q.lastUsed + s.frames > q.size) {
+          await d.dev.idle();
+          d.reap(q);
+        }
+        const old = q.availIdx;
+        for (let k = 0; k < s.frames; k++) {
+          const f = frame(60 + k, i);
+          const at = d.alloc(NET_HDR_SIZE + f.length);
+          d.mem.bytes.set(f, at + NET_HDR_SIZE);
+          d.addChain(q, [{ addr: at, len: NET_HDR_SIZE + f.length }]);
+          sent.push(f);
+        }
+        if (needEvent(d.mem.view.getUint16(availEventAt(q), true), q.availIdx, old)) {
+          kicks++;
+          void d.kick(TX_QUEUE); // not awaited: the driver goes on while the device works
+        }
+        if (s.wait) await d.dev.idle();
+        d.reap(q);
+      }
+      await d.dev.idle();
+      await new Promise((r) => setImmediate(r));
+      await d.dev.idle();
+      return d.wire.sent.length === sent.length && d.wire.sent.every((f, k) => Buffer.compare(f, sent[k]!) === 0) && kicks <= steps.length;
+    }),
+    { numRuns: 150 },
+  ));
 });
 
 test('INTx when MSI-X is off: the ISR says why and reading it lowers the line', async (t) => {

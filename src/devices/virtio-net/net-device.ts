@@ -17,19 +17,24 @@
 //   0x4000 MSI-X table (3 vectors: configuration, receive, transmit), 0x5000 PBA
 //
 // Queues: 0 receive, 1 transmit, at most QUEUE_MAX entries each. Features:
-// VERSION_1, MAC, STATUS, MTU. Every packet carries the 12-byte virtio_net_hdr
-// (with VERSION_1, num_buffers included); no offloads are offered, so the
-// header is all zero but num_buffers = 1 on receive and ignored on transmit.
+// VERSION_1, MAC, STATUS, MTU, and when configured RING_EVENT_IDX (the driver's
+// doorbells and the device's interrupts follow the event indices, virtqueue.ts) and the
+// checksum offloads CSUM and GUEST_CSUM (checksum.ts). Every packet carries the 12-byte
+// virtio_net_hdr (with VERSION_1, num_buffers included):
+//   0 flags (NEEDS_CSUM 1, DATA_VALID 2) | 1 gso_type (NONE 0: no segmentation offload is
+//   offered) | 2 hdr_len le16 | 4 gso_size le16 | 6 csum_start le16 | 8 csum_offset le16 |
+//   10 num_buffers le16 (1 on receive, ignored on transmit)
 //
 // Bad input (spec §2.1.2): a queue programmed beyond the limits, a malformed
 // descriptor chain or a buffer outside guest memory set DEVICE_NEEDS_RESET
 // (with a configuration interrupt) and stop the queues until the driver resets
 // the device; a transmitted frame larger than the MTU allows, or one with no
-// Ethernet header, is dropped and counted, as is a received frame larger than
-// the MTU or one that finds no buffer in time.
+// Ethernet header, or whose header asks for what was not negotiated, is dropped and
+// counted, as is a received frame larger than the MTU or one that finds no buffer in time.
 import { PciFunction } from '../../pci/function.ts';
 import type { Logger } from '../../common/logger.ts';
 import { gather, scatter, SplitQueue, VirtqueueError } from './virtqueue.ts';
+import { completeChecksum, l4ChecksumValid } from './checksum.ts';
 import {
   addVirtioCapability, CfgType, Common, COMMON_FIELDS, DeviceStatus, feature, IsrBit, NO_VECTOR, TransportFeature, VIRTIO_PCI_DEVICE_BASE,
   VIRTIO_VENDOR_ID,
@@ -40,12 +45,18 @@ export const VIRTIO_NET_CLASS = 0x020000;
 
 /** virtio-net feature bits. */
 export const enum NetFeature {
+  Csum = 0,
+  GuestCsum = 1,
   Mtu = 3,
   Mac = 5,
   Status = 16,
 }
 
 export const NET_HDR_SIZE = 12;
+const enum HdrFlag {
+  NeedsCsum = 1,
+  DataValid = 2,
+}
 export const QUEUE_MAX = 256;
 export const RX_QUEUE = 0;
 export const TX_QUEUE = 1;
@@ -82,6 +93,10 @@ export interface VirtioNetConfig {
   mtu?: number;
   wire: EthernetWire;
   log?: Logger;
+  /** Offer VIRTIO_F_EVENT_IDX (default false). */
+  eventIdx?: boolean;
+  /** Offer the checksum offloads CSUM and GUEST_CSUM (default false). */
+  csum?: boolean;
 }
 
 export interface VirtioNetCounters {
@@ -91,6 +106,10 @@ export interface VirtioNetCounters {
   txOversize: number;
   /** Transmit chains too short for a header and an Ethernet header: dropped. */
   txRunt: number;
+  /** Transmitted packets whose header asks for what was not negotiated (segmentation, a checksum out of the frame): dropped. */
+  txBadHeader: number;
+  /** Received packets given to the driver checked (DATA_VALID). */
+  rxChecksumValid: number;
   rxFrames: number;
   rxBytes: number;
   /** Received frames longer than the MTU allows: dropped. */
@@ -101,6 +120,10 @@ export interface VirtioNetCounters {
   rxBufferTooSmall: number;
   /** Times the device set DEVICE_NEEDS_RESET. */
   needsReset: number;
+  /** Doorbell writes (driver → device notifications), both queues. */
+  notifications: number;
+  /** Queue interrupts raised (device → driver), both queues. */
+  interrupts: number;
 }
 
 interface QueueState {
@@ -113,13 +136,15 @@ interface QueueState {
   ring?: SplitQueue;
 }
 
-const OFFERED = feature(TransportFeature.Version1) | feature(NetFeature.Mac) | feature(NetFeature.Status) | feature(NetFeature.Mtu);
+const BASE_FEATURES = feature(TransportFeature.Version1) | feature(NetFeature.Mac) | feature(NetFeature.Status) | feature(NetFeature.Mtu);
 
 export class VirtioNet extends PciFunction {
   readonly counters: VirtioNetCounters = {
-    txFrames: 0, txBytes: 0, txOversize: 0, txRunt: 0,
-    rxFrames: 0, rxBytes: 0, rxOversize: 0, rxDropped: 0, rxBufferTooSmall: 0, needsReset: 0,
+    txFrames: 0, txBytes: 0, txOversize: 0, txRunt: 0, txBadHeader: 0, rxChecksumValid: 0,
+    rxFrames: 0, rxBytes: 0, rxOversize: 0, rxDropped: 0, rxBufferTooSmall: 0, needsReset: 0, notifications: 0, interrupts: 0,
   };
+  /** The feature bits the device offers. */
+  readonly offered: bigint;
   readonly mac: Uint8Array;
   readonly mtu: number;
   /** Why the device last set DEVICE_NEEDS_RESET, for logs and tests. */
@@ -177,6 +202,10 @@ export class VirtioNet extends PciFunction {
     if (!Number.isInteger(this.mtu) || this.mtu < 68 || this.mtu > 65535 - ETH_OVERHEAD) throw new Error(`MTU ${cfg.mtu}: expected 68..${65535 - ETH_OVERHEAD}`);
     this.wire = cfg.wire;
     this.log = cfg.log ?? (() => {});
+    this.offered =
+      BASE_FEATURES |
+      (cfg.eventIdx ? feature(TransportFeature.RingEventIdx) : 0n) |
+      (cfg.csum ? feature(NetFeature.Csum) | feature(NetFeature.GuestCsum) : 0n);
     this.resetDevice();
     this.wire.attach((frame) => this.receive(frame));
   }
@@ -252,7 +281,7 @@ export class VirtioNet extends PciFunction {
     const q = this.queues[this.queueSelect];
     const word = (f: bigint, sel: number) => (sel < 2 ? Number((f >> BigInt(32 * sel)) & 0xffffffffn) : 0);
     v.setUint32(Common.DeviceFeatureSelect, this.deviceFeatureSelect, true);
-    v.setUint32(Common.DeviceFeature, word(OFFERED, this.deviceFeatureSelect), true);
+    v.setUint32(Common.DeviceFeature, word(this.offered, this.deviceFeatureSelect), true);
     v.setUint32(Common.DriverFeatureSelect, this.driverFeatureSelect, true);
     v.setUint32(Common.DriverFeature, word(this.driverFeatures, this.driverFeatureSelect), true);
     v.setUint16(Common.ConfigMsixVector, this.configMsixVector, true);
@@ -323,10 +352,10 @@ export class VirtioNet extends PciFunction {
     let next = this.status | value;
     if (value & DeviceStatus.FeaturesOk && !(this.status & DeviceStatus.FeaturesOk)) {
       // The driver reads FEATURES_OK back: cleared means "not a subset I support".
-      const ok = (this.driverFeatures & ~OFFERED) === 0n && (this.driverFeatures & feature(TransportFeature.Version1)) !== 0n;
+      const ok = (this.driverFeatures & ~this.offered) === 0n && (this.driverFeatures & feature(TransportFeature.Version1)) !== 0n;
       if (!ok) {
         next &= ~DeviceStatus.FeaturesOk;
-        this.log('warn', `virtio-net: driver features 0x${this.driverFeatures.toString(16)} refused (offered 0x${OFFERED.toString(16)})`);
+        this.log('warn', `virtio-net: driver features 0x${this.driverFeatures.toString(16)} refused (offered 0x${this.offered.toString(16)})`);
       }
     }
     this.status = next;
@@ -339,7 +368,8 @@ export class VirtioNet extends PciFunction {
   private enableQueue(n: number, q: QueueState): void {
     try {
       if (q.size > QUEUE_MAX) throw new VirtqueueError(`queue ${n}: size ${q.size} beyond the maximum ${QUEUE_MAX}`);
-      q.ring = new SplitQueue({ size: q.size, desc: q.desc, driver: q.driver, device: q.device }, this.mem);
+      const eventIdx = (this.driverFeatures & feature(TransportFeature.RingEventIdx)) !== 0n;
+      q.ring = new SplitQueue({ size: q.size, desc: q.desc, driver: q.driver, device: q.device }, this.mem, eventIdx);
       q.enabled = true;
     } catch (err) {
       this.needsReset(err as Error);
@@ -401,7 +431,9 @@ export class VirtioNet extends PciFunction {
   // ---- data path ----
 
   private notify(queue: number): void {
-    if (Number.isInteger(queue) && queue >= 0 && queue < NUM_QUEUES) this.kick(queue);
+    if (!Number.isInteger(queue) || queue < 0 || queue >= NUM_QUEUES) return;
+    this.counters.notifications++;
+    this.kick(queue);
   }
 
   /** A frame from the wire. */
@@ -445,6 +477,7 @@ export class VirtioNet extends PciFunction {
         if (generation !== this.generation) return;
         if (await q.ring!.publish()) {
           if (generation !== this.generation) return;
+          this.counters.interrupts++;
           this.signal(q.msixVector, IsrBit.Queue);
         }
       } while (this.again[n] && generation === this.generation && this.queueReady(n));
@@ -480,14 +513,35 @@ export class VirtioNet extends PciFunction {
         } else {
           const bytes = await read;
           if (generation !== this.generation) return;
-          const frame = bytes.subarray(NET_HDR_SIZE);
-          c.txFrames++;
-          c.txBytes += frame.length;
-          if (this.linkUp) this.wire.transmit(frame);
+          const frame = this.txFrame(bytes);
+          if (frame) {
+            c.txFrames++;
+            c.txBytes += frame.length;
+            if (this.linkUp) this.wire.transmit(frame);
+          }
         }
         ring.push(chain.head, 0);
       }
     }
+  }
+
+  /** The frame of a transmitted packet, its checksum completed if the header asks; undefined (counted) if the header is bad. */
+  private txFrame(packet: Uint8Array): Uint8Array | undefined {
+    const flags = packet[0]!;
+    if (packet[1] !== 0 || (flags & HdrFlag.NeedsCsum && !this.negotiated(NetFeature.Csum))) {
+      this.counters.txBadHeader++;
+      return undefined;
+    }
+    if (!(flags & HdrFlag.NeedsCsum)) return packet.subarray(NET_HDR_SIZE);
+    // A copy: the packet may be the driver's memory itself, which the device only reads.
+    const frame = packet.slice(NET_HDR_SIZE);
+    if (completeChecksum(frame, packet[6]! | (packet[7]! << 8), packet[8]! | (packet[9]! << 8))) return frame;
+    this.counters.txBadHeader++;
+    return undefined;
+  }
+
+  private negotiated(bit: number): boolean {
+    return (this.driverFeatures & feature(bit)) !== 0n;
   }
 
   /** Gives waiting frames to posted buffers; the writes of a batch overlap, and all land before publish(). */
@@ -506,6 +560,10 @@ export class VirtioNet extends PciFunction {
           continue;
         }
         const packet = new Uint8Array(NET_HDR_SIZE + frame.length);
+        if (this.negotiated(NetFeature.GuestCsum) && l4ChecksumValid(frame)) {
+          packet[0] = HdrFlag.DataValid;
+          c.rxChecksumValid++;
+        }
         packet[10] = 1; // num_buffers
         packet.set(frame, NET_HDR_SIZE);
         writes.push(settleLater(scatter(this.mem, chain.writable, packet)));

@@ -62,7 +62,8 @@ export class SoftVirtioNetDriver {
 
   constructor(cfg: Partial<Omit<VirtioNetConfig, 'wire'>> = {}, memSize = 4 << 20) {
     this.mem = new GuestMemory(memSize);
-    this.dev = new VirtioNet({ mac: '02:00:00:00:00:01', log: (l, m) => this.logs.push(`${l}: ${m}`), ...cfg, wire: this.wire });
+    // Everything the model can offer, unless the test says otherwise.
+    this.dev = new VirtioNet({ mac: '02:00:00:00:00:01', log: (l, m) => this.logs.push(`${l}: ${m}`), eventIdx: true, csum: true, ...cfg, wire: this.wire });
     this.dev.attach({ dma: this.mem, irq: { msix: (v) => this.irqs.push(v), intx: (level) => this.intx.push(level) } });
     this.dev.configWrite(Cfg.Command, new Uint8Array([CommandBit.Memory | CommandBit.BusMaster, 0]));
     this.dev.setMsixEnabled(true);

@@ -8,6 +8,15 @@
 //   device area "used" (4-byte aligned):
 //     0 flags le16 (NO_NOTIFY 1) | 2 idx le16 | 4 ring[size] {id le32, len le32} | 4+8*size avail_event le16
 //
+// With VIRTIO_F_EVENT_IDX (§2.7.7, §2.7.10) the flags give way to indices: the driver
+// wants an interrupt once the used index passes used_event, and the device wants a
+// notification once the avail index passes avail_event. The device writes avail_event
+// = the next entry it has not read before each read of the avail ring: while it works
+// through a batch the driver's new entries do not ring the doorbell (the next read finds
+// them), and once a read finds nothing new the next entry rings it. The write goes before
+// the read (both DMA to the driver's memory, in order), and the driver writes its index
+// before it reads avail_event: one of the two sees the other, so no entry waits unseen.
+//
 // A chain the driver got wrong (head or next beyond the table, more links than
 // the table has entries — a loop —, an indirect descriptor that was not
 // negotiated, a buffer of the wrong direction) throws VirtqueueError: the
@@ -60,6 +69,14 @@ export interface QueueSetup {
   device: number;
 }
 
+/**
+ * vring_need_event: whether moving an index from `old` to `next` passes `event`
+ * (all free-running 16-bit values) — the test both sides apply to the other's event index.
+ */
+export function needEvent(event: number, next: number, old: number): boolean {
+  return ((next - event - 1) & 0xffff) < ((next - old) & 0xffff);
+}
+
 export class SplitQueue {
   /** Next avail ring index to take (free-running, wraps at 2^16). */
   private lastAvail = 0;
@@ -75,10 +92,14 @@ export class SplitQueue {
   private pending: number[] = [];
   /** Next used ring index to publish (free-running). */
   private usedIdx = 0;
+  /** The avail_event last written (event index only): not written again while it holds. */
+  private availEvent?: number;
 
   constructor(
     readonly setup: QueueSetup,
     private readonly mem: DmaPort,
+    /** VIRTIO_F_EVENT_IDX was negotiated: used_event and avail_event instead of the flags. */
+    readonly eventIdx = false,
   ) {
     const { size, desc, driver, device } = setup;
     if (!Number.isInteger(size) || size < 1 || size > 32768 || (size & (size - 1)) !== 0) throw new VirtqueueError(`queue size ${size} is not a power of two in 1..32768`);
@@ -111,10 +132,11 @@ export class SplitQueue {
 
   /**
    * Writes the pending used elements (one write per contiguous run) and then
-   * the used index, and says whether the driver wants an interrupt for them.
-   * The flags are read after the index is written: a driver that re-enables
+   * the used index, and says whether the driver wants an interrupt for them:
+   * NO_INTERRUPT clear, or with the event index, the used index passed used_event.
+   * Either is read after the index is written: a driver that re-enables
    * interrupts and then checks the used index either sees the new index or has
-   * cleared the flag before we read it — no lost wake-up.
+   * asked for the interrupt before we read — no lost wake-up.
    */
   async publish(): Promise<boolean> {
     const n = this.pending.length / 2;
@@ -131,17 +153,25 @@ export class SplitQueue {
     const run1 = Math.min(n, size - first);
     await this.mem.dmaWrite(device + 4 + 8 * first, elems.subarray(0, 8 * run1));
     if (run1 < n) await this.mem.dmaWrite(device + 4, elems.subarray(8 * run1));
+    const old = this.usedIdx;
     this.usedIdx = (this.usedIdx + n) & 0xffff;
-    const idx = new Uint8Array(2);
-    new DataView(idx.buffer).setUint16(0, this.usedIdx, true);
-    await this.mem.dmaWrite(device + 2, idx);
+    await this.mem.dmaWrite(device + 2, le16(this.usedIdx));
+    if (this.eventIdx) {
+      const e = await this.mem.dmaRead(this.setup.driver + 4 + 2 * size, 2);
+      return needEvent(e[0]! | (e[1]! << 8), this.usedIdx, old);
+    }
     const flags = await this.mem.dmaRead(this.setup.driver, 2);
     return (flags[0]! & AvailFlag.NoInterrupt) === 0;
   }
 
   /** Reads the avail ring and, if it has new heads, the descriptor table; false when none are new. */
   private async refill(): Promise<boolean> {
-    const { size, driver, desc } = this.setup;
+    const { size, driver, desc, device } = this.setup;
+    if (this.eventIdx && this.availEvent !== this.lastAvail) {
+      // Ring me for the first entry this read does not see (see the header).
+      this.availEvent = this.lastAvail;
+      await this.mem.dmaWrite(device + 4 + 8 * size, le16(this.lastAvail));
+    }
     const avail = await this.mem.dmaRead(driver, 4 + 2 * size);
     const av = new DataView(avail.buffer, avail.byteOffset, avail.byteLength);
     const idx = av.getUint16(2, true);
@@ -179,6 +209,10 @@ export class SplitQueue {
       i = t.getUint16(at + 14, true);
     }
   }
+}
+
+function le16(v: number): Uint8Array {
+  return Uint8Array.of(v & 0xff, v >> 8);
 }
 
 /** Gathers the readable buffers of a chain into one byte array. */
