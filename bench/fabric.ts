@@ -336,6 +336,7 @@ function tlpActivity(cfg: WorkerConfig): Activity {
 }
 
 async function workerMain(cfg: WorkerConfig): Promise<void> {
+  process.env.PCIEOE_TRACE_NAME ??= `${cfg.role}-${cfg.name}`; // src/fabric/trace.ts: which process a trace is
   const act = cfg.role.startsWith('raw-') ? (cfg.memif ? memifRawActivity(cfg) : rawActivity(cfg)) : tlpActivity(cfg);
   process.send!({ type: 'ready' });
   await new Promise((resolve) => process.once('message', resolve));

@@ -9,7 +9,9 @@
 //
 //   npm run bench -- nvme   (NVME_BENCH_SECONDS=10 per case, 5 with --quick or BENCH_QUICK=1,
 //                            which also leaves out the lossy path; NVME_BENCH_TOPOLOGY=one-host-nvme-bench,
-//                            NVME_BENCH_PIN=1 pins the lab's processes to CPU 1)
+//                            NVME_BENCH_PIN=1 pins the lab's processes to CPU 1,
+//                            NVME_BENCH_ONLY=qd1 runs only the QD 1 case; PCIEOE_TRACE=DIR traces
+//                            the lab processes' frames, see src/fabric/trace.ts and bench/trace-chain.ts)
 import { rmSync } from 'node:fs';
 import { cpuMeter } from './lib/cpu.ts';
 import { record, recordSettings } from './lib/results.ts';
@@ -52,7 +54,7 @@ try {
   const procs = [{ name: 'QEMU', pid: lab.vms[0]!.pid }, ...lab.processes];
   /** Per workload and path: CPU µs per I/O of each process, over fio's ramp and run. */
   const cpu: string[] = [];
-  for (const w of [...WORKLOADS, QD1_RANDREAD]) {
+  for (const w of process.env.NVME_BENCH_ONLY === 'qd1' ? [QD1_RANDREAD] : [...WORKLOADS, QD1_RANDREAD]) {
     const r = new Map<string, Result>();
     const perIo = new Map<string, string>();
     for (const side of sides) {

@@ -42,6 +42,7 @@
  * (the link layer's replay recovers them).
  */
 
+import { TRACING, trace } from '../trace.ts';
 import { lstatSync } from 'node:fs';
 import { removeStaleSocket } from '../../common/socket-file.ts';
 import { type NativeError, type Poll, PollEvent, isNativeError, native } from '../../../native/index.ts';
@@ -208,6 +209,7 @@ export class UnixDgramPort implements PortTransport {
       this.counters.txQueueDrops++;
       return;
     }
+    if (TRACING) trace('tx', frame);
     this.txQueue.push(frame);
     if (!this.flushScheduled && !this.txBlocked) {
       this.flushScheduled = true;
@@ -241,7 +243,10 @@ export class UnixDgramPort implements PortTransport {
       this.txBlocked = false;
       this.flush();
     }
-    if (events & PollEvent.Readable) this.readBurst();
+    if (events & PollEvent.Readable) {
+      if (TRACING) trace('wake');
+      this.readBurst();
+    }
   }
 
   /** Poll for readable always, for writable only while frames wait for room. */
@@ -281,6 +286,7 @@ export class UnixDgramPort implements PortTransport {
         c.rxFrames++;
         c.rxBytes += len;
         try {
+          if (TRACING) trace('rx', slab.subarray(start, start + len));
           this.ingress?.(slab.subarray(start, start + len));
         } catch (err) {
           c.ingressErrors++;
@@ -370,6 +376,7 @@ export class UnixDgramPort implements PortTransport {
       c.txCalls++;
       for (let i = 0; i < n; i++) {
         c.txBytes += this.txQueue[this.txHead]!.length;
+        if (TRACING) trace('out', this.txQueue[this.txHead]!);
         this.txQueue[this.txHead++] = EMPTY;
       }
       c.txFrames += n;

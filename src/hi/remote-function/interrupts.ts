@@ -5,6 +5,7 @@
 //
 // MSI window of one EEP: MSI-X vector v at msiBase + 4v (up to 2048 vectors),
 // the MSI address at msiBase + MSI_OFFSET.
+import { TRACING, trace } from '../../fabric/trace.ts';
 import type { TlpEndpoint } from '../../fabric/tlp/endpoint.ts';
 import type { MemWriteTlp } from '../../fabric/tlp/tlp.ts';
 import { MsiCap, MsiControl, MsixCap, MsixControl, MsixEntry, msiLayout } from '../../pci/capabilities.ts';
@@ -69,6 +70,7 @@ export class RemoteInterrupts {
   /** The eventfd of `vector`, once the data written before the message is in guest memory. */
   private trigger(index: PciIrq, vector: number): void {
     this.o.afterWrites(() => {
+      if (TRACING) trace(`irq:${vector}`);
       if (this.o.session()?.irqs.trigger(index, vector)) this.o.stats.msix++;
       else this.o.stats.msixSpurious++;
     });

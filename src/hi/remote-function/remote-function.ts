@@ -8,6 +8,7 @@
 // QEMU's 5 s x-msg-timeout); a write is a posted MWr, acknowledged at once.
 // A reset (DEVICE_RESET, or a guest write that starts an FLR) is followed by
 // re-programming BARs, memory decode and MSI/MSI-X (restore()).
+import { TRACING, trace } from '../../fabric/trace.ts';
 import type { PcieoePort } from '../../fabric/pcieoe-port.ts';
 import type { MemReadTlp, MemWriteTlp } from '../../fabric/tlp/tlp.ts';
 import { formatBdf, formatPciId } from '../../pci/bdf.ts';
@@ -87,6 +88,7 @@ export class RemoteFunction implements VfioUserDevice {
 
   regionRead(region: number, offset: number, count: number): Promise<Uint8Array> {
     if (region === PciRegion.Config) return this.view.read(offset, count);
+    if (TRACING) trace(`mmio-r:${region}:${offset.toString(16)}`);
     const bar = this.layout.bars[region]!; // the server checked the region exists
     return this.o.endpoint.readMemory(bar.address + BigInt(offset), count, this.o.hiId, MPS).catch((err: Error) => {
       this.stats.mmioReadFailures++;
@@ -97,6 +99,7 @@ export class RemoteFunction implements VfioUserDevice {
 
   regionWrite(region: number, offset: number, data: Uint8Array): void | Promise<void> {
     if (region === PciRegion.Config) return this.configWrite(offset, data);
+    if (TRACING) trace(`mmio-w:${region}:${offset.toString(16)}`);
     const bar = this.layout.bars[region]!;
     this.o.endpoint.writeMemory(bar.address + BigInt(offset), data, this.o.hiId, MPS);
   }

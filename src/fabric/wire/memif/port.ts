@@ -29,6 +29,7 @@ import type { PortTransport } from '../port.ts';
 import { MemifControl } from './control.ts';
 import { MEMIF_MODE_ETHERNET, MEMIF_VERSION, type MemifMessage, MemifProtocolError } from './messages.ts';
 import { MEMIF_COOKIE, MemifRing, ringBytes } from './ring.ts';
+import { TRACING, trace } from '../../trace.ts';
 
 export interface MemifPortOptions {
   /** The control socket: where a server listens (a stale socket file is replaced), where a client connects. */
@@ -170,6 +171,7 @@ export class MemifPort implements PortTransport {
       this.counters.txQueueDrops++;
       return;
     }
+    if (TRACING) trace('tx', frame);
     this.txQueue.push(frame);
     if (!this.flushScheduled && this.retryTimer === null) {
       this.flushScheduled = true;
@@ -354,6 +356,7 @@ export class MemifPort implements PortTransport {
   private startSession(s: Omit<Session, 'rxPoll'>): void {
     const rxPoll = new native.Poll(s.rxEvent, () => {
       this.counters.rxSignals++;
+      if (TRACING) trace('wake');
       native.eventfdRead(s.rxEvent);
       this.wake();
     });
@@ -439,6 +442,7 @@ export class MemifPort implements PortTransport {
   private readonly deliver = (frame: Buffer): void => {
     this.counters.rxFrames++;
     this.counters.rxBytes += frame.length;
+    if (TRACING) trace('rx', frame);
     try {
       this.ingress?.(frame);
     } catch (err) {
@@ -480,12 +484,14 @@ export class MemifPort implements PortTransport {
       this.control?.disconnect(`bad descriptor from the peer: ${(err as Error).message}`);
       return;
     }
+    const signal = n > 0 && s.tx.consumerSleeps;
     for (let i = 0; i < n; i++) {
       c.txBytes += this.txQueue[this.txHead]!.length;
+      if (TRACING) trace(signal ? 'out!' : 'out', this.txQueue[this.txHead]!);
       this.txQueue[this.txHead++] = EMPTY;
     }
     c.txFrames += n;
-    if (n > 0 && s.tx.consumerSleeps) {
+    if (signal) {
       native.eventfdWrite(s.txEvent);
       c.txSignals++;
     }
