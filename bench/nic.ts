@@ -40,20 +40,24 @@ const PATHS = [
   { path: 'model direct', topology: 'nic-direct' },
   { path: 'model PCIeOE', topology: 'nic-coexistence' },
 ] as const;
-/** The switch ports of nic-coexistence that are NIC wires; the others are HI and DI links. */
-const ETHERNET_PORTS = ['di-net0', 'b'];
+/** What a switch port of nic-coexistence carries: its NIC wires, the manager's station, the HI and DI links. */
+const carries = (port: string) => (['di-net0', 'b'].includes(port) ? 'Ethernet' : port.startsWith('manager') ? 'management' : 'PCIeOE');
 const NVME_WORKLOAD = { name: 'randread 4 KiB', args: '--rw=randread --bs=4k' };
 
 interface NicFigures {
   aToBMbps: number;
   bToAMbps: number;
+  aToBRetransmits: number;
+  bToARetransmits: number;
   pingMeanMs: number;
   pingP99Ms: number;
 }
 
-const tcpMbps = async (client: Shell, server: Shell, ip: string, seconds = SECONDS) => {
+/** iperf3 TCP from client to server: Mb/s received, and the segments the sender retransmitted. */
+const tcp = async (client: Shell, server: Shell, ip: string, seconds = SECONDS) => {
   await server('iperf3 -s -D -1');
-  return (JSON.parse(await client(`iperf3 -c ${ip} -t ${seconds} -J`)).end.sum_received.bits_per_second as number) / 1e6;
+  const end = JSON.parse(await client(`iperf3 -c ${ip} -t ${seconds} -J`)).end;
+  return { mbps: (end.sum_received.bits_per_second as number) / 1e6, retransmits: (end.sum_sent.retransmits as number | undefined) ?? 0 };
 };
 
 /** PINGS pings, 50 ms apart; mean and 99th percentile of the round trips ping printed. */
@@ -65,13 +69,13 @@ async function pings(a: Shell): Promise<{ meanMs: number; p99Ms: number }> {
 }
 
 /** iperf3 A -> B, with each lab process's CPU use meanwhile (and, if asked, profiles of the DI and HI). */
-async function aToBWithCpu(lab: LabState, path: string, a: Shell, b: Shell): Promise<number> {
+async function aToBWithCpu(lab: LabState, path: string, a: Shell, b: Shell): Promise<{ mbps: number; retransmits: number }> {
   const procs = [...lab.processes.map((p) => ({ name: p.name, pid: p.pid })), ...lab.vms.map((v) => ({ name: `QEMU ${v.name}`, pid: v.pid }))];
   const t0 = Date.now();
   const cpu = cpuMeter(procs);
   const prof = process.env.NIC_BENCH_PROF && path === 'model PCIeOE';
-  const run = () => tcpMbps(a, b, IP_B);
-  const { value: mbps, files } = prof ? await profiled({ di: join(state, 'sockets', 'di'), hia: join(state, 'sockets', 'hia') }, 'nic-a-to-b', run) : { value: await run(), files: {} };
+  const run = () => tcp(a, b, IP_B);
+  const { value: result, files } = prof ? await profiled({ di: join(state, 'sockets', 'di'), hia: join(state, 'sockets', 'hia') }, 'nic-a-to-b', run) : { value: await run(), files: {} };
   const used = cpu();
   const seconds = (Date.now() - t0) / 1000;
   for (const [name, us] of used) record({ kind: 'value', bench: 'nic', name: `${path}: CPU of ${name} during iperf3 A->B`, value: us / 1e4 / seconds, unit: '% of a CPU' });
@@ -80,15 +84,15 @@ async function aToBWithCpu(lab: LabState, path: string, a: Shell, b: Shell): Pro
     console.log(`\nprofile of ${name} over ${path} iperf3 A->B (${file}):\n${summariseProfile(file)}`);
     if (process.env.BENCH_RESULTS) copyFileSync(file, join(dirname(process.env.BENCH_RESULTS), basename(file)));
   }
-  return mbps;
+  return result;
 }
 
 async function nicFigures(lab: LabState, path: string, a: Shell, b: Shell): Promise<NicFigures> {
   await a('ping -c 3 -W 5 10.99.0.2 >/dev/null');
-  const aToBMbps = await aToBWithCpu(lab, path, a, b);
-  const bToAMbps = await tcpMbps(b, a, IP_A);
+  const aToB = await aToBWithCpu(lab, path, a, b);
+  const bToA = await tcp(b, a, IP_A);
   const p = await pings(a);
-  return { aToBMbps, bToAMbps, pingMeanMs: p.meanMs, pingP99Ms: p.p99Ms };
+  return { aToBMbps: aToB.mbps, bToAMbps: bToA.mbps, aToBRetransmits: aToB.retransmits, bToARetransmits: bToA.retransmits, pingMeanMs: p.meanMs, pingP99Ms: p.p99Ms };
 }
 
 type Ports = Record<string, { switch: { rxFrames: number; rxBytes: number } }>;
@@ -107,12 +111,14 @@ async function coexistence(a: Shell, b: Shell): Promise<void> {
       rs.forEach((r, i) => record({ kind: 'io', bench: 'nic', workload: NVME_WORKLOAD.name, path: `${i ? 'host-b' : 'host-a'} ${what}`, ...r }));
       for (const [port, c] of Object.entries(after)) {
         const was = before[port]?.switch ?? { rxFrames: 0, rxBytes: 0 };
-        record({ kind: 'port-counters', bench: 'nic', case: what, port, carries: ETHERNET_PORTS.includes(port) ? 'Ethernet' : 'PCIeOE', seconds, rxFrames: c.switch.rxFrames - was.rxFrames, rxBytes: c.switch.rxBytes - was.rxBytes });
+        record({ kind: 'port-counters', bench: 'nic', case: what, port, carries: carries(port), seconds, rxFrames: c.switch.rxFrames - was.rxFrames, rxBytes: c.switch.rxBytes - was.rxBytes });
       }
       console.log(`NVMe ${NVME_WORKLOAD.name} ${what}: host-a ${Math.round(rs[0]!.iops)} IOPS, host-b ${Math.round(rs[1]!.iops)} IOPS; switch rx frames/s: ` +
         Object.entries(after).map(([p, c]) => `${p} ${Math.round((c.switch.rxFrames - (before[p]?.switch.rxFrames ?? 0)) / seconds)}`).join(', '));
       return rs;
     };
+    // A first run, not recorded: the device paths' code is warm (JIT) before either case.
+    await fioBoth();
     await measured('alone', fioBoth);
     // iperf3 outlasts fio (its 2 s ramp and start-up included) and is read once fio is done.
     await b('iperf3 -s -D -1');
@@ -137,7 +143,7 @@ async function measure(path: string, topology: string): Promise<NicFigures> {
     await a(`i=$(ip -o link | grep -i 'ether ${MODEL_MAC}' | cut -d: -f2 | tr -d ' '); if [ -n "$i" ]; then ip link set "$i" up && ip addr add ${IP_A}/24 dev "$i"; fi`);
     const f = await nicFigures(lab, path, a, b);
     record({ kind: 'nic', bench: 'nic', path, pings: PINGS, ...f });
-    console.log(`${path.padEnd(16)} TCP A->B ${f.aToBMbps.toFixed(0)} Mb/s, B->A ${f.bToAMbps.toFixed(0)} Mb/s; ping mean ${f.pingMeanMs.toFixed(2)} ms, p99 ${f.pingP99Ms.toFixed(2)} ms`);
+    console.log(`${path.padEnd(16)} TCP A->B ${f.aToBMbps.toFixed(0)} Mb/s (${f.aToBRetransmits} retransmits), B->A ${f.bToAMbps.toFixed(0)} Mb/s (${f.bToARetransmits}); ping mean ${f.pingMeanMs.toFixed(2)} ms, p99 ${f.pingP99Ms.toFixed(2)} ms`);
     if (topology === 'nic-coexistence') await coexistence(a, b);
     return f;
   } finally {

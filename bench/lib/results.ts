@@ -72,6 +72,9 @@ const nic = z.object({
   path: z.string(),
   aToBMbps: z.number(),
   bToAMbps: z.number(),
+  /** TCP segments the sender retransmitted in each run (iperf3's count): loss on the path shows here. */
+  aToBRetransmits: z.number().int().optional(),
+  bToARetransmits: z.number().int().optional(),
   pings: z.number().int().positive(),
   pingMeanMs: z.number(),
   pingP99Ms: z.number(),
@@ -84,8 +87,8 @@ const portCounters = z.object({
   /** The case measured meanwhile, e.g. 'NVMe alone' or 'NVMe + iperf3'. */
   case: z.string(),
   port: z.string(),
-  /** 'PCIeOE' (an HI's or DI's link) or 'Ethernet' (a NIC's wire). */
-  carries: z.enum(['PCIeOE', 'Ethernet']),
+  /** 'PCIeOE' (an HI's or DI's link), 'Ethernet' (a NIC's wire) or 'management' (the manager's station). */
+  carries: z.enum(['PCIeOE', 'Ethernet', 'management']),
   seconds: z.number(),
   rxFrames: z.number(),
   rxBytes: z.number(),

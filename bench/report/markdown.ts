@@ -231,9 +231,9 @@ export function nicRatios(r: Results): Ratio[] {
 
 function nicTable(figs: NicFigure[]): string {
   const paths = ordered(NIC_PATHS, unique(figs.map((f) => f.path)));
-  return table(['path', 'TCP A->B Mb/s', 'TCP B->A Mb/s', 'ping mean ms', 'ping p99 ms', 'pings'], paths.map((p) => {
+  return table(['path', 'TCP A->B Mb/s', 'retransmits', 'TCP B->A Mb/s', 'retransmits', 'ping mean ms', 'ping p99 ms', 'pings'], paths.map((p) => {
     const f = figs.find((x) => x.path === p)!;
-    return [p, num(f.aToBMbps), num(f.bToAMbps), num(f.pingMeanMs, 2), num(f.pingP99Ms, 2), String(f.pings)];
+    return [p, num(f.aToBMbps), num(f.aToBRetransmits), num(f.bToAMbps), num(f.bToARetransmits), num(f.pingMeanMs, 2), num(f.pingP99Ms, 2), String(f.pings)];
   }));
 }
 
@@ -269,7 +269,7 @@ function nicSection(r: Results, plots: Plots): string | undefined {
     nic.length ? nicTable(nic) + plot(plots.nic, 'NIC throughput per path') : '',
     ratioTable(nicRatios(r)),
     coex.length ? coexTable(r) + plot(plots.coexistence, 'NVMe IOPS alone and under iperf3') : '',
-    ports.length ? `Switch per-port receive counters over each case (PCIeOE: HI and DI links; Ethernet: the NICs' wires).\n\n${portTable(ports)}` : '',
+    ports.length ? `Switch per-port receive counters over each case (PCIeOE: HI and DI links; Ethernet: the NICs' wires; management: the manager's station).\n\n${portTable(ports)}` : '',
   ].filter(Boolean).join('\n\n');
 }
 
