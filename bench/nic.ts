@@ -95,7 +95,9 @@ async function nicFigures(lab: LabState, path: string, a: Shell, b: Shell): Prom
   return { aToBMbps: aToB.mbps, bToAMbps: bToA.mbps, aToBRetransmits: aToB.retransmits, bToARetransmits: bToA.retransmits, pingMeanMs: p.meanMs, pingP99Ms: p.p99Ms };
 }
 
-type Ports = Record<string, { switch: { rxFrames: number; rxBytes: number } }>;
+type Ports = Record<string, { switch: { rxFrames: number; rxBytes: number; rxDropped: number; rxSourceViolations: number }; socket?: { txQueueDrops?: number; txErrors?: number } }>;
+/** Frames a port lost either way (see the port-counters figure). */
+const lost = (c?: Ports[string]) => (c ? c.switch.rxDropped + c.switch.rxSourceViolations + (c.socket?.txQueueDrops ?? 0) + (c.socket?.txErrors ?? 0) : 0);
 
 /** NVMe IOPS on both hosts' functions at once, alone and under iperf3 A -> B, with the switch's per-port counters. */
 async function coexistence(a: Shell, b: Shell): Promise<void> {
@@ -111,7 +113,7 @@ async function coexistence(a: Shell, b: Shell): Promise<void> {
       rs.forEach((r, i) => record({ kind: 'io', bench: 'nic', workload: NVME_WORKLOAD.name, path: `${i ? 'host-b' : 'host-a'} ${what}`, ...r }));
       for (const [port, c] of Object.entries(after)) {
         const was = before[port]?.switch ?? { rxFrames: 0, rxBytes: 0 };
-        record({ kind: 'port-counters', bench: 'nic', case: what, port, carries: carries(port), seconds, rxFrames: c.switch.rxFrames - was.rxFrames, rxBytes: c.switch.rxBytes - was.rxBytes });
+        record({ kind: 'port-counters', bench: 'nic', case: what, port, carries: carries(port), seconds, rxFrames: c.switch.rxFrames - was.rxFrames, rxBytes: c.switch.rxBytes - was.rxBytes, dropped: lost(c) - lost(before[port]) });
       }
       console.log(`NVMe ${NVME_WORKLOAD.name} ${what}: host-a ${Math.round(rs[0]!.iops)} IOPS, host-b ${Math.round(rs[1]!.iops)} IOPS; switch rx frames/s: ` +
         Object.entries(after).map(([p, c]) => `${p} ${Math.round((c.switch.rxFrames - (before[p]?.switch.rxFrames ?? 0)) / seconds)}`).join(', '));

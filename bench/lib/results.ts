@@ -92,6 +92,8 @@ const portCounters = z.object({
   seconds: z.number(),
   rxFrames: z.number(),
   rxBytes: z.number(),
+  /** Frames the port lost either way: refused on the way in (runts, wrong VLAN, port security) or not sent out (queue full, send error). */
+  dropped: z.number().optional(),
 });
 
 export const figureSchema = z.discriminatedUnion('kind', [io, cpuPerIo, throughput, roundTrip, value, nic, portCounters]);

@@ -251,11 +251,11 @@ function coexTable(r: Results): string {
 function portTable(figs: PortCountersFigure[]): string {
   const cases = unique(figs.map((f) => f.case));
   const ports = unique(figs.map((f) => f.port));
-  return table(['port', 'carries', ...cases.flatMap((c) => [`${c}: frames/s`, 'MB/s'])], ports.map((p) => {
+  return table(['port', 'carries', ...cases.flatMap((c) => [`${c}: frames/s`, 'MB/s', 'dropped'])], ports.map((p) => {
     const here = figs.filter((f) => f.port === p);
     return [p, here[0]!.carries, ...cases.flatMap((c) => {
       const f = here.find((x) => x.case === c);
-      return f ? [num(f.rxFrames / f.seconds), num(f.rxBytes / f.seconds / 1e6, 2)] : [MISSING, MISSING];
+      return f ? [num(f.rxFrames / f.seconds), num(f.rxBytes / f.seconds / 1e6, 2), num(f.dropped)] : [MISSING, MISSING, MISSING];
     })];
   }));
 }
