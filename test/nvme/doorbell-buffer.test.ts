@@ -49,6 +49,28 @@ test('with shadow doorbells, 300 writes and reads over many laps of a 16-entry q
   t.deepEqual(h.logs.filter((l) => !l.startsWith('info')), []);
 });
 
+test('one command at a time costs two shadow tail reads: with its entry, and once after the event index moved', async (t) => {
+  const h = await host(t, 16);
+  expectOk(await h.useDoorbellBuffer());
+  const buf = h.alloc(PAGE);
+  // Over PCIeOE each read is a round trip through the fabric: count reads of SQ 1's shadow tail
+  // (doorbell index 2: offset 8 in the page-aligned shadow page).
+  let shadowReads = 0;
+  const read = h.mem.dmaRead.bind(h.mem);
+  h.mem.dmaRead = (addr, len) => {
+    if (len === 4 && addr % PAGE === 8) shadowReads++;
+    return read(addr, len);
+  };
+  const commands = 20;
+  for (let i = 0; i < commands; i++) {
+    expectOk(await h.submit(1, { opcode: READ, nsid: 1, prp1: buf, cdw10: i, cdw12: 0 }));
+    await h.settle();
+  }
+  t.is(h.doorbellWrites.get(2), commands, 'each submission to an idle queue still rings');
+  t.is(shadowReads, 2 * commands);
+  t.is(h.eventIdx(2), commands % 16);
+});
+
 test('commands posted while the controller fetches need no MMIO doorbell; a CQ that looks full is refreshed from the shadow head', async (t) => {
   const h = await host(t, 8);
   expectOk(await h.useDoorbellBuffer());

@@ -371,6 +371,13 @@ export class NvmeController extends PciFunction implements AdminHost, IoHost {
           if (gen !== this.generation || sq.deleted) return;
           sq.consumed(run.count);
           for (let i = 0; i < run.count; i++) this.dispatch(sq, new Sqe(bytes.subarray(i * SQE_SIZE, (i + 1) * SQE_SIZE)), gen);
+          // Caught up with the tail just read: move the event index now, so the one shadow read
+          // that follows is also the read after the move (a read does not pass an earlier write),
+          // rather than a read, the move, and a read again (a DMA round trip less per command).
+          if (shadowed && sq.head === sq.tail && sq.eventIdx !== sq.tail) {
+            await this.writeEventIdx(2 * sq.id, sq.tail);
+            sq.eventIdx = sq.tail;
+          }
           continue;
         }
         if (!shadowed) break;
