@@ -29,8 +29,11 @@ import {
   TlpType,
   decodeTlp,
   encodeTlp,
+  hasData,
   isCompletion,
+  isNonPosted,
 } from './tlp.ts';
+import { urCompletionFor } from './completion.ts';
 
 /** How a non-posted request ended. `data`: a read's enabled bytes (a config read: the whole DW). */
 export type Outcome =
@@ -56,6 +59,8 @@ export interface TlpEndpointStats {
   rxMalformed: number;
   /** Completions for no outstanding request (late after a timeout, or forged). */
   rxUnexpectedCompletions: number;
+  /** Poisoned TLPs with data (EP set): the data is never used; a poisoned request is not delivered (a non-posted one gets UR), a poisoned completion fails its request. */
+  rxPoisoned: number;
   completionTimeouts: number;
   /** Requests that had to wait for a free tag. */
   tagWaits: number;
@@ -87,7 +92,7 @@ export class FabricRequestError extends Error {
 }
 
 export class TlpEndpoint {
-  readonly stats: TlpEndpointStats = { txTlps: 0, rxTlps: 0, rxMalformed: 0, rxUnexpectedCompletions: 0, completionTimeouts: 0, tagWaits: 0, peerDownFailures: 0, resetFailures: 0 };
+  readonly stats: TlpEndpointStats = { txTlps: 0, rxTlps: 0, rxMalformed: 0, rxUnexpectedCompletions: 0, rxPoisoned: 0, completionTimeouts: 0, tagWaits: 0, peerDownFailures: 0, resetFailures: 0 };
   private readonly pending = new Map<number, Pending>();
   private readonly freeTags: number[] = Array.from({ length: TAGS }, (_, i) => TAGS - 1 - i);
   private readonly tagWaiters: ((tag: number | undefined) => void)[] = [];
@@ -229,8 +234,16 @@ export class TlpEndpoint {
       return;
     }
     this.stats.rxTlps++;
-    if (isCompletion(r.value)) this.complete(r.value);
-    else this.o.onRequest(r.value);
+    const tlp = r.value;
+    if (isCompletion(tlp)) return this.complete(tlp);
+    if (tlp.poisoned && hasData(tlp)) {
+      // Poisoned data must not reach a register or memory (§2.7.2.2): a write is dropped, a config write gets UR.
+      this.stats.rxPoisoned++;
+      this.malformedLog.line(() => `dropping poisoned TLP type 0x${tlp.type.toString(16)} (${this.stats.rxPoisoned} so far)`);
+      if (isNonPosted(tlp)) this.post(urCompletionFor(tlp, tlp.completerId));
+      return;
+    }
+    this.o.onRequest(tlp);
   }
 
   /** Every outstanding request ends with 'closed'; later requests too. */
@@ -248,6 +261,11 @@ export class TlpEndpoint {
     const p = this.pending.get(c.tag);
     if (!p || p.requesterId !== c.requesterId) {
       this.stats.rxUnexpectedCompletions++;
+      return;
+    }
+    if (c.poisoned && c.type === TlpType.CplD) {
+      this.stats.rxPoisoned++;
+      this.finish(c.tag, p, { status: 'malformed', detail: `poisoned completion from ${c.completerId.toString(16)}` });
       return;
     }
     if (c.status !== CplStatus.SC) {
