@@ -21,7 +21,7 @@
 // /console.js hold no data; the page opens the WebSocket with the token it was given in the
 // URL's fragment, as the subprotocol "token.<token>" (browsers cannot set headers there).
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { extname, join } from 'node:path';
@@ -164,7 +164,13 @@ export async function serveApi(m: Manager, dir: string, port = 0, links?: Switch
   m.on('event', onEvent);
   wss.on('connection', (ws: WebSocket) => {
     clients.add(ws);
-    ws.on('close', () => clients.delete(ws));
+    // Captures this client started and did not stop: stopped, and their files removed, when it goes
+    // (a `lab capture` killed outright must not leave the switch writing a file forever).
+    const captures = new Set<number>();
+    ws.on('close', () => {
+      clients.delete(ws);
+      for (const c of captures) links?.stopCapture(c).then((r) => rmSync(r.file, { force: true }), () => {});
+    });
     ws.on('message', async (data) => {
       let id: unknown = null;
       try {
@@ -175,7 +181,10 @@ export async function serveApi(m: Manager, dir: string, port = 0, links?: Switch
           ws.send(JSON.stringify({ id, ok: false, error: { code: 'bad-request', message: `bad request: ${z.prettifyError(parsed.error)}` } }));
           return;
         }
-        ws.send(JSON.stringify({ id, ok: true, result: await answer(m, parsed.data, links) }));
+        const result = await answer(m, parsed.data, links);
+        if (parsed.data.op === 'capture') captures.add((result as { id: number }).id);
+        if (parsed.data.op === 'capture-stop') captures.delete(parsed.data.capture);
+        ws.send(JSON.stringify({ id, ok: true, result }));
       } catch (err) {
         const code = err instanceof AssignmentError || err instanceof LinkError ? err.code : err instanceof SyntaxError ? 'bad-request' : 'failed';
         ws.send(JSON.stringify({ id, ok: false, error: { code, message: (err as Error).message } }));

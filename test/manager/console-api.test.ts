@@ -113,6 +113,16 @@ test.serial('lab capture ends with Ctrl-C: the capture is stopped and the file w
   t.deepEqual(readdirSync(join(lab.state, 'sockets', 'sw')).filter((f) => f.endsWith('.pcap')), [], "the switch's capture file is removed");
 });
 
+test.serial('a capture whose client goes away without stopping it is stopped and its file removed', async (t) => {
+  const swDir = join(lab.state, 'sockets', 'sw');
+  const c = await ManagerClient.connect(lab.managerDir);
+  const { file } = await c.call<{ file: string }>({ op: 'capture', link: 'all' });
+  t.true(existsSync(file));
+  c.close();
+  await until(() => !existsSync(file), 'the capture file removed', { timeoutMs: 10_000, everyMs: 50 });
+  t.deepEqual(readdirSync(swDir).filter((f) => f.endsWith('.pcap')), []);
+});
+
 test.serial('assign through the API without a guest: the error comes back, nothing changed', async (t) => {
   const c = await ManagerClient.connect(lab.managerDir);
   try {
