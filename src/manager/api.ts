@@ -9,7 +9,8 @@
 //   → {"id":4,"op":"move","function":"di/fn0","host":"host-b"}
 //   ← {"id":2,"ok":true,"result":{"assignment":{...},"ms":812}}
 //   ← {"id":2,"ok":false,"error":{"code":"already-assigned","message":"di/fn0 is already assigned to host-b (slot 0); ..."}}
-// Events go to every client as they happen: {"event":"assigned","assignment":{...},"ms":812}, etc.
+// Events go to every client as they happen: {"event":"assigned","assignment":{...},"ms":812}, etc.;
+// {"event":"fault","link":"di0","set":{...}} after a fault change.
 //
 // The fabric's links (links.ts; each is a switch port, "hi-host-a0", "di0"):
 //   → {"id":5,"op":"links"}                                   ← per link: station, up, counters, faults
@@ -184,6 +185,8 @@ export async function serveApi(m: Manager, dir: string, port = 0, links?: Switch
         const result = await answer(m, parsed.data, links);
         if (parsed.data.op === 'capture') captures.add((result as { id: number }).id);
         if (parsed.data.op === 'capture-stop') captures.delete(parsed.data.capture);
+        // A fault change is news for every client (the console redraws the link).
+        if (parsed.data.op === 'fault') onEvent({ event: 'fault', link: parsed.data.link, set: parsed.data.set, ...(parsed.data.dir ? { dir: parsed.data.dir } : {}) });
         ws.send(JSON.stringify({ id, ok: true, result }));
       } catch (err) {
         const code = err instanceof AssignmentError || err instanceof LinkError ? err.code : err instanceof SyntaxError ? 'bad-request' : 'failed';

@@ -41,6 +41,7 @@ test.serial('a link set down (lab fault) is drawn down, and up again', async (t)
   t.is((await lab.lab(['fault', 'hi-host-b1', 'down'])).code, 0);
   await page.locator('[data-link="hi-host-b1"].down').waitFor({ timeout: 10_000 });
   t.regex((await page.locator('[data-link="hi-host-b1"]').textContent())!, /hi-host-b1 DOWN/);
+  t.regex((await page.locator('#events').textContent())!, /fault hi-host-b1: down true/, 'pushed by the manager as it happened');
   t.is((await lab.lab(['fault', 'hi-host-b1', 'up'])).code, 0);
   await page.locator('[data-link="hi-host-b1"]:not(.down)').waitFor({ timeout: 10_000 });
   t.pass();

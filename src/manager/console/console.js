@@ -48,6 +48,7 @@ function onEvent(e) {
 function describe(e) {
   const a = e.assignment;
   if (e.event === 'failed') return `${e.op} ${e.function} failed: ${e.error}`;
+  if (e.event === 'fault') return `fault ${e.link}${e.dir ? ` ${e.dir}` : ''}: ${Object.entries(e.set).map(([k, v]) => `${k} ${v}`).join(', ')}`;
   if (e.event === 'moved') return `moved ${a.di}/${a.function} from ${e.from.host} to ${a.host} slot ${a.slot} (${e.ms} ms)`;
   return `${e.event} ${a.di}/${a.function} ${e.event === 'assigned' ? 'to' : 'from'} ${a.host} slot ${a.slot} (${e.ms} ms)`;
 }
