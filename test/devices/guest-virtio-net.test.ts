@@ -7,6 +7,7 @@
 // ways (UDP checked by the kernels' checksum counters — no offloads, so they check every
 // datagram in software), link down/up, unbind/rebind and a function reset.
 import test, { type ExecutionContext } from 'ava';
+import { shListening } from '../support/guest-wait.ts';
 import { TestLab } from '../support/lab-harness.ts';
 
 const lab = new TestLab('vnet');
@@ -33,6 +34,7 @@ async function ping(t: ExecutionContext, from: string, to: string, count = 4): P
   return Number(/rtt min\/avg\/max\/mdev = [\d.]+\/([\d.]+)/.exec(out)?.[1]);
 }
 
+
 /**
  * 16 MiB of random data over one TCP connection (busybox nc listens, bash's
  * /dev/tcp sends; iperf3 -F is no use here: it mangles its buffer after a
@@ -40,7 +42,8 @@ async function ping(t: ExecutionContext, from: string, to: string, count = 4): P
  */
 async function tcpFile(t: ExecutionContext, from: string, to: string, toIp: string): Promise<void> {
   const bytes = 16 << 20;
-  await sh(to, 'rm -f /tmp/rx.bin; (busybox nc -l -p 5001 > /tmp/rx.bin 2>/dev/null </dev/null &); sleep 0.5');
+  // Send once nc listens: LISTEN (0A) on port 5001 (0x1389) in /proc/net/tcp or tcp6 (busybox nc listens on IPv6).
+  await sh(to, `rm -f /tmp/rx.bin; (busybox nc -l -p 5001 > /tmp/rx.bin 2>/dev/null </dev/null &); ${shListening(5001)}`);
   const sent = await sh(from, `head -c ${bytes} /dev/urandom > /tmp/tx.bin && cat /tmp/tx.bin > /dev/tcp/${toIp}/5001 && sha256sum < /tmp/tx.bin`);
   // nc writes the file as data arrives; wait until all of it is there.
   const got = await sh(to, `for n in $(seq 100); do [ "$(stat -c %s /tmp/rx.bin)" = ${bytes} ] && break; sleep 0.2; done; sha256sum < /tmp/rx.bin`);

@@ -5,6 +5,7 @@
 // wire is a switch port of its own) — ping with a payload pattern both ways and a TCP
 // transfer compared by SHA-256.
 import test, { type ExecutionContext } from 'ava';
+import { shListening } from '../support/guest-wait.ts';
 import { TestLab } from '../support/lab-harness.ts';
 import { until } from '../support/until.ts';
 
@@ -67,7 +68,7 @@ test.serial('[qemu] the two hot-plugged NICs reach each other over the switch: p
   await ping(t, 'host-a', 'host-b');
   await ping(t, 'host-b', 'host-a');
   const bytes = 4 << 20;
-  await sh('host-b', 'rm -f /tmp/rx.bin; (busybox nc -l -p 5001 > /tmp/rx.bin 2>/dev/null </dev/null &); for n in $(seq 100); do grep -qi ":1389 [0-9A-F:]* 0A" /proc/net/tcp /proc/net/tcp6 && break; sleep 0.1; done');
+  await sh('host-b', `rm -f /tmp/rx.bin; (busybox nc -l -p 5001 > /tmp/rx.bin 2>/dev/null </dev/null &); ${shListening(5001)}`);
   const sent = await sh('host-a', `head -c ${bytes} /dev/urandom > /tmp/tx.bin && cat /tmp/tx.bin > /dev/tcp/${NIC['host-b'].ip}/5001 && sha256sum < /tmp/tx.bin`);
   const got = await sh('host-b', `for n in $(seq 100); do [ "$(stat -c %s /tmp/rx.bin)" = ${bytes} ] && break; sleep 0.2; done; sha256sum < /tmp/rx.bin`);
   t.is(got, sent, 'the received data differs');

@@ -14,3 +14,12 @@ export function shIoUnderway(dev: string, ios: number, timeoutS = 60): string {
   const done = `$(awk '{print $1 + $5}' /sys/block/${dev}/stat)`;
   return `base=${done}; ${shUntil(`[ ${done} -ge $((base + ${ios})) ]`, `${ios} I/Os on ${dev}`, timeoutS)}`;
 }
+
+/**
+ * Shell: wait until a socket listens on TCP `port`, over IPv4 or IPv6 (state 0A in /proc/net/tcp
+ * or tcp6; busybox nc listens on IPv6), so a client started next is not refused.
+ */
+export function shListening(port: number, timeoutS = 10): string {
+  const hex = port.toString(16).toUpperCase().padStart(4, '0');
+  return shUntil(`grep -qiE '^ *[0-9]+: [0-9A-F]+:${hex} [0-9A-F]+:0000 0A ' /proc/net/tcp /proc/net/tcp6 2>/dev/null`, `a listener on TCP port ${port}`, timeoutS);
+}
