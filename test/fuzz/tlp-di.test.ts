@@ -13,22 +13,20 @@
 // device's ID register) still works; no exception escapes, no promise is left rejected.
 import test from 'ava';
 import fc from 'fast-check';
-import { requestByteCount } from '../../src/fabric/tlp/byte-enables.ts';
 import { completionsForRead, urCompletionFor } from '../../src/fabric/tlp/completion.ts';
 import { CplStatus, type CompletionTlp, type Tlp, TlpType, decodeTlp, encodeTlp, isCompletion, isNonPosted, memReadType, memWriteType } from '../../src/fabric/tlp/tlp.ts';
 import { memBarBase } from '../../src/pci/bar.ts';
 import type { PciFunction } from '../../src/pci/function.ts';
 import { anyTlp, dwData } from '../fabric/arbitraries.ts';
-import { fuzzParams, withTimeout } from '../support/fuzz.ts';
-import { NVME_BDF, TESTDEV_BDF, tlpRig, watchProcess } from './tlp-rig.ts';
+import { fuzzParams } from '../support/fuzz.ts';
+import { until } from '../support/until.ts';
+import { type Damage, NVME_BDF, TESTDEV_BDF, answersOf, damage, damaged, isClearError, rarely, readData, tlpRig, watchProcess } from './tlp-rig.ts';
 
 /** Requester id of the ordering config read after each case: no fuzzed request uses it. */
 const BARRIER_ID = 0xfffe;
 const nibble = fc.integer({ min: 0, max: 15 });
 const be = fc.oneof({ weight: 3, arbitrary: fc.constant(0xf) }, { weight: 2, arbitrary: nibble });
 const u32 = fc.integer({ min: 0, max: 0xffff_ffff });
-/** True once in `n`. */
-const rarely = (n: number) => fc.integer({ min: 1, max: n }).map((x) => x === 1);
 
 type Target = 'nvme' | 'test' | 'other';
 /** A memory address resolved when the case runs: BAR bases move as the fuzz programs them. */
@@ -55,7 +53,6 @@ interface Recipe {
   addresses: bigint[];
   values: number[];
 }
-type Damage = { kind: 'none' } | { kind: 'flip'; bit: number } | { kind: 'cut'; at: number } | { kind: 'length'; value: number } | { kind: 'digest' };
 
 const target = fc.constantFrom<Target>('nvme', 'nvme', 'test', 'test', 'other');
 const register = fc.oneof(
@@ -106,13 +103,6 @@ const input: fc.Arbitrary<Input> = fc.oneof(
   { weight: 2, arbitrary: anyTlp(16).map((tlp) => ({ kind: 'any' as const, tlp })) },
   { weight: 1, arbitrary: fc.uint8Array({ maxLength: 80 }).map((bytes) => ({ kind: 'bytes' as const, bytes })) },
   { weight: 1, arbitrary: recipe },
-);
-const damage: fc.Arbitrary<Damage> = fc.oneof(
-  { weight: 12, arbitrary: fc.constant({ kind: 'none' as const }) },
-  { weight: 1, arbitrary: fc.nat().map((bit) => ({ kind: 'flip' as const, bit })) },
-  { weight: 1, arbitrary: fc.nat().map((at) => ({ kind: 'cut' as const, at })) },
-  { weight: 1, arbitrary: fc.integer({ min: 0, max: 0x3ff }).map((value) => ({ kind: 'length' as const, value })) },
-  { weight: 1, arbitrary: fc.constant({ kind: 'digest' as const }) },
 );
 
 test('fuzz: TLPs into the DI: every request answered (UR/CA or correctly), nothing invented; the other channel serves real I/O throughout', async (t) => {
@@ -208,24 +198,11 @@ test('fuzz: TLPs into the DI: every request answered (UR/CA or correctly), nothi
     } else {
       // CC.EN off, admin queues of v0 entries at a0 and a1, CC as Linux sets it or as the fuzz says, the SQ 0 doorbell.
       out.push(memWrite(bar + 0x14n, 0), memWrite(bar + 0x24n, ((v0 & 0xfff) << 16) | (v0 & 0xfff)), memWrite(bar + 0x28n, lo(a0), hi(a0)), memWrite(bar + 0x30n, lo(a1), hi(a1)));
-      out.push(memWrite(bar + 0x14n, v1 % 2 === 0 ? 0x460001 : v1), memWrite(bar + 0x1000n, v2 & 0xffff));
+      out.push(memWrite(bar + 0x14n, v1 % 2 === 0 ? 0x460001 : v1), memWrite(bar + 0x1000n, v2 % 2 === 0 ? (v2 >> 1) % ((v0 & 0xfff) + 1) : v2 & 0xffff));
     }
     return out;
   };
-  const bytesOf = (i: Exclude<Input, Recipe>, d: Damage): Uint8Array => {
-    let b = i.kind === 'bytes' ? i.bytes : Uint8Array.from(encodeTlp(toTlp(i)));
-    if (d.kind === 'flip' && b.length > 0) b[(d.bit >> 3) % b.length]! ^= 1 << (d.bit & 7);
-    if (d.kind === 'cut') b = b.subarray(0, d.at % (b.length + 1));
-    if (d.kind === 'length' && b.length >= 4) {
-      b[2] = (b[2]! & ~3) | (d.value >> 8);
-      b[3] = d.value & 0xff;
-    }
-    if (d.kind === 'digest' && b.length >= 4) {
-      b[2]! |= 0x80;
-      b = Uint8Array.from([...b, 1, 2, 3, 4]);
-    }
-    return b;
-  };
+  const bytesOf = (i: Exclude<Input, Recipe>, d: Damage): Uint8Array => damaged(i.kind === 'bytes' ? i.bytes : Uint8Array.from(encodeTlp(toTlp(i))), d);
 
   let barrierTag = 0;
   /** A config read of the test device's ID register: ordered behind everything sent before it. */
@@ -233,14 +210,7 @@ test('fuzz: TLPs into the DI: every request answered (UR/CA or correctly), nothi
     const tag = barrierTag++ & 0x3ff;
     r.fuzzChannel.send(encodeTlp({ type: TlpType.CfgRd0, tc: 0, attr: 0, poisoned: false, requesterId: BARRIER_ID, tag, firstBe: 0xf, lastBe: 0, completerId: TESTDEV_BDF, register: 0 }));
     const isMine = (c: CompletionTlp) => c.requesterId === BARRIER_ID && c.tag === tag;
-    await withTimeout(
-      new Promise<void>((resolve) => {
-        const poll = () => (completions.some(isMine) ? resolve() : setImmediate(poll));
-        poll();
-      }),
-      20_000,
-      `the ordering config read after ${what}`,
-    );
+    await until(() => completions.some(isMine), `the ordering config read after ${what}`, { timeoutMs: 20_000, everyMs: 0 });
     const c = completions.find(isMine)!;
     if (c.type !== TlpType.CplD || c.status !== CplStatus.SC || new DataView(c.data.buffer, c.data.byteOffset).getUint32(0, true) !== fns.test.ids) {
       throw new Error(`the ordering config read after ${what} was answered ${JSON.stringify({ ...c, data: undefined })}`);
@@ -250,25 +220,12 @@ test('fuzz: TLPs into the DI: every request answered (UR/CA or correctly), nothi
 
   const tally = { cases: 0, requests: 0, ur: 0, ca: 0, ok: 0, posted: 0, undecodable: 0 };
   const checkAnswers = (sent: Tlp[], what: string) => {
-    const key = (x: { requesterId: number; tag: number }) => `${x.requesterId}:${x.tag}`;
-    const asked = new Map<string, Tlp[]>();
-    for (const s of sent) if (isNonPosted(s)) asked.set(key(s), [...(asked.get(key(s)) ?? []), s]);
-    const got = new Map<string, CompletionTlp[]>();
-    for (const c of completions) {
-      if (!asked.has(key(c))) throw new Error(`${what}: a completion answers nothing asked: ${JSON.stringify({ ...c, data: undefined })}`);
-      got.set(key(c), [...(got.get(key(c)) ?? []), c]);
-    }
-    for (const [k, reqs] of asked) {
-      const cs = got.get(k) ?? [];
-      if (reqs.length > 1) continue; // the fuzz reused a tag within the case: which answer is whose is ambiguous
-      const req = reqs[0]!;
+    for (const a of answersOf(sent, completions, what)) {
+      const { req, cs, show } = a;
       tally.requests++;
-      const show = () => `${what}: request ${JSON.stringify(req, (_, v) => (typeof v === 'bigint' ? `0x${v.toString(16)}` : v instanceof Uint8Array ? `${v.length} bytes` : v))} answered ${JSON.stringify(cs.map((c) => ({ ...c, data: 'data' in c ? c.data.length : undefined })))}`;
-      if (cs.length === 0) throw new Error(`${show()}: no completion`);
       const first = cs[0]!;
       if (req.poisoned && (req.type === TlpType.CfgWr0 || req.type === TlpType.CfgWr1) && first.status !== CplStatus.UR) throw new Error(`${show()}: a poisoned config write takes UR`);
-      if (first.status !== CplStatus.SC) {
-        if (cs.length !== 1 || first.type !== TlpType.Cpl || (first.status !== CplStatus.UR && first.status !== CplStatus.CA)) throw new Error(`${show()}: not one clear UR/CA`);
+      if (isClearError(a, [CplStatus.UR, CplStatus.CA])) {
         if (first.status === CplStatus.UR) tally.ur++;
         else tally.ca++;
         continue;
@@ -281,12 +238,7 @@ test('fuzz: TLPs into the DI: every request answered (UR/CA or correctly), nothi
         const fn = Object.values(fns).find((f) => f.bdf === req.completerId);
         if (req.register === 0 && fn && new DataView(first.data.buffer, first.data.byteOffset).getUint32(0, true) !== fn.ids) throw new Error(`${show()}: wrong vendor/device id`);
       } else if (req.type === TlpType.MRd32 || req.type === TlpType.MRd64) {
-        let remaining = requestByteCount(req.length, req.firstBe, req.lastBe);
-        for (const c of cs) {
-          if (c.type !== TlpType.CplD || c.status !== CplStatus.SC || c.byteCount !== remaining) throw new Error(`${show()}: CplDs do not count down the ${remaining} bytes due`);
-          remaining -= Math.min(remaining, c.data.length - (c.lowerAddress & 3));
-        }
-        if (remaining !== 0) throw new Error(`${show()}: ${remaining} bytes never came`);
+        readData({ ...a, req });
       }
     }
   };

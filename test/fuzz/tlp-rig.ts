@@ -8,9 +8,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ExecutionContext } from 'ava';
+import fc from 'fast-check';
 import { native } from '../../native/index.ts';
 import { realClock } from '../../src/fabric/clock.ts';
 import { FabricNode } from '../../src/fabric/link/node.ts';
+import { requestByteCount } from '../../src/fabric/tlp/byte-enables.ts';
+import { CplStatus, type CompletionTlp, type MemReadTlp, type NonPostedTlp, type Tlp, TlpType, isNonPosted } from '../../src/fabric/tlp/tlp.ts';
 import type { Channel } from '../../src/fabric/link/channel.ts';
 import { PcieoePort } from '../../src/fabric/pcieoe-port.ts';
 import { EthernetSwitch } from '../../src/fabric/switch/switch.ts';
@@ -18,8 +21,8 @@ import { inProcessPort, type Station } from '../../src/fabric/wire/port.ts';
 import { DI_COMPLETION_TIMEOUT_MS, DeviceInterface } from '../../src/di/di.ts';
 import { HI_COMPLETION_TIMEOUT_MS, HostInterface } from '../../src/hi/hi.ts';
 import type { RemoteFunction } from '../../src/hi/remote-function/index.ts';
-import { NVME_MSIX_VECTORS, NvmeController } from '../../src/devices/nvme/controller.ts';
-import { GuestMemory, SoftDriver } from '../../src/devices/nvme/soft-host.ts';
+import { NvmeController } from '../../src/devices/nvme/controller.ts';
+import type { SoftDriver } from '../../src/devices/nvme/soft-host.ts';
 import { TESTDEV_ID_VALUE, TESTDEV_MSIX_VECTORS, TestDevice, TestReg } from '../../src/devices/testdev/testdev.ts';
 import { bdf } from '../../src/pci/bdf.ts';
 import { Cfg, CommandBit } from '../../src/pci/config-space.ts';
@@ -27,6 +30,7 @@ import { VfioUserClient } from '../../src/vfio-user/client.ts';
 import { IrqSetFlag, PciIrq, PciRegion } from '../../src/vfio-user/protocol.ts';
 import type { Logger } from '../../src/common/logger.ts';
 import { withTimeout } from '../support/fuzz.ts';
+import { connectDriver } from '../nvme/vfio-user-driver.ts';
 
 export const FUZZ_CHANNEL = 1;
 export const HI_CHANNEL = 2;
@@ -133,26 +137,10 @@ export async function tlpRig(t: ExecutionContext): Promise<TlpRig> {
   closers.push(() => nvmeServer!.close(), () => testServer!.close());
 
   // The NVMe client, set up as QEMU sets up a device.
-  const client = new VfioUserClient(nvmeServer!.path);
-  const memfd = native.memfdCreate('guest-ram', RAM_SIZE);
-  const ramBuf = native.mmap(memfd, 0, RAM_SIZE, true);
-  const nvmeEfds = Array.from({ length: NVME_MSIX_VECTORS }, () => native.eventfd());
-  closers.push(() => {
-    client.close();
-    nvmeEfds.forEach((fd) => native.close(fd));
-    native.munmap(ramBuf);
-    native.close(memfd);
-  });
-  await client.version();
-  await client.dmaMap(0, RAM_SIZE, { fd: memfd });
-  for (let start = 0; start < nvmeEfds.length; start += 16) {
-    const batch = nvmeEfds.slice(start, start + 16);
-    await client.setIrqs({ flags: IrqSetFlag.DataEventfd | IrqSetFlag.ActionTrigger, index: PciIrq.Msix, start, count: batch.length }, batch);
-  }
-  await client.write32(PciRegion.Config, Cfg.Command, CommandBit.Memory | CommandBit.BusMaster);
-  const ram = new Uint8Array(ramBuf);
-  const drv = new SoftDriver(new GuestMemory(ram), { read32: (off) => client.read32(0, off), write32: (off, v) => client.write32(0, off, v) }, 1);
-  drv.reapTimeoutMs = 10_000;
+  const nvmeClient = await connectDriver(nvmeServer!.path, RAM_SIZE);
+  closers.push(() => nvmeClient.close());
+  const { drv, efds: nvmeEfds } = nvmeClient;
+  const ram = drv.mem.bytes;
   await drv.enable();
   const identifyBuf = drv.alloc(4096);
 
@@ -195,4 +183,93 @@ export function watchProcess(t: ExecutionContext): string[] {
     process.off('uncaughtExceptionMonitor', onException);
   });
   return seen;
+}
+
+// ---- what both fuzz tests do with TLPs ----------------------------------------------------------
+
+/** Damage done to an encoded TLP: a bit flipped, cut short, another Length field, a digest (TD) added. */
+export type Damage = { kind: 'none' } | { kind: 'flip'; bit: number } | { kind: 'cut'; at: number } | { kind: 'length'; value: number } | { kind: 'digest' };
+
+export const damage: fc.Arbitrary<Damage> = fc.oneof(
+  { weight: 12, arbitrary: fc.constant({ kind: 'none' as const }) },
+  { weight: 1, arbitrary: fc.nat().map((bit) => ({ kind: 'flip' as const, bit })) },
+  { weight: 1, arbitrary: fc.nat().map((at) => ({ kind: 'cut' as const, at })) },
+  { weight: 1, arbitrary: fc.integer({ min: 0, max: 0x3ff }).map((value) => ({ kind: 'length' as const, value })) },
+  { weight: 1, arbitrary: fc.constant({ kind: 'digest' as const }) },
+);
+
+export function damaged(bytes: Uint8Array, d: Damage): Uint8Array {
+  let b = bytes;
+  if (d.kind === 'flip' && b.length > 0) b[(d.bit >> 3) % b.length]! ^= 1 << (d.bit & 7);
+  if (d.kind === 'cut') b = b.subarray(0, d.at % (b.length + 1));
+  if (d.kind === 'length' && b.length >= 4) {
+    b[2] = (b[2]! & ~3) | (d.value >> 8);
+    b[3] = d.value & 0xff;
+  }
+  if (d.kind === 'digest' && b.length >= 4) {
+    b[2]! |= 0x80;
+    b = Uint8Array.from([...b, 1, 2, 3, 4]);
+  }
+  return b;
+}
+
+/** True once in `n`. */
+export const rarely = (n: number) => fc.integer({ min: 1, max: n }).map((x) => x === 1);
+
+export const json = (x: unknown) => JSON.stringify(x, (_, v) => (typeof v === 'bigint' ? `0x${v.toString(16)}` : v instanceof Uint8Array ? `${v.length} bytes` : v));
+
+export interface Answered {
+  req: NonPostedTlp;
+  cs: CompletionTlp[];
+  /** The request and its answers, for an error message. */
+  show(): string;
+}
+
+/**
+ * The non-posted requests of a case with the completions for each (by requester id and tag);
+ * throws when a completion answers nothing asked or a request has none. Requests whose tag the
+ * fuzz used twice in the case are left out: which answer is whose is ambiguous.
+ */
+export function answersOf(sent: readonly Tlp[], completions: readonly CompletionTlp[], what: string): Answered[] {
+  const key = (x: { requesterId: number; tag: number }) => `${x.requesterId}:${x.tag}`;
+  const asked = new Map<string, NonPostedTlp[]>();
+  for (const s of sent) if (isNonPosted(s)) asked.set(key(s), [...(asked.get(key(s)) ?? []), s]);
+  const got = new Map<string, CompletionTlp[]>();
+  for (const c of completions) {
+    if (!asked.has(key(c))) throw new Error(`${what}: a completion answers nothing asked: ${json(c)}`);
+    got.set(key(c), [...(got.get(key(c)) ?? []), c]);
+  }
+  const out: Answered[] = [];
+  for (const [k, reqs] of asked) {
+    if (reqs.length > 1) continue;
+    const req = reqs[0]!;
+    const cs = got.get(k) ?? [];
+    const show = () => `${what}: request ${json(req)} answered ${json(cs)}`;
+    if (cs.length === 0) throw new Error(`${show()}: no completion`);
+    out.push({ req, cs, show });
+  }
+  return out;
+}
+
+/** A failed request's answer is exactly one Cpl with one of `statuses`. */
+export function isClearError(a: Answered, statuses: readonly CplStatus[]): boolean {
+  const first = a.cs[0]!;
+  if (first.status === CplStatus.SC) return false;
+  if (a.cs.length !== 1 || first.type !== TlpType.Cpl || !statuses.includes(first.status)) throw new Error(`${a.show()}: not one clear ${statuses.join('/')} completion`);
+  return true;
+}
+
+/** The bytes a memory read's CplDs carry; throws unless they count its byte count down to 0. */
+export function readData(a: Answered & { req: MemReadTlp }): Uint8Array {
+  let remaining = requestByteCount(a.req.length, a.req.firstBe, a.req.lastBe);
+  const bytes: number[] = [];
+  for (const c of a.cs) {
+    if (c.type !== TlpType.CplD || c.status !== CplStatus.SC || c.byteCount !== remaining) throw new Error(`${a.show()}: CplDs do not count down the ${remaining} bytes due`);
+    const skip = c.lowerAddress & 3;
+    const n = Math.min(remaining, c.data.length - skip);
+    bytes.push(...c.data.subarray(skip, skip + n));
+    remaining -= n;
+  }
+  if (remaining !== 0) throw new Error(`${a.show()}: ${remaining} bytes never came`);
+  return Uint8Array.from(bytes);
 }

@@ -11,6 +11,8 @@ import { IrqSetFlag, PciIrq, PciRegion } from '../../src/vfio-user/protocol.ts';
 export interface RemoteDriver {
   drv: SoftDriver;
   client: VfioUserClient;
+  /** The MSI-X eventfds, by vector (the driver polls its CQs and never reads them). */
+  efds: number[];
   /** Closes the connection and frees the memory and eventfds (once; later calls do nothing). */
   close(): void;
 }
@@ -46,5 +48,5 @@ export async function connectDriver(socket: string, ramSize = 4 << 20): Promise<
   // The CQ is looked at every millisecond: the controller runs in another process (or behind a fabric).
   const drv = new SoftDriver(new GuestMemory(new Uint8Array(ram)), bar0, 1);
   drv.reapTimeoutMs = 10_000;
-  return { drv, client, close };
+  return { drv, client, efds, close };
 }

@@ -9,6 +9,7 @@ import { urCompletionFor } from '../../fabric/tlp/completion.ts';
 import type { MemReadTlp, MemWriteTlp } from '../../fabric/tlp/tlp.ts';
 import { copyInOrder } from '../../vfio-user/ordered-copy.ts';
 import type { Logger } from '../../common/logger.ts';
+import { LogLimiter } from '../../common/log-limiter.ts';
 import type { SessionContext } from '../../vfio-user/server.ts';
 import { MPS, type RemoteFunctionStats } from './options.ts';
 
@@ -16,6 +17,8 @@ export class DmaService {
   /** Device writes to guest memory still under way (only without an fd); later reads and interrupts wait. */
   private writesInFlight = 0;
   private writeTail: Promise<void> = Promise.resolve();
+  /** A device decides how much failing DMA it makes: counted in stats (dmaErrors), a few lines logged a second. */
+  private readonly failureLog = new LogLimiter((m) => this.o.log('warn', m));
 
   constructor(
     private readonly o: {
@@ -58,7 +61,7 @@ export class DmaService {
         .then(() => ctx.dma.write(iova, copy))
         .catch((err: Error) => {
           stats.dmaErrors++;
-          this.o.log('warn', `DMA write 0x${iova.toString(16)}+${len}: ${err.message}`);
+          this.failureLog.line(() => `DMA write 0x${iova.toString(16)}+${len}: ${err.message} (${stats.dmaErrors} DMA errors so far)`);
         })
         .finally(() => this.writesInFlight--);
     }
@@ -69,7 +72,7 @@ export class DmaService {
     this.o.stats.dmaReads++;
     const fail = (why: string) => {
       this.o.stats.dmaErrors++;
-      this.o.log('warn', `DMA read 0x${tlp.address.toString(16)}+${requestByteCount(tlp.length, tlp.firstBe, tlp.lastBe)}: ${why}: UR`);
+      this.failureLog.line(() => `DMA read 0x${tlp.address.toString(16)}+${requestByteCount(tlp.length, tlp.firstBe, tlp.lastBe)}: ${why}: UR (${this.o.stats.dmaErrors} DMA errors so far)`);
       port.endpoint.post(urCompletionFor(tlp, this.o.hiId));
     };
     this.afterWrites(() => {
