@@ -11,7 +11,7 @@
 //                                                    device request (REQ; the default), or only show it in the slot
 //
 // The HI answers the manager's discovery on the switch (src/fabric/management-responder.ts):
-// Announce, its SlotReport, heartbeats. A DI silent past 1 s shows in its slots as a surprise
+// Announce, its SlotReport, heartbeats. A DI silent past 2 s shows in its slots as a surprise
 // removal (slots.ts); {"slots":true} on the control socket shows each slot's status bits.
 //
 // DIR/hictl.sock: the HI's control endpoint for the guest (lspci 1234:4849; BAR0 = status and mapping

@@ -25,8 +25,11 @@ export const enum SlotStatus {
 /** Link Status register: Data Link Layer Link Active. */
 export const LINK_STATUS_DLL_ACTIVE = 0x2000;
 
-/** How long a DI may stay silent before its slots show a surprise removal, ms. */
-export const SURPRISE_REMOVAL_GRACE_MS = 1000;
+/**
+ * How long a DI may stay silent before its slots show a surprise removal, ms: well past the
+ * link layer's 350 ms dead interval, so a DI starved of CPU under TCG keeps its guests.
+ */
+export const SURPRISE_REMOVAL_GRACE_MS = 2000;
 
 export interface SlotView {
   slot: number;
