@@ -3,9 +3,11 @@
  * (the lab's naming, src/lab/derive.ts) when it is served; each served slot's presence
  * follows its DI's liveness (slot-state.ts). From this the HI builds its SlotReport for the
  * manager (free, mapped, lost), answers {"slots":true} on its control socket, and, on a
- * surprise removal, interrupts the host: the EEP's vfio device request (REQ), which QEMU
- * turns into an unplug request at the slot (the guest's pciehp takes the device away; the
- * manager adds it again once its DI is back, src/manager/station-restore.ts).
+ * surprise removal, interrupts the host: the EEP's vfio device request (REQ), vfio's way to
+ * ask for a device back. QEMU 11's vfio-user-pci does not listen for it (it has no x-req), so
+ * in the lab the manager, seeing the slot lost in the SlotReport, presses the slot's
+ * attention button instead and hot-adds the function again once its DI is back
+ * (src/manager/station-restore.ts).
  */
 
 import type { Clock } from '../fabric/clock.ts';

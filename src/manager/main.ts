@@ -23,7 +23,7 @@ import { Manager } from './manager.ts';
 import { AssignmentStore } from './store.ts';
 import { AssignmentTable } from './table.ts';
 import { openManagerStation } from './station-link.ts';
-import { giveBack, mapsOf, presentAgain } from './station-restore.ts';
+import { SurpriseRemoval, giveBack, mapsOf, presentAgain } from './station-restore.ts';
 
 const log = processLogger('manager');
 
@@ -85,7 +85,12 @@ const restartedDi = (name: string) => {
     (err: Error) => log('warn', `${name} restarted: giving its functions back failed: ${err.message}`),
   );
 };
-const discovery = values.link === undefined ? undefined : openManagerStation(values.link, process.env.LAB_SOCKET_DIR ?? join(stateRoot, 'sockets', 'manager'), dir, log, restartedDi);
+// A slot an HI reports lost: the guest gets a surprise removal (station-restore.ts).
+const surprise = new SurpriseRemoval(fabric, () => table.list(), (host) => requireState().vms.find((v) => v.name === host)?.qmp, log);
+const discovery =
+  values.link === undefined
+    ? undefined
+    : openManagerStation(values.link, process.env.LAB_SOCKET_DIR ?? join(stateRoot, 'sockets', 'manager'), dir, log, restartedDi, (st) => st.slots && surprise.report(st.name, st.slots));
 
 for (const sig of ['SIGTERM', 'SIGINT'] as const)
   process.on(sig, () => {

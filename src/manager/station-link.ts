@@ -30,6 +30,8 @@ export function openManagerStation(
   log: Logger,
   /** A station came back with a new epoch (it restarted). */
   onRestarted: (station: string) => void = () => {},
+  /** A station's report arrived (its view, as in stations.json). */
+  onReport: (station: DiscoveredStation) => void = () => {},
 ): { station: ManagerStation; close(): void } {
   const spec = parseLinkSpec(link);
   const port = new UnixDgramPort({ path: join(socketDir, 'link0.sock'), peer: spec.switchPort });
@@ -44,7 +46,11 @@ export function openManagerStation(
   };
   station.on('event', (e) => {
     // Reports come with every Solicit: only changes of liveness are worth a line.
-    if (e.event === 'report') return;
+    if (e.event === 'report') {
+      const st = station.view().find((x) => x.name === e.station);
+      if (st) onReport(st);
+      return;
+    }
     log(e.event === 'station-lost' || (e.event === 'link-state' && !e.up) ? 'warn' : 'info', JSON.stringify(e));
     write();
     if (e.event === 'station-restarted') onRestarted(e.station);

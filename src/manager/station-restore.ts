@@ -4,9 +4,12 @@
 // functions again (the HI programs each again when the channel starts over). Mapping what is
 // mapped already is answered ok, so a repeat does no harm.
 //
-// A guest that took the device away meanwhile (the HI's surprise removal: the vfio device
-// request, then the guest's pciehp powered the slot off) gets it hot-added again: the
-// function is presented anew and the guest's pciehp probes it.
+// Surprise removal in the guest: when an HI reports a slot lost (its DI silent past the HI's
+// grace period), the manager presses that slot's attention button (QMP device_del) and the
+// guest's pciehp takes the device away; I/O in flight fails. (The HI also sends the vfio
+// device request, but QEMU 11's vfio-user-pci has no x-req and never listens for it.) When
+// the DI is back, each function the guest removed is hot-added again into the same slot: the
+// guest's pciehp probes it and the driver binds.
 import { controlCall } from '../lab/control-client.ts';
 import type { Fabric } from '../lab/derive.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -49,4 +52,38 @@ export async function presentAgain(a: Assignment, qmpSocket: string, add: (a: As
   for (const end = Date.now() + waitMs; await present(); await sleep(200)) if (Date.now() > end) return false;
   await add(a);
   return true;
+}
+
+/** Presses the attention button of each slot an HI newly reports lost; forgets a slot once it is mapped again. */
+export class SurpriseRemoval {
+  /** "<host>#<slot>" already asked to go. */
+  private readonly pressed = new Set<string>();
+
+  constructor(
+    private readonly fabric: Fabric,
+    private readonly assignments: () => Assignment[],
+    private readonly qmpOf: (host: string) => string | undefined,
+    private readonly log: (level: 'info' | 'warn', m: string) => void,
+  ) {}
+
+  /** An HI's slots as it reported them (station.ts). */
+  report(hi: string, slots: readonly { slot: number; state: string }[]): void {
+    const host = this.fabric.hosts.find((h) => h.process === hi)?.host;
+    if (!host) return;
+    for (const s of slots) {
+      const key = `${host}#${s.slot}`;
+      if (s.state !== 'lost') {
+        this.pressed.delete(key);
+        continue;
+      }
+      const a = this.assignments().find((x) => x.host === host && x.slot === s.slot);
+      const socket = this.qmpOf(host);
+      if (!a || !socket || this.pressed.has(key)) continue;
+      this.pressed.add(key);
+      qmp(socket, 'device_del', { id: `eep${s.slot}` }).then(
+        (r) => this.log(r.error ? 'warn' : 'info', `${a.di}/${a.function} lost in ${host} slot ${s.slot}: ${r.error ? `device_del: ${r.error.desc}` : 'attention button pressed, the guest removes it'}`),
+        (err: Error) => this.log('warn', `${a.di}/${a.function} lost in ${host} slot ${s.slot}: device_del: ${err.message}`),
+      );
+    }
+  }
 }
