@@ -13,8 +13,9 @@
 //   QEMU 11.1.3 aborts finalizing a removed vfio-user-pci that has an MSI-X capability
 //   (hw/vfio-user/pci.c: vfio_user_instance_finalize deletes the PBA region from its BAR
 //   after QOM has already finalized the BAR's MemoryRegion, which emptied it: assertion
-//   `subregion->container == mr`). Measured: device_del and the guest's slot power-off both
-//   abort QEMU with MSI-X visible; neither does without it. So the HI hides MSI-X of
+//   `subregion->container == mr`). Measured: with MSI-X visible device_del and the guest's
+//   slot power-off both abort QEMU; without it the power-off leaves QEMU running (device_del
+//   ends in the same unplug, not measured without MSI-X). So the HI hides MSI-X of
 //   hot-plugged functions and they run on MSI (src/hi/hotplug-control.ts).
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
