@@ -10,6 +10,7 @@
 import { rmSync } from 'node:fs';
 import { privateLabDirs } from './lib/lab.ts';
 import { record, recordSettings } from './lib/results.ts';
+import { hotplugFigureName } from './report/markdown.ts';
 
 const state = privateLabDirs('lab-bench-hp');
 const { up, down } = await import('../src/lab/lab.ts');
@@ -44,10 +45,9 @@ try {
   console.log(`unassign to slot empty:            ${stats(flows.unassign)}`);
   console.log(`move to driver bound on host-b:    ${stats(flows.move)}`);
   recordSettings('hotplug', { runs, topology: 'hotplug', removal: 'guest powers the slot off (pciehp), then HI and DI unmap' });
-  const names = { assign: 'assign to nvme driver bound', unassign: 'unassign to slot empty', move: 'move to nvme driver bound on the new host' };
   for (const k of ['assign', 'unassign', 'move'] as const) {
-    record({ kind: 'value', bench: 'hotplug', name: `${names[k]} (mean)`, value: mean(flows[k]) / 1000, unit: 's' });
-    record({ kind: 'value', bench: 'hotplug', name: `${k}: manager's own time (mean)`, value: mean(manager[k]) / 1000, unit: 's' });
+    record({ kind: 'value', bench: 'hotplug', name: hotplugFigureName(k), value: mean(flows[k]) / 1000, unit: 's' });
+    record({ kind: 'value', bench: 'hotplug', name: hotplugFigureName(k, true), value: mean(manager[k]) / 1000, unit: 's' });
   }
 } finally {
   await down();

@@ -193,8 +193,21 @@ export function missingFigures(r: Results): string[] {
   for (const p of NIC_PATHS) if (!nic.some((f) => f.path === p)) lacks('nic', `NIC ${p}: iperf3 and ping`);
   for (const h of COEX_HOSTS) for (const c of COEX_CASES) if (coexIops(r, h, c) === undefined) lacks('nic', `NVMe IOPS ${h} ${c}`);
   if (!r.figures.some(isKind('port-counters'))) lacks('nic', 'switch per-port counters during the co-existence cases');
+  for (const f of Object.keys(HOTPLUG_FLOWS) as (keyof typeof HOTPLUG_FLOWS)[]) if (hotplugValue(r, hotplugFigureName(f)) === undefined) lacks('hotplug', `hot-plug: ${HOTPLUG_FLOWS[f]}`);
   for (const b of r.failed) out.push(`benchmark ${b} failed: its figures may be partial`);
   return out;
+}
+
+/** bench/hotplug.ts's flows (issue 12): each has a figure until the guest shows it, and the manager's own time. */
+export const HOTPLUG_FLOWS = { assign: 'assign to nvme driver bound', unassign: 'unassign to slot empty', move: 'move to nvme driver bound on the new host' } as const;
+export const hotplugFigureName = (flow: keyof typeof HOTPLUG_FLOWS, manager = false) => (manager ? `${flow}: manager's own time (mean)` : `${HOTPLUG_FLOWS[flow]} (mean)`);
+const hotplugValue = (r: Results, name: string) => r.figures.filter(isKind('value')).find((f) => f.bench === 'hotplug' && f.name === name)?.value;
+
+function hotplugSection(r: Results): string | undefined {
+  const flows = Object.keys(HOTPLUG_FLOWS) as (keyof typeof HOTPLUG_FLOWS)[];
+  if (!flows.some((f) => hotplugValue(r, hotplugFigureName(f)) !== undefined)) return undefined;
+  const s = (v: number | undefined) => (v === undefined ? MISSING : num(v, 2));
+  return table(['flow', 'until the guest shows it, s', "manager's own time, s"], flows.map((f) => [HOTPLUG_FLOWS[f], s(hotplugValue(r, hotplugFigureName(f))), s(hotplugValue(r, hotplugFigureName(f, true)))]));
 }
 
 /** The NIC paths of bench/nic.ts, in table order, and issue 14's targets between them. */
@@ -296,7 +309,7 @@ export function renderMarkdown(r: Results, plots: Plots = {}): string {
   const cpu = r.figures.filter(isKind('cpu-per-io'));
   const tp = r.figures.filter(isKind('throughput'));
   const rtt = r.figures.filter(isKind('round-trip'));
-  const values = r.figures.filter(isKind('value'));
+  const values = r.figures.filter(isKind('value')).filter((f) => f.bench !== 'hotplug');
   const missing = missingFigures(r);
   const qd1 = nvme.some((f) => f.workload === QD1_WORKLOAD);
   return [
@@ -318,6 +331,7 @@ export function renderMarkdown(r: Results, plots: Plots = {}): string {
     section('Fabric throughput per link count and transport', tp.length ? fabricTable(tp) + plot(plots.fabric, 'fabric throughput') : undefined),
     section('Fabric round trips', rtt.length ? rttTable(rtt) : undefined),
     section('NIC paths and PCIeOE beside Ethernet (issue 14)', nicSection(r, plots)),
+    section('Hot-plug flows (issue 12)', hotplugSection(r)),
     section('Other figures', values.length ? table(['benchmark', 'figure', 'value', 'unit'], values.map((f) => [f.bench, f.name, num(f.value, 2), f.unit])) : undefined),
     section('Missing from this run', missing.length ? missing.map((m) => `- ${m}`).join('\n') : 'Nothing: every figure asked for was measured.'),
   ].join('\n\n') + '\n';

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readRecorded, readResults, record, recordSettings } from '../../bench/lib/results.ts';
 import { writeReport } from '../../bench/report/generate.ts';
-import { labCpuRatios, missingFigures, nicRatios, nvmeRatios, otherChecks } from '../../bench/report/markdown.ts';
+import { hotplugFigureName, labCpuRatios, missingFigures, nicRatios, nvmeRatios, otherChecks } from '../../bench/report/markdown.ts';
 
 const fixture = new URL('../fixtures/bench-report.json', import.meta.url).pathname;
 
@@ -188,4 +188,21 @@ test('NIC: a run without bench nic lists its figures as missing and computes no 
   const missing = missingFigures(results);
   for (const m of ['NIC model PCIeOE: iperf3 and ping (nic not run)', 'NVMe IOPS host-a under iperf3 (nic not run)', 'switch per-port counters during the co-existence cases (nic not run)'])
     t.true(missing.includes(m), m);
+});
+
+test('hot-plug: the flows bench/hotplug.ts recorded get their own table; a run without it lists them missing', async (t) => {
+  const without = readResults(fixture);
+  t.true(missingFigures(without).includes('hot-plug: unassign to slot empty (hotplug not run)'));
+  const results = readResults(fixture);
+  results.benches.push('hotplug');
+  for (const [flow, s, m] of [['assign', 1.13, 0.41], ['unassign', 0.96, 0.71], ['move', 1.8, 1.08]] as const) {
+    results.figures.push({ kind: 'value', bench: 'hotplug', name: hotplugFigureName(flow), value: s, unit: 's' });
+    results.figures.push({ kind: 'value', bench: 'hotplug', name: hotplugFigureName(flow, true), value: m, unit: 's' });
+  }
+  t.false(missingFigures(results).some((m) => m.startsWith('hot-plug')));
+  const dir = generated(t);
+  await writeReport(results, dir);
+  const md = readFileSync(join(dir, 'report.md'), 'utf8');
+  t.regex(md, /## Hot-plug flows \(issue 12\)\n\n[^#]*\| unassign to slot empty \| 0\.96 \| 0\.71 \|/);
+  t.regex(md, /\| move to nvme driver bound on the new host \| 1\.80? \| 1\.08 \|/);
 });
