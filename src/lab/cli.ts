@@ -325,7 +325,7 @@ function slotOption(value: unknown): number | undefined {
 const managerDir = () => join(stateRoot, 'manager');
 
 function linkLine(l: LinkView): string {
-  const who = l.kind === 'hi' ? `HI ${l.station} (${l.host})` : l.kind === 'di' ? `DI ${l.station}` : l.station;
+  const who = l.kind === 'hi' ? `HI ${l.station} (${l.host})` : l.kind === 'di' ? `DI ${l.station}` : l.kind === 'manager' ? 'the manager' : 'Ethernet wire';
   const faults = faultText(l.faults.tx) === faultText(l.faults.rx) ? faultText(l.faults.tx) : `tx ${faultText(l.faults.tx)}; rx ${faultText(l.faults.rx)}`;
   return `${l.port.padEnd(14)} ${who.padEnd(24)} ${l.up ? 'up  ' : 'DOWN'}  rx ${l.rxFrames} tx ${l.txFrames} frames, ${l.dropped} dropped; ${faults}`;
 }

@@ -1,4 +1,4 @@
-// A lab without guests for the console's tests: the `hotplug` topology's switch, DI, HIs and
+// A lab without guests for the console's tests: a topology's (default `hotplug`) switch, DIs, HIs and
 // manager as real processes (their derived argv), a lab.json naming them, and the `lab` command
 // run against it. Assigning fails here (no VM to hot-plug into), which the tests use too.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
@@ -12,17 +12,19 @@ import { until } from '../support/until.ts';
 const repo = fileURLToPath(new URL('../..', import.meta.url));
 
 export class GuestlessLab {
+  constructor(private readonly topology = 'hotplug') {}
+
   readonly state = mkdtempSync(join('/run', 'lab-con-'));
   private readonly data = mkdtempSync(join(tmpdir(), 'lab-con-data-'));
   private readonly children: ChildProcess[] = [];
-  readonly env: NodeJS.ProcessEnv = { ...process.env, LAB_STATE: this.state, LAB_DATA: this.data, LAB_TOPOLOGY: 'hotplug' };
+  readonly env: NodeJS.ProcessEnv = { ...process.env, LAB_STATE: this.state, LAB_DATA: this.data };
 
   get managerDir(): string {
     return join(this.state, 'manager');
   }
 
   async start(): Promise<void> {
-    const file = join(repo, 'lab/topologies/hotplug.yaml');
+    const file = join(repo, `lab/topologies/${this.topology}.yaml`);
     const topo = loadTopology(file);
     const processes = [];
     for (const p of topo.processes) {
@@ -32,10 +34,10 @@ export class GuestlessLab {
       processes.push({ name: p.name, socketDir, log, pid: 0 });
       if (p.name === 'manager') {
         // The manager reads lab.json when it starts: it names the processes started so far.
-        writeFileSync(join(this.state, 'lab.json'), JSON.stringify({ topology: 'hotplug', file, accel: 'tcg', qemuVersion: '-', kernelVersion: '-', startedAt: new Date().toISOString(), processes, vms: [] }));
+        writeFileSync(join(this.state, 'lab.json'), JSON.stringify({ topology: this.topology, file, accel: 'tcg', qemuVersion: '-', kernelVersion: '-', startedAt: new Date().toISOString(), processes, vms: [] }));
       }
       const args = p.args.map((a) => a.replaceAll('${LAB_STATE}', this.state).replaceAll('${LAB_SOCKET_DIR}', socketDir));
-      const child = spawn(process.execPath, ['--import', 'tsx', join(repo, p.run), ...args], { env: { ...this.env, LAB_SOCKET_DIR: socketDir }, stdio: ['ignore', 'ignore', 'inherit'] });
+      const child = spawn(process.execPath, ['--import', 'tsx', join(repo, p.run), ...args], { env: { ...this.env, LAB_SOCKET_DIR: socketDir, LAB_TOPOLOGY: this.topology }, stdio: ['ignore', 'ignore', 'inherit'] });
       this.children.push(child);
       const ready = p.name === 'manager' ? join(this.managerDir, 'api.json') : join(socketDir, 'control.sock');
       await until(() => existsSync(ready), `${p.name} ready (${ready})`, { timeoutMs: 60_000, everyMs: 50 });
