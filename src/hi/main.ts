@@ -85,7 +85,7 @@ async function main(): Promise<void> {
   const hot: ServedEeps = { eeps: new Map() };
   const served = () => [...hot.eeps.values()].map((x) => x.eep);
   const hiCtl = hiControl(hi, served, ports);
-  const slots = new HiSlots({ clock: realClock, count: slotCount, ports, served: () => hot.eeps, request: (eep) => surprise === 'request' && !eeps.some((e) => e.name === eep), log });
+  const slots = new HiSlots({ clock: realClock, count: slotCount, ports, served: () => hot.eeps, request: surprise === 'request', hotplugged: (eep) => !eeps.some((e) => e.name === eep), log });
   // The lab names a process's socket directory after it: that is the name the manager knows it by.
   const responder = new ManagementResponder({ node: station.node, clock: realClock, role: StationRole.Hi, name: basename(dir), count: slotCount, report: () => slots.report() });
   // The control endpoint the guest can see (lspci, BAR0 text), served at DIR/hictl.sock from the start.

@@ -24,12 +24,14 @@ export interface HiSlotsOptions {
   ports: readonly PcieoePort[];
   /** EEPs served now, by name, with their channel. */
   served: () => Map<string, { eep: RemoteFunction; channel: number }>;
+  /** Whether a surprise removal also sends the host the vfio device request (REQ). */
+  request: boolean;
   /**
-   * Whether a surprise removal of `eep` also sends the host the vfio device request (REQ).
-   * Only for EEPs QEMU can remove: QEMU 11.1.3 aborts removing a vfio-user-pci with MSI-X,
-   * and only hot-plugged EEPs hide it (hotplug-control.ts).
+   * Whether `eep` was hot-plugged (mapped on the control socket, not --eep). Only those can be
+   * taken from the guest: QEMU 11.1.3 aborts removing a vfio-user-pci with MSI-X, and only
+   * hot-plugged EEPs hide it (hotplug-control.ts).
    */
-  request: (eep: string) => boolean;
+  hotplugged: (eep: string) => boolean;
   graceMs?: number;
   log: Logger;
 }
@@ -50,10 +52,10 @@ export class HiSlots {
       });
   }
 
-  /** Slots of EEPs served now, with presence and status bits. */
-  view(): SlotView[] {
+  /** Slots of EEPs served now, with presence and status bits, and whether each was hot-plugged. */
+  view(): (SlotView & { hotplugged: boolean })[] {
     this.sync();
-    return this.presence.view();
+    return this.presence.view().map((v) => ({ ...v, hotplugged: this.o.hotplugged(v.eep) }));
   }
 
   /** The SlotReport body: every slot, free, mapped or lost. */
@@ -100,7 +102,7 @@ export class HiSlots {
     if (present) this.stats.returns++;
     else this.stats.removals++;
     this.o.log(present ? 'info' : 'warn', `slot ${slot} (${eep}): ${present ? 'function back (DI reachable again): presence and link restored' : 'DI silent: surprise removal (presence and link down)'}`);
-    if (!present && this.o.request(eep)) {
+    if (!present && this.o.request && this.o.hotplugged(eep)) {
       const sent = this.o.served().get(eep)?.eep.requestRelease() ?? false;
       if (sent) this.stats.deviceRequests++;
       this.o.log('info', `slot ${slot} (${eep}): device request to the host ${sent ? 'sent' : 'not wired (no REQ eventfd)'}`);

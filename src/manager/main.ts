@@ -86,7 +86,16 @@ const restartedDi = (name: string) => {
   );
 };
 // A slot an HI reports lost: the guest gets a surprise removal (station-restore.ts).
-const surprise = new SurpriseRemoval(fabric, () => table.list(), (host) => requireState().vms.find((v) => v.name === host)?.qmp, log);
+const surprise = new SurpriseRemoval(
+  fabric,
+  () => table.list(),
+  (host) => requireState().vms.find((v) => v.name === host)?.qmp,
+  (hi) => {
+    const d = requireState().processes.find((p) => p.name === hi)?.socketDir;
+    return d && join(d, 'control.sock');
+  },
+  log,
+);
 const discovery =
   values.link === undefined
     ? undefined

@@ -152,9 +152,9 @@ test.serial('surprise removal: a killed DI is lost, the slot shows it to the hos
   const req = native.eventfd();
   t.teardown(() => native.close(req));
   await client.setIrqs({ flags: IrqSetFlag.DataEventfd | IrqSetFlag.ActionTrigger, index: PciIrq.Req, start: 0, count: 1 }, [req]);
-  const slots = async () => (await controlCall('HI', control('hi-host-a'), { slots: true })) as { slots: { slot: number; present: boolean; slotStatus: number; linkStatus: number; removals: number; returns: number }[]; deviceRequests: number };
+  const slots = async () => (await controlCall('HI', control('hi-host-a'), { slots: true })) as { slots: { slot: number; present: boolean; hotplugged: boolean; slotStatus: number; linkStatus: number; removals: number; returns: number }[]; deviceRequests: number };
   const before = (await slots()).slots[0]!;
-  t.like(before, { slot: 0, present: true, removals: 0 });
+  t.like(before, { slot: 0, present: true, removals: 0, hotplugged: true });
   t.is(before.slotStatus & SlotStatus.PresenceDetectState, SlotStatus.PresenceDetectState);
   // NVMe CAP (BAR0 offset 0) is read from the function over the fabric.
   const cap = async () => new DataView((await client.regionRead(PciRegion.Bar0, 0, 4)).slice().buffer).getUint32(0, true);
