@@ -9,9 +9,9 @@
 // $LAB_SOCKET_DIR/<socket>-wire.sock), which the switch should name as the
 // port's --peer. A client that disconnects leaves the device waiting for the
 // next one; SIGTERM/SIGINT close both sockets and exit 0. SIGUSR2 prints the
-// device's and the port's counters to the log. VIRTIO_NET_EVENT_IDX=1 and
-// VIRTIO_NET_CSUM=1 in the environment offer RING_EVENT_IDX and the checksum
-// offloads (to measure with and without them).
+// device's and the port's counters to the log. VIRTIO_NET_EVENT_IDX=1,
+// VIRTIO_NET_CSUM=1 and VIRTIO_NET_TSO=1 (with CSUM) in the environment offer
+// RING_EVENT_IDX, the checksum offloads and HOST_TSO4 (to measure with and without them).
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs as parseNodeArgs } from 'node:util';
@@ -58,7 +58,7 @@ function main(): void {
   const a = parseArgs(process.argv.slice(2), socketDir);
   const log = processLogger('virtio-net');
   const port = new UnixDgramPort({ path: a.wireLocal, peer: a.wire, maxFrame: a.mtu + 18 });
-  const nic = new VirtioNet({ mac: a.mac, mtu: a.mtu, wire: port, log, eventIdx: process.env.VIRTIO_NET_EVENT_IDX === '1', csum: process.env.VIRTIO_NET_CSUM === '1' });
+  const nic = new VirtioNet({ mac: a.mac, mtu: a.mtu, wire: port, log, eventIdx: process.env.VIRTIO_NET_EVENT_IDX === '1', csum: process.env.VIRTIO_NET_CSUM === '1', tso: process.env.VIRTIO_NET_TSO === '1' });
   const server = servePciFunction(nic, { path: join(socketDir, `${a.socket}.sock`), name: a.socket, log });
   log('info', `virtio-net ${a.socket}: MAC ${formatMac(a.mac)}, MTU ${a.mtu}, wire ${a.wireLocal} -> ${a.wire}`);
   const counters = () => log('info', `counters: device ${JSON.stringify(nic.counters)} port ${JSON.stringify(port.counters)}`);

@@ -1,10 +1,11 @@
-// The virtio-net checksum offloads: the Internet checksum (RFC 1071) the device completes
-// on transmit (VIRTIO_NET_F_CSUM) and checks on receive (GUEST_CSUM → DATA_VALID), alone
-// and through the device driven by the soft driver.
+// The virtio-net offloads: the Internet checksum (RFC 1071) the device completes on transmit
+// (VIRTIO_NET_F_CSUM) and checks on receive (GUEST_CSUM → DATA_VALID), and TCP segmentation
+// (HOST_TSO4), alone and through the device driven by the soft driver.
 import test from 'ava';
 import fc from 'fast-check';
 import { completeChecksum, fold, l4ChecksumValid, onesSum } from '../../src/devices/virtio-net/checksum.ts';
 import { NET_HDR_SIZE, NetFeature, RX_QUEUE, TX_QUEUE } from '../../src/devices/virtio-net/net-device.ts';
+import { segmentTcpV4 } from '../../src/devices/virtio-net/segment.ts';
 import { SoftVirtioNetDriver } from '../../src/devices/virtio-net/soft-driver.ts';
 import { feature, TransportFeature } from '../../src/devices/virtio-net/virtio-pci.ts';
 
@@ -16,7 +17,7 @@ const UDP = 17;
  * the folded pseudo-header sum as Linux leaves it for the device (CHECKSUM_PARTIAL).
  * Returns the frame, csum_start and csum_offset.
  */
-function partialPacket(proto: number, payload: Uint8Array, vlan = false): { frame: Uint8Array; start: number; offset: number } {
+function partialPacket(proto: number, payload: Uint8Array, vlan = false, tcpFlags = 0): { frame: Uint8Array; start: number; offset: number } {
   const l2 = vlan ? 18 : 14;
   const l4Header = proto === TCP ? 20 : 8;
   const l4Len = l4Header + payload.length;
@@ -36,7 +37,11 @@ function partialPacket(proto: number, payload: Uint8Array, vlan = false): { fram
   const l4 = ip + 20;
   v.setUint16(l4, 40000);
   v.setUint16(l4 + 2, 5001);
-  if (proto === TCP) f[l4 + 12] = 5 << 4;
+  if (proto === TCP) {
+    f[l4 + 12] = 5 << 4;
+    f[l4 + 13] = tcpFlags;
+    v.setUint32(l4 + 4, 0xfffff000); // a sequence number that wraps within 64 KiB
+  }
   else v.setUint16(l4 + 4, l4Len);
   f.set(payload, l4 + l4Header);
   const offset = proto === TCP ? 16 : 6;
@@ -87,12 +92,13 @@ test('checks: not IPv4 TCP/UDP, a fragment, a UDP packet without checksum or a f
 
 const CSUM = feature(TransportFeature.Version1) | feature(NetFeature.Mac) | feature(NetFeature.Csum) | feature(NetFeature.GuestCsum);
 
-/** Queues a transmit packet with header `hdr` (flags, gso_type, csum_start, csum_offset) and `frame`. */
-async function sendWithHeader(d: SoftVirtioNetDriver, frame: Uint8Array, hdr: { flags: number; gso?: number; start?: number; offset?: number }) {
+/** Queues a transmit packet with header `hdr` (flags, gso_type, gso_size, csum_start, csum_offset) and `frame`. */
+async function sendWithHeader(d: SoftVirtioNetDriver, frame: Uint8Array, hdr: { flags: number; gso?: number; mss?: number; start?: number; offset?: number }) {
   const at = d.alloc(NET_HDR_SIZE + frame.length);
   d.mem.bytes.fill(0, at, at + NET_HDR_SIZE);
   d.mem.bytes[at] = hdr.flags;
   d.mem.bytes[at + 1] = hdr.gso ?? 0;
+  d.mem.view.setUint16(at + 4, hdr.mss ?? 0, true);
   d.mem.view.setUint16(at + 6, hdr.start ?? 0, true);
   d.mem.view.setUint16(at + 8, hdr.offset ?? 0, true);
   d.mem.bytes.set(frame, at + NET_HDR_SIZE);
@@ -142,4 +148,58 @@ test('receive with GUEST_CSUM: a right checksum is marked DATA_VALID, a wrong on
     t.is(d.mem.bytes[at], flags, `features 0x${features.toString(16)}, corrupt ${corrupt}`);
     t.deepEqual(d.mem.bytes.slice(at + NET_HDR_SIZE, at + used[0]!.len), p.frame, 'the frame itself unchanged');
   }
+});
+
+test('property: TSO cuts a TCP/IPv4 packet into MSS-sized segments a receiver accepts as the same byte stream', (t) => {
+  t.notThrows(() =>
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 20000 }), fc.integer({ min: 1, max: 1460 }), fc.boolean(), fc.constantFrom(0x18, 0x19, 0x98, 0x10), (len, mss, vlan, flags) => {
+        const payload = Uint8Array.from({ length: len }, (_, i) => (i * 7) & 0xff);
+        const { frame } = partialPacket(TCP, payload, vlan, flags);
+        const segs = segmentTcpV4(frame, mss)!;
+        const ip = vlan ? 18 : 14;
+        const tcp = ip + 20;
+        const got: number[] = [];
+        return (
+          segs.length === Math.ceil(len / mss) &&
+          segs.every((s, k) => {
+            const v = new DataView(s.buffer);
+            const body = s.subarray(tcp + 20);
+            got.push(...body);
+            const last = k === segs.length - 1;
+            return (
+              l4ChecksumValid(s) &&
+              fold(onesSum(s.subarray(ip, ip + 20))) === 0xffff && // IPv4 header checksum
+              v.getUint16(ip + 2) === 40 + body.length &&
+              body.length === (last ? len - mss * k : mss) &&
+              v.getUint32(tcp + 4) === ((0xfffff000 + k * mss) >>> 0) &&
+              s[tcp + 13] === (last ? flags : flags & ~0x09) - (k > 0 ? flags & 0x80 : 0)
+            );
+          }) &&
+          Buffer.compare(Buffer.from(got), payload) === 0
+        );
+      }),
+      { numRuns: 200 },
+    ),
+  );
+  t.is(segmentTcpV4(partialPacket(UDP, Uint8Array.of(1)).frame, 100), undefined, 'not TCP');
+  t.is(segmentTcpV4(partialPacket(TCP, new Uint8Array(0)).frame, 100), undefined, 'no payload');
+});
+
+test('transmit with HOST_TSO4: a TCPV4 packet leaves as segments; without TSO negotiated, or segments beyond the MTU, it is dropped and counted', async (t) => {
+  const d = new SoftVirtioNetDriver({ tso: true, mtu: 1500 });
+  await d.init({ features: CSUM | feature(NetFeature.HostTso4) });
+  const p = partialPacket(TCP, Uint8Array.from({ length: 4000 }, (_, i) => i & 0xff));
+  const send = (mss: number) => sendWithHeader(d, p.frame, { flags: 1, gso: 1, mss, start: p.start, offset: p.offset });
+  await send(1448);
+  t.deepEqual(d.wire.sent.map((f) => f.length), [14 + 40 + 1448, 14 + 40 + 1448, 14 + 40 + 1104]);
+  t.true(d.wire.sent.every((f) => l4ChecksumValid(f)));
+  await send(3000); // segments longer than the MTU allows
+  t.is(d.wire.sent.length, 3);
+  t.is(d.dev.counters.txBadHeader, 1);
+  const plain = new SoftVirtioNetDriver();
+  await plain.init({ features: CSUM });
+  await sendWithHeader(plain, p.frame, { flags: 1, gso: 1, mss: 1448, start: p.start, offset: p.offset });
+  t.is(plain.wire.sent.length, 0);
+  t.true(plain.dev.counters.txBadHeader + plain.dev.counters.txOversize === 1);
 });

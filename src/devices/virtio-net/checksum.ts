@@ -43,19 +43,25 @@ const VLAN = 0x8100;
 const TCP = 6;
 const UDP = 17;
 
-/**
- * Whether `frame` is a TCP or UDP packet over IPv4, not a fragment, whose checksum is right
- * (a UDP packet without checksum is not: nothing was checked). Anything else is false: the
- * driver's stack then checks it itself.
- */
-export function l4ChecksumValid(frame: Uint8Array): boolean {
+/** Where the IPv4 header of an Ethernet frame starts, if it carries one. */
+export function ipv4At(frame: Uint8Array): number | undefined {
   let ip = 14;
   let type = (frame[12]! << 8) | frame[13]!;
   if (type === VLAN) {
     type = (frame[16]! << 8) | frame[17]!;
     ip = 18;
   }
-  if (type !== IPV4 || frame.length < ip + 20 || frame[ip]! >> 4 !== 4) return false;
+  return type === IPV4 && frame.length >= ip + 20 && frame[ip]! >> 4 === 4 ? ip : undefined;
+}
+
+/**
+ * Whether `frame` is a TCP or UDP packet over IPv4, not a fragment, whose checksum is right
+ * (a UDP packet without checksum is not: nothing was checked). Anything else is false: the
+ * driver's stack then checks it itself.
+ */
+export function l4ChecksumValid(frame: Uint8Array): boolean {
+  const ip = ipv4At(frame);
+  if (ip === undefined) return false;
   const ihl = (frame[ip]! & 0xf) * 4;
   const total = (frame[ip + 2]! << 8) | frame[ip + 3]!;
   const fragment = ((frame[ip + 6]! << 8) | frame[ip + 7]!) & 0x3fff; // MF and the offset
