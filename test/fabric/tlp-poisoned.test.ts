@@ -3,24 +3,11 @@
 // to the owner, a poisoned config write is answered UR, a poisoned completion fails its request;
 // each is counted. Unpoisoned traffic around them goes on.
 import test from 'ava';
-import { SimClock } from '../../src/fabric/sim-clock.ts';
-import { TlpEndpoint } from '../../src/fabric/tlp/endpoint.ts';
 import { completionFor } from '../../src/fabric/tlp/completion.ts';
-import { CplStatus, type Tlp, TlpType, decodeTlp, encodeTlp } from '../../src/fabric/tlp/tlp.ts';
+import { CplStatus, TlpType, encodeTlp } from '../../src/fabric/tlp/tlp.ts';
+import { recordingEndpoint as endpoint } from './recording-endpoint.ts';
 
 const head = { tc: 0, attr: 0, requesterId: 0x100, tag: 7, firstBe: 0xf, lastBe: 0 };
-
-function endpoint() {
-  const sent: Tlp[] = [];
-  const delivered: Tlp[] = [];
-  const ep = new TlpEndpoint({
-    send: (b) => sent.push((decodeTlp(b) as { ok: true; value: Tlp }).value),
-    onRequest: (tlp) => delivered.push(tlp),
-    clock: new SimClock(),
-    completionTimeoutMs: 1000,
-  });
-  return { ep, sent, delivered };
-}
 
 test('a poisoned memory write is dropped and counted; the same write unpoisoned is delivered', (t) => {
   const { ep, delivered } = endpoint();

@@ -16,6 +16,7 @@
  */
 
 import { leadingDisabled, requestByteCount } from './byte-enables.ts';
+import { checkTlp } from './check.ts';
 import type { Clock, TimerHandle } from '../clock.ts';
 import { LogLimiter } from '../../common/log-limiter.ts';
 import { splitRead, splitWrite } from './split.ts';
@@ -31,6 +32,7 @@ import {
   encodeTlp,
   hasData,
   isCompletion,
+  isConfigRequest,
   isNonPosted,
 } from './tlp.ts';
 import { urCompletionFor } from './completion.ts';
@@ -56,6 +58,7 @@ export interface TlpEndpointOptions {
 export interface TlpEndpointStats {
   txTlps: number;
   rxTlps: number;
+  /** TLPs that do not decode, and requests that break a rule of checkTlp (a non-posted one gets UR). */
   rxMalformed: number;
   /** Completions for no outstanding request (late after a timeout, or forged). */
   rxUnexpectedCompletions: number;
@@ -236,6 +239,16 @@ export class TlpEndpoint {
     this.stats.rxTlps++;
     const tlp = r.value;
     if (isCompletion(tlp)) return this.complete(tlp);
+    // A request breaking a spec rule (4 KiB crossing, byte enables, config TC/Last BE, ...) is a
+    // Malformed TLP (§2.2): it never reaches the owner; a non-posted one gets UR so its requester
+    // is not left to time out. Completions are checked against their request in complete().
+    const problems = checkTlp(tlp);
+    if (problems.length > 0) {
+      this.stats.rxMalformed++;
+      this.malformedLog.line(() => `${isNonPosted(tlp) ? 'UR for' : 'dropping'} malformed TLP type 0x${tlp.type.toString(16)}: ${problems.join('; ')} (${this.stats.rxMalformed} so far)`);
+      if (isNonPosted(tlp)) this.post(urCompletionFor(tlp, isConfigRequest(tlp) ? tlp.completerId : 0));
+      return;
+    }
     if (tlp.poisoned && hasData(tlp)) {
       // Poisoned data must not reach a register or memory (§2.7.2.2): a write is dropped, a config write gets UR.
       this.stats.rxPoisoned++;
