@@ -5,6 +5,8 @@
  * first few lines of each interval and says how many it left out.
  */
 
+import type { LogLevel, Logger } from './logger.ts';
+
 export interface LogLimiterOptions {
   /** Lines let through per interval. Default 5. */
   lines?: number;
@@ -47,4 +49,18 @@ export class LogLimiter {
     this.used++;
     this.log(typeof line === 'string' ? line : line());
   }
+}
+
+/**
+ * `log` rate-limited per level (a LogLimiter each): for a component whose every line a peer can
+ * cause, such as a device model driven by a hostile host. Each level keeps its own budget, so a
+ * flood of warnings does not hide the next error.
+ */
+export function limitedLogger(log: Logger, o: LogLimiterOptions = {}): Logger {
+  const limiters = new Map<LogLevel, LogLimiter>();
+  return (level, message) => {
+    let l = limiters.get(level);
+    if (!l) limiters.set(level, (l = new LogLimiter((m) => log(level, m), o)));
+    l.line(message);
+  };
 }

@@ -10,7 +10,8 @@
 // CA completion, or a correct one (a config read of the ID register returns the function's IDs,
 // a memory read returns exactly the bytes it asked for), and no completion answers nothing that
 // was asked. Between batches, real I/O on channel 2 through the HI (NVMe Identify, the test
-// device's ID register) still works; no exception escapes, no promise is left rejected.
+// device's ID register) still works; no exception escapes, no promise is left rejected; the log
+// grows by a few lines a second at most, however many cases run.
 import test from 'ava';
 import fc from 'fast-check';
 import { completionsForRead, urCompletionFor } from '../../src/fabric/tlp/completion.ts';
@@ -244,6 +245,8 @@ test('fuzz: TLPs into the DI: every request answered (UR/CA or correctly), nothi
   };
 
   const batch = process.env.FUZZ_RUNS ? 500 : 50;
+  const started = performance.now();
+  const logsBefore = r.logs.count;
   await fc.assert(
     fc.asyncProperty(fc.array(fc.tuple(input, damage), { minLength: 1, maxLength: 4 }), async (inputs) => {
       tally.cases++;
@@ -272,5 +275,9 @@ test('fuzz: TLPs into the DI: every request answered (UR/CA or correctly), nothi
   t.log(`${tally.cases} cases: ${tally.requests} requests checked (${tally.ok} answered, ${tally.ur} UR, ${tally.ca} CA), ${tally.posted} posted/completions/messages, ${tally.undecodable} undecodable; ` +
     `DI: ${JSON.stringify(s)}; channel 1: ${ch.rxMalformed} malformed, ${ch.rxUnexpectedCompletions} unexpected completions, ${ch.completionTimeouts} DMA timeouts; fuzz station: ${dmaReads} DMA reads, ${dmaWrites} writes/messages; ${r.logs.count} log lines`);
   t.log(`last log lines:\n${r.logs.last.join('\n')}`);
+  // What a host makes fail or change (rejected requests, malformed TLPs, the NVMe controller enabled, reset or
+  // fatal) is counted, and logged only a few lines a second (logs live in RAM).
+  const seconds = (performance.now() - started) / 1000;
+  t.true(r.logs.count - logsBefore <= 50 * (seconds + 1), `${r.logs.count - logsBefore} log lines in ${seconds.toFixed(1)} s`);
   t.true(tally.requests > 0 && tally.ok > 0 && tally.ur > 0, 'the fuzz reached both answers');
 });

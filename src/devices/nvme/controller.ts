@@ -16,6 +16,7 @@
 // longer under Interrupt Coalescing (interrupts.ts).
 import { PciFunction } from '../../pci/function.ts';
 import type { Logger } from '../../common/logger.ts';
+import { limitedLogger } from '../../common/log-limiter.ts';
 import { executeAdmin, Features, type AdminHost, type ErrorRecord } from './admin.ts';
 import { ERROR_LOG_ENTRIES } from './identify.ts';
 import type { ControllerIdentity } from './identify.ts';
@@ -111,7 +112,10 @@ export class NvmeController extends PciFunction implements AdminHost, IoHost {
       cntlid: cfg.cntlid ?? 1,
       nn: this.namespaces.size,
     };
-    this.log = cfg.log ?? (() => {});
+    // The host decides how often it enables, resets, shuts down or fails commands: a hostile one
+    // must not flood the log (logs live in RAM), so a few lines a second per level; failed
+    // commands are counted in the Error Information log page all the same.
+    this.log = cfg.log ? limitedLogger(cfg.log) : () => {};
   }
 
   /** Opens (creating) the namespace files; call before serving. */
