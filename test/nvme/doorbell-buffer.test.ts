@@ -145,7 +145,7 @@ test('a host that keeps its doorbell pages across a reset, with shadow tails gon
   await h.wreg32(0x14, 0);
   for (let i = 0; i < 3; i++) await h.post(1, { opcode: READ, nsid: 1, prp1: h.alloc(PAGE), cdw10: i, cdw12: 0 });
   t.is(h.shadowDoorbell(2), 8);
-  // The host resets the controller and reuses its pages as they are (Linux 6.1's reset path). With a
+  // The host resets the controller and reuses its pages as they are (Linux before 5.8). With a
   // shadow of 8 and an event index of 5, nvme_dbbuf_need_event would say "no MMIO" for tail 1.
   await h.enable();
   await h.createIoQueue(1, 16);

@@ -143,14 +143,14 @@ export class NvmeController extends PciFunction implements AdminHost, IoHost {
   }
 
   /**
-   * The pages may hold values of an earlier controller: a host keeps them
-   * across a controller reset without clearing them (the guest's Linux 6.1
-   * does), and after a DI restart its shadow tails ran on past the event
-   * indexes the dead controller left. With those, nvme_dbbuf_need_event says
-   * "no MMIO" for every new command and the queue hangs. So, as QEMU's NVMe
-   * does, each I/O queue's shadow doorbell and event index are set to the
-   * queue's own tail or head before the command completes: the host's next
-   * doorbell write then rings MMIO.
+   * The pages may hold values of an earlier controller: a host may keep them
+   * across a controller reset without clearing them (Linux did before 5.8),
+   * and if its shadow tails ran on past the event indexes the old controller
+   * left (a controller that died mid-I/O), nvme_dbbuf_need_event says "no
+   * MMIO" for every new command and the queue hangs. So, as QEMU's NVMe does,
+   * each I/O queue's shadow doorbell and event index are set to the queue's
+   * own tail or head before the command completes: the host's next doorbell
+   * write then rings MMIO.
    */
   async useDoorbellBuffer(shadow: number, eventIdx: number): Promise<void> {
     this.dbbuf = { shadow, eventIdx };
