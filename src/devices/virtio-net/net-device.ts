@@ -24,11 +24,12 @@
 //   0 flags (NEEDS_CSUM 1, DATA_VALID 2) | 1 gso_type (NONE 0, TCPV4 1 with HOST_TSO4) |
 //   2 hdr_len le16 | 4 gso_size le16 | 6 csum_start le16 | 8 csum_offset le16 |
 //   10 num_buffers le16 (1 on receive, ignored on transmit)
-// Why RING_EVENT_IDX and the checksum offloads are not offered by default: measured on
-// nic-direct (TCG guests, iperf3 TCP), the driver already rings fewer than 0.07 doorbells
-// and takes fewer than 0.06 interrupts per packet without them (the device works through
-// batches, the driver suppresses); the event index cut the receive side's doorbells by
-// about 40 % but neither raised throughput (numbers: the commit message of this note).
+// Why none of them is offered by default: measured on nic-direct (TCG guests, iperf3 TCP,
+// two rounds), the driver already rings fewer than 0.08 doorbells and takes fewer than 0.07
+// interrupts per packet without them (the device works through batches, the driver
+// suppresses); the event index halves the receive side's doorbells and interrupts, but
+// neither it nor CSUM/GUEST_CSUM nor TSO raised throughput beyond the run-to-run spread, and
+// the offloads lowered B->A (numbers: the commit messages of this note).
 //
 // Bad input (spec §2.1.2): a queue programmed beyond the limits, a malformed
 // descriptor chain or a buffer outside guest memory set DEVICE_NEEDS_RESET
