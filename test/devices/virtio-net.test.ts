@@ -349,6 +349,20 @@ test('bad input: a buffer outside guest memory', (t) =>
     await d.kick(TX_QUEUE);
   }, /outside guest memory/));
 
+test('bad input: an avail index more than the queue size ahead', (t) =>
+  needsReset(t, async (d) => {
+    const q = d.queues[TX_QUEUE]!;
+    d.mem.view.setUint16(q.avail + 2, q.size + 1, true);
+    await d.kick(TX_QUEUE);
+  }, /more than the queue size/));
+
+test('bad input: a used ring outside guest memory (the device writes avail_event and the used elements there)', (t) =>
+  needsReset(t, async (d) => {
+    await d.setCommon(Common.DeviceStatus, 1, 0);
+    await d.init({ txRing: { desc: d.alloc(16 * 256), avail: d.alloc(6 + 2 * 256), used: d.mem.size - 64 } });
+    await d.send(frame(64));
+  }, /outside guest memory/));
+
 test('bad input: a writable buffer in a transmit chain, a readable one in a receive chain', async (t) => {
   await needsReset(t, async (d) => {
     d.addChain(d.queues[TX_QUEUE]!, [{ addr: d.alloc(100), len: 100 }, { addr: d.alloc(100), len: 100, write: true }]);
