@@ -1,7 +1,7 @@
 // Network checks between lab guests, shared by the guest NIC tests: each takes the test's
 // `sh` (a command in a guest that throws on a non-zero exit).
 import type { ExecutionContext } from 'ava';
-import { shUntil } from './guest-wait.ts';
+import { shListening, shUntil } from './guest-wait.ts';
 
 /** A command in a guest, resolving with its standard output; throws on a non-zero exit. */
 export type GuestSh = (vm: string, command: string, timeoutS?: number) => Promise<string>;
@@ -18,9 +18,6 @@ export async function patternPing(t: ExecutionContext, sh: GuestSh, from: string
   return Number(/rtt min\/avg\/max\/mdev = [\d.]+\/([\d.]+)/.exec(out)?.[1]);
 }
 
-/** Shell: wait for a listener on TCP port 5001 (busybox nc listens on IPv6, so both tables are read; 0A is LISTEN). */
-const listening = shUntil(`grep -qE ':1389 [0-9A-F]+:0000 0A' /proc/net/tcp /proc/net/tcp6`, 'a listener on TCP port 5001', 30);
-
 /**
  * 16 MiB of random data over one TCP connection (busybox nc listens, bash's /dev/tcp sends;
  * iperf3 -F is no use here: it mangles its buffer after a partial send): the receiver's
@@ -28,7 +25,7 @@ const listening = shUntil(`grep -qE ':1389 [0-9A-F]+:0000 0A' /proc/net/tcp /pro
  */
 export async function tcpFile(t: ExecutionContext, sh: GuestSh, from: string, to: string, toIp: string): Promise<void> {
   const bytes = 16 << 20;
-  await sh(to, `rm -f /tmp/rx.bin; (busybox nc -l -p 5001 > /tmp/rx.bin 2>/dev/null </dev/null &); ${listening}`);
+  await sh(to, `rm -f /tmp/rx.bin; (busybox nc -l -p 5001 > /tmp/rx.bin 2>/dev/null </dev/null &); ${shListening(5001, 30)}`);
   const sent = await sh(from, `head -c ${bytes} /dev/urandom > /tmp/tx.bin && cat /tmp/tx.bin > /dev/tcp/${toIp}/5001 && sha256sum < /tmp/tx.bin`);
   // nc writes the file as data arrives; wait until all of it is there.
   const got = await sh(to, `${shUntil(`[ "$(stat -c %s /tmp/rx.bin)" = ${bytes} ]`, `${bytes} bytes in /tmp/rx.bin`, 30)}; sha256sum < /tmp/rx.bin`);
