@@ -1,0 +1,171 @@
+// QD 1 4 KiB random reads without a guest: the NVMe model attached directly (nvme-main over
+// vfio-user) against the same model behind HI + switch + DI (separate processes on unix datagram
+// sockets, as the lab runs them), driven by one soft NVMe driver per path that does what a
+// guest's driver does (shadow doorbells, MSI-X on an eventfd, CQ head doorbell) with no guest
+// in the way. The paths alternate in rounds, so load from anything else hits both alike; the
+// difference of the means is what the fabric adds per I/O.
+//
+//   npm run bench -- nvme-qd1      (NVME_QD1_SECONDS per path and round, default 3; 2 with --quick;
+//                                   NVME_QD1_ROUNDS, default 3; NVME_QD1_LINKS, default 2 (the lab's);
+//                                   NVME_QD1_NICE=-10 runs the lab
+//                                   processes at that nice value; PCIEOE_TRACE=DIR traces them,
+//                                   see bench/trace-chain.ts; NVME_QD1_PROF=DIR: --cpu-prof of HI, DI
+//                                   and the direct server)
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { loadavg, setPriority, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { native } from '../native/index.ts';
+import { NVME_MSIX_VECTORS } from '../src/devices/nvme/controller.ts';
+import { GuestMemory, PAGE, SoftDriver, expectOk } from '../src/devices/nvme/soft-host.ts';
+import { Cfg, CommandBit } from '../src/pci/config-space.ts';
+import { repoRoot, startSwitch } from '../src/fabric/switch/switch-process.ts';
+import { VfioUserClient, waitEventfd } from '../src/vfio-user/client.ts';
+import { IrqSetFlag, PciIrq, PciRegion } from '../src/vfio-user/protocol.ts';
+import { record, recordSettings } from './lib/results.ts';
+
+const QUICK = process.argv.includes('--quick') || process.env.BENCH_QUICK === '1';
+const SECONDS = Number(process.env.NVME_QD1_SECONDS ?? (QUICK ? 2 : 3));
+const ROUNDS = Number(process.env.NVME_QD1_ROUNDS ?? 3);
+const NICE = process.env.NVME_QD1_NICE === undefined ? undefined : Number(process.env.NVME_QD1_NICE);
+const READ = 0x02;
+const NS_BYTES = 64 << 20;
+/** Links per station (the lab's default is 2). */
+const LINKS = Number(process.env.NVME_QD1_LINKS ?? 2);
+const HI_MACS = ['02:00:00:00:01:00', '02:00:00:00:01:01'].slice(0, LINKS);
+const DI_MACS = ['02:00:00:00:0d:00', '02:00:00:00:0d:01'].slice(0, LINKS);
+
+/** utime + stime of a process, µs (clock ticks of 10 ms: meaningful over seconds). */
+function cpuUsOf(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(f[11]) + Number(f[12])) * 10_000;
+}
+
+const children: ChildProcess[] = [];
+function start(entry: string, dir: string, args: string[]): ChildProcess {
+  mkdirSync(dir, { recursive: true });
+  const prof = process.env.NVME_QD1_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.NVME_QD1_PROF] : [];
+  const p = spawn(process.execPath, [...prof, '--import', 'tsx', join(repoRoot, entry), ...args], {
+    cwd: repoRoot,
+    env: { ...process.env, LAB_SOCKET_DIR: dir, LAB_DATA: dir },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  children.push(p);
+  return p;
+}
+
+async function socketOf(path: string, p: ChildProcess): Promise<string> {
+  for (let i = 0; i < 600 && !existsSync(path); i++) {
+    if (p.exitCode !== null) throw new Error(`${p.spawnargs.join(' ')} exited (${p.exitCode}) before ${path} appeared`);
+    await sleep(50);
+  }
+  if (!existsSync(path)) throw new Error(`${path} did not appear`);
+  return path;
+}
+
+/** A soft driver on a vfio-user socket, set up as a guest's nvme driver is: I/O queue 1 on vector 1, shadow doorbells. */
+async function driver(socket: string) {
+  const client = new VfioUserClient(socket);
+  const ramSize = 4 << 20;
+  const memfd = native.memfdCreate('guest-ram', ramSize);
+  const ram = native.mmap(memfd, 0, ramSize, true);
+  const efds = Array.from({ length: NVME_MSIX_VECTORS }, () => native.eventfd());
+  await client.version();
+  await client.dmaMap(0, ramSize, { fd: memfd });
+  for (let s = 0; s < efds.length; s += 16) {
+    const batch = efds.slice(s, s + 16);
+    await client.setIrqs({ flags: IrqSetFlag.DataEventfd | IrqSetFlag.ActionTrigger, index: PciIrq.Msix, start: s, count: batch.length }, batch);
+  }
+  await client.write32(PciRegion.Config, Cfg.Command, CommandBit.Memory | CommandBit.BusMaster);
+  const drv = new SoftDriver(new GuestMemory(new Uint8Array(ram)), { read32: (o) => client.read32(0, o), write32: (o, v) => client.write32(0, o, v) }, 1);
+  drv.reapTimeoutMs = 10_000;
+  await drv.enable();
+  await drv.createIoQueue(1, 64, 1);
+  expectOk(await drv.useDoorbellBuffer());
+  const buf = drv.alloc(PAGE);
+  const blocks = NS_BYTES / 4096;
+  return {
+    /** QD 1 4 KiB random reads for `seconds`: each I/O's latency, µs. */
+    async run(seconds: number): Promise<number[]> {
+      const lat: number[] = [];
+      const end = performance.now() + seconds * 1000;
+      while (performance.now() < end) {
+        const lba = Math.floor(Math.random() * blocks) * 8;
+        const t0 = performance.now();
+        const irq = waitEventfd(efds[1]!, 10_000);
+        await drv.post(1, { opcode: READ, nsid: 1, prp1: buf, cdw10: lba, cdw12: 7 });
+        await irq;
+        expectOk(await drv.reap(1));
+        lat.push((performance.now() - t0) * 1000);
+      }
+      return lat;
+    },
+    close() {
+      client.close();
+      efds.forEach((fd) => native.close(fd));
+      native.munmap(ram);
+      native.close(memfd);
+    },
+  };
+}
+
+const root = mkdtempSync(join(tmpdir(), 'nvme-qd1-'));
+try {
+  const sw = await startSwitch({
+    dir: join(root, 'sw'),
+    ports: ['hi0', 'hi1', 'di0', 'di1'],
+    args: ['hi0', 'hi1', 'di0', 'di1'].flatMap((p) => ['--peer', `${p}=${join(root, p.slice(0, 2), `link${p[2]}.sock`)}`]),
+  });
+  children.push(sw.proc);
+  const direct = start('src/direct-attach/nvme-main.ts', join(root, 'direct'), ['--socket', 'direct', '--serial', 'QD1-DIRECT', '--ns', `file=direct.img,size=${NS_BYTES >> 20}M,lba=512`]);
+  const di = start('src/di/main.ts', join(root, 'di'), [
+    ...DI_MACS.flatMap((m, i) => ['--link', `${m}@${sw.portPath(`di${i}`)}`]),
+    '--channel', `1=${HI_MACS.join(',')}`,
+    '--function', `fn0=nvme:file:remote.img,size:${NS_BYTES >> 20}M,serial:QD1-REMOTE`,
+    '--assign', 'fn0=channel:1,bdf:01:00.0',
+  ]);
+  const hi = start('src/hi/main.ts', join(root, 'hi'), [
+    ...HI_MACS.flatMap((m, i) => ['--link', `${m}@${sw.portPath(`hi${i}`)}`]),
+    '--channel', `1=${DI_MACS.join(',')}`,
+    '--eep', 'eep0=channel:1,bdf:01:00.0',
+  ]);
+  if (NICE !== undefined) for (const p of [sw.proc, direct, di, hi]) setPriority(p.pid!, NICE);
+  const paths = {
+    direct: await driver(await socketOf(join(root, 'direct', 'direct.sock'), direct)),
+    PCIeOE: await driver(await socketOf(join(root, 'hi', 'eep0.sock'), hi)),
+  };
+  const placement = `processes unpinned${NICE === undefined ? '' : `, lab processes at nice ${NICE}`}; ${LINKS} link(s) per station`;
+  console.log(`NVMe QD 1 4 KiB randread, soft driver (no guest), ${ROUNDS} rounds x ${SECONDS} s per path; ${placement}; load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
+  recordSettings('nvme-qd1', { secondsPerRound: SECONDS, rounds: ROUNDS, placement, loadAverage: loadavg()[0]!.toFixed(1) });
+  for (const p of Object.values(paths)) await p.run(0.3); // warm: page cache, JIT
+  const lat: Record<string, number[]> = { direct: [], PCIeOE: [] };
+  // CPU of every lab process while each path runs: what an I/O costs, and what they burn when idle.
+  const procs = { direct, switch: sw.proc, di, hi };
+  const cpu: Record<string, Record<string, number>> = { direct: {}, PCIeOE: {} };
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const [name, p] of Object.entries(paths)) {
+      const before = Object.entries(procs).map(([n, c]) => [n, cpuUsOf(c.pid!)] as const);
+      lat[name]!.push(...(await p.run(SECONDS)));
+      for (const [n, us] of before) cpu[name]![n] = (cpu[name]![n] ?? 0) + cpuUsOf(procs[n as keyof typeof procs].pid!) - us;
+    }
+  }
+  const stats = (v: number[]) => {
+    const s = [...v].sort((a, b) => a - b);
+    return { mean: s.reduce((a, b) => a + b, 0) / s.length, median: s[s.length >> 1]!, p99: s[Math.floor(s.length * 0.99)]!, n: s.length };
+  };
+  const d = stats(lat.direct!);
+  const f = stats(lat.PCIeOE!);
+  for (const [name, s] of [['direct', d], ['PCIeOE', f]] as const) {
+    const perIo = Object.entries(cpu[name]!).map(([n, us]) => `${n} ${(us / s.n).toFixed(0)}`).join(', ');
+    console.log(`${name.padEnd(8)} ${s.n} I/Os  mean ${s.mean.toFixed(0)} µs  median ${s.median.toFixed(0)} µs  p99 ${s.p99.toFixed(0)} µs;  CPU µs per I/O: ${perIo}`);
+    record({ kind: 'value', bench: 'nvme-qd1', name: `soft driver QD 1 4 KiB read, ${name}: mean`, value: s.mean, unit: 'µs' });
+  }
+  console.log(`PCIeOE adds ${(f.mean - d.mean).toFixed(0)} µs mean, ${(f.median - d.median).toFixed(0)} µs median per I/O (load average now ${loadavg()[0]!.toFixed(1)})`);
+  record({ kind: 'value', bench: 'nvme-qd1', name: 'soft driver QD 1 4 KiB read: PCIeOE mean added over direct', value: f.mean - d.mean, unit: 'µs' });
+  for (const p of Object.values(paths)) p.close();
+} finally {
+  for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
+  await Promise.all(children.map((c) => (c.exitCode === null ? new Promise((r) => c.once('exit', r)) : undefined)));
+  rmSync(root, { recursive: true, force: true });
+}
