@@ -4,17 +4,15 @@
 // reset, resets it and carries on. No guest reboot: a new fio verify passes on the same device,
 // and data written and flushed before the kill reads back intact.
 //
-// SKIPPED — not yet passing (2026-12-02). Seen before: up to the driver's reset all works (the HI
-// reprograms the new DI 1.5 s after the kill, "reset controller" at 2 × io_timeout), but the four
-// I/Os requeued on QID 2 never complete on the new controller (not found by the driver's CQ poll),
-// so the driver resets it every 2 × io_timeout and fio hangs. The NVMe model now puts the shadow
-// doorbells and event indexes in step at Doorbell Buffer Config (stale pages made a host skip its
-// MMIO doorbell; test/nvme/doorbell-buffer.test.ts), but Linux clears those pages on reset since
-// 5.8, so that may not be this guest's cause. A controller reset under fio over PCIeOE without a
-// restart (`echo 1 > /sys/class/nvme/nvme0/reset_controller`, one-host-nvme) recovers. Since the
-// manager's surprise removal (a DI silent > 2 s → QMP device_del, which QEMU 11.1.3 answers by
-// aborting) the test takes the manager out first (stopManager); its last run before that died
-// with QEMU.
+// What a run shows (2026-12-02): kill at guest time 26.5 s; the HI reprograms the new DI 2.5 s
+// later; the four I/Os in flight on QID 2 time out at 41.9 s (abort), the driver resets the
+// controller at 57 s and has its queues back at 57.3 s; the background fio ends at 69.7 s (exit 1:
+// an I/O of the kill failed); the new verify run passes. This hung before (the requeued I/Os never
+// completed, the driver reset the controller every 2 × io_timeout) until two changes: the NVMe
+// model puts the shadow doorbells and event indexes in step at Doorbell Buffer Config (stale pages
+// make a host skip its MMIO doorbell; test/nvme/doorbell-buffer.test.ts), and the manager is taken
+// out first (stopManager: its surprise removal would device_del the function, and QEMU 11.1.3
+// aborts on that). Which of the two cured the hang has not been separated.
 import test from 'ava';
 import { shIoUnderway, shUntil } from '../support/guest-wait.ts';
 import { TestLab } from '../support/lab-harness.ts';
@@ -33,7 +31,7 @@ test.after.always(async () => {
 
 const guest = (command: string, timeoutS = 300) => guestOn(lab, 'host', command, timeoutS);
 
-test.serial.skip('[qemu] the DI killed mid-fio and started again: the guest driver resets the controller, fio verify passes again, flushed data intact', async (t) => {
+test.serial('[qemu] the DI killed mid-fio and started again: the guest driver resets the controller, fio verify passes again, flushed data intact', async (t) => {
   // A shorter I/O timeout than the driver's 30 s, so its timeout path (abort, then reset) runs sooner; still
   // long enough for the DI to be back when it reads CSTS (all-ones then would make it give the device up).
   await stopManager(lab); // not its surprise removal: see stopManager

@@ -5,8 +5,10 @@
 // its timeout/reset path recovers). Either way fio ends on its own, without a hang; a new fio
 // verify passes on the same device without a guest reboot, and flushed data reads back intact.
 //
-// SKIPPED — written 2026-12-02 but not yet run against QEMU (the machine-wide guest lock was busy
-// until the deadline); run it with test.serial and drop this note once it passes.
+// Runs (2026-12-02) saw both: fio carrying on with no error and no reset; and, once, the driver
+// finding "controller is down" 15 s after the kill (CSTS 0x3: the model had raised CFS, presumably
+// on a DMA read that failed while the switch was gone), resetting it and having its queues back
+// 0.3 s later, fio still ending with no error.
 import test from 'ava';
 import { shIoUnderway, shUntil } from '../support/guest-wait.ts';
 import { TestLab } from '../support/lab-harness.ts';
@@ -25,7 +27,7 @@ test.after.always(async () => {
 
 const guest = (command: string, timeoutS = 300) => guestOn(lab, 'host', command, timeoutS);
 
-test.serial.skip('[qemu] the switch killed mid-fio and started again: fio ends on its own, a new fio verify passes, flushed data intact', async (t) => {
+test.serial('[qemu] the switch killed mid-fio and started again: fio ends on its own, a new fio verify passes, flushed data intact', async (t) => {
   await stopManager(lab); // not its surprise removal: see stopManager
   await guest('echo 15000 > /sys/block/nvme0n1/queue/io_timeout');
   const sum = await guest('head -c 4M /dev/urandom >/tmp/ref && dd if=/tmp/ref of=/dev/nvme0n1 bs=1M seek=160 oflag=direct status=none && blockdev --flushbufs /dev/nvme0n1 && md5sum </tmp/ref');
