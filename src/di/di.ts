@@ -31,6 +31,7 @@
 
 import type { PcieoePort } from '../fabric/pcieoe-port.ts';
 import { completionFor, errorCompletionFor, urCompletionFor } from '../fabric/tlp/completion.ts';
+import { intxMessage } from '../fabric/tlp/intx.ts';
 import {
   CplStatus,
   type ConfigTlp,
@@ -87,8 +88,6 @@ export interface DiStats {
 interface Hosted {
   name: string;
   fn: PciFunction;
-  /** INTx assertion already reported (SeaBIOS polls an NVMe controller with INTx: once is enough). */
-  intxWarned?: boolean;
   assignment?: { channel: number; hostBdf: number };
 }
 
@@ -315,11 +314,9 @@ export class DeviceInterface {
           this.stats.msixSent++;
         },
         intx: (asserted) => {
-          // INTx would be Assert/Deassert_INTx messages; the HI serves MSI-X only.
-          if (asserted && !h.intxWarned) {
-            h.intxWarned = true;
-            this.log('info', `${h.name}: INTx asserted, not forwarded (MSI-X only over PCIeOE; reported once)`);
-          }
+          // A level change of the pin is an Assert/Deassert_INTx message on the function's channel.
+          const pin = h.fn.config.get8(Cfg.InterruptPin);
+          if (pin >= 1 && pin <= 4) ep.post(intxMessage(hostBdf, pin, asserted));
         },
       },
     };

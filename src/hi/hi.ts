@@ -9,6 +9,7 @@
  *
  * Requests arriving from the fabric are the functions' bus-master traffic:
  *   - an MWr into an EEP's MSI window → that vector's eventfd;
+ *   - an Assert/Deassert_INTx message → the INTx level of the EEP that sent it;
  *   - other MRd/MWr → guest memory of the EEP whose remote BDF is the
  *     requester id (the HI's IOMMU, in effect: a function reaches only its own
  *     guest's memory, and only what QEMU mapped);
@@ -22,7 +23,8 @@
 
 import type { PcieoePort } from '../fabric/pcieoe-port.ts';
 import { urCompletionFor } from '../fabric/tlp/completion.ts';
-import { type Tlp, TlpType, isNonPosted } from '../fabric/tlp/tlp.ts';
+import { intxLevel } from '../fabric/tlp/intx.ts';
+import { type Tlp, TlpType, isMessage, isNonPosted } from '../fabric/tlp/tlp.ts';
 import { formatBdf } from '../pci/bdf.ts';
 import { VfioUserServer } from '../vfio-user/server.ts';
 import type { Logger } from '../common/logger.ts';
@@ -98,7 +100,7 @@ export class HostInterface {
   }
 
   /** Enumerate the function at `remoteBdf` behind `channel` and make it an EEP. */
-  async addEep(name: string, channel: number, remoteBdf: number, o: { hideMsix?: boolean } = {}): Promise<RemoteFunction> {
+  async addEep(name: string, channel: number, remoteBdf: number, o: { hideMsix?: boolean; carryIntx?: boolean } = {}): Promise<RemoteFunction> {
     const ch = this.channels.get(channel);
     if (!ch) throw new Error(`no channel ${channel}`);
     if (ch.eeps.some((e) => e.remoteBdf === remoteBdf)) throw new Error(`${formatBdf(remoteBdf)} on channel ${channel} is an EEP already`);
@@ -157,6 +159,9 @@ export class HostInterface {
       }
       return eep.dmaRead(tlp, ch.port);
     }
+    const intx = isMessage(tlp) ? intxLevel(tlp) : undefined;
+    const from = intx && ch.eeps.find((e) => e.remoteBdf === tlp.requesterId);
+    if (from) return from.deliverIntx(intx.asserted);
     this.stats.unsupported++;
     if (isNonPosted(tlp)) ch.port.endpoint.post(urCompletionFor(tlp, this.hiId));
   }

@@ -9,7 +9,8 @@
  * 11.1.3 aborts finalizing a removed vfio-user-pci that has MSI-X (vfio_user_instance_finalize
  * deletes the PBA region from a BAR MemoryRegion QOM has already finalized and emptied:
  * "memory_region_del_subregion: Assertion `subregion->container == mr' failed"), so with
- * MSI-X no hot-plugged function could ever be removed. Linux's nvme driver runs on MSI.
+ * MSI-X no hot-plugged function could ever be removed. Linux's nvme driver runs on MSI; a
+ * function without MSI keeps its INTx (carryIntx), which Linux's virtio_pci falls back to.
  */
 
 import { join } from 'node:path';
@@ -45,7 +46,7 @@ export function hotplugControl(hi: HostInterface, dir: string, served: ServedEep
           if (have.channel === channel && have.eep.remoteBdf === bdf) return { eep: name, socket };
           throw new Error(`${name} serves ${formatBdf(have.eep.remoteBdf)} on channel ${have.channel} already`);
         }
-        const eep = await hi.addEep(name, channel, bdf, { hideMsix: true });
+        const eep = await hi.addEep(name, channel, bdf, { hideMsix: true, carryIntx: true });
         served.eeps.set(name, { eep, channel, server: hi.serve(eep, socket) });
         return { eep: name, socket };
       }

@@ -52,6 +52,8 @@ export interface RigOptions {
   completionTimeoutMs?: number;
   /** The test device's options (default: none). */
   device?: TestDeviceOptions;
+  /** How the HI offers the function (default: as a static EEP, neither). */
+  eep?: { hideMsix?: boolean; carryIntx?: boolean };
 }
 
 export async function hiDiRig(t: ExecutionContext, opts: RigOptions = {}): Promise<HiDiRig> {
@@ -112,7 +114,7 @@ export async function hiDiRig(t: ExecutionContext, opts: RigOptions = {}): Promi
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const eep = await hi.addEep('eep0', HOST_CHANNEL, FN0_BDF);
+  const eep = await hi.addEep('eep0', HOST_CHANNEL, FN0_BDF, opts.eep);
   server = hi.serve(eep, join(dir, 'eep0.sock'));
   return {
     dev, hi, di, eep, server, hiPorts, rogue, logs,

@@ -2,7 +2,7 @@
 //   - reads go to the function as CfgRd, except the registers QEMU emulates
 //     or the HI owns: BARs read as their type bits only (QEMU reads them once
 //     to learn mem64/prefetchable, then emulates), ROM BAR 0, Interrupt Pin 0
-//     (INTx is not carried; QEMU then wires no INTx), and Command.Memory as
+//     unless the HI carries INTx (carryIntx; otherwise QEMU then wires no INTx), and Command.Memory as
 //     the guest last wrote it — the remote's stays on, the HI needs it; with
 //     hideMsix the MSI-X capability is skipped in the capability list.
 //   - writes go as CfgWr, minus the bytes of BARs, ROM and the MSI and MSI-X
@@ -92,7 +92,7 @@ export class ConfigView {
       return b && (at & 3) === 0 ? barTypeBits(b) : 0;
     }
     if (at >= Cfg.RomBar && at < ROM_BAR_END) return 0;
-    if (at === Cfg.InterruptPin) return 0;
+    if (at === Cfg.InterruptPin) return this.layout.intxPin ?? 0;
     if (at === this.layout.unlinked?.pointerAt) return this.layout.unlinked.next;
     return actual;
   }

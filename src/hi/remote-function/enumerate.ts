@@ -20,6 +20,10 @@ export async function enumerateRemote(cfg: ConfigAccess, o: RemoteFunctionOption
   if (((header >>> (8 * (Cfg.HeaderType & 3))) & HEADER_LAYOUT_MASK) !== 0) throw new Error(`${o.name}: ${formatBdf(o.remoteBdf)} is not a type 0 (endpoint) function`);
   const layout: RemoteLayout = { vendorId: id & 0xffff, deviceId: id >>> 16, configSize: 256, bars: [], flr: false };
   await sizeBars(cfg, o, layout);
+  if (o.carryIntx) {
+    const pin = ((await cfg.mustRead32(Cfg.InterruptLine)) >>> 8) & 0xff;
+    if (pin >= 1 && pin <= 4) layout.intxPin = pin;
+  }
   await walkCapabilities(cfg, layout, o.hideMsix === true);
   if (layout.msix && !layout.bars[layout.msix.bar]) throw new Error(`${o.name}: MSI-X table in BAR ${layout.msix.bar}, which is not a memory BAR`);
   return layout;
@@ -82,9 +86,9 @@ async function walkCapabilities(cfg: ConfigAccess, layout: RemoteLayout, hideMsi
     pointerAt = at + 1;
     at = (dw >>> 8) & 0xfc;
   }
-  // Hidden only where MSI remains: a function with neither would have no interrupt at all
-  // (INTx is not carried). The next-pointer reads and the rest of the chain are unchanged.
-  if (hideMsix && layout.msix && layout.msi) {
+  // Hidden only where MSI or a carried INTx remains: a function with neither would have no
+  // interrupt at all. The next-pointer reads and the rest of the chain are unchanged.
+  if (hideMsix && layout.msix && (layout.msi || layout.intxPin)) {
     const cap = layout.msix.cap;
     layout.unlinked = { cap, pointerAt: msixPointerAt, next: ((await cfg.mustRead32(cap)) >>> 8) & 0xfc };
     delete layout.msix;

@@ -3,6 +3,10 @@
 // wiring through SET_IRQS): every message targets this EEP's MSI window at
 // the HI, and an MWr arriving there becomes the eventfd of its vector.
 //
+// INTx (carryIntx): the function's Assert/Deassert_INTx messages set a level; vfio's INTx
+// is an automasked edge on the eventfd, so an assert signals it once, and QEMU's UNMASK
+// (after the guest's EOI) signals it again while the level is still high.
+//
 // MSI window of one EEP: MSI-X vector v at msiBase + 4v (up to 2048 vectors),
 // the MSI address at msiBase + MSI_OFFSET.
 import { TRACING, trace } from '../../fabric/trace.ts';
@@ -19,6 +23,9 @@ import { MPS, type RemoteFunctionStats } from './options.ts';
 export const MSI_OFFSET = 0x2000n;
 
 export class RemoteInterrupts {
+  /** The function's INTx level as its last Assert/Deassert_INTx message said. */
+  private intxLevel = false;
+
   constructor(
     private readonly o: {
       layout: RemoteLayout;
@@ -65,6 +72,32 @@ export class RemoteInterrupts {
       return;
     }
     this.trigger(PciIrq.Msix, vector);
+  }
+
+  /** An Assert/Deassert_INTx message from the function. */
+  deliverIntx(asserted: boolean): void {
+    if (this.o.layout.intxPin === undefined) return;
+    this.intxLevel = asserted;
+    if (asserted) this.triggerIntx();
+  }
+
+  /** QEMU unmasked INTx (the guest's EOI): a level still high fires again. */
+  intxUnmasked(): void {
+    if (this.intxLevel) this.triggerIntx();
+  }
+
+  /** The function was reset: its pin is low until it says otherwise. */
+  resetIntx(): void {
+    this.intxLevel = false;
+  }
+
+  /** The INTx eventfd, after earlier device writes; masked (not yet unmasked after the last one) is no signal. */
+  private triggerIntx(): void {
+    this.o.afterWrites(() => {
+      if (!this.intxLevel) return;
+      if (TRACING) trace('irq:intx');
+      if (this.o.session()?.irqs.trigger(PciIrq.Intx, 0)) this.o.stats.intx++;
+    });
   }
 
   /** The eventfd of `vector`, once the data written before the message is in guest memory. */

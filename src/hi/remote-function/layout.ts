@@ -19,6 +19,8 @@ export interface RemoteLayout {
   msi?: { cap: number; vectors: number; is64: boolean; perVectorMask: boolean };
   pcieCap?: number;
   flr: boolean;
+  /** Interrupt Pin (1-4 = INTA-INTD) when the HI carries INTx (carryIntx); else absent. */
+  intxPin?: number;
   /** A capability unlinked from QEMU's view (hideMsix): the pointer byte that named it reads as `next`. */
   unlinked?: { cap: number; pointerAt: number; next: number };
 }
@@ -26,5 +28,5 @@ export interface RemoteLayout {
 /** One line for the log: BARs, MSI-X, PCI or PCIe, FLR. */
 export function describeLayout(l: RemoteLayout): string {
   const bars = l.bars.map((b, i) => (b ? `BAR${i} ${b.size} B @0x${b.address.toString(16)}` : '')).filter(Boolean);
-  return [...bars, l.msix ? `MSI-X ${l.msix.vectors}` : l.unlinked ? 'MSI-X hidden' : 'no MSI-X', l.msi ? `MSI ${l.msi.vectors}` : 'no MSI', l.configSize === 4096 ? 'PCIe' : 'PCI', l.flr ? 'FLR' : 'no FLR'].join(', ');
+  return [...bars, l.msix ? `MSI-X ${l.msix.vectors}` : l.unlinked ? 'MSI-X hidden' : 'no MSI-X', l.msi ? `MSI ${l.msi.vectors}` : 'no MSI', ...(l.intxPin ? ['INTx'] : []), l.configSize === 4096 ? 'PCIe' : 'PCI', l.flr ? 'FLR' : 'no FLR'].join(', ');
 }

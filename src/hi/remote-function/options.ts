@@ -24,6 +24,12 @@ export interface RemoteFunctionOptions {
    * aborts finalizing a removed vfio-user-pci that has MSI-X (src/hi/hotplug-control.ts).
    */
   hideMsix?: boolean;
+  /**
+   * Carry the function's INTx (its Interrupt Pin, Assert/Deassert_INTx messages) as the
+   * vfio-user INTx interrupt; then hideMsix also applies to a function with INTx but no MSI
+   * (virtio-net: Linux's virtio_pci falls back from MSI-X to INTx, never to MSI).
+   */
+  carryIntx?: boolean;
 }
 
 export interface RemoteFunctionStats {
@@ -35,6 +41,8 @@ export interface RemoteFunctionStats {
   /** DMA the guest map could not serve (unmapped IOVA, no client): UR / dropped. */
   dmaErrors: number;
   msix: number;
+  /** INTx eventfd signals (an assert, or an unmask while still asserted). */
+  intx: number;
   /** MWr into the MSI window that names no wired vector. */
   msixSpurious: number;
 }

@@ -36,7 +36,7 @@ export class RemoteFunction implements VfioUserDevice {
   readonly regions: RegionDesc[];
   readonly irqs: IrqIndexDesc[];
   readonly canReset = true;
-  readonly stats: RemoteFunctionStats = { mmioReadFailures: 0, configFailures: 0, dmaReads: 0, dmaWrites: 0, dmaErrors: 0, msix: 0, msixSpurious: 0 };
+  readonly stats: RemoteFunctionStats = { mmioReadFailures: 0, configFailures: 0, dmaReads: 0, dmaWrites: 0, dmaErrors: 0, msix: 0, intx: 0, msixSpurious: 0 };
   private ctx?: SessionContext;
   private readonly log: Logger;
   private readonly view: ConfigView;
@@ -57,7 +57,8 @@ export class RemoteFunction implements VfioUserDevice {
     });
     this.regions = pciRegionTable({ bars: layout.bars, configSize: layout.configSize });
     this.irqs = pciIrqTable({
-      intx: { count: 0, flags: IrqInfoFlag.Eventfd },
+      // INTx only when carried (carryIntx): a level, automasked as VFIO's, unmasked by QEMU after the guest's EOI.
+      intx: layout.intxPin ? { count: 1, flags: IrqInfoFlag.Eventfd | IrqInfoFlag.Maskable | IrqInfoFlag.Automasked } : { count: 0, flags: IrqInfoFlag.Eventfd },
       // MSI as the function offers it; QEMU emulates the capability (and its per-vector mask) for the guest.
       msi: { count: layout.msi?.vectors ?? 0, flags: IrqInfoFlag.Eventfd | IrqInfoFlag.Maskable | IrqInfoFlag.NoResize },
       msix: { count: layout.msix?.vectors ?? 0, flags: IrqInfoFlag.Eventfd | IrqInfoFlag.NoResize },
@@ -115,6 +116,7 @@ export class RemoteFunction implements VfioUserDevice {
       this.log('warn', 'no FLR capability: reset only re-programs BARs and MSI-X');
     }
     this.view.guestMemory = false;
+    this.interrupts.resetIntx();
     await this.restore();
   }
 
@@ -176,6 +178,10 @@ export class RemoteFunction implements VfioUserDevice {
     return this.ctx?.irqs.trigger(PciIrq.Req, 0) ?? false;
   }
 
+  irqUnmasked(index: number): void {
+    if (index === PciIrq.Intx) this.interrupts.intxUnmasked();
+  }
+
   irqWiringChanged(index: number): void {
     if (index === PciIrq.Msix) this.interrupts.programMsix().catch((err: Error) => this.log('warn', `MSI-X programming: ${err.message}`));
     if (index === PciIrq.Msi) this.interrupts.programMsi().catch((err: Error) => this.log('warn', `MSI programming: ${err.message}`));
@@ -201,6 +207,11 @@ export class RemoteFunction implements VfioUserDevice {
   /** An MSI-X message from the function (an MWr into the MSI window). */
   deliverMsi(vector: number, tlp: MemWriteTlp): void {
     this.interrupts.deliverMsix(vector, tlp);
+  }
+
+  /** An Assert/Deassert_INTx message from the function. */
+  deliverIntx(asserted: boolean): void {
+    this.interrupts.deliverIntx(asserted);
   }
 
   /** Device DMA write into guest memory (see DmaService). */
