@@ -79,3 +79,28 @@ test.serial('[qemu] the two hot-plugged NICs reach each other over the switch: p
   await until(async () => (await sh('host-a', 'cat /sys/class/nvme/nvme*/serial 2>/dev/null; true')).includes('PCIEOE-NICHP-FN2'), 'host-a nvme bound to di/fn2', { timeoutMs: 60_000, everyMs: 250 });
   await ping(t, 'host-a', 'host-b');
 });
+
+test.serial('[qemu] a hot-plugged NIC runs on INTx (MSI-X hidden) and unassign removes it without QEMU aborting', async (t) => {
+  const vm = 'host-a';
+  const bdf = (await sh(vm, 'lspci -D -n -d 1af4:1041 | cut -d" " -f1')).trim();
+  const vv = await sh(vm, `lspci -vv -s ${bdf}`);
+  t.notRegex(vv, /MSI-X/, 'the HI unlinks MSI-X (QEMU 11.1.3 aborts removing a vfio-user-pci that has it)');
+  t.regex(vv, /Interrupt: pin A routed to IRQ \d+/);
+  const irq = /Interrupt: pin A routed to IRQ (\d+)/.exec(vv)![1]!;
+  const line = (await sh(vm, `grep -E '^ *${irq}:' /proc/interrupts`)).trim();
+  t.regex(line, /IO-APIC/, `virtio_net on INTx: ${line}`);
+  t.log(`/proc/interrupts: ${line}`);
+  t.regex(line, /virtio/);
+  await ping(t, 'host-a', 'host-b');
+  const count = async () => (await sh(vm, `grep -E '^ *${irq}:' /proc/interrupts`)).trim().split(/\s+/).slice(1).filter((f) => /^\d+$/.test(f)).reduce((a, b) => a + Number(b), 0);
+  t.true((await count()) > 0, 'the INTx line fired');
+  const unassigned = await labOk(['unassign', vm, NIC[vm].fn]);
+  t.regex(unassigned, new RegExp(`unassigned ${NIC[vm].fn} from ${vm} slot 0`));
+  t.log(unassigned.trim());
+  t.false(await hasIface(vm), 'the interface is gone');
+  t.is((await sh(vm, 'lspci -n -d 1af4:1041 | wc -l')).trim(), '0');
+  const status = JSON.parse(await labOk(['status', '--json'])) as { vms: { running: boolean }[] };
+  t.true(status.vms.every((v) => v.running), 'QEMU still runs');
+  // The NVMe function assigned beside it is untouched.
+  t.regex(await sh(vm, 'cat /sys/class/nvme/nvme*/serial'), /PCIEOE-NICHP-FN2/);
+});
