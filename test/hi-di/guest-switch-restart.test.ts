@@ -12,7 +12,7 @@
 import test from 'ava';
 import { shIoUnderway, shUntil } from '../support/guest-wait.ts';
 import { TestLab } from '../support/lab-harness.ts';
-import { FIO, guest as guestOn, killAndRestart, killLeftover, stopManager } from './lab-restart.ts';
+import { FIO, guest as guestOn, killAndRestart, killLeftover } from './lab-restart.ts';
 
 const lab = new TestLab('hiswrs');
 let restarted: number | undefined;
@@ -28,7 +28,6 @@ test.after.always(async () => {
 const guest = (command: string, timeoutS = 300) => guestOn(lab, 'host', command, timeoutS);
 
 test.serial('[qemu] the switch killed mid-fio and started again: fio ends on its own, a new fio verify passes, flushed data intact', async (t) => {
-  await stopManager(lab); // not its surprise removal: see stopManager
   await guest('echo 15000 > /sys/block/nvme0n1/queue/io_timeout');
   const sum = await guest('head -c 4M /dev/urandom >/tmp/ref && dd if=/tmp/ref of=/dev/nvme0n1 bs=1M seek=160 oflag=direct status=none && blockdev --flushbufs /dev/nvme0n1 && md5sum </tmp/ref');
   await guest(`(${FIO} --rw=randrw --bs=4k --iodepth=16 --size=32M --time_based --runtime=20 >/tmp/bg.out 2>&1; echo "FIO-EXIT $?" >/dev/kmsg) >/dev/null 2>&1 &\n` +

@@ -29,24 +29,6 @@ export function pidOf(lab: TestLab, name: string): number {
   return p.pid;
 }
 
-/**
- * Takes the manager out of a restart test (SIGTERM, then waits for it to go): it answers a DI
- * silent past the HI's 2 s grace with a surprise removal in the guest (QMP device_del), which
- * QEMU 11.1.3 answers by aborting (README, hot-plug), and a restarted DI or switch is often silent
- * longer than that on a loaded host. These tests are about the driver keeping its device.
- */
-export async function stopManager(lab: TestLab): Promise<void> {
-  const pid = pidOf(lab, 'manager');
-  process.kill(pid, 'SIGTERM');
-  await until(() => {
-    try {
-      process.kill(pid, 0);
-      return false;
-    } catch {
-      return true;
-    }
-  }, 'the manager to exit');
-}
 
 /** SIGKILL lab process `name` and start it again with the same argv and environment (from /proc); returns the new pid. */
 export function killAndRestart(lab: TestLab, name: string): number {
