@@ -15,7 +15,7 @@
 // Each path's iperf3 A -> B run also records the CPU each lab process (QEMU included) used,
 // in % of one CPU. NIC_BENCH_PROF=1 profiles the DI and host A's HI over the model PCIeOE's
 // iperf3 A -> B run and prints where they spent their time (profiles kept in the run's directory).
-import { copyFileSync } from 'node:fs';
+import { copyFileSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { benchTopology, placementText, privateLabDirs } from './lib/lab.ts';
 
@@ -156,6 +156,11 @@ async function measure(path: string, topology: string): Promise<NicFigures> {
 await setup();
 recordSettings('nic', { secondsPerRun: SECONDS, pings: PINGS, pingInterval: '50 ms', nvmeWorkload: `${NVME_WORKLOAD.name} QD 64 (2 x 32), both hosts at once`, placement: placementText() });
 const results = new Map<string, NicFigures>();
-for (const p of PATHS) results.set(p.path, await measure(p.path, p.topology));
+try {
+  for (const p of PATHS) results.set(p.path, await measure(p.path, p.topology));
+} finally {
+  // The lab is down; its private state (profiles were copied into the run's directory) goes too.
+  rmSync(state, { recursive: true, force: true });
+}
 const [q, d, r] = PATHS.map((p) => results.get(p.path)!);
 console.log(`direct / QEMU (A->B): ${((d!.aToBMbps / q!.aToBMbps) * 100).toFixed(0)} % (target >= 50 %); PCIeOE / direct: ${((r!.aToBMbps / d!.aToBMbps) * 100).toFixed(0)} % (target >= 80 %)`);
