@@ -3,12 +3,14 @@
 // interrupts and their suppression, and the bad input the issue lists.
 import test, { type ExecutionContext } from 'ava';
 import fc from 'fast-check';
-import { Cfg } from '../../src/pci/config-space.ts';
+import { Cfg, CommandBit, StatusBit } from '../../src/pci/config-space.ts';
 import { NET_HDR_SIZE, NetFeature, QUEUE_MAX, RX_QUEUE, TX_QUEUE, VIRTIO_NET_CLASS } from '../../src/devices/virtio-net/net-device.ts';
 import { SoftVirtioNetDriver } from '../../src/devices/virtio-net/soft-driver.ts';
 import { CfgType, Common, DeviceStatus, feature, IsrBit, NO_VECTOR, TransportFeature } from '../../src/devices/virtio-net/virtio-pci.ts';
 import { DescFlag, needEvent } from '../../src/devices/virtio-net/virtqueue.ts';
 
+/** A 16-bit config register value as the bytes of a config write. */
+const u16 = (v: number) => new Uint8Array([v & 0xff, v >> 8]);
 const BASE = feature(TransportFeature.Version1) | feature(NetFeature.Mac) | feature(NetFeature.Status) | feature(NetFeature.Mtu);
 const OFFERED = BASE | feature(TransportFeature.RingEventIdx) | feature(NetFeature.Csum) | feature(NetFeature.GuestCsum);
 const RUNNING = DeviceStatus.Acknowledge | DeviceStatus.Driver | DeviceStatus.FeaturesOk | DeviceStatus.DriverOk;
@@ -248,6 +250,29 @@ test('INTx when MSI-X is off: the ISR says why and reading it lowers the line', 
   t.is(await d.read(CfgType.Isr, 0, 1), IsrBit.Queue);
   t.deepEqual(d.intx, [true, false]);
   t.is(await d.read(CfgType.Isr, 0, 1), 0, 'read to clear');
+});
+
+test('INTx: pin A, a configuration change sets ISR bit 1, Status.Interrupt follows the level, INTx_Disable gates it, MSI-X on keeps it low', async (t) => {
+  const d = await ready();
+  t.is(d.dev.config.get8(Cfg.InterruptPin), 1, 'INTA');
+  d.dev.setMsixEnabled(false);
+  d.dev.setLink(false);
+  t.deepEqual(d.intx, [true]);
+  t.truthy(d.dev.config.get16(Cfg.Status) & StatusBit.InterruptStatus);
+  // Interrupt Disable lowers the line as delivered; the level (Status bit 3) stays until the ISR read.
+  const cmd = d.dev.config.get16(Cfg.Command);
+  d.dev.configWrite(Cfg.Command, u16(cmd | CommandBit.IntxDisable));
+  t.deepEqual(d.intx, [true, false]);
+  t.truthy(d.dev.config.get16(Cfg.Status) & StatusBit.InterruptStatus);
+  d.dev.configWrite(Cfg.Command, u16(cmd));
+  t.deepEqual(d.intx, [true, false, true], 'still pending: asserted again');
+  t.is(await d.read(CfgType.Isr, 0, 1), IsrBit.Config);
+  t.deepEqual(d.intx, [true, false, true, false]);
+  t.falsy(d.dev.config.get16(Cfg.Status) & StatusBit.InterruptStatus);
+  // With MSI-X enabled the configuration change goes to its vector, never to INTx.
+  d.dev.setMsixEnabled(true);
+  d.dev.setLink(true);
+  t.deepEqual(d.intx, [true, false, true, false]);
 });
 
 test('link state: a change shows in STATUS, bumps config_generation and raises the configuration vector', async (t) => {
