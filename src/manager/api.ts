@@ -3,7 +3,7 @@
 // request); anything else is refused with 401 before a socket exists.
 //
 // Requests and replies are JSON text messages:
-//   → {"id":1,"op":"list"}
+//   → {"id":1,"op":"list"}   ← hosts, DIs, assignments and (with a station on the switch) "discovery", as in stations.json
 //   → {"id":2,"op":"assign","host":"host-a","function":"di/fn0","slot":1}   (slot optional)
 //   → {"id":3,"op":"unassign","host":"host-a","function":"di/fn0"}
 //   → {"id":4,"op":"move","function":"di/fn0","host":"host-b"}
@@ -31,6 +31,7 @@ import { z } from 'zod';
 import type { Manager } from './manager.ts';
 import { AssignmentError } from './table.ts';
 import { LinkError, type SwitchLinks } from './links.ts';
+import type { StationsFile } from './station-link.ts';
 
 const ref = z.string().regex(/^[a-z][a-z0-9-]*\/[a-z][a-z0-9-]*$/, 'expected "<di>/<function>"');
 const host = z.string().min(1);
@@ -79,8 +80,13 @@ export interface RunningApi {
   close(): Promise<void>;
 }
 
-/** Snapshot for "list": hosts with their slots, DIs with their functions and holders, assignments. */
-export function listing(m: Manager) {
+/** What the manager's station discovered on the wire (stations.json's content), where it has one. */
+export type Discovered = () => StationsFile | undefined;
+
+/** Snapshot for "list": hosts with their slots, DIs with their functions and holders, assignments,
+ *  and, with a station on the switch, what it discovered (stations, liveness, epochs, links, HI slots, DI functions). */
+export function listing(m: Manager, discovered?: Discovered) {
+  const discovery = discovered?.();
   const { inventory } = m.table;
   const assignments = m.table.list();
   return {
@@ -93,6 +99,7 @@ export function listing(m: Manager) {
       functions: d.functions.map((f) => ({ ...f, holder: assignments.find((a) => a.di === d.name && a.function === f.name)?.host ?? null })),
     })),
     assignments,
+    ...(discovery ? { discovery } : {}),
   };
 }
 
@@ -101,10 +108,10 @@ function needLinks(links: SwitchLinks | undefined): SwitchLinks {
   return links;
 }
 
-async function answer(m: Manager, req: ApiRequest, links: SwitchLinks | undefined): Promise<unknown> {
+async function answer(m: Manager, req: ApiRequest, links: SwitchLinks | undefined, discovered: Discovered | undefined): Promise<unknown> {
   switch (req.op) {
     case 'list':
-      return listing(m);
+      return listing(m, discovered);
     case 'assign':
       return m.assign(req.host, req.function, req.slot);
     case 'unassign':
@@ -145,7 +152,7 @@ function givenToken(req: import('node:http').IncomingMessage): string | undefine
 }
 
 /** Serves the API on 127.0.0.1 (`port` 0: any free port) and writes api.json for clients. */
-export async function serveApi(m: Manager, dir: string, port = 0, links?: SwitchLinks): Promise<RunningApi> {
+export async function serveApi(m: Manager, dir: string, port = 0, links?: SwitchLinks, discovered?: Discovered): Promise<RunningApi> {
   const token = apiToken(dir);
   const http: Server = createServer((req, res) => serveConsole(req.url, res));
   // A browser's token subprotocol is echoed back, as the WebSocket handshake requires.
@@ -182,7 +189,7 @@ export async function serveApi(m: Manager, dir: string, port = 0, links?: Switch
           ws.send(JSON.stringify({ id, ok: false, error: { code: 'bad-request', message: `bad request: ${z.prettifyError(parsed.error)}` } }));
           return;
         }
-        const result = await answer(m, parsed.data, links);
+        const result = await answer(m, parsed.data, links, discovered);
         if (parsed.data.op === 'capture') captures.add((result as { id: number }).id);
         if (parsed.data.op === 'capture-stop') captures.delete(parsed.data.capture);
         // A fault change is news for every client (the console redraws the link).

@@ -60,7 +60,8 @@ const switchControl = () => {
   if (!dir) throw new Error(`no switch process "${fabric.switch}" in lab.json`);
   return join(dir, 'control.sock');
 };
-const api = await serveApi(manager, dir, values.port === undefined ? 0 : Number(values.port), new SwitchLinks(fabric, switchControl));
+// `list` includes what the station (below, started once the API runs) has discovered.
+const api = await serveApi(manager, dir, values.port === undefined ? 0 : Number(values.port), new SwitchLinks(fabric, switchControl), () => discovery?.snapshot());
 log('info', `manager pid ${process.pid}: ${table.list().length} assignment(s) (${restored ? 'restored' : 'from the topology'}), API on 127.0.0.1:${api.port}, token in ${dir}/token`);
 
 // A restarted DI gets back the functions the table says hosts hold (station-restore.ts).

@@ -32,14 +32,15 @@ export function openManagerStation(
   onRestarted: (station: string) => void = () => {},
   /** A station's report arrived (its view, as in stations.json). */
   onReport: (station: DiscoveredStation) => void = () => {},
-): { station: ManagerStation; close(): void } {
+): { station: ManagerStation; snapshot(): StationsFile; close(): void } {
   const spec = parseLinkSpec(link);
   const port = new UnixDgramPort({ path: join(socketDir, 'link0.sock'), peer: spec.switchPort });
   const attachment = stationOf(port);
   const station = new ManagerStation({ station: attachment, mac: spec.mac, clock: realClock, name: 'manager' });
   const file = stationsFile(stateDir);
+  const snapshot = (): StationsFile => ({ writtenAt: new Date().toISOString(), manager: { mac: formatMac(spec.mac), pid: process.pid }, heartbeatTimeoutMs: HEARTBEAT_TIMEOUT_MS, stations: station.view() });
   const write = () => {
-    const body: StationsFile = { writtenAt: new Date().toISOString(), manager: { mac: formatMac(spec.mac), pid: process.pid }, heartbeatTimeoutMs: HEARTBEAT_TIMEOUT_MS, stations: station.view() };
+    const body = snapshot();
     mkdirSync(stateDir, { recursive: true });
     writeFileSync(`${file}.tmp`, JSON.stringify(body, null, 2) + '\n');
     renameSync(`${file}.tmp`, file);
@@ -59,6 +60,7 @@ export function openManagerStation(
   const timer = setInterval(write, 500);
   return {
     station,
+    snapshot,
     close() {
       clearInterval(timer);
       station.close();

@@ -11,6 +11,7 @@ import { decodeFrame } from '../../src/fabric/wire/frame.ts';
 import { readPcap } from '../../src/fabric/wire/pcap.ts';
 import { ManagerClient, ManagerError } from '../../src/manager/client.ts';
 import type { LinkView } from '../../src/manager/links.ts';
+import type { StationsFile } from '../../src/manager/station-link.ts';
 import { until } from '../support/until.ts';
 import { GuestlessLab } from './console-support.ts';
 
@@ -132,6 +133,29 @@ test.serial('assign through the API without a guest: the error comes back, nothi
     t.deepEqual((await c.call<{ assignments: unknown[] }>({ op: 'list' })).assignments, []);
     const bad = await t.throwsAsync(c.call({ op: 'fault', link: 'di0', set: { loss: 'x' } } as never));
     t.is((bad as ManagerError).code, 'bad-request');
+  } finally {
+    c.close();
+  }
+});
+
+test.serial('list over the API carries what the manager discovered on the wire: both HIs with their slots, the DI with its functions', async (t) => {
+  const c = await ManagerClient.connect(lab.managerDir);
+  try {
+    type Listed = { discovery?: StationsFile };
+    const alive = (l: Listed) =>
+      ['hi-host-a', 'hi-host-b', 'di'].every((n) => {
+        const s = l.discovery?.stations.find((x) => x.name === n);
+        return s?.alive === true && (s.slots ?? s.functions) !== undefined;
+      });
+    let listed: Listed = {};
+    await until(async () => alive((listed = await c.call<Listed>({ op: 'list' }))), 'list showing both HIs and the DI alive with their reports', { timeoutMs: 30_000, everyMs: 200 });
+    const d = listed.discovery!;
+    t.is(d.manager.mac, '02:00:00:04:00:00');
+    t.deepEqual(d.stations.map((s) => [s.name, s.role, s.links.length]), [['hi-host-a', 'hi', 2], ['hi-host-b', 'hi', 2], ['di', 'di', 2]]);
+    for (const hi of ['hi-host-a', 'hi-host-b']) t.deepEqual(d.stations.find((s) => s.name === hi)!.slots, [{ slot: 0, state: 'free' }, { slot: 1, state: 'free' }]);
+    const di = d.stations.find((s) => s.name === 'di')!;
+    t.not(di.epoch, 0);
+    t.deepEqual(di.functions!.map((f) => [f.name, f.class]), [['fn0', '0x010802'], ['fn1', '0x010802']]);
   } finally {
     c.close();
   }
