@@ -14,33 +14,21 @@
 // surprise removal taking only hot-plugged functions (this one is on QEMU's command line, so the
 // manager stays running and must leave it to the driver).
 import test from 'ava';
-import { shIoUnderway, shUntil } from '../support/guest-wait.ts';
+import { shUntil } from '../support/guest-wait.ts';
 import { TestLab } from '../support/lab-harness.ts';
-import { FIO, guest as guestOn, killAndRestart, killLeftover } from './lab-restart.ts';
+import { FIO, flushedDataAndBackgroundFio, killAndRestart } from './lab-restart.ts';
 
 const lab = new TestLab('hidirs');
-let restarted: number | undefined;
 
-test.before(async () => {
-  await lab.up('one-host-nvme');
-});
-test.after.always(async () => {
-  await lab.dispose(); // stops the restarted DI too: it is in lab.json
-  killLeftover(restarted);
-});
+test.before(() => lab.up('one-host-nvme'));
+test.after.always(() => lab.dispose()); // stops the restarted DI too: it is in lab.json
 
-const guest = (command: string, timeoutS = 300) => guestOn(lab, 'host', command, timeoutS);
+const guest = (command: string, timeoutS = 300) => lab.sh('host', command, timeoutS);
 
 test.serial('[qemu] the DI killed mid-fio and started again: the guest driver resets the controller, fio verify passes again, flushed data intact', async (t) => {
-  // A shorter I/O timeout than the driver's 30 s, so its timeout path (abort, then reset) runs sooner; still
-  // long enough for the DI to be back when it reads CSTS (all-ones then would make it give the device up).
-  await guest('echo 15000 > /sys/block/nvme0n1/queue/io_timeout');
-  // Data written and flushed before the kill.
-  const sum = await guest('head -c 4M /dev/urandom >/tmp/ref && dd if=/tmp/ref of=/dev/nvme0n1 bs=1M seek=160 oflag=direct status=none && blockdev --flushbufs /dev/nvme0n1 && md5sum </tmp/ref');
-  await guest(`(${FIO} --rw=randrw --bs=4k --iodepth=16 --size=32M --time_based --runtime=60 >/tmp/bg.out 2>&1; echo "FIO-EXIT $?" >/dev/kmsg) >/dev/null 2>&1 &\n` +
-    `${shIoUnderway('nvme0n1', 2000)}; pgrep -x fio >/dev/null`);
+  const sum = await flushedDataAndBackgroundFio(lab, 'host', 60);
   await guest('echo LAB-KILL-DI >/dev/kmsg');
-  restarted = killAndRestart(lab, 'di');
+  const restarted = killAndRestart(lab, 'di');
   t.log(`DI restarted as pid ${restarted}`);
 
   // The driver's timeout handler meets the new, unprogrammed-by-the-guest controller and resets it.

@@ -10,31 +10,22 @@
 // on a DMA read that failed while the switch was gone), resetting it and having its queues back
 // 0.3 s later, fio still ending with no error.
 import test from 'ava';
-import { shIoUnderway, shUntil } from '../support/guest-wait.ts';
+import { shUntil } from '../support/guest-wait.ts';
 import { TestLab } from '../support/lab-harness.ts';
-import { FIO, guest as guestOn, killAndRestart, killLeftover } from './lab-restart.ts';
+import { FIO, flushedDataAndBackgroundFio, killAndRestart } from './lab-restart.ts';
 
 const lab = new TestLab('hiswrs');
-let restarted: number | undefined;
 
-test.before(async () => {
-  await lab.up('one-host-nvme');
-});
-test.after.always(async () => {
-  await lab.dispose(); // stops the restarted switch too: it is in lab.json
-  killLeftover(restarted);
-});
+test.before(() => lab.up('one-host-nvme'));
+test.after.always(() => lab.dispose()); // stops the restarted switch too: it is in lab.json
 
-const guest = (command: string, timeoutS = 300) => guestOn(lab, 'host', command, timeoutS);
+const guest = (command: string, timeoutS = 300) => lab.sh('host', command, timeoutS);
 
 test.serial('[qemu] the switch killed mid-fio and started again: fio ends on its own, a new fio verify passes, flushed data intact', async (t) => {
-  await guest('echo 15000 > /sys/block/nvme0n1/queue/io_timeout');
-  const sum = await guest('head -c 4M /dev/urandom >/tmp/ref && dd if=/tmp/ref of=/dev/nvme0n1 bs=1M seek=160 oflag=direct status=none && blockdev --flushbufs /dev/nvme0n1 && md5sum </tmp/ref');
-  await guest(`(${FIO} --rw=randrw --bs=4k --iodepth=16 --size=32M --time_based --runtime=20 >/tmp/bg.out 2>&1; echo "FIO-EXIT $?" >/dev/kmsg) >/dev/null 2>&1 &\n` +
-    `${shIoUnderway('nvme0n1', 2000)}; pgrep -x fio >/dev/null`);
+  const sum = await flushedDataAndBackgroundFio(lab, 'host', 20);
   await guest('echo LAB-KILL-SWITCH >/dev/kmsg');
   const logged = { hi: lab.log('hi').length, di: lab.log('di').length };
-  restarted = killAndRestart(lab, 'sw');
+  const restarted = killAndRestart(lab, 'sw');
   t.log(`switch restarted as pid ${restarted}`);
 
   // fio ends by itself: its runtime, plus the driver's timeout path at worst.

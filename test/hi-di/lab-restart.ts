@@ -1,9 +1,10 @@
 // What the guest-level restart tests share: a lab process killed with SIGKILL and started again
 // with the same command line and environment (lab.json follows, so `lab down` stops the new one),
-// and commands in the guest that must succeed.
+// and the fio run it is killed under.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startDetached, startTimeOf } from '../../src/lab/procs.ts';
+import { shIoUnderway } from '../support/guest-wait.ts';
 import type { TestLab } from '../support/lab-harness.ts';
 import { until } from '../support/until.ts';
 
@@ -14,11 +15,22 @@ interface LabJson {
   processes: { name: string; pid: number; startTime: string; log: string }[];
 }
 
-/** Runs `command` in guest `vm`; throws with its output unless it exits 0. */
-export async function guest(lab: TestLab, vm: string, command: string, timeoutS = 300): Promise<string> {
-  const r = await lab.exec(vm, command, timeoutS);
-  if (r.code !== 0) throw new Error(`guest: ${command.split('\n')[0]}: exit ${r.code}\n${r.stdout}\n${r.stderr}`);
-  return r.stdout;
+/**
+ * What both restart tests do before the kill, in guest `vm`: a 15 s I/O timeout (shorter than the driver's 30 s,
+ * so its timeout path runs sooner; still long enough for the restarted process to be back when it reads CSTS,
+ * all-ones then would make it give the device up), 4 MiB of random data written and flushed at 160 MiB, and a
+ * fio verify of `runtimeS` seconds in the background, seen doing I/O, that writes "FIO-EXIT <status>" to the
+ * kernel log when it ends. Returns the data's md5sum, to read back after.
+ */
+export async function flushedDataAndBackgroundFio(lab: TestLab, vm: string, runtimeS: number): Promise<string> {
+  await lab.sh(vm, 'echo 15000 > /sys/block/nvme0n1/queue/io_timeout');
+  const sum = await lab.sh(vm, 'head -c 4M /dev/urandom >/tmp/ref && dd if=/tmp/ref of=/dev/nvme0n1 bs=1M seek=160 oflag=direct status=none && blockdev --flushbufs /dev/nvme0n1 && md5sum </tmp/ref');
+  await lab.sh(
+    vm,
+    `(${FIO} --rw=randrw --bs=4k --iodepth=16 --size=32M --time_based --runtime=${runtimeS} >/tmp/bg.out 2>&1; echo "FIO-EXIT $?" >/dev/kmsg) >/dev/null 2>&1 &\n` +
+      `${shIoUnderway('nvme0n1', 2000)}; pgrep -x fio >/dev/null`,
+  );
+  return sum;
 }
 
 /** The pid of lab process `name` (lab.json). */
@@ -43,15 +55,6 @@ export function killAndRestart(lab: TestLab, name: string): number {
   const rec = startDetached(argv, p.log, undefined, env);
   Object.assign(p, rec, { startTime: startTimeOf(rec.pid) ?? rec.startTime });
   writeFileSync(file, JSON.stringify(state, null, 2));
+  lab.adopt(rec.pid);
   return rec.pid;
-}
-
-/** Kills a restarted process left over if the lab could not be taken down (it is in lab.json, so normally `lab down` did). */
-export function killLeftover(pid: number | undefined): void {
-  if (pid === undefined) return;
-  try {
-    process.kill(pid, 'SIGKILL');
-  } catch {
-    // gone already
-  }
 }

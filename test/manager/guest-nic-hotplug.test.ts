@@ -24,17 +24,8 @@ type Host = keyof typeof NIC;
 /** The interface with `mac`, found by MAC (the guest names it). */
 const iface = (mac: string) => `$(ip -o link | grep -i 'ether ${mac}' | cut -d: -f2 | tr -d ' ')`;
 
-async function sh(vm: string, command: string, timeoutS = 300): Promise<string> {
-  const r = await lab.exec(vm, command, timeoutS);
-  if (r.code !== 0) throw new Error(`${vm}: ${command.split('\n')[0]}: exit ${r.code}\n${r.stdout}\n${r.stderr}`);
-  return r.stdout;
-}
-
-async function labOk(args: string[]) {
-  const r = await lab.run(args);
-  if (r.code !== 0) throw new Error(`lab ${args.join(' ')}: exit ${r.code}\n${r.stdout}\n${r.stderr}`);
-  return r.stdout;
-}
+const sh = (vm: string, command: string, timeoutS = 300) => lab.sh(vm, command, timeoutS);
+const labOk = (args: string[]) => lab.ok(args);
 
 const hasIface = async (vm: Host) => (await sh(vm, `ip -o link | grep -ci 'ether ${NIC[vm].mac}' || true`)).trim() === '1';
 

@@ -15,33 +15,12 @@ import { shIoUnderway, shUntil } from '../support/guest-wait.ts';
 import { until } from '../support/until.ts';
 
 const lab = new TestLab('surprise');
-let restarted: number | undefined;
 
-test.before(async () => {
-  await lab.up('hotplug');
-});
-test.after.always(async () => {
-  await lab.dispose(); // stops the restarted DI too: it is in lab.json
-  if (restarted !== undefined) {
-    try {
-      process.kill(restarted, 'SIGKILL');
-    } catch {
-      // gone already
-    }
-  }
-});
+test.before(() => lab.up('hotplug'));
+test.after.always(() => lab.dispose()); // stops the restarted DI too: it is in lab.json
 
-async function guest(vm: string, command: string, timeoutS = 300): Promise<string> {
-  const r = await lab.exec(vm, command, timeoutS);
-  if (r.code !== 0) throw new Error(`${vm}: ${command.split('\n')[0]}: exit ${r.code}\n${r.stdout}\n${r.stderr}`);
-  return r.stdout;
-}
-
-async function labOk(args: string[]) {
-  const r = await lab.run(args);
-  if (r.code !== 0) throw new Error(`lab ${args.join(' ')}: exit ${r.code}\n${r.stdout}\n${r.stderr}`);
-  return r.stdout;
-}
+const guest = (vm: string, command: string, timeoutS = 300) => lab.sh(vm, command, timeoutS);
+const labOk = (args: string[]) => lab.ok(args);
 
 const nvmeSerials = async (vm: string) => (await guest(vm, 'cat /sys/class/nvme/nvme*/serial 2>/dev/null; true')).split('\n').map((l) => l.trim()).filter(Boolean);
 const bound = async (vm: string) => (await nvmeSerials(vm)).includes('PCIEOE-HOTPLUG-FN0') && (await guest(vm, 'test -b /dev/nvme0n1 && echo yes || true')).trim() === 'yes';
@@ -67,6 +46,7 @@ function kill(name: string): () => number {
     const rec = startDetached(argv, p.log, undefined, env);
     Object.assign(state.processes.find((x) => x.name === name)!, rec, { startTime: startTimeOf(rec.pid) ?? rec.startTime });
     writeFileSync(file, JSON.stringify(state, null, 2));
+    lab.adopt(rec.pid);
     return rec.pid;
   };
 }
@@ -101,7 +81,7 @@ test.serial('[qemu] the DI killed under fio: the guest removes the device and fi
   t.regex(lab.log('manager'), /di\/fn0 lost in host-a slot 0: attention button pressed/);
 
   // Return: the DI with the same arguments, a new epoch; the function is presented again.
-  restarted = restart();
+  restart();
   const backAt = Date.now();
   await until(async () => (await station('di'))?.alive === true, 'the manager seeing the DI back', { timeoutMs: 60_000, everyMs: 250 });
   await until(() => bound('host-a'), 'host-a nvme driver bound to di/fn0 again', { timeoutMs: 120_000, everyMs: 500 });

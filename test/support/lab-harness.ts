@@ -17,6 +17,7 @@ export interface LabRun {
 export class TestLab {
   readonly env: NodeJS.ProcessEnv;
   private readonly dirs: string[];
+  private readonly adopted: number[] = [];
 
   constructor(tag: string) {
     // Unix socket paths are limited to 107 bytes: keep the state directory short.
@@ -59,8 +60,35 @@ export class TestLab {
     return this.run(['exec', vm, '--timeout', String(timeoutS), '--', command], (timeoutS + 30) * 1000);
   }
 
+  /** A shell command in guest `vm` that must succeed: its stdout, or throws with its output. */
+  async sh(vm: string, command: string, timeoutS = 300): Promise<string> {
+    const r = await this.exec(vm, command, timeoutS);
+    if (r.code !== 0) throw new Error(`${vm}: ${command.split('\n')[0]}: exit ${r.code}\n${r.stdout}\n${r.stderr}`);
+    return r.stdout;
+  }
+
+  /** A `lab` command that must succeed: its stdout, or throws with its output. */
+  async ok(args: string[]): Promise<string> {
+    const r = await this.run(args);
+    if (r.code !== 0) throw new Error(`lab ${args.join(' ')}: exit ${r.code}\n${r.stdout}\n${r.stderr}`);
+    return r.stdout;
+  }
+
+  /** A process the test started again in place of a lab process: `lab down` stops it (it is in lab.json),
+   *  and dispose kills it too in case the lab could not be taken down. */
+  adopt(pid: number): void {
+    this.adopted.push(pid);
+  }
+
   async dispose(): Promise<void> {
     await this.run(['down']);
+    for (const pid of this.adopted) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone already (lab down stopped it)
+      }
+    }
     for (const d of this.dirs) rmSync(d, { recursive: true, force: true });
   }
 }
