@@ -22,9 +22,8 @@ import { CplStatus, type CompletionTlp, type MemReadTlp, type Tlp, TlpType, deco
 import { NVME_MSIX_VECTORS } from '../../src/devices/nvme/controller.ts';
 import { MSI_OFFSET } from '../../src/hi/remote-function/index.ts';
 import { anyTlp, dwData } from '../fabric/arbitraries.ts';
-import { fuzzParams } from '../support/fuzz.ts';
 import { until } from '../support/until.ts';
-import { type Damage, FUZZ_RAM_END, NVME_BDF, RAM_SIZE, TESTDEV_BDF, answersOf, damage, damaged, isClearError, json, rarely, readData, tlpRig, watchProcess } from './tlp-rig.ts';
+import { type Damage, FUZZ_RAM_END, NVME_BDF, RAM_SIZE, TESTDEV_BDF, answersOf, damaged, fuzzCases, isClearError, json, rarely, readData, tlpRig, watchProcess } from './tlp-rig.ts';
 
 /** The EEPs' MSI windows: the HI gives them out from 0xFEE0_0000, 0x4000 apart, in the order they were added. */
 const NVME_MSI = 0xfee0_0000n;
@@ -127,7 +126,7 @@ test('fuzz: TLPs into the HI: reads answered UR or with guest RAM, writes land o
     completions = completions.filter((c) => !isBarrier(c));
   };
 
-  const tally = { cases: 0, reads: 0, readsOk: 0, ur: 0, writesLanded: 0, interrupts: 0, other: 0 };
+  const tally = { reads: 0, readsOk: 0, ur: 0, writesLanded: 0, interrupts: 0, other: 0 };
   const inRam = (a: bigint, n: number) => a >= 0n && a + BigInt(n) <= BigInt(RAM_SIZE);
 
   const checkCase = (sent: Tlp[], what: string) => {
@@ -184,41 +183,25 @@ test('fuzz: TLPs into the HI: reads answered UR or with guest RAM, writes land o
     });
   };
 
-  const batch = process.env.FUZZ_RUNS ? 500 : 50;
-  const started = performance.now();
-  const logsBefore = r.logs.count;
-  await fc.assert(
-    fc.asyncProperty(fc.array(fc.tuple(input, damage), { minLength: 1, maxLength: 4 }), async (inputs) => {
-      tally.cases++;
-      // Each case starts from what is there (a failed case, while shrinking, leaves its effects behind).
-      completions = [];
-      shadow.set(ram.subarray(0, FUZZ_RAM_END));
-      for (const fd of r.nvmeEfds) native.eventfdRead(fd);
-      const sent: Tlp[] = [];
-      for (const [i, d] of inputs) {
-        const bytes = bytesOf(i, d);
-        const decoded = decodeTlp(bytes);
-        if (decoded.ok) sent.push(decoded.value);
-        inject(bytes);
-      }
-      const what = `case ${tally.cases}`;
-      await barrier(what);
-      checkCase(sent, what);
-      if (troubles.length > 0) throw new Error(`${what}: ${troubles.join('\n')}`);
-      if (tally.cases % batch === 0) {
-        await r.check(what);
-      }
-    }),
-    { ...fuzzParams(t, 400), includeErrorInReport: true },
-  );
-  await r.check('after the fuzz');
-  t.deepEqual(troubles, []);
-  const ep = r.hiPort.endpoint.stats;
-  t.log(`${tally.cases} cases: ${tally.reads} non-posted requests (${tally.readsOk} reads served from guest RAM, ${tally.ur} UR), ${tally.writesLanded} DMA writes landed, ${tally.interrupts} interrupts; ` +
-    `HI: ${JSON.stringify(r.hi.stats)}; endpoint: ${ep.rxMalformed} malformed, ${ep.rxUnexpectedCompletions} unexpected completions; EEP nvme: ${JSON.stringify(r.eeps[0]!.stats)}; ${sentRequests} requests of the HI's own; ${r.logs.count} log lines`);
-  t.log(`last log lines:\n${r.logs.last.join('\n')}`);
-  // What a DI makes fail is counted, and logged only a few lines a second (logs live in RAM).
-  const seconds = (performance.now() - started) / 1000;
-  t.true(r.logs.count - logsBefore <= 50 * (seconds + 1), `${r.logs.count - logsBefore} log lines in ${seconds.toFixed(1)} s`);
+  await fuzzCases(t, r, troubles, input, async (inputs, what) => {
+    // Each case starts from what is there (a failed case, while shrinking, leaves its effects behind).
+    completions = [];
+    shadow.set(ram.subarray(0, FUZZ_RAM_END));
+    for (const fd of r.nvmeEfds) native.eventfdRead(fd);
+    const sent: Tlp[] = [];
+    for (const [i, d] of inputs) {
+      const bytes = bytesOf(i, d);
+      const decoded = decodeTlp(bytes);
+      if (decoded.ok) sent.push(decoded.value);
+      inject(bytes);
+    }
+    await barrier(what);
+    checkCase(sent, what);
+  }, () => {
+    const ep = r.hiPort.endpoint.stats;
+    return `${tally.reads} non-posted requests (${tally.readsOk} reads served from guest RAM, ${tally.ur} UR), ${tally.writesLanded} DMA writes landed, ${tally.interrupts} interrupts; ` +
+      `HI: ${JSON.stringify(r.hi.stats)}; endpoint: ${ep.rxMalformed} malformed, ${ep.rxUnexpectedCompletions} unexpected completions; EEP nvme: ${JSON.stringify(r.eeps[0]!.stats)}; ${sentRequests} requests of the HI's own`;
+  });
+  // What a DI makes fail is counted, and logged only a few lines a second (fuzzCases holds the rate).
   t.true(tally.readsOk > 0 && tally.ur > 0 && tally.writesLanded > 0 && tally.interrupts > 0, 'the fuzz reached every outcome');
 });

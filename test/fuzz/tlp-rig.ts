@@ -29,7 +29,7 @@ import { Cfg, CommandBit } from '../../src/pci/config-space.ts';
 import { VfioUserClient } from '../../src/vfio-user/client.ts';
 import { IrqSetFlag, PciIrq, PciRegion } from '../../src/vfio-user/protocol.ts';
 import type { Logger } from '../../src/common/logger.ts';
-import { withTimeout } from '../support/fuzz.ts';
+import { fuzzParams, withTimeout } from '../support/fuzz.ts';
 import { connectDriver } from '../nvme/vfio-user-driver.ts';
 
 export const FUZZ_CHANNEL = 1;
@@ -188,6 +188,41 @@ export function watchProcess(t: ExecutionContext): string[] {
 // ---- what both fuzz tests do with TLPs ----------------------------------------------------------
 
 /** Damage done to an encoded TLP: a bit flipped, cut short, another Length field, a digest (TD) added. */
+/**
+ * The frame both TLP fuzz tests run in: fuzzParams(t, 400) cases of 1–4 (input, damage) pairs; `runCase` sends a
+ * case and checks what came back, and troubles the process saw (watchProcess) fail the case; every 50 cases (500
+ * under FUZZ_RUNS) and after the run, the rig's real I/O check. Then `report()` (prefixed with the number of cases)
+ * and the rig's last log lines are logged, and the log rate held to 50 lines a second at most (logs live in RAM).
+ */
+export async function fuzzCases<I>(
+  t: ExecutionContext,
+  r: TlpRig,
+  troubles: string[],
+  input: fc.Arbitrary<I>,
+  runCase: (inputs: [I, Damage][], what: string) => Promise<void>,
+  report: () => string,
+): Promise<void> {
+  const batch = process.env.FUZZ_RUNS ? 500 : 50;
+  const started = performance.now();
+  const logsBefore = r.logs.count;
+  let cases = 0;
+  await fc.assert(
+    fc.asyncProperty(fc.array(fc.tuple(input, damage), { minLength: 1, maxLength: 4 }), async (inputs) => {
+      const what = `case ${++cases}`;
+      await runCase(inputs, what);
+      if (troubles.length > 0) throw new Error(`${what}: ${troubles.join('\n')}`);
+      if (cases % batch === 0) await r.check(what);
+    }),
+    { ...fuzzParams(t, 400), includeErrorInReport: true },
+  );
+  await r.check('after the fuzz');
+  t.deepEqual(troubles, []);
+  t.log(`${cases} cases: ${report()}; ${r.logs.count} log lines`);
+  t.log(`last log lines:\n${r.logs.last.join('\n')}`);
+  const seconds = (performance.now() - started) / 1000;
+  t.true(r.logs.count - logsBefore <= 50 * (seconds + 1), `${r.logs.count - logsBefore} log lines in ${seconds.toFixed(1)} s`);
+}
+
 export type Damage = { kind: 'none' } | { kind: 'flip'; bit: number } | { kind: 'cut'; at: number } | { kind: 'length'; value: number } | { kind: 'digest' };
 
 export const damage: fc.Arbitrary<Damage> = fc.oneof(
