@@ -3,11 +3,12 @@
 // a running guest and its nvme driver binds; fio verify on it. Bad input changes nothing.
 // Removal: an idle function leaves with no I/O error, `lab move` carries the data to the
 // other guest, I/O in flight ends with an error (no hang), a guest that does not release
-// keeps the mapping. (The HI hides MSI-X of hot-plugged functions: QEMU 11.1.3 aborts
+// keeps the mapping; a manager killed and started again keeps the table. (The HI hides MSI-X of hot-plugged functions: QEMU 11.1.3 aborts
 // removing a vfio-user-pci that has it; see src/manager/apply.ts.)
 import test from 'ava';
 import { TestLab } from '../support/lab-harness.ts';
 import { until } from '../support/until.ts';
+import { killAndRestart } from '../hi-di/lab-restart.ts';
 
 const lab = new TestLab('hotplug');
 
@@ -100,6 +101,22 @@ test.serial('[qemu] move: di/fn0 goes to host-b with its data intact', async (t)
   t.is((await guest('host-b', readBack)).trim(), want, 'the pattern host-a wrote reads back on host-b');
   t.deepEqual(await dmesgErrors('host-a'), []);
   t.deepEqual((await assignments()).map((a) => `${a.host}/${a.function}/${a.slot}`), ['host-b/fn0/0']);
+});
+
+test.serial('[qemu] the manager killed and started again keeps the assignments: the guest keeps its device, the new manager drives the next flows', async (t) => {
+  const before = (await assignments()).map((a) => `${a.host}/${a.function}/${a.slot}`);
+  t.deepEqual(before, ['host-b/fn0/0']);
+  const pid = killAndRestart(lab, 'manager');
+  // The new manager answers (a new API port, the same token) with the table it saved.
+  await until(async () => {
+    const r = await lab.run(['status', '--json']);
+    return r.code === 0 && JSON.stringify((JSON.parse(r.stdout).assignments as { host: string; function: string; slot: number }[]).map((a) => `${a.host}/${a.function}/${a.slot}`)) === JSON.stringify(before);
+  }, 'the restarted manager to answer with the saved table', { timeoutMs: 60_000, everyMs: 500 });
+  t.true(lab.log('manager').includes(`manager pid ${pid}: 1 assignment(s) (restored)`), 'restored from its saved table');
+  t.deepEqual(await nvmeSerials('host-b'), ['PCIEOE-HOTPLUG-FN0'], 'the guest kept its device');
+  t.is((await guest('host-b', readBack)).trim(), (await guest('host-b', `${PATTERN} | md5sum | cut -d" " -f1`)).trim());
+  const busy = await lab.run(['assign', 'host-a', 'di/fn0']);
+  t.regex(busy.stderr, /di\/fn0 is already assigned to host-b \(slot 0\)/, 'the restarted manager knows who holds it');
 });
 
 test.serial('[qemu] unassign with I/O in flight: the I/O ends with an error, nothing hangs', async (t) => {
