@@ -44,7 +44,7 @@ test.serial('a link set down (lab fault) is drawn down, and up again', async (t)
   t.regex((await page.locator('#events').textContent())!, /fault hi-host-b1: down true/, 'pushed by the manager as it happened');
   t.is((await lab.lab(['fault', 'hi-host-b1', 'up'])).code, 0);
   await page.locator('[data-link="hi-host-b1"]:not(.down)').waitFor({ timeout: 10_000 });
-  t.pass();
+  t.notRegex((await page.locator('[data-link="hi-host-b1"]').textContent())!, /DOWN/, 'drawn up again');
 });
 
 test.serial('click a function, then a host: the manager\'s refusal is shown and nothing changes', async (t) => {
