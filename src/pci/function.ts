@@ -158,6 +158,7 @@ export class PciFunction {
     const flr = pcie !== undefined && overlaps(offset, data.length, pcie + Pcie.DevCtl + 1, 1) && (data[pcie + Pcie.DevCtl + 1 - offset]! & (DevCtlBit.InitiateFlr >> 8)) !== 0;
     const msiMaskBefore = this.msiMaskBits;
     const msixMaskedBefore = this.msixFunctionMasked;
+    const modeBefore = this.interruptMode;
     this.config.write(offset, data);
     if (flr) {
       this.reset();
@@ -167,6 +168,7 @@ export class PciFunction {
     // A message held back by a mask is sent when the mask clears (PCI 3.0 §6.8.1.7, §6.8.2.9).
     if (msiMaskBefore & ~this.msiMaskBits) this.sendPendingMsi(msiMaskBefore & ~this.msiMaskBits);
     if (msixMaskedBefore && !this.msixFunctionMasked) this.sendPendingMsix();
+    if (this.interruptMode !== modeBefore) this.interruptModeChanged();
     this.configWritten(offset, data);
   }
 
@@ -211,9 +213,11 @@ export class PciFunction {
    * capability and reports the state through SET_IRQS instead of config writes.
    */
   setMsixEnabled(enabled: boolean): void {
+    const modeBefore = this.interruptMode;
     const at = this.caps.msix;
     if (at !== undefined) this.config.setBits16(at + MsixCap.Control, MsixControl.Enable, enabled);
     this.updateIntx();
+    if (this.interruptMode !== modeBefore) this.interruptModeChanged();
   }
 
   /**
@@ -237,9 +241,16 @@ export class PciFunction {
    * capability and reports "on" as eventfds wired with SET_IRQS index 1).
    */
   setMsiEnabled(enabled: boolean): void {
+    const modeBefore = this.interruptMode;
     const at = this.caps.msi;
     if (at !== undefined) this.config.setBits16(at + MsiCap.Control, MsiControl.Enable, enabled);
     this.updateIntx();
+    if (this.interruptMode !== modeBefore) this.interruptModeChanged();
+  }
+
+  /** How interrupts leave the function: MSI-X, MSI with its vector count, or INTx. */
+  private get interruptMode(): string {
+    return this.msixEnabled ? 'msix' : this.msiEnabled ? `msi${this.msiVectors}` : 'intx';
   }
 
   /** Vectors software allocated (Multiple Message Enable, capped at what the function asked for); 0 without MSI. */
@@ -281,6 +292,14 @@ export class PciFunction {
 
   /** Device state back to power-on values (config space is already reset). */
   protected onReset(): void {}
+
+  /**
+   * MSI-X or MSI was switched on or off, or MSI's vector count changed. A
+   * device whose interrupt condition still holds signals it again in the new
+   * mode: a message that fell into the switch (the host's doorbell may pass
+   * the config write that enables MSI) is otherwise lost.
+   */
+  protected interruptModeChanged(): void {}
 
   /** After a config write was applied (hook for device-specific registers). */
   protected configWritten(_offset: number, _data: Uint8Array): void {}

@@ -463,6 +463,12 @@ export class NvmeController extends PciFunction implements AdminHost, IoHost {
     return this.msixEnabled || this.msiEnabled;
   }
 
+  /** Every interrupt-enabled CQ with unconsumed entries signals again in the new mode (INTx: the level is recomputed). */
+  protected override interruptModeChanged(): void {
+    if (!this.messageSignalled) return this.refreshIntx();
+    for (const cq of this.cqs.values()) if (cq.interrupts && cq.pending > 0) this.interrupts.resend(cq.vector);
+  }
+
   private signal(vector: number): void {
     if (!this.messageSignalled) return this.refreshIntx();
     this.interrupts.completion(vector);

@@ -59,6 +59,11 @@ export class InterruptCoalescer {
     this.fire(vector);
   }
 
+  /** Signals `vector` now, held or not (the interrupt mode changed with completions unconsumed). */
+  resend(vector: number): void {
+    this.fire(vector);
+  }
+
   /** Forgets everything held (controller reset: the queues are gone). */
   reset(): void {
     for (const h of this.held.values()) clearTimeout(h.timer);

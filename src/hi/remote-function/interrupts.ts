@@ -129,10 +129,11 @@ export class RemoteInterrupts {
     writes.push(cfg.write16(m.cap + regs.data, 0));
     if (m.perVectorMask) writes.push(cfg.write32(m.cap + regs.maskBits, 0));
     const mme = wired > 0 ? Math.ceil(Math.log2(Math.min(wired, m.vectors))) : 0;
-    if (!(await Promise.all(writes)).every(Boolean)) throw new Error('MSI address/data write failed');
-    // The low byte of Control only: Enable and Multiple Message Enable.
-    const ok = await cfg.writeBytes(m.cap + MsiCap.Control, new Uint8Array([(mme << MsiControl.MmeShift) | (wired > 0 ? MsiControl.Enable : 0)]));
-    if (!ok) throw new Error('MSI enable write failed');
+    // The low byte of Control only: Enable and Multiple Message Enable. Sent right behind
+    // address and data (config requests are delivered in order), not a round trip later:
+    // the guest's next doorbell must find MSI on as soon as possible.
+    writes.push(cfg.writeBytes(m.cap + MsiCap.Control, new Uint8Array([(mme << MsiControl.MmeShift) | (wired > 0 ? MsiControl.Enable : 0)])));
+    if (!(await Promise.all(writes)).every(Boolean)) throw new Error('MSI programming write failed');
   }
 
   /**
