@@ -27,11 +27,7 @@ test.after.always(async () => {
   await lab.dispose();
 });
 
-async function guest(vm: string, command: string): Promise<string> {
-  const r = await lab.exec(vm, command, 120);
-  if (r.code !== 0) throw new Error(`${vm}: ${command}: exit ${r.code}\n${r.stdout}\n${r.stderr}`);
-  return r.stdout;
-}
+const guest = (vm: string, command: string) => lab.sh(vm, command, 120);
 const text = async (selector: string) => (await page.locator(selector).textContent()) ?? '';
 const message = () => text('#message');
 

@@ -17,21 +17,12 @@ test.before(async () => {
 });
 test.after.always(() => lab.dispose());
 
-async function guest(vm: string, command: string, timeoutS = 300): Promise<string> {
-  const r = await lab.exec(vm, command, timeoutS);
-  if (r.code !== 0) throw new Error(`${vm}: ${command.split('\n')[0]}: exit ${r.code}\n${r.stdout}\n${r.stderr}`);
-  return r.stdout;
-}
+const guest = (vm: string, command: string, timeoutS = 300) => lab.sh(vm, command, timeoutS);
+const labOk = (args: string[]) => lab.ok(args);
 
 /** The serials of the guest's NVMe controllers bound by the nvme driver. */
 const nvmeSerials = async (vm: string) => (await guest(vm, 'cat /sys/class/nvme/nvme*/serial 2>/dev/null; true')).split('\n').map((l) => l.trim()).filter(Boolean).sort();
 const hasNamespace = async (vm: string) => (await guest(vm, 'test -b /dev/nvme0n1 && echo yes || true')).trim() === 'yes';
-
-async function labOk(args: string[]) {
-  const r = await lab.run(args);
-  if (r.code !== 0) throw new Error(`lab ${args.join(' ')}: exit ${r.code}\n${r.stdout}\n${r.stderr}`);
-  return r.stdout;
-}
 
 const PATTERN = 'yes pcieoe-hotplug | head -c 1048576';
 const readBack = 'dd if=/dev/nvme0n1 bs=64k count=16 skip=1024 iflag=direct 2>/dev/null | md5sum | cut -d" " -f1';
