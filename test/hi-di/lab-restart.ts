@@ -41,20 +41,29 @@ export function pidOf(lab: TestLab, name: string): number {
   return p.pid;
 }
 
-
-/** SIGKILL lab process `name` and start it again with the same argv and environment (from /proc); returns the new pid. */
-export function killAndRestart(lab: TestLab, name: string): number {
+/**
+ * SIGKILL lab process `name` now; returns how to start it again with the same argv and environment
+ * (read from /proc before the kill), which updates lab.json and returns the new pid.
+ */
+export function kill(lab: TestLab, name: string): () => number {
   const file = join(lab.stateDir, 'lab.json');
-  const state = JSON.parse(readFileSync(file, 'utf8')) as LabJson;
-  const p = state.processes.find((x) => x.name === name);
+  const p = (JSON.parse(readFileSync(file, 'utf8')) as LabJson).processes.find((x) => x.name === name);
   if (!p) throw new Error(`no lab process ${name} in ${file}`);
   const split = (f: string) => readFileSync(`/proc/${p.pid}/${f}`, 'latin1').split('\0').filter((x) => x !== '');
   const argv = split('cmdline');
   const env = Object.fromEntries(split('environ').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
   process.kill(p.pid, 'SIGKILL');
-  const rec = startDetached(argv, p.log, undefined, env);
-  Object.assign(p, rec, { startTime: startTimeOf(rec.pid) ?? rec.startTime });
-  writeFileSync(file, JSON.stringify(state, null, 2));
-  lab.adopt(rec.pid);
-  return rec.pid;
+  return () => {
+    const state = JSON.parse(readFileSync(file, 'utf8')) as LabJson;
+    const rec = startDetached(argv, p.log, undefined, env);
+    Object.assign(state.processes.find((x) => x.name === name)!, rec, { startTime: startTimeOf(rec.pid) ?? rec.startTime });
+    writeFileSync(file, JSON.stringify(state, null, 2));
+    lab.adopt(rec.pid);
+    return rec.pid;
+  };
+}
+
+/** SIGKILL lab process `name` and start it again at once; returns the new pid. */
+export function killAndRestart(lab: TestLab, name: string): number {
+  return kill(lab, name)();
 }

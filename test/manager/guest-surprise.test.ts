@@ -7,12 +7,10 @@
 // slot; the guest's pciehp probes it, nvme binds, a fio verify passes and data flushed
 // before the kill reads back intact.
 import test from 'ava';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { startDetached, startTimeOf } from '../../src/lab/procs.ts';
 import { TestLab } from '../support/lab-harness.ts';
 import { shIoUnderway, shUntil } from '../support/guest-wait.ts';
 import { until } from '../support/until.ts';
+import { FIO, kill } from '../hi-di/lab-restart.ts';
 
 const lab = new TestLab('surprise');
 
@@ -27,30 +25,6 @@ const bound = async (vm: string) => (await nvmeSerials(vm)).includes('PCIEOE-HOT
 const status = async () => JSON.parse(await labOk(['status', '--json']));
 const station = async (name: string) => (await status()).discovery?.stations.find((s: { name: string }) => s.name === name);
 
-const FIO = 'fio --name=t --filename=/dev/nvme0n1 --direct=1 --ioengine=libaio --verify=crc32c --verify_fatal=1 --do_verify=1 --randrepeat=0';
-
-interface LabJson {
-  processes: { name: string; pid: number; startTime: string; log: string }[];
-}
-
-/** SIGKILL a lab process; returns how to start it again with the same command line and environment (lab.json follows). */
-function kill(name: string): () => number {
-  const file = join(lab.stateDir, 'lab.json');
-  const p = (JSON.parse(readFileSync(file, 'utf8')) as LabJson).processes.find((x) => x.name === name)!;
-  const split = (f: string) => readFileSync(`/proc/${p.pid}/${f}`, 'latin1').split('\0').filter((x) => x !== '');
-  const argv = split('cmdline');
-  const env = Object.fromEntries(split('environ').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
-  process.kill(p.pid, 'SIGKILL');
-  return () => {
-    const state = JSON.parse(readFileSync(file, 'utf8')) as LabJson;
-    const rec = startDetached(argv, p.log, undefined, env);
-    Object.assign(state.processes.find((x) => x.name === name)!, rec, { startTime: startTimeOf(rec.pid) ?? rec.startTime });
-    writeFileSync(file, JSON.stringify(state, null, 2));
-    lab.adopt(rec.pid);
-    return rec.pid;
-  };
-}
-
 test.serial('[qemu] the DI killed under fio: the guest removes the device and fio fails, no hang; the DI back: the function returns and fio verify passes', async (t) => {
   await labOk(['assign', 'host-a', 'di/fn0']);
   await until(() => bound('host-a'), 'host-a nvme driver bound to di/fn0', { timeoutMs: 90_000, everyMs: 250 });
@@ -63,7 +37,7 @@ test.serial('[qemu] the DI killed under fio: the guest removes the device and fi
   );
   await guest('host-a', 'echo LAB-KILL-DI >/dev/kmsg');
   const killedAt = Date.now();
-  const restart = kill('di');
+  const restart = kill(lab, 'di');
 
   // Removal: the manager and the HI see the DI gone; the guest lets the device go and fio fails.
   await until(async () => (await station('di'))?.alive === false, 'the manager declaring the DI lost', { timeoutMs: 30_000, everyMs: 250 });
