@@ -11,7 +11,8 @@
 //                            which also leaves out the lossy path; NVME_BENCH_TOPOLOGY=one-host-nvme-bench,
 //                            NVME_BENCH_PIN=1 pins the lab's processes to CPU 1,
 //                            NVME_BENCH_NICE=-10 runs every lab process but QEMU at that nice value,
-//                            NVME_BENCH_ONLY=qd1 runs only the QD 1 case; PCIEOE_TRACE=DIR traces
+//                            NVME_BENCH_ONLY=qd1 runs only the QD 1 case, NVME_BENCH_ONLY=TEXT only
+//                            the workloads whose name contains TEXT ("64 KiB"); PCIEOE_TRACE=DIR traces
 //                            the lab processes' frames, see src/fabric/trace.ts and bench/trace-chain.ts)
 import { rmSync } from 'node:fs';
 import { setPriority } from 'node:os';
@@ -61,7 +62,9 @@ try {
   const procs = [{ name: 'QEMU', pid: lab.vms[0]!.pid }, ...lab.processes];
   /** Per workload and path: CPU µs per I/O of each process, over fio's ramp and run. */
   const cpu: string[] = [];
-  for (const w of process.env.NVME_BENCH_ONLY === 'qd1' ? [QD1_RANDREAD] : [...WORKLOADS, QD1_RANDREAD]) {
+  const only = process.env.NVME_BENCH_ONLY;
+  const all = [...WORKLOADS, QD1_RANDREAD];
+  for (const w of only === 'qd1' ? [QD1_RANDREAD] : only ? all.filter((x) => x.name.includes(only)) : all) {
     const r = new Map<string, Result>();
     const perIo = new Map<string, string>();
     for (const side of sides) {
