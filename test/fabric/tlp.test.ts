@@ -14,6 +14,7 @@ import {
   decodeTlp,
   encodeTlp,
 } from '../../src/fabric/tlp/tlp.ts';
+import { enabledRuns } from '../../src/fabric/tlp/endpoint.ts';
 import { anyTlp, normalizeTlp } from './arbitraries.ts';
 
 const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');
@@ -155,4 +156,24 @@ test('zero-length read is one DW with no byte enabled and completes with byte co
   const cpls = completionsForRead(zlr, 2, Buffer.alloc(4), { rcb: 64, maxPayload: 128 });
   t.is(cpls.length, 1);
   t.like(cpls[0], { byteCount: 1, lowerAddress: 0 });
+});
+
+test('enabledRuns: the runs of enabled bytes, as a byte-by-byte walk of the byte enables finds them', (t) => {
+  const byteWise = (firstBe: number, lastBe: number, lengthDw: number): [number, number][] => {
+    const on = (i: number) => (i < 4 ? (firstBe >> i) & 1 : i >= (lengthDw - 1) * 4 ? (lastBe >> (i & 3)) & 1 : 1) === 1;
+    const runs: [number, number][] = [];
+    for (let i = 0; i < lengthDw * 4; i++) {
+      if (!on(i)) continue;
+      if (runs.length > 0 && runs.at(-1)![0] + runs.at(-1)![1] === i) runs.at(-1)![1]++;
+      else runs.push([i, 1]);
+    }
+    return runs;
+  };
+  fc.assert(
+    fc.property(fc.integer({ min: 0, max: 15 }), fc.integer({ min: 0, max: 15 }), fc.oneof(fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 1024 })), (firstBe, lastBe, lengthDw) => {
+      t.deepEqual(enabledRuns(firstBe, lastBe, lengthDw), byteWise(firstBe, lastBe, lengthDw));
+    }),
+    { numRuns: 2000 },
+  );
+  t.deepEqual(enabledRuns(0xf, 0xf, 1024), [[0, 4096]]);
 });

@@ -80,7 +80,9 @@ interface Pending {
   received: number;
   /** Lower address (bits 6:0) of the next byte due. */
   nextLower: number;
+  /** Where the data goes: `total` bytes from `at`. */
   buf: Uint8Array;
+  at: number;
   timer: TimerHandle;
   resolve(o: Outcome): void;
 }
@@ -162,20 +164,25 @@ export class TlpEndpoint {
    * later posted writes, which PCIe ordering allows.
    */
   request(req: NonPostedRequest): Promise<Outcome> {
+    return this.requestInto(req);
+  }
+
+  /** request(), a read's data landing in `into` from byte `at` (readMemory: no copy per completion). */
+  private requestInto(req: NonPostedRequest, into?: Uint8Array, at = 0): Promise<Outcome> {
     if (this.closed) return Promise.resolve({ status: 'closed' });
     if (!this.peerAlive) {
       this.stats.peerDownFailures++;
       return Promise.resolve({ status: 'timeout', detail: 'peer unreachable' });
     }
     const tag = this.freeTags.pop();
-    if (tag !== undefined) return this.issue(req, tag);
+    if (tag !== undefined) return this.issue(req, tag, into, at);
     this.stats.tagWaits++;
     return new Promise<Outcome>((resolve) => {
-      this.tagWaiters.push((t) => resolve(t === undefined ? { status: 'closed' } : this.issue(req, t)));
+      this.tagWaiters.push((t) => resolve(t === undefined ? { status: 'closed' } : this.issue(req, t, into, at)));
     });
   }
 
-  private issue(req: NonPostedRequest, tag: number): Promise<Outcome> {
+  private issue(req: NonPostedRequest, tag: number, into: Uint8Array | undefined, at: number): Promise<Outcome> {
     if (!this.peerAlive) {
       // Waited for a tag while the peer went away.
       this.stats.peerDownFailures++;
@@ -199,7 +206,7 @@ export class TlpEndpoint {
         this.o.clock.setTimer(this.o.completionTimeoutMs, () => this.giveTag(tag));
         resolve({ status: 'timeout', detail: `no completion within ${this.o.completionTimeoutMs} ms` });
       });
-      this.pending.set(tag, { requesterId: req.requesterId, total, received: 0, nextLower, buf: new Uint8Array(total), timer, resolve });
+      this.pending.set(tag, { requesterId: req.requesterId, total, received: 0, nextLower, buf: into ?? new Uint8Array(total), at: into ? at : 0, timer, resolve });
       this.stats.txTlps++;
       this.o.send(encodeTlp(tlp));
     });
@@ -211,14 +218,17 @@ export class TlpEndpoint {
    */
   async readMemory(address: bigint, length: number, requesterId: number, maxReadRequest: number): Promise<Uint8Array> {
     const reqs = splitRead(address, length, maxReadRequest, { requesterId }, () => 0);
-    const outcomes = await Promise.all(reqs.map(({ tag: _tag, ...r }) => this.request(r)));
+    // Each request's completions land in their place in `out` directly.
     const out = new Uint8Array(length);
     let at = 0;
-    for (const o of outcomes) {
-      if (o.status !== 'ok') throw new FabricRequestError(o, `memory read of 0x${address.toString(16)}+${length}`);
-      out.set(o.data, at);
-      at += o.data.length;
-    }
+    const outcomes = await Promise.all(
+      reqs.map(({ tag: _tag, ...r }) => {
+        const p = this.requestInto(r, out, at);
+        at += requestByteCount(r.length, r.firstBe, r.lastBe);
+        return p;
+      }),
+    );
+    for (const o of outcomes) if (o.status !== 'ok') throw new FabricRequestError(o, `memory read of 0x${address.toString(16)}+${length}`);
     return out;
   }
 
@@ -288,7 +298,7 @@ export class TlpEndpoint {
     }
     if (p.total === 0) {
       // A config write's completion carries no data.
-      this.finish(c.tag, p, c.type === TlpType.Cpl ? { status: 'ok', data: p.buf } : { status: 'malformed', detail: 'CplD for a write' });
+      this.finish(c.tag, p, c.type === TlpType.Cpl ? { status: 'ok', data: p.buf.subarray(p.at, p.at) } : { status: 'malformed', detail: 'CplD for a write' });
       return;
     }
     // Completions of one request arrive in address order; each says how many bytes remain.
@@ -303,10 +313,10 @@ export class TlpEndpoint {
       this.finish(c.tag, p, { status: 'malformed', detail: 'completion without payload bytes' });
       return;
     }
-    p.buf.set(c.data.subarray(skip, skip + n), p.received);
+    p.buf.set(c.data.subarray(skip, skip + n), p.at + p.received);
     p.received += n;
     p.nextLower = (p.nextLower + n) & 0x7f;
-    if (p.received === p.total) this.finish(c.tag, p, { status: 'ok', data: p.buf });
+    if (p.received === p.total) this.finish(c.tag, p, { status: 'ok', data: p.buf.subarray(p.at, p.at + p.total) });
   }
 
   private finish(tag: number, p: Pending, o: Outcome): void {
@@ -326,27 +336,27 @@ export class TlpEndpoint {
 
 /**
  * Runs [start, length) of enabled bytes in a request's DW span. Byte enables
- * may have holes only when the request is 1 or 2 DW (§2.2.5).
+ * may have holes only when the request is 1 or 2 DW (§2.2.5). Every DW between
+ * the first and the last is whole, so only those two are looked at bit by bit
+ * (a 4 KiB write is one run, found without walking its bytes: this runs for
+ * every DMA write the HI lands).
  */
 export function enabledRuns(firstBe: number, lastBe: number, lengthDw: number): [number, number][] {
-  const enabled = (i: number): boolean => {
-    const dw = i >> 2;
-    const bit = 1 << (i & 3);
-    if (dw === 0) return (firstBe & bit) !== 0;
-    if (dw === lengthDw - 1) return (lastBe & bit) !== 0;
-    return true;
-  };
   const runs: [number, number][] = [];
-  const total = lengthDw * 4;
-  for (let i = 0; i < total; ) {
-    if (!enabled(i)) {
-      i++;
-      continue;
+  let start = -1;
+  const bit = (at: number, on: boolean): void => {
+    if (on && start < 0) start = at;
+    else if (!on && start >= 0) {
+      runs.push([start, at - start]);
+      start = -1;
     }
-    let j = i;
-    while (j < total && enabled(j)) j++;
-    runs.push([i, j - i]);
-    i = j;
+  };
+  for (let i = 0; i < 4; i++) bit(i, (firstBe & (1 << i)) !== 0);
+  if (lengthDw > 1) {
+    if (lengthDw > 2) bit(4, true);
+    const last = (lengthDw - 1) * 4;
+    for (let i = 0; i < 4; i++) bit(last + i, (lastBe & (1 << i)) !== 0);
   }
+  bit(lengthDw * 4, false);
   return runs;
 }
