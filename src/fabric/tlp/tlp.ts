@@ -41,6 +41,7 @@
  */
 
 import { type Decoded, decoded, failed } from '../result.ts';
+import { encodeSlab } from '../slab.ts';
 
 /** Fmt and Type as the first header byte. */
 export const enum TlpType {
@@ -257,9 +258,13 @@ function wireType(tlp: Tlp): number {
   return tlp.type === TlpType.Msg || tlp.type === TlpType.MsgD ? tlp.type | (tlp.routing & 7) : tlp.type;
 }
 
-/** Encode into a new buffer. Throws RangeError on a TLP no wire could carry (a program error). */
+/**
+ * Encode into a new buffer (from a slab: not shared with anything else, but
+ * not an ArrayBuffer of its own either). Throws RangeError on a TLP no wire
+ * could carry (a program error).
+ */
 export function encodeTlp(tlp: Tlp): Buffer {
-  const buf = Buffer.allocUnsafe(encodedSize(tlp));
+  const buf = encodeSlab.alloc(encodedSize(tlp));
   encodeTlpInto(tlp, buf, 0);
   return buf;
 }

@@ -41,6 +41,7 @@
 import { crc32Range } from './crc32.ts';
 import { type Mac, readMac, writeMac } from './mac.ts';
 import { type Decoded, failed } from '../result.ts';
+import { encodeSlab } from '../slab.ts';
 
 export const ETHERTYPE_PCIEOE = 0x88b5;
 export const TPID_8021Q = 0x8100;
@@ -123,32 +124,11 @@ export function frameSize(vlan: VlanTag | null, payloadBytes: number): number {
   return Math.max(MIN_FRAME_BYTES, (vlan ? TAGGED_L2_BYTES : UNTAGGED_L2_BYTES) + PCIEOE_HEADER_BYTES + payloadBytes);
 }
 
-/**
- * Frames are carved out of shared slabs rather than allocated one by one: a
- * 4 KiB TLP frame is above Node's Buffer pool size, so each would otherwise
- * get its own ArrayBuffer (a measurable share of the link layer's CPU time at
- * full rate). A frame is a view that stays valid as long as it is referenced
- * (replay buffer, port queues); a slab is freed when none of its frames is.
- */
-const SLAB_BYTES = 256 * 1024;
-let slab = Buffer.allocUnsafe(SLAB_BYTES);
-let slabUsed = 0;
-
-function allocFrame(size: number): Buffer {
-  if (size > SLAB_BYTES / 4) return Buffer.allocUnsafe(size);
-  if (slabUsed + size > SLAB_BYTES) {
-    slab = Buffer.allocUnsafe(SLAB_BYTES);
-    slabUsed = 0;
-  }
-  const buf = slab.subarray(slabUsed, slabUsed + size);
-  slabUsed += (size + 7) & ~7;
-  return buf;
-}
-
 /** Build a frame in fresh memory (not shared with any other frame); the payload is copied in. */
 export function encodeFrame(h: FrameHeader, payload: Uint8Array = ZERO_CRC.subarray(0, 0)): Buffer {
   if (payload.length > 0xffff) throw new RangeError(`payload of ${payload.length} bytes does not fit the length field`);
-  const buf = allocFrame(frameSize(h.vlan, payload.length));
+  // From a slab (slab.ts): a 4 KiB frame would otherwise get an ArrayBuffer of its own.
+  const buf = encodeSlab.alloc(frameSize(h.vlan, payload.length));
   writeMac(buf, 0, h.dst);
   writeMac(buf, 6, h.src);
   let o = 12;
@@ -183,8 +163,7 @@ export function decodeFrame(buf: Uint8Array): Decoded<Frame, FrameDecodeError> {
   let ethertype = (buf[12]! << 8) | buf[13]!;
   if (ethertype === TPID_8021Q) {
     if (buf.length < TAGGED_L2_BYTES) return failed('truncated', `${buf.length} bytes is shorter than a tagged Ethernet header`);
-    const tci = (buf[14]! << 8) | buf[15]!;
-    vlan = { pcp: tci >>> 13, dei: (tci & 0x1000) !== 0, vid: tci & 0xfff };
+    vlan = vlanTagOf((buf[14]! << 8) | buf[15]!);
     o = 16;
     ethertype = (buf[16]! << 8) | buf[17]!;
   }
@@ -218,6 +197,13 @@ export function decodeFrame(buf: Uint8Array): Decoded<Frame, FrameDecodeError> {
       payload: buf.subarray(hdr + PCIEOE_HEADER_BYTES, end),
     },
   };
+}
+
+/** One frozen VlanTag per TCI seen: a link carries one or two, and each frame decoded would otherwise allocate its own. */
+const vlanTags: (VlanTag | undefined)[] = [];
+
+function vlanTagOf(tci: number): VlanTag {
+  return (vlanTags[tci] ??= Object.freeze({ pcp: tci >>> 13, dei: (tci & 0x1000) !== 0, vid: tci & 0xfff }));
 }
 
 function readU32(buf: Uint8Array, at: number): number {
