@@ -127,27 +127,26 @@ export class PcieoePort {
    * asynchronous, for a handler that must hold later requests back.
    */
   completeRead(tlp: MemReadTlp, c: ReadCompletion): void | Promise<void> {
-    const span = new Uint8Array(tlp.length * 4);
-    const reply = () => {
+    const reply = (span: Uint8Array) => {
       for (const cpl of completionsForRead(tlp, c.completerId, span, { rcb: RCB, maxPayload: c.maxPayload })) this.endpoint.post(cpl);
     };
-    if (tlp.firstBe === 0 && tlp.length === 1) return reply();
+    if (tlp.firstBe === 0 && tlp.length === 1) return reply(new Uint8Array(4));
     const first = leadingDisabled(tlp.firstBe);
+    const count = requestByteCount(tlp.length, tlp.firstBe, tlp.lastBe);
     let r: Uint8Array | Promise<Uint8Array>;
     try {
-      r = c.read(first, requestByteCount(tlp.length, tlp.firstBe, tlp.lastBe));
+      r = c.read(first, count);
     } catch (err) {
       return c.fail(err);
     }
     if (!(r instanceof Promise)) {
-      span.set(r, first);
-      return reply();
+      // Every byte of the span enabled (a DMA read of whole DWs): the bytes read are the span, copied
+      // once, into the completions as they are encoded right here.
+      if (first === 0 && count === tlp.length * 4 && r.length === count) return reply(r);
+      return reply(spanOf(tlp, r, first));
     }
     return r.then(
-      (bytes) => {
-        span.set(bytes, first);
-        reply();
-      },
+      (bytes) => reply(spanOf(tlp, bytes, first)),
       (err) => c.fail(err),
     );
   }
@@ -161,4 +160,11 @@ export class PcieoePort {
   private handle(tlp: Tlp): void | Promise<void> {
     if (this.handler) return this.handler(tlp);
   }
+}
+
+/** A read's whole DW span: the enabled bytes read, from byte `first`, disabled ones zero. */
+function spanOf(tlp: MemReadTlp, bytes: Uint8Array, first: number): Uint8Array {
+  const span = new Uint8Array(tlp.length * 4);
+  span.set(bytes, first);
+  return span;
 }

@@ -38,6 +38,7 @@ function* pieces(address: bigint, byteLength: number, chunk: number): Generator<
  * MWr TLPs writing `data` at byte `address`, each ≤ `maxPayload` bytes of DW
  * payload. Bytes outside `data` in the first and last DW are disabled and sent
  * as zero. A zero-length write yields nothing (there is nothing to order).
+ * A TLP whose bytes are all `data`'s carries a view into it, not a copy.
  */
 export function splitWrite(address: bigint, data: Uint8Array, maxPayload: number, fields: RequestFields, tag = 0): MemWriteTlp[] {
   if (!isPow2Size(maxPayload)) throw new RangeError(`max payload ${maxPayload} is not a power of two in 128-4096`);
@@ -46,8 +47,10 @@ export function splitWrite(address: bigint, data: Uint8Array, maxPayload: number
   for (const [at, n] of pieces(address, data.length, maxPayload)) {
     const span = spanFor(at, n);
     const head = Number(at & 3n);
-    const payload = new Uint8Array(span.length * 4);
-    payload.set(data.subarray(offset, offset + n), head);
+    // Whole DWs are sent as they are (a view: encoding copies them once); a partial DW is zero-padded.
+    const aligned = head === 0 && (n & 3) === 0;
+    const payload = aligned ? data.subarray(offset, offset + n) : new Uint8Array(span.length * 4);
+    if (!aligned) payload.set(data.subarray(offset, offset + n), head);
     out.push({
       type: memWriteType(span.address),
       tc: fields.tc ?? 0,
