@@ -181,8 +181,12 @@ export class EthernetSwitch {
 
   /** Where `mac` was learned in `vid`, if it is still fresh. */
   lookup(vid: number, mac: Mac): number | undefined {
+    return this.find(vid, mac, this.clock.now());
+  }
+
+  private find(vid: number, mac: Mac, now: number): number | undefined {
     const e = this.table.get(vid)?.get(mac);
-    return e && this.clock.now() - e.seen <= this.agingMs ? e.port : undefined;
+    return e && now - e.seen <= this.agingMs ? e.port : undefined;
   }
 
   close(): void {
@@ -259,10 +263,12 @@ export class EthernetSwitch {
       c.rxDropped++;
       return;
     }
-    if (!isMulticast(src)) this.learn(vid, src, port.id, this.clock.now());
+    // One clock read a frame serves learning and lookup alike.
+    const now = this.clock.now();
+    if (!isMulticast(src)) this.learn(vid, src, port.id, now);
     const dst = readMac(frame, 0);
     if (!isMulticast(dst)) {
-      const out = this.lookup(vid, dst);
+      const out = this.find(vid, dst, now);
       if (out !== undefined) {
         // Known unicast: to its port, or nowhere if the station is on the port it came from.
         if (out !== port.id) this.egress(this.ports.get(out)!, frame, tagged, tagVid, vid, false);

@@ -451,20 +451,15 @@ export class MemifPort implements PortTransport {
     }
   };
 
-  /** A received frame's bytes out of the ring into the slab (the ring slot is the peer's again right after). */
-  private readonly copyOut = (parts: Buffer[], bytes: number): Buffer => {
+  /** Room for a received frame in the slab: the ring's bytes are copied straight in, and the slot is the peer's again right after. */
+  private readonly copyOut = (bytes: number): Buffer => {
     if (this.slab.length - this.slabUsed < bytes) {
       this.slab = Buffer.allocUnsafe(Math.max(SLAB_BYTES, bytes));
       this.slabUsed = 0;
     }
     const at = this.slabUsed;
-    let o = at;
-    for (const p of parts) {
-      this.slab.set(p, o);
-      o += p.length;
-    }
-    this.slabUsed = (o + 7) & ~7;
-    return this.slab.subarray(at, o);
+    this.slabUsed = (at + bytes + 7) & ~7;
+    return this.slab.subarray(at, at + bytes);
   };
 
   private readonly flushTask = (): void => {

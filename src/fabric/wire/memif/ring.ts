@@ -129,28 +129,43 @@ export class MemifRing {
     return this.u32[this.d32 + slot * 4 + 2]!;
   }
 
-  /** The buffer a descriptor names, `length` bytes of it, checked against its region. */
-  private view(slot: number, length: number): Buffer {
+  /** Where a descriptor's `length` bytes start in its region (checked against it); the region is bytesOf(slot). */
+  private at(slot: number, length: number): number {
     const r = this.regions[this.region(slot)];
     const off = this.offset(slot);
     if (r === undefined || off + length > r.length) throw new MemifDescriptorError(`descriptor ${slot}: ${length} bytes at ${off} of region ${this.region(slot)} are outside it`);
-    return r.subarray(off, off + length);
+    return off;
   }
+
+  /** A slot's region as a plain Uint8Array: its subarrays are cheap views (a Buffer's go through Buffer's constructor). */
+  private bytesOf(slot: number): Uint8Array {
+    const i = this.region(slot);
+    let u8 = this.u8[i];
+    if (u8 === undefined) {
+      const r = this.regions[i]!;
+      u8 = this.u8[i] = new Uint8Array(r.buffer, r.byteOffset, r.length);
+    }
+    return u8;
+  }
+  private readonly u8: Uint8Array[] = [];
 
   /**
    * Copy `frame` into the slots from `at` on, chaining with NEXT where it
-   * does not fit one buffer; `room(slot)` is what a slot's buffer holds.
-   * Returns the slots used, or 0 if fewer than `free` slots would not do.
+   * does not fit one buffer; a slot's buffer holds `room` bytes (the
+   * client's own, all alike) or, with room < 0, what its descriptor says
+   * (buffers the client offered). Returns the slots used, or 0 if fewer than
+   * `free` slots would not do. One copy per slot, straight into the region.
    */
-  private put(frame: Buffer, at: number, free: number, room: (slot: number) => number): number {
+  private put(frame: Uint8Array, at: number, free: number, room: number): number {
     let done = 0;
     let used = 0;
     while (true) {
       if (used >= free) return 0;
       const slot = (at + used) & this.mask;
-      const n = Math.min(room(slot), frame.length - done);
+      const n = Math.min(room < 0 ? this.length(slot) : room, frame.length - done);
       if (n === 0 && frame.length > 0) throw new MemifDescriptorError(`descriptor ${slot} offers no room`);
-      frame.copy(this.view(slot, n), 0, done, done + n);
+      const off = this.at(slot, n);
+      this.bytesOf(slot).set(n === frame.length ? frame : frame.subarray(done, done + n), off);
       done += n;
       used++;
       this.u32[this.d32 + slot * 4 + 1] = n;
@@ -160,9 +175,14 @@ export class MemifRing {
     }
   }
 
-  /** Gather the frame starting at slot `at` (up to `end`); returns [frame or null (descriptor error), slots used]. */
-  private take(at: number, end: number, copyOut: (parts: Buffer[], bytes: number) => Buffer): [Buffer, number] {
-    const parts: Buffer[] = [];
+  /** Slots the frame at `at` took (set by take). */
+  private taken = 0;
+
+  /**
+   * The frame starting at slot `at` (up to `end`), copied into `alloc(bytes)`:
+   * the chain is walked and checked first, then each slot copied once.
+   */
+  private take(at: number, end: number, alloc: (bytes: number) => Buffer): Buffer {
     let bytes = 0;
     let used = 0;
     while (true) {
@@ -171,11 +191,22 @@ export class MemifRing {
       const len = this.length(slot);
       bytes += len;
       if (bytes > MAX_FRAME_BYTES) throw new MemifDescriptorError(`a frame of more than ${MAX_FRAME_BYTES} bytes (descriptor ${slot})`);
-      parts.push(this.view(slot, len));
+      this.at(slot, len);
       used++;
-      if ((this.flags(slot) & DESC_FLAG_NEXT) === 0) return [copyOut(parts, bytes), used];
+      if ((this.flags(slot) & DESC_FLAG_NEXT) === 0) break;
       if (used >= this.size) throw new MemifDescriptorError('a frame chained through the whole ring');
     }
+    const out = alloc(bytes);
+    let o = 0;
+    for (let i = 0; i < used; i++) {
+      const slot = (at + i) & this.mask;
+      const len = this.length(slot);
+      const off = this.offset(slot);
+      out.set(this.bytesOf(slot).subarray(off, off + len), o);
+      o += len;
+    }
+    this.taken = used;
+    return out;
   }
 
   // ---- producer sides ----
@@ -186,9 +217,8 @@ export class MemifRing {
     const free = this.size - ((head - this.tail) & 0xffff);
     let used = 0;
     let sent = 0;
-    const room = () => bufferBytes;
     for (; sent < count; sent++) {
-      const n = this.put(frames[start + sent]!, head + used, free - used, room);
+      const n = this.put(frames[start + sent]!, head + used, free - used, bufferBytes);
       if (n === 0) break;
       used += n;
     }
@@ -204,9 +234,8 @@ export class MemifRing {
     if (free > this.size) throw new MemifDescriptorError(`head ${this.head} is ${free} slots past tail ${tail} in a ring of ${this.size}`);
     let used = 0;
     let sent = 0;
-    const room = (slot: number) => this.length(slot);
     for (; sent < count; sent++) {
-      const n = this.put(frames[start + sent]!, tail + used, free - used, room);
+      const n = this.put(frames[start + sent]!, tail + used, free - used, -1);
       if (n === 0) break;
       used += n;
     }
@@ -216,14 +245,17 @@ export class MemifRing {
 
   // ---- consumer sides ----
 
-  /** Server, c2s ring: every frame published since last time, then tail so the client may reuse the slots. */
-  serverReceive(deliver: (frame: Buffer) => void, copyOut: (parts: Buffer[], bytes: number) => Buffer, max: number): number {
+  /**
+   * Server, c2s ring: every frame published since last time (each copied into
+   * `alloc(bytes)` and delivered), then tail so the client may reuse the slots.
+   */
+  serverReceive(deliver: (frame: Buffer) => void, alloc: (bytes: number) => Buffer, max: number): number {
     const end = this.head;
     if (((end - this.cursor) & 0xffff) > this.size) throw new MemifDescriptorError(`head ${end} is more than a ring past tail ${this.cursor}`);
     let n = 0;
     while (this.cursor !== end && n < max) {
-      const [frame, used] = this.take(this.cursor, end, copyOut);
-      this.cursor = (this.cursor + used) & 0xffff;
+      const frame = this.take(this.cursor, end, alloc);
+      this.cursor = (this.cursor + this.taken) & 0xffff;
       n++;
       deliver(frame);
     }
@@ -232,12 +264,12 @@ export class MemifRing {
   }
 
   /** Client, s2c ring: every frame the server filled since last time, then offer all free buffers again. */
-  clientReceive(deliver: (frame: Buffer) => void, copyOut: (parts: Buffer[], bytes: number) => Buffer, max: number, bufferBytes: number, bufferAt: (slot: number) => number, bufferRegion: number): number {
+  clientReceive(deliver: (frame: Buffer) => void, alloc: (bytes: number) => Buffer, max: number, bufferBytes: number, bufferAt: (slot: number) => number, bufferRegion: number): number {
     const end = this.tail;
     let n = 0;
     while (this.cursor !== end && n < max) {
-      const [frame, used] = this.take(this.cursor, end, copyOut);
-      this.cursor = (this.cursor + used) & 0xffff;
+      const frame = this.take(this.cursor, end, alloc);
+      this.cursor = (this.cursor + this.taken) & 0xffff;
       n++;
       deliver(frame);
     }
