@@ -7,6 +7,7 @@ import { isContiguous } from './byte-enables.ts';
 import { CplStatus, MsgCode, MsgRouting, type Tlp, TlpType, tlpLength } from './tlp.ts';
 
 const FOUR_GIB = 0x1_0000_0000n;
+const MAX_U64 = (1n << 64n) - 1n;
 
 /** Everything wrong with `tlp`, as sentences; empty when it is valid. */
 export function checkTlp(tlp: Tlp): string[] {
@@ -25,13 +26,15 @@ export function checkTlp(tlp: Tlp): string[] {
     case TlpType.MWr64: {
       const length = tlpLength(tlp);
       if (length < 1 || length > 1024) bad(`length ${length} DW is outside 1-1024`);
-      if ((tlp.address & 3n) !== 0n) bad('address is not DW aligned');
-      if (tlp.address < 0n || tlp.address >= 1n << 64n) bad('address does not fit 64 bits');
+      // Every received memory TLP comes through here: one BigInt operation, the rest on the low bits.
+      const low12 = Number(tlp.address & 0xfffn);
+      if ((low12 & 3) !== 0) bad('address is not DW aligned');
+      if (tlp.address < 0n || tlp.address > MAX_U64) bad('address does not fit 64 bits');
       const is64 = tlp.type === TlpType.MRd64 || tlp.type === TlpType.MWr64;
       if (is64 && tlp.address < FOUR_GIB) bad('64-bit format used for an address below 4 GiB');
       if (!is64 && tlp.address >= FOUR_GIB) bad('32-bit format used for an address at or above 4 GiB');
-      if ((Number(tlp.address & 0xfffn) + length * 4) > 4096) bad('request crosses a 4 KiB boundary');
-      checkByteEnables(tlp.address, length, tlp.firstBe, tlp.lastBe, bad);
+      if (low12 + length * 4 > 4096) bad('request crosses a 4 KiB boundary');
+      checkByteEnables(low12, length, tlp.firstBe, tlp.lastBe, bad);
       break;
     }
     case TlpType.CfgRd0:
@@ -78,7 +81,8 @@ export function checkTlp(tlp: Tlp): string[] {
   return problems;
 }
 
-function checkByteEnables(address: bigint, length: number, firstBe: number, lastBe: number, bad: (p: string) => void): void {
+/** `low12`: the request's address bits 11:0. */
+function checkByteEnables(low12: number, length: number, firstBe: number, lastBe: number, bad: (p: string) => void): void {
   if (length === 1) {
     if (lastBe !== 0) bad('1 DW request with a non-zero Last DW BE');
     return;
@@ -87,7 +91,7 @@ function checkByteEnables(address: bigint, length: number, firstBe: number, last
   if (lastBe === 0) bad('multi-DW request with Last DW BE 0000b');
   // Holes are allowed only in a QW-aligned 2 DW request; otherwise the
   // enabled bytes must run from the first enabled byte to the last.
-  const qwAligned2 = length === 2 && (address & 7n) === 0n;
+  const qwAligned2 = length === 2 && (low12 & 7) === 0;
   if (!qwAligned2) {
     if (firstBe !== 0 && (!isContiguous(firstBe) || (firstBe & 8) === 0)) bad('First DW BE is not contiguous up to the next DW');
     if (lastBe !== 0 && (!isContiguous(lastBe) || (lastBe & 1) === 0)) bad('Last DW BE is not contiguous from the DW start');
