@@ -363,6 +363,15 @@ async function workerMain(cfg: WorkerConfig): Promise<void> {
 
 // ---------------------------------------------------------- orchestrator side
 
+/**
+ * --cpu-prof into a folder per process of a case, `PROF/<what>.<time>/`, under Node's own file
+ * names: each thread (tsx's loader thread too) writes its own profile there, where one
+ * --cpu-prof-name would have the loader thread's overwrite the main thread's.
+ */
+function profArgs(what: string): string[] {
+  return PROF ? ['--cpu-prof', '--cpu-prof-dir', path.join(PROF, `${what}.${Date.now()}`)] : [];
+}
+
 interface Worker {
   proc: ChildProcess;
   ready: Promise<void>;
@@ -370,7 +379,7 @@ interface Worker {
 }
 
 function startWorker(cfg: WorkerConfig, cpu: string): Worker {
-  const prof = PROF ? ['--cpu-prof', '--cpu-prof-dir', PROF, '--cpu-prof-name', `${cfg.role}-${cfg.name}-cpu${cpu}.${Date.now()}.cpuprofile`] : [];
+  const prof = profArgs(`${cfg.role}-${cfg.name}-cpu${cpu}`);
   const proc = spawn('taskset', ['-c', cpu, process.execPath, ...prof, '--import', 'tsx', self, 'worker', JSON.stringify(cfg)], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
@@ -444,7 +453,7 @@ async function measure(pl: Placement, roleA: Role, roleB: Role, opts: CaseOption
         dir,
         ports: memif ? [] : ports,
         cpu: pl.sw,
-        nodeArgs: PROF ? ['--cpu-prof', '--cpu-prof-dir', PROF, '--cpu-prof-name', `switch-${roleA}-${links}-cpu${pl.sw}.${Date.now()}.cpuprofile`] : [],
+        nodeArgs: profArgs(`switch-${roleA}-${links}-cpu${pl.sw}`),
         args: [
           ...(memif ? ports.flatMap((p) => ['--port', `${p}=memif`]) : [...peerArgs(dir, 'a', links), ...peerArgs(dir, 'b', links)]),
           ...ports.flatMap((p) => ['--vlan', `${p}=trunk:${VLAN.vid}`]),
