@@ -7,11 +7,12 @@
 //
 //   npm run bench -- nvme-qd1      (NVME_QD1_SECONDS per path and round, default 3; 2 with --quick;
 //                                   NVME_QD1_ROUNDS, default 3; NVME_QD1_LINKS, default 2 (the lab's);
+//                                   NVME_QD1_PIN=1 pins the servers to CPU 1 (taskset -a);
 //                                   NVME_QD1_NICE=-10 runs the lab
 //                                   processes at that nice value; PCIEOE_TRACE=DIR traces them,
 //                                   see bench/trace-chain.ts; NVME_QD1_PROF=DIR: --cpu-prof of HI, DI
 //                                   and the direct server)
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, setPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,6 +29,8 @@ import { record, recordSettings } from './lib/results.ts';
 const QUICK = process.argv.includes('--quick') || process.env.BENCH_QUICK === '1';
 const SECONDS = Number(process.env.NVME_QD1_SECONDS ?? (QUICK ? 2 : 3));
 const ROUNDS = Number(process.env.NVME_QD1_ROUNDS ?? 3);
+/** NVME_QD1_PIN=CPULIST: taskset the server processes there (the soft drivers stay unpinned). */
+const PIN = process.env.NVME_QD1_PIN;
 const NICE = process.env.NVME_QD1_NICE === undefined ? undefined : Number(process.env.NVME_QD1_NICE);
 const READ = 0x02;
 const NS_BYTES = 64 << 20;
@@ -131,11 +134,13 @@ try {
     '--eep', 'eep0=channel:1,bdf:01:00.0',
   ]);
   if (NICE !== undefined) for (const p of [sw.proc, direct, di, hi]) setPriority(p.pid!, NICE);
+  // Every thread of each server (libuv's pool too) on the CPUs given: wake-ups among them stay on one CPU.
+  if (PIN) for (const p of [sw.proc, direct, di, hi]) execFileSync('taskset', ['-a', '-p', '-c', PIN, String(p.pid)], { stdio: 'ignore' });
   const paths = {
     direct: await driver(await socketOf(join(root, 'direct', 'direct.sock'), direct)),
     PCIeOE: await driver(await socketOf(join(root, 'hi', 'eep0.sock'), hi)),
   };
-  const placement = `processes unpinned${NICE === undefined ? '' : `, lab processes at nice ${NICE}`}; ${LINKS} link(s) per station`;
+  const placement = `${PIN ? `servers (direct, switch, DI, HI) pinned to CPU ${PIN}, the driver not` : 'processes unpinned'}${NICE === undefined ? '' : `, lab processes at nice ${NICE}`}; ${LINKS} link(s) per station`;
   console.log(`NVMe QD 1 4 KiB randread, soft driver (no guest), ${ROUNDS} rounds x ${SECONDS} s per path; ${placement}; load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
   recordSettings('nvme-qd1', { secondsPerRound: SECONDS, rounds: ROUNDS, placement, loadAverage: loadavg()[0]!.toFixed(1) });
   for (const p of Object.values(paths)) await p.run(0.3); // warm: page cache, JIT
@@ -166,6 +171,10 @@ try {
   for (const p of Object.values(paths)) p.close();
 } finally {
   for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
-  await Promise.all(children.map((c) => (c.exitCode === null ? new Promise((r) => c.once('exit', r)) : undefined)));
+  // A process that does not end on SIGTERM (seen: the switch, now and then) must not hold the bench
+  // (and the guest lock around it) for ever.
+  const kill = setTimeout(() => children.forEach((c) => c.exitCode === null && c.signalCode === null && c.kill('SIGKILL')), 5000);
+  await Promise.all(children.map((c) => (c.exitCode === null && c.signalCode === null ? new Promise((r) => c.once('exit', r)) : undefined)));
+  clearTimeout(kill);
   rmSync(root, { recursive: true, force: true });
 }

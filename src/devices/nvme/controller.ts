@@ -352,6 +352,8 @@ export class NvmeController extends PciFunction implements AdminHost, IoHost {
     const shadowed = this.shadowed(sq.id);
     const live = () => gen === this.generation && !sq.deleted && !this.fatal;
     try {
+      /** The event index in place (written) before the last shadow tail read was sent; -1: none read. */
+      let indexedBeforeRead = -1;
       while (live()) {
         let early: { run: { slot: number; count: number }; bytes: Uint8Array } | undefined;
         if (shadowed) {
@@ -364,7 +366,22 @@ export class NvmeController extends PciFunction implements AdminHost, IoHost {
           const hint = sq.hint;
           const guess = hint >= 0 ? sq.runTo(hint) : undefined;
           sq.hint = -1;
-          const [tail, bytes] = await Promise.all([this.readShadow(2 * sq.id), guess && this.dmaRead(sq.base + guess.slot * SQE_SIZE, guess.count * SQE_SIZE)]);
+          // On an idle queue (a host at queue depth 1) the event index moves to the doorbell's value
+          // ahead of the reads: a read does not pass an earlier write, so if the shadow tail is still
+          // that value the controller is caught up and the host will ring for its next command — no
+          // second read after a later move (over a fabric, a round trip less per I/O). A stale value
+          // only costs the move to the tail below and the read after it, as without this. With
+          // commands in flight the index stays behind until the fetch catches up, so commands the
+          // host posts meanwhile ride on the read after that move instead of ringing.
+          const move = hint >= 0 && sq.inFlight === 0 && sq.eventIdx !== hint ? this.writeEventIdx(2 * sq.id, hint) : undefined;
+          const indexed = move ? hint : sq.eventIdx;
+          const [, tail, bytes] = await Promise.all([
+            move,
+            this.readShadow(2 * sq.id),
+            guess && this.dmaRead(sq.base + guess.slot * SQE_SIZE, guess.count * SQE_SIZE),
+          ]);
+          if (move) sq.eventIdx = hint;
+          indexedBeforeRead = indexed;
           if (!live()) return;
           if (!sq.setTail(tail)) return this.fatalError(`SQ ${sq.id} shadow tail ${tail} >= size ${sq.size}`);
           if (guess && bytes && sq.reaches(hint) && sq.reaches((guess.slot + guess.count) % sq.size)) early = { run: guess, bytes };
@@ -375,6 +392,8 @@ export class NvmeController extends PciFunction implements AdminHost, IoHost {
           if (gen !== this.generation || sq.deleted) return;
           sq.consumed(run.count);
           for (let i = 0; i < run.count; i++) this.dispatch(sq, new Sqe(bytes.subarray(i * SQE_SIZE, (i + 1) * SQE_SIZE)), gen);
+          // Caught up with a tail read after the event index already stood there: done.
+          if (shadowed && sq.head === sq.tail && indexedBeforeRead === sq.tail && !sq.kicked) break;
           // Caught up with the tail just read: move the event index now, so the one shadow read
           // that follows is also the read after the move (a read does not pass an earlier write),
           // rather than a read, the move, and a read again (a DMA round trip less per command).
