@@ -2,7 +2,8 @@
 // in sequence, so one benchmark's CPU use never overlaps another's measurement. Each records
 // its figures (bench/lib/results.ts) into the run's directory, reports/bench/<time>/, which
 // ends with results.json (every figure, the versions and settings), report.md and its SVG
-// plots; reports/bench/latest is a copy of the last run's.
+// plots; reports/bench/latest is a copy of the last run of every benchmark (a run of some
+// only keeps its own directory, so it never replaces a whole report with a partial one).
 import { execFileSync, spawnSync } from 'node:child_process';
 import { cpSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
@@ -73,7 +74,10 @@ writeFileSync(join(runDir, 'results.json'), `${JSON.stringify(results, null, 1)}
 rmSync(recorded);
 await writeReport(results, runDir);
 const latest = join(reports, 'latest');
-rmSync(latest, { recursive: true, force: true });
-cpSync(runDir, latest, { recursive: true });
-console.log(`\nbench: ${figures.length} figures; report ${join(runDir, 'report.md')} (copied to ${latest})${failed.length ? `; FAILED: ${failed.join(', ')}` : ''}`);
+const whole = benches.length === all.length;
+if (whole) {
+  rmSync(latest, { recursive: true, force: true });
+  cpSync(runDir, latest, { recursive: true });
+}
+console.log(`\nbench: ${figures.length} figures; report ${join(runDir, 'report.md')}${whole ? ` (copied to ${latest})` : ''}${failed.length ? `; FAILED: ${failed.join(', ')}` : ''}`);
 process.exit(failed.length ? 1 : 0);
