@@ -60,8 +60,9 @@ export class SoftVirtioNetDriver {
   readonly regions = new Map<CfgType, { offset: number; length: number; multiplier: number }>();
   private brk = 16 * PAGE;
 
-  constructor(cfg: Partial<Omit<VirtioNetConfig, 'wire'>> = {}, memSize = 4 << 20) {
-    this.mem = new GuestMemory(memSize);
+  /** `memory`: guest memory of that size, or one the test made (one that holds DMA, say). */
+  constructor(cfg: Partial<Omit<VirtioNetConfig, 'wire'>> = {}, memory: number | GuestMemory = 4 << 20) {
+    this.mem = typeof memory === 'number' ? new GuestMemory(memory) : memory;
     // Everything the model can offer, unless the test says otherwise.
     this.dev = new VirtioNet({ mac: '02:00:00:00:00:01', log: (l, m) => this.logs.push(`${l}: ${m}`), eventIdx: true, csum: true, ...cfg, wire: this.wire });
     this.dev.attach({ dma: this.mem, irq: { msix: (v) => this.irqs.push(v), intx: (level) => this.intx.push(level) } });

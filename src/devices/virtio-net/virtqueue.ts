@@ -94,6 +94,12 @@ export class SplitQueue {
   private usedIdx = 0;
   /** The avail_event last written (event index only): not written again while it holds. */
   private availEvent?: number;
+  /**
+   * The driver's interrupt wish as the last avail ring read saw it: its flags, and
+   * used_event (which lies right behind the ring, so the same read carries it).
+   */
+  private seenFlags = 0;
+  private seenUsedEvent = 0;
 
   constructor(
     readonly setup: QueueSetup,
@@ -134,9 +140,13 @@ export class SplitQueue {
    * Writes the pending used elements (one write per contiguous run) and then
    * the used index, and says whether the driver wants an interrupt for them:
    * NO_INTERRUPT clear, or with the event index, the used index passed used_event.
-   * Either is read after the index is written: a driver that re-enables
+   * When the last avail ring read already saw the driver asking, that answers
+   * at once (the driver only withdraws a wish on its own, and an interrupt it
+   * no longer wanted is harmless: spec §2.7.7.2, "SHOULD NOT"); otherwise the
+   * wish is read after the index is written: a driver that re-enables
    * interrupts and then checks the used index either sees the new index or has
-   * asked for the interrupt before we read — no lost wake-up.
+   * asked for the interrupt before we read — no lost wake-up. Over PCIeOE that
+   * read is a round trip, which the common case thus skips.
    */
   async publish(): Promise<boolean> {
     const n = this.pending.length / 2;
@@ -156,12 +166,28 @@ export class SplitQueue {
     const old = this.usedIdx;
     this.usedIdx = (this.usedIdx + n) & 0xffff;
     await this.mem.dmaWrite(device + 2, le16(this.usedIdx));
-    if (this.eventIdx) {
-      const e = await this.mem.dmaRead(this.setup.driver + 4 + 2 * size, 2);
-      return needEvent(e[0]! | (e[1]! << 8), this.usedIdx, old);
+    const wish = this.readWish();
+    if (this.wants(old)) {
+      // Read anyway, not awaited: the next publish decides on what the driver wants now.
+      wish.catch(() => {});
+      return true;
     }
-    const flags = await this.mem.dmaRead(this.setup.driver, 2);
-    return (flags[0]! & AvailFlag.NoInterrupt) === 0;
+    await wish;
+    return this.wants(old);
+  }
+
+  /** Whether the driver, as last seen, wants an interrupt for used entries from `old` up to now. */
+  private wants(old: number): boolean {
+    return this.eventIdx ? needEvent(this.seenUsedEvent, this.usedIdx, old) : (this.seenFlags & AvailFlag.NoInterrupt) === 0;
+  }
+
+  /** Reads the driver's interrupt wish (flags, or used_event with the event index) into seenFlags/seenUsedEvent. */
+  private async readWish(): Promise<void> {
+    const { driver, size } = this.setup;
+    const at = this.eventIdx ? driver + 4 + 2 * size : driver;
+    const b = await this.mem.dmaRead(at, 2);
+    if (this.eventIdx) this.seenUsedEvent = b[0]! | (b[1]! << 8);
+    else this.seenFlags = b[0]! | (b[1]! << 8);
   }
 
   /** Reads the avail ring and, if it has new heads, the descriptor table; false when none are new. */
@@ -172,8 +198,10 @@ export class SplitQueue {
       this.availEvent = this.lastAvail;
       await this.mem.dmaWrite(device + 4 + 8 * size, le16(this.lastAvail));
     }
-    const avail = await this.mem.dmaRead(driver, 4 + 2 * size);
+    const avail = await this.mem.dmaRead(driver, 6 + 2 * size);
     const av = new DataView(avail.buffer, avail.byteOffset, avail.byteLength);
+    this.seenFlags = av.getUint16(0, true);
+    this.seenUsedEvent = av.getUint16(4 + 2 * size, true);
     const idx = av.getUint16(2, true);
     const n = (idx - this.lastAvail) & 0xffff;
     if (n === 0) return false;
@@ -215,15 +243,19 @@ function le16(v: number): Uint8Array {
   return Uint8Array.of(v & 0xff, v >> 8);
 }
 
-/** Gathers the readable buffers of a chain into one byte array. */
+/**
+ * Gathers the readable buffers of a chain into one byte array. The reads of all
+ * buffers are in flight at once: over PCIeOE a chain (a packet's headers in one
+ * buffer, its payload in page fragments after) costs one round trip, not one a buffer.
+ */
 export async function gather(mem: DmaPort, segs: readonly Segment[], total: number): Promise<Uint8Array> {
   if (segs.length === 1) return mem.dmaRead(segs[0]!.addr, segs[0]!.len);
+  const parts = await Promise.all(segs.map((s) => (s.len ? mem.dmaRead(s.addr, s.len) : new Uint8Array(0))));
   const out = new Uint8Array(total);
   let at = 0;
-  for (const s of segs) {
-    if (s.len === 0) continue;
-    out.set(await mem.dmaRead(s.addr, s.len), at);
-    at += s.len;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
   }
   return out;
 }
