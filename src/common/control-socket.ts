@@ -16,7 +16,10 @@ const MAX_LINE = 64 * 1024;
 export type ControlHandler = (request: unknown) => Record<string, unknown> | Promise<Record<string, unknown>>;
 
 export async function serveLineControl(path: string, handle: ControlHandler): Promise<net.Server> {
+  const conns = new Set<net.Socket>();
   const server = net.createServer((conn) => {
+    conns.add(conn);
+    conn.on('close', () => conns.delete(conn));
     let chain: Promise<void> = Promise.resolve();
     conn.on('error', () => conn.destroy());
     readLines(
@@ -42,6 +45,15 @@ export async function serveLineControl(path: string, handle: ControlHandler): Pr
     } catch (err) {
       return { ok: false, error: (err as Error).message };
     }
+  };
+  // net.Server.close waits for every connection to end: a client that keeps its connection open
+  // (a bench, a forgotten `socat`) would hold the process's shutdown for ever. Closing the
+  // server hangs up on them.
+  const closeServer = server.close.bind(server);
+  server.close = (cb) => {
+    closeServer(cb);
+    for (const c of conns) c.destroy();
+    return server;
   };
   removeStaleSocket(path);
   await new Promise<void>((resolve, reject) => {

@@ -5,7 +5,8 @@ import test from 'ava';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cpuProfileControl } from '../../src/common/control-socket.ts';
+import * as net from 'node:net';
+import { cpuProfileControl, serveLineControl } from '../../src/common/control-socket.ts';
 import { parseSwitchArgs, runSwitch } from '../../src/fabric/switch/main.ts';
 
 function tempDir(t: import('ava').ExecutionContext, prefix: string): string {
@@ -64,4 +65,20 @@ test('switch control: a port is aimed only at a socket path in the lab\'s socket
   t.like(rate(-1), { ok: false });
   t.like(rate(0.5), { ok: true });
   t.like(rate(0), { ok: true });
+});
+
+test('closing a control server hangs up on clients still connected: a client that never leaves cannot hold a shutdown', async (t) => {
+  const path = join(tempDir(t, 'pcieoe-ctl-'), 'control.sock');
+  const server = await serveLineControl(path, () => ({ pong: true }));
+  const client = net.connect(path);
+  const ended = new Promise<void>((resolve) => client.on('close', () => resolve()));
+  client.on('error', () => {});
+  const reply = await new Promise<string>((resolve) => {
+    client.once('data', (d) => resolve(d.toString()));
+    client.write('{}\n');
+  });
+  t.deepEqual(JSON.parse(reply), { ok: true, pong: true });
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  await ended;
+  t.true(client.destroyed);
 });
