@@ -98,11 +98,10 @@ test.serial('[qemu] the manager killed and started again keeps the assignments: 
   const before = (await assignments()).map((a) => `${a.host}/${a.function}/${a.slot}`);
   t.deepEqual(before, ['host-b/fn0/0']);
   const pid = killAndRestart(lab, 'manager');
-  // The new manager answers (a new API port, the same token) with the table it saved.
-  await until(async () => {
-    const r = await lab.run(['status', '--json']);
-    return r.code === 0 && JSON.stringify((JSON.parse(r.stdout).assignments as { host: string; function: string; slot: number }[]).map((a) => `${a.host}/${a.function}/${a.slot}`)) === JSON.stringify(before);
-  }, 'the restarted manager to answer with the saved table', { timeoutMs: 60_000, everyMs: 500 });
+  // `lab status` reads the saved table from its file, manager or not: the new manager is up when it
+  // has logged its start-up line (API listening).
+  await until(() => lab.log('manager').includes(`manager pid ${pid}: `), 'the restarted manager to start', { timeoutMs: 60_000, everyMs: 250 });
+  t.deepEqual((await assignments()).map((a) => `${a.host}/${a.function}/${a.slot}`), before);
   t.true(lab.log('manager').includes(`manager pid ${pid}: 1 assignment(s) (restored)`), 'restored from its saved table');
   t.deepEqual(await nvmeSerials('host-b'), ['PCIEOE-HOTPLUG-FN0'], 'the guest kept its device');
   t.is((await guest('host-b', readBack)).trim(), (await guest('host-b', `${PATTERN} | md5sum | cut -d" " -f1`)).trim());
