@@ -13,9 +13,12 @@ import { readRecorded, type Results } from './lib/results.ts';
 import { writeReport } from './report/generate.ts';
 
 const dir = fileURLToPath(new URL('.', import.meta.url));
+/** Files here that are tools, not benchmarks: trace-chain reads a trace directory it is given. */
+const TOOLS = new Set(['run', 'trace-chain']);
 const all = readdirSync(dir)
-  .filter((f) => f.endsWith('.ts') && f !== 'run.ts')
-  .map((f) => f.slice(0, -3));
+  .filter((f) => f.endsWith('.ts'))
+  .map((f) => f.slice(0, -3))
+  .filter((name) => !TOOLS.has(name));
 // Flags (--quick) go to every benchmark; the other arguments name benchmarks.
 const flags = process.argv.slice(2).filter((a) => a.startsWith('--'));
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('--'));
