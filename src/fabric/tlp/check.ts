@@ -26,7 +26,8 @@ export function checkTlp(tlp: Tlp): string[] {
     case TlpType.MWr64: {
       const length = tlpLength(tlp);
       if (length < 1 || length > 1024) bad(`length ${length} DW is outside 1-1024`);
-      // Every received memory TLP comes through here: one BigInt operation, the rest on the low bits.
+      // Every received memory TLP comes through here: bits 11:0 are taken out of the BigInt once and the
+      // alignment, 4 KiB and byte-enable checks work on that number.
       const low12 = Number(tlp.address & 0xfffn);
       if ((low12 & 3) !== 0) bad('address is not DW aligned');
       if (tlp.address < 0n || tlp.address > MAX_U64) bad('address does not fit 64 bits');

@@ -30,6 +30,7 @@ import { MemifControl } from './control.ts';
 import { MEMIF_MODE_ETHERNET, MEMIF_VERSION, type MemifMessage, MemifProtocolError } from './messages.ts';
 import { MEMIF_COOKIE, MemifRing, ringBytes } from './ring.ts';
 import { TRACING, trace } from '../../trace.ts';
+import { Slab } from '../../slab.ts';
 
 export interface MemifPortOptions {
   /** The control socket: where a server listens (a stale socket file is replaced), where a client connects. */
@@ -128,8 +129,7 @@ export class MemifPort implements PortTransport {
   private flushScheduled = false;
   private retryTimer: NodeJS.Timeout | null = null;
   private rxScheduled = false;
-  private slab = Buffer.allocUnsafe(SLAB_BYTES);
-  private slabUsed = 0;
+  private readonly rxSlab = new Slab(SLAB_BYTES);
 
   constructor(o: MemifPortOptions) {
     this.socket = o.socket;
@@ -452,15 +452,7 @@ export class MemifPort implements PortTransport {
   };
 
   /** Room for a received frame in the slab: the ring's bytes are copied straight in, and the slot is the peer's again right after. */
-  private readonly copyOut = (bytes: number): Buffer => {
-    if (this.slab.length - this.slabUsed < bytes) {
-      this.slab = Buffer.allocUnsafe(Math.max(SLAB_BYTES, bytes));
-      this.slabUsed = 0;
-    }
-    const at = this.slabUsed;
-    this.slabUsed = (at + bytes + 7) & ~7;
-    return this.slab.subarray(at, at + bytes);
-  };
+  private readonly copyOut = (bytes: number): Buffer => this.rxSlab.alloc(bytes);
 
   private readonly flushTask = (): void => {
     this.flushScheduled = false;
