@@ -7,9 +7,9 @@
 import test from 'ava';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { SwitchControl } from '../../src/fabric/switch/control.ts';
 import { TestLab } from '../support/lab-harness.ts';
+import { until } from '../support/until.ts';
 
 const lab = new TestLab('hidish');
 const HOSTS = ['host-a', 'host-b'] as const;
@@ -77,7 +77,7 @@ test.serial('[qemu] fio verify in both guests with 1 % loss, 0.1 % corruption, r
     return c.di0!.switch.rxFrames + c.di1!.switch.rxFrames;
   };
   const started = await diFrames();
-  for (const end = Date.now() + 60_000; (await diFrames()) - started < 1500 && Date.now() < end; ) await sleep(50);
+  await until(async () => (await diFrames()) - started >= 1500, '1 500 DI frames of the background fio through the switch', { timeoutMs: 60_000, everyMs: 50 });
   await ctl.must({ port: 'di0', set: { down: true } });
   for (const vm of HOSTS) await guest(vm, 'test ! -f /tmp/fio.rc || { echo "fio finished before the cut: make the run longer" >&2; exit 1; }');
   const runs = await Promise.all(HOSTS.map((vm) => guest(vm, 'while [ ! -f /tmp/fio.rc ]; do sleep 0.5; done; cat /tmp/fio.out; exit $(cat /tmp/fio.rc)', 500)));
@@ -132,10 +132,11 @@ test.serial('[qemu] isolation: forged TLPs from host A\'s HI to host B\'s functi
   // A's own function still answers on the same channel: the forged requests went where they were sent.
   t.like(await forge({ channel: 1, type: 'CfgRd0', bdf: '01:00.0', register: 0 }), { ok: true, outcome: 'ok', data: '3412564e' });
 
-  let after = (await di.must({ stats: true } as never)) as unknown as DiStats;
-  for (let end = Date.now() + 5000; after.di.unclaimedWrites === before.di.unclaimedWrites && Date.now() < end; await sleep(100)) {
+  let after = before;
+  await until(async () => {
     after = (await di.must({ stats: true } as never)) as unknown as DiStats;
-  }
+    return after.di.unclaimedWrites !== before.di.unclaimedWrites;
+  }, 'the DI to count the forged posted write', { timeoutMs: 5000, everyMs: 100 });
   const delta = (k: string) => after.di[k]! - before.di[k]!;
   t.is(delta('rejectedConfig'), 2, 'the two config requests for B\'s function');
   t.is(delta('unclaimedReads'), 1);
