@@ -70,11 +70,7 @@ export function openStation(args: StationArgs, o: StationOptions): OpenStation {
   const channels = args.channel.map(parseChannelSpec);
   if (links.length === 0 || channels.length === 0) throw new Error('need at least one --link and --channel');
   const vlan: VlanTag | null = args.vlan === undefined ? null : { pcp: 5, dei: false, vid: Number(args.vlan) };
-  const sockets = links.map((l, i) =>
-    l.switchPort.startsWith(MEMIF_LINK)
-      ? new MemifPort({ socket: l.switchPort.slice(MEMIF_LINK.length), role: 'client', name: `pcieoe-link${i}` })
-      : new UnixDgramPort({ path: join(dir, `link${i}.sock`), peer: l.switchPort }),
-  );
+  const sockets = links.map((l, i) => openLinkPort(l, dir, i));
   const node = new FabricNode(links.map((l, i) => ({ station: stationOf(sockets[i]!), mac: l.mac })), o.clock, vlan, STATION_LINK_TUNING);
   const ports = channels.map(
     (c) => new PcieoePort(node, { id: c.id, peerMacs: c.peerMacs, completionTimeoutMs: o.completionTimeoutMs, peerName: o.peerName, log: o.log }),
@@ -99,6 +95,16 @@ export interface LinkSpec {
 
 /** A link whose switch port is `memif:PATH` connects to that memif control socket as client (wire/memif/). */
 const MEMIF_LINK = 'memif:';
+
+/**
+ * Link `index`'s transport: a memif client of the switch port's control socket, or a unix
+ * datagram socket bound at `<dir>/link<index>.sock` sending to the switch port's socket.
+ */
+export function openLinkPort(link: LinkSpec, dir: string, index: number): MemifPort | UnixDgramPort {
+  return link.switchPort.startsWith(MEMIF_LINK)
+    ? new MemifPort({ socket: link.switchPort.slice(MEMIF_LINK.length), role: 'client', name: `pcieoe-link${index}` })
+    : new UnixDgramPort({ path: join(dir, `link${index}.sock`), peer: link.switchPort });
+}
 
 /**
  * `--link MAC@SWITCH_PORT_SOCKET`, e.g. `02:00:00:00:01:00@/run/lab/sockets/sw/hi0.sock`,

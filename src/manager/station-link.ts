@@ -1,5 +1,5 @@
-// The manager's attachment to the lab switch (`--link MAC@SWITCH_PORT_SOCKET`, as an HI's or
-// DI's link: it binds LAB_SOCKET_DIR/link0.sock), the discovery station on it (station.ts),
+// The manager's attachment to the lab switch (`--link MAC@SWITCH_PORT_SOCKET` or
+// `MAC@memif:PATH`, as an HI's or DI's link: openLinkPort), the discovery station on it (station.ts),
 // and what it discovered as data for `lab status`: <state>/manager/stations.json, rewritten
 // whole (temporary file, rename) every half second and at once on a change of liveness.
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
@@ -7,9 +7,8 @@ import { join } from 'node:path';
 import type { Logger } from '../common/logger.ts';
 import { realClock } from '../fabric/clock.ts';
 import { stationOf } from '../fabric/link/node.ts';
-import { parseLinkSpec } from '../fabric/station.ts';
+import { openLinkPort, parseLinkSpec } from '../fabric/station.ts';
 import { formatMac } from '../fabric/wire/mac.ts';
-import { UnixDgramPort } from '../fabric/wire/unix-dgram-port.ts';
 import { type DiscoveredStation, HEARTBEAT_TIMEOUT_MS, ManagerStation } from './station.ts';
 
 /** What `lab status` reads: the manager's view of the fabric. */
@@ -34,7 +33,7 @@ export function openManagerStation(
   onReport: (station: DiscoveredStation) => void = () => {},
 ): { station: ManagerStation; snapshot(): StationsFile; close(): void } {
   const spec = parseLinkSpec(link);
-  const port = new UnixDgramPort({ path: join(socketDir, 'link0.sock'), peer: spec.switchPort });
+  const port = openLinkPort(spec, socketDir, 0);
   const attachment = stationOf(port);
   const station = new ManagerStation({ station: attachment, mac: spec.mac, clock: realClock, name: 'manager' });
   const file = stationsFile(stateDir);
