@@ -3,13 +3,19 @@
 // host's PCIe switch, EEPs and control endpoint. Nothing here is chosen by the user:
 //
 // - Each HI and DI is a station with `links` links; link l of station P is switch port
-//   "<P><l>" and binds LAB_STATE/sockets/<P>/link<l>.sock (the port's peer).
+//   "<P><l>". Over memif (the default) the switch is the server of each such port, at
+//   LAB_STATE/sockets/sw/<P><l>.memif, and the station its client: a station that restarts
+//   connects again, and after a switch restart the stations reconnect on their own (every
+//   100 ms). Over unix datagrams (`fabric: { transport: unix }`) the station binds
+//   LAB_STATE/sockets/<P>/link<l>.sock, the port's peer, and sends to the port's
+//   LAB_STATE/sockets/sw/<P><l>.sock.
 // - MACs: HI of host i, link l: 02:00:00:01:<i>:<l>; DI j: 02:00:00:02:<j>:<l>.
 // - The manager is a station too (discovery and heartbeats, src/manager/station.ts): one link,
 //   MAC 02:00:00:04:00:00, switch port "manager0", bound like the others.
 // - Channels: one per (host, DI) pair, numbered from 1, host by host then DI by DI; both
 //   ends use the same number (the DI tells hosts apart by it, the HI tells DIs apart).
-// - A NIC function (nic:) of DI j, function f: MAC 02:00:00:03:<j>:<f> unless given; its
+// - NIC wires stay unix datagrams on either transport (QEMU's netdev has no memif, and the
+//   DI's NIC wire is a datagram socket). A NIC function (nic:) of DI j, function f: MAC 02:00:00:03:<j>:<f> unless given; its
 //   Ethernet wire is switch port "<DI>-<function>", bound to that MAC, whose peer the DI binds
 //   at LAB_STATE/sockets/<DI>/<function>-wire.sock (its frames beside the PCIeOE frames).
 // - A host's own QEMU NIC (devices: type nic, server "sw/<port>") is switch port <port>, bound
@@ -22,7 +28,7 @@
 //   they are there), then the manager (src/manager), the only writer of assignments after
 //   the start.
 import { nicMac } from './qemu-args.ts';
-import type { AssignmentSpec, DeviceSpec, DiSpec, HostSpec, ProcessSpec, SwitchSpec, TopologySource, VmSpec } from './topology.ts';
+import type { AssignmentSpec, DeviceSpec, DiSpec, HostSpec, ProcessSpec, SwitchSpec, TopologySource, Transport, VmSpec } from './topology.ts';
 
 export const SWITCH_PROCESS = 'sw';
 export const MANAGER_PROCESS = 'manager';
@@ -66,6 +72,8 @@ export interface FabricDi extends FabricStation {
 /** What the lab derived, for the manager and `lab status`. */
 export interface Fabric {
   switch: string;
+  /** How stations are cabled to the switch. */
+  transport: Transport;
   hosts: FabricHost[];
   dis: FabricDi[];
   assignments: FabricAssignment[];
@@ -87,6 +95,8 @@ const hex = (n: number) => n.toString(16).padStart(2, '0');
 const mac = (kind: number, index: number, link: number) => `02:00:00:${hex(kind)}:${hex(index)}:${hex(link)}`;
 const bdfOf = (fn: number) => `01:00.${fn}`;
 const portSocket = (port: string) => `\${LAB_STATE}/sockets/${SWITCH_PROCESS}/${port}.sock`;
+/** The switch's memif control socket for a port (switch-main's default for `--port NAME=memif`). */
+const portMemif = (port: string) => `\${LAB_STATE}/sockets/${SWITCH_PROCESS}/${port}.memif`;
 const linkSocket = (process: string, link: number) => `\${LAB_STATE}/sockets/${process}/link${link}.sock`;
 
 function station(process: string, kind: number, index: number, links: number): FabricStation {
@@ -138,10 +148,10 @@ function placeAssignments(hosts: HostSpec[], dis: DiSpec[], assign: AssignmentSp
   return placed.sort((x, y) => x.at.localeCompare(y.at, undefined, { numeric: true }));
 }
 
-/** A switch port: its name, where it sends (the station's bound socket), the one MAC it accepts. */
+/** A switch port: its name, where it sends (the station's bound socket; none: memif), the one MAC it accepts. */
 interface SwitchPort {
   p: string;
-  peer: string;
+  peer?: string;
   mac: string;
 }
 
@@ -171,14 +181,18 @@ function hostNicWires(hosts: HostSpec[], problems: string[]): (SwitchPort & { at
   );
 }
 
-function switchProcess(sw: SwitchSpec, stations: FabricStation[], wires: SwitchPort[]): ProcessSpec {
-  const ports = [...stations.flatMap((s) => s.ports.map((p, l): SwitchPort => ({ p, peer: linkSocket(s.process, l), mac: s.macs[l]! }))), ...wires];
+function switchProcess(sw: SwitchSpec, stations: FabricStation[], wires: SwitchPort[], transport: Transport): ProcessSpec {
+  const memif = transport === 'memif';
+  const ports = [
+    ...stations.flatMap((s) => s.ports.map((p, l): SwitchPort => ({ p, ...(memif ? {} : { peer: linkSocket(s.process, l) }), mac: s.macs[l]! }))),
+    ...wires,
+  ];
   return {
     name: SWITCH_PROCESS,
     run: 'src/fabric/switch/main.ts',
     args: [
-      ...ports.flatMap(({ p }) => ['--port', p]),
-      ...ports.flatMap(({ p, peer }) => ['--peer', `${p}=${peer}`]),
+      ...ports.flatMap(({ p, peer }) => ['--port', peer === undefined ? `${p}=memif` : p]),
+      ...ports.flatMap(({ p, peer }) => (peer === undefined ? [] : ['--peer', `${p}=${peer}`])),
       // Port security: each port takes frames from its station's MAC only (no station can pose as another).
       ...ports.flatMap(({ p, mac }) => ['--station', `${p}=${mac}`]),
       ...(sw.capture ? ['--pcap-dir', '${LAB_STATE}/pcap'] : []),
@@ -189,7 +203,8 @@ function switchProcess(sw: SwitchSpec, stations: FabricStation[], wires: SwitchP
   };
 }
 
-const linkArgs = (s: FabricStation) => s.ports.flatMap((p, l) => ['--link', `${s.macs[l]}@${portSocket(p)}`]);
+const linkArgs = (s: FabricStation, transport: Transport) =>
+  s.ports.flatMap((p, l) => ['--link', `${s.macs[l]}@${transport === 'memif' ? `memif:${portMemif(p)}` : portSocket(p)}`]);
 
 function functionArg(di: DiSpec, f: DiSpec['card']['functions'][number], wires: ReturnType<typeof nicWires>): string {
   if (f.testdev) return `${f.name}=testdev`;
@@ -202,8 +217,11 @@ function functionArg(di: DiSpec, f: DiSpec['card']['functions'][number], wires: 
   return `${f.name}=nvme:file:${di.name}-${f.name}.img,size:${n.size},lba:${n.lba},serial:${serial}`;
 }
 
-/** Derives processes and VMs from the topology's hosts, DIs and switch (nothing to do without them). */
-export function derive(src: TopologySource): Derived {
+/**
+ * Derives processes and VMs from the topology's hosts, DIs and switch (nothing to do without
+ * them); `transport`, when given, replaces the file's fabric transport.
+ */
+export function derive(src: TopologySource, transport: Transport = src.fabric?.transport ?? 'memif'): Derived {
   const problems: string[] = [];
   const out: Derived = {
     processes: [...src.processes],
@@ -214,6 +232,7 @@ export function derive(src: TopologySource): Derived {
   };
   if (!src.hosts.length && !src.dis.length) {
     if (src.switch) problems.push('switch: a switch without hosts or dis has nothing to connect');
+    if (src.fabric) problems.push('fabric: a fabric without hosts or dis has nothing to connect');
     if (src.assign.length) problems.push('assign: there are no hosts or dis to assign');
     return out;
   }
@@ -274,7 +293,7 @@ export function derive(src: TopologySource): Derived {
     if (portNames.has(w.p)) problems.push(`${w.at}: switch port "${w.p}" is already another station's`);
     portNames.add(w.p);
   }
-  out.processes.push(switchProcess(src.switch ?? { capture: false }, [...his, ...dis, manager], cables));
+  out.processes.push(switchProcess(src.switch ?? { capture: false }, [...his, ...dis, manager], cables, transport));
   out.processOrigins.push('switch');
   src.dis.forEach((d, j) => {
     const s = dis[j]!;
@@ -282,7 +301,7 @@ export function derive(src: TopologySource): Derived {
       name: s.process,
       run: 'src/di/main.ts',
       args: [
-        ...linkArgs(s),
+        ...linkArgs(s, transport),
         ...his.flatMap((h) => ['--channel', `${s.channels[h.host]}=${h.macs.join(',')}`]),
         ...d.card.functions.flatMap((f) => ['--function', functionArg(d, f, wires)]),
         ...assignments.filter((a) => a.di === d.name).flatMap((a) => ['--assign', `${a.function}=channel:${a.channel},bdf:${a.bdf}`]),
@@ -298,7 +317,7 @@ export function derive(src: TopologySource): Derived {
       name: hi.process,
       run: 'src/hi/main.ts',
       args: [
-        ...linkArgs(hi),
+        ...linkArgs(hi, transport),
         ...dis.flatMap((d) => ['--channel', `${hi.channels[d.process]}=${d.macs.join(',')}`]),
         '--slots', String(h.hi.slots),
         ...mine.flatMap((a) => ['--eep', `${a.eep}=channel:${a.channel},bdf:${a.bdf}`]),
@@ -315,8 +334,8 @@ export function derive(src: TopologySource): Derived {
     out.vms.push({ name: h.name, cpus: h.cpus, memory: h.memory, ...(h.pin ? { pin: h.pin } : {}), devices });
     out.vmOrigins.push(`hosts[${i}]`);
   });
-  out.processes.push({ name: MANAGER_PROCESS, run: 'src/manager/main.ts', args: linkArgs(manager) });
+  out.processes.push({ name: MANAGER_PROCESS, run: 'src/manager/main.ts', args: linkArgs(manager, transport) });
   out.processOrigins.push('manager (the lab\'s own process)');
-  out.fabric = { switch: SWITCH_PROCESS, hosts: his, dis, assignments, manager };
+  out.fabric = { switch: SWITCH_PROCESS, transport, hosts: his, dis, assignments, manager };
   return out;
 }

@@ -8,7 +8,7 @@ import { isAlive, startDetached, stop } from './procs.ts';
 import { nicMac, qemuArgs, type Accel } from './qemu-args.ts';
 import { setup, type LabArtefacts } from './setup.ts';
 import { readState, writeState, type LabState, type ProcessState, type VmState } from './state.ts';
-import { loadTopology, parseSize, type ProcessSpec, type Topology, type VmSpec } from './topology.ts';
+import { loadTopology, parseSize, type ProcessSpec, type Topology, type Transport, type VmSpec } from './topology.ts';
 import { AssignmentStore } from '../manager/store.ts';
 import { Interrupted, step, throwIfInterrupted, unlessInterrupted } from './progress.ts';
 import { makePrivateDir } from '../common/private-dir.ts';
@@ -16,6 +16,8 @@ import { makePrivateDir } from '../common/private-dir.ts';
 export interface UpOptions {
   accel?: Accel;
   bootTimeoutMs?: number;
+  /** Stations to switch over this transport, whatever the topology says (benchmarks compare them). */
+  transport?: Transport;
 }
 
 /** A topology argument is a file path or the name of a file in lab/topologies. */
@@ -149,7 +151,7 @@ async function configureNics(spec: VmSpec, vm: VmState): Promise<void> {
 
 export async function up(arg: string, opts: UpOptions = {}): Promise<LabState> {
   const file = topologyFile(arg);
-  const topo = withSavedAssignments(file, loadTopology(file));
+  const topo = withSavedAssignments(file, loadTopology(file, { transport: opts.transport }), opts.transport);
   const current = readState();
   if (current && [...current.vms, ...current.processes].some(isAlive))
     throw new Error(`a lab is already up (topology "${current.topology}"); run lab down first`);
@@ -202,7 +204,7 @@ export async function up(arg: string, opts: UpOptions = {}): Promise<LabState> {
  * topology is derived with them instead of its own `assign`. A table saved for another
  * topology, or one that no longer fits this one, is dropped (with a warning for the latter).
  */
-export function withSavedAssignments(file: string, topo: Topology): Topology {
+export function withSavedAssignments(file: string, topo: Topology, transport?: Transport): Topology {
   if (!topo.fabric) return topo;
   const store = new AssignmentStore(join(stateRoot, 'manager'));
   let saved;
@@ -216,7 +218,7 @@ export function withSavedAssignments(file: string, topo: Topology): Topology {
     return topo;
   }
   try {
-    return loadTopology(file, { assignments: saved.assignments.map((a) => ({ function: `${a.di}/${a.function}`, host: a.host, slot: a.slot })) });
+    return loadTopology(file, { transport, assignments: saved.assignments.map((a) => ({ function: `${a.di}/${a.function}`, host: a.host, slot: a.slot })) });
   } catch (err) {
     process.stderr.write(`lab: the saved assignments no longer fit ${topo.name}; starting from the topology's:\n${(err as Error).message}\n`);
     store.clear();

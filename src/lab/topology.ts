@@ -1,6 +1,7 @@
 // Topology files (lab/topologies/*.yaml). Two forms, which may be mixed:
 // - the lab as a user describes it: `hosts` (guests with an HI: slots, links), `dis` (device
-//   interfaces with their cards' functions), the `switch`, and initial `assign`ments; the
+//   interfaces with their cards' functions), the `switch`, the `fabric` transport between
+//   stations and switch (memif by default, or unix), and initial `assign`ments; the
 //   lab derives MACs, channels, sockets, processes and their order (derive.ts);
 // - the process level, for experts: `processes` (argv of each lab process) and `vms` (each
 //   device wired to a process's socket).
@@ -145,6 +146,18 @@ const labSwitch = z.strictObject({
   pin: cpuList.optional(),
 });
 
+/**
+ * How stations (HIs, DIs, the manager) are cabled to the switch: memif (shared-memory rings, the
+ * switch the server of each port's control socket) or unix datagram sockets. NIC wires (QEMU's
+ * own virtio-net, a DI's NIC function) are unix datagrams either way: QEMU's netdev has no memif.
+ */
+export const TRANSPORTS = ['memif', 'unix'] as const;
+export type Transport = (typeof TRANSPORTS)[number];
+const TRANSPORT_HINT = 'expected "memif" (shared memory, the default) or "unix" (datagram sockets)';
+const labFabric = z.strictObject({
+  transport: z.enum(TRANSPORTS, { error: TRANSPORT_HINT }).default('memif'),
+});
+
 const processSpec = z.strictObject({
   name,
   /** Node module run with tsx; path relative to the repository. */
@@ -160,6 +173,7 @@ const topologySchema = z.strictObject({
   processes: z.array(processSpec).default([]),
   vms: z.array(vm).default([]),
   switch: labSwitch.optional(),
+  fabric: labFabric.optional(),
   hosts: z.array(host).default([]),
   dis: z.array(di).default([]),
   assign: z.array(assignment).default([]),
@@ -236,6 +250,8 @@ function crossCheck(t: Topology, origins: Pick<Derived, 'processOrigins' | 'vmOr
 export interface TopologyOptions {
   /** Replaces the file's `assign` (the manager's saved table, when a lab comes up again). */
   assignments?: AssignmentSpec[];
+  /** Replaces the file's `fabric.transport` (benchmarks compare transports on one topology). */
+  transport?: Transport;
 }
 
 export function parseTopology(text: string, file = '<topology>', opts: TopologyOptions = {}): Topology {
@@ -249,7 +265,7 @@ export function parseTopology(text: string, file = '<topology>', opts: TopologyO
     );
   }
   const src = opts.assignments ? { ...result.data, assign: opts.assignments } : result.data;
-  const derived = derive(src);
+  const derived = derive(src, opts.transport);
   if (derived.problems.length) throw new TopologyError(file, derived.problems);
   const topo: Topology = {
     name: src.name,
