@@ -2,7 +2,7 @@
 // (Set Features 08h) holds a vector for THR + 1 completions or TIME; every
 // completion is still seen.
 import test, { type ExecutionContext } from 'ava';
-import { aggregation } from '../../src/devices/nvme/interrupts.ts';
+import { InterruptCoalescer, aggregation } from '../../src/devices/nvme/interrupts.ts';
 import { expectOk, PAGE, TestHost, type Cmd } from '../../src/devices/nvme/soft-host.ts';
 import { until } from '../support/until.ts';
 
@@ -28,6 +28,19 @@ test('feature 08h: THR and TIME both needed; TIME rounds up to whole ms', (t) =>
   t.is(aggregation(0x0a00), undefined, 'TIME without THR: every completion reaches the threshold');
   t.deepEqual(aggregation(0x0a07), { threshold: 8, delayMs: 1 });
   t.deepEqual(aggregation(0x1503), { threshold: 4, delayMs: 3 });
+});
+
+test('a completion alone in flight signals at once; one with others in flight waits for the end of the turn, and they share it', async (t) => {
+  const sent: number[] = [];
+  const c = new InterruptCoalescer((v) => sent.push(v), () => undefined);
+  c.completion(1, true);
+  t.deepEqual(sent, [1], 'queue depth 1: the MSI goes with the completion, in the same step');
+  c.completion(1, false);
+  c.completion(1, true); // the last of the burst: the interrupt already due covers it
+  t.deepEqual(sent, [1]);
+  await new Promise((r) => setImmediate(r));
+  t.deepEqual(sent, [1, 1]);
+  t.deepEqual(c.stats, { interrupts: 2, completions: 3 });
 });
 
 test('a burst of 40 completions in one event-loop turn raises one interrupt', async (t) => {

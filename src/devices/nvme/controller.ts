@@ -467,7 +467,7 @@ export class NvmeController extends PciFunction implements AdminHost, IoHost {
       if (gen !== this.generation) return;
       // INTx is a level held while entries are unconsumed: have the host ring MMIO when it reaps this one.
       if (!this.messageSignalled && this.shadowed(cq.id)) await this.writeEventIdx(2 * cq.id + 1, (slot.addr - cq.base) / CQE_SIZE);
-      if (cq.interrupts) this.signal(cq.vector);
+      if (cq.interrupts) this.signal(cq.vector, this.alone(cq));
     } catch (err) {
       if (gen === this.generation) this.fatalError(`posting to CQ ${cq.id}: ${(err as Error).message}`);
     } finally {
@@ -488,9 +488,16 @@ export class NvmeController extends PciFunction implements AdminHost, IoHost {
     for (const cq of this.cqs.values()) if (cq.interrupts && cq.pending > 0) this.interrupts.resend(cq.vector);
   }
 
-  private signal(vector: number): void {
+  private signal(vector: number, alone = false): void {
     if (!this.messageSignalled) return this.refreshIntx();
-    this.interrupts.completion(vector);
+    this.interrupts.completion(vector, alone);
+  }
+
+  /** Whether the command completing on `cq` is the only one in flight on the SQs posting there (it counts until it has signalled). */
+  private alone(cq: CompletionQueue): boolean {
+    let n = 0;
+    for (const id of cq.sqs) n += this.sqs.get(id)?.inFlight ?? 0;
+    return n <= 1;
   }
 
   /** INTx (no MSI-X or MSI): asserted while an interrupt-enabled CQ holds unconsumed entries and INTMS does not mask it. */

@@ -1,6 +1,10 @@
 // When a completion becomes an MSI-X message. Completions posted in one
 // event-loop turn share one interrupt per vector (the driver reaps the whole
-// CQ after an interrupt anyway). With Interrupt Coalescing (Set Features 08h)
+// CQ after an interrupt anyway). A completion with no other command in flight
+// that could share the interrupt (queue depth 1) signals at once: waiting for
+// the turn's end would only send the MSI apart from the completion's writes
+// (over PCIeOE a flush, and a wake-up of the host's side, of its own). With
+// Interrupt Coalescing (Set Features 08h)
 // a vector also waits until THR + 1 completions have gathered or TIME has
 // passed since the first one held, whichever comes first (NVMe 1.4 §5.21.1.8);
 // the admin vector and vectors with Coalescing Disable set are never held
@@ -42,8 +46,11 @@ export class InterruptCoalescer {
     return this.held.size > 0;
   }
 
-  /** A completion was posted to a CQ that interrupts on `vector`. */
-  completion(vector: number): void {
+  /**
+   * A completion was posted to a CQ that interrupts on `vector`; `alone`: no
+   * other command is in flight whose completion could share its interrupt.
+   */
+  completion(vector: number, alone = false): void {
     this.stats.completions++;
     if (this.due.has(vector)) return; // the interrupt about to go covers this one too
     const agg = this.policy(vector);
@@ -55,6 +62,11 @@ export class InterruptCoalescer {
           return;
         }
       } else if (++h.count < agg.threshold) return;
+    }
+    if (alone && !this.held.has(vector)) {
+      this.stats.interrupts++;
+      this.send(vector);
+      return;
     }
     this.fire(vector);
   }

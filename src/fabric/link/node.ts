@@ -18,12 +18,41 @@ import type { Mac } from '../wire/mac.ts';
 import type { PortTransport, Station } from '../wire/port.ts';
 import { MANAGEMENT_CHANNEL } from '../wire/management.ts';
 
-/** A station over any PortTransport whose far end is a switch port (e.g. UnixDgramPort). */
+/**
+ * A station over any PortTransport whose far end is a switch port (e.g. UnixDgramPort).
+ *
+ * Frames sent are held until the end of the event-loop turn (setImmediate: after this poll
+ * phase's I/O callbacks and every promise continuation they started) and then given to the
+ * port together, which writes them in one flush. A device's answer is often several sends
+ * apart by promise continuations (an NVMe read's data, its completion entry, its MSI-X):
+ * flushed one by one (the ports flush at the end of the current microtask run) each would
+ * wake the switch and the peer on its own; a wake-up costs tens of µs of CPU here, the wait
+ * for the check phase none.
+ */
 export function stationOf(port: PortTransport): Station & { close(): void } {
+  const held: Buffer[] = [];
+  let scheduled = false;
+  let open = true;
+  const release = () => {
+    scheduled = false;
+    for (let i = 0; i < held.length; i++) port.transmit(held[i]!);
+    held.length = 0;
+  };
   const station = {
     onFrame: null as ((frame: Buffer) => void) | null,
-    send: (frame: Buffer) => port.transmit(frame),
-    close: () => port.close(),
+    send: (frame: Buffer) => {
+      if (!open) return;
+      held.push(frame);
+      if (!scheduled) {
+        scheduled = true;
+        setImmediate(release);
+      }
+    },
+    close: () => {
+      release();
+      open = false;
+      port.close();
+    },
   };
   port.attach((frame) => station.onFrame?.(frame));
   return station;
