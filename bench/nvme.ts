@@ -13,7 +13,9 @@
 //                            NVME_BENCH_NICE=-10 runs every lab process but QEMU at that nice value,
 //                            NVME_BENCH_ONLY=qd1 runs only the QD 1 case, NVME_BENCH_ONLY=TEXT only
 //                            the workloads whose name contains TEXT ("64 KiB"); PCIEOE_TRACE=DIR traces
-//                            the lab processes' frames, see src/fabric/trace.ts and bench/trace-chain.ts)
+//                            the lab processes' frames, see src/fabric/trace.ts and bench/trace-chain.ts;
+//                            NVME_BENCH_TRANSPORT=unix,memif brings the lab up once per transport
+//                            between stations and switch, in that order, and compares them at the end)
 import { rmSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { cpuMeter } from './lib/cpu.ts';
@@ -23,6 +25,8 @@ import { benchTopology, fabricLoss, placementText, privateLabDirs, type FabricLo
 const state = privateLabDirs('lab-nvb');
 process.env.LAB_QEMU_NVME_CACHE = 'writeback';
 const { up, down, topologyFile } = await import('../src/lab/lab.ts');
+const { TRANSPORTS } = await import('../src/lab/topology.ts');
+type Transport = import('../src/lab/topology.ts').Transport;
 const { WORKLOADS, QD1_RANDREAD, QUICK, SECONDS, controllers, fill, guestShell, resultCells, resultHeader, runFio } = await import('./lib/fio.ts');
 type Result = import('./lib/fio.ts').Result;
 
@@ -36,63 +40,107 @@ function pathOf(model: string, serial: string): string {
 }
 const LOSSY = `PCIeOE ${LOSS * 100} % loss`;
 
-let loss: FabricLoss | undefined;
-try {
-  const lab = await up(benchTopology(topologyFile(topoName), state));
-  // Priority: each hop of a PCIeOE I/O wakes a lab process, and on a loaded machine a woken (or
-  // preempted) process waits behind busy ones for its turn; the direct server gets the same.
-  const nice = process.env.NVME_BENCH_NICE === undefined ? undefined : Number(process.env.NVME_BENCH_NICE);
-  if (nice !== undefined) for (const p of lab.processes) setPriority(p.pid, nice);
-  const placement = `${placementText()}${nice === undefined ? '' : `, lab processes (QEMU not) at nice ${nice}`}`;
-  const sh = guestShell(lab.vms[0]!.agent);
-  const devs = new Map((await controllers(sh)).map((c) => [pathOf(c.model, c.serial), c.dev]));
-  if (devs.has('PCIeOE') && !QUICK) {
-    devs.set(LOSSY, devs.get('PCIeOE')!);
-    loss = await fabricLoss(state);
-  }
-  const sides = ['QEMU nvme', 'direct', 'PCIeOE', LOSSY].filter((p) => devs.has(p));
-  // Each path against the one it is built on: direct vs QEMU, PCIeOE (either fabric) vs direct.
-  const base = (p: string) => (p === 'direct' ? 'QEMU nvme' : 'direct');
-  const ratios = sides.filter((p) => p !== 'QEMU nvme' && devs.has(base(p)));
-  console.log(`NVMe, topology ${topoName}: ${[...devs].map(([p, d]) => `${p} ${d}`).join(', ')}; ${lab.qemuVersion}, ${lab.accel}, 2 vCPUs, ` +
-    `${placement}; QEMU nvme cache=writeback; ${SECONDS} s per case, QD 64 = 2 jobs x 32`);
-  console.log(`${'workload'.padEnd(24)}${sides.map(resultHeader).join('')}${ratios.map((p) => ` | ${`${p}/${base(p)}`.padStart(24)}`).join('')}`);
-  recordSettings('nvme', { topology: topoName, secondsPerCase: SECONDS, accel: lab.accel, placement, qemuNvmeCache: 'writeback', queueDepth: '2 jobs x 32 (QD 1 case: 1 x 1)', lossPercent: loss ? LOSS * 100 : 0 });
-  for (const d of new Set(devs.values())) await fill(sh, d);
-  const procs = [{ name: 'QEMU', pid: lab.vms[0]!.pid }, ...lab.processes];
-  /** Per workload and path: CPU µs per I/O of each process, over fio's ramp and run. */
-  const cpu: string[] = [];
-  const only = process.env.NVME_BENCH_ONLY;
-  const all = [...WORKLOADS, QD1_RANDREAD];
-  for (const w of only === 'qd1' ? [QD1_RANDREAD] : only ? all.filter((x) => x.name.includes(only)) : all) {
-    const r = new Map<string, Result>();
-    const perIo = new Map<string, string>();
-    for (const side of sides) {
-      if (side === LOSSY) await loss!.set(LOSS);
-      try {
-        const used = cpuMeter(procs);
-        const result = await runFio(sh, devs.get(side)!, w);
-        const ios = result.iops * (SECONDS + 2); // ramp at about the same rate
-        const cpuUs = used();
-        perIo.set(side, [...cpuUs.values()].map((us) => (us / ios).toFixed(0)).join(' / '));
-        r.set(side, result);
-        const path = side === LOSSY ? 'PCIeOE' : side;
-        record({ kind: 'io', bench: 'nvme', workload: w.name, path, lossPercent: side === LOSSY ? LOSS * 100 : undefined, ...result });
-        for (const [proc, us] of cpuUs) record({ kind: 'cpu-per-io', bench: 'nvme', workload: w.name, path: side, process: proc, us: us / ios });
-      } finally {
-        if (side === LOSSY) await loss!.set(0);
-      }
+/** One path's figures on one workload: fio's result, CPU µs per I/O by process. */
+interface Measured {
+  result: Result;
+  cpuUs: Map<string, number>;
+}
+
+const transports = (process.env.NVME_BENCH_TRANSPORT ?? '').split(',').filter((x) => x !== '');
+for (const t of transports) if (!(TRANSPORTS as readonly string[]).includes(t)) throw new Error(`NVME_BENCH_TRANSPORT: "${t}" is not one of ${TRANSPORTS.join(', ')}`);
+/** Several transports: each figure's path names its transport ("PCIeOE memif"). */
+const label = (side: string, t: Transport | undefined) => (t && transports.length > 1 ? `${side} ${t}` : side);
+
+/** Brings the lab up (over `transport`, or the topology's own), runs every chosen workload on every path, prints its tables. */
+async function benchLab(transport: Transport | undefined): Promise<Map<string, Map<string, Measured>>> {
+  let loss: FabricLoss | undefined;
+  const out = new Map<string, Map<string, Measured>>();
+  try {
+    const lab = await up(benchTopology(topologyFile(topoName), state), { transport });
+    // Priority: each hop of a PCIeOE I/O wakes a lab process, and on a loaded machine a woken (or
+    // preempted) process waits behind busy ones for its turn; the direct server gets the same.
+    const nice = process.env.NVME_BENCH_NICE === undefined ? undefined : Number(process.env.NVME_BENCH_NICE);
+    if (nice !== undefined) for (const p of lab.processes) setPriority(p.pid, nice);
+    const placement = `${placementText()}${nice === undefined ? '' : `, lab processes (QEMU not) at nice ${nice}`}`;
+    const sh = guestShell(lab.vms[0]!.agent);
+    const devs = new Map((await controllers(sh)).map((c) => [pathOf(c.model, c.serial), c.dev]));
+    if (devs.has('PCIeOE') && !QUICK) {
+      devs.set(LOSSY, devs.get('PCIeOE')!);
+      loss = await fabricLoss(state);
     }
-    const ratio = (p: string) => ` | ${`${((r.get(p)!.iops / r.get(base(p))!.iops) * 100).toFixed(0)} %`.padStart(24)}`;
-    console.log(`${w.name.padEnd(24)}${sides.map((p) => resultCells(r.get(p)!)).join('')}${ratios.map(ratio).join('')}`);
-    cpu.push(`${w.name.padEnd(24)}${sides.map((p) => ` | ${perIo.get(p)!.padStart(26)}`).join('')}`);
+    const sides = ['QEMU nvme', 'direct', 'PCIeOE', LOSSY].filter((p) => devs.has(p));
+    // Each path against the one it is built on: direct vs QEMU, PCIeOE (either fabric) vs direct.
+    const base = (p: string) => (p === 'direct' ? 'QEMU nvme' : 'direct');
+    const ratios = sides.filter((p) => p !== 'QEMU nvme' && devs.has(base(p)));
+    console.log(`NVMe, topology ${topoName}${transport ? `, stations on ${transport}` : ''}: ${[...devs].map(([p, d]) => `${p} ${d}`).join(', ')}; ${lab.qemuVersion}, ${lab.accel}, 2 vCPUs, ` +
+      `${placement}; QEMU nvme cache=writeback; ${SECONDS} s per case, QD 64 = 2 jobs x 32`);
+    console.log(`${'workload'.padEnd(24)}${sides.map(resultHeader).join('')}${ratios.map((p) => ` | ${`${p}/${base(p)}`.padStart(24)}`).join('')}`);
+    recordSettings(label('nvme', transport), { topology: topoName, transport: transport ?? 'topology', secondsPerCase: SECONDS, accel: lab.accel, placement, qemuNvmeCache: 'writeback', queueDepth: '2 jobs x 32 (QD 1 case: 1 x 1)', lossPercent: loss ? LOSS * 100 : 0 });
+    for (const d of new Set(devs.values())) await fill(sh, d);
+    const procs = [{ name: 'QEMU', pid: lab.vms[0]!.pid }, ...lab.processes];
+    /** Per workload and path: CPU µs per I/O of each process, over fio's ramp and run. */
+    const cpu: string[] = [];
+    const only = process.env.NVME_BENCH_ONLY;
+    const all = [...WORKLOADS, QD1_RANDREAD];
+    for (const w of only === 'qd1' ? [QD1_RANDREAD] : only ? all.filter((x) => x.name.includes(only)) : all) {
+      const r = new Map<string, Measured>();
+      out.set(w.name, r);
+      for (const side of sides) {
+        if (side === LOSSY) await loss!.set(LOSS);
+        try {
+          const used = cpuMeter(procs);
+          const result = await runFio(sh, devs.get(side)!, w);
+          const ios = result.iops * (SECONDS + 2); // ramp at about the same rate
+          const cpuUs = new Map([...used()].map(([proc, us]) => [proc, us / ios]));
+          r.set(side, { result, cpuUs });
+          const path = label(side === LOSSY ? 'PCIeOE' : side, transport);
+          record({ kind: 'io', bench: 'nvme', workload: w.name, path, lossPercent: side === LOSSY ? LOSS * 100 : undefined, ...result });
+          for (const [proc, us] of cpuUs) record({ kind: 'cpu-per-io', bench: 'nvme', workload: w.name, path: label(side, transport), process: proc, us });
+        } finally {
+          if (side === LOSSY) await loss!.set(0);
+        }
+      }
+      const ratio = (p: string) => ` | ${`${((r.get(p)!.result.iops / r.get(base(p))!.result.iops) * 100).toFixed(0)} %`.padStart(24)}`;
+      console.log(`${w.name.padEnd(24)}${sides.map((p) => resultCells(r.get(p)!.result)).join('')}${ratios.map(ratio).join('')}`);
+      cpu.push(`${w.name.padEnd(24)}${sides.map((p) => ` | ${perIoText(r.get(p)!).padStart(26)}`).join('')}`);
+    }
+    console.log(`\nCPU µs per I/O, by process (${procs.map((p) => p.name).join(' / ')}), path by path`);
+    console.log(`${'workload'.padEnd(24)}${sides.map((p) => ` | ${p.padStart(26)}`).join('')}`);
+    for (const line of cpu) console.log(line);
+    if (loss) console.log(`frames lost in the switch during the lossy runs: ${await loss.lost()}`);
+  } finally {
+    loss?.close();
+    await down();
   }
-  console.log(`\nCPU µs per I/O, by process (${procs.map((p) => p.name).join(' / ')}), path by path`);
-  console.log(`${'workload'.padEnd(24)}${sides.map((p) => ` | ${p.padStart(26)}`).join('')}`);
-  for (const line of cpu) console.log(line);
-  if (loss) console.log(`frames lost in the switch during the lossy runs: ${await loss.lost()}`);
+  return out;
+}
+
+const perIoText = (m: Measured) => [...m.cpuUs.values()].map((us) => us.toFixed(0)).join(' / ');
+
+/** PCIeOE on each transport, workload by workload: IOPS (and its share of the same lab's direct path), CPU µs per I/O by process. */
+function compareTransports(runs: Map<Transport, Map<string, Map<string, Measured>>>): void {
+  const [first] = runs.values();
+  const names = [...([...first!.values()][0]?.get('PCIeOE')?.cpuUs.keys() ?? [])].join(' / ');
+  console.log(`\nPCIeOE by transport between stations and switch: IOPS (% of that lab's direct), mean latency, CPU µs per I/O (${names})`);
+  for (const w of first!.keys()) {
+    for (const [t, byWorkload] of runs) {
+      const m = byWorkload.get(w);
+      const pcieoe = m?.get('PCIeOE');
+      if (!pcieoe) continue;
+      const direct = m!.get('direct');
+      const share = direct ? ` (${((pcieoe.result.iops / direct.result.iops) * 100).toFixed(0)} %)` : '';
+      console.log(`${w.padEnd(24)} ${t.padEnd(6)} ${`${Math.round(pcieoe.result.iops)}${share}`.padStart(14)}  mean ${pcieoe.result.meanUs.toFixed(0).padStart(6)} µs | ${perIoText(pcieoe)}`);
+    }
+  }
+}
+
+try {
+  const runs = new Map<Transport, Map<string, Map<string, Measured>>>();
+  for (const t of transports.length ? (transports as Transport[]) : [undefined]) {
+    const measured = await benchLab(t);
+    if (t) runs.set(t, measured);
+  }
+  if (runs.size > 1) compareTransports(runs);
 } finally {
-  loss?.close();
-  await down();
   rmSync(state, { recursive: true, force: true });
 }
