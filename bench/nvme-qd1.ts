@@ -1,5 +1,5 @@
 // QD 1 4 KiB random reads without a guest: the NVMe model attached directly (nvme-main over
-// vfio-user) against the same model behind HI + switch + DI (separate processes on unix datagram
+// vfio-user) against the same model behind HI + switch + DI (separate processes on memif or unix datagram
 // sockets, as the lab runs them), driven by one soft NVMe driver per path that does what a
 // guest's driver does (shadow doorbells, MSI-X on an eventfd, CQ head doorbell) with no guest
 // in the way. The paths alternate in rounds, so load from anything else hits both alike; the
@@ -7,6 +7,8 @@
 //
 //   npm run bench -- nvme-qd1      (NVME_QD1_SECONDS per path and round, default 3; 2 with --quick;
 //                                   NVME_QD1_ROUNDS, default 3; NVME_QD1_LINKS, default 2 (the lab's);
+//                                   NVME_QD1_TRANSPORT=memif|unix, how stations reach the switch,
+//                                   default memif (the lab's);
 //                                   NVME_QD1_PIN=1 pins the servers to CPU 1 (taskset -a);
 //                                   NVME_QD1_NICE=-10 runs the lab
 //                                   processes at that nice value; PCIEOE_TRACE=DIR traces them,
@@ -38,6 +40,8 @@ const NS_BYTES = 64 << 20;
 const LINKS = Number(process.env.NVME_QD1_LINKS ?? 2);
 const HI_MACS = ['02:00:00:00:01:00', '02:00:00:00:01:01'].slice(0, LINKS);
 const DI_MACS = ['02:00:00:00:0d:00', '02:00:00:00:0d:01'].slice(0, LINKS);
+const TRANSPORT = process.env.NVME_QD1_TRANSPORT ?? 'memif';
+if (TRANSPORT !== 'memif' && TRANSPORT !== 'unix') throw new Error(`NVME_QD1_TRANSPORT=${TRANSPORT}: expected memif or unix`);
 
 /** utime + stime of a process, µs (clock ticks of 10 ms: meaningful over seconds). */
 function cpuUsOf(pid: number): number {
@@ -115,21 +119,24 @@ async function driver(socket: string) {
 
 const root = mkdtempSync(join(tmpdir(), 'nvme-qd1-'));
 try {
-  const sw = await startSwitch({
-    dir: join(root, 'sw'),
-    ports: ['hi0', 'hi1', 'di0', 'di1'],
-    args: ['hi0', 'hi1', 'di0', 'di1'].flatMap((p) => ['--peer', `${p}=${join(root, p.slice(0, 2), `link${p[2]}.sock`)}`]),
-  });
+  const swPorts = ['hi0', 'hi1', 'di0', 'di1'];
+  const sw = await startSwitch(
+    TRANSPORT === 'memif'
+      ? { dir: join(root, 'sw'), ports: [], args: swPorts.flatMap((p) => ['--port', `${p}=memif`]) }
+      : { dir: join(root, 'sw'), ports: swPorts, args: swPorts.flatMap((p) => ['--peer', `${p}=${join(root, p.slice(0, 2), `link${p[2]}.sock`)}`]) },
+  );
   children.push(sw.proc);
+  /** A station's --link to switch port `p`. */
+  const link = (mac: string, p: string) => `${mac}@${TRANSPORT === 'memif' ? `memif:${join(sw.dir, `${p}.memif`)}` : sw.portPath(p)}`;
   const direct = start('src/direct-attach/nvme-main.ts', join(root, 'direct'), ['--socket', 'direct', '--serial', 'QD1-DIRECT', '--ns', `file=direct.img,size=${NS_BYTES >> 20}M,lba=512`]);
   const di = start('src/di/main.ts', join(root, 'di'), [
-    ...DI_MACS.flatMap((m, i) => ['--link', `${m}@${sw.portPath(`di${i}`)}`]),
+    ...DI_MACS.flatMap((m, i) => ['--link', link(m, `di${i}`)]),
     '--channel', `1=${HI_MACS.join(',')}`,
     '--function', `fn0=nvme:file:remote.img,size:${NS_BYTES >> 20}M,serial:QD1-REMOTE`,
     '--assign', 'fn0=channel:1,bdf:01:00.0',
   ]);
   const hi = start('src/hi/main.ts', join(root, 'hi'), [
-    ...HI_MACS.flatMap((m, i) => ['--link', `${m}@${sw.portPath(`hi${i}`)}`]),
+    ...HI_MACS.flatMap((m, i) => ['--link', link(m, `hi${i}`)]),
     '--channel', `1=${DI_MACS.join(',')}`,
     '--eep', 'eep0=channel:1,bdf:01:00.0',
   ]);
@@ -140,7 +147,7 @@ try {
     direct: await driver(await socketOf(join(root, 'direct', 'direct.sock'), direct)),
     PCIeOE: await driver(await socketOf(join(root, 'hi', 'eep0.sock'), hi)),
   };
-  const placement = `${PIN ? `servers (direct, switch, DI, HI) pinned to CPU ${PIN}, the driver not` : 'processes unpinned'}${NICE === undefined ? '' : `, lab processes at nice ${NICE}`}; ${LINKS} link(s) per station`;
+  const placement = `${PIN ? `servers (direct, switch, DI, HI) pinned to CPU ${PIN}, the driver not` : 'processes unpinned'}${NICE === undefined ? '' : `, lab processes at nice ${NICE}`}; ${LINKS} ${TRANSPORT} link(s) per station`;
   console.log(`NVMe QD 1 4 KiB randread, soft driver (no guest), ${ROUNDS} rounds x ${SECONDS} s per path; ${placement}; load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
   recordSettings('nvme-qd1', { secondsPerRound: SECONDS, rounds: ROUNDS, placement, loadAverage: loadavg()[0]!.toFixed(1) });
   for (const p of Object.values(paths)) await p.run(0.3); // warm: page cache, JIT

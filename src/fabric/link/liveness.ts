@@ -13,6 +13,9 @@
 import { type Clock, type TimerHandle, afterPendingInput } from '../clock.ts';
 import { seqDiff } from './seq.ts';
 
+/** Frames of one turn that keep to one link before the next link takes over. */
+const BURST = 8;
+
 export interface LivenessStats {
   txHeartbeat: number;
   linkDown: number;
@@ -45,6 +48,10 @@ interface LinkState {
 export class Liveness {
   private readonly links: LinkState[];
   private rr = 0;
+  /** The link the current burst keeps to, and how many more frames it may take this turn. */
+  private burstLink = 0;
+  private burstLeft = 0;
+  private turnTimer: TimerHandle | null = null;
   private peerAlive = true;
   private closed = false;
   private tickTimer: TimerHandle | null = null;
@@ -90,8 +97,30 @@ export class Liveness {
     return this.links.every((l) => !l.up || seqDiff(l.passed, seq) > 0);
   }
 
-  /** The next live link, round robin. */
+  /**
+   * The link for the next frame: the frames sent in one event-loop turn keep to one live link,
+   * BURST at a time, and each turn (and burst) starts on the next, round robin. A small burst
+   * (a queue-depth-1 request and what answers it) then wakes the switch and the peer once, not
+   * once per link it was dealt over, while a large one is still spread across the links.
+   */
   pickLink(): number {
+    if (this.burstLeft > 0 && this.links[this.burstLink]!.up) {
+      this.burstLeft--;
+      return this.burstLink;
+    }
+    this.burstLink = this.nextLink();
+    this.burstLeft = BURST - 1;
+    if (!this.turnTimer && this.links.length > 1) {
+      this.turnTimer = this.o.clock.setTimer(0, () => {
+        this.turnTimer = null;
+        this.burstLeft = 0;
+      });
+    }
+    return this.burstLink;
+  }
+
+  /** The next live link, round robin. */
+  private nextLink(): number {
     const n = this.links.length;
     for (let i = 0; i < n; i++) {
       const k = (this.rr + i) % n;
@@ -108,7 +137,8 @@ export class Liveness {
   close(): void {
     this.closed = true;
     if (this.tickTimer) this.o.clock.clearTimer(this.tickTimer);
-    this.tickTimer = null;
+    if (this.turnTimer) this.o.clock.clearTimer(this.turnTimer);
+    this.tickTimer = this.turnTimer = null;
   }
 
   private armTick(): void {

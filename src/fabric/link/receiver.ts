@@ -93,6 +93,10 @@ export class Receiver {
   private heldCount = 0;
   private ackOwed = false;
   private rxSinceAck = 0;
+  /** The ACK carried by the last frame we sent. */
+  private acked = 0;
+  /** When the ACK now owed first became owed (clock ms). */
+  private owedAt = 0;
   /** The credit limit carried by the last frame we sent: what the peer knows it may use. */
   private advertised = 0;
   /** The peer told us (AckNow) it is stalled at `advertised`; with manualRelease, the next release() answers at once. */
@@ -120,6 +124,7 @@ export class Receiver {
 
   /** A frame left carrying `ack` and `credits`: nothing is owed, and the peer knows this limit. */
   sent(): void {
+    this.acked = this.expected;
     this.advertised = this.credits;
     this.peerStalled = false;
     this.ackOwed = false;
@@ -172,6 +177,10 @@ export class Receiver {
       this.heldCount--;
       this.deliver(next);
     }
+    // The application's answer, sent while it handled the TLP (a CplD for an MRd, a device's
+    // DMA for a doorbell), left carrying the new ACK already: then nothing is owed, and a
+    // standalone ACK would only cost the peer and the switch a wake-up.
+    if (this.acked === this.expected) return true;
     this.rxSinceAck++;
     // Acknowledge at once when the peer has used a quarter of the window since our last ACK.
     if (this.rxSinceAck * 4 >= this.o.rxSlots) this.sendAck();
@@ -216,13 +225,25 @@ export class Receiver {
   }
 
   private oweAck(): void {
+    if (!this.ackOwed) this.owedAt = this.o.clock.now();
     this.ackOwed = true;
     if (this.ackTimer || this.closed) return;
-    this.ackTimer = this.o.clock.setTimer(this.o.ackDelay, () => {
-      this.ackTimer = null;
-      if (this.ackOwed) this.sendAck();
-    });
+    this.ackTimer = this.o.clock.setTimer(this.o.ackDelay, this.ackTimeout);
   }
+
+  /**
+   * The ACK delay ran out, or seems to: Node's timers count whole ms of a time read when the
+   * event loop last woke, so a 1 ms timer can fire µs after it was set. Early, it waits for the
+   * rest (at least the clock's resolution: a shorter timer would spin), so an ACK is not sent
+   * while the answer that would carry it is still on its way.
+   */
+  private readonly ackTimeout = (): void => {
+    this.ackTimer = null;
+    if (!this.ackOwed || this.closed) return;
+    const left = this.owedAt + this.o.ackDelay - this.o.clock.now();
+    if (left > 0) this.ackTimer = this.o.clock.setTimer(Math.max(left, this.o.clock.resolution), this.ackTimeout);
+    else this.sendAck();
+  };
 
   private sendAck(flags = 0): void {
     this.o.stats.txAck++;

@@ -1,0 +1,91 @@
+// Wake-ups the link layer saves a request/response exchange: an answer sent while a TLP is
+// delivered carries its ACK (no standalone ACK after it), an ACK timer that fires early waits
+// for the rest of the delay, and the frames of one turn keep to one link.
+import test from 'ava';
+import type { Clock } from '../../src/fabric/clock.ts';
+import { Receiver, type ReceiverStats } from '../../src/fabric/link/receiver.ts';
+import { SimClock } from '../../src/fabric/sim-clock.ts';
+import { FrameType, decodeFrame } from '../../src/fabric/wire/frame.ts';
+import { buildFabric, macA, numbered } from './harness.ts';
+
+function receiver(clock: Clock, onDeliver: (r: Receiver) => void = () => {}) {
+  const stats: ReceiverStats = { txAck: 0, txNak: 0, rxDelivered: 0, rxDuplicate: 0, rxOutOfOrder: 0, rxOutsideWindow: 0, probeAnswersWithheld: 0 };
+  const acksAt: number[] = [];
+  const r: Receiver = new Receiver({
+    clock,
+    stats,
+    rxSlots: 64,
+    ackDelay: 1,
+    nakDelay: 3,
+    replayTimeout: 5,
+    manualRelease: false,
+    deliver: () => onDeliver(r),
+    transmit: (type) => {
+      if (type === FrameType.Ack) acksAt.push(clock.now());
+      r.sent();
+    },
+    everyLiveLinkPassed: () => false,
+  });
+  return { r, stats, acksAt };
+}
+
+test('a TLP answered while it is delivered owes no ACK; one left unanswered is acknowledged after the delay', (t) => {
+  const clock = new SimClock();
+  const answered = receiver(clock, (r) => r.sent()); // the answer (a CplD, say) leaves during delivery
+  answered.r.tlp(0, new Uint8Array(4));
+  clock.advance(10);
+  t.deepEqual(answered.acksAt, [], 'the answer carried the ACK');
+
+  const silent = receiver(clock);
+  clock.advance(0.25);
+  silent.r.tlp(0, new Uint8Array(4));
+  clock.advance(10);
+  t.deepEqual(silent.acksAt, [10.25 + 1]);
+});
+
+test('an ACK timer that fires early (whole-ms timers on a stale loop time) waits out the rest of the delay', (t) => {
+  const sim = new SimClock();
+  // Node's way: a timer set at 0.95 ms for 1 ms fires when the loop's whole-ms time reaches 1.
+  const coarse: Clock = {
+    now: () => sim.now(),
+    resolution: 1,
+    setTimer: (ms, fn) => sim.setTimer(Math.floor(sim.now()) + ms - sim.now(), fn),
+    clearTimer: (h) => sim.clearTimer(h),
+  };
+  const { r, acksAt } = receiver(coarse);
+  sim.advance(0.95);
+  r.tlp(0, new Uint8Array(4));
+  sim.advance(5);
+  t.is(acksAt.length, 1);
+  t.true(acksAt[0]! >= 1.95, `ACK at ${acksAt[0]} ms, owed since 0.95 ms`);
+});
+
+test('two links: the frames of one turn keep to one link, the next turn takes the other, a large burst still spreads', (t) => {
+  /** Sequence numbers of A's TLP frames as the switch received them, per link. */
+  const byLink: number[][] = [[], []];
+  const f = buildFabric({
+    links: 2,
+    capture: (side, link) =>
+      side === 'a'
+        ? {
+            write: (frame) => {
+              const d = decodeFrame(frame);
+              if (d.ok && d.value.type === FrameType.Tlp && d.value.src === macA(link) && !byLink[link]!.includes(d.value.seq)) byLink[link]!.push(d.value.seq);
+            },
+          }
+        : undefined,
+  });
+  f.clock.advance(1);
+  const turn = (n: number) => {
+    for (const p of numbered(n)) f.a.send(p);
+    t.true(f.clock.runUntil(() => f.a.unacknowledged === 0, 100));
+  };
+  turn(3);
+  t.deepEqual(byLink, [[0, 1, 2], []], 'a turn of three frames on one link');
+  turn(3);
+  t.deepEqual(byLink, [[0, 1, 2], [3, 4, 5]], 'the next turn on the other');
+  turn(32);
+  t.is(byLink[0]!.length + byLink[1]!.length, 38);
+  t.true(byLink[0]!.length >= 16 + 3 && byLink[1]!.length >= 16 + 3, `a burst of 32 spread: ${byLink[0]!.length - 3} and ${byLink[1]!.length - 3}`);
+  f.close();
+});
