@@ -12,6 +12,7 @@
 //
 //   npm run bench -- fabric
 //   FABRIC_BENCH_SECONDS=5 FABRIC_BENCH_PROF=/tmp/prof npm run bench -- fabric   (--cpu-prof every process)
+//   FABRIC_BENCH_NODE_ARGS=--trace-gc npm run bench -- fabric                 (more node options for every process)
 import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -30,6 +31,8 @@ const SECONDS = Number(process.env.FABRIC_BENCH_SECONDS ?? 3);
 const WARMUP = 0.5;
 const LINGER = 0.3;
 const PROF = process.env.FABRIC_BENCH_PROF;
+/** FABRIC_BENCH_NODE_ARGS="--trace-gc ...": more node options for every process of a case (V8 flags NODE_OPTIONS refuses). */
+const EXTRA_NODE_ARGS = (process.env.FABRIC_BENCH_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
 const DATA = 4096;
 /** 4 KiB of data in an MWr64 TLP in a tagged PCIeOE frame: the datagram size for the raw baseline too. */
 const FRAME_BYTES = TAGGED_L2_BYTES + PCIEOE_HEADER_BYTES + 16 + DATA;
@@ -369,7 +372,7 @@ async function workerMain(cfg: WorkerConfig): Promise<void> {
  * --cpu-prof-name would have the loader thread's overwrite the main thread's.
  */
 function profArgs(what: string): string[] {
-  return PROF ? ['--cpu-prof', '--cpu-prof-dir', path.join(PROF, `${what}.${Date.now()}`)] : [];
+  return [...EXTRA_NODE_ARGS, ...(PROF ? ['--cpu-prof', '--cpu-prof-dir', path.join(PROF, `${what}.${Date.now()}`)] : [])];
 }
 
 interface Worker {

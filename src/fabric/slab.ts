@@ -6,7 +6,21 @@
  * TLP crosses. A buffer from here is a view that stays valid as long as it is
  * referenced (a replay buffer, a port queue); its slab is freed when none of
  * its views is. Never handed out twice, so callers may keep and write them.
+ *
+ * Slabs come and go at the fabric's byte rate (hundreds of MB/s), and V8
+ * counts every ArrayBuffer against the old generation's limit until its
+ * backing store is swept. That sweep normally runs on a background thread;
+ * with the process pinned to a busy CPU (the lab's placements) the thread
+ * barely runs, the count only grows, and the heap is marked and compacted
+ * every 50-100 ms (fabric bench, memif, spread: 20-40 full collections a
+ * second per endpoint, 10-20 % of its CPU). Sweeping on the main thread,
+ * right after each scavenge that freed the slabs, costs a few free() calls
+ * and keeps full collections to about one per run.
  */
+
+import { setFlagsFromString } from 'node:v8';
+
+setFlagsFromString('--no-concurrent-array-buffer-sweeping');
 
 export class Slab {
   private slab: Buffer;
