@@ -5,7 +5,8 @@
 //     --channel ID=HIMAC[,HIMAC]                        a host (HI): its MAC on each of its links
 //     --function NAME=testdev                           a function model to host
 //     --function NAME=nvme:file:F,size:64M[,lba:512][,serial:S]
-//     --function NAME=virtio-net:mac:M,wire:SWITCH_PORT_SOCKET[,mtu:1500]   its Ethernet wire binds DIR/NAME-wire.sock
+//     --function NAME=virtio-net:mac:M,wire:SWITCH_PORT_SOCKET[,mtu:1500]   its Ethernet wire binds DIR/NAME-wire.sock;
+//                                                       its optional features as for a direct attach (VIRTIO_NET_*=0 turns one off)
 //     --assign NAME=channel:ID,bdf:BB:DD.F              give NAME to that host, addressed as that BDF
 //     [--vlan VID]
 //
@@ -25,7 +26,7 @@ import { parseCommandLine, usageError } from '../common/command-line.ts';
 import { NvmeController } from '../devices/nvme/controller.ts';
 import type { PciFunction } from '../pci/function.ts';
 import { TestDevice } from '../devices/testdev/testdev.ts';
-import { VirtioNet } from '../devices/virtio-net/net-device.ts';
+import { netOptionsFromEnv, VirtioNet } from '../devices/virtio-net/net-device.ts';
 import { UnixDgramPort } from '../fabric/wire/unix-dgram-port.ts';
 import { realClock } from '../fabric/clock.ts';
 import { type OpenStation, STATION_ARGS, STATION_USAGE, openStation, parseKeyValues } from '../fabric/station.ts';
@@ -86,7 +87,7 @@ function makeFunction(name: string, spec: string, index: number, dataDir: string
     if (!wire || !mac) throw new Error(`--function ${name}: virtio-net needs mac: and wire:`);
     const mtu = Number(kv.get('mtu') ?? 1500);
     const port = new UnixDgramPort({ path: join(socketDir, `${name}-wire.sock`), peer: wire, maxFrame: mtu + 18 });
-    const nic = new VirtioNet({ mac, mtu, wire: port, log: (l, m) => log(l, `${name}: ${m}`) });
+    const nic = new VirtioNet({ mac, mtu, wire: port, log: (l, m) => log(l, `${name}: ${m}`), ...netOptionsFromEnv(process.env) });
     return { fn: nic, close: async () => port.close() };
   }
   throw new Error(`--function ${name}=${spec}: unknown model (testdev, nvme:..., virtio-net:...)`);

@@ -9,9 +9,9 @@
 // $LAB_SOCKET_DIR/<socket>-wire.sock), which the switch should name as the
 // port's --peer. A client that disconnects leaves the device waiting for the
 // next one; SIGTERM/SIGINT close both sockets and exit 0. SIGUSR2 prints the
-// device's and the port's counters to the log. VIRTIO_NET_EVENT_IDX=1,
-// VIRTIO_NET_CSUM=1 and VIRTIO_NET_TSO=1 (with CSUM) in the environment offer
-// RING_EVENT_IDX, the checksum offloads and HOST_TSO4 (to measure with and without them).
+// device's and the port's counters to the log. RING_EVENT_IDX, the checksum offloads and
+// HOST_TSO4 are offered unless VIRTIO_NET_EVENT_IDX=0, VIRTIO_NET_CSUM=0 or VIRTIO_NET_TSO=0
+// (to measure without them; a DI's NIC functions read the same variables).
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs as parseNodeArgs } from 'node:util';
@@ -19,7 +19,7 @@ import { servePciFunction } from './adapter.ts';
 import { exitOnHelp } from '../common/command-line.ts';
 import { processLogger } from '../common/logger.ts';
 import { UnixDgramPort } from '../fabric/wire/unix-dgram-port.ts';
-import { formatMac, parseMac, VirtioNet } from '../devices/virtio-net/net-device.ts';
+import { formatMac, netOptionsFromEnv, parseMac, VirtioNet } from '../devices/virtio-net/net-device.ts';
 
 export interface NicArgs {
   socket: string;
@@ -58,7 +58,7 @@ function main(): void {
   const a = parseArgs(process.argv.slice(2), socketDir);
   const log = processLogger('virtio-net');
   const port = new UnixDgramPort({ path: a.wireLocal, peer: a.wire, maxFrame: a.mtu + 18 });
-  const nic = new VirtioNet({ mac: a.mac, mtu: a.mtu, wire: port, log, eventIdx: process.env.VIRTIO_NET_EVENT_IDX === '1', csum: process.env.VIRTIO_NET_CSUM === '1', tso: process.env.VIRTIO_NET_TSO === '1' });
+  const nic = new VirtioNet({ mac: a.mac, mtu: a.mtu, wire: port, log, ...netOptionsFromEnv(process.env) });
   const server = servePciFunction(nic, { path: join(socketDir, `${a.socket}.sock`), name: a.socket, log });
   log('info', `virtio-net ${a.socket}: MAC ${formatMac(a.mac)}, MTU ${a.mtu}, wire ${a.wireLocal} -> ${a.wire}`);
   const counters = () => log('info', `counters: device ${JSON.stringify(nic.counters)} port ${JSON.stringify(port.counters)}`);

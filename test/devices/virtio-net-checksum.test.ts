@@ -4,7 +4,7 @@
 import test from 'ava';
 import fc from 'fast-check';
 import { completeChecksum, fold, l4ChecksumValid, onesSum } from '../../src/devices/virtio-net/checksum.ts';
-import { NET_HDR_SIZE, NetFeature, RX_QUEUE, TX_QUEUE } from '../../src/devices/virtio-net/net-device.ts';
+import { NET_HDR_SIZE, NetFeature, netOptionsFromEnv, RX_QUEUE, TX_QUEUE, VirtioNet } from '../../src/devices/virtio-net/net-device.ts';
 import { segmentTcpV4 } from '../../src/devices/virtio-net/segment.ts';
 import { SoftVirtioNetDriver } from '../../src/devices/virtio-net/soft-driver.ts';
 import { feature, TransportFeature } from '../../src/devices/virtio-net/virtio-pci.ts';
@@ -202,4 +202,14 @@ test('transmit with HOST_TSO4: a TCPV4 packet leaves as segments; without TSO ne
   await sendWithHeader(plain, p.frame, { flags: 1, gso: 1, mss: 1448, start: p.start, offset: p.offset });
   t.is(plain.wire.sent.length, 0);
   t.true(plain.dev.counters.txBadHeader + plain.dev.counters.txOversize === 1);
+});
+
+test('process entries offer the event index, the checksum offloads and TSO unless VIRTIO_NET_*=0 turns one off', (t) => {
+  const wire = { transmit: () => {}, attach: () => {} };
+  const offered = (env: Record<string, string>) => new VirtioNet({ mac: '02:00:00:00:00:01', wire, ...netOptionsFromEnv(env) }).offered;
+  const all = offered({});
+  for (const bit of [TransportFeature.RingEventIdx, NetFeature.Csum, NetFeature.GuestCsum, NetFeature.HostTso4]) t.not(all & feature(bit), 0n, `bit ${bit}`);
+  t.is(offered({ VIRTIO_NET_EVENT_IDX: '0' }), all & ~feature(TransportFeature.RingEventIdx));
+  t.is(offered({ VIRTIO_NET_TSO: '0' }), all & ~feature(NetFeature.HostTso4));
+  t.is(offered({ VIRTIO_NET_CSUM: '0' }) & (feature(NetFeature.Csum) | feature(NetFeature.GuestCsum) | feature(NetFeature.HostTso4)), 0n, 'no TSO without CSUM');
 });

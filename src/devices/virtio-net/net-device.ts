@@ -24,12 +24,15 @@
 //   0 flags (NEEDS_CSUM 1, DATA_VALID 2) | 1 gso_type (NONE 0, TCPV4 1 with HOST_TSO4) |
 //   2 hdr_len le16 | 4 gso_size le16 | 6 csum_start le16 | 8 csum_offset le16 |
 //   10 num_buffers le16 (1 on receive, ignored on transmit)
-// Why none of them is offered by default: measured on nic-direct (TCG guests, iperf3 TCP,
-// two rounds), the driver already rings fewer than 0.08 doorbells and takes fewer than 0.07
-// interrupts per packet without them (the device works through batches, the driver
-// suppresses); the event index halves the receive side's doorbells and interrupts, but
-// neither it nor CSUM/GUEST_CSUM nor TSO raised throughput beyond the run-to-run spread, and
-// the offloads lowered B->A (numbers: the commit messages of this note).
+// The model offers them only when configured (unit tests drive each case); the process
+// entries (direct attach and DI alike, netOptionsFromEnv) offer all three unless told not
+// to. Why: over PCIeOE every transmit batch waits three dependent round trips (avail ring,
+// descriptors, data; ~1 ms each under load), and the guest's TCP keeps only about a
+// millisecond of data below the socket, so A->B throughput follows the bytes per batch. With
+// TSO a chain carries up to 64 KiB instead of one frame: nic-coexistence, iperf3 TCP 10 s, four
+// side-by-side rounds, A->B 56/75/48 Mb/s without, 130/90/106 with (B->A 137/148/101 and
+// 159/131/136). On nic-direct (guest memory is local) they stay within the run-to-run spread,
+// as first measured there (commit messages of this note).
 //
 // Bad input (spec §2.1.2): a queue programmed beyond the limits, a malformed
 // descriptor chain or a buffer outside guest memory set DEVICE_NEEDS_RESET
@@ -111,6 +114,19 @@ export interface VirtioNetConfig {
   csum?: boolean;
   /** Offer HOST_TSO4 too (with csum only; default false). */
   tso?: boolean;
+}
+
+/** The features a device offers only when configured. */
+export type NetOptions = Pick<VirtioNetConfig, 'eventIdx' | 'csum' | 'tso'>;
+
+/**
+ * The optional features as a process entry takes them from its environment: RING_EVENT_IDX,
+ * CSUM/GUEST_CSUM and HOST_TSO4 are offered unless VIRTIO_NET_EVENT_IDX, VIRTIO_NET_CSUM or
+ * VIRTIO_NET_TSO is 0 (TSO needs CSUM). The direct attach and the DI read the same variables,
+ * so a lab run measures both paths with the same features, and a run with them off compares.
+ */
+export function netOptionsFromEnv(env: Readonly<Record<string, string | undefined>>): NetOptions {
+  return { eventIdx: env.VIRTIO_NET_EVENT_IDX !== '0', csum: env.VIRTIO_NET_CSUM !== '0', tso: env.VIRTIO_NET_TSO !== '0' };
 }
 
 export interface VirtioNetCounters {
