@@ -134,8 +134,14 @@ export interface Native {
    * Returns the number read, or -1 if none is queued.
    */
   recvmmsg(fd: number, slab: Uint8Array, offset: number, slot: number, count: number, meta: Int32Array, senders?: (string | null)[]): number;
-  /** CRC-32 (IEEE 802.3, as zlib) of data[start, end) continuing from `initial`; slicing-by-8. */
-  crc32(data: Uint8Array, initial?: number, start?: number, end?: number): number;
+  /**
+   * CRC-32 (IEEE 802.3, as zlib) of data[start, end) continuing from `initial`
+   * (PCLMULQDQ folding where the CPU has it, else slicing-by-8). With `zeroAt`,
+   * the four bytes there (within the range) count as zero: a frame's own CRC field.
+   */
+  crc32(data: Uint8Array, initial?: number, start?: number, end?: number, zeroAt?: number): number;
+  /** Copy `src` to dst[offset, offset + src.length) and return its CRC-32 continuing from `initial`, in one pass. */
+  crc32Copy(dst: Uint8Array, offset: number, src: Uint8Array, initial?: number): number;
   /** Keep large freed blocks in the process heap so new receive slabs reuse warm pages (see dgram.cc). */
   retainFreedHeap(): void;
 

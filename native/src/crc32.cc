@@ -65,28 +65,37 @@ CLMUL_TARGET inline __m128i Fold(__m128i x, __m128i k, __m128i next) {
   return _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x, k, 0x11), _mm_clmulepi64_si128(x, k, 0x00)), next);
 }
 
-// Folds n bytes (n >= 64, a multiple of 16) into the register state c.
-CLMUL_TARGET uint32_t Crc32Clmul(uint32_t c, const uint8_t* p, size_t n) {
+// The 16 bytes at q, also stored at the same place in `out` (relative to p0) when copying.
+CLMUL_TARGET inline __m128i Take(const uint8_t* q, const uint8_t* p0, uint8_t* out) {
+  __m128i v = Load16(q);
+  if (out != nullptr) _mm_storeu_si128(reinterpret_cast<__m128i*>(out + (q - p0)), v);
+  return v;
+}
+
+// Folds n bytes (n >= 64, a multiple of 16) into the register state c; with
+// `out`, every 16 bytes loaded are also stored there (a copy in the same pass).
+CLMUL_TARGET uint32_t Crc32Clmul(uint32_t c, const uint8_t* p, size_t n, uint8_t* out = nullptr) {
   alignas(16) static const uint64_t k1k2[] = {0x0154442bd4, 0x01c6e41596};
   alignas(16) static const uint64_t k3k4[] = {0x01751997d0, 0x00ccaa009e};
   alignas(16) static const uint64_t k5k0[] = {0x0163cd6124, 0x0000000000};
   alignas(16) static const uint64_t poly[] = {0x01db710641, 0x01f7011641};
-  __m128i x1 = _mm_xor_si128(Load16(p), _mm_cvtsi32_si128(static_cast<int>(c)));
-  __m128i x2 = Load16(p + 16), x3 = Load16(p + 32), x4 = Load16(p + 48);
+  const uint8_t* p0 = p;
+  __m128i x1 = _mm_xor_si128(Take(p, p0, out), _mm_cvtsi32_si128(static_cast<int>(c)));
+  __m128i x2 = Take(p + 16, p0, out), x3 = Take(p + 32, p0, out), x4 = Take(p + 48, p0, out);
   p += 64;
   n -= 64;
   __m128i k = _mm_load_si128(reinterpret_cast<const __m128i*>(k1k2));
   for (; n >= 64; p += 64, n -= 64) {  // four lanes in parallel
-    x1 = Fold(x1, k, Load16(p));
-    x2 = Fold(x2, k, Load16(p + 16));
-    x3 = Fold(x3, k, Load16(p + 32));
-    x4 = Fold(x4, k, Load16(p + 48));
+    x1 = Fold(x1, k, Take(p, p0, out));
+    x2 = Fold(x2, k, Take(p + 16, p0, out));
+    x3 = Fold(x3, k, Take(p + 32, p0, out));
+    x4 = Fold(x4, k, Take(p + 48, p0, out));
   }
   k = _mm_load_si128(reinterpret_cast<const __m128i*>(k3k4));
   x1 = Fold(x1, k, x2);
   x1 = Fold(x1, k, x3);
   x1 = Fold(x1, k, x4);
-  for (; n >= 16; p += 16, n -= 16) x1 = Fold(x1, k, Load16(p));
+  for (; n >= 16; p += 16, n -= 16) x1 = Fold(x1, k, Take(p, p0, out));
   // 128 -> 64 bits.
   __m128i mask = _mm_setr_epi32(~0, 0, ~0, 0);
   x2 = _mm_clmulepi64_si128(x1, k, 0x10);
@@ -104,23 +113,30 @@ CLMUL_TARGET uint32_t Crc32Clmul(uint32_t c, const uint8_t* p, size_t n) {
 const bool kHaveClmul = __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse4.1");
 #endif
 
-// CRC-32 of p[0, n) continuing from `crc` (zlib convention: 0 to start).
-uint32_t Crc32(uint32_t crc, const uint8_t* p, size_t n) {
+// CRC-32 of p[0, n) continuing from `crc` (zlib convention: 0 to start);
+// with `out`, p[0, n) is copied there in the same pass (the ranges must not overlap).
+uint32_t Crc32(uint32_t crc, const uint8_t* p, size_t n, uint8_t* out = nullptr) {
   uint32_t c = ~crc;
 #if defined(__x86_64__)
   if (kHaveClmul && n >= 64) {
     size_t bulk = n & ~static_cast<size_t>(15);
-    c = Crc32Clmul(c, p, bulk);
+    c = Crc32Clmul(c, p, bulk, out);
     p += bulk;
     n -= bulk;
+    if (out != nullptr) out += bulk;
   }
 #endif
+  if (out != nullptr) memcpy(out, p, n);
   return ~Crc32Slice8(c, p, n);
 }
 
-// crc32(data, initial = 0, start = 0, end = data.length) -> CRC-32 of
-// data[start, end) continuing from `initial` (zlib.crc32's convention). The
-// range arguments spare the caller a subarray() per call on the hot path.
+const uint8_t kZeros[4] = {0, 0, 0, 0};
+
+// crc32(data, initial = 0, start = 0, end = data.length, zeroAt?) -> CRC-32
+// of data[start, end) continuing from `initial` (zlib.crc32's convention).
+// The range arguments spare the caller a subarray() per call on the hot path;
+// with zeroAt, the four bytes there count as zero (a frame's own CRC field),
+// so a frame is checked in one call rather than three.
 Napi::Value Crc32Js(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Uint8Array data = ArgBytes(info, 0);
@@ -129,13 +145,44 @@ Napi::Value Crc32Js(const Napi::CallbackInfo& info) {
   size_t start = info.Length() > 2 && info[2].IsNumber() ? ArgCount(info, 2) : 0;
   size_t end = info.Length() > 3 && info[3].IsNumber() ? ArgCount(info, 3) : len;
   if (start > end || end > len) throw Napi::RangeError::New(env, "crc32 range out of bounds");
-  return Napi::Number::New(env, Crc32(initial, data.Data() + start, end - start));
+  const uint8_t* p = data.Data();
+  if (info.Length() > 4 && info[4].IsNumber()) {
+    size_t hole = ArgCount(info, 4);
+    if (hole < start || hole + 4 > end) throw Napi::RangeError::New(env, "crc32 zeroAt outside the range");
+    uint32_t c = Crc32(initial, p + start, hole - start);
+    c = Crc32(c, kZeros, 4);
+    return Napi::Number::New(env, Crc32(c, p + hole + 4, end - hole - 4));
+  }
+  return Napi::Number::New(env, Crc32(initial, p + start, end - start));
+}
+
+// crc32Copy(dst, offset, src, initial = 0) -> CRC-32 of src continuing from
+// `initial`, src copied to dst[offset, offset + src.length) in the same pass:
+// a frame's payload is read once when it is encoded, not once to copy and
+// once to check.
+Napi::Value Crc32CopyJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Uint8Array dst = ArgBytes(info, 0);
+  size_t offset = ArgCount(info, 1);
+  Napi::Uint8Array src = ArgBytes(info, 2);
+  uint32_t initial = info.Length() > 3 && info[3].IsNumber() ? info[3].As<Napi::Number>().Uint32Value() : 0;
+  size_t n = src.ByteLength();
+  if (offset > dst.ByteLength() || n > dst.ByteLength() - offset) throw Napi::RangeError::New(env, "crc32Copy: src does not fit dst at offset");
+  uint8_t* out = dst.Data() + offset;
+  const uint8_t* in = src.Data();
+  // Overlapping views of one buffer: copy first (memmove), then check the copy.
+  if (in < out + n && out < in + n) {
+    memmove(out, in, n);
+    return Napi::Number::New(env, Crc32(initial, out, n));
+  }
+  return Napi::Number::New(env, Crc32(initial, in, n, out));
 }
 
 }  // namespace
 
 void RegisterCrc32(Napi::Env env, Napi::Object exports) {
   exports.Set("crc32", Napi::Function::New(env, Crc32Js));
+  exports.Set("crc32Copy", Napi::Function::New(env, Crc32CopyJs));
 }
 
 }  // namespace pcieoe

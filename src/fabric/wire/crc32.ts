@@ -29,5 +29,8 @@ export function crc32Table(data: Uint8Array, initial = 0): number {
 /** CRC-32 of `data`, continuing from `initial` (the CRC of the bytes before it). */
 export const crc32: Crc32 = (data, initial = 0) => native.crc32(data, initial);
 
-/** CRC-32 of data[start, end), continuing from `initial`: no subarray needed. */
-export const crc32Range: (data: Uint8Array, initial: number, start: number, end: number) => number = native.crc32;
+/** CRC-32 of data[start, end), continuing from `initial`: no subarray needed. With `zeroAt`, the 4 bytes there count as zero. */
+export const crc32Range: (data: Uint8Array, initial: number, start: number, end: number, zeroAt?: number) => number = native.crc32;
+
+/** Copy `src` into dst at `offset` and return its CRC-32 continuing from `initial`: one pass over the bytes. */
+export const crc32Copy: (dst: Uint8Array, offset: number, src: Uint8Array, initial: number) => number = native.crc32Copy;

@@ -1,0 +1,40 @@
+// The addon's frame-check helpers: crc32 with a zeroed hole (a frame's own CRC
+// field) and crc32Copy (copy and CRC in one pass), against the bytewise reference.
+import test from 'ava';
+import fc from 'fast-check';
+import { native } from '../../native/index.ts';
+import { crc32Table } from '../../src/fabric/wire/crc32.ts';
+
+test('crc32 with zeroAt equals the reference over the range with those four bytes zero', (t) => {
+  fc.assert(
+    fc.property(fc.uint8Array({ minLength: 4, maxLength: 5000 }), fc.nat(), fc.nat(), fc.nat(), fc.integer({ min: 0, max: 0xffffffff }), (data, a, b, c, init) => {
+      const start = a % (data.length - 3);
+      const end = start + 4 + (b % (data.length - start - 3));
+      const hole = start + (c % (end - start - 3));
+      const zeroed = Uint8Array.from(data.subarray(start, end));
+      zeroed.fill(0, hole - start, hole - start + 4);
+      return native.crc32(data, init, start, end, hole) === crc32Table(zeroed, init);
+    }),
+    { numRuns: 2000 },
+  );
+  t.throws(() => native.crc32(Buffer.alloc(16), 0, 4, 12, 2), { instanceOf: RangeError });
+  t.throws(() => native.crc32(Buffer.alloc(16), 0, 4, 12, 9), { instanceOf: RangeError });
+});
+
+test('crc32Copy copies src into dst at offset and returns its CRC, overlapping views too', (t) => {
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 5000 }), fc.nat(64), fc.nat(64), fc.integer({ min: 0, max: 0xffffffff }), (src, before, after, init) => {
+      const dst = new Uint8Array(before + src.length + after).fill(0xa5);
+      const crc = native.crc32Copy(dst, before, src, init);
+      const untouched = dst.subarray(0, before).every((x) => x === 0xa5) && dst.subarray(before + src.length).every((x) => x === 0xa5);
+      return crc === crc32Table(src, init) && Buffer.from(dst.subarray(before, before + src.length)).equals(src) && untouched;
+    }),
+    { numRuns: 1000 },
+  );
+  // One buffer, source and destination overlapping: the result is a memmove, the CRC that of the bytes moved.
+  const buf = Uint8Array.from({ length: 300 }, (_, i) => i & 0xff);
+  const moved = Uint8Array.from(buf.subarray(0, 256));
+  t.is(native.crc32Copy(buf, 10, buf.subarray(0, 256)), crc32Table(moved));
+  t.deepEqual(buf.subarray(10, 266), moved);
+  t.throws(() => native.crc32Copy(Buffer.alloc(8), 4, Buffer.alloc(5)), { instanceOf: RangeError });
+});
