@@ -142,3 +142,23 @@ test('transmit: a chain of several buffers (headers, then page fragments) is rea
   while (mem.outstanding.length) await mem.roundTrip();
   await d.dev.idle();
 });
+
+test('interrupts: while the wish read after a used index is out, the queue goes on (the next batch is not held behind it)', async (t) => {
+  const { mem, d, tx, queue, reads } = await rig();
+  d.setAvailFlags(tx, 1);
+  const heads = queue([frame(90, 6)]);
+  await d.kick(TX_QUEUE);
+  await mem.roundTrip(); // avail: NO_INTERRUPT
+  await mem.roundTrip(); // descriptors
+  await mem.roundTrip(); // data: sent and given back; the wish read goes out, with the next avail read
+  t.deepEqual(reads(), ['flags']);
+  heads.push(...queue([frame(120, 7)]));
+  await d.kick(TX_QUEUE);
+  t.deepEqual(reads(), ['flags', 'avail'], 'the next avail read does not wait for the wish');
+  d.setAvailFlags(tx, 0);
+  while (mem.outstanding.length) await mem.roundTrip();
+  await d.dev.idle();
+  t.deepEqual(d.wire.sent.length, 2);
+  t.deepEqual(d.reap(tx).map((e) => e.id), heads);
+  t.true(d.irqs.length >= 1, 'the driver that asked again is woken');
+});

@@ -516,11 +516,20 @@ export class VirtioNet extends PciFunction {
     }
   }
 
-  /** Publishes the used entries given back so far and interrupts the driver if it asks. */
+  /**
+   * Publishes the used entries given back so far and interrupts the driver if it asks; when
+   * that takes a read of its wish, the queue's work goes on meanwhile (over PCIeOE a round
+   * trip: the next frames are not held behind it).
+   */
   private async complete(q: QueueState, generation: number): Promise<void> {
-    if (!(await q.ring!.publish()) || generation !== this.generation) return;
-    this.counters.interrupts++;
-    this.signal(q.msixVector, IsrBit.Queue);
+    const wish = await q.ring!.publish();
+    const raise = (yes: boolean) => {
+      if (!yes || generation !== this.generation) return;
+      this.counters.interrupts++;
+      this.signal(q.msixVector, IsrBit.Queue);
+    };
+    if (typeof wish === 'boolean') raise(wish);
+    else void wish.later.then(raise, (err: Error) => generation === this.generation && this.needsReset(err));
   }
 
   /**

@@ -61,6 +61,9 @@ export interface Chain {
   writableBytes: number;
 }
 
+/** publish()'s answer: interrupt the driver now, not at all, or as the wish read after the used index decides. */
+export type Wish = boolean | { later: Promise<boolean> };
+
 /** What the driver programmed through the common configuration structure. */
 export interface QueueSetup {
   size: number;
@@ -143,12 +146,13 @@ export class SplitQueue {
    * When the last avail ring read already saw the driver asking, that answers
    * at once (the driver only withdraws a wish on its own, and an interrupt it
    * no longer wanted is harmless: spec §2.7.7.2, "SHOULD NOT"); otherwise the
-   * wish is read after the index is written: a driver that re-enables
-   * interrupts and then checks the used index either sees the new index or has
-   * asked for the interrupt before we read — no lost wake-up. Over PCIeOE that
-   * read is a round trip, which the common case thus skips.
+   * answer is `later`, from the wish read after the index is written: a driver
+   * that re-enables interrupts and then checks the used index either sees the
+   * new index or has asked for the interrupt before we read — no lost wake-up.
+   * Over PCIeOE that read is a round trip, which the common case skips and
+   * which the caller need not wait for before it goes on with the queue.
    */
-  async publish(): Promise<boolean> {
+  async publish(): Promise<Wish> {
     const n = this.pending.length / 2;
     if (n === 0) return false;
     const { size, device } = this.setup;
@@ -164,21 +168,20 @@ export class SplitQueue {
     await this.mem.dmaWrite(device + 4 + 8 * first, elems.subarray(0, 8 * run1));
     if (run1 < n) await this.mem.dmaWrite(device + 4, elems.subarray(8 * run1));
     const old = this.usedIdx;
-    this.usedIdx = (this.usedIdx + n) & 0xffff;
-    await this.mem.dmaWrite(device + 2, le16(this.usedIdx));
+    const now = (this.usedIdx = (this.usedIdx + n) & 0xffff);
+    await this.mem.dmaWrite(device + 2, le16(now));
     const wish = this.readWish();
-    if (this.wants(old)) {
+    if (this.wants(old, now)) {
       // Read anyway, not awaited: the next publish decides on what the driver wants now.
       wish.catch(() => {});
       return true;
     }
-    await wish;
-    return this.wants(old);
+    return { later: wish.then(() => this.wants(old, now)) };
   }
 
-  /** Whether the driver, as last seen, wants an interrupt for used entries from `old` up to now. */
-  private wants(old: number): boolean {
-    return this.eventIdx ? needEvent(this.seenUsedEvent, this.usedIdx, old) : (this.seenFlags & AvailFlag.NoInterrupt) === 0;
+  /** Whether the driver, as last seen, wants an interrupt for the used entries from `old` up to `now`. */
+  private wants(old: number, now: number): boolean {
+    return this.eventIdx ? needEvent(this.seenUsedEvent, now, old) : (this.seenFlags & AvailFlag.NoInterrupt) === 0;
   }
 
   /** Reads the driver's interrupt wish (flags, or used_event with the event index) into seenFlags/seenUsedEvent. */
