@@ -354,13 +354,17 @@ export class MemifPort implements PortTransport {
   }
 
   private startSession(s: Omit<Session, 'rxPoll'>): void {
+    const drain = () => this.drainSignal(session);
     const rxPoll = new native.Poll(s.rxEvent, () => {
       this.counters.rxSignals++;
       if (TRACING) trace('wake');
-      native.eventfdRead(s.rxEvent);
+      // Frames first, the eventfd after: replies queued while taking them leave (their flush is a
+      // microtask queued before this one) without waiting for a read() that wakes nobody.
       this.wake();
+      queueMicrotask(drain);
     });
-    this.session = { ...s, rxPoll };
+    const session: Session = { ...s, rxPoll };
+    this.session = session;
     this.counters.connects++;
     if (this.role === 'client') s.rx.refill(this.bufferBytes, (slot) => s.bufferAt(slot, 'rx'), 0);
     s.rx.setWantSignals(true);
@@ -395,6 +399,18 @@ export class MemifPort implements PortTransport {
     s.rxPoll.close();
     for (const m of s.mappings) native.munmap(m);
     for (const fd of s.fds) native.close(fd);
+  }
+
+  /**
+   * Reset the wake-up counter, then look at the ring again: a frame published after receive()
+   * last looked signalled this eventfd, and that signal is gone once read, so the frame is taken
+   * now (later ones find the interrupt wanted and signal again). Not after the session ended:
+   * its fd may be closed and its number reused.
+   */
+  private drainSignal(s: Session): void {
+    if (this.session !== s) return;
+    native.eventfdRead(s.rxEvent);
+    if (!this.rxScheduled && s.rx.pending(this.role === 'server')) this.receive();
   }
 
   /** Something may have moved: take what arrived, send what waits. */
