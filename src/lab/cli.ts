@@ -27,6 +27,7 @@ import { forwardSignals, interrupted, interruptible, Interrupted } from './progr
 import { qmp } from './qmp.ts';
 import { setup } from './setup.ts';
 import { readState, requireState, vmState } from './state.ts';
+import { isTransport, TRANSPORTS } from './topology.ts';
 import { labStatus, sampledStatus, statusText } from './status.ts';
 
 const EXIT = { ok: 0, failed: 1, usage: 2, execLabFailed: 255, interrupted: 130 } as const;
@@ -66,16 +67,19 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   up: {
-    args: '<topology> [--accel tcg|kvm]',
+    args: '<topology> [--accel tcg|kvm] [--transport memif|unix]',
     summary: 'start a topology (a name from lab list, or a YAML file)',
     help: 'Starts the topology\'s processes, then its VMs, and waits until every guest agent answers.\n' +
-      'Ctrl-C while it starts takes down what it started.\n  --accel tcg|kvm   default tcg (kvm is probed first and refused if a guest does not boot)',
-    options: { accel: { type: 'string' } },
+      'Ctrl-C while it starts takes down what it started.\n  --accel tcg|kvm   default tcg (kvm is probed first and refused if a guest does not boot)\n' +
+      '  --transport memif|unix   how stations reach the switch, instead of the topology\'s fabric.transport (default memif)',
+    options: { accel: { type: 'string' }, transport: { type: 'string' } },
     async run(pos, values) {
       expectArgs(pos, 1, 'up <topology>');
       const accel = values.accel as string | undefined;
       if (accel !== undefined && accel !== 'tcg' && accel !== 'kvm') throw new UsageError(`--accel: expected tcg or kvm, got "${accel}"`);
-      const state = await interruptible(() => up(pos[0]!, { accel }));
+      const transport = values.transport as string | undefined;
+      if (transport !== undefined && !isTransport(transport)) throw new UsageError(`--transport: expected ${TRANSPORTS.join(' or ')}, got "${transport}"`);
+      const state = await interruptible(() => up(pos[0]!, { accel, transport }));
       console.log(statusText({ now: await labStatus(state) }));
       return EXIT.ok;
     },

@@ -153,6 +153,7 @@ const labSwitch = z.strictObject({
  */
 export const TRANSPORTS = ['memif', 'unix'] as const;
 export type Transport = (typeof TRANSPORTS)[number];
+export const isTransport = (s: string): s is Transport => (TRANSPORTS as readonly string[]).includes(s);
 const TRANSPORT_HINT = 'expected "memif" (shared memory, the default) or "unix" (datagram sockets)';
 const labFabric = z.strictObject({
   transport: z.enum(TRANSPORTS, { error: TRANSPORT_HINT }).default('memif'),
