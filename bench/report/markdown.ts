@@ -1,6 +1,7 @@
 // The benchmark report as markdown: tables of what one run measured, ratios computed only
 // from figures of that run, and a list of the figures issue 13 asks for that the run does
 // not have ("missing", never estimated).
+import { PERFORMANCE_NOTES, whereTimeGoes } from './time-spent.ts';
 import type { CpuFigure, Figure, IoFigure, NicFigure, PortCountersFigure, Results, RoundTripFigure, ThroughputFigure } from '../lib/results.ts';
 
 /** The NVMe paths measured side by side, in the order the tables show them. */
@@ -296,6 +297,12 @@ export interface Plots {
   coexistence?: string;
 }
 
+function whereTimeSection(r: Results): string | undefined {
+  const paragraphs = whereTimeGoes(r);
+  if (!paragraphs.length) return undefined;
+  return [...paragraphs, `Profiles of each process by function, and what would close each gap: [performance notes](${PERFORMANCE_NOTES}).`].join('\n\n');
+}
+
 const plot = (file: string | undefined, alt: string) => (file ? `\n\n![${alt}](${file})` : '');
 const section = (title: string, body: string | undefined) => `## ${title}\n\n${body ?? 'No figures in this run.'}`;
 
@@ -324,6 +331,7 @@ export function renderMarkdown(r: Results, plots: Plots = {}): string {
     section('NVMe IOPS and latency per workload and path', plain.length ? ioTable(plain, NVME_PATHS) + plot(plots.iops, 'IOPS per workload and path') : undefined),
     section('Ratios against issue 13\'s targets', nvme.length ? ratioTable([...nvmeRatios(r), ...labCpuRatios(r)]) : undefined),
     section('Fabric and latency targets', checkTable(otherChecks(r))),
+    section('Where the time goes', whereTimeSection(r)),
     section('PCIeOE under fabric faults', faulted.length ? ioTable([...plain.filter((f) => f.path === 'PCIeOE'), ...faulted], ['PCIeOE']) : undefined),
     section('QD 1 latency, 4 KiB random read', qd1 ? qd1Table(r) + plot(plots.qd1, 'QD 1 latency per path') : undefined),
     section('CPU µs per I/O, per process', cpu.length ? cpuTables(cpu) + plot(plots.cpu, 'CPU µs per I/O per process') : undefined),

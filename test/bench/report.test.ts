@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readRecorded, readResults, record, recordSettings } from '../../bench/lib/results.ts';
 import { writeReport } from '../../bench/report/generate.ts';
+import { whereTimeGoes } from '../../bench/report/time-spent.ts';
 import { hotplugFigureName, labCpuRatios, missingFigures, nicRatios, nvmeRatios, otherChecks } from '../../bench/report/markdown.ts';
 
 const fixture = new URL('../fixtures/bench-report.json', import.meta.url).pathname;
@@ -205,4 +206,28 @@ test('hot-plug: the flows bench/hotplug.ts recorded get their own table; a run w
   const md = readFileSync(join(dir, 'report.md'), 'utf8');
   t.regex(md, /## Hot-plug flows \(issue 12\)\n\n[^#]*\| unassign to slot empty \| 0\.96 \| 0\.71 \|/);
   t.regex(md, /\| move to nvme driver bound on the new host \| 1\.80? \| 1\.08 \|/);
+});
+
+test('where the time goes: each missed headline target explained from the run\'s own CPU figures; nothing for a target met', async (t) => {
+  const results = readResults(fixture);
+  const paragraphs = whereTimeGoes(results);
+  // QD 1: added 1 690 - 247 µs; the lab's processes hi + sw + di (QEMU left out) per I/O.
+  const qd1 = paragraphs.find((p) => p.startsWith('**QD 1 added latency'))!;
+  t.truthy(qd1);
+  t.true(qd1.includes('1,443 µs'), qd1);
+  t.true(qd1.includes('hi 31 + sw 13 + di 28 = 72 µs'), qd1);
+  t.true(qd1.includes(`${((71.8 / 1443) * 100).toFixed(0)} % of the added time`), qd1);
+  // seq read 64 KiB: 410 of 2 150 IOPS, lab CPU against the direct-attach server's 22.7 µs.
+  const read = paragraphs.find((p) => p.startsWith('**seq read 64 KiB'))!;
+  t.true(read.includes('(19 % of direct'), read);
+  t.true(read.includes('(3.2×)'), read);
+  // seq write 64 KiB has no PCIeOE figure in the fixture: nothing said, nothing invented.
+  t.false(paragraphs.some((p) => p.startsWith('**seq write 64 KiB')));
+  const dir = generated(t);
+  await writeReport(results, dir);
+  const md = readFileSync(join(dir, 'report.md'), 'utf8');
+  t.true(md.includes('## Where the time goes\n\n**QD 1 added latency'));
+  // A run that meets the QD 1 floor says nothing about it.
+  const met = { ...results, figures: results.figures.map((f) => (f.kind === 'io' && f.workload === 'QD 1 randread 4 KiB' && f.path === 'PCIeOE' ? { ...f, meanUs: 400 } : f)) };
+  t.false(whereTimeGoes(met).some((p) => p.startsWith('**QD 1')));
 });
