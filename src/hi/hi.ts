@@ -29,7 +29,7 @@ import { formatBdf } from '../pci/bdf.ts';
 import { VfioUserServer } from '../vfio-user/server.ts';
 import type { Logger } from '../common/logger.ts';
 import { AddressWindow, RemoteFunction } from './remote-function/index.ts';
-import { type TlpEndpoint, enabledRuns } from '../fabric/tlp/endpoint.ts';
+import type { TlpEndpoint } from '../fabric/tlp/endpoint.ts';
 
 /**
  * Completion timeout for config and BAR reads, ms (the HI's ports are opened
@@ -138,21 +138,23 @@ export class HostInterface {
 
   private onRequest(ch: ChannelState, tlp: Tlp): void {
     if (tlp.type === TlpType.MWr32 || tlp.type === TlpType.MWr64) {
-      for (const eep of ch.eeps) {
-        const v = eep.msiVector(tlp.address);
-        if (v !== undefined) return eep.deliverMsi(v, tlp);
-        if (eep.isMsiAddress(tlp.address)) return eep.deliverPlainMsi(tlp);
+      if (inMsiRange(tlp.address)) {
+        for (const eep of ch.eeps) {
+          const v = eep.msiVector(tlp.address);
+          if (v !== undefined) return eep.deliverMsi(v, tlp);
+          if (eep.isMsiAddress(tlp.address)) return eep.deliverPlainMsi(tlp);
+        }
       }
-      const eep = ch.eeps.find((e) => e.remoteBdf === tlp.requesterId);
+      const eep = eepOf(ch, tlp.requesterId);
       if (!eep) {
         this.stats.unknownRequester++;
         return;
       }
-      return eep.dmaWrite(tlp, enabledRuns(tlp.firstBe, tlp.lastBe, tlp.data.length / 4));
+      return eep.dmaWrite(tlp);
     }
     if (tlp.type === TlpType.MRd32 || tlp.type === TlpType.MRd64) {
-      const eep = ch.eeps.find((e) => e.remoteBdf === tlp.requesterId);
-      if (!eep || ch.eeps.some((e) => e.msiVector(tlp.address) !== undefined || e.isMsiAddress(tlp.address))) {
+      const eep = eepOf(ch, tlp.requesterId);
+      if (!eep || (inMsiRange(tlp.address) && ch.eeps.some((e) => e.msiVector(tlp.address) !== undefined || e.isMsiAddress(tlp.address)))) {
         this.stats.unknownRequester++;
         ch.port.endpoint.post(urCompletionFor(tlp, this.hiId));
         return;
@@ -160,9 +162,18 @@ export class HostInterface {
       return eep.dmaRead(tlp, ch.port);
     }
     const intx = isMessage(tlp) ? intxLevel(tlp) : undefined;
-    const from = intx && ch.eeps.find((e) => e.remoteBdf === tlp.requesterId);
+    const from = intx && eepOf(ch, tlp.requesterId);
     if (from) return from.deliverIntx(intx.asserted);
     this.stats.unsupported++;
     if (isNonPosted(tlp)) ch.port.endpoint.post(urCompletionFor(tlp, this.hiId));
   }
+}
+
+/** Whether `address` lies in the range the EEPs' MSI windows are placed in (the test that keeps DMA off the windows' BigInt arithmetic). */
+const inMsiRange = (address: bigint) => address >= MSI_BASE && address < MSI_LIMIT;
+
+/** The EEP on `ch` whose remote BDF is `requesterId` (a loop: this runs for every DMA TLP). */
+function eepOf(ch: ChannelState, requesterId: number): RemoteFunction | undefined {
+  for (const e of ch.eeps) if (e.remoteBdf === requesterId) return e;
+  return undefined;
 }

@@ -215,8 +215,8 @@ export class RemoteFunction implements VfioUserDevice {
   }
 
   /** Device DMA write into guest memory (see DmaService). */
-  dmaWrite(tlp: MemWriteTlp, runs: [number, number][]): void {
-    this.dma.dmaWrite(tlp, runs);
+  dmaWrite(tlp: MemWriteTlp): void {
+    this.dma.dmaWrite(tlp);
   }
 
   /** Device DMA read from guest memory (see DmaService). */
