@@ -59,6 +59,9 @@ import { FabricRequestError, enabledRuns } from '../fabric/tlp/endpoint.ts';
  */
 export const DI_COMPLETION_TIMEOUT_MS = 5000;
 
+/** What a function's DMA write resolves to: it was posted. */
+const POSTED: Promise<void> = Promise.resolve();
+
 export interface DiOptions {
   /** One port per host (channel). */
   ports: readonly PcieoePort[];
@@ -259,15 +262,16 @@ export class DeviceInterface {
       this.stats.unclaimedWrites++;
       return;
     }
-    const runs = enabledRuns(tlp.firstBe, tlp.lastBe, tlp.data.length / 4);
-    const write = (i: number): void | Promise<void> => {
-      for (; i < runs.length; i++) {
-        const [start, len] = runs[i]!;
-        const r = hit.h.fn.barWrite(hit.bar, hit.offset + start, tlp.data.subarray(start, start + len));
-        if (r instanceof Promise) return r.then(() => write(i + 1), (err) => this.functionError(ch, tlp, err));
-      }
-    };
-    return write(0);
+    return this.writeRuns(ch, tlp, hit, enabledRuns(tlp.firstBe, tlp.lastBe, tlp.data.length / 4), 0);
+  }
+
+  /** The enabled runs of a BAR write from run `i` on, each after the one before has settled (a doorbell: one run, at once). */
+  private writeRuns(ch: PcieoePort, tlp: MemWriteTlp, hit: { h: Hosted; bar: number; offset: number }, runs: [number, number][], i: number): void | Promise<void> {
+    for (; i < runs.length; i++) {
+      const [start, len] = runs[i]!;
+      const r = hit.h.fn.barWrite(hit.bar, hit.offset + start, tlp.data.subarray(start, start + len));
+      if (r instanceof Promise) return r.then(() => this.writeRuns(ch, tlp, hit, runs, i + 1), (err) => this.functionError(ch, tlp, err));
+    }
   }
 
   // ---- function → host -----------------------------------------------------
@@ -284,8 +288,15 @@ export class DeviceInterface {
             throw err;
           }
         },
-        dmaWrite: async (addr, data) => {
-          ep.writeMemory(BigInt(addr), data, hostBdf, this.mps);
+        // Posted: the MWrs are encoded (the data copied) before this returns, so one settled promise
+        // serves every write instead of an async function's own per 4 KiB piece.
+        dmaWrite: (addr, data) => {
+          try {
+            ep.writeMemory(BigInt(addr), data, hostBdf, this.mps);
+          } catch (err) {
+            return Promise.reject(err);
+          }
+          return POSTED;
         },
       },
       irq: {
