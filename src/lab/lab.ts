@@ -53,7 +53,8 @@ function startProcess(p: ProcessSpec, topo: Topology, wantedSockets: string[]): 
   // Arguments may name the lab's directories: ${LAB_SOCKET_DIR}, ${LAB_DATA}, ${LAB_STATE}.
   const vars: Record<string, string> = { LAB_SOCKET_DIR: socketDir, LAB_DATA: dataRoot, LAB_STATE: stateRoot };
   const args = p.args.map((a) => a.replace(/\$\{(LAB_[A-Z_]+)\}/g, (m, v: string) => vars[v] ?? m));
-  const argv = [process.execPath, '--import', 'tsx', join(repoRoot, p.run), ...args];
+  // LAB_NODE_ARGS="--cpu-prof --cpu-prof-dir=D" (or --trace-gc, ...): node options for every lab process, for profiling a benchmark.
+  const argv = [process.execPath, ...(process.env.LAB_NODE_ARGS ?? '').split(' ').filter((a) => a !== ''), '--import', 'tsx', join(repoRoot, p.run), ...args];
   // LAB_PIN_PROCESSES puts every lab process on those CPUs (benchmarks compare placements).
   const rec = startDetached(argv, log, process.env.LAB_PIN_PROCESSES || p.pin, env);
   const state: ProcessState = { name: p.name, ...rec, log, socketDir, pin: p.pin };
