@@ -15,12 +15,19 @@
 //                            the workloads whose name contains TEXT ("64 KiB"); PCIEOE_TRACE=DIR traces
 //                            the lab processes' frames, see src/fabric/trace.ts and bench/trace-chain.ts;
 //                            NVME_BENCH_TRANSPORT=unix,memif brings the lab up once per transport
-//                            between stations and switch, in that order, and compares them at the end)
-import { rmSync } from 'node:fs';
+//                            between stations and switch, in that order, and compares them at the end;
+//                            NVME_BENCH_PROF=DIR records a CPU profile of the HI and the DI over each PCIeOE
+//                            case, through their control sockets, prints where each spent its time and
+//                            keeps the profiles and the lab processes' logs in DIR; LAB_NODE_ARGS="--trace-gc"
+//                            gives every lab process those node options, see src/lab/lab.ts)
+import { copyFileSync, mkdirSync, rmSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { setPriority } from 'node:os';
 import { cpuMeter } from './lib/cpu.ts';
 import { record, recordSettings } from './lib/results.ts';
 import { benchTopology, fabricLoss, placementText, privateLabDirs, type FabricLoss } from './lib/lab.ts';
+import { profiled, summariseProfile } from './lib/profile.ts';
+import { SwitchControl } from '../src/fabric/switch/control.ts';
 
 const state = privateLabDirs('lab-nvb');
 process.env.LAB_QEMU_NVME_CACHE = 'writeback';
@@ -89,7 +96,7 @@ async function benchLab(transport: Transport | undefined): Promise<Map<string, M
         if (side === LOSSY) await loss!.set(LOSS);
         try {
           const used = cpuMeter(procs);
-          const result = await runFio(sh, devs.get(side)!, w);
+          const result = await profiledRun(side === 'PCIeOE' && PROF_STATIONS(lab.processes), `${w.name}-${transport ?? 'topology'}`, () => runFio(sh, devs.get(side)!, w));
           const ios = result.iops * (SECONDS + 2); // ramp at about the same rate
           const cpuUs = new Map([...used()].map(([proc, us]) => [proc, us / ios]));
           r.set(side, { result, cpuUs });
@@ -108,11 +115,60 @@ async function benchLab(transport: Transport | undefined): Promise<Map<string, M
     console.log(`${'workload'.padEnd(24)}${sides.map((p) => ` | ${p.padStart(26)}`).join('')}`);
     for (const line of cpu) console.log(line);
     if (loss) console.log(`frames lost in the switch during the lossy runs: ${await loss.lost()}`);
+    // The lab processes' logs go with the lab: keep them with the profiles (LAB_NODE_ARGS=--trace-gc writes its lines there).
+    const keep = process.env.NVME_BENCH_PROF;
+    if (keep) {
+      mkdirSync(keep, { recursive: true });
+      for (const p of lab.processes) copyFileSync(p.log, join(keep, `${transport ?? 'topology'}-${basename(p.log)}`));
+    }
   } finally {
     loss?.close();
     await down();
   }
   return out;
+}
+
+/** NVME_BENCH_PROF: the stations whose profiles are recorded (name -> state directory), those of the lab that exist. */
+const PROF_STATIONS = (processes: readonly { name: string; socketDir: string }[]): Record<string, string> | false =>
+  !!process.env.NVME_BENCH_PROF && Object.fromEntries(processes.filter((p) => p.name === 'hi' || p.name === 'di').map((p) => [p.name, p.socketDir]));
+
+/** `run`, profiled in `stations` if any are given: each profile's summary printed, the profile copied into NVME_BENCH_PROF. */
+async function profiledRun<T>(stations: Record<string, string> | false, what: string, run: () => Promise<T>): Promise<T> {
+  if (!stations) return run();
+  const tag = what.replace(/[^A-Za-z0-9]+/g, '-');
+  const before = await Promise.all(Object.values(stations).map(counters));
+  const { value, files } = await profiled(stations, tag, run);
+  const after = await Promise.all(Object.values(stations).map(counters));
+  // Counters that moved, per I/O of the case (fio's IOPS over its run and ramp, as the CPU figures): frames, TLPs, interrupts.
+  const ios = (value as { iops?: number }).iops! * (SECONDS + 2);
+  Object.keys(stations).forEach((name, i) => {
+    const moved = [...after[i]!].map(([k, v]) => [k, (v - (before[i]!.get(k) ?? 0)) / ios] as const).filter(([, d]) => d >= 0.01);
+    console.log(`\n${name} counters per I/O over PCIeOE ${what}: ${moved.map(([k, d]) => `${k} ${d.toFixed(2)}`).join(', ')}`);
+  });
+  for (const [name, file] of Object.entries(files)) {
+    console.log(`\nprofile of ${name} over PCIeOE ${what} (${file}):\n${summariseProfile(file, 25)}`);
+    mkdirSync(process.env.NVME_BENCH_PROF!, { recursive: true });
+    copyFileSync(file, join(process.env.NVME_BENCH_PROF!, basename(file)));
+  }
+  return value;
+}
+
+/** A station's counters ({"stats":true} on its control socket), flattened to dotted names. */
+async function counters(dir: string): Promise<Map<string, number>> {
+  const ctl = await SwitchControl.connect(join(dir, 'control.sock'));
+  try {
+    const out = new Map<string, number>();
+    const walk = (o: unknown, at: string): void => {
+      if (typeof o === 'number') out.set(at, o);
+      else if (o && typeof o === 'object') for (const [k, v] of Object.entries(o)) walk(v, at ? `${at}.${k}` : k);
+    };
+    const r = (await ctl.requestLine('{"stats":true}')) as Record<string, unknown>;
+    if (!r.ok) throw new Error(`stats of ${dir}: ${String(r.error)}`);
+    walk(r, '');
+    return out;
+  } finally {
+    ctl.close();
+  }
 }
 
 const perIoText = (m: Measured) => [...m.cpuUs.values()].map((us) => us.toFixed(0)).join(' / ');
