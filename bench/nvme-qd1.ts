@@ -6,10 +6,13 @@
 // difference of the means is what the fabric adds per I/O.
 //
 //   npm run bench -- nvme-qd1      (NVME_QD1_SECONDS per path and round, default 3; 2 with --quick;
-//                                   NVME_QD1_ROUNDS, default 3; NVME_QD1_LINKS, default 2 (the lab's);
+//                                   NVME_QD1_ROUNDS, default 3; NVME_QD1_WARM s per path first, default 3 (2 with --quick);
+//                                   NVME_QD1_LINKS, default 2 (the lab's);
 //                                   NVME_QD1_TRANSPORT=memif|unix, how stations reach the switch,
 //                                   default memif (the lab's);
-//                                   NVME_QD1_PIN=1 pins the servers to CPU 1 (taskset -a);
+//                                   NVME_QD1_PIN=1 pins the servers to CPU 1 (taskset -a),
+//                                   NVME_QD1_DRIVER_PIN=1 the soft drivers (this process);
+//                                   NVME_QD1_SWITCH_ARGS='--busy-poll 500' adds switch options;
 //                                   NVME_QD1_NICE=-10 runs the lab
 //                                   processes at that nice value; PCIEOE_TRACE=DIR traces them,
 //                                   see bench/trace-chain.ts; NVME_QD1_PROF=DIR: --cpu-prof of HI, DI
@@ -31,8 +34,19 @@ import { record, recordSettings } from './lib/results.ts';
 const QUICK = process.argv.includes('--quick') || process.env.BENCH_QUICK === '1';
 const SECONDS = Number(process.env.NVME_QD1_SECONDS ?? (QUICK ? 2 : 3));
 const ROUNDS = Number(process.env.NVME_QD1_ROUNDS ?? 3);
+/**
+ * Each path's warm-up before the rounds, s (NVME_QD1_WARM). The servers start fresh, and V8 optimises
+ * their hot paths over the first seconds of traffic: after a 0.3 s warm-up the first PCIeOE round was
+ * 2-2.5 times the later ones (1770 against 720-850 µs) and set a third of the mean. A lab's processes
+ * run long, so the rounds measure them warm.
+ */
+const WARM_SECONDS = Number(process.env.NVME_QD1_WARM ?? (QUICK ? 2 : 3));
 /** NVME_QD1_PIN=CPULIST: taskset the server processes there (the soft drivers stay unpinned). */
 const PIN = process.env.NVME_QD1_PIN;
+/** Extra switch options, space-separated (e.g. its busy polling, a placement experiment). */
+const SWITCH_ARGS = process.env.NVME_QD1_SWITCH_ARGS?.split(' ').filter((a) => a !== '') ?? [];
+/** NVME_QD1_DRIVER_PIN=CPULIST: taskset this process (the soft drivers) there. */
+const DRIVER_PIN = process.env.NVME_QD1_DRIVER_PIN;
 const NICE = process.env.NVME_QD1_NICE === undefined ? undefined : Number(process.env.NVME_QD1_NICE);
 const READ = 0x02;
 const NS_BYTES = 64 << 20;
@@ -75,7 +89,9 @@ async function socketOf(path: string, p: ChildProcess): Promise<string> {
 async function driver(socket: string) {
   const client = new VfioUserClient(socket);
   const ramSize = 4 << 20;
-  const memfd = native.memfdCreate('guest-ram', ramSize);
+  // Sealed as QEMU's memory-backend-memfd makes guest RAM, so the servers map it as they map a guest's
+  // (an unsealed fd is reached by pread/pwrite and an fstat per access: not what a guest costs).
+  const memfd = native.sealedMemfd('guest-ram', ramSize);
   const ram = native.mmap(memfd, 0, ramSize, true);
   const efds = Array.from({ length: NVME_MSIX_VECTORS }, () => native.eventfd());
   await client.version();
@@ -122,8 +138,8 @@ try {
   const swPorts = ['hi0', 'hi1', 'di0', 'di1'];
   const sw = await startSwitch(
     TRANSPORT === 'memif'
-      ? { dir: join(root, 'sw'), ports: [], args: swPorts.flatMap((p) => ['--port', `${p}=memif`]) }
-      : { dir: join(root, 'sw'), ports: swPorts, args: swPorts.flatMap((p) => ['--peer', `${p}=${join(root, p.slice(0, 2), `link${p[2]}.sock`)}`]) },
+      ? { dir: join(root, 'sw'), ports: [], args: [...swPorts.flatMap((p) => ['--port', `${p}=memif`]), ...SWITCH_ARGS] }
+      : { dir: join(root, 'sw'), ports: swPorts, args: [...swPorts.flatMap((p) => ['--peer', `${p}=${join(root, p.slice(0, 2), `link${p[2]}.sock`)}`]), ...SWITCH_ARGS] },
   );
   children.push(sw.proc);
   /** A station's --link to switch port `p`. */
@@ -143,24 +159,31 @@ try {
   if (NICE !== undefined) for (const p of [sw.proc, direct, di, hi]) setPriority(p.pid!, NICE);
   // Every thread of each server (libuv's pool too) on the CPUs given: wake-ups among them stay on one CPU.
   if (PIN) for (const p of [sw.proc, direct, di, hi]) execFileSync('taskset', ['-a', '-p', '-c', PIN, String(p.pid)], { stdio: 'ignore' });
+  if (DRIVER_PIN) execFileSync('taskset', ['-a', '-p', '-c', DRIVER_PIN, String(process.pid)], { stdio: 'ignore' });
   const paths = {
     direct: await driver(await socketOf(join(root, 'direct', 'direct.sock'), direct)),
     PCIeOE: await driver(await socketOf(join(root, 'hi', 'eep0.sock'), hi)),
   };
-  const placement = `${PIN ? `servers (direct, switch, DI, HI) pinned to CPU ${PIN}, the driver not` : 'processes unpinned'}${NICE === undefined ? '' : `, lab processes at nice ${NICE}`}; ${LINKS} ${TRANSPORT} link(s) per station`;
+  const servers = PIN ? `servers (direct, switch, DI, HI) pinned to CPU ${PIN}` : 'servers unpinned';
+  const placement = `${servers}, ${DRIVER_PIN ? `the driver pinned to CPU ${DRIVER_PIN}` : 'the driver unpinned'}${NICE === undefined ? '' : `, lab processes at nice ${NICE}`}; ${LINKS} ${TRANSPORT} link(s) per station${SWITCH_ARGS.length ? `; switch ${SWITCH_ARGS.join(' ')}` : ''}`;
   console.log(`NVMe QD 1 4 KiB randread, soft driver (no guest), ${ROUNDS} rounds x ${SECONDS} s per path; ${placement}; load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
   recordSettings('nvme-qd1', { secondsPerRound: SECONDS, rounds: ROUNDS, placement, loadAverage: loadavg()[0]!.toFixed(1) });
-  for (const p of Object.values(paths)) await p.run(0.3); // warm: page cache, JIT
+  for (const p of Object.values(paths)) await p.run(WARM_SECONDS); // warm: page cache, JIT
   const lat: Record<string, number[]> = { direct: [], PCIeOE: [] };
   // CPU of every lab process while each path runs: what an I/O costs, and what they burn when idle.
   const procs = { direct, switch: sw.proc, di, hi };
   const cpu: Record<string, Record<string, number>> = { direct: {}, PCIeOE: {} };
   for (let r = 0; r < ROUNDS; r++) {
+    const means: string[] = [];
     for (const [name, p] of Object.entries(paths)) {
       const before = Object.entries(procs).map(([n, c]) => [n, cpuUsOf(c.pid!)] as const);
-      lat[name]!.push(...(await p.run(SECONDS)));
+      const round = await p.run(SECONDS);
+      lat[name]!.push(...round);
       for (const [n, us] of before) cpu[name]![n] = (cpu[name]![n] ?? 0) + cpuUsOf(procs[n as keyof typeof procs].pid!) - us;
+      means.push(`${name} ${(round.reduce((a, b) => a + b, 0) / round.length).toFixed(0)} µs`);
     }
+    // Each round's means: a trend over the rounds is warm-up (JIT, caches), not the path.
+    console.log(`round ${r + 1}: mean ${means.join(', ')}`);
   }
   const stats = (v: number[]) => {
     const s = [...v].sort((a, b) => a - b);
