@@ -36,6 +36,10 @@ import {
   isNonPosted,
 } from './tlp.ts';
 import { urCompletionFor } from './completion.ts';
+import { Slab } from '../slab.ts';
+
+/** Where memory reads' data is assembled (readMemory). */
+const readSlab = new Slab(256 * 1024);
 
 /** How a non-posted request ended. `data`: a read's enabled bytes (a config read: the whole DW). */
 export type Outcome =
@@ -218,11 +222,14 @@ export class TlpEndpoint {
    */
   async readMemory(address: bigint, length: number, requesterId: number, maxReadRequest: number): Promise<Uint8Array> {
     const reqs = splitRead(address, length, maxReadRequest, { requesterId }, () => 0);
-    // Each request's completions land in their place in `out` directly.
-    const out = new Uint8Array(length);
+    // Each request's completions land in their place in `out` directly; it is carved from a slab (a DMA
+    // read of data takes 4 KiB at a time, and an ArrayBuffer each is a calloc and external memory for the
+    // GC): every byte is written by a completion before `out` is handed out, a failed read hands out none.
+    const out = readSlab.alloc(length);
     let at = 0;
     const outcomes = await Promise.all(
-      reqs.map(({ tag: _tag, ...r }) => {
+      reqs.map((r) => {
+        // The tag is issue()'s to choose; splitRead's placeholder is overwritten there.
         const p = this.requestInto(r, out, at);
         at += requestByteCount(r.length, r.firstBe, r.lastBe);
         return p;
