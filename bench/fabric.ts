@@ -65,6 +65,10 @@ interface WorkerResult {
   windowMs: number;
   /** Frames this process received in the window (TLPs for a sink, datagrams raw). */
   rxFrames: number;
+  /** Minor page faults and context switches (voluntary: it slept) in the window. */
+  faults: number;
+  sleeps: number;
+  preempted: number;
 }
 
 // ---------------------------------------------------------------- worker side
@@ -73,7 +77,7 @@ interface Activity {
   start(): void;
   /** Called at the start and end of the measuring window. */
   mark(phase: 'begin' | 'end'): void;
-  result(): Omit<WorkerResult, 'cpuMs' | 'windowMs'>;
+  result(): Omit<WorkerResult, 'cpuMs' | 'windowMs' | 'faults' | 'sleeps' | 'preempted'>;
   close(): void;
 }
 
@@ -345,16 +349,24 @@ async function workerMain(cfg: WorkerConfig): Promise<void> {
   await new Promise((resolve) => process.once('message', resolve));
   act.start();
   let cpu0 = process.cpuUsage();
+  let ru0 = process.resourceUsage();
   let t0 = 0;
-  let window = { cpuMs: 0, windowMs: 0 };
+  let window = { cpuMs: 0, windowMs: 0, faults: 0, sleeps: 0, preempted: 0 };
   setTimeout(() => {
     act.mark('begin');
-    [cpu0, t0] = [process.cpuUsage(), performance.now()];
+    [cpu0, ru0, t0] = [process.cpuUsage(), process.resourceUsage(), performance.now()];
   }, WARMUP * 1000);
   setTimeout(() => {
     act.mark('end');
     const cpu = process.cpuUsage(cpu0);
-    window = { cpuMs: (cpu.user + cpu.system) / 1000, windowMs: performance.now() - t0 };
+    const ru = process.resourceUsage();
+    window = {
+      cpuMs: (cpu.user + cpu.system) / 1000,
+      windowMs: performance.now() - t0,
+      faults: ru.minorPageFault - ru0.minorPageFault,
+      sleeps: ru.voluntaryContextSwitches - ru0.voluntaryContextSwitches,
+      preempted: ru.involuntaryContextSwitches - ru0.involuntaryContextSwitches,
+    };
   }, (WARMUP + SECONDS) * 1000);
   // Everyone keeps going a little past the window, so no sender stops while a receiver still measures.
   setTimeout(() => {
@@ -509,6 +521,9 @@ function cpuLine(pl: Placement, m: Measured, unitBytes: number): void {
   // CPU-bound ceiling: one CPU runs everything; spread runs A and B on one CPU, the switch on the other.
   const perFrame = pl.sw === pl.a ? a + sw + b : Math.max(a + b, sw);
   line(pl, '  CPU per frame (A / switch / B), busy A, B', `${a.toFixed(1)} / ${sw.toFixed(1)} / ${b.toFixed(1)} µs; ${busy(m.a)}, ${busy(m.b)} -> CPU-bound ceiling ${((unitBytes * 8) / perFrame / 1000).toFixed(2)} Gb/s`);
+  // Sleeps (voluntary context switches) per frame tell batching from wake-ups; page faults, fresh memory per frame.
+  const per = (x: number) => (x / n).toFixed(3);
+  line(pl, '  per frame A / B: sleeps, preempted, page faults', `${per(m.a.sleeps)} / ${per(m.b.sleeps)}, ${per(m.a.preempted)} / ${per(m.b.preempted)}, ${per(m.a.faults)} / ${per(m.b.faults)}`);
 }
 
 async function orchestrate(): Promise<void> {
