@@ -73,6 +73,28 @@ async function pings(a: Shell): Promise<{ meanMs: number; p99Ms: number }> {
   return { meanMs: rtts.reduce((s, x) => s + x, 0) / rtts.length, p99Ms: rtts[Math.min(rtts.length - 1, Math.ceil(rtts.length * 0.99) - 1)]! };
 }
 
+type Counters = Record<string, number>;
+/**
+ * The model PCIeOE's device counters (the DI's NIC function, from its control socket) moved by
+ * `run`, printed: how many transmit batches, frames, doorbells, interrupts and receive waits a
+ * direction took. Other paths run as they are.
+ */
+async function withNicCounters<T>(path: string, what: string, run: () => Promise<T>): Promise<T> {
+  if (path !== 'model PCIeOE') return run();
+  const ctl = await SwitchControl.connect(join(state, 'sockets', 'di', 'control.sock'));
+  try {
+    const read = async () => ((await ctl.requestLine(JSON.stringify({ stats: true }))) as { nics?: Record<string, Counters> }).nics?.net0 ?? {};
+    const before = await read();
+    const value = await run();
+    const after = await read();
+    const moved = Object.entries(after).filter(([k, v]) => v !== before[k]).map(([k, v]) => `${k} ${v - (before[k] ?? 0)}`);
+    console.log(`${path} ${what}: device counters moved: ${moved.join(', ')}`);
+    return value;
+  } finally {
+    ctl.close();
+  }
+}
+
 /** iperf3 A -> B, with each lab process's CPU use meanwhile (and, if asked, profiles of the DI and HI). */
 async function aToBWithCpu(lab: LabState, path: string, a: Shell, b: Shell): Promise<{ mbps: number; retransmits: number }> {
   const procs = [...lab.processes.map((p) => ({ name: p.name, pid: p.pid })), ...lab.vms.map((v) => ({ name: `QEMU ${v.name}`, pid: v.pid }))];
@@ -94,8 +116,8 @@ async function aToBWithCpu(lab: LabState, path: string, a: Shell, b: Shell): Pro
 
 async function nicFigures(lab: LabState, path: string, a: Shell, b: Shell): Promise<NicFigures> {
   await a('ping -c 3 -W 5 10.99.0.2 >/dev/null');
-  const aToB = await aToBWithCpu(lab, path, a, b);
-  const bToA = await tcp(b, a, IP_A);
+  const aToB = await withNicCounters(path, 'iperf3 A->B', () => aToBWithCpu(lab, path, a, b));
+  const bToA = await withNicCounters(path, 'iperf3 B->A', () => tcp(b, a, IP_A));
   const p = await pings(a);
   return { aToBMbps: aToB.mbps, bToAMbps: bToA.mbps, aToBRetransmits: aToB.retransmits, bToARetransmits: bToA.retransmits, pingMeanMs: p.meanMs, pingP99Ms: p.p99Ms };
 }

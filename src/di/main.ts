@@ -10,7 +10,7 @@
 //     --assign NAME=channel:ID,bdf:BB:DD.F              give NAME to that host, addressed as that BDF
 //     [--vlan VID]
 //
-// DIR/control.sock answers {"stats":true} with the DI's counters (line JSON); {"profile":"start"},
+// DIR/control.sock answers {"stats":true} with the DI's counters and its NIC functions' (line JSON); {"profile":"start"},
 // {"profile":"stop","file":"x.cpuprofile"} record a CPU profile into DIR; {"map":...} and {"unmap":...}
 // give a function to a host and take it back while running (assign-control.ts).
 //
@@ -102,6 +102,8 @@ async function main(): Promise<void> {
   const dataDir = join(process.env.LAB_DATA ?? '/var/lib/pcieoe-lab', process.env.LAB_TOPOLOGY ?? 'di');
   let station!: OpenStation;
   let di!: DeviceInterface;
+  /** The NIC functions, by name: their counters go with the DI's. */
+  const nics = new Map<string, VirtioNet>();
   /** NVMe namespaces to sync and close at SIGTERM/SIGINT. */
   const closeFiles: (() => Promise<void>)[] = [];
   try {
@@ -113,6 +115,7 @@ async function main(): Promise<void> {
       const { fn, open, close } = makeFunction(name, model, i, dataDir, station.dir);
       await open?.();
       if (fn instanceof NvmeController) closeFiles.push(() => fn.close());
+      if (fn instanceof VirtioNet) nics.set(name, fn);
       if (close) closeFiles.push(close);
       di.addFunction(name, fn);
     }
@@ -133,6 +136,7 @@ async function main(): Promise<void> {
     if (typeof req !== 'object' || req === null || (req as { stats?: unknown }).stats !== true) throw new Error('expected {"stats":true}');
     return {
       di: di.stats,
+      nics: Object.fromEntries([...nics].map(([name, nic]) => [name, nic.counters])),
       channels: Object.fromEntries(station.ports.map((p) => [p.id, p.stats])),
     };
   });

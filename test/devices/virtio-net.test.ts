@@ -171,24 +171,28 @@ test('property: needEvent says whether moving an index from old to next passes e
 const usedEventAt = (q: { avail: number; size: number }) => q.avail + 4 + 2 * q.size;
 const availEventAt = (q: { used: number; size: number }) => q.used + 4 + 8 * q.size;
 
-test('event index: used_event decides the interrupts; NO_INTERRUPT is ignored', async (t) => {
-  const d = await ready();
-  t.is(d.dev.negotiatedFeatures, OFFERED);
-  const q = d.queues[TX_QUEUE]!;
-  d.setAvailFlags(q, 1); // ignored with the event index
-  d.mem.view.setUint16(usedEventAt(q), 2, true); // interrupt once used entry 2 is published
-  const txIrqs = () => d.irqs.filter((v) => v === TX_QUEUE + 1).length;
-  const seen: number[] = [];
-  for (let k = 0; k < 5; k++) {
-    await d.send(frame(64, k));
-    await d.dev.idle();
-    seen.push(txIrqs());
-  }
-  t.deepEqual(seen, [0, 0, 1, 1, 1], 'only the third used entry interrupts');
-  t.is(d.dev.counters.interrupts, 1);
-  t.is(d.dev.counters.notifications, 5);
-  t.is(d.wire.sent.length, 5);
-});
+for (const eager of [false, true]) {
+  test(`event index: used_event decides the interrupts; NO_INTERRUPT is ignored${eager ? '; eager: once passed, every publish interrupts' : ''}`, async (t) => {
+    const d = await ready({ eagerInterrupts: eager });
+    t.is(d.dev.negotiatedFeatures, OFFERED);
+    const q = d.queues[TX_QUEUE]!;
+    d.setAvailFlags(q, 1); // ignored with the event index
+    d.mem.view.setUint16(usedEventAt(q), 2, true); // interrupt once used entry 2 is published
+    const txIrqs = () => d.irqs.filter((v) => v === TX_QUEUE + 1).length;
+    const seen: number[] = [];
+    for (let k = 0; k < 5; k++) {
+      await d.send(frame(64, k));
+      await d.dev.idle();
+      seen.push(txIrqs());
+    }
+    if (eager) t.deepEqual(seen, [0, 0, 1, 2, 3], 'the third used entry and, used_event not seen to move, each after it');
+    else t.deepEqual(seen, [0, 0, 1, 1, 1], 'only the third used entry interrupts');
+    t.is(d.dev.counters.interrupts, eager ? 3 : 1);
+    t.is(d.dev.counters.wishWaits, eager ? 2 : 4, 'a read of used_event only while it lies ahead');
+    t.is(d.dev.counters.notifications, 5);
+    t.is(d.wire.sent.length, 5);
+  });
+}
 
 test('event index: avail_event asks for a doorbell at the first entry the device has not read', async (t) => {
   const d = await ready();

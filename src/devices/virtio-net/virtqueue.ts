@@ -16,6 +16,8 @@
 // them), and once a read finds nothing new the next entry rings it. The write goes before
 // the read (both DMA to the driver's memory, in order), and the driver writes its index
 // before it reads avail_event: one of the two sees the other, so no entry waits unseen.
+// A device that reads ahead (prefetch(), receive buffers) holds heads it has read and not
+// taken: its reads start, and avail_event points, past them.
 //
 // A chain the driver got wrong (head or next beyond the table, more links than
 // the table has entries — a loop —, an indirect descriptor that was not
@@ -83,12 +85,15 @@ export function needEvent(event: number, next: number, old: number): boolean {
 export class SplitQueue {
   /** Next avail ring index to take (free-running, wraps at 2^16). */
   private lastAvail = 0;
-  /** Heads read from the avail ring and not yet taken. */
+  /** Heads read from the avail ring and not yet taken: ring entries lastAvail, lastAvail + 1, ... */
   private heads: number[] = [];
+  /** The avail ring read on its way (prefetch()), if one is. */
+  private refilling?: Promise<boolean>;
   /**
    * The descriptor table as read right after the avail ring: it holds every
    * chain of the heads above (the driver writes a chain before it publishes
-   * its head, and may not touch it again until the device gives it back).
+   * its head, and may not touch it again until the device gives it back; so a
+   * later read of the table holds the chains of the heads read before, too).
    */
   private table?: DataView;
   /** Used elements not yet written: [head, len] pairs. */
@@ -109,6 +114,12 @@ export class SplitQueue {
     private readonly mem: DmaPort,
     /** VIRTIO_F_EVENT_IDX was negotiated: used_event and avail_event instead of the flags. */
     readonly eventIdx = false,
+    /**
+     * With the event index: when the used_event last seen lies behind the entries being
+     * published (it asked for an interrupt at an entry already given), interrupt at once
+     * instead of reading used_event again (see publish()).
+     */
+    private readonly eagerInterrupts = false,
   ) {
     const { size, desc, driver, device } = setup;
     if (!Number.isInteger(size) || size < 1 || size > 32768 || (size & (size - 1)) !== 0) throw new VirtqueueError(`queue size ${size} is not a power of two in 1..32768`);
@@ -118,15 +129,41 @@ export class SplitQueue {
   /**
    * The chains the driver made available (at most `max`), in ring order; none
    * when there are none. Memory is read only when the heads read before are
-   * used up: the avail ring in one read and the descriptor table in another,
-   * so a batch costs two reads however many chains it holds (two round trips
-   * over PCIeOE, instead of several per packet).
+   * used up (or a prefetch() is on its way: its answer is awaited): the avail
+   * ring in one read and the descriptor table in another, so a batch costs two
+   * reads however many chains it holds (two round trips over PCIeOE, instead of
+   * several per packet).
    */
   async popBatch(max = Infinity): Promise<Chain[]> {
-    if (this.heads.length === 0 && !(await this.refill())) return [];
+    if (this.heads.length === 0 && !(await this.prefetch())) return [];
     const take = this.heads.splice(0, Math.min(max, this.heads.length));
     this.lastAvail = (this.lastAvail + take.length) & 0xffff;
     return take.map((h) => this.walk(h));
+  }
+
+  /**
+   * Reads the avail ring (and if it has new heads, the descriptor table) ahead of
+   * popBatch(), keeping the heads already read: a receive queue's buffers are then
+   * at hand when a frame comes, written with posted writes and no read. One read
+   * at a time: a call while one is on its way gets its answer (true: new heads).
+   */
+  prefetch(): Promise<boolean> {
+    if (this.refilling) return this.refilling;
+    const p = this.refill().finally(() => {
+      this.refilling = undefined;
+    });
+    this.refilling = p;
+    return p;
+  }
+
+  /** Whether an avail ring read is on its way. */
+  get prefetching(): boolean {
+    return this.refilling !== undefined;
+  }
+
+  /** Heads read from the avail ring and not yet taken. */
+  get cached(): number {
+    return this.heads.length;
   }
 
   /** The next available chain, or undefined. */
@@ -170,6 +207,7 @@ export class SplitQueue {
     const old = this.usedIdx;
     const now = (this.usedIdx = (this.usedIdx + n) & 0xffff);
     await this.mem.dmaWrite(device + 2, le16(now));
+    if (this.eagerInterrupts && this.eventIdx && this.passed(old)) return true;
     const wish = this.readWish();
     if (this.wants(old, now)) {
       // Read anyway, not awaited: the next publish decides on what the driver wants now.
@@ -177,6 +215,19 @@ export class SplitQueue {
       return true;
     }
     return { later: wish.then(() => this.wants(old, now)) };
+  }
+
+  /**
+   * Whether the used_event last seen lies before `old`, an entry published already: the driver
+   * asked for the interrupt that went (or would have gone) then, and has not been seen since.
+   * It may be in its poll, which an interrupt does not disturb, or have asked again at its
+   * last used entry, which this publish passes: an interrupt is then due, and waiting for a
+   * read of used_event to tell (a round trip over PCIeOE) only delays it. The spec says a
+   * device SHOULD NOT interrupt when not asked (§2.7.10); one the driver did not need costs
+   * it a look at the used index, while the read costs every needed interrupt a round trip.
+   */
+  private passed(old: number): boolean {
+    return ((old - 1 - this.seenUsedEvent) & 0xffff) < 0x8000;
   }
 
   /** Whether the driver, as last seen, wants an interrupt for the used entries from `old` up to `now`. */
@@ -193,25 +244,29 @@ export class SplitQueue {
     else this.seenFlags = b[0]! | (b[1]! << 8);
   }
 
-  /** Reads the avail ring and, if it has new heads, the descriptor table; false when none are new. */
+  /** Reads the avail ring past the heads held and, if it has new heads, the descriptor table; false when none are new. */
   private async refill(): Promise<boolean> {
     const { size, driver, desc, device } = this.setup;
-    if (this.eventIdx && this.availEvent !== this.lastAvail) {
+    // The first entry not read yet: popBatch() may take held heads meanwhile, which moves
+    // lastAvail and empties heads by as much, so this stays the entry the read starts at.
+    const from = (this.lastAvail + this.heads.length) & 0xffff;
+    if (this.eventIdx && this.availEvent !== from) {
       // Ring me for the first entry this read does not see (see the header).
-      this.availEvent = this.lastAvail;
-      await this.mem.dmaWrite(device + 4 + 8 * size, le16(this.lastAvail));
+      this.availEvent = from;
+      await this.mem.dmaWrite(device + 4 + 8 * size, le16(from));
     }
     const avail = await this.mem.dmaRead(driver, 6 + 2 * size);
     const av = new DataView(avail.buffer, avail.byteOffset, avail.byteLength);
     this.seenFlags = av.getUint16(0, true);
     this.seenUsedEvent = av.getUint16(4 + 2 * size, true);
     const idx = av.getUint16(2, true);
-    const n = (idx - this.lastAvail) & 0xffff;
+    const n = (idx - from) & 0xffff;
     if (n === 0) return false;
-    if (n > size) throw new VirtqueueError(`avail index ${idx} is ${n} ahead of ${this.lastAvail}, more than the queue size ${size}`);
+    const ahead = (idx - this.lastAvail) & 0xffff;
+    if (ahead > size) throw new VirtqueueError(`avail index ${idx} is ${ahead} ahead of ${this.lastAvail}, more than the queue size ${size}`);
     const table = await this.mem.dmaRead(desc, DESC_SIZE * size);
     this.table = new DataView(table.buffer, table.byteOffset, table.byteLength);
-    for (let k = 0; k < n; k++) this.heads.push(av.getUint16(4 + 2 * ((this.lastAvail + k) % size), true));
+    for (let k = 0; k < n; k++) this.heads.push(av.getUint16(4 + 2 * ((from + k) % size), true));
     return true;
   }
 
