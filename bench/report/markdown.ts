@@ -30,7 +30,7 @@ export function pathLabel(f: Pick<IoFigure, 'path' | 'lossPercent' | 'addedLaten
   return [f.path, f.lossPercent ? `${f.lossPercent} % loss` : '', f.addedLatencyUs ? `+${f.addedLatencyUs} µs link` : ''].filter(Boolean).join(' ');
 }
 
-const isKind = <K extends Figure['kind']>(k: K) => (f: Figure): f is Extract<Figure, { kind: K }> => f.kind === k;
+export const isKind = <K extends Figure['kind']>(k: K) => (f: Figure): f is Extract<Figure, { kind: K }> => f.kind === k;
 export const ioFigures = (r: Results, bench: string) => r.figures.filter(isKind('io')).filter((f) => f.bench === bench);
 const unique = <T>(xs: T[]) => [...new Set(xs)];
 /** Known names first, in their order, then the rest as the run recorded them. */
@@ -65,13 +65,24 @@ export const QEMU_PROCESS = 'QEMU';
 export function labCpuRatios(r: Results): Ratio[] {
   const figs = r.figures.filter(isKind('cpu-per-io')).filter((f) => f.bench === 'nvme' && f.process !== QEMU_PROCESS);
   const lab = (w: string, path: string) => {
-    const here = figs.filter((f) => f.workload === w && f.path === path);
+    const here = labCpu(r, w, path);
     return here.length ? here.reduce((a, f) => a + f.us, 0) : undefined;
   };
   return unique(figs.map((f) => f.workload)).filter((w) => !LARGE(w) && w !== QD1_WORKLOAD).map((w) => {
     const [a, b] = [lab(w, 'PCIeOE'), lab(w, 'direct')];
     return { workload: w, what: 'lab CPU per I/O, PCIeOE / direct', percent: a !== undefined && b ? (a / b) * 100 : undefined, target: 150, atMost: true };
   });
+}
+
+/** The CPU per I/O of each lab process (QEMU left out) on one NVMe path and workload of the run. */
+export function labCpu(r: Results, workload: string, path: string): CpuFigure[] {
+  return r.figures.filter(isKind('cpu-per-io')).filter((f) => f.bench === 'nvme' && f.process !== QEMU_PROCESS && f.workload === workload && f.path === path);
+}
+
+/** The PCIeOE and direct-attach figures of one NVMe workload, without fabric faults. */
+export function remoteAndDirect(r: Results, workload: string): { remote?: IoFigure; direct?: IoFigure } {
+  const figs = ioFigures(r, 'nvme').filter((f) => f.workload === workload && !f.lossPercent && !f.addedLatencyUs);
+  return { remote: figs.find((f) => f.path === 'PCIeOE'), direct: figs.find((f) => f.path === 'direct') };
 }
 
 /** A target of issue 13 that is not a ratio per workload: fabric rates, round trips, QD 1 latency. */
@@ -93,10 +104,7 @@ export function otherChecks(r: Results): Check[] {
   const rtt = (transport: string, raw: boolean) =>
     r.figures.filter(isKind('round-trip')).find((f) => f.placement === TARGET_PLACEMENT && f.transport === transport && f.what.startsWith('MRd') !== raw)?.medianUs;
   const over = (a?: number, b?: number) => (a !== undefined && b ? (a / b) * 100 : undefined);
-  const qd1 = ioFigures(r, 'nvme').filter((f) => f.workload === QD1_WORKLOAD && !f.lossPercent && !f.addedLatencyUs);
-  const mean = (p: string) => qd1.find((f) => f.path === p)?.meanUs;
-  const [remote, direct] = [mean('PCIeOE'), mean('direct')];
-  const added = remote !== undefined && direct !== undefined ? remote - direct : undefined;
+  const added = qd1AddedUs(r);
   return [
     { what: 'QD 1 4 KiB randread: PCIeOE mean added over direct', value: added, unit: 'µs', target: 50, atMost: true },
     { what: 'QD 1 added latency, the issue\'s floor', value: added, unit: 'µs', target: 200, atMost: true },
@@ -105,6 +113,12 @@ export function otherChecks(r: Results): Check[] {
     { what: `two shaped unix dgram links / one (${TARGET_PLACEMENT})`, value: over(rate('unix dgram', 2, true), rate('unix dgram', 1, true)), unit: '%', target: 180 },
     { what: `two shaped memif links / one (${TARGET_PLACEMENT})`, value: over(rate('memif', 2, true), rate('memif', 1, true)), unit: '%', target: 180 },
   ];
+}
+
+/** What the fabric adds to a QD 1 read's mean latency over direct attach, µs. */
+export function qd1AddedUs(r: Results): number | undefined {
+  const { remote, direct } = remoteAndDirect(r, QD1_WORKLOAD);
+  return remote && direct ? remote.meanUs - direct.meanUs : undefined;
 }
 
 const verdict = (value: number | undefined, target: number, atMost?: boolean) =>
@@ -117,7 +131,7 @@ export function table(head: string[], rows: string[][]): string {
 }
 
 export const MISSING = 'missing';
-const num = (x: number | undefined, digits = 0) => (x === undefined ? MISSING : x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }));
+export const num = (x: number | undefined, digits = 0) => (x === undefined ? MISSING : x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }));
 const pct = (x: number | undefined) => (x === undefined ? MISSING : `${x.toFixed(0)} %`);
 
 function ioTable(figs: IoFigure[], knownPaths: readonly string[]): string {
