@@ -41,9 +41,10 @@
 // nic-coexistence, A->B 26/66 -> 85/97 Mb/s, B->A 74/112 -> 117/125, ping 6.3/5.8 -> 4.8/4.0 ms
 // (VIRTIO_NET_EAGER_IRQ=0 measures without). A later interleaved run on a loaded machine
 // (four rounds, both on vs both off, then each alone) put the lab's processes back without them:
-// A->B 53/63 vs 79/85 Mb/s, more interrupts for the TCG guest to take; so the process entries
-// (netOptionsFromEnv) offer this and the read-ahead below only with VIRTIO_NET_EAGER_IRQ=1 /
-// VIRTIO_NET_RX_PREFETCH=1 until a quiet run settles it, and the spec's SHOULD NOT holds by default.
+// A->B 53/63 vs 79/85 Mb/s, more interrupts for the TCG guest to take; so this and the
+// read-ahead below are off unless configured (eagerInterrupts, rxPrefetch; the process entries
+// take VIRTIO_NET_EAGER_IRQ=1 / VIRTIO_NET_RX_PREFETCH=1) until a quiet run settles it, and the
+// spec's SHOULD NOT holds by default.
 //
 // Receive buffers can be read ahead of the frames (receiveAll, VIRTIO_NET_RX_PREFETCH): with them held, a frame is written with posted writes and no read first. Side by
 // side with eager interrupts on, two rounds: A->B 56/74 -> 52/126 Mb/s, B->A 99/110 -> 91/200,
@@ -129,9 +130,9 @@ export interface VirtioNetConfig {
   csum?: boolean;
   /** Offer HOST_TSO4 too (with csum only; default false). */
   tso?: boolean;
-  /** Read receive buffers ahead of the frames (default true; receiveAll). */
+  /** Read receive buffers ahead of the frames (default false; receiveAll). */
   rxPrefetch?: boolean;
-  /** With the event index, interrupt at once when the used_event last seen was passed already (default true; SplitQueue.publish). */
+  /** With the event index, interrupt at once when the used_event last seen was passed already (default false; SplitQueue.publish). */
   eagerInterrupts?: boolean;
 }
 
@@ -262,8 +263,8 @@ export class VirtioNet extends PciFunction {
     this.mtu = cfg.mtu ?? 1500;
     if (!Number.isInteger(this.mtu) || this.mtu < 68 || this.mtu > 65535 - ETH_OVERHEAD) throw new Error(`MTU ${cfg.mtu}: expected 68..${65535 - ETH_OVERHEAD}`);
     this.wire = cfg.wire;
-    this.rxPrefetch = cfg.rxPrefetch ?? true;
-    this.eagerInterrupts = cfg.eagerInterrupts ?? true;
+    this.rxPrefetch = cfg.rxPrefetch ?? false;
+    this.eagerInterrupts = cfg.eagerInterrupts ?? false;
     this.log = cfg.log ?? (() => {});
     this.offered =
       BASE_FEATURES |
