@@ -29,7 +29,7 @@ const { SECONDS, guestShell, runFioOn, controllers } = await import('./lib/fio.t
 const { record, recordSettings } = await import('./lib/results.ts');
 const { SwitchControl } = await import('../src/fabric/switch/control.ts');
 const { cpuMeter } = await import('./lib/cpu.ts');
-const { profiled, summariseProfile } = await import('./lib/profile.ts');
+const { movedCounters, profiled, stationCounters, summariseProfile } = await import('./lib/profile.ts');
 type LabState = import('../src/lab/state.ts').LabState;
 type Shell = import('./lib/fio.ts').Shell;
 type Result = import('./lib/fio.ts').Result;
@@ -73,7 +73,6 @@ async function pings(a: Shell): Promise<{ meanMs: number; p99Ms: number }> {
   return { meanMs: rtts.reduce((s, x) => s + x, 0) / rtts.length, p99Ms: rtts[Math.min(rtts.length - 1, Math.ceil(rtts.length * 0.99) - 1)]! };
 }
 
-type Counters = Record<string, number>;
 /**
  * The model PCIeOE's device counters (the DI's NIC function, from its control socket) moved by
  * `run`, printed: how many transmit batches, frames, doorbells, interrupts and receive waits a
@@ -81,18 +80,13 @@ type Counters = Record<string, number>;
  */
 async function withNicCounters<T>(path: string, what: string, run: () => Promise<T>): Promise<T> {
   if (path !== 'model PCIeOE') return run();
-  const ctl = await SwitchControl.connect(join(state, 'sockets', 'di', 'control.sock'));
-  try {
-    const read = async () => ((await ctl.requestLine(JSON.stringify({ stats: true }))) as { nics?: Record<string, Counters> }).nics?.net0 ?? {};
-    const before = await read();
-    const value = await run();
-    const after = await read();
-    const moved = Object.entries(after).filter(([k, v]) => v !== before[k]).map(([k, v]) => `${k} ${v - (before[k] ?? 0)}`);
-    console.log(`${path} ${what}: device counters moved: ${moved.join(', ')}`);
-    return value;
-  } finally {
-    ctl.close();
-  }
+  const di = join(state, 'sockets', 'di');
+  const before = await stationCounters(di);
+  const value = await run();
+  const nic = 'nics.net0.';
+  const moved = movedCounters(before, await stationCounters(di)).filter(([k]) => k.startsWith(nic));
+  console.log(`${path} ${what}: device counters moved: ${moved.map(([k, d]) => `${k.slice(nic.length)} ${d}`).join(', ')}`);
+  return value;
 }
 
 /** iperf3 A -> B, with each lab process's CPU use meanwhile (and, if asked, profiles of the DI and HI). */

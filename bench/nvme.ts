@@ -26,8 +26,7 @@ import { setPriority } from 'node:os';
 import { cpuMeter } from './lib/cpu.ts';
 import { record, recordSettings } from './lib/results.ts';
 import { benchTopology, fabricLoss, placementText, privateLabDirs, type FabricLoss } from './lib/lab.ts';
-import { profiled, summariseProfile } from './lib/profile.ts';
-import { SwitchControl } from '../src/fabric/switch/control.ts';
+import { movedCounters, profiled, stationCounters, summariseProfile } from './lib/profile.ts';
 
 const state = privateLabDirs('lab-nvb');
 process.env.LAB_QEMU_NVME_CACHE = 'writeback';
@@ -136,13 +135,13 @@ const PROF_STATIONS = (processes: readonly { name: string; socketDir: string }[]
 async function profiledRun<T>(stations: Record<string, string> | false, what: string, run: () => Promise<T>): Promise<T> {
   if (!stations) return run();
   const tag = what.replace(/[^A-Za-z0-9]+/g, '-');
-  const before = await Promise.all(Object.values(stations).map(counters));
+  const before = await Promise.all(Object.values(stations).map(stationCounters));
   const { value, files } = await profiled(stations, tag, run);
-  const after = await Promise.all(Object.values(stations).map(counters));
+  const after = await Promise.all(Object.values(stations).map(stationCounters));
   // Counters that moved, per I/O of the case (fio's IOPS over its run and ramp, as the CPU figures): frames, TLPs, interrupts.
   const ios = (value as { iops?: number }).iops! * (SECONDS + 2);
   Object.keys(stations).forEach((name, i) => {
-    const moved = [...after[i]!].map(([k, v]) => [k, (v - (before[i]!.get(k) ?? 0)) / ios] as const).filter(([, d]) => d >= 0.01);
+    const moved = movedCounters(before[i]!, after[i]!).map(([k, d]) => [k, d / ios] as const).filter(([, d]) => d >= 0.01);
     console.log(`\n${name} counters per I/O over PCIeOE ${what}: ${moved.map(([k, d]) => `${k} ${d.toFixed(2)}`).join(', ')}`);
   });
   for (const [name, file] of Object.entries(files)) {
@@ -151,24 +150,6 @@ async function profiledRun<T>(stations: Record<string, string> | false, what: st
     copyFileSync(file, join(process.env.NVME_BENCH_PROF!, basename(file)));
   }
   return value;
-}
-
-/** A station's counters ({"stats":true} on its control socket), flattened to dotted names. */
-async function counters(dir: string): Promise<Map<string, number>> {
-  const ctl = await SwitchControl.connect(join(dir, 'control.sock'));
-  try {
-    const out = new Map<string, number>();
-    const walk = (o: unknown, at: string): void => {
-      if (typeof o === 'number') out.set(at, o);
-      else if (o && typeof o === 'object') for (const [k, v] of Object.entries(o)) walk(v, at ? `${at}.${k}` : k);
-    };
-    const r = (await ctl.requestLine('{"stats":true}')) as Record<string, unknown>;
-    if (!r.ok) throw new Error(`stats of ${dir}: ${String(r.error)}`);
-    walk(r, '');
-    return out;
-  } finally {
-    ctl.close();
-  }
 }
 
 const perIoText = (m: Measured) => [...m.cpuUs.values()].map((us) => us.toFixed(0)).join(' / ');

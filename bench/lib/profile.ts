@@ -59,3 +59,26 @@ export async function profiled<T>(dirs: Record<string, string>, tag: string, run
     for (const c of ctls) c.ctl.close();
   }
 }
+
+/** A lab process's counters ({"stats":true} on the control socket in `dir`), flattened to dotted names ("nics.net0.txFrames"). */
+export async function stationCounters(dir: string): Promise<Map<string, number>> {
+  const ctl = await SwitchControl.connect(join(dir, 'control.sock'));
+  try {
+    const out = new Map<string, number>();
+    const walk = (o: unknown, at: string): void => {
+      if (typeof o === 'number') out.set(at, o);
+      else if (o && typeof o === 'object') for (const [k, v] of Object.entries(o)) walk(v, at ? `${at}.${k}` : k);
+    };
+    const r = (await ctl.requestLine('{"stats":true}')) as Record<string, unknown>;
+    if (!r.ok) throw new Error(`stats of ${dir}: ${String(r.error)}`);
+    walk(r, '');
+    return out;
+  } finally {
+    ctl.close();
+  }
+}
+
+/** How far each counter moved between two readings of stationCounters (those that moved), by name. */
+export function movedCounters(before: Map<string, number>, after: Map<string, number>): [string, number][] {
+  return [...after].map(([k, v]) => [k, v - (before.get(k) ?? 0)] as [string, number]).filter(([, d]) => d !== 0);
+}
