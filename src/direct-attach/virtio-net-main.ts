@@ -11,7 +11,8 @@
 // next one; SIGTERM/SIGINT close both sockets and exit 0. SIGUSR2 prints the
 // device's and the port's counters to the log. RING_EVENT_IDX, the checksum offloads and
 // HOST_TSO4 are offered unless VIRTIO_NET_EVENT_IDX=0, VIRTIO_NET_CSUM=0 or VIRTIO_NET_TSO=0
-// (to measure without them; a DI's NIC functions read the same variables).
+// (to measure without them; a DI's NIC functions read the same variables); packed rings are
+// offered when VIRTIO_NET_PACKED=1.
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs as parseNodeArgs } from 'node:util';

@@ -4,7 +4,8 @@
 // signalled as soon as it is sent (three round trips from the doorbell: avail ring,
 // descriptors, data — no extra empty read, no wait for the interrupt wish when the driver
 // already asked), the next batch is taken while a batch's data is in flight, ring order
-// holds throughout, and a driver that re-enables interrupts is never left waiting. On
+// holds throughout, and a driver that re-enables interrupts is never left waiting. A packed
+// ring's batch costs two round trips (descriptor ring, data). On
 // receive, buffers are read ahead of the frames: a frame that comes finds one at hand.
 import test from 'ava';
 import { GuestMemory } from '../../src/devices/nvme/soft-host.ts';
@@ -47,7 +48,7 @@ function frame(len: number, seed: number): Uint8Array {
 async function rig(features = BASE) {
   const mem = new FabricMemory(4 << 20);
   // The measured options on, as these tests were written for them (the model's defaults are off).
-  const d = new SoftVirtioNetDriver({ rxPrefetch: true, eagerInterrupts: true }, mem);
+  const d = new SoftVirtioNetDriver({ rxPrefetch: true, eagerInterrupts: true, packed: true }, mem);
   if ((await d.init({ features })) !== RUNNING) throw new Error('device not running');
   mem.held = true;
   const tx = d.queues[TX_QUEUE]!;
@@ -85,6 +86,25 @@ for (const [name, features] of [['flags', BASE], ['event index', BASE | feature(
     t.deepEqual(d.irqs, [TX_QUEUE + 1]);
   });
 }
+
+test('transmit (packed ring, event index): a batch is sent, given back and signalled two round trips after the doorbell', async (t) => {
+  const { mem, d, tx, queue } = await rig(BASE | feature(TransportFeature.RingEventIdx) | feature(TransportFeature.RingPacked));
+  const reads = () => mem.outstanding.map((r) => (r.addr === tx.desc ? 'ring' : r.addr === tx.avail ? 'driver event' : 'data'));
+  const frames = [frame(60, 1), frame(1514, 2), frame(700, 3)];
+  const ids = queue(frames);
+  await d.kick(TX_QUEUE);
+  await new Promise((r) => setImmediate(r)); // the worker issues its reads
+  t.deepEqual(reads(), ['ring', 'driver event'], 'the descriptors and the interrupt wish, in one round trip');
+  await mem.roundTrip();
+  t.deepEqual(reads(), ['data', 'data', 'data', 'ring', 'driver event'], 'the next ring read goes out beside the data reads');
+  await mem.roundTrip();
+  t.deepEqual(d.wire.sent, frames);
+  t.deepEqual(d.reap(tx).map((e) => e.id), ids, 'given back in ring order');
+  t.deepEqual(d.irqs, [TX_QUEUE + 1], 'the driver asked for interrupts when the ring was read: no round trip to ask again');
+  while (mem.outstanding.length) await mem.roundTrip();
+  await d.dev.idle();
+  t.deepEqual(d.irqs, [TX_QUEUE + 1]);
+});
 
 test('transmit: chains added while a batch is in flight are taken beside its data reads and keep ring order', async (t) => {
   const { mem, d, tx, queue, reads } = await rig();

@@ -1,36 +1,19 @@
 // The virtio-net model driven by a software driver over its PciFunction: the
 // PCI/virtio layout Linux looks for, feature negotiation, both data paths,
 // interrupts and their suppression, and the bad input the issue lists.
-import test, { type ExecutionContext } from 'ava';
+import test from 'ava';
 import fc from 'fast-check';
 import { Cfg, CommandBit, StatusBit } from '../../src/pci/config-space.ts';
 import { NET_HDR_SIZE, NetFeature, QUEUE_MAX, RX_QUEUE, TX_QUEUE, VIRTIO_NET_CLASS } from '../../src/devices/virtio-net/net-device.ts';
 import { SoftVirtioNetDriver } from '../../src/devices/virtio-net/soft-driver.ts';
 import { CfgType, Common, DeviceStatus, feature, IsrBit, NO_VECTOR, TransportFeature } from '../../src/devices/virtio-net/virtio-pci.ts';
 import { DescFlag, needEvent } from '../../src/devices/virtio-net/virtqueue.ts';
+import { frame, needsReset, ready, RUNNING } from './virtio-net-rig.ts';
 
 /** A 16-bit config register value as the bytes of a config write. */
 const u16 = (v: number) => new Uint8Array([v & 0xff, v >> 8]);
 const BASE = feature(TransportFeature.Version1) | feature(NetFeature.Mac) | feature(NetFeature.Status) | feature(NetFeature.Mtu);
 const OFFERED = BASE | feature(TransportFeature.RingEventIdx) | feature(NetFeature.Csum) | feature(NetFeature.GuestCsum);
-const RUNNING = DeviceStatus.Acknowledge | DeviceStatus.Driver | DeviceStatus.FeaturesOk | DeviceStatus.DriverOk;
-
-/** An Ethernet frame of `len` bytes whose payload is a counting pattern from `seed`. */
-function frame(len: number, seed = 0): Uint8Array {
-  const f = new Uint8Array(len);
-  f.set([0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01, 0x08, 0x00].slice(0, len));
-  for (let i = 14; i < len; i++) f[i] = (i + seed) & 0xff;
-  return f;
-}
-
-async function ready(cfg: ConstructorParameters<typeof SoftVirtioNetDriver>[0] = {}): Promise<SoftVirtioNetDriver> {
-  // The measured options on unless a test says otherwise, as these tests were written for them (the model's defaults are off).
-  const d = new SoftVirtioNetDriver({ rxPrefetch: true, eagerInterrupts: true, ...cfg });
-  const s = await d.init();
-  if (s !== RUNNING) throw new Error(`status 0x${s.toString(16)} after init`);
-  return d;
-}
-
 test('presents 1AF4:1041, class network, the four virtio capabilities and the device configuration', async (t) => {
   const d = new SoftVirtioNetDriver({ mac: '02:12:34:56:78:9a', mtu: 1400 });
   const cs = d.dev.config;
@@ -322,27 +305,6 @@ test('oversize frames are dropped and counted, both ways; the buffer goes back t
   t.deepEqual(d.reap(q).map((e) => e.len), [NET_HDR_SIZE + 1000, 0]);
   t.is(d.dev.deviceStatus, RUNNING);
 });
-
-/**
- * Runs `corrupt` on a working driver and expects DEVICE_NEEDS_RESET (with a
- * configuration interrupt once DRIVER_OK was set), nothing on the wire, then a
- * working device after the driver resets it.
- */
-async function needsReset(t: ExecutionContext, corrupt: (d: SoftVirtioNetDriver) => Promise<unknown>, why: RegExp, configIrq = true): Promise<void> {
-  const d = await ready();
-  d.irqs.length = 0;
-  await corrupt(d);
-  await d.dev.idle();
-  t.true((d.dev.deviceStatus & DeviceStatus.NeedsReset) !== 0, 'NEEDS_RESET set');
-  t.regex(d.dev.lastError ?? '', why);
-  if (configIrq) t.true(d.irqs.includes(0), 'configuration interrupt');
-  t.is(d.wire.sent.length, 0);
-  t.is(await d.init(), RUNNING);
-  const f = frame(100);
-  await d.send(f);
-  await d.dev.idle();
-  t.deepEqual(d.wire.sent, [f]);
-}
 
 // Set-up errors come before DRIVER_OK, when the device may not interrupt: the driver reads the status.
 test('bad input: a queue larger than the device allows', (t) => needsReset(t, (d) => d.init({ queueSize: QUEUE_MAX * 2 }), /beyond the maximum/, false));

@@ -18,7 +18,9 @@
 //
 // Queues: 0 receive, 1 transmit, at most QUEUE_MAX entries each. Features:
 // VERSION_1, MAC, STATUS, MTU, and when configured RING_EVENT_IDX (the driver's
-// doorbells and the device's interrupts follow the event indices, virtqueue.ts), the
+// doorbells and the device's interrupts follow the event indices, virtqueue.ts), RING_PACKED
+// (the driver may lay out packed rings instead of split ones, packed-queue.ts: a transmit batch
+// then waits two dependent reads of driver memory, not three), the
 // checksum offloads CSUM and GUEST_CSUM (checksum.ts) and HOST_TSO4 (segment.ts). Every
 // packet carries the 12-byte virtio_net_hdr (with VERSION_1, num_buffers included):
 //   0 flags (NEEDS_CSUM 1, DATA_VALID 2) | 1 gso_type (NONE 0, TCPV4 1 with HOST_TSO4) |
@@ -58,7 +60,8 @@
 // counted, as is a received frame larger than the MTU or one that finds no buffer in time.
 import { PciFunction } from '../../pci/function.ts';
 import type { Logger } from '../../common/logger.ts';
-import { gather, scatter, SplitQueue, VirtqueueError } from './virtqueue.ts';
+import { type DeviceQueue, gather, scatter, SplitQueue, VirtqueueError } from './virtqueue.ts';
+import { PackedQueue } from './packed-queue.ts';
 import { completeChecksum, l4ChecksumValid } from './checksum.ts';
 import { segmentTcpV4 } from './segment.ts';
 import {
@@ -132,23 +135,25 @@ export interface VirtioNetConfig {
   tso?: boolean;
   /** Read receive buffers ahead of the frames (default false; receiveAll). */
   rxPrefetch?: boolean;
-  /** With the event index, interrupt at once when the used_event last seen was passed already (default false; SplitQueue.publish). */
+  /** With the event index, interrupt at once when the event last seen was passed already (default false; RingBase.decide). */
   eagerInterrupts?: boolean;
+  /** Offer VIRTIO_F_RING_PACKED (default false): a driver that takes it lays out packed rings (packed-queue.ts). */
+  packed?: boolean;
 }
 
 /** The features a device offers only when configured. */
-export type NetOptions = Pick<VirtioNetConfig, 'eventIdx' | 'csum' | 'tso' | 'rxPrefetch' | 'eagerInterrupts'>;
+export type NetOptions = Pick<VirtioNetConfig, 'eventIdx' | 'csum' | 'tso' | 'rxPrefetch' | 'eagerInterrupts' | 'packed'>;
 
 /**
  * The optional features as a process entry takes them from its environment: RING_EVENT_IDX,
  * CSUM/GUEST_CSUM and HOST_TSO4 are offered unless VIRTIO_NET_EVENT_IDX, VIRTIO_NET_CSUM or
- * VIRTIO_NET_TSO is 0 (TSO needs CSUM); eager interrupts and receive read-ahead only when
- * VIRTIO_NET_EAGER_IRQ / VIRTIO_NET_RX_PREFETCH is 1. The direct attach and the DI read the same variables,
+ * VIRTIO_NET_TSO is 0 (TSO needs CSUM); eager interrupts, receive read-ahead and packed rings only when
+ * VIRTIO_NET_EAGER_IRQ / VIRTIO_NET_RX_PREFETCH / VIRTIO_NET_PACKED is 1. The direct attach and the DI read the same variables,
  * so a lab run measures both paths with the same features, and a run with them off compares.
  */
 export function netOptionsFromEnv(env: Readonly<Record<string, string | undefined>>): NetOptions {
   return { eventIdx: env.VIRTIO_NET_EVENT_IDX !== '0', csum: env.VIRTIO_NET_CSUM !== '0', tso: env.VIRTIO_NET_TSO !== '0', rxPrefetch: env.VIRTIO_NET_RX_PREFETCH === '1',
-    eagerInterrupts: env.VIRTIO_NET_EAGER_IRQ === '1' };
+    eagerInterrupts: env.VIRTIO_NET_EAGER_IRQ === '1', packed: env.VIRTIO_NET_PACKED === '1' };
 }
 
 export interface VirtioNetCounters {
@@ -193,7 +198,7 @@ interface QueueState {
   desc: number;
   driver: number;
   device: number;
-  ring?: SplitQueue;
+  ring?: DeviceQueue;
 }
 
 const BASE_FEATURES = feature(TransportFeature.Version1) | feature(NetFeature.Mac) | feature(NetFeature.Status) | feature(NetFeature.Mtu);
@@ -270,7 +275,8 @@ export class VirtioNet extends PciFunction {
       BASE_FEATURES |
       (cfg.eventIdx ? feature(TransportFeature.RingEventIdx) : 0n) |
       (cfg.csum ? feature(NetFeature.Csum) | feature(NetFeature.GuestCsum) : 0n) |
-      (cfg.csum && cfg.tso ? feature(NetFeature.HostTso4) : 0n);
+      (cfg.csum && cfg.tso ? feature(NetFeature.HostTso4) : 0n) |
+      (cfg.packed ? feature(TransportFeature.RingPacked) : 0n);
     this.resetDevice();
     this.wire.attach((frame) => this.receive(frame));
   }
@@ -433,8 +439,9 @@ export class VirtioNet extends PciFunction {
   private enableQueue(n: number, q: QueueState): void {
     try {
       if (q.size > QUEUE_MAX) throw new VirtqueueError(`queue ${n}: size ${q.size} beyond the maximum ${QUEUE_MAX}`);
-      const eventIdx = (this.driverFeatures & feature(TransportFeature.RingEventIdx)) !== 0n;
-      q.ring = new SplitQueue({ size: q.size, desc: q.desc, driver: q.driver, device: q.device }, this.mem, eventIdx, this.eagerInterrupts);
+      const eventIdx = this.negotiated(TransportFeature.RingEventIdx);
+      const Ring = this.negotiated(TransportFeature.RingPacked) ? PackedQueue : SplitQueue;
+      q.ring = new Ring({ size: q.size, desc: q.desc, driver: q.driver, device: q.device }, this.mem, eventIdx, this.eagerInterrupts);
       q.enabled = true;
     } catch (err) {
       this.needsReset(err as Error);
@@ -613,7 +620,7 @@ export class VirtioNet extends PciFunction {
   }
 
   /** The next batch of transmit chains, each with its data read started (or the length that rules it out). */
-  private async fetchTx(ring: SplitQueue): Promise<{ head: number; read: number | Promise<Uint8Array> }[]> {
+  private async fetchTx(ring: DeviceQueue): Promise<{ head: number; read: number | Promise<Uint8Array> }[]> {
     const chains = await ring.popBatch();
     return chains.map((chain) => {
       if (chain.writable.length) throw new VirtqueueError(`transmit chain from ${chain.head} has a writable buffer`);
@@ -709,7 +716,7 @@ export class VirtioNet extends PciFunction {
    * Reads receive buffers ahead (receiveAll) when fewer than half the ring's are held and no
    * read is on its way; frames that came meanwhile are then given them. Counts as queue work for idle().
    */
-  private readAhead(ring: SplitQueue, generation: number): void {
+  private readAhead(ring: DeviceQueue, generation: number): void {
     if (!this.rxPrefetch || ring.prefetching || ring.cached >= ring.setup.size / 2) return;
     this.activeWorkers++;
     ring.prefetch().then(

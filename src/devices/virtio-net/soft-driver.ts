@@ -1,13 +1,15 @@
 // A software virtio-net driver for unit tests and benchmarks: guest memory at
 // bus addresses [0, size), the function's ports wired to it, and the steps the
 // Linux virtio_pci (modern) and virtio_net drivers take — find the virtio
-// capabilities, reset, negotiate features, lay out split rings, post receive
-// buffers, transmit with a doorbell, reap the used ring.
+// capabilities, reset, negotiate features, lay out split rings (or packed ones when
+// VIRTIO_F_RING_PACKED is negotiated), post receive buffers, transmit with a doorbell,
+// reap the used ring.
 import { GuestMemory, PAGE } from '../nvme/soft-host.ts';
 import { CapId, Cfg, CommandBit } from '../../pci/config-space.ts';
 import { NET_HDR_SIZE, NetBar, RX_QUEUE, TX_QUEUE, VirtioNet, type EthernetWire, type VirtioNetConfig } from './net-device.ts';
-import { CfgType, Common, DeviceStatus } from './virtio-pci.ts';
+import { CfgType, Common, DeviceStatus, feature, TransportFeature } from './virtio-pci.ts';
 import { DescFlag } from './virtqueue.ts';
+import { availBits, EventFlag, usedBits, wrapOf } from './packed-queue.ts';
 
 /** A wire in memory: what the device sent, and a way to hand it frames. */
 export class MemoryWire implements EthernetWire {
@@ -26,15 +28,20 @@ export class MemoryWire implements EthernetWire {
 
 export interface SoftQueue {
   size: number;
+  /** The descriptor table (split) or ring (packed). */
   desc: number;
+  /** The avail ring (split) or the driver event suppression structure (packed). */
   avail: number;
+  /** The used ring (split) or the device event suppression structure (packed). */
   used: number;
-  /** Next avail index the driver publishes. */
+  /** Next avail index the driver publishes (packed: the next ring position, counted without wrapping). */
   availIdx: number;
-  /** Next used index the driver has not read. */
+  /** Next used index the driver has not read (packed: the next position a used descriptor goes to). */
   lastUsed: number;
   /** Next free descriptor (descriptors are handed out round-robin: the tests keep few in flight). */
   nextDesc: number;
+  /** Packed rings: the descriptors each buffer id in flight took (a used descriptor skips as many). */
+  packed?: Map<number, number>;
 }
 
 export interface UsedElem {
@@ -59,6 +66,8 @@ export class SoftVirtioNetDriver {
   /** Where each virtio structure is in BAR0, as its capability says. */
   readonly regions = new Map<CfgType, { offset: number; length: number; multiplier: number }>();
   private brk = 16 * PAGE;
+  /** VIRTIO_F_RING_PACKED was negotiated by the last init(). */
+  packedRings = false;
 
   /** `memory`: guest memory of that size, or one the test made (one that holds DMA, say). */
   constructor(cfg: Partial<Omit<VirtioNetConfig, 'wire'>> = {}, memory: number | GuestMemory = 4 << 20) {
@@ -143,6 +152,7 @@ export class SoftVirtioNetDriver {
     await this.setCommon(Common.DeviceStatus, 1, s);
     if (!((await this.status()) & DeviceStatus.FeaturesOk)) return this.status();
     if (o.vectors ?? true) await this.setCommon(Common.ConfigMsixVector, 2, 0);
+    this.packedRings = (features & feature(TransportFeature.RingPacked)) !== 0n;
     this.queues.length = 0;
     for (const n of [RX_QUEUE, TX_QUEUE]) {
       await this.setCommon(Common.QueueSelect, 2, n);
@@ -156,15 +166,22 @@ export class SoftVirtioNetDriver {
 
   /** Programs the selected queue: size, ring addresses (two 32-bit halves, as Linux writes them), vector, enable. */
   async setUpQueue(size: number, vector: number, where?: { desc: number; avail: number; used: number }): Promise<SoftQueue> {
+    const packed = this.packedRings;
     const q: SoftQueue = {
       size,
       desc: where?.desc ?? this.alloc(16 * size),
-      avail: where?.avail ?? this.alloc(6 + 2 * size),
-      used: where?.used ?? this.alloc(6 + 8 * size),
+      avail: where?.avail ?? this.alloc(packed ? 4 : 6 + 2 * size),
+      used: where?.used ?? this.alloc(packed ? 4 : 6 + 8 * size),
       availIdx: 0,
       lastUsed: 0,
       nextDesc: 0,
+      ...(packed ? { packed: new Map<number, number>() } : {}),
     };
+    if (packed) {
+      // Fresh memory for the rings, as a driver allocates it: no descriptor looks available or used.
+      this.mem.bytes.fill(0, q.desc, q.desc + 16 * size);
+      this.mem.view.setUint32(q.avail, 0, true);
+    }
     await this.setCommon(Common.QueueSize, 2, size);
     for (const [field, addr] of [[Common.QueueDesc, q.desc], [Common.QueueDriver, q.avail], [Common.QueueDevice, q.used]] as const) {
       await this.setCommon(field, 4, addr % 2 ** 32);
@@ -183,13 +200,39 @@ export class SoftVirtioNetDriver {
     this.mem.view.setUint16(at + 14, next, true);
   }
 
-  /** Writes a chain into the next free descriptors and makes it available; returns its head. */
+  /** A packed ring's descriptor at slot `i`. */
+  writePackedDesc(q: SoftQueue, i: number, addr: number, len: number, id: number, flags: number): void {
+    const at = q.desc + 16 * i;
+    this.mem.u64(at, addr);
+    this.mem.view.setUint32(at + 8, len, true);
+    this.mem.view.setUint16(at + 12, id, true);
+    this.mem.view.setUint16(at + 14, flags, true);
+  }
+
+  /** Writes a chain into the next free descriptors and makes it available; returns its head (packed: its buffer id). */
   addChain(q: SoftQueue, segs: readonly SegmentSpec[]): number {
+    if (q.packed) return this.addPackedChain(q, segs);
     const ids = segs.map((_, k) => (q.nextDesc + k) % q.size);
     q.nextDesc = (q.nextDesc + segs.length) % q.size;
     segs.forEach((s, k) => this.writeDesc(q, ids[k]!, s.addr, s.len, (s.write ? DescFlag.Write : 0) | (k + 1 < segs.length ? DescFlag.Next : 0), ids[k + 1] ?? 0));
     this.makeAvailable(q, ids[0]!);
     return ids[0]!;
+  }
+
+  /**
+   * A packed ring's chain: consecutive positions from the next one, each descriptor flagged
+   * available for its own lap, the buffer id (the head's slot, free while the chain is in
+   * flight) in every descriptor as Linux writes it. (Linux writes the head's flags last; here the
+   * device cannot run between these writes.)
+   */
+  private addPackedChain(q: SoftQueue, segs: readonly SegmentSpec[]): number {
+    const p = q.availIdx;
+    const id = p % q.size;
+    const flags = (k: number) => availBits(wrapOf(p + k, q.size)) | (segs[k]!.write ? DescFlag.Write : 0) | (k + 1 < segs.length ? DescFlag.Next : 0);
+    segs.forEach((s, k) => this.writePackedDesc(q, (p + k) % q.size, s.addr, s.len, id, flags(k)));
+    q.packed!.set(id, segs.length);
+    q.availIdx = p + segs.length;
+    return id;
   }
 
   /** Puts `head` in the avail ring and publishes the new index. */
@@ -199,8 +242,15 @@ export class SoftVirtioNetDriver {
     this.mem.view.setUint16(q.avail + 2, q.availIdx, true);
   }
 
+  /** The split ring's avail flags (NO_INTERRUPT 1), or a packed ring's driver event flags (DISABLE 1, DESC 2). */
   setAvailFlags(q: SoftQueue, flags: number): void {
-    this.mem.view.setUint16(q.avail, flags, true);
+    this.mem.view.setUint16(q.packed ? q.avail + 2 : q.avail, flags, true);
+  }
+
+  /** A packed ring's driver event structure: interrupt when the used descriptor at position `at` is written. */
+  setUsedEvent(q: SoftQueue, at: number): void {
+    this.mem.view.setUint16(q.avail, (at % q.size) | (wrapOf(at, q.size) << 15), true);
+    this.mem.view.setUint16(q.avail + 2, EventFlag.Desc, true);
   }
 
   /** The doorbell: queue n's notify address. */
@@ -215,6 +265,7 @@ export class SoftVirtioNetDriver {
 
   /** Used elements the device has published since the last call. */
   reap(q: SoftQueue): UsedElem[] {
+    if (q.packed) return this.reapPacked(q);
     const out: UsedElem[] = [];
     const idx = this.mem.view.getUint16(q.used + 2, true);
     while (q.lastUsed !== idx) {
@@ -223,6 +274,23 @@ export class SoftVirtioNetDriver {
       q.lastUsed = (q.lastUsed + 1) & 0xffff;
     }
     return out;
+  }
+
+  /** A packed ring's used descriptors from the next used position on, each skipping its chain. */
+  private reapPacked(q: SoftQueue): UsedElem[] {
+    const out: UsedElem[] = [];
+    for (;;) {
+      const at = q.desc + 16 * (q.lastUsed % q.size);
+      const flags = this.mem.view.getUint16(at + 14, true);
+      const wrap = wrapOf(q.lastUsed, q.size);
+      if ((flags & usedBits(1)) !== usedBits(wrap)) return out;
+      const id = this.mem.view.getUint16(at + 12, true);
+      const n = q.packed!.get(id);
+      if (n === undefined) throw new Error(`the device gave back buffer id ${id}, not in flight`);
+      q.packed!.delete(id);
+      out.push({ id, len: this.mem.view.getUint32(at + 8, true) });
+      q.lastUsed += n;
+    }
   }
 
   /** Posts `count` receive buffers of `bytes` each (header included), one descriptor each; returns their addresses by head. */

@@ -33,6 +33,7 @@ export const enum TransportFeature {
   RingIndirectDesc = 28,
   RingEventIdx = 29,
   Version1 = 32,
+  RingPacked = 34,
 }
 
 /** "No vector" in config_msix_vector and queue_msix_vector. */

@@ -1,5 +1,7 @@
 // The device side of a split virtqueue (virtio spec v1.2 §2.7), checked as a
-// device must check what a driver hands it. Layout in driver memory:
+// device must check what a driver hands it, and what it shares with the packed
+// layout (packed-queue.ts): chains, the queue interface the device's workers use,
+// one ring read at a time, the interrupt decision. Layout in driver memory:
 //
 //   descriptor table (16-byte aligned), size entries of 16 B:
 //     0 addr le64 | 8 len le32 | 12 flags le16 (NEXT 1, WRITE 2, INDIRECT 4) | 14 next le16
@@ -82,13 +84,136 @@ export function needEvent(event: number, next: number, old: number): boolean {
   return ((next - event - 1) & 0xffff) < ((next - old) & 0xffff);
 }
 
-export class SplitQueue {
+/**
+ * What the device's queue workers use of a ring, split or packed: chains taken in ring order
+ * (read ahead or on demand), given back with push(), published with publish().
+ */
+export interface DeviceQueue {
+  readonly setup: QueueSetup;
+  popBatch(max?: number): Promise<Chain[]>;
+  pop(): Promise<Chain | undefined>;
+  prefetch(): Promise<boolean>;
+  readonly prefetching: boolean;
+  readonly cached: number;
+  push(head: number, len: number): void;
+  publish(): Promise<Wish>;
+}
+
+/**
+ * What both ring layouts share: one ring read at a time (prefetch), and the interrupt decision
+ * after a publish from the driver's wish as last seen (decide). A layout supplies how to read
+ * its ring (refill) and the driver's wish (readWish), and how to judge them (wants, passed).
+ */
+export abstract class RingBase {
+  /** The ring read on its way (prefetch()), if one is. */
+  private refilling?: Promise<boolean>;
+
+  constructor(
+    readonly setup: QueueSetup,
+    protected readonly mem: DmaPort,
+    /** VIRTIO_F_EVENT_IDX was negotiated: event indices instead of the flags alone. */
+    readonly eventIdx: boolean,
+    /**
+     * With the event index: when the event last seen lies behind the entries being
+     * published (it asked for an interrupt at an entry already given), interrupt at once
+     * instead of reading it again (see decide()).
+     */
+    private readonly eagerInterrupts: boolean,
+    /** The layout's rules: split rings are a power of two long, their driver area 2-byte aligned; packed ones any length, 4. */
+    layout: { powerOfTwo: boolean; driverAlign: number },
+  ) {
+    const { size, desc, driver, device } = setup;
+    if (!Number.isInteger(size) || size < 1 || size > 32768 || (layout.powerOfTwo && (size & (size - 1)) !== 0)) {
+      throw new VirtqueueError(`queue size ${size} is not ${layout.powerOfTwo ? 'a power of two ' : ''}in 1..32768`);
+    }
+    if (desc % 16 || driver % layout.driverAlign || device % 4) {
+      throw new VirtqueueError(`misaligned ring: desc 0x${desc.toString(16)} (16), driver 0x${driver.toString(16)} (${layout.driverAlign}), device 0x${device.toString(16)} (4)`);
+    }
+  }
+
+  abstract popBatch(max?: number): Promise<Chain[]>;
+  /** Reads the ring past the chains held; false when it has none new. */
+  protected abstract refill(): Promise<boolean>;
+  /** Reads the driver's interrupt wish into the state wants() and passed() judge. */
+  protected abstract readWish(): Promise<void>;
+  /** Whether the driver, as last seen, wants an interrupt for the used entries from `old` up to `now`. */
+  protected abstract wants(old: number, now: number): boolean;
+  /** Whether the driver's event, as last seen, lies before `old`, an entry published already. */
+  protected abstract passed(old: number): boolean;
+
+  /**
+   * Reads the ring (and what it points to) ahead of popBatch(), keeping the chains already
+   * read: a receive queue's buffers are then at hand when a frame comes, written with posted
+   * writes and no read. One read at a time: a call while one is on its way gets its answer
+   * (true: new chains).
+   */
+  prefetch(): Promise<boolean> {
+    if (this.refilling) return this.refilling;
+    const p = this.refill().finally(() => {
+      this.refilling = undefined;
+    });
+    this.refilling = p;
+    return p;
+  }
+
+  /** Whether a ring read is on its way. */
+  get prefetching(): boolean {
+    return this.refilling !== undefined;
+  }
+
+  /** The next available chain, or undefined. */
+  async pop(): Promise<Chain | undefined> {
+    return (await this.popBatch(1))[0];
+  }
+
+  /**
+   * Whether the driver wants an interrupt for the used entries just published, from `old` up to
+   * `now` (its used index written already). When the last ring read already saw the driver
+   * asking, that answers at once (the driver only withdraws a wish on its own, and an interrupt
+   * it no longer wanted is harmless: spec §2.7.7.2, "SHOULD NOT"); otherwise the answer is
+   * `later`, from the wish read after the index is written: a driver that re-enables interrupts
+   * and then checks the used index either sees the new index or has asked for the interrupt
+   * before we read — no lost wake-up. Over PCIeOE that read is a round trip, which the common
+   * case skips and which the caller need not wait for before it goes on with the queue.
+   *
+   * Eager (with the event index): when the event last seen lies before `old`, the driver asked
+   * for the interrupt that went (or would have gone) then, and has not been seen since. It may
+   * be in its poll, which an interrupt does not disturb, or have asked again at its last used
+   * entry, which this publish passes: an interrupt is then due, and waiting for a read to tell
+   * only delays it. The spec says a device SHOULD NOT interrupt when not asked (§2.7.10); one
+   * the driver did not need costs it a look at the used index, while the read costs every
+   * needed interrupt a round trip.
+   */
+  protected decide(old: number, now: number): Wish {
+    if (this.eagerInterrupts && this.eventIdx && this.passed(old)) return true;
+    const wish = this.readWish();
+    if (this.wants(old, now)) {
+      // Read anyway, not awaited: the next publish decides on what the driver wants now.
+      wish.catch(() => {});
+      return true;
+    }
+    return { later: wish.then(() => this.wants(old, now)) };
+  }
+}
+
+/** Adds one descriptor's buffer to a chain being walked: readable ones first, then writable ones. */
+export function addBuffer(chain: Chain, addr: number, len: number, flags: number, where: string): void {
+  if (flags & DescFlag.Indirect) throw new VirtqueueError(`${where}: INDIRECT was not negotiated`);
+  if (flags & DescFlag.Write) {
+    chain.writable.push({ addr, len });
+    chain.writableBytes += len;
+  } else {
+    if (chain.writable.length) throw new VirtqueueError(`${where}: a readable buffer after a writable one`);
+    chain.readable.push({ addr, len });
+    chain.readableBytes += len;
+  }
+}
+
+export class SplitQueue extends RingBase implements DeviceQueue {
   /** Next avail ring index to take (free-running, wraps at 2^16). */
   private lastAvail = 0;
   /** Heads read from the avail ring and not yet taken: ring entries lastAvail, lastAvail + 1, ... */
   private heads: number[] = [];
-  /** The avail ring read on its way (prefetch()), if one is. */
-  private refilling?: Promise<boolean>;
   /**
    * The descriptor table as read right after the avail ring: it holds every
    * chain of the heads above (the driver writes a chain before it publishes
@@ -109,21 +234,8 @@ export class SplitQueue {
   private seenFlags = 0;
   private seenUsedEvent = 0;
 
-  constructor(
-    readonly setup: QueueSetup,
-    private readonly mem: DmaPort,
-    /** VIRTIO_F_EVENT_IDX was negotiated: used_event and avail_event instead of the flags. */
-    readonly eventIdx = false,
-    /**
-     * With the event index: when the used_event last seen lies behind the entries being
-     * published (it asked for an interrupt at an entry already given), interrupt at once
-     * instead of reading used_event again (see publish()).
-     */
-    private readonly eagerInterrupts = false,
-  ) {
-    const { size, desc, driver, device } = setup;
-    if (!Number.isInteger(size) || size < 1 || size > 32768 || (size & (size - 1)) !== 0) throw new VirtqueueError(`queue size ${size} is not a power of two in 1..32768`);
-    if (desc % 16 || driver % 2 || device % 4) throw new VirtqueueError(`misaligned ring: desc 0x${desc.toString(16)} (16), driver 0x${driver.toString(16)} (2), device 0x${device.toString(16)} (4)`);
+  constructor(setup: QueueSetup, mem: DmaPort, eventIdx = false, eagerInterrupts = false) {
+    super(setup, mem, eventIdx, eagerInterrupts, { powerOfTwo: true, driverAlign: 2 });
   }
 
   /**
@@ -141,34 +253,9 @@ export class SplitQueue {
     return take.map((h) => this.walk(h));
   }
 
-  /**
-   * Reads the avail ring (and if it has new heads, the descriptor table) ahead of
-   * popBatch(), keeping the heads already read: a receive queue's buffers are then
-   * at hand when a frame comes, written with posted writes and no read. One read
-   * at a time: a call while one is on its way gets its answer (true: new heads).
-   */
-  prefetch(): Promise<boolean> {
-    if (this.refilling) return this.refilling;
-    const p = this.refill().finally(() => {
-      this.refilling = undefined;
-    });
-    this.refilling = p;
-    return p;
-  }
-
-  /** Whether an avail ring read is on its way. */
-  get prefetching(): boolean {
-    return this.refilling !== undefined;
-  }
-
   /** Heads read from the avail ring and not yet taken. */
   get cached(): number {
     return this.heads.length;
-  }
-
-  /** The next available chain, or undefined. */
-  async pop(): Promise<Chain | undefined> {
-    return (await this.popBatch(1))[0];
   }
 
   /** Gives `head` back with `len` bytes written; the driver sees it after publish(). */
@@ -178,16 +265,9 @@ export class SplitQueue {
 
   /**
    * Writes the pending used elements (one write per contiguous run) and then
-   * the used index, and says whether the driver wants an interrupt for them:
-   * NO_INTERRUPT clear, or with the event index, the used index passed used_event.
-   * When the last avail ring read already saw the driver asking, that answers
-   * at once (the driver only withdraws a wish on its own, and an interrupt it
-   * no longer wanted is harmless: spec §2.7.7.2, "SHOULD NOT"); otherwise the
-   * answer is `later`, from the wish read after the index is written: a driver
-   * that re-enables interrupts and then checks the used index either sees the
-   * new index or has asked for the interrupt before we read — no lost wake-up.
-   * Over PCIeOE that read is a round trip, which the common case skips and
-   * which the caller need not wait for before it goes on with the queue.
+   * the used index, and says whether the driver wants an interrupt for them
+   * (decide()): NO_INTERRUPT clear, or with the event index, the used index passed
+   * used_event (the avail ring read carries both: it lies right behind the ring).
    */
   async publish(): Promise<Wish> {
     const n = this.pending.length / 2;
@@ -207,36 +287,19 @@ export class SplitQueue {
     const old = this.usedIdx;
     const now = (this.usedIdx = (this.usedIdx + n) & 0xffff);
     await this.mem.dmaWrite(device + 2, le16(now));
-    if (this.eagerInterrupts && this.eventIdx && this.passed(old)) return true;
-    const wish = this.readWish();
-    if (this.wants(old, now)) {
-      // Read anyway, not awaited: the next publish decides on what the driver wants now.
-      wish.catch(() => {});
-      return true;
-    }
-    return { later: wish.then(() => this.wants(old, now)) };
+    return this.decide(old, now);
   }
 
-  /**
-   * Whether the used_event last seen lies before `old`, an entry published already: the driver
-   * asked for the interrupt that went (or would have gone) then, and has not been seen since.
-   * It may be in its poll, which an interrupt does not disturb, or have asked again at its
-   * last used entry, which this publish passes: an interrupt is then due, and waiting for a
-   * read of used_event to tell (a round trip over PCIeOE) only delays it. The spec says a
-   * device SHOULD NOT interrupt when not asked (§2.7.10); one the driver did not need costs
-   * it a look at the used index, while the read costs every needed interrupt a round trip.
-   */
-  private passed(old: number): boolean {
+  protected passed(old: number): boolean {
     return ((old - 1 - this.seenUsedEvent) & 0xffff) < 0x8000;
   }
 
-  /** Whether the driver, as last seen, wants an interrupt for the used entries from `old` up to `now`. */
-  private wants(old: number, now: number): boolean {
+  protected wants(old: number, now: number): boolean {
     return this.eventIdx ? needEvent(this.seenUsedEvent, now, old) : (this.seenFlags & AvailFlag.NoInterrupt) === 0;
   }
 
   /** Reads the driver's interrupt wish (flags, or used_event with the event index) into seenFlags/seenUsedEvent. */
-  private async readWish(): Promise<void> {
+  protected async readWish(): Promise<void> {
     const { driver, size } = this.setup;
     const at = this.eventIdx ? driver + 4 + 2 * size : driver;
     const b = await this.mem.dmaRead(at, 2);
@@ -245,7 +308,7 @@ export class SplitQueue {
   }
 
   /** Reads the avail ring past the heads held and, if it has new heads, the descriptor table; false when none are new. */
-  private async refill(): Promise<boolean> {
+  protected async refill(): Promise<boolean> {
     const { size, driver, desc, device } = this.setup;
     // The first entry not read yet: popBatch() may take held heads meanwhile, which moves
     // lastAvail and empties heads by as much, so this stays the entry the read starts at.
@@ -282,15 +345,7 @@ export class SplitQueue {
       const addr = t.getUint32(at, true) + t.getUint32(at + 4, true) * 2 ** 32;
       const len = t.getUint32(at + 8, true);
       const flags = t.getUint16(at + 12, true);
-      if (flags & DescFlag.Indirect) throw new VirtqueueError(`descriptor ${i}: INDIRECT was not negotiated`);
-      if (flags & DescFlag.Write) {
-        chain.writable.push({ addr, len });
-        chain.writableBytes += len;
-      } else {
-        if (chain.writable.length) throw new VirtqueueError(`descriptor ${i}: a readable buffer after a writable one (chain from ${head})`);
-        chain.readable.push({ addr, len });
-        chain.readableBytes += len;
-      }
+      addBuffer(chain, addr, len, flags, `descriptor ${i} (chain from ${head})`);
       if (!(flags & DescFlag.Next)) return chain;
       i = t.getUint16(at + 14, true);
     }
