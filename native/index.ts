@@ -142,6 +142,14 @@ export interface Native {
   crc32(data: Uint8Array, initial?: number, start?: number, end?: number, zeroAt?: number): number;
   /** Copy `src` to dst[offset, offset + src.length) and return its CRC-32 continuing from `initial`, in one pass. */
   crc32Copy(dst: Uint8Array, offset: number, src: Uint8Array, initial?: number): number;
+  /**
+   * Copy src[start, end) to dst[offset, offset + end - start) and return the CRC-32 of
+   * src[crcStart, crcEnd) with the four bytes at zeroAt counted as zero, in one pass: a
+   * received frame is copied out of shared memory and checked at once (the bytes checked
+   * are the bytes copied, whatever the peer writes meanwhile). The ranges must nest as
+   * start <= crcStart <= zeroAt, zeroAt + 4 <= crcEnd <= end; src and dst must not overlap.
+   */
+  copyCrc32(dst: Uint8Array, offset: number, src: Uint8Array, start: number, end: number, crcStart: number, crcEnd: number, zeroAt: number): number;
   /** Keep large freed blocks in the process heap so new receive slabs reuse warm pages (see dgram.cc). */
   retainFreedHeap(): void;
 

@@ -178,11 +178,39 @@ Napi::Value Crc32CopyJs(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, Crc32(initial, in, n, out));
 }
 
+// copyCrc32(dst, offset, src, start, end, crcStart, crcEnd, zeroAt) -> CRC-32
+// of src[crcStart, crcEnd) with the four bytes at zeroAt counted as zero,
+// while src[start, end) is copied to dst[offset, ...): a received frame is
+// copied out of shared memory and its check sequence computed in one pass
+// (crcStart <= zeroAt, zeroAt + 4 <= crcEnd, all within [start, end)).
+Napi::Value CopyCrc32Js(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Uint8Array dst = ArgBytes(info, 0);
+  size_t offset = ArgCount(info, 1);
+  Napi::Uint8Array src = ArgBytes(info, 2);
+  size_t start = ArgCount(info, 3), end = ArgCount(info, 4);
+  size_t crcStart = ArgCount(info, 5), crcEnd = ArgCount(info, 6), hole = ArgCount(info, 7);
+  if (start > end || end > src.ByteLength()) throw Napi::RangeError::New(env, "copyCrc32: range outside src");
+  if (offset > dst.ByteLength() || end - start > dst.ByteLength() - offset) throw Napi::RangeError::New(env, "copyCrc32: range does not fit dst at offset");
+  if (crcStart < start || crcStart > hole || hole + 4 > crcEnd || crcEnd > end) throw Napi::RangeError::New(env, "copyCrc32: CRC range or zeroAt outside the copied range");
+  const uint8_t* in = src.Data();
+  uint8_t* out = dst.Data() + offset - start;  // out[i] receives in[i]
+  if (in + start < out + end && out + start < in + end) throw Napi::RangeError::New(env, "copyCrc32: src and dst overlap");
+  memcpy(out + start, in + start, crcStart - start);
+  uint32_t c = Crc32(0, in + crcStart, hole - crcStart, out + crcStart);
+  memcpy(out + hole, in + hole, 4);
+  c = Crc32(c, kZeros, 4);
+  c = Crc32(c, in + hole + 4, crcEnd - hole - 4, out + hole + 4);
+  memcpy(out + crcEnd, in + crcEnd, end - crcEnd);
+  return Napi::Number::New(env, c);
+}
+
 }  // namespace
 
 void RegisterCrc32(Napi::Env env, Napi::Object exports) {
   exports.Set("crc32", Napi::Function::New(env, Crc32Js));
   exports.Set("crc32Copy", Napi::Function::New(env, Crc32CopyJs));
+  exports.Set("copyCrc32", Napi::Function::New(env, CopyCrc32Js));
 }
 
 }  // namespace pcieoe

@@ -1,7 +1,7 @@
 import test from 'ava';
 import fc from 'fast-check';
 import { crc32, crc32Table } from '../../src/fabric/wire/crc32.ts';
-import { type FrameHeader, FrameType, MIN_FRAME_BYTES, PCIEOE_HEADER_BYTES, decodeFrame, encodeFrame } from '../../src/fabric/wire/frame.ts';
+import { type FrameHeader, FrameType, MIN_FRAME_BYTES, PCIEOE_HEADER_BYTES, copyCheckedFrame, decodeFrame, encodeFrame, writeFrame } from '../../src/fabric/wire/frame.ts';
 import { formatMac, parseMac } from '../../src/fabric/wire/mac.ts';
 
 const header: fc.Arbitrary<FrameHeader> = fc.record({
@@ -45,6 +45,48 @@ test('any flipped bit in the PCIeOE header or payload is rejected', (t) => {
     }),
     { numRuns: 3000 },
   );
+});
+
+test('writeFrame encodes in place, anywhere in a larger buffer, the bytes encodeFrame gives', (t) => {
+  fc.assert(
+    fc.property(header, payload, fc.nat(100), (h, p, at) => {
+      const want = encodeFrame(h, p);
+      const buf = Buffer.alloc(at + want.length + 16, 0xa5);
+      writeFrame(buf, at, h, p);
+      return buf.subarray(at, at + want.length).equals(want) && buf.subarray(0, at).every((x) => x === 0xa5) && buf.subarray(at + want.length).every((x) => x === 0xa5);
+    }),
+    { numRuns: 2000 },
+  );
+  t.pass();
+});
+
+test('copyCheckedFrame vouches for an intact PCIeOE frame only; the copy is exact either way', (t) => {
+  fc.assert(
+    fc.property(header, payload, fc.nat(64), fc.option(fc.nat()), (h, p, at, flip) => {
+      const frame = encodeFrame(h, p);
+      const src = Buffer.alloc(at + frame.length + 8, 0x5a);
+      frame.copy(src, at);
+      const start = h.vlan ? 18 : 14;
+      // Any bit from the Ethertype to the payload's end flipped: not vouched for (not PCIeOE, or a bad CRC).
+      if (flip !== null) {
+        const bit = flip % ((2 + PCIEOE_HEADER_BYTES + p.length) * 8);
+        src[at + start - 2 + (bit >> 3)]! ^= 1 << (bit & 7);
+      }
+      const dst = Buffer.alloc(frame.length);
+      const checked = copyCheckedFrame(dst, src, at, at + frame.length);
+      t.true(dst.equals(src.subarray(at, at + frame.length)));
+      t.is(checked, flip === null);
+      // What decodeFrame says of the copy with the verdict agrees with what it finds checking itself.
+      t.is(decodeFrame(dst, checked).ok, decodeFrame(dst).ok);
+    }),
+    { numRuns: 3000 },
+  );
+  // Not PCIeOE, or too short to be: copied, not vouched for.
+  for (const bytes of [Buffer.alloc(60, 1), Buffer.alloc(20, 0)]) {
+    const dst = Buffer.alloc(bytes.length);
+    t.false(copyCheckedFrame(dst, bytes, 0, bytes.length));
+    t.true(dst.equals(bytes));
+  }
 });
 
 test('decoder never throws on random bytes, with or without a valid prefix', (t) => {

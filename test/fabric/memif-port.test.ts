@@ -7,6 +7,7 @@ import { MemifPort } from '../../src/fabric/wire/memif/port.ts';
 import { MemifRing } from '../../src/fabric/wire/memif/ring.ts';
 import { MEMIF_MESSAGE_BYTES, type MemifMessage, decodeMemifMessage, encodeMemifMessage } from '../../src/fabric/wire/memif/messages.ts';
 import { until } from '../support/until.ts';
+import { FrameType, type OutgoingFrame, decodeFrame, encodeFrame } from '../../src/fabric/wire/frame.ts';
 
 function socketPath(): string {
   return path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'fabric-memif-')), 'port.memif');
@@ -82,6 +83,39 @@ test('frames cross a memif port both ways, intact and in order, small, chained a
   await until(() => got.server.length === sent.length && got.station.length === sent.length, 'all frames both ways');
   t.deepEqual(got.server, sent);
   t.deepEqual(got.station, sent);
+});
+
+test('PCIeOE frames given as header and payload are encoded into the ring (chained when they do not fit a slot); a station vouches for the CRCs it checked', async (t) => {
+  const socket = socketPath();
+  const server = new MemifPort({ socket, role: 'server' });
+  const station = new MemifPort({ socket, role: 'client', bufferBytes: 2048 });
+  t.teardown(() => {
+    station.close();
+    server.close();
+  });
+  const got = { server: [] as [Buffer, boolean | undefined][], station: [] as [Buffer, boolean | undefined][] };
+  server.attach((f, checked) => got.server.push([Buffer.from(f), checked]));
+  station.attach((f, checked) => got.station.push([Buffer.from(f), checked]));
+  await until(() => server.connected && station.connected, 'memif handshake');
+  const out = (i: number, size: number, vlan: OutgoingFrame['vlan']): OutgoingFrame => ({
+    dst: 0x0200_0000_0b00, src: 0x0200_0000_0a00, vlan, type: FrameType.Tlp, flags: 0, channel: 1, seq: i, ack: 0, credits: 0, epoch: 9, peerEpoch: 0, payload: frame(i, size),
+  });
+  const frames = [out(0, 4, null), out(1, 100, { pcp: 0, dei: false, vid: 5 }), out(2, 1900, null), out(3, 4112, { pcp: 0, dei: false, vid: 5 })];
+  const encoded = frames.map((f) => encodeFrame(f, f.payload));
+  for (const f of frames) station.transmitFrame(f);
+  // The other way round, encoded frames: intact ones, one with a payload bit flipped, one not PCIeOE at all.
+  const damaged = Buffer.from(encoded[2]!);
+  damaged[damaged.length - 1]! ^= 0x10;
+  const toStation = [encoded[1]!, damaged, frame(9, 200), encoded[2]!, encoded[3]!];
+  for (const f of toStation) server.transmit(f);
+  await until(() => got.server.length === frames.length && got.station.length === toStation.length, 'all frames both ways');
+  t.deepEqual(got.server.map(([f]) => f), encoded);
+  // The server (a switch) forwards frames unread: it checks nothing.
+  t.deepEqual(got.server.map(([, c]) => c), [false, false, false, false]);
+  t.deepEqual(got.station.map(([f]) => f), toStation);
+  // In one slot: checked (true when intact); the 4 KiB frame was chained across 2 KiB buffers: left to the decoder.
+  t.deepEqual(got.station.map(([, c]) => c), [true, false, false, true, false]);
+  t.false(decodeFrame(got.station[1]![0], false).ok);
 });
 
 test('a burst larger than the ring waits for room and arrives whole', async (t) => {

@@ -1,11 +1,18 @@
 import * as path from 'node:path';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { realClock } from '../../src/fabric/clock.ts';
 import { openStation } from '../../src/fabric/station.ts';
 import { parseSwitchArgs } from '../../src/fabric/switch/main.ts';
 import { VLAN, endpoint, macA, macB, startSwitch } from '../../src/fabric/switch/switch-process.ts';
 import { type Tlp, TlpType, encodeTlp } from '../../src/fabric/tlp/tlp.ts';
 import { until } from '../support/until.ts';
+
+/** n posted writes of 4 B to 4 KiB, to consecutive pages from `base`. */
+const writes = (n: number, base: bigint) =>
+  Array.from({ length: n }, (_, i) => {
+    const data = Buffer.alloc(4 << (i % 11), (i * 13) & 0xff);
+    return encodeTlp({ type: TlpType.MWr64, tc: 0, attr: 0, poisoned: false, requesterId: 0x0100, tag: i & 0x3ff, firstBe: 0xf, lastBe: data.length > 4 ? 0xf : 0, address: base + BigInt(i) * 0x1000n, data });
+  });
 
 test('command line: memif ports as server (default path or given) and as client', (t) => {
   const env = { LAB_SOCKET_DIR: '/run/lab' };
@@ -20,31 +27,49 @@ test('command line: memif ports as server (default path or given) and as client'
   t.throws(() => parseSwitchArgs(['--port', 'a0=memif', '--port', 'a0'], env), { message: /twice/ });
 });
 
-test('the switch process carries TLPs between two memif stations, both ways, intact and in order', async (t) => {
-  const sw = await startSwitch({ ports: [], args: ['--port', 'a0=memif', '--port', 'b0=memif', '--vlan', `a0=trunk:${VLAN.vid}`, '--vlan', `b0=trunk:${VLAN.vid}`] });
+/**
+ * Endpoints A and B on memif ports a0 and b0 of a switch process, `toB` and `toA` posted writes
+ * sent each way: resolves once as many arrived as were sent (the test compares them).
+ */
+async function exchange(t: ExecutionContext, o: { toB: number; toA: number; switchArgs?: string[]; faults?: object; channel?: object }) {
+  const sw = await startSwitch({ ports: [], args: ['--port', 'a0=memif', '--port', 'b0=memif', '--vlan', `a0=trunk:${VLAN.vid}`, '--vlan', `b0=trunk:${VLAN.vid}`, ...(o.switchArgs ?? [])] });
   t.teardown(() => void sw.stop());
+  // Toward both stations: damage lands on frames a station copies out of its ring and checks there.
+  if (o.faults) for (const port of ['a0', 'b0']) await sw.control.must({ port, dir: 'tx', set: o.faults });
   const got = { a: [] as Buffer[], b: [] as Buffer[] };
-  const a = endpoint({ dir: sw.dir, name: 'a', links: 1, mac: macA, peerMac: macB, vlan: VLAN, memif: true, channel: { deliver: (p) => got.a.push(Buffer.from(p)) } });
-  const b = endpoint({ dir: sw.dir, name: 'b', links: 1, mac: macB, peerMac: macA, vlan: VLAN, memif: true, channel: { deliver: (p) => got.b.push(Buffer.from(p)) } });
+  const side = (name: 'a' | 'b') =>
+    endpoint({ dir: sw.dir, name, links: 1, mac: name === 'a' ? macA : macB, peerMac: name === 'a' ? macB : macA, vlan: VLAN, memif: true, channel: { ...o.channel, deliver: (p) => got[name].push(Buffer.from(p)) } });
+  const a = side('a');
+  const b = side('b');
   t.teardown(() => {
     a.close();
     b.close();
   });
-  const writes = (n: number, base: bigint) =>
-    Array.from({ length: n }, (_, i) => {
-      const data = Buffer.alloc(4 << (i % 11), (i * 13) & 0xff);
-      return encodeTlp({ type: TlpType.MWr64, tc: 0, attr: 0, poisoned: false, requesterId: 0x0100, tag: i & 0x3ff, firstBe: 0xf, lastBe: data.length > 4 ? 0xf : 0, address: base + BigInt(i) * 0x1000n, data });
-    });
-  const toB = writes(300, 0x1_0000_0000n);
-  const toA = writes(300, 0x2_0000_0000n);
+  const toB = writes(o.toB, 0x1_0000_0000n);
+  const toA = writes(o.toA, 0x2_0000_0000n);
   for (const p of toB) a.channel.send(p);
   for (const p of toA) b.channel.send(p);
-  await until(() => got.a.length === toA.length && got.b.length === toB.length, 'every TLP across the switch', { timeoutMs: 30_000 });
+  await until(() => got.a.length >= toA.length && got.b.length >= toB.length, 'every TLP across the switch', { timeoutMs: 40_000 });
+  return { sw, a, b, got, toA, toB };
+}
+
+test('the switch process carries TLPs between two memif stations, both ways, intact and in order', async (t) => {
+  const { sw, got, toA, toB } = await exchange(t, { toB: 300, toA: 300 });
   t.deepEqual(got.b, toB);
   t.deepEqual(got.a, toA);
   const c = (await sw.control.must({ counters: true })) as { ports: Record<string, { peer: string; socket: { rxFrames: number } }> };
   t.regex(c.ports.a0!.peer, /memif server .*a0\.memif connected/);
   t.true(c.ports.b0!.socket.rxFrames > 0);
+});
+
+test('over lossy, duplicating and corrupting memif links TLPs still arrive exactly once and in order; damaged frames are dropped and counted', async (t) => {
+  const { a, b, got, toA, toB } = await exchange(t, {
+    toB: 1000, toA: 300, switchArgs: ['--seed', '3'], faults: { loss: 0.03, duplicate: 0.02, corrupt: 0.05 }, channel: { replayTimeout: 5, heartbeatInterval: 20 },
+  });
+  t.deepEqual(got.b, toB);
+  t.deepEqual(got.a, toA);
+  t.true(b.channel.stats.rxBadFrame['bad-crc'] > 0 && a.channel.stats.rxBadFrame['bad-crc'] > 0, 'damaged frames were caught by their CRC');
+  t.true(a.channel.stats.txReplay > 0 && b.channel.stats.rxDuplicate > 0, 'the injected loss and duplication happened');
 });
 
 test('stations attach over memif (--link MAC@memif:PATH) and carry posted writes through the switch process', async (t) => {

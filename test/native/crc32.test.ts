@@ -38,3 +38,29 @@ test('crc32Copy copies src into dst at offset and returns its CRC, overlapping v
   t.deepEqual(buf.subarray(10, 266), moved);
   t.throws(() => native.crc32Copy(Buffer.alloc(8), 4, Buffer.alloc(5)), { instanceOf: RangeError });
 });
+
+test('copyCrc32 copies a range and returns the CRC of a sub-range with four bytes as zero', (t) => {
+  fc.assert(
+    fc.property(fc.uint8Array({ minLength: 4, maxLength: 5000 }), fc.nat(), fc.nat(), fc.nat(), fc.nat(), fc.nat(), fc.nat(32), (src, a, b, c, d, e, at) => {
+      // start <= crcStart <= hole, hole + 4 <= crcEnd <= end
+      const start = a % (src.length - 3);
+      const end = start + 4 + (b % (src.length - start - 3));
+      const crcStart = start + (c % (end - start - 3));
+      const crcEnd = crcStart + 4 + (d % (end - crcStart - 3));
+      const hole = crcStart + (e % (crcEnd - crcStart - 3));
+      const dst = new Uint8Array(at + end - start + 8).fill(0xa5);
+      const crc = native.copyCrc32(dst, at, src, start, end, crcStart, crcEnd, hole);
+      const zeroed = Uint8Array.from(src.subarray(crcStart, crcEnd));
+      zeroed.fill(0, hole - crcStart, hole - crcStart + 4);
+      const copied = Buffer.from(dst.subarray(at, at + end - start)).equals(src.subarray(start, end));
+      const untouched = dst.subarray(0, at).every((x) => x === 0xa5) && dst.subarray(at + end - start).every((x) => x === 0xa5);
+      return crc === crc32Table(zeroed) && copied && untouched;
+    }),
+    { numRuns: 2000 },
+  );
+  const buf = new Uint8Array(64);
+  t.throws(() => native.copyCrc32(new Uint8Array(8), 0, buf, 0, 16, 0, 16, 4), { instanceOf: RangeError }); // does not fit dst
+  t.throws(() => native.copyCrc32(new Uint8Array(64), 0, buf, 8, 32, 4, 32, 8), { instanceOf: RangeError }); // CRC range starts before the copy
+  t.throws(() => native.copyCrc32(new Uint8Array(64), 0, buf, 0, 32, 0, 32, 30), { instanceOf: RangeError }); // hole past the CRC range
+  t.throws(() => native.copyCrc32(buf, 0, buf, 8, 40, 8, 40, 8), { instanceOf: RangeError }); // overlapping
+});

@@ -38,10 +38,12 @@
  * sees it and starts over too) and ignores the peer for a second, while the
  * node's other channels run on.
  *
- * Transport-agnostic: frames leave through `send(link, frame)` and arrive
- * through `receive(link, frame)`; time comes from a Clock. `send` must not
- * modify a frame it is given (it stays in the replay buffer); delivered
- * payloads are views into the received frame.
+ * Transport-agnostic: frames leave through `send(link, frame)` (or, encoded
+ * by the transport, `sendFrame`) and arrive through `receive(link, frame)`;
+ * time comes from a Clock. The replay buffer keeps each TLP as the
+ * application gave it, not the frame that carried it: a replay encodes it
+ * again, and frames need not outlive their transmission. Delivered payloads
+ * are views into the received frame.
  */
 
 import type { Clock } from '../clock.ts';
@@ -49,9 +51,7 @@ import {
   type FrameDecodeError,
   FrameFlags,
   FrameType,
-  PCIEOE_HEADER_BYTES,
-  TAGGED_L2_BYTES,
-  UNTAGGED_L2_BYTES,
+  type OutgoingFrame,
   type VlanTag,
   decodeFrame,
   encodeFrame,
@@ -74,6 +74,12 @@ export interface ChannelOptions {
   channel: number;
   links: readonly LinkBinding[];
   send: (link: number, frame: Buffer) => void;
+  /**
+   * Frames leave through this instead of `send` when given: as header and payload, for the
+   * transport to encode where it sends them (wire/port.ts transmitFrame: memif writes them
+   * straight into its ring, the frame's only copy).
+   */
+  sendFrame?: (link: number, frame: OutgoingFrame) => void;
   /** In-order TLP payloads. With `manualRelease`, each holds a credit until release(). */
   deliver: (payload: Uint8Array) => void;
   clock: Clock;
@@ -276,6 +282,8 @@ export class Channel {
   /**
    * Queue a TLP (its encoded bytes) for in-order, exactly-once delivery.
    * Returns false when it had to wait for credit (it is still sent later).
+   * The bytes are kept, not copied, until the peer acknowledges them (they
+   * are resent from there): they must not change after this call.
    */
   send(payload: Uint8Array): boolean {
     if (this.closed) throw new Error('channel closed');
@@ -293,15 +301,15 @@ export class Channel {
     this.receiver.release(n);
   }
 
-  /** Feed a frame that arrived on `link`. Bad frames are counted and dropped. */
-  receive(link: number, frame: Uint8Array): void {
+  /** Feed a frame that arrived on `link` (`crcChecked`: see wire/port.ts Ingress). Bad frames are counted and dropped. */
+  receive(link: number, frame: Uint8Array, crcChecked = false): void {
     if (this.closed) return;
     const b = this.bindings[link];
     if (this.clock.now() < this.cutOffUntil && b && frame.length >= 12 && readMac(frame, 6) === b.peerMac) {
       this.stats.rxWhileCutOff++;
       return;
     }
-    const r = decodeFrame(frame);
+    const r = decodeFrame(frame, crcChecked);
     if (!r.ok) {
       this.stats.rxBadFrame[r.error]++;
       // Undecodable frames from the peer's own address (port security vouches for it) count against it.
@@ -416,37 +424,32 @@ export class Channel {
     for (let i = 0; i < this.bindings.length; i++) this.transmit(i, FrameType.Heartbeat, this.sender.next, 0, EMPTY);
   }
 
-  /** Send a TLP frame on the next link; returns the payload's bytes inside the frame (the replay buffer keeps them). */
-  private transmitTlp(seq: number, flags: number, payload: Uint8Array): Uint8Array {
-    const link = this.liveness.pickLink();
-    const frame = this.transmit(link, FrameType.Tlp, seq, flags, payload);
-    const at = (this.bindings[link]!.vlan ? TAGGED_L2_BYTES : UNTAGGED_L2_BYTES) + PCIEOE_HEADER_BYTES;
-    return frame.subarray(at, at + payload.length);
+  /** Send a TLP frame on the next link. */
+  private transmitTlp(seq: number, flags: number, payload: Uint8Array): void {
+    this.transmit(this.liveness.pickLink(), FrameType.Tlp, seq, flags, payload);
   }
 
   /** Build and send one frame; every frame carries our current ACK and credit limit. */
-  private transmit(link: number, type: FrameType, seq: number, flags: number, payload: Uint8Array): Buffer {
+  private transmit(link: number, type: FrameType, seq: number, flags: number, payload: Uint8Array): void {
     const b = this.bindings[link]!;
-    const frame = encodeFrame(
-      {
-        dst: b.peerMac,
-        src: b.localMac,
-        vlan: b.vlan,
-        type,
-        flags,
-        channel: this.o.channel,
-        seq,
-        ack: this.receiver.ack,
-        credits: this.receiver.credits,
-        epoch: this.ownEpoch,
-        peerEpoch: this.peerEpoch,
-      },
+    const frame: OutgoingFrame = {
+      dst: b.peerMac,
+      src: b.localMac,
+      vlan: b.vlan,
+      type,
+      flags,
+      channel: this.o.channel,
+      seq,
+      ack: this.receiver.ack,
+      credits: this.receiver.credits,
+      epoch: this.ownEpoch,
+      peerEpoch: this.peerEpoch,
       payload,
-    );
+    };
     this.receiver.sent();
     this.liveness.sent(link);
-    this.o.send(link, frame);
-    return frame;
+    if (this.o.sendFrame) this.o.sendFrame(link, frame);
+    else this.o.send(link, encodeFrame(frame, payload));
   }
 }
 

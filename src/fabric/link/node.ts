@@ -12,10 +12,10 @@
  */
 
 import type { Clock } from '../clock.ts';
-import { TAGGED_L2_BYTES, TPID_8021Q, UNTAGGED_L2_BYTES, type VlanTag } from '../wire/frame.ts';
+import { type OutgoingFrame, TAGGED_L2_BYTES, encodeFrame, TPID_8021Q, UNTAGGED_L2_BYTES, type VlanTag } from '../wire/frame.ts';
 import { Channel, type ChannelOptions } from './channel.ts';
 import type { Mac } from '../wire/mac.ts';
-import type { PortTransport, Station } from '../wire/port.ts';
+import { type Ingress, type PortTransport, type Station, transmitFrame } from '../wire/port.ts';
 import { MANAGEMENT_CHANNEL } from '../wire/management.ts';
 
 /**
@@ -29,32 +29,39 @@ import { MANAGEMENT_CHANNEL } from '../wire/management.ts';
  * wake the switch and the peer on its own; a wake-up costs tens of µs of CPU here, the wait
  * for the check phase none.
  */
-export function stationOf(port: PortTransport): Station & { close(): void } {
-  const held: Buffer[] = [];
+export function stationOf(port: PortTransport): Station & { sendFrame(frame: OutgoingFrame): void; close(): void } {
+  const held: (Buffer | OutgoingFrame)[] = [];
   let scheduled = false;
   let open = true;
   const release = () => {
     scheduled = false;
-    for (let i = 0; i < held.length; i++) port.transmit(held[i]!);
+    for (let i = 0; i < held.length; i++) {
+      const f = held[i]!;
+      if (f instanceof Uint8Array) port.transmit(f);
+      else transmitFrame(port, f);
+    }
     held.length = 0;
   };
+  const hold = (frame: Buffer | OutgoingFrame) => {
+    if (!open) return;
+    held.push(frame);
+    if (!scheduled) {
+      scheduled = true;
+      setImmediate(release);
+    }
+  };
   const station = {
-    onFrame: null as ((frame: Buffer) => void) | null,
-    send: (frame: Buffer) => {
-      if (!open) return;
-      held.push(frame);
-      if (!scheduled) {
-        scheduled = true;
-        setImmediate(release);
-      }
-    },
+    onFrame: null as Ingress | null,
+    send: hold,
+    /** Encoded by the port where it sends it (PortTransport.transmitFrame). */
+    sendFrame: hold,
     close: () => {
       release();
       open = false;
       port.close();
     },
   };
-  port.attach((frame) => station.onFrame?.(frame));
+  port.attach((frame, crcChecked) => station.onFrame?.(frame, crcChecked));
   return station;
 }
 
@@ -90,7 +97,7 @@ export class FabricNode {
   ) {
     if (links.length === 0) throw new RangeError('a fabric node needs at least one link');
     links.forEach((l, i) => {
-      l.station.onFrame = (frame) => this.ingress(i, frame);
+      l.station.onFrame = (frame, crcChecked) => this.ingress(i, frame, crcChecked);
     });
   }
 
@@ -108,6 +115,11 @@ export class FabricNode {
       channel: id,
       links: Array.from({ length: n }, (_, i) => ({ localMac: this.links[i]!.mac, peerMac: peerMacs[i]!, vlan: this.vlan })),
       send: (link, frame) => this.links[link]!.station.send(frame),
+      sendFrame: (link, frame) => {
+        const station = this.links[link]!.station;
+        if (station.sendFrame) station.sendFrame(frame);
+        else station.send(encodeFrame(frame, frame.payload));
+      },
       deliver,
       clock: this.clock,
     });
@@ -124,7 +136,7 @@ export class FabricNode {
     this.channels.clear();
   }
 
-  private ingress(link: number, frame: Buffer): void {
+  private ingress(link: number, frame: Buffer, crcChecked?: boolean): void {
     const id = peekChannel(frame);
     if (id === MANAGEMENT_CHANNEL && this.onManagement) return this.onManagement(link, frame);
     const ch = id === undefined ? undefined : this.channels.get(id);
@@ -132,6 +144,6 @@ export class FabricNode {
       this.rxUnknownChannel++;
       return;
     }
-    ch.receive(link, frame);
+    ch.receive(link, frame, crcChecked);
   }
 }

@@ -47,10 +47,11 @@ export interface SenderOptions {
   maxReplayTimeout: number;
   /**
    * Send a TLP frame (sequence number, FrameFlags, payload) on the next link.
-   * Returns the payload's bytes inside the frame sent: the replay buffer keeps
-   * that view, so no second copy of the TLP is made.
+   * The replay buffer keeps the payload itself (callers do not change a TLP
+   * once sent, as for one queued for credit), so a retransmission encodes it
+   * again and the frame sent need not outlive its transmission.
    */
-  transmit: (seq: number, flags: number, payload: Uint8Array) => Uint8Array;
+  transmit: (seq: number, flags: number, payload: Uint8Array) => void;
   /** Called when queued TLPs have all been sent after a credit stall. */
   onDrain?: () => void;
 }
@@ -208,7 +209,8 @@ export class Sender {
     const seq = this.replay.next;
     // This frame uses our last credit or replay slot: ask for an ACK at once rather than stalling for ackDelay.
     const tight = seqDiff(this.peerLimit, seq) === 1 || this.replay.size + 1 === this.replay.capacity;
-    this.replay.push(this.o.transmit(seq, tight ? FrameFlags.AckNow : 0, payload));
+    this.o.transmit(seq, tight ? FrameFlags.AckNow : 0, payload);
+    this.replay.push(payload);
     this.o.stats.txTlp++;
     if (this.timedSeq < 0) {
       this.timedSeq = seq;

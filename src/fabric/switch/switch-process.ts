@@ -18,6 +18,7 @@ import type { Mac } from '../wire/mac.ts';
 import { SwitchControl } from './control.ts';
 import { MemifPort } from '../wire/memif/port.ts';
 import { UnixDgramPort } from '../wire/unix-dgram-port.ts';
+import { transmitFrame } from '../wire/port.ts';
 
 /** The VLAN and station MACs of endpoint A's and B's link i in the fabric tests and benchmarks. */
 export const VLAN: VlanTag = { pcp: 5, dei: false, vid: 100 };
@@ -112,9 +113,10 @@ export function endpoint(opts: {
     ...opts.channel!,
     links: ports.map((_, i) => ({ localMac: opts.mac(i), peerMac: opts.peerMac(i), vlan: opts.vlan })),
     send: (i, frame) => ports[i]!.transmit(frame),
+    sendFrame: (i, frame) => transmitFrame(ports[i]!, frame),
     clock: realClock,
   });
-  ports.forEach((p, i) => p.attach((frame) => channel.receive(i, frame)));
+  ports.forEach((p, i) => p.attach((frame, crcChecked) => channel.receive(i, frame, crcChecked)));
   return {
     channel,
     ports,

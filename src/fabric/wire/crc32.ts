@@ -34,3 +34,6 @@ export const crc32Range: (data: Uint8Array, initial: number, start: number, end:
 
 /** Copy `src` into dst at `offset` and return its CRC-32 continuing from `initial`: one pass over the bytes. */
 export const crc32Copy: (dst: Uint8Array, offset: number, src: Uint8Array, initial: number) => number = native.crc32Copy;
+
+/** Copy src[start, end) to dst at `offset` and return the CRC-32 of src[crcStart, crcEnd), the 4 bytes at `zeroAt` as zero: one pass. */
+export const copyCrc32: (dst: Uint8Array, offset: number, src: Uint8Array, start: number, end: number, crcStart: number, crcEnd: number, zeroAt: number) => number = native.copyCrc32;

@@ -6,7 +6,7 @@
  */
 
 import type { Clock, TimerHandle } from '../clock.ts';
-import type { PortTransport } from './port.ts';
+import type { Ingress, PortTransport } from './port.ts';
 import type { Rng } from '../rng.ts';
 
 export interface FaultConfig {
@@ -158,7 +158,7 @@ class Shaper {
 
 export class FaultyPort implements PortTransport {
   private readonly shapers: Record<Direction, Shaper>;
-  private ingress: ((frame: Buffer) => void) | null = null;
+  private ingress: Ingress | null = null;
 
   constructor(private readonly inner: PortTransport, clock: Clock, rng: Rng) {
     this.shapers = { toStation: new Shaper(clock, rng), toSwitch: new Shaper(clock, rng) };
@@ -184,7 +184,7 @@ export class FaultyPort implements PortTransport {
     this.shapers.toStation.apply(frame, (f) => this.inner.transmit(f));
   }
 
-  attach(ingress: (frame: Buffer) => void): void {
+  attach(ingress: Ingress): void {
     this.ingress = ingress;
   }
 

@@ -38,7 +38,7 @@
  * Version 2 added them; version 1 frames are refused.
  */
 
-import { crc32Copy, crc32Range } from './crc32.ts';
+import { copyCrc32, crc32Copy, crc32Range } from './crc32.ts';
 import { type Mac, readMac, writeMac } from './mac.ts';
 import { type Decoded, failed } from '../result.ts';
 import { encodeSlab } from '../slab.ts';
@@ -122,40 +122,97 @@ export function frameSize(vlan: VlanTag | null, payloadBytes: number): number {
   return Math.max(MIN_FRAME_BYTES, (vlan ? TAGGED_L2_BYTES : UNTAGGED_L2_BYTES) + PCIEOE_HEADER_BYTES + payloadBytes);
 }
 
+/**
+ * A frame to be encoded where it leaves: its header and its payload, held by
+ * reference (the payload must not change until the frame is sent). A
+ * transport that has the room at hand writes it there (memif: straight into
+ * the ring slot, see writeFrame) instead of copying an encoded frame.
+ */
+export interface OutgoingFrame extends FrameHeader {
+  payload: Uint8Array;
+}
+
 /** Build a frame in fresh memory (not shared with any other frame); the payload is copied in. */
 export function encodeFrame(h: FrameHeader, payload: Uint8Array = NO_PAYLOAD): Buffer {
-  if (payload.length > 0xffff) throw new RangeError(`payload of ${payload.length} bytes does not fit the length field`);
   // From a slab (slab.ts): a 4 KiB frame would otherwise get an ArrayBuffer of its own.
-  const buf = encodeSlab.alloc(frameSize(h.vlan, payload.length));
-  writeMac(buf, 0, h.dst);
-  writeMac(buf, 6, h.src);
-  let o = 12;
-  if (h.vlan) {
-    buf.writeUInt16BE(TPID_8021Q, 12);
-    buf.writeUInt16BE(((h.vlan.pcp & 7) << 13) | (h.vlan.dei ? 0x1000 : 0) | (h.vlan.vid & 0xfff), 14);
-    o = 16;
-  }
-  buf.writeUInt16BE(ETHERTYPE_PCIEOE, o);
-  const hdr = o + 2;
-  buf[hdr] = (PCIEOE_VERSION << 4) | (h.type & 0xf);
-  buf[hdr + 1] = h.flags & 0xff;
-  buf.writeUInt16BE(h.channel & 0xffff, hdr + 2);
-  buf.writeUInt16BE(h.seq & 0xffff, hdr + 4);
-  buf.writeUInt16BE(h.ack & 0xffff, hdr + 6);
-  buf.writeUInt16BE(h.credits & 0xffff, hdr + 8);
-  buf.writeUInt16BE(payload.length, hdr + 10);
-  buf.writeUInt32BE((h.epoch ?? 0) >>> 0, hdr + 16);
-  buf.writeUInt32BE((h.peerEpoch ?? 0) >>> 0, hdr + 20);
-  // The header's CRC (its CRC field as zero), then the payload copied in and folded in the same pass.
-  const end = hdr + PCIEOE_HEADER_BYTES + payload.length;
-  if (end < buf.length) buf.fill(0, end);
-  const crc = crc32Copy(buf, hdr + PCIEOE_HEADER_BYTES, payload, crc32Range(buf, 0, hdr, hdr + PCIEOE_HEADER_BYTES, hdr + 12));
-  buf.writeUInt32BE(crc, hdr + 12);
+  const buf = encodeSlab.alloc(frameSize(h.vlan, checkedLength(payload)));
+  writeFrame(buf, 0, h, payload);
   return buf;
 }
 
-/** Decode an untrusted frame. Never throws; the payload is a view into `buf`. */
-export function decodeFrame(buf: Uint8Array): Decoded<Frame, FrameDecodeError> {
+function checkedLength(payload: Uint8Array): number {
+  if (payload.length > 0xffff) throw new RangeError(`payload of ${payload.length} bytes does not fit the length field`);
+  return payload.length;
+}
+
+/**
+ * Encode a frame into buf[at, at + frameSize(h.vlan, payload.length)): header, payload and CRC,
+ * the payload copied and folded into the CRC in one pass.
+ */
+export function writeFrame(buf: Uint8Array, at: number, h: FrameHeader, payload: Uint8Array = NO_PAYLOAD): void {
+  const length = checkedLength(payload);
+  writeMac(buf, at, h.dst);
+  writeMac(buf, at + 6, h.src);
+  let o = at + 12;
+  if (h.vlan) {
+    writeU16(buf, o, TPID_8021Q);
+    writeU16(buf, o + 2, ((h.vlan.pcp & 7) << 13) | (h.vlan.dei ? 0x1000 : 0) | (h.vlan.vid & 0xfff));
+    o += 4;
+  }
+  writeU16(buf, o, ETHERTYPE_PCIEOE);
+  const hdr = o + 2;
+  buf[hdr] = (PCIEOE_VERSION << 4) | (h.type & 0xf);
+  buf[hdr + 1] = h.flags & 0xff;
+  writeU16(buf, hdr + 2, h.channel);
+  writeU16(buf, hdr + 4, h.seq);
+  writeU16(buf, hdr + 6, h.ack);
+  writeU16(buf, hdr + 8, h.credits);
+  writeU16(buf, hdr + 10, length);
+  writeU32(buf, hdr + 16, h.epoch ?? 0);
+  writeU32(buf, hdr + 20, h.peerEpoch ?? 0);
+  // The header's CRC (its CRC field as zero), then the payload copied in and folded in the same pass.
+  const end = hdr + PCIEOE_HEADER_BYTES + length;
+  const frameEnd = at + Math.max(MIN_FRAME_BYTES, end - at);
+  if (end < frameEnd) buf.fill(0, end, frameEnd);
+  writeU32(buf, hdr + 12, crc32Copy(buf, hdr + PCIEOE_HEADER_BYTES, payload, crc32Range(buf, 0, hdr, hdr + PCIEOE_HEADER_BYTES, hdr + 12)));
+}
+
+/**
+ * Copy the received frame src[start, end) to dst[0, end - start) and check its CRC in the same
+ * pass. True: a PCIeOE frame whose CRC matches, so decodeFrame(dst, true) need not read it again.
+ * False: anything else (not PCIeOE, too short, damaged), copied all the same, for decodeFrame to
+ * tell what. The layout is taken from src, then confirmed on the copy: a peer writing into
+ * shared memory meanwhile cannot make a check of other bytes vouch for the copy.
+ */
+export function copyCheckedFrame(dst: Uint8Array, src: Uint8Array, start: number, end: number): boolean {
+  const hdr = pcieoeHeaderAt(src, start, end);
+  const length = hdr < 0 ? -1 : (src[start + hdr + 10]! << 8) | src[start + hdr + 11]!;
+  const payloadEnd = hdr + PCIEOE_HEADER_BYTES + length;
+  if (hdr < 0 || payloadEnd > end - start) {
+    dst.set(start === 0 && end === src.length ? src : src.subarray(start, end));
+    return false;
+  }
+  const crc = copyCrc32(dst, 0, src, start, end, start + hdr, start + payloadEnd, start + hdr + 12);
+  return crc === readU32(dst, hdr + 12) && pcieoeHeaderAt(dst, 0, end - start) === hdr && ((dst[hdr + 10]! << 8) | dst[hdr + 11]!) === length;
+}
+
+/** Where the PCIeOE header of the frame in buf[start, end) begins, relative to start; -1 if it is not a PCIeOE frame. */
+function pcieoeHeaderAt(buf: Uint8Array, start: number, end: number): number {
+  if (end - start < TAGGED_L2_BYTES + PCIEOE_HEADER_BYTES) return -1;
+  let o = 12;
+  let type = (buf[start + 12]! << 8) | buf[start + 13]!;
+  if (type === TPID_8021Q) {
+    o = 16;
+    type = (buf[start + 16]! << 8) | buf[start + 17]!;
+  }
+  return type === ETHERTYPE_PCIEOE ? o + 2 : -1;
+}
+
+/**
+ * Decode an untrusted frame. Never throws; the payload is a view into `buf`. `crcChecked`: the
+ * CRC was already found good while the frame was copied into buf (copyCheckedFrame).
+ */
+export function decodeFrame(buf: Uint8Array, crcChecked = false): Decoded<Frame, FrameDecodeError> {
   if (buf.length < UNTAGGED_L2_BYTES) return failed('truncated', `${buf.length} bytes is shorter than an Ethernet header`);
   let o = 12;
   let vlan: VlanTag | null = null;
@@ -174,8 +231,8 @@ export function decodeFrame(buf: Uint8Array): Decoded<Frame, FrameDecodeError> {
   const length = (buf[hdr + 10]! << 8) | buf[hdr + 11]!;
   const end = hdr + PCIEOE_HEADER_BYTES + length;
   if (end > buf.length) return failed('truncated', `payload length ${length} runs past the frame's ${buf.length} bytes`);
-  const crc = readU32(buf, hdr + 12);
-  const actual = crcOf(buf, hdr, end);
+  const crc = crcChecked ? 0 : readU32(buf, hdr + 12);
+  const actual = crcChecked ? 0 : crcOf(buf, hdr, end);
   if (crc !== actual) return failed('bad-crc', `CRC 0x${crc.toString(16)} but contents give 0x${actual.toString(16)}`);
   const type = buf[hdr]! & 0xf;
   if (type > FrameType.Management) return failed('unknown-type', `frame type ${type}`);
@@ -203,6 +260,18 @@ const vlanTags: (VlanTag | undefined)[] = [];
 
 function vlanTagOf(tci: number): VlanTag {
   return (vlanTags[tci] ??= Object.freeze({ pcp: tci >>> 13, dei: (tci & 0x1000) !== 0, vid: tci & 0xfff }));
+}
+
+function writeU16(buf: Uint8Array, at: number, v: number): void {
+  buf[at] = v >>> 8;
+  buf[at + 1] = v;
+}
+
+function writeU32(buf: Uint8Array, at: number, v: number): void {
+  buf[at] = v >>> 24;
+  buf[at + 1] = v >>> 16;
+  buf[at + 2] = v >>> 8;
+  buf[at + 3] = v;
 }
 
 function readU32(buf: Uint8Array, at: number): number {

@@ -9,19 +9,41 @@
  */
 
 import type { Clock } from '../clock.ts';
+import { type OutgoingFrame, encodeFrame } from './frame.ts';
+
+/**
+ * Where a transport hands each frame it received. `crcChecked`: the transport found the
+ * frame's PCIeOE CRC good while copying it in (frame.ts copyCheckedFrame), so decodeFrame
+ * need not read it again; absent or false, nothing is vouched for.
+ */
+export type Ingress = (frame: Buffer, crcChecked?: boolean) => void;
 
 export interface PortTransport {
   /** A frame leaving the switch toward the station. The transport must not modify it. */
   transmit(frame: Buffer): void;
+  /**
+   * A PCIeOE frame given as header and payload, for a transport that encodes it where it
+   * sends it (memif: into the ring slot, no copy of the frame in between). Optional: see
+   * transmitFrame() below for the others.
+   */
+  transmitFrame?(frame: OutgoingFrame): void;
   /** Called once by the switch with its ingress handler. */
-  attach(ingress: (frame: Buffer) => void): void;
+  attach(ingress: Ingress): void;
   close(): void;
+}
+
+/** Send a PCIeOE frame on `port`: encoded by the transport where it can, else encoded here and transmitted. */
+export function transmitFrame(port: PortTransport, frame: OutgoingFrame): void {
+  if (port.transmitFrame) port.transmitFrame(frame);
+  else port.transmit(encodeFrame(frame, frame.payload));
 }
 
 /** The station's end of an in-process port. */
 export interface Station {
   send(frame: Buffer): void;
-  onFrame: ((frame: Buffer) => void) | null;
+  /** A PCIeOE frame given as header and payload (PortTransport.transmitFrame); optional. */
+  sendFrame?(frame: OutgoingFrame): void;
+  onFrame: Ingress | null;
 }
 
 /**

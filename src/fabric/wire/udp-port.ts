@@ -6,7 +6,7 @@
 
 import * as dgram from 'node:dgram';
 import type { AddressInfo } from 'node:net';
-import type { PortTransport } from './port.ts';
+import type { Ingress, PortTransport } from './port.ts';
 
 const HOST = '127.0.0.1';
 
@@ -16,7 +16,7 @@ const HOST = '127.0.0.1';
  */
 export class UdpSwitchPort implements PortTransport {
   private peer: { port: number; address: string } | null = null;
-  private ingress: ((frame: Buffer) => void) | null = null;
+  private ingress: Ingress | null = null;
   /** Frames transmitted before any station spoke. */
   droppedNoPeer = 0;
 
@@ -51,7 +51,7 @@ export class UdpSwitchPort implements PortTransport {
     this.socket.send(frame, this.peer.port, this.peer.address);
   }
 
-  attach(ingress: (frame: Buffer) => void): void {
+  attach(ingress: Ingress): void {
     this.ingress = ingress;
   }
 

@@ -47,7 +47,7 @@ import { lstatSync } from 'node:fs';
 import { removeStaleSocket } from '../../common/socket-file.ts';
 import { type NativeError, type Poll, PollEvent, isNativeError, native } from '../../../native/index.ts';
 import { type Clock, realClock } from '../clock.ts';
-import type { PortTransport } from './port.ts';
+import type { Ingress, PortTransport } from './port.ts';
 
 export interface UnixDgramPortOptions {
   /** Where this end is bound. A stale socket file there is replaced; any other file is an error. */
@@ -115,7 +115,7 @@ export class UnixDgramPort implements PortTransport {
   private readonly fd: number;
   private readonly poll: Poll;
   private pollEvents = 0;
-  private ingress: ((frame: Buffer) => void) | null = null;
+  private ingress: Ingress | null = null;
   private slab: Buffer;
   private slabUsed = 0;
   private readonly meta: Int32Array;
@@ -194,7 +194,7 @@ export class UnixDgramPort implements PortTransport {
     this.connect();
   }
 
-  attach(ingress: (frame: Buffer) => void): void {
+  attach(ingress: Ingress): void {
     this.ingress = ingress;
   }
 

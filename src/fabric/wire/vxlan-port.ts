@@ -21,7 +21,7 @@
 
 import * as dgram from 'node:dgram';
 import type { AddressInfo } from 'node:net';
-import type { PortTransport } from './port.ts';
+import type { Ingress, PortTransport } from './port.ts';
 
 /** IANA-assigned VXLAN UDP port. */
 export const VXLAN_PORT = 4789;
@@ -72,7 +72,7 @@ export class VxlanPort implements PortTransport {
   };
   /** The header every frame is sent behind: one buffer, sent with the frame as a two-part datagram, no copy. */
   private readonly header: Buffer;
-  private ingress: ((frame: Buffer) => void) | null = null;
+  private ingress: Ingress | null = null;
   private closed = false;
   private lastError: string | null = null;
 
@@ -118,7 +118,7 @@ export class VxlanPort implements PortTransport {
     this.remote = remote;
   }
 
-  attach(ingress: (frame: Buffer) => void): void {
+  attach(ingress: Ingress): void {
     this.ingress = ingress;
   }
 

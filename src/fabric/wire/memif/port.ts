@@ -11,7 +11,12 @@
  * clear). The receiving side masks its interrupt while it drains, so a busy
  * consumer costs its producer no system call. A received frame is copied out
  * of the ring into a shared slab (as unix-dgram-port.ts) and handed on as a
- * view, so the slot goes back to the peer at once.
+ * view, so the slot goes back to the peer at once; a station checks a PCIeOE
+ * frame's CRC in that same pass (checkCrc). A PCIeOE frame given as header
+ * and payload (transmitFrame) is encoded straight into its ring slot: one
+ * copy of the TLP from the application to the peer's memory, no frame buffer
+ * in between (fabric bench, spread, one memif link: source 3.3-4.0 -> 2.0-2.3 µs
+ * of CPU per 4 KiB frame).
  *
  * When the ring is full, frames wait here (up to txQueueFrames, then tail
  * drop, counted) and are retried whenever this side wakes and on a short
@@ -25,7 +30,8 @@
 import { fstatSync, readlinkSync } from 'node:fs';
 import { removeStaleSocket } from '../../../common/socket-file.ts';
 import { FileSeal, type Poll, PollEvent, native } from '../../../../native/index.ts';
-import type { PortTransport } from '../port.ts';
+import type { Ingress, PortTransport } from '../port.ts';
+import { type OutgoingFrame, frameSize } from '../frame.ts';
 import { MemifControl } from './control.ts';
 import { MEMIF_MODE_ETHERNET, MEMIF_VERSION, type MemifMessage, MemifProtocolError } from './messages.ts';
 import { MEMIF_COOKIE, MemifRing, ringBytes } from './ring.ts';
@@ -46,6 +52,12 @@ export interface MemifPortOptions {
   bufferBytes?: number;
   /** Frames held while the ring is full, before tail drop. Default 4096. */
   txQueueFrames?: number;
+  /**
+   * Check each received PCIeOE frame's CRC while copying it out of the ring (see Ingress), so
+   * the channel it is for does not read it a second time. Default: on for a client (a station,
+   * whose channel decodes every frame), off for a server (a switch forwards frames unread).
+   */
+  checkCrc?: boolean;
   log?: (line: string) => void;
 }
 
@@ -112,9 +124,10 @@ export class MemifPort implements PortTransport {
   private readonly log2: number;
   private readonly bufferBytes: number;
   private readonly txQueueFrames: number;
+  private readonly checkCrc: boolean;
   private readonly log: (line: string) => void;
 
-  private ingress: ((frame: Buffer) => void) | null = null;
+  private ingress: Ingress | null = null;
   private control: MemifControl | null = null;
   private session: Session | null = null;
   private listenFd = -1;
@@ -124,7 +137,8 @@ export class MemifPort implements PortTransport {
   private closed = false;
   private lastError: string | null = null;
 
-  private txQueue: Buffer[] = [];
+  /** Frames waiting for the ring: encoded, or (transmitFrame) to be encoded into their slot. */
+  private txQueue: (Buffer | OutgoingFrame)[] = [];
   private txHead = 0;
   private flushScheduled = false;
   private retryTimer: NodeJS.Timeout | null = null;
@@ -139,6 +153,7 @@ export class MemifPort implements PortTransport {
     this.log2 = Math.min(o.log2RingSize ?? 10, MAX_LOG2_RING);
     this.bufferBytes = o.bufferBytes ?? 10_240;
     this.txQueueFrames = o.txQueueFrames ?? 4096;
+    this.checkCrc = o.checkCrc ?? this.role === 'client';
     this.log = o.log ?? (() => {});
     native.retainFreedHeap();
     if (this.role === 'server') this.listen();
@@ -157,11 +172,20 @@ export class MemifPort implements PortTransport {
     return this.lastError;
   }
 
-  attach(ingress: (frame: Buffer) => void): void {
+  attach(ingress: Ingress): void {
     this.ingress = ingress;
   }
 
   transmit(frame: Buffer): void {
+    this.enqueue(frame);
+  }
+
+  /** Encoded straight into its ring slot when the queue is flushed: the frame's one copy. */
+  transmitFrame(frame: OutgoingFrame): void {
+    this.enqueue(frame);
+  }
+
+  private enqueue(frame: Buffer | OutgoingFrame): void {
     if (this.closed) return;
     if (this.session === null) {
       this.counters.txNoPeer++;
@@ -171,7 +195,7 @@ export class MemifPort implements PortTransport {
       this.counters.txQueueDrops++;
       return;
     }
-    if (TRACING) trace('tx', frame);
+    if (TRACING) trace('tx', frame instanceof Uint8Array ? frame : undefined);
     this.txQueue.push(frame);
     if (!this.flushScheduled && this.retryTimer === null) {
       this.flushScheduled = true;
@@ -430,8 +454,8 @@ export class MemifPort implements PortTransport {
       s.rx.setWantSignals(false);
       for (;;) {
         const n = server
-          ? s.rx.serverReceive(deliver, this.copyOut, RX_PER_EVENT - taken)
-          : s.rx.clientReceive(deliver, this.copyOut, RX_PER_EVENT - taken, this.bufferBytes, (slot) => s.bufferAt(slot, 'rx'), 0);
+          ? s.rx.serverReceive(deliver, this.copyOut, RX_PER_EVENT - taken, this.checkCrc)
+          : s.rx.clientReceive(deliver, this.copyOut, RX_PER_EVENT - taken, this.checkCrc, this.bufferBytes, (slot) => s.bufferAt(slot, 'rx'), 0);
         taken += n;
         if (this.session !== s) return;
         if (taken >= RX_PER_EVENT) {
@@ -455,12 +479,12 @@ export class MemifPort implements PortTransport {
     }
   }
 
-  private readonly deliver = (frame: Buffer): void => {
+  private readonly deliver = (frame: Buffer, crcChecked?: boolean): void => {
     this.counters.rxFrames++;
     this.counters.rxBytes += frame.length;
     if (TRACING) trace('rx', frame);
     try {
-      this.ingress?.(frame);
+      this.ingress?.(frame, crcChecked);
     } catch (err) {
       this.counters.ingressErrors++;
       this.lastError = `ingress: ${(err as Error).message}`;
@@ -489,8 +513,9 @@ export class MemifPort implements PortTransport {
     }
     const signal = n > 0 && s.tx.consumerSleeps;
     for (let i = 0; i < n; i++) {
-      c.txBytes += this.txQueue[this.txHead]!.length;
-      if (TRACING) trace(signal ? 'out!' : 'out', this.txQueue[this.txHead]!);
+      const f = this.txQueue[this.txHead]!;
+      c.txBytes += f instanceof Uint8Array ? f.length : frameSize(f.vlan, f.payload.length);
+      if (TRACING) trace(signal ? 'out!' : 'out', f instanceof Uint8Array ? f : undefined);
       this.txQueue[this.txHead++] = EMPTY;
     }
     c.txFrames += n;

@@ -29,6 +29,9 @@
  * consumer has MASK_INT clear, i.e. while it sleeps.
  */
 
+import { type OutgoingFrame, copyCheckedFrame, encodeFrame, frameSize, writeFrame } from '../frame.ts';
+import type { Ingress } from '../port.ts';
+
 export const MEMIF_COOKIE = 0x3e31f20;
 export const RING_HEADER_BYTES = 128;
 export const DESCRIPTOR_BYTES = 16;
@@ -156,7 +159,21 @@ export class MemifRing {
    * (buffers the client offered). Returns the slots used, or 0 if fewer than
    * `free` slots would not do. One copy per slot, straight into the region.
    */
-  private put(frame: Uint8Array, at: number, free: number, room: number): number {
+  private put(out: Uint8Array | OutgoingFrame, at: number, free: number, room: number): number {
+    let frame: Uint8Array;
+    if (out instanceof Uint8Array) frame = out;
+    else {
+      // Encoded straight into the slot when it fits one; a frame to be chained is encoded first.
+      const slot = at & this.mask;
+      const bytes = frameSize(out.vlan, out.payload.length);
+      if (free > 0 && bytes <= (room < 0 ? this.length(slot) : room)) {
+        writeFrame(this.bytesOf(slot), this.at(slot, bytes), out, out.payload);
+        this.u32[this.d32 + slot * 4 + 1] = bytes;
+        this.u16[this.d16 + slot * 8] = 0;
+        return 1;
+      }
+      frame = encodeFrame(out, out.payload);
+    }
     let done = 0;
     let used = 0;
     while (true) {
@@ -177,12 +194,15 @@ export class MemifRing {
 
   /** Slots the frame at `at` took (set by take). */
   private taken = 0;
+  /** Whether take found the frame's PCIeOE CRC good as it copied it (only when asked to check). */
+  private crcChecked = false;
 
   /**
    * The frame starting at slot `at` (up to `end`), copied into `alloc(bytes)`:
-   * the chain is walked and checked first, then each slot copied once.
+   * the chain is walked and checked first, then each slot copied once. With
+   * `check`, a frame in one slot has its PCIeOE CRC checked in the same pass.
    */
-  private take(at: number, end: number, alloc: (bytes: number) => Buffer): Buffer {
+  private take(at: number, end: number, alloc: (bytes: number) => Buffer, check: boolean): Buffer {
     let bytes = 0;
     let used = 0;
     while (true) {
@@ -197,6 +217,13 @@ export class MemifRing {
       if (used >= this.size) throw new MemifDescriptorError('a frame chained through the whole ring');
     }
     const out = alloc(bytes);
+    this.taken = used;
+    this.crcChecked = false;
+    if (check && used === 1) {
+      const off = this.offset(at & this.mask);
+      this.crcChecked = copyCheckedFrame(out, this.bytesOf(at & this.mask), off, off + bytes);
+      return out;
+    }
     let o = 0;
     for (let i = 0; i < used; i++) {
       const slot = (at + i) & this.mask;
@@ -205,14 +232,13 @@ export class MemifRing {
       out.set(this.bytesOf(slot).subarray(off, off + len), o);
       o += len;
     }
-    this.taken = used;
     return out;
   }
 
   // ---- producer sides ----
 
   /** Client, c2s ring: queue frames from head; returns how many fit. The client's buffers are all `bufferBytes`. */
-  clientSend(frames: readonly Buffer[], start: number, count: number, bufferBytes: number): number {
+  clientSend(frames: readonly (Buffer | OutgoingFrame)[], start: number, count: number, bufferBytes: number): number {
     let head = this.head;
     const free = this.size - ((head - this.tail) & 0xffff);
     let used = 0;
@@ -228,7 +254,7 @@ export class MemifRing {
   }
 
   /** Server, s2c ring: fill the buffers the client offered, from tail; returns how many frames fit. */
-  serverSend(frames: readonly Buffer[], start: number, count: number): number {
+  serverSend(frames: readonly (Buffer | OutgoingFrame)[], start: number, count: number): number {
     const tail = this.tail;
     const free = (this.head - tail) & 0xffff;
     if (free > this.size) throw new MemifDescriptorError(`head ${this.head} is ${free} slots past tail ${tail} in a ring of ${this.size}`);
@@ -249,29 +275,29 @@ export class MemifRing {
    * Server, c2s ring: every frame published since last time (each copied into
    * `alloc(bytes)` and delivered), then tail so the client may reuse the slots.
    */
-  serverReceive(deliver: (frame: Buffer) => void, alloc: (bytes: number) => Buffer, max: number): number {
+  serverReceive(deliver: Ingress, alloc: (bytes: number) => Buffer, max: number, check: boolean): number {
     const end = this.head;
     if (((end - this.cursor) & 0xffff) > this.size) throw new MemifDescriptorError(`head ${end} is more than a ring past tail ${this.cursor}`);
     let n = 0;
     while (this.cursor !== end && n < max) {
-      const frame = this.take(this.cursor, end, alloc);
+      const frame = this.take(this.cursor, end, alloc, check);
       this.cursor = (this.cursor + this.taken) & 0xffff;
       n++;
-      deliver(frame);
+      deliver(frame, this.crcChecked);
     }
     this.setTail(this.cursor);
     return n;
   }
 
   /** Client, s2c ring: every frame the server filled since last time, then offer all free buffers again. */
-  clientReceive(deliver: (frame: Buffer) => void, alloc: (bytes: number) => Buffer, max: number, bufferBytes: number, bufferAt: (slot: number) => number, bufferRegion: number): number {
+  clientReceive(deliver: Ingress, alloc: (bytes: number) => Buffer, max: number, check: boolean, bufferBytes: number, bufferAt: (slot: number) => number, bufferRegion: number): number {
     const end = this.tail;
     let n = 0;
     while (this.cursor !== end && n < max) {
-      const frame = this.take(this.cursor, end, alloc);
+      const frame = this.take(this.cursor, end, alloc, check);
       this.cursor = (this.cursor + this.taken) & 0xffff;
       n++;
-      deliver(frame);
+      deliver(frame, this.crcChecked);
     }
     this.refill(bufferBytes, bufferAt, bufferRegion);
     return n;
