@@ -5,7 +5,8 @@
 import test from 'ava';
 import { SimClock } from '../../src/fabric/sim-clock.ts';
 import { TlpEndpoint } from '../../src/fabric/tlp/endpoint.ts';
-import { TlpType } from '../../src/fabric/tlp/tlp.ts';
+import { completionFor, urCompletionFor } from '../../src/fabric/tlp/completion.ts';
+import { type MemReadTlp, type NonPostedTlp, type Tlp, TlpType, decodeTlp, encodeTlp } from '../../src/fabric/tlp/tlp.ts';
 
 const cfgRd = { type: TlpType.CfgRd0, tc: 0, attr: 0, poisoned: false, requesterId: 0, completerId: 0x100, register: 0, firstBe: 0xf, lastBe: 0 } as const;
 
@@ -30,4 +31,88 @@ test('peer unreachable: outstanding requests end at once, new ones fail at once;
   t.is(sent.length, 2, 'requests go out again');
   ep.close();
   t.like(await again, { status: 'closed' });
+});
+
+/** An endpoint on a SimClock whose sent requests are decoded for the test to answer. */
+function rig(completionTimeoutMs: number) {
+  const clock = new SimClock();
+  const sent: Tlp[] = [];
+  const ep = new TlpEndpoint({
+    send: (b) => {
+      const r = decodeTlp(b);
+      if (r.ok) sent.push(r.value);
+    },
+    onRequest: () => {},
+    clock,
+    completionTimeoutMs,
+  });
+  return { clock, sent, ep };
+}
+
+test('completion timeout: each request ends exactly its timeout after it was sent, oldest first, on one timer', async (t) => {
+  const { clock, sent, ep } = rig(1000);
+  const ended: [string, number][] = [];
+  const a = ep.request(cfgRd).then((o) => ended.push(['a', clock.now()]) && o);
+  clock.advance(300);
+  const b = ep.request(cfgRd).then((o) => ended.push(['b', clock.now()]) && o);
+  clock.advance(200);
+  const c = ep.request(cfgRd).then((o) => ended.push(['c', clock.now()]) && o);
+  t.is(clock.pending, 1, 'one timer for three outstanding requests');
+  // b is answered; a and c time out on their own deadlines.
+  const cplB = completionFor(sent[1] as NonPostedTlp, 0x100, new Uint8Array([1, 2, 3, 4]));
+  ep.receive(encodeTlp(cplB));
+  t.like(await b, { status: 'ok' });
+  clock.advance(499.9);
+  await Promise.resolve();
+  t.deepEqual(ended, [['b', 500]]);
+  clock.advance(0.1);
+  t.like(await a, { status: 'timeout' });
+  clock.advance(499);
+  await Promise.resolve();
+  t.is(ended.length, 2, 'c not yet');
+  clock.advance(1);
+  t.like(await c, { status: 'timeout' });
+  t.deepEqual(ended, [['b', 500], ['a', 1000], ['c', 1500]]);
+  t.is(ep.stats.completionTimeouts, 2);
+  // The timed-out tags are quarantined for a timeout: a late completion for a's tag finds nothing.
+  ep.receive(encodeTlp(completionFor(sent[0] as NonPostedTlp, 0x100, new Uint8Array(4))));
+  t.is(ep.stats.rxUnexpectedCompletions, 1);
+  ep.close();
+  clock.advance(2000);
+  t.is(clock.pending, 0, 'no timer left after close and quarantine');
+});
+
+test('readMemory: requests beyond the free tags wait for one and go out as tags come back; the data lands in order', async (t) => {
+  const { clock, sent, ep } = rig(1000);
+  // 300 x 128 B reads: 256 go out at once, 44 wait for tags.
+  const length = 300 * 128;
+  const read = ep.readMemory(0x10000n, length, 0x300, 128);
+  t.is(sent.length, 256);
+  t.is(ep.stats.tagWaits, 44);
+  const memory = (addr: bigint, n: number) => Uint8Array.from({ length: n }, (_, i) => Number((addr + BigInt(i)) & 0xffn) ^ 0x5a);
+  for (let i = 0; i < sent.length; i++) {
+    const r = sent[i] as MemReadTlp;
+    ep.receive(encodeTlp(completionFor(r, 0x100, memory(r.address, r.length * 4))));
+  }
+  t.is(sent.length, 300, 'the waiting requests went out as tags were freed');
+  t.is(new Set(sent.slice(256).map((r) => (r as MemReadTlp).tag)).size, 44);
+  const data = await read;
+  t.deepEqual([...data], [...memory(0x10000n, length)]);
+  t.is(ep.outstanding, 0);
+  clock.advance(5000);
+  t.is(ep.stats.completionTimeouts, 0);
+});
+
+test('readMemory: one failed request fails the read, after every request has ended', async (t) => {
+  const { sent, ep } = rig(1000);
+  const read = ep.readMemory(0x2000n, 4 * 128, 0x300, 128);
+  let ended = false;
+  void read.catch(() => (ended = true));
+  ep.receive(encodeTlp(urCompletionFor(sent[1] as MemReadTlp, 0x100)));
+  for (const i of [0, 2]) ep.receive(encodeTlp(completionFor(sent[i] as MemReadTlp, 0x100, new Uint8Array(128))));
+  await Promise.resolve();
+  t.false(ended, 'one request still outstanding');
+  ep.receive(encodeTlp(completionFor(sent[3] as MemReadTlp, 0x100, new Uint8Array(128))));
+  const err = await t.throwsAsync(read);
+  t.regex(err!.message, /memory read of 0x2000\+512: ur/);
 });

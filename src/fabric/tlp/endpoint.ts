@@ -13,6 +13,12 @@
  * A request that finds no free tag waits for one. A tag whose request timed
  * out stays out of use for one more timeout, so a completion arriving late
  * cannot be taken for the answer to a newer request.
+ *
+ * Every request has the same timeout, so the outstanding ones (kept in issue
+ * order) are also in deadline order: one timer, armed for the oldest, sweeps
+ * them, instead of a timer set and cleared per request (a 64 KiB DMA read is
+ * 16 requests; their timers took ~5 % of the DI's busy time on 64 KiB writes).
+ * A readMemory is one promise, not one per request.
  */
 
 import { leadingDisabled, requestByteCount } from './byte-enables.ts';
@@ -26,6 +32,7 @@ import {
   type ConfigReadTlp,
   type ConfigWriteTlp,
   type MemReadTlp,
+  type NonPostedTlp,
   type Tlp,
   TlpType,
   decodeTlp,
@@ -77,7 +84,10 @@ export interface TlpEndpointStats {
   resetFailures: number;
 }
 
+/** One outstanding (or tag-waiting) request. */
 interface Pending {
+  /** The request; its tag is set when it gets one. */
+  tlp: NonPostedTlp;
   requesterId: number;
   /** Expected bytes in total (a memory read's byte count; 4 for a config read; 0 for a config write). */
   total: number;
@@ -87,11 +97,40 @@ interface Pending {
   /** Where the data goes: `total` bytes from `at`. */
   buf: Uint8Array;
   at: number;
-  timer: TimerHandle;
-  resolve(o: Outcome): void;
+  /** clock.now() past which it has timed out. */
+  deadline: number;
+  /** The readMemory it is part of, or (a single request) its promise's resolve. */
+  read: MemoryRead | undefined;
+  resolve: ((o: Outcome) => void) | undefined;
 }
 
 const TAGS = 256;
+
+/** A deadline this close counts as passed (timers are not exact in fractional ms). */
+const DEADLINE_SLACK_MS = 1e-3;
+
+/** The requests of one readMemory: settles once all have, with the data or the first failure. */
+class MemoryRead {
+  private left: number;
+  private failure: Outcome | undefined;
+
+  constructor(
+    count: number,
+    private readonly address: bigint,
+    private readonly out: Uint8Array,
+    private readonly resolve: (data: Uint8Array) => void,
+    private readonly reject: (err: Error) => void,
+  ) {
+    this.left = count;
+  }
+
+  settle(o: Outcome): void {
+    if (o.status !== 'ok' && !this.failure) this.failure = o;
+    if (--this.left > 0) return;
+    if (this.failure) this.reject(new FabricRequestError(this.failure, `memory read of 0x${this.address.toString(16)}+${this.out.length}`));
+    else this.resolve(this.out);
+  }
+}
 
 export class FabricRequestError extends Error {
   constructor(readonly outcome: Outcome, what: string) {
@@ -102,13 +141,18 @@ export class FabricRequestError extends Error {
 
 export class TlpEndpoint {
   readonly stats: TlpEndpointStats = { txTlps: 0, rxTlps: 0, rxMalformed: 0, rxUnexpectedCompletions: 0, rxPoisoned: 0, completionTimeouts: 0, tagWaits: 0, peerDownFailures: 0, resetFailures: 0 };
+  /** Outstanding requests by tag, in issue order (so in deadline order). */
   private readonly pending = new Map<number, Pending>();
   private readonly freeTags: number[] = Array.from({ length: TAGS }, (_, i) => TAGS - 1 - i);
-  private readonly tagWaiters: ((tag: number | undefined) => void)[] = [];
+  /** Requests waiting for a free tag, oldest first. */
+  private readonly tagWaiters: Pending[] = [];
+  /** The one completion-timeout timer, armed while any request may be outstanding. */
+  private sweepTimer: TimerHandle | undefined;
   private closed = false;
   private peerAlive = true;
   /** A peer decides how many malformed TLPs it sends: the count is in the stats, the log keeps a few. */
   private readonly malformedLog = new LogLimiter((m) => this.o.log?.(m), { now: () => this.o.clock.now() });
+  private readonly sweep = (): void => this.expire();
 
   constructor(private readonly o: TlpEndpointOptions) {}
 
@@ -142,12 +186,16 @@ export class TlpEndpoint {
   private failOutstanding(detail: string): number {
     const n = this.pending.size;
     for (const [tag, p] of this.pending) {
-      this.o.clock.clearTimer(p.timer);
       this.pending.delete(tag);
-      this.o.clock.setTimer(this.o.completionTimeoutMs, () => this.giveTag(tag));
-      p.resolve({ status: 'timeout', detail });
+      this.quarantine(tag);
+      settle(p, { status: 'timeout', detail });
     }
     return n;
+  }
+
+  /** Keep `tag` out of use for a timeout: a completion still on its way must find nothing. */
+  private quarantine(tag: number): void {
+    this.o.clock.setTimer(this.o.completionTimeoutMs, () => this.giveTag(tag));
   }
 
   get outstanding(): number {
@@ -168,75 +216,83 @@ export class TlpEndpoint {
    * later posted writes, which PCIe ordering allows.
    */
   request(req: NonPostedRequest): Promise<Outcome> {
-    return this.requestInto(req);
+    return new Promise<Outcome>((resolve) => {
+      const p = pendingFor({ ...req, tag: 0 } as NonPostedTlp, undefined, 0);
+      p.resolve = resolve;
+      this.start(p);
+    });
   }
 
-  /** request(), a read's data landing in `into` from byte `at` (readMemory: no copy per completion). */
-  private requestInto(req: NonPostedRequest, into?: Uint8Array, at = 0): Promise<Outcome> {
-    if (this.closed) return Promise.resolve({ status: 'closed' });
+  /** Issue `p` now if a tag is free, else queue it for one; ends it at once when closed or the peer is gone. */
+  private start(p: Pending): void {
+    if (this.closed) return settle(p, { status: 'closed' });
     if (!this.peerAlive) {
       this.stats.peerDownFailures++;
-      return Promise.resolve({ status: 'timeout', detail: 'peer unreachable' });
+      return settle(p, { status: 'timeout', detail: 'peer unreachable' });
     }
     const tag = this.freeTags.pop();
-    if (tag !== undefined) return this.issue(req, tag, into, at);
+    if (tag !== undefined) {
+      this.issue(p, tag);
+      return;
+    }
     this.stats.tagWaits++;
-    return new Promise<Outcome>((resolve) => {
-      this.tagWaiters.push((t) => resolve(t === undefined ? { status: 'closed' } : this.issue(req, t, into, at)));
-    });
+    this.tagWaiters.push(p);
   }
 
-  private issue(req: NonPostedRequest, tag: number, into: Uint8Array | undefined, at: number): Promise<Outcome> {
+  /** Send `p` with `tag`; false (the tag unused) when the peer went away while it waited for one. */
+  private issue(p: Pending, tag: number): boolean {
     if (!this.peerAlive) {
-      // Waited for a tag while the peer went away.
       this.stats.peerDownFailures++;
-      this.giveTag(tag);
-      return Promise.resolve({ status: 'timeout', detail: 'peer unreachable' });
+      settle(p, { status: 'timeout', detail: 'peer unreachable' });
+      return false;
     }
-    const tlp = { ...req, tag } as Tlp;
-    let total: number;
-    let nextLower = 0;
-    if (tlp.type === TlpType.MRd32 || tlp.type === TlpType.MRd64) {
-      total = requestByteCount(tlp.length, tlp.firstBe, tlp.lastBe);
-      nextLower = (Number(tlp.address & 0x7cn) | leadingDisabled(tlp.firstBe)) & 0x7f;
-    } else {
-      total = tlp.type === TlpType.CfgRd0 || tlp.type === TlpType.CfgRd1 ? 4 : 0;
+    p.tlp.tag = tag;
+    p.deadline = this.o.clock.now() + this.o.completionTimeoutMs;
+    this.pending.set(tag, p);
+    if (this.sweepTimer === undefined) this.sweepTimer = this.o.clock.setTimer(this.o.completionTimeoutMs, this.sweep);
+    this.stats.txTlps++;
+    this.o.send(encodeTlp(p.tlp));
+    return true;
+  }
+
+  /** The sweep: requests past their deadline time out (oldest first); the timer is armed again for the oldest left. */
+  private expire(): void {
+    this.sweepTimer = undefined;
+    const now = this.o.clock.now();
+    for (const [tag, p] of this.pending) {
+      if (p.deadline > now + DEADLINE_SLACK_MS) {
+        this.sweepTimer = this.o.clock.setTimer(p.deadline - now, this.sweep);
+        return;
+      }
+      this.stats.completionTimeouts++;
+      this.pending.delete(tag);
+      this.quarantine(tag);
+      settle(p, { status: 'timeout', detail: `no completion within ${this.o.completionTimeoutMs} ms` });
     }
-    return new Promise<Outcome>((resolve) => {
-      const timer = this.o.clock.setTimer(this.o.completionTimeoutMs, () => {
-        this.stats.completionTimeouts++;
-        this.pending.delete(tag);
-        // Quarantine the tag: a completion still on its way must find nothing.
-        this.o.clock.setTimer(this.o.completionTimeoutMs, () => this.giveTag(tag));
-        resolve({ status: 'timeout', detail: `no completion within ${this.o.completionTimeoutMs} ms` });
-      });
-      this.pending.set(tag, { requesterId: req.requesterId, total, received: 0, nextLower, buf: into ?? new Uint8Array(total), at: into ? at : 0, timer, resolve });
-      this.stats.txTlps++;
-      this.o.send(encodeTlp(tlp));
-    });
   }
 
   /**
    * Read `length` bytes of the peer's memory: MRds cut at `maxReadRequest`,
    * all outstanding at once. Rejects with FabricRequestError if any fails.
    */
-  async readMemory(address: bigint, length: number, requesterId: number, maxReadRequest: number): Promise<Uint8Array> {
+  readMemory(address: bigint, length: number, requesterId: number, maxReadRequest: number): Promise<Uint8Array> {
+    // The tags are issue()'s to choose; splitRead's placeholder is overwritten there.
     const reqs = splitRead(address, length, maxReadRequest, { requesterId }, () => 0);
     // Each request's completions land in their place in `out` directly; it is carved from a slab (a DMA
     // read of data takes 4 KiB at a time, and an ArrayBuffer each is a calloc and external memory for the
     // GC): every byte is written by a completion before `out` is handed out, a failed read hands out none.
     const out = readSlab.alloc(length);
-    let at = 0;
-    const outcomes = await Promise.all(
-      reqs.map((r) => {
-        // The tag is issue()'s to choose; splitRead's placeholder is overwritten there.
-        const p = this.requestInto(r, out, at);
-        at += requestByteCount(r.length, r.firstBe, r.lastBe);
-        return p;
-      }),
-    );
-    for (const o of outcomes) if (o.status !== 'ok') throw new FabricRequestError(o, `memory read of 0x${address.toString(16)}+${length}`);
-    return out;
+    return new Promise<Uint8Array>((resolve, reject) => {
+      if (reqs.length === 0) return resolve(out);
+      const read = new MemoryRead(reqs.length, address, out, resolve, reject);
+      let at = 0;
+      for (const r of reqs) {
+        const p = pendingFor(r, out, at);
+        p.read = read;
+        at += p.total;
+        this.start(p);
+      }
+    });
   }
 
   /** Posted MWrs writing `data` at `address`, cut at `maxPayload`. */
@@ -279,12 +335,11 @@ export class TlpEndpoint {
   /** Every outstanding request ends with 'closed'; later requests too. */
   close(): void {
     this.closed = true;
-    for (const [, p] of this.pending) {
-      this.o.clock.clearTimer(p.timer);
-      p.resolve({ status: 'closed' });
-    }
+    if (this.sweepTimer !== undefined) this.o.clock.clearTimer(this.sweepTimer);
+    this.sweepTimer = undefined;
+    const ended = [...this.pending.values(), ...this.tagWaiters.splice(0)];
     this.pending.clear();
-    for (const w of this.tagWaiters.splice(0)) w(undefined);
+    for (const p of ended) settle(p, { status: 'closed' });
   }
 
   private complete(c: CompletionTlp): void {
@@ -320,25 +375,42 @@ export class TlpEndpoint {
       this.finish(c.tag, p, { status: 'malformed', detail: 'completion without payload bytes' });
       return;
     }
-    p.buf.set(c.data.subarray(skip, skip + n), p.at + p.received);
+    p.buf.set(skip === 0 && n === c.data.length ? c.data : c.data.subarray(skip, skip + n), p.at + p.received);
     p.received += n;
     p.nextLower = (p.nextLower + n) & 0x7f;
     if (p.received === p.total) this.finish(c.tag, p, { status: 'ok', data: p.buf.subarray(p.at, p.at + p.total) });
   }
 
   private finish(tag: number, p: Pending, o: Outcome): void {
-    this.o.clock.clearTimer(p.timer);
     this.pending.delete(tag);
     this.giveTag(tag);
-    p.resolve(o);
+    settle(p, o);
   }
 
+  /** `tag` is free: the oldest request waiting for one takes it. */
   private giveTag(tag: number): void {
     if (this.closed) return;
-    const waiter = this.tagWaiters.shift();
-    if (waiter) waiter(tag);
-    else this.freeTags.push(tag);
+    for (let p = this.tagWaiters.shift(); p; p = this.tagWaiters.shift()) if (this.issue(p, tag)) return;
+    this.freeTags.push(tag);
   }
+}
+
+/** A request not yet issued; a read's data goes to `into` from byte `at` (a new buffer when none is given). */
+function pendingFor(tlp: NonPostedTlp, into: Uint8Array | undefined, at: number): Pending {
+  let total: number;
+  let nextLower = 0;
+  if (tlp.type === TlpType.MRd32 || tlp.type === TlpType.MRd64) {
+    total = requestByteCount(tlp.length, tlp.firstBe, tlp.lastBe);
+    nextLower = (Number(tlp.address & 0x7cn) | leadingDisabled(tlp.firstBe)) & 0x7f;
+  } else {
+    total = tlp.type === TlpType.CfgRd0 || tlp.type === TlpType.CfgRd1 ? 4 : 0;
+  }
+  return { tlp, requesterId: tlp.requesterId, total, received: 0, nextLower, buf: into ?? new Uint8Array(total), at: into ? at : 0, deadline: 0, read: undefined, resolve: undefined };
+}
+
+function settle(p: Pending, o: Outcome): void {
+  if (p.read) p.read.settle(o);
+  else p.resolve!(o);
 }
 
 /**
@@ -367,3 +439,4 @@ export function enabledRuns(firstBe: number, lastBe: number, lengthDw: number): 
   bit(lengthDw * 4, false);
   return runs;
 }
+
