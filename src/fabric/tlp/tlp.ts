@@ -383,6 +383,8 @@ export function decodeTlp(bytes: Uint8Array): Decoded<Tlp, TlpDecodeError> {
   const poisoned = (b2 & 0x40) !== 0;
   const tag = ((b1 & 0x80) << 2) | ((b1 & 0x08) << 5) | b[6]!;
   const data = withData ? b.subarray(hdr, hdr + dataBytes) : undefined;
+  // Each kind is built as one object literal (no spread of shared fields): every TLP received is decoded, and
+  // a spread copies property by property into an object of a new shape.
   switch (type) {
     case TlpType.MRd32:
     case TlpType.MRd64:
@@ -392,54 +394,50 @@ export function decodeTlp(bytes: Uint8Array): Decoded<Tlp, TlpDecodeError> {
         hdr === 16
           ? (BigInt(readU32(b, 8)) << 32n) | BigInt((readU32(b, 12) & 0xfffffffc) >>> 0)
           : BigInt((readU32(b, 8) & 0xfffffffc) >>> 0);
-      const common = { tc, attr, poisoned, requesterId: (b[4]! << 8) | b[5]!, tag, firstBe: b[7]! & 0xf, lastBe: b[7]! >>> 4, address };
+      const requesterId = (b[4]! << 8) | b[5]!;
+      const firstBe = b[7]! & 0xf;
+      const lastBe = b[7]! >>> 4;
       return type === TlpType.MRd32 || type === TlpType.MRd64
-        ? decoded({ type, ...common, length: lengthField === 0 ? 1024 : lengthField })
-        : decoded({ type, ...common, data: data! });
+        ? decoded({ type, tc, attr, poisoned, requesterId, tag, firstBe, lastBe, address, length: lengthField === 0 ? 1024 : lengthField })
+        : decoded({ type, tc, attr, poisoned, requesterId, tag, firstBe, lastBe, address, data: data! });
     }
     case TlpType.CfgRd0:
     case TlpType.CfgRd1:
     case TlpType.CfgWr0:
     case TlpType.CfgWr1: {
-      const common = {
-        tc, attr, poisoned,
-        requesterId: (b[4]! << 8) | b[5]!,
-        tag,
-        firstBe: b[7]! & 0xf,
-        lastBe: b[7]! >>> 4,
-        completerId: (b[8]! << 8) | b[9]!,
-        register: ((b[10]! & 0xf) << 6) | (b[11]! >>> 2),
-      };
+      const requesterId = (b[4]! << 8) | b[5]!;
+      const firstBe = b[7]! & 0xf;
+      const lastBe = b[7]! >>> 4;
+      const completerId = (b[8]! << 8) | b[9]!;
+      const register = ((b[10]! & 0xf) << 6) | (b[11]! >>> 2);
       return type === TlpType.CfgRd0 || type === TlpType.CfgRd1
-        ? decoded({ type, ...common })
-        : decoded({ type, ...common, data: data! });
+        ? decoded({ type, tc, attr, poisoned, requesterId, tag, firstBe, lastBe, completerId, register })
+        : decoded({ type, tc, attr, poisoned, requesterId, tag, firstBe, lastBe, completerId, register, data: data! });
     }
     case TlpType.Cpl:
     case TlpType.CplD: {
-      const byteCount = ((b[6]! & 0xf) << 8) | b[7]!;
-      const common = {
-        tc, attr, poisoned,
-        completerId: (b[4]! << 8) | b[5]!,
-        status: (b[6]! >>> 5) as CplStatus,
-        bcm: (b[6]! & 0x10) !== 0,
-        byteCount: byteCount === 0 ? 4096 : byteCount,
-        requesterId: (b[8]! << 8) | b[9]!,
-        tag: ((b1 & 0x80) << 2) | ((b1 & 0x08) << 5) | b[10]!,
-        lowerAddress: b[11]! & 0x7f,
-      };
-      return type === TlpType.Cpl ? decoded({ type, ...common }) : decoded({ type, ...common, data: data! });
+      const count = ((b[6]! & 0xf) << 8) | b[7]!;
+      const completerId = (b[4]! << 8) | b[5]!;
+      const status = (b[6]! >>> 5) as CplStatus;
+      const bcm = (b[6]! & 0x10) !== 0;
+      const byteCount = count === 0 ? 4096 : count;
+      const requesterId = (b[8]! << 8) | b[9]!;
+      // A completion's Tag[7:0] is in byte 10; T9 and T8 are in DW0 as for a request.
+      const cplTag = ((b1 & 0x80) << 2) | ((b1 & 0x08) << 5) | b[10]!;
+      const lowerAddress = b[11]! & 0x7f;
+      return type === TlpType.Cpl
+        ? decoded({ type, tc, attr, poisoned, completerId, status, bcm, byteCount, requesterId, tag: cplTag, lowerAddress })
+        : decoded({ type, tc, attr, poisoned, completerId, status, bcm, byteCount, requesterId, tag: cplTag, lowerAddress, data: data! });
     }
     case TlpType.Msg:
     case TlpType.MsgD: {
-      const common = {
-        tc, attr, poisoned,
-        requesterId: (b[4]! << 8) | b[5]!,
-        tag,
-        routing: (raw & 7) as MsgRouting,
-        code: b[7]!,
-        routingData: (BigInt(readU32(b, 8)) << 32n) | BigInt(readU32(b, 12)),
-      };
-      return type === TlpType.Msg ? decoded({ type, ...common }) : decoded({ type, ...common, data: data! });
+      const requesterId = (b[4]! << 8) | b[5]!;
+      const routing = (raw & 7) as MsgRouting;
+      const code = b[7]!;
+      const routingData = (BigInt(readU32(b, 8)) << 32n) | BigInt(readU32(b, 12));
+      return type === TlpType.Msg
+        ? decoded({ type, tc, attr, poisoned, requesterId, tag, routing, code, routingData })
+        : decoded({ type, tc, attr, poisoned, requesterId, tag, routing, code, routingData, data: data! });
     }
   }
 }
@@ -483,3 +481,4 @@ export function memReadType(address: bigint): TlpType.MRd32 | TlpType.MRd64 {
 export function memWriteType(address: bigint): TlpType.MWr32 | TlpType.MWr64 {
   return address >= 0x1_0000_0000n ? TlpType.MWr64 : TlpType.MWr32;
 }
+
