@@ -18,20 +18,14 @@ export function isPow2Size(n: number): boolean {
 }
 
 /**
- * Byte ranges [start, end) of a transfer cut at naturally aligned `chunk`
- * boundaries. `chunk` divides 4096, so no piece crosses a 4 KiB boundary.
+ * Bytes of a transfer's next piece: from address bits 11:0 `low` up to the next
+ * naturally aligned `chunk` boundary, at most `left`. `chunk` divides 4096, so
+ * no piece crosses a 4 KiB boundary. (A loop over this, not a generator of
+ * [address, length] pairs: a 64 KiB DMA is 16 pieces, each once a generator
+ * step, a pair and BigInt arithmetic.)
  */
-function* pieces(address: bigint, byteLength: number, chunk: number): Generator<[bigint, number]> {
-  const mask = BigInt(chunk - 1);
-  let at = address;
-  let left = byteLength;
-  while (left > 0) {
-    const room = Number(BigInt(chunk) - (at & mask));
-    const n = Math.min(room, left);
-    yield [at, n];
-    at += BigInt(n);
-    left -= n;
-  }
+function pieceLength(low: number, left: number, chunk: number): number {
+  return Math.min(chunk - (low & (chunk - 1)), left);
 }
 
 /**
@@ -43,10 +37,11 @@ function* pieces(address: bigint, byteLength: number, chunk: number): Generator<
 export function splitWrite(address: bigint, data: Uint8Array, maxPayload: number, fields: RequestFields, tag = 0): MemWriteTlp[] {
   if (!isPow2Size(maxPayload)) throw new RangeError(`max payload ${maxPayload} is not a power of two in 128-4096`);
   const out: MemWriteTlp[] = [];
-  let offset = 0;
-  for (const [at, n] of pieces(address, data.length, maxPayload)) {
-    const span = spanFor(at, n);
-    const head = Number(at & 3n);
+  let low = Number(address & 0xfffn);
+  for (let offset = 0; offset < data.length; ) {
+    const n = pieceLength(low, data.length - offset, maxPayload);
+    const span = spanFor(address + BigInt(offset), n);
+    const head = low & 3;
     // Whole DWs are sent as they are (a view: encoding copies them once); a partial DW is zero-padded.
     const aligned = head === 0 && (n & 3) === 0;
     const payload = aligned ? data.subarray(offset, offset + n) : new Uint8Array(span.length * 4);
@@ -64,6 +59,7 @@ export function splitWrite(address: bigint, data: Uint8Array, maxPayload: number
       data: payload,
     });
     offset += n;
+    low = (low + n) & 0xfff;
   }
   return out;
 }
@@ -81,8 +77,10 @@ export function splitRead(
 ): MemReadTlp[] {
   if (!isPow2Size(maxReadRequest)) throw new RangeError(`max read request ${maxReadRequest} is not a power of two in 128-4096`);
   const out: MemReadTlp[] = [];
-  for (const [at, n] of pieces(address, byteLength, maxReadRequest)) {
-    const span = spanFor(at, n);
+  let low = Number(address & 0xfffn);
+  for (let offset = 0; offset < byteLength; ) {
+    const n = pieceLength(low, byteLength - offset, maxReadRequest);
+    const span = spanFor(address + BigInt(offset), n);
     out.push({
       type: memReadType(span.address),
       tc: fields.tc ?? 0,
@@ -95,6 +93,8 @@ export function splitRead(
       address: span.address,
       length: span.length,
     });
+    offset += n;
+    low = (low + n) & 0xfff;
   }
   return out;
 }
