@@ -459,7 +459,8 @@ export class NvmeController extends PciFunction implements AdminHost, IoHost {
     try {
       // With shadow doorbells the head is known only from the shadow: look when the CQ seems full.
       if (cq.full && this.shadowed(cq.id)) await this.refreshCqHead(cq, gen);
-      const slot = await cq.reserve();
+      const free = cq.reserve();
+      const slot = free instanceof Promise ? await free : free;
       if (gen !== this.generation) return;
       const e = encodeCqe(c, sq.head, sq.id, cid, slot.phase);
       // One write (one MWr over PCIeOE): DW3, with the phase tag, lands after DW0-2 (see DmaPort).

@@ -72,22 +72,36 @@ function dataBuffer(host: IoHost, sqe: Sqe, bytes: number): PrpBuffer {
  */
 const mustPersist = (host: IoHost, sqe: Sqe) => (sqe.dw(12) & 0x4000_0000) !== 0 || !host.features.writeCache;
 
+const mediaError = (what: string, status: Status, err: unknown) => new NvmeError(status, `${what}: ${(err as Error).message}`, false);
+
 async function media<T>(what: string, status: Status, op: Promise<T>): Promise<T> {
   try {
     return await op;
   } catch (err) {
-    throw new NvmeError(status, `${what}: ${(err as Error).message}`, false);
+    throw mediaError(what, status, err);
   }
 }
 
-async function read(host: IoHost, sqe: Sqe): Promise<Completion> {
+/**
+ * A small read is read and its data written to the host in this call, so the command's only
+ * promise steps are the data write's (the nvme-model bench: 4 KiB reads at QD 64 13-14.6 → 10.5-13.2
+ * µs of CPU per command, 512 B 10.4-10.8 → 8.1-9.2); a large one waits for the thread pool.
+ */
+function read(host: IoHost, sqe: Sqe): Promise<Completion> {
   const ns = namespaceOf(host, sqe);
   const { slba, nlb } = lbaRange(ns, sqe);
   const buf = dataBuffer(host, sqe, nlb * ns.lbaSize);
-  const data = await media('read', Status.UnrecoveredReadError, ns.read(slba, nlb));
-  await writeToHost(host.mem, buf, data);
-  return OK;
+  let data: Uint8Array | Promise<Uint8Array>;
+  try {
+    data = ns.read(slba, nlb);
+  } catch (err) {
+    return Promise.reject(mediaError('read', Status.UnrecoveredReadError, err));
+  }
+  if (data instanceof Promise) return media('read', Status.UnrecoveredReadError, data).then((d) => writeToHost(host.mem, buf, d)).then(ok);
+  return writeToHost(host.mem, buf, data).then(ok);
 }
+
+const ok = (): Completion => OK;
 
 async function write(host: IoHost, sqe: Sqe): Promise<Completion> {
   const ns = namespaceOf(host, sqe);

@@ -131,9 +131,20 @@ export class CompletionQueue extends Ring {
     return true;
   }
 
-  /** Reserves the next slot, waiting while the ring is full. Returns its address and phase. */
-  async reserve(): Promise<{ addr: number; phase: number }> {
+  /**
+   * Reserves the next slot: at once when the ring has room (no promise step on a completion's way),
+   * else once the host has freed one. Returns its address and phase.
+   */
+  reserve(): CqSlot | Promise<CqSlot> {
+    return this.full ? this.reserveWhenFree() : this.claim();
+  }
+
+  private async reserveWhenFree(): Promise<CqSlot> {
     while (this.full) await new Promise<void>((r) => this.spaceWaiters.push(r));
+    return this.claim();
+  }
+
+  private claim(): CqSlot {
     const slot = { addr: this.base + this.tail * CQE_SIZE, phase: this.phase };
     this.tail = (this.tail + 1) % this.size;
     if (this.tail === 0) this.phase ^= 1;
@@ -144,6 +155,12 @@ export class CompletionQueue extends Ring {
   abandon(): void {
     for (const w of this.spaceWaiters.splice(0)) w();
   }
+}
+
+/** Where a completion goes: its entry's bus address and the phase tag it carries. */
+export interface CqSlot {
+  addr: number;
+  phase: number;
 }
 
 /**
