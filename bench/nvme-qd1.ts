@@ -15,8 +15,9 @@
 //                                   NVME_QD1_SWITCH_ARGS='--busy-poll 500' adds switch options;
 //                                   NVME_QD1_NICE=-10 runs the lab
 //                                   processes at that nice value; PCIEOE_TRACE=DIR traces them,
-//                                   see bench/trace-chain.ts; NVME_QD1_PROF=DIR: --cpu-prof of HI, DI
-//                                   and the direct server)
+//                                   see bench/trace-chain.ts; NVME_QD1_PROF=DIR: --cpu-prof of HI, DI,
+//                                   switch and the direct server, NVME_QD1_PROF_INTERVAL µs apart;
+//                                   NVME_QD1_NODE_ARGS='--log-deopt ...' more node options for them)
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, setPriority, tmpdir } from 'node:os';
@@ -63,11 +64,20 @@ function cpuUsOf(pid: number): number {
   return (Number(f[11]) + Number(f[12])) * 10_000;
 }
 
+/**
+ * Node options of every lab process: NVME_QD1_PROF=DIR profiles each into DIR (NVME_QD1_PROF_INTERVAL µs
+ * between samples, node's default 1000), NVME_QD1_NODE_ARGS adds any (space-separated, e.g. V8's --log-deopt).
+ */
+const LAB_NODE_ARGS = [
+  ...(process.env.NVME_QD1_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.NVME_QD1_PROF] : []),
+  ...(process.env.NVME_QD1_PROF && process.env.NVME_QD1_PROF_INTERVAL ? ['--cpu-prof-interval', process.env.NVME_QD1_PROF_INTERVAL] : []),
+  ...(process.env.NVME_QD1_NODE_ARGS?.split(' ').filter((a) => a !== '') ?? []),
+];
+
 const children: ChildProcess[] = [];
 function start(entry: string, dir: string, args: string[]): ChildProcess {
   mkdirSync(dir, { recursive: true });
-  const prof = process.env.NVME_QD1_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.NVME_QD1_PROF] : [];
-  const p = spawn(process.execPath, [...prof, '--import', 'tsx', join(repoRoot, entry), ...args], {
+  const p = spawn(process.execPath, [...LAB_NODE_ARGS, '--import', 'tsx', join(repoRoot, entry), ...args], {
     cwd: repoRoot,
     env: { ...process.env, LAB_SOCKET_DIR: dir, LAB_DATA: dir },
     stdio: ['ignore', 'ignore', 'inherit'],
@@ -101,7 +111,16 @@ async function driver(socket: string) {
     await client.setIrqs({ flags: IrqSetFlag.DataEventfd | IrqSetFlag.ActionTrigger, index: PciIrq.Msix, start: s, count: batch.length }, batch);
   }
   await client.write32(PciRegion.Config, Cfg.Command, CommandBit.Memory | CommandBit.BusMaster);
-  const drv = new SoftDriver(new GuestMemory(new Uint8Array(ram)), { read32: (o) => client.read32(0, o), write32: (o, v) => client.write32(0, o, v) }, 1);
+  // BAR writes are posted, as QEMU's vfio-user-pci sends them (no reply unless x-no-posted-writes): a
+  // doorbell write then costs the driver no wait for a reply, and the server no reply to send ahead of
+  // the doorbell's own work. Messages on the socket are handled in order, so a later read still follows.
+  const posted = (o: number, v: number) => {
+    const d = new Uint8Array(4);
+    new DataView(d.buffer).setUint32(0, v >>> 0, true);
+    client.postRegionWrite(0, o, d);
+    return Promise.resolve();
+  };
+  const drv = new SoftDriver(new GuestMemory(new Uint8Array(ram)), { read32: (o) => client.read32(0, o), write32: posted }, 1);
   drv.reapTimeoutMs = 10_000;
   await drv.enable();
   await drv.createIoQueue(1, 64, 1);
@@ -138,8 +157,8 @@ try {
   const swPorts = ['hi0', 'hi1', 'di0', 'di1'];
   const sw = await startSwitch(
     TRANSPORT === 'memif'
-      ? { dir: join(root, 'sw'), ports: [], args: [...swPorts.flatMap((p) => ['--port', `${p}=memif`]), ...SWITCH_ARGS] }
-      : { dir: join(root, 'sw'), ports: swPorts, args: [...swPorts.flatMap((p) => ['--peer', `${p}=${join(root, p.slice(0, 2), `link${p[2]}.sock`)}`]), ...SWITCH_ARGS] },
+      ? { dir: join(root, 'sw'), ports: [], nodeArgs: LAB_NODE_ARGS, args: [...swPorts.flatMap((p) => ['--port', `${p}=memif`]), ...SWITCH_ARGS] }
+      : { dir: join(root, 'sw'), ports: swPorts, nodeArgs: LAB_NODE_ARGS, args: [...swPorts.flatMap((p) => ['--peer', `${p}=${join(root, p.slice(0, 2), `link${p[2]}.sock`)}`]), ...SWITCH_ARGS] },
   );
   children.push(sw.proc);
   /** A station's --link to switch port `p`. */
