@@ -9,10 +9,10 @@
 // $LAB_SOCKET_DIR/<socket>-wire.sock), which the switch should name as the
 // port's --peer. A client that disconnects leaves the device waiting for the
 // next one; SIGTERM/SIGINT close both sockets and exit 0. SIGUSR2 prints the
-// device's and the port's counters to the log. RING_EVENT_IDX, the checksum offloads and
-// HOST_TSO4 are offered unless VIRTIO_NET_EVENT_IDX=0, VIRTIO_NET_CSUM=0 or VIRTIO_NET_TSO=0
-// (to measure without them; a DI's NIC functions read the same variables); packed rings are
-// offered when VIRTIO_NET_PACKED=1.
+// device's and the port's counters to the log. RING_EVENT_IDX, the checksum offloads,
+// HOST_TSO4 and packed rings are offered unless VIRTIO_NET_EVENT_IDX=0, VIRTIO_NET_CSUM=0,
+// VIRTIO_NET_TSO=0 or VIRTIO_NET_PACKED=0 (to measure without them; a DI's NIC functions read
+// the same variables).
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs as parseNodeArgs } from 'node:util';
