@@ -145,6 +145,8 @@ test('interrupts: with NO_INTERRUPT seen, the flags are read again after the use
   await mem.roundTrip();
   t.deepEqual(d.irqs, [TX_QUEUE + 1]);
   await d.dev.idle();
+  const c = d.dev.counters;
+  t.deepEqual([c.wishLate, c.wishLateOff, c.wishLateAhead, c.wishLatePassed], [1, 1, 0, 0], 'counted late, after a wish seen with interrupts off');
 });
 
 test('transmit: a chain of several buffers (headers, then page fragments) is read in one round trip', async (t) => {

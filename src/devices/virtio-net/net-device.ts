@@ -190,6 +190,10 @@ export interface VirtioNetCounters {
   wishWaits: number;
   /** Of those, the ones the read said to interrupt (the interrupt came a round trip late). */
   wishLate: number;
+  /** Of the late ones, what the wish seen before said: interrupts off, its event ahead, or passed (RingBase.decide). */
+  wishLateOff: number;
+  wishLateAhead: number;
+  wishLatePassed: number;
 }
 
 interface QueueState {
@@ -207,7 +211,7 @@ const BASE_FEATURES = feature(TransportFeature.Version1) | feature(NetFeature.Ma
 export class VirtioNet extends PciFunction {
   readonly counters: VirtioNetCounters = {
     txBatches: 0, txFrames: 0, txBytes: 0, txOversize: 0, txRunt: 0, txBadHeader: 0, rxChecksumValid: 0,
-    rxFrames: 0, rxBytes: 0, rxOversize: 0, rxDropped: 0, rxWaits: 0, rxBufferTooSmall: 0, needsReset: 0, notifications: 0, interrupts: 0, wishWaits: 0, wishLate: 0,
+    rxFrames: 0, rxBytes: 0, rxOversize: 0, rxDropped: 0, rxWaits: 0, rxBufferTooSmall: 0, needsReset: 0, notifications: 0, interrupts: 0, wishWaits: 0, wishLate: 0, wishLateOff: 0, wishLateAhead: 0, wishLatePassed: 0,
   };
   /** The feature bits the device offers. */
   readonly offered: bigint;
@@ -578,7 +582,10 @@ export class VirtioNet extends PciFunction {
     else {
       this.counters.wishWaits++;
       void wish.later.then((yes) => {
-        if (yes) this.counters.wishLate++;
+        if (yes) {
+          this.counters.wishLate++;
+          this.counters[wish.seen === 'off' ? 'wishLateOff' : wish.seen === 'ahead' ? 'wishLateAhead' : 'wishLatePassed']++;
+        }
         raise(yes);
       }, (err: Error) => generation === this.generation && this.needsReset(err));
     }

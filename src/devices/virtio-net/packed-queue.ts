@@ -163,6 +163,10 @@ export class PackedQueue extends RingBase implements DeviceQueue {
     return this.seenFlags === EventFlag.Desc && eventPosition(this.seenOffWrap, old, this.setup.size) < old;
   }
 
+  protected off(): boolean {
+    return this.seenFlags === EventFlag.Disable;
+  }
+
   protected wants(old: number, now: number): boolean {
     if (this.seenFlags === EventFlag.Disable) return false;
     if (this.seenFlags !== EventFlag.Desc || !this.eventIdx) return true;

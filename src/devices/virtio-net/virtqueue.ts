@@ -66,7 +66,13 @@ export interface Chain {
 }
 
 /** publish()'s answer: interrupt the driver now, not at all, or as the wish read after the used index decides. */
-export type Wish = boolean | { later: Promise<boolean> };
+export type Wish = boolean | { later: Promise<boolean>; seen: Unasked };
+
+/**
+ * Why the wish last seen did not ask for an interrupt: interrupts off (NO_INTERRUPT, DISABLE),
+ * its event ahead of the entries published, or its event passed before them (eager interrupts).
+ */
+export type Unasked = 'off' | 'ahead' | 'passed';
 
 /** What the driver programmed through the common configuration structure. */
 export interface QueueSetup {
@@ -140,6 +146,8 @@ export abstract class RingBase {
   protected abstract wants(old: number, now: number): boolean;
   /** Whether the driver's event, as last seen, lies before `old`, an entry published already. */
   protected abstract passed(old: number): boolean;
+  /** Whether the driver, as last seen, had its interrupts off (not an event it waits for). */
+  protected abstract off(): boolean;
 
   /**
    * Reads the ring (and what it points to) ahead of popBatch(), keeping the chains already
@@ -192,7 +200,7 @@ export abstract class RingBase {
       wish.catch(() => {});
       return true;
     }
-    return { later: wish.then(() => this.wants(old, now)) };
+    return { later: wish.then(() => this.wants(old, now)), seen: this.off() ? 'off' : this.passed(old) ? 'passed' : 'ahead' };
   }
 }
 
@@ -291,7 +299,11 @@ export class SplitQueue extends RingBase implements DeviceQueue {
   }
 
   protected passed(old: number): boolean {
-    return ((old - 1 - this.seenUsedEvent) & 0xffff) < 0x8000;
+    return this.eventIdx && ((old - 1 - this.seenUsedEvent) & 0xffff) < 0x8000;
+  }
+
+  protected off(): boolean {
+    return !this.eventIdx && (this.seenFlags & AvailFlag.NoInterrupt) !== 0;
   }
 
   protected wants(old: number, now: number): boolean {
