@@ -52,10 +52,10 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { BusyPoller } from './busy-poll.ts';
-import { capturePort } from '../wire/capture.ts';
+import { PortPath } from './port-path.ts';
 import { serveLineControl } from '../../common/control-socket.ts';
 import { realClock } from '../clock.ts';
-import { type Direction, type FaultConfig, FaultyPort } from '../wire/faults.ts';
+import type { Direction, FaultConfig, FaultyPort } from '../wire/faults.ts';
 import { PcapWriter } from '../wire/pcap.ts';
 import { seededRng } from '../rng.ts';
 import { EthernetSwitch, type PortSecurity, type VlanMode } from './switch.ts';
@@ -258,6 +258,7 @@ interface RunningPort {
   config: PortConfig;
   id: number;
   transport: UnixDgramPort | VxlanPort | MemifPort;
+  path: PortPath;
   faults: FaultyPort;
   pcap: PcapWriter | null;
   /** Captures started over the control socket that include this port. */
@@ -297,21 +298,22 @@ export async function runSwitch(cfg: SwitchConfig, log: (line: string) => void =
         : config.kind === 'memif'
           ? new MemifPort({ socket: config.socket, role: config.role, name: `pcieoe-switch-${config.name}`, log })
           : await VxlanPort.open({ vni: config.vni, local: config.local, remote: config.remote });
-    const faults = new FaultyPort(transport, realClock, rng);
     const pcap = cfg.pcapDir ? new PcapWriter(join(cfg.pcapDir, `${config.name}.pcap`)) : null;
     const live = new Set<LiveCapture>();
-    // Always wrapped, so a capture started later over the control socket sees the port's frames.
-    const captured = capturePort(faults, {
-      write(frame, time) {
+    const sink = {
+      write(frame: Uint8Array, time?: number) {
         pcap?.write(frame, time);
         for (const c of live) {
           c.frames++;
           c.writer.write(frame, time);
         }
       },
-    });
-    const id = sw.addPort(poller ? poller.watch(captured) : captured, config.vlan, config.name, config.security ?? undefined);
-    ports.set(config.name, { config, id, transport, faults, pcap, live });
+    };
+    // Through the fault injector and the capture once either is wanted (a capture started later over
+    // the control socket included), straight past them until then.
+    const path = new PortPath(transport, realClock, rng, sink, () => pcap !== null || live.size > 0);
+    const id = sw.addPort(poller ? poller.watch(path) : path, config.vlan, config.name, config.security ?? undefined);
+    ports.set(config.name, { config, id, transport, path, faults: path.faults, pcap, live });
   }
   const lives = new Map<number, LiveCapture>();
   let nextCapture = 1;
@@ -342,7 +344,10 @@ export async function runSwitch(cfg: SwitchConfig, log: (line: string) => void =
       const c = lives.get(req.id);
       if (!c) return { ok: false, error: `no capture ${req.id}` };
       lives.delete(req.id);
-      for (const p of ports.values()) p.live.delete(c);
+      for (const p of ports.values()) {
+        p.live.delete(c);
+        p.path.update();
+      }
       c.writer.close();
       log(`switch: capture ${c.id} stopped, ${c.frames} frames in ${c.file}`);
       return { ok: true, id: c.id, file: c.file, frames: c.frames };
@@ -355,12 +360,15 @@ export async function runSwitch(cfg: SwitchConfig, log: (line: string) => void =
       const c: LiveCapture = { id, file, writer: new PcapWriter(file), frames: 0 };
       lives.set(id, c);
       const wanted = port ? [port] : [...ports.values()];
-      for (const p of wanted) p.live.add(c);
+      for (const p of wanted) {
+        p.live.add(c);
+        p.path.update();
+      }
       log(`switch: capture ${id} of ${port ? req.port : 'every port'} into ${file}`);
       return { ok: true, id, file, ports: wanted.map((p) => p.config.name) };
     }
     if ('set' in req) {
-      port!.faults.set(req.set, req.dir && DIRECTION[req.dir]);
+      port!.path.setFaults(req.set, req.dir && DIRECTION[req.dir]);
       log(`switch: ${req.port} ${req.dir ?? 'tx+rx'} faults ${JSON.stringify(req.set)}`);
       return { ok: true, port: req.port, config: portReport(port!).config };
     }

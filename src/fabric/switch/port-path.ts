@@ -1,0 +1,77 @@
+/**
+ * A switch port's way between its transport and the switch core: through the fault injector
+ * (wire/faults.ts) and the capture (wire/capture.ts), or straight past both while the port has
+ * neither, as it has in every lab run and benchmark that sets no faults. At queue depth 1 each
+ * frame's trip through the switch is on the critical path of an I/O, and the two wrappers cost
+ * a clock read, a capture sink call and a closure per frame each way.
+ *
+ * Once faults have been set on a port it keeps to the injector for good: frames the injector
+ * holds (latency, rate) leave in order behind one another, and a frame let past them would
+ * overtake them. A capture may come and go: it holds nothing back.
+ */
+
+import type { Clock } from '../clock.ts';
+import type { Rng } from '../rng.ts';
+import { capturePort, type FrameSink } from '../wire/capture.ts';
+import { type Direction, type FaultConfig, FaultyPort } from '../wire/faults.ts';
+import type { Ingress, PortTransport } from '../wire/port.ts';
+
+export class PortPath implements PortTransport {
+  readonly faults: FaultyPort;
+  private readonly wrapped: PortTransport;
+  /** What the fault injector gave the transport as its receiver (it attaches in its constructor). */
+  private toInjector: Ingress | null = null;
+  private shaped = false;
+  private straight = true;
+
+  /** `capturing`: whether frames of this port are being recorded now (asked again by update()). */
+  constructor(
+    private readonly transport: PortTransport,
+    clock: Clock,
+    rng: Rng,
+    sink: FrameSink,
+    private readonly capturing: () => boolean,
+  ) {
+    const inner: PortTransport = {
+      transmit: (frame) => transport.transmit(frame),
+      attach: (ingress) => {
+        this.toInjector = ingress;
+      },
+      close: () => transport.close(),
+    };
+    this.faults = new FaultyPort(inner, clock, rng);
+    this.wrapped = capturePort(this.faults, sink);
+    this.update();
+  }
+
+  /** Whether frames go straight between transport and switch now. */
+  get isStraight(): boolean {
+    return this.straight;
+  }
+
+  /** Faults for one direction, or both (see FaultyPort.set); from now on every frame passes the injector. */
+  setFaults(faults: Partial<FaultConfig>, direction?: Direction): void {
+    this.faults.set(faults, direction);
+    this.shaped = true;
+    this.update();
+  }
+
+  /** A capture of this port started or stopped. */
+  update(): void {
+    this.straight = !this.shaped && !this.capturing();
+  }
+
+  transmit(frame: Buffer): void {
+    if (this.straight) this.transport.transmit(frame);
+    else this.wrapped.transmit(frame);
+  }
+
+  attach(ingress: Ingress): void {
+    this.wrapped.attach(ingress);
+    this.transport.attach((frame, crcChecked) => (this.straight ? ingress(frame, crcChecked) : this.toInjector?.(frame, crcChecked)));
+  }
+
+  close(): void {
+    this.wrapped.close();
+  }
+}
