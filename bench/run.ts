@@ -20,8 +20,27 @@ const all = readdirSync(dir)
   .map((f) => f.slice(0, -3))
   .filter((name) => !TOOLS.has(name));
 // Flags (--quick) go to every benchmark; the other arguments name benchmarks.
-const flags = process.argv.slice(2).filter((a) => a.startsWith('--'));
-const wanted = process.argv.slice(2).filter((a) => !a.startsWith('--'));
+const flags = process.argv.slice(2).filter((a) => a.startsWith('-'));
+const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
+if (flags.includes('--help') || flags.includes('-h')) {
+  console.log(`usage: npm run bench [-- [--quick] [<name>...]]
+
+Runs the named benchmarks (default: all) one at a time and writes reports/bench/<time>/
+(results.json, report.md, SVG plots); a run of all of them is also copied to
+reports/bench/latest. Run it alone on the machine (e.g. under flock /tmp/lab-guest.lock).
+
+  --quick     shorter runs (about 15 minutes for all; BENCH_QUICK=1 does the same)
+  -h, --help  this text
+
+benchmarks: ${all.join(', ')}
+settings by environment: see README.md, "Tests and benchmarks"`);
+  process.exit(0);
+}
+const badFlags = flags.filter((f) => f !== '--quick');
+if (badFlags.length) {
+  console.error(`bench: unknown option ${badFlags.join(', ')} (have: --quick, --help)`);
+  process.exit(2);
+}
 const unknown = wanted.filter((w) => !all.includes(w));
 if (unknown.length) {
   console.error(`bench: unknown benchmark ${unknown.join(', ')} (have: ${all.join(', ')})`);
