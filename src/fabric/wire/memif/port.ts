@@ -162,6 +162,24 @@ export class MemifPort implements PortTransport {
     this.sweep.unref();
   }
 
+  /**
+   * Server: given the receive ring before each pass copies frames out of it, takes (and moves the
+   * ring's position past) what it forwards itself, at most `max` frames, leaving the rest in order
+   * to the pass: the switch's native fast path (switch/memif-forward.ts). Returns frames taken.
+   */
+  rxBypass: ((ring: MemifRing, max: number) => number) | null = null;
+
+  /** The session's transmit ring and its eventfd (null, -1 without a peer), and the frames waiting here for it. */
+  get txRing(): MemifRing | null {
+    return this.session?.tx ?? null;
+  }
+  get txEventFd(): number {
+    return this.session?.txEvent ?? -1;
+  }
+  get txWaiting(): number {
+    return this.txQueue.length - this.txHead;
+  }
+
   /** Connected to a peer, rings in place. */
   get connected(): boolean {
     return this.session !== null;
@@ -453,6 +471,7 @@ export class MemifPort implements PortTransport {
     try {
       s.rx.setWantSignals(false);
       for (;;) {
+        if (server && this.rxBypass !== null) taken += this.rxBypass(s.rx, RX_PER_EVENT - taken);
         const n = server
           ? s.rx.serverReceive(deliver, this.copyOut, RX_PER_EVENT - taken, this.checkCrc)
           : s.rx.clientReceive(deliver, this.copyOut, RX_PER_EVENT - taken, this.checkCrc, this.bufferBytes, (slot) => s.bufferAt(slot, 'rx'), 0);

@@ -100,6 +100,18 @@ export class MemifRing {
     Atomics.store(this.u16, FLAGS_OFF / 2, want ? 0 : RING_FLAG_MASK_INT);
   }
 
+  /** The ring's header and descriptors as bytes, for the switch's native forwarding (switch/memif-forward.ts). */
+  get bytes(): Uint8Array {
+    return new Uint8Array(this.u16.buffer, this.u16.byteOffset, this.u16.byteLength);
+  }
+  /** The consumer's own position (cursor): native forwarding reads it and moves it past the frames it took. */
+  get position(): number {
+    return this.cursor;
+  }
+  set position(at: number) {
+    this.cursor = at & 0xffff;
+  }
+
   /** The client builds a ring: cookie, empty, every descriptor pointing at its buffer (`bufferAt(slot)`). */
   initialise(bufferRegion: number, bufferAt: (slot: number) => number, bufferBytes: number): void {
     this.u32[COOKIE_OFF / 4] = MEMIF_COOKIE;
