@@ -319,7 +319,8 @@ function tlpActivity(cfg: WorkerConfig): Activity {
     peerMac: cfg.name === 'a' ? macB : macA,
     vlan: VLAN,
     memif: cfg.memif,
-    channel: { deliver, onDrain: sends ? pump : undefined },
+    // deliver keeps nothing of a payload past the call: it may be the ring slot itself.
+    channel: { deliver, deliverTransient: true, onDrain: sends ? pump : undefined },
   });
   return {
     start() {

@@ -45,3 +45,13 @@ export class Slab {
 
 /** The slab TLPs and frames of this process are encoded into. */
 export const encodeSlab = new Slab(256 * 1024);
+
+/** Where received bytes that outlive their transient frame (a memif ring slot) are copied. */
+const keepSlab = new Slab(256 * 1024);
+
+/** A copy of `bytes` that stays valid as long as it is referenced: what is kept of a transient frame. */
+export function keptCopy(bytes: Uint8Array): Buffer {
+  const copy = keepSlab.alloc(bytes.length);
+  copy.set(bytes);
+  return copy;
+}

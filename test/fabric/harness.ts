@@ -39,6 +39,13 @@ export function buildFabric(opts: {
   onDeliverB?: (p: Uint8Array) => void;
   /** Record a port as the switch sees it. */
   capture?: (side: 'a' | 'b', link: number) => FrameSink | undefined;
+  /**
+   * Hand the channels every frame as a memif station received in place would: transient, in
+   * one scratch "slot" that the next frame reuses and that is scribbled over after each call.
+   * 'keeping': the application keeps each delivered payload as given (no deliverTransient, so
+   * the channel must copy); 'copying': deliverTransient, and the application copies at once.
+   */
+  inPlace?: 'keeping' | 'copying';
 } = {}): Fabric {
   const links = opts.links ?? 1;
   const clock = new SimClock();
@@ -46,6 +53,7 @@ export function buildFabric(opts: {
   const sw = new EthernetSwitch({ clock });
   const gotA: Buffer[] = [];
   const gotB: Buffer[] = [];
+  const slot = Buffer.alloc(70_000);
   const side = (mine: (i: number) => number, theirs: (i: number) => number, got: Buffer[], o: EndpointOptions | undefined, hook?: (p: Uint8Array) => void) => {
     const ports: FaultyPort[] = [];
     const stations = Array.from({ length: links }, (_, i) => {
@@ -63,10 +71,12 @@ export function buildFabric(opts: {
       links: stations.map((_, i) => ({ localMac: mine(i), peerMac: theirs(i), vlan: VLAN })),
       send: (i, frame) => stations[i]!.send(frame),
       deliver: (p) => {
-        // Copy: the payload is a view into a frame buffer the test does not own.
-        got.push(Buffer.from(p));
+        // Copy: the payload is a view into a frame buffer the test does not own (unless a
+        // 'keeping' application is played: then the channel must have made it one it may keep).
+        got.push(opts.inPlace === 'keeping' ? Buffer.from(p.buffer, p.byteOffset, p.length) : Buffer.from(p));
         hook?.(p);
       },
+      deliverTransient: opts.inPlace === 'copying',
       clock,
       replayTimeout: 1,
       ackDelay: 0.05,
@@ -74,7 +84,16 @@ export function buildFabric(opts: {
       heartbeatInterval: 2,
       ...o,
     });
-    stations.forEach((s, i) => (s.onFrame = (f) => channel.receive(i, f)));
+    stations.forEach((s, i) => {
+      s.onFrame = opts.inPlace
+        ? (f) => {
+            const view = slot.subarray(0, f.length);
+            view.set(f);
+            channel.receive(i, view, false, true);
+            view.fill(0xa5);
+          }
+        : (f) => channel.receive(i, f);
+    });
     return { ports, channel };
   };
   const A = side(macA, macB, gotA, opts.a, opts.onDeliverA);

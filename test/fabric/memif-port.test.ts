@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import test from 'ava';
 import { native } from '../../native/index.ts';
 import { MemifPort } from '../../src/fabric/wire/memif/port.ts';
+import { stationOf } from '../../src/fabric/link/node.ts';
 import { MemifRing } from '../../src/fabric/wire/memif/ring.ts';
 import { MEMIF_MESSAGE_BYTES, type MemifMessage, decodeMemifMessage, encodeMemifMessage } from '../../src/fabric/wire/memif/messages.ts';
 import { until } from '../support/until.ts';
@@ -291,4 +292,47 @@ test('a client whose ring points outside its region is disconnected with the rea
   const good = new MemifPort({ socket, role: 'client' });
   t.teardown(() => good.close());
   await until(() => server.connected && good.connected, 'the next client connects');
+});
+
+test('attached in place, a station is handed each one-slot frame as the ring slot itself (transient), and a chained one as a copy', async (t) => {
+  const socket = socketPath();
+  const server = new MemifPort({ socket, role: 'server' });
+  const station = new MemifPort({ socket, role: 'client', bufferBytes: 2048, log2RingSize: 4 });
+  t.teardown(() => {
+    station.close();
+    server.close();
+  });
+  const got: { copy: Buffer; view: Buffer; transient: boolean | undefined; checked: boolean | undefined }[] = [];
+  station.attach((f, checked, transient) => got.push({ copy: Buffer.from(f), view: f, transient, checked }), true);
+  server.attach(() => {});
+  await until(() => server.connected && station.connected, 'memif handshake');
+  // Three times the ring's 16 slots: the slots are offered again and refilled while the test keeps the views.
+  const sent = Array.from({ length: 48 }, (_, i) => frame(i, i === 5 ? 3000 : 1000));
+  for (const f of sent) server.transmit(f);
+  await until(() => got.length === sent.length, 'all frames');
+  t.deepEqual(got.map((g) => g.copy), sent, 'intact during the call');
+  t.deepEqual(got.map((g) => g.transient), sent.map((_, i) => i !== 5), 'the chained frame was copied out');
+  t.true(got.every((g) => g.checked === false), 'nothing vouched for: the channel checks the CRC in place');
+  // A view kept past its call is a slot the server has written again since: what the contract forbids.
+  t.true(got.slice(0, 16).some((g, i) => i !== 5 && !g.view.equals(sent[i]!)), 'early views were overwritten by later frames');
+  t.true(got[5]!.view.equals(sent[5]!), 'the copy stays');
+});
+
+test('stationOf hands ring slots only to an onFrame that copies what it keeps; any other keeps intact copies', async (t) => {
+  const socket = socketPath();
+  const server = new MemifPort({ socket, role: 'server' });
+  const station = stationOf(new MemifPort({ socket, role: 'client', log2RingSize: 4 }));
+  t.teardown(() => {
+    station.close();
+    server.close();
+  });
+  const kept: { frame: Buffer; transient: boolean | undefined }[] = [];
+  station.onFrame = (f, _checked, transient) => kept.push({ frame: f, transient });
+  server.attach(() => {});
+  await until(() => server.connected, 'memif handshake');
+  const sent = Array.from({ length: 48 }, (_, i) => frame(i, 1000));
+  for (const f of sent) server.transmit(f);
+  await until(() => kept.length === sent.length, 'all frames');
+  t.deepEqual(kept.map((k) => k.frame), sent, 'kept frames intact after the ring wrapped three times');
+  t.true(kept.every((k) => !k.transient));
 });

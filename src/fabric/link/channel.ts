@@ -44,6 +44,12 @@
  * application gave it, not the frame that carried it: a replay encodes it
  * again, and frames need not outlive their transmission. Delivered payloads
  * are views into the received frame.
+ *
+ * Receive in place: a frame given `transient` (a view of a memif ring slot,
+ * valid only during receive()) is decoded and its CRC checked where it lies.
+ * What outlives the call is copied once: a TLP held behind a gap, a control
+ * frame's payload, and, unless `deliverTransient` says the application copies
+ * what it keeps, each delivered payload.
  */
 
 import type { Clock } from '../clock.ts';
@@ -62,6 +68,7 @@ import { Liveness, type LivenessStats } from './liveness.ts';
 import { Receiver, type ReceiverStats } from './receiver.ts';
 import { Sender, type SenderStats } from './sender.ts';
 import { MAX_WINDOW } from './seq.ts';
+import { keptCopy } from '../slab.ts';
 
 export interface LinkBinding {
   localMac: Mac;
@@ -80,8 +87,18 @@ export interface ChannelOptions {
    * straight into its ring, the frame's only copy).
    */
   sendFrame?: (link: number, frame: OutgoingFrame) => void;
-  /** In-order TLP payloads. With `manualRelease`, each holds a credit until release(). */
-  deliver: (payload: Uint8Array) => void;
+  /**
+   * In-order TLP payloads. With `manualRelease`, each holds a credit until release().
+   * `transient` (only with deliverTransient): the payload is a view of the frame as the
+   * transport has it (a memif ring slot), valid only during this call.
+   */
+  deliver: (payload: Uint8Array, transient: boolean) => void;
+  /**
+   * `deliver` copies whatever it keeps of a payload past the call, so it may be given
+   * transient payloads (no copy per TLP). Default false: a transient payload is copied
+   * before deliver sees it, and `transient` is always false.
+   */
+  deliverTransient?: boolean;
   clock: Clock;
   /**
    * Receive slots = credit window in TLPs; a power of two. Default 1024
@@ -225,7 +242,7 @@ export class Channel {
       nakDelay: options.nakDelay ?? heartbeatInterval,
       replayTimeout,
       manualRelease: options.manualRelease ?? false,
-      deliver: options.deliver,
+      deliver: options.deliverTransient ? options.deliver : (payload, transient) => options.deliver(transient ? keptCopy(payload) : payload, false),
       transmit: (type, flags) => this.transmit(this.liveness.pickLink(), type, this.sender.next, flags, EMPTY),
       everyLiveLinkPassed: (seq) => this.liveness.everyLiveLinkPassed(seq),
     });
@@ -301,8 +318,11 @@ export class Channel {
     this.receiver.release(n);
   }
 
-  /** Feed a frame that arrived on `link` (`crcChecked`: see wire/port.ts Ingress). Bad frames are counted and dropped. */
-  receive(link: number, frame: Uint8Array, crcChecked = false): void {
+  /**
+   * Feed a frame that arrived on `link` (`crcChecked`, `transient`: see wire/port.ts Ingress;
+   * a transient frame is used only during this call). Bad frames are counted and dropped.
+   */
+  receive(link: number, frame: Uint8Array, crcChecked = false, transient = false): void {
     if (this.closed) return;
     const b = this.bindings[link];
     if (this.clock.now() < this.cutOffUntil && b && frame.length >= 12 && readMac(frame, 6) === b.peerMac) {
@@ -334,14 +354,14 @@ export class Channel {
     this.sender.takeCredits(f.credits);
     switch (f.type) {
       case FrameType.Tlp:
-        if (!this.receiver.tlp(f.seq, f.payload) && this.bad()) return;
+        if (!this.receiver.tlp(f.seq, f.payload, transient) && this.bad()) return;
         break;
       case FrameType.Nak:
         if (!this.sender.takeNak(f.ack) && this.bad()) return;
         break;
       case FrameType.Discovery:
       case FrameType.Management:
-        this.o.onControl?.(f.type, f.payload, link);
+        this.o.onControl?.(f.type, transient ? keptCopy(f.payload) : f.payload, link);
         break;
       default:
         break; // ACK and heartbeat carry nothing beyond ack and credits

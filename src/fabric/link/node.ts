@@ -17,6 +17,7 @@ import { Channel, type ChannelOptions } from './channel.ts';
 import type { Mac } from '../wire/mac.ts';
 import { type Ingress, type PortTransport, type Station, transmitFrame } from '../wire/port.ts';
 import { MANAGEMENT_CHANNEL } from '../wire/management.ts';
+import { keptCopy } from '../slab.ts';
 
 /**
  * A station over any PortTransport whose far end is a switch port (e.g. UnixDgramPort).
@@ -28,6 +29,10 @@ import { MANAGEMENT_CHANNEL } from '../wire/management.ts';
  * flushed one by one (the ports flush at the end of the current microtask run) each would
  * wake the switch and the peer on its own; a wake-up costs tens of µs of CPU here, the wait
  * for the check phase none.
+ *
+ * The port is attached in place (PortTransport.attach): frames reach an onFrame that says it
+ * copies what it keeps (onFrameInPlace, as FabricNode) as the transport has them, possibly a
+ * view of its memory valid only during the call; any other onFrame gets each such frame copied.
  */
 export function stationOf(port: PortTransport): Station & { sendFrame(frame: OutgoingFrame): void; close(): void } {
   const held: (Buffer | OutgoingFrame)[] = [];
@@ -52,6 +57,7 @@ export function stationOf(port: PortTransport): Station & { sendFrame(frame: Out
   };
   const station = {
     onFrame: null as Ingress | null,
+    onFrameInPlace: false,
     send: hold,
     /** Encoded by the port where it sends it (PortTransport.transmitFrame). */
     sendFrame: hold,
@@ -61,7 +67,12 @@ export function stationOf(port: PortTransport): Station & { sendFrame(frame: Out
       port.close();
     },
   };
-  port.attach((frame, crcChecked) => station.onFrame?.(frame, crcChecked));
+  port.attach((frame, crcChecked, transient) => {
+    const onFrame = station.onFrame;
+    if (onFrame === null) return;
+    if (transient && !station.onFrameInPlace) onFrame(keptCopy(frame)); // the CRC is checked again, on the copy
+    else onFrame(frame, crcChecked, transient);
+  }, true);
   return station;
 }
 
@@ -86,7 +97,7 @@ export class FabricNode {
   private readonly channels = new Map<number, Channel>();
   /** Frames for a channel this node does not have (counted, dropped). */
   rxUnknownChannel = 0;
-  /** Frames on the management channel (0: discovery, management) go here: management-responder.ts. */
+  /** Frames on the management channel (0: discovery, management) go here: management-responder.ts. Never transient (copied if need be). */
   onManagement: ((link: number, frame: Buffer) => void) | null = null;
 
   constructor(
@@ -96,8 +107,10 @@ export class FabricNode {
     private readonly tuning: ChannelTuning = {},
   ) {
     if (links.length === 0) throw new RangeError('a fabric node needs at least one link');
+    // Channels copy what they keep of a frame (ChannelOptions.deliverTransient), so stations may hand them ring slots.
     links.forEach((l, i) => {
-      l.station.onFrame = (frame, crcChecked) => this.ingress(i, frame, crcChecked);
+      l.station.onFrame = (frame, crcChecked, transient) => this.ingress(i, frame, crcChecked, transient);
+      l.station.onFrameInPlace = true;
     });
   }
 
@@ -105,7 +118,7 @@ export class FabricNode {
    * A channel to a peer whose link i has MAC peerMacs[i]; link i of this node
    * pairs with link i of the peer (as many pairs as both have links).
    */
-  addChannel(id: number, peerMacs: readonly Mac[], deliver: (payload: Uint8Array) => void, extra: ChannelTuning = {}): Channel {
+  addChannel(id: number, peerMacs: readonly Mac[], deliver: ChannelOptions['deliver'], extra: ChannelTuning = {}): Channel {
     if (this.channels.has(id)) throw new Error(`channel ${id} exists already`);
     const n = Math.min(this.links.length, peerMacs.length);
     if (n === 0) throw new RangeError(`channel ${id}: no peer MAC`);
@@ -136,14 +149,14 @@ export class FabricNode {
     this.channels.clear();
   }
 
-  private ingress(link: number, frame: Buffer, crcChecked?: boolean): void {
+  private ingress(link: number, frame: Buffer, crcChecked?: boolean, transient?: boolean): void {
     const id = peekChannel(frame);
-    if (id === MANAGEMENT_CHANNEL && this.onManagement) return this.onManagement(link, frame);
+    if (id === MANAGEMENT_CHANNEL && this.onManagement) return this.onManagement(link, transient ? keptCopy(frame) : frame);
     const ch = id === undefined ? undefined : this.channels.get(id);
     if (!ch || link >= ch.linkStates.length) {
       this.rxUnknownChannel++;
       return;
     }
-    ch.receive(link, frame, crcChecked);
+    ch.receive(link, frame, crcChecked, transient);
   }
 }

@@ -28,6 +28,7 @@
 import type { Clock, TimerHandle } from '../clock.ts';
 import { FrameFlags, FrameType } from '../wire/frame.ts';
 import { seqAdd, seqDiff } from './seq.ts';
+import { keptCopy } from '../slab.ts';
 
 export interface ReceiverStats {
   txAck: number;
@@ -51,7 +52,8 @@ export interface ReceiverOptions {
   replayTimeout: number;
   /** The application returns credits itself with release(). */
   manualRelease: boolean;
-  deliver: (payload: Uint8Array) => void;
+  /** In order; `transient`: as given to tlp(), a view valid only during this call. */
+  deliver: (payload: Uint8Array, transient: boolean) => void;
   /** Send a standalone ACK or NAK; like every frame, it carries `ack` and `credits`. */
   transmit: (type: FrameType.Ack | FrameType.Nak, flags: number) => void;
   /** Whether every live link has brought a first transmission numbered past `seq`. */
@@ -144,8 +146,11 @@ export class Receiver {
     else this.oweAck();
   }
 
-  /** A TLP frame arrived. False when it lies beyond the credit we granted (a confused or forged peer). */
-  tlp(seq: number, payload: Uint8Array): boolean {
+  /**
+   * A TLP frame arrived. False when it lies beyond the credit we granted (a confused or forged peer).
+   * `transient`: the payload is valid only during this call (a ring slot); one held behind a gap is copied.
+   */
+  tlp(seq: number, payload: Uint8Array, transient = false): boolean {
     const d = seqDiff(seq, this.expected);
     if (d < 0) {
       // A replay of something delivered: our ACK was lost or is late. Say so soon.
@@ -162,20 +167,20 @@ export class Receiver {
       if (this.held[slot]) {
         this.o.stats.rxDuplicate++;
       } else {
-        this.held[slot] = payload;
+        this.held[slot] = transient ? keptCopy(payload) : payload;
         this.heldCount++;
         this.o.stats.rxOutOfOrder++;
       }
       return true;
     }
-    this.deliver(payload);
+    this.deliver(payload, transient);
     while (this.heldCount > 0) {
       const slot = this.expected & (this.o.rxSlots - 1);
       const next = this.held[slot];
       if (!next) break;
       this.held[slot] = undefined;
       this.heldCount--;
-      this.deliver(next);
+      this.deliver(next, false);
     }
     // The application's answer, sent while it handled the TLP (a CplD for an MRd, a device's
     // DMA for a doorbell), left carrying the new ACK already: then nothing is owed, and a
@@ -217,11 +222,11 @@ export class Receiver {
     this.ackTimer = this.nakTimer = null;
   }
 
-  private deliver(payload: Uint8Array): void {
+  private deliver(payload: Uint8Array, transient: boolean): void {
     this.expected = seqAdd(this.expected, 1);
     if (!this.o.manualRelease) this.consumed = this.expected;
     this.o.stats.rxDelivered++;
-    this.o.deliver(payload);
+    this.o.deliver(payload, transient);
   }
 
   private oweAck(): void {

@@ -43,7 +43,7 @@ import {
   isNonPosted,
 } from './tlp.ts';
 import { urCompletionFor } from './completion.ts';
-import { Slab } from '../slab.ts';
+import { Slab, keptCopy } from '../slab.ts';
 
 /** Where memory reads' data is assembled (readMemory). */
 const readSlab = new Slab(256 * 1024);
@@ -300,8 +300,14 @@ export class TlpEndpoint {
     for (const tlp of splitWrite(address, data, maxPayload, { requesterId })) this.post(tlp);
   }
 
-  /** An encoded TLP from the peer (a Channel's deliver). Never throws on bad input. */
-  receive(payload: Uint8Array): void {
+  /**
+   * An encoded TLP from the peer (a Channel's deliver). Never throws on bad input.
+   * `transient`: the payload is valid only during this call (a memif ring slot, see
+   * ChannelOptions.deliverTransient). A completion's data then goes from it straight into
+   * the read's buffer; a request's data, which its handler may keep across an await (the
+   * ordered request queue holds it behind an earlier one), is copied once before it is handed on.
+   */
+  receive(payload: Uint8Array, transient = false): void {
     if (this.closed) return;
     const r = decodeTlp(payload);
     if (!r.ok) {
@@ -329,6 +335,7 @@ export class TlpEndpoint {
       if (isNonPosted(tlp)) this.post(urCompletionFor(tlp, tlp.completerId));
       return;
     }
+    if (transient && hasData(tlp)) tlp.data = keptCopy(tlp.data);
     this.o.onRequest(tlp);
   }
 

@@ -14,9 +14,11 @@ import { type OutgoingFrame, encodeFrame } from './frame.ts';
 /**
  * Where a transport hands each frame it received. `crcChecked`: the transport found the
  * frame's PCIeOE CRC good while copying it in (frame.ts copyCheckedFrame), so decodeFrame
- * need not read it again; absent or false, nothing is vouched for.
+ * need not read it again; absent or false, nothing is vouched for. `transient`: the frame is
+ * a view of the transport's own memory (a memif ring slot), valid only during this call, the
+ * slot being the peer's again once it returns; given only to an ingress attached `inPlace`.
  */
-export type Ingress = (frame: Buffer, crcChecked?: boolean) => void;
+export type Ingress = (frame: Buffer, crcChecked?: boolean, transient?: boolean) => void;
 
 export interface PortTransport {
   /** A frame leaving the switch toward the station. The transport must not modify it. */
@@ -27,8 +29,12 @@ export interface PortTransport {
    * transmitFrame() below for the others.
    */
   transmitFrame?(frame: OutgoingFrame): void;
-  /** Called once by the switch with its ingress handler. */
-  attach(ingress: Ingress): void;
+  /**
+   * Called once by the switch with its ingress handler. `inPlace`: the ingress copies
+   * whatever it keeps of a frame past the call, so the transport may hand it views of its
+   * own memory (`transient`) instead of a copy per frame. Default false.
+   */
+  attach(ingress: Ingress, inPlace?: boolean): void;
   close(): void;
 }
 
@@ -44,6 +50,8 @@ export interface Station {
   /** A PCIeOE frame given as header and payload (PortTransport.transmitFrame); optional. */
   sendFrame?(frame: OutgoingFrame): void;
   onFrame: Ingress | null;
+  /** onFrame copies what it keeps past the call, so it may be given transient frames (PortTransport.attach's inPlace). Default false. */
+  onFrameInPlace?: boolean;
 }
 
 /**

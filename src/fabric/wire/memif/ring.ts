@@ -208,13 +208,17 @@ export class MemifRing {
   private taken = 0;
   /** Whether take found the frame's PCIeOE CRC good as it copied it (only when asked to check). */
   private crcChecked = false;
+  /** Whether take returned the slot's own bytes (inPlace) rather than a copy. */
+  private inSlot = false;
 
   /**
    * The frame starting at slot `at` (up to `end`), copied into `alloc(bytes)`:
    * the chain is walked and checked first, then each slot copied once. With
    * `check`, a frame in one slot has its PCIeOE CRC checked in the same pass.
+   * With `inPlace`, a frame in one slot is not copied: the slot's own bytes,
+   * valid until the slot goes back to the producer (the end of the receive call).
    */
-  private take(at: number, end: number, alloc: (bytes: number) => Buffer, check: boolean): Buffer {
+  private take(at: number, end: number, alloc: (bytes: number) => Buffer, check: boolean, inPlace: boolean): Buffer {
     let bytes = 0;
     let used = 0;
     while (true) {
@@ -228,9 +232,14 @@ export class MemifRing {
       if ((this.flags(slot) & DESC_FLAG_NEXT) === 0) break;
       if (used >= this.size) throw new MemifDescriptorError('a frame chained through the whole ring');
     }
-    const out = alloc(bytes);
     this.taken = used;
     this.crcChecked = false;
+    this.inSlot = inPlace && used === 1;
+    if (this.inSlot) {
+      const off = this.offset(at & this.mask);
+      return this.regions[this.region(at & this.mask)]!.subarray(off, off + bytes);
+    }
+    const out = alloc(bytes);
     if (check && used === 1) {
       const off = this.offset(at & this.mask);
       this.crcChecked = copyCheckedFrame(out, this.bytesOf(at & this.mask), off, off + bytes);
@@ -285,31 +294,32 @@ export class MemifRing {
 
   /**
    * Server, c2s ring: every frame published since last time (each copied into
-   * `alloc(bytes)` and delivered), then tail so the client may reuse the slots.
+   * `alloc(bytes)`, or with `inPlace` the slot itself, and delivered), then tail
+   * so the client may reuse the slots.
    */
-  serverReceive(deliver: Ingress, alloc: (bytes: number) => Buffer, max: number, check: boolean): number {
+  serverReceive(deliver: Ingress, alloc: (bytes: number) => Buffer, max: number, check: boolean, inPlace = false): number {
     const end = this.head;
     if (((end - this.cursor) & 0xffff) > this.size) throw new MemifDescriptorError(`head ${end} is more than a ring past tail ${this.cursor}`);
     let n = 0;
     while (this.cursor !== end && n < max) {
-      const frame = this.take(this.cursor, end, alloc, check);
+      const frame = this.take(this.cursor, end, alloc, check, inPlace);
       this.cursor = (this.cursor + this.taken) & 0xffff;
       n++;
-      deliver(frame, this.crcChecked);
+      deliver(frame, this.crcChecked, this.inSlot);
     }
     this.setTail(this.cursor);
     return n;
   }
 
-  /** Client, s2c ring: every frame the server filled since last time, then offer all free buffers again. */
-  clientReceive(deliver: Ingress, alloc: (bytes: number) => Buffer, max: number, check: boolean, bufferBytes: number, bufferAt: (slot: number) => number, bufferRegion: number): number {
+  /** Client, s2c ring: every frame the server filled since last time (as serverReceive), then offer all free buffers again. */
+  clientReceive(deliver: Ingress, alloc: (bytes: number) => Buffer, max: number, check: boolean, bufferBytes: number, bufferAt: (slot: number) => number, bufferRegion: number, inPlace = false): number {
     const end = this.tail;
     let n = 0;
     while (this.cursor !== end && n < max) {
-      const frame = this.take(this.cursor, end, alloc, check);
+      const frame = this.take(this.cursor, end, alloc, check, inPlace);
       this.cursor = (this.cursor + this.taken) & 0xffff;
       n++;
-      deliver(frame, this.crcChecked);
+      deliver(frame, this.crcChecked, this.inSlot);
     }
     this.refill(bufferBytes, bufferAt, bufferRegion);
     return n;
