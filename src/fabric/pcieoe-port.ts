@@ -85,7 +85,9 @@ export class PcieoePort {
       onRequest: (tlp) => this.requests.push(tlp),
       log: (m) => log('warn', `channel ${o.id}: ${m}`),
     });
-    this.channel = node.addChannel(o.id, o.peerMacs, (p) => this.endpoint.receive(p), {
+    // The endpoint copies what it keeps of a TLP (TlpEndpoint.receive), so payloads may be ring slots.
+    this.channel = node.addChannel(o.id, o.peerMacs, (p, transient) => this.endpoint.receive(p, transient), {
+      deliverTransient: true,
       onPeerState: (alive) => {
         log(alive ? 'info' : 'warn', `channel ${o.id}: ${o.peerName} ${alive ? 'reachable' : 'unreachable (all links silent)'}`);
         this.endpoint.setPeerAlive(alive);

@@ -116,7 +116,8 @@ export function endpoint(opts: {
     sendFrame: (i, frame) => transmitFrame(ports[i]!, frame),
     clock: realClock,
   });
-  ports.forEach((p, i) => p.attach((frame, crcChecked) => channel.receive(i, frame, crcChecked)));
+  // The channel copies what it keeps of a frame (ChannelOptions.deliverTransient says what its deliver does).
+  ports.forEach((p, i) => p.attach((frame, crcChecked, transient) => channel.receive(i, frame, crcChecked, transient), true));
   return {
     channel,
     ports,
