@@ -265,12 +265,20 @@ export class DeviceInterface {
     return this.writeRuns(ch, tlp, hit, enabledRuns(tlp.firstBe, tlp.lastBe, tlp.data.length / 4), 0);
   }
 
-  /** The enabled runs of a BAR write from run `i` on, each after the one before has settled (a doorbell: one run, at once). */
+  /**
+   * The enabled runs of a BAR write from run `i` on, each after the one before has settled (a doorbell:
+   * one run, at once). A delivered TLP's data is valid only during its delivery (it may be a view of a
+   * ring slot): each run is handed to the function synchronously, which takes what it keeps, and runs
+   * still to go when a function answers later are copied first.
+   */
   private writeRuns(ch: PcieoePort, tlp: MemWriteTlp, hit: { h: Hosted; bar: number; offset: number }, runs: [number, number][], i: number): void | Promise<void> {
     for (; i < runs.length; i++) {
       const [start, len] = runs[i]!;
       const r = hit.h.fn.barWrite(hit.bar, hit.offset + start, tlp.data.subarray(start, start + len));
-      if (r instanceof Promise) return r.then(() => this.writeRuns(ch, tlp, hit, runs, i + 1), (err) => this.functionError(ch, tlp, err));
+      if (r instanceof Promise) {
+        const rest = i + 1 < runs.length ? { ...tlp, data: tlp.data.slice() } : tlp;
+        return r.then(() => this.writeRuns(ch, rest, hit, runs, i + 1), (err) => this.functionError(ch, rest, err));
+      }
     }
   }
 
@@ -289,7 +297,8 @@ export class DeviceInterface {
           }
         },
         // Posted: the MWrs are encoded (the data copied) before this returns, so one settled promise
-        // serves every write instead of an async function's own per 4 KiB piece.
+        // serves every write instead of an async function's own per 4 KiB piece; and the model may
+        // reuse `data` once it has settled (its read buffers: Namespace.recycle).
         dmaWrite: (addr, data) => {
           try {
             ep.writeMemory(BigInt(addr), data, hostBdf, this.mps);

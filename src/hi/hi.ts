@@ -15,6 +15,10 @@
  *     guest's memory, and only what QEMU mapped);
  *   - anything else (config requests, messages, unknown requesters) is
  *     counted; non-posted ones get UR.
+ * Every request is handled within its delivery (the handler never returns a
+ * promise) and a TLP's data is used only there: it may be a view of a ring slot
+ * valid only during the call, so it is copied straight into guest memory (or,
+ * behind DMA_WRITE messages still under way, into a copy queued for them).
  *
  * Each channel's address space is the HI's: BARs of the channel's functions
  * get addresses from its AddressWindow, MSI windows sit at 0xFEE0_0000 (the

@@ -98,7 +98,13 @@ function read(host: IoHost, sqe: Sqe): Promise<Completion> {
     return Promise.reject(mediaError('read', Status.UnrecoveredReadError, err));
   }
   if (data instanceof Promise) return media('read', Status.UnrecoveredReadError, data).then((d) => writeToHost(host.mem, buf, d)).then(ok);
-  return writeToHost(host.mem, buf, data).then(ok);
+  // Once every write of the data has settled the host has it: the buffer serves a later read. A
+  // failed write may leave others still under way (reading the buffer), so that one is dropped.
+  const bytes = data;
+  return writeToHost(host.mem, buf, bytes).then(() => {
+    ns.recycle(bytes);
+    return OK;
+  });
 }
 
 const ok = (): Completion => OK;
