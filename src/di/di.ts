@@ -286,14 +286,19 @@ export class DeviceInterface {
 
   private portsFor(h: Hosted, ch: PcieoePort, hostBdf: number): FunctionPorts {
     const ep = ch.endpoint;
+    const readFailed = (err: unknown): never => {
+      if (err instanceof FabricRequestError) this.rejectLog.line(`${h.name}: DMA ${err.message}`);
+      throw err;
+    };
     return {
       dma: {
-        dmaRead: async (addr, length) => {
+        // The read's own promise, with a handler for failures: an async function would add a promise
+        // and its steps per 4 KiB piece of a device's read (sixteen per 64 KiB write).
+        dmaRead: (addr, length) => {
           try {
-            return await ep.readMemory(BigInt(addr), length, hostBdf, this.mrrs);
+            return ep.readMemory(BigInt(addr), length, hostBdf, this.mrrs).catch(readFailed);
           } catch (err) {
-            if (err instanceof FabricRequestError) this.rejectLog.line(`${h.name}: DMA ${err.message}`);
-            throw err;
+            return Promise.reject(err);
           }
         },
         // Posted: the MWrs are encoded (the data copied) before this returns, so one settled promise

@@ -4,7 +4,7 @@ import test from 'ava';
 import { native } from '../../native/index.ts';
 import { CapId, Cfg, CommandBit } from '../../src/pci/config-space.ts';
 import { TESTDEV_DEVICE_ID, TESTDEV_ID_VALUE, TESTDEV_VENDOR_ID, TestReg, TestStatus } from '../../src/devices/testdev/testdev.ts';
-import { TlpType } from '../../src/fabric/tlp/tlp.ts';
+import { type MemWriteTlp, TlpType } from '../../src/fabric/tlp/tlp.ts';
 import { IrqSetFlag, PciIrq, PciRegion } from '../../src/vfio-user/protocol.ts';
 import { type VfioUserClient, waitEventfd } from '../../src/vfio-user/client.ts';
 import { u32le, u64le } from '../vfio-user/helpers.ts';
@@ -160,6 +160,27 @@ test('device DMA through a real memfd and MSI-X eventfds', async (t) => {
   t.is(await c.read32(BAR0, TestReg.Status), TestStatus.Error);
   t.regex(r.dev.lastError?.message ?? '', /ur/);
   t.is(r.eep.stats.dmaErrors, 1);
+});
+
+test('MSI-X messages of one delivery batch signal their vector once, at the batch\'s end; a later batch signals again', async (t) => {
+  const r = await hiDiRig(t);
+  const c = await r.client();
+  const efds = await wireMsix(t, c, 4);
+  await c.write32(CONFIG, Cfg.Command, CommandBit.Memory | CommandBit.BusMaster);
+  const message = (v: number) => ({ data: u32le(v) }) as MemWriteTlp;
+  const before = r.eep.stats.msix;
+  // Three messages in one synchronous delivery (frames taken in one wake-up): vectors 1, 1, 2.
+  r.eep.deliverMsi(1, message(1));
+  r.eep.deliverMsi(1, message(1));
+  r.eep.deliverMsi(2, message(2));
+  t.is(native.eventfdRead(efds[1]!), null, 'nothing signalled before the batch ends');
+  t.is(await waitEventfd(efds[1]!), 1, 'vector 1: one eventfd write for two messages');
+  t.is(await waitEventfd(efds[2]!), 1);
+  t.is(r.eep.stats.msixMerged, 1);
+  t.is(r.eep.stats.msix, before + 2);
+  r.eep.deliverMsi(1, message(1));
+  t.is(await waitEventfd(efds[1]!), 1, 'a later batch signals again');
+  t.is(r.eep.stats.msix, before + 3);
 });
 
 test('isolation: another host\'s channel cannot reach the function (UR, counted), malformed TLPs are dropped', async (t) => {

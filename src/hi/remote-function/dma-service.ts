@@ -45,6 +45,11 @@ export class DmaService {
     };
   }
 
+  /** Every device write issued so far has reached guest memory. */
+  get settled(): boolean {
+    return this.writesInFlight === 0;
+  }
+
   /** Runs `fn` once every device write issued so far has reached guest memory. */
   afterWrites(fn: () => void): void {
     if (this.writesInFlight === 0) fn();

@@ -40,7 +40,10 @@ export interface RemoteFunctionStats {
   dmaWrites: number;
   /** DMA the guest map could not serve (unmapped IOVA, no client): UR / dropped. */
   dmaErrors: number;
+  /** MSI-X and MSI eventfd signals. */
   msix: number;
+  /** Messages whose vector was already to be signalled at the end of the same delivery batch (one signal for both). */
+  msixMerged: number;
   /** INTx eventfd signals (an assert, or an unmask while still asserted). */
   intx: number;
   /** MWr into the MSI window that names no wired vector. */

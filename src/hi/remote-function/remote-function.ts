@@ -36,7 +36,7 @@ export class RemoteFunction implements VfioUserDevice {
   readonly regions: RegionDesc[];
   readonly irqs: IrqIndexDesc[];
   readonly canReset = true;
-  readonly stats: RemoteFunctionStats = { mmioReadFailures: 0, configFailures: 0, dmaReads: 0, dmaWrites: 0, dmaErrors: 0, msix: 0, intx: 0, msixSpurious: 0 };
+  readonly stats: RemoteFunctionStats = { mmioReadFailures: 0, configFailures: 0, dmaReads: 0, dmaWrites: 0, dmaErrors: 0, msix: 0, msixMerged: 0, intx: 0, msixSpurious: 0 };
   private ctx?: SessionContext;
   private readonly log: Logger;
   private readonly view: ConfigView;
@@ -53,7 +53,7 @@ export class RemoteFunction implements VfioUserDevice {
     this.view = new ConfigView(cfg, layout, this.stats, this.log);
     this.dma = new DmaService({ hiId: o.hiId, session, stats: this.stats, log: this.log });
     this.interrupts = new RemoteInterrupts({
-      layout, cfg, endpoint: o.endpoint, hiId: o.hiId, msiBase: o.msiBase, session, afterWrites: (fn) => this.dma.afterWrites(fn), stats: this.stats,
+      layout, cfg, endpoint: o.endpoint, hiId: o.hiId, msiBase: o.msiBase, session, afterWrites: (fn) => this.dma.afterWrites(fn), writesSettled: () => this.dma.settled, stats: this.stats,
     });
     this.regions = pciRegionTable({ bars: layout.bars, configSize: layout.configSize });
     this.irqs = pciIrqTable({
