@@ -217,6 +217,10 @@ try {
   }
   console.log(`PCIeOE adds ${(f.mean - d.mean).toFixed(0)} µs mean, ${(f.median - d.median).toFixed(0)} µs median per I/O (load average now ${loadavg()[0]!.toFixed(1)})`);
   record({ kind: 'value', bench: 'nvme-qd1', name: 'soft driver QD 1 4 KiB read: PCIeOE mean added over direct', value: f.mean - d.mean, unit: 'µs' });
+  // How much of the switch's traffic its native memif-to-memif path carried (switch/memif-forward.ts).
+  const ports = Object.values(((await sw.control.must({ counters: true })) as { ports: Record<string, { switch: { rxFrames: number }; fastPath?: { rxFrames: number } | null }> }).ports);
+  const sum = (f: (p: (typeof ports)[number]) => number) => ports.reduce((a, p) => a + f(p), 0);
+  console.log(`switch: ${sum((p) => p.switch.rxFrames)} frames in, ${sum((p) => p.fastPath?.rxFrames ?? 0)} of them forwarded natively`);
   for (const p of Object.values(paths)) p.close();
 } finally {
   for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');

@@ -154,6 +154,29 @@ export interface Native {
   retainFreedHeap(): void;
 
   Poll: new (fd: number, callback: (err: NativeError | null, events: number) => void) => Poll;
+  /** The switch's memif-to-memif fast path (memif-forward.cc; used by src/fabric/switch/memif-forward.ts). */
+  MemifForwarder: new (ports: number, routes: number, counters: Float64Array, hits: Float64Array) => MemifForwarder;
+}
+
+/**
+ * Frames from one memif port's receive ring to others' transmit rings, slot to slot, by routes
+ * (memif-forward.cc). `counters`: five per port (rxFrames, rxBytes, txFrames, txBytes,
+ * txSignals); `hits[k]`: the `now` route k was last used at.
+ */
+export interface MemifForwarder {
+  /** Port i's receive ring (its header-and-descriptor bytes, the connection's regions); null: none. */
+  setRx(i: number, ring: Uint8Array | null, regions?: readonly Uint8Array[]): void;
+  /** Port i's transmit ring and the eventfd that wakes its consumer; null: none. */
+  setTx(i: number, ring: Uint8Array | null, regions?: readonly Uint8Array[], event?: number): void;
+  /** Route k (at most one past the last): frames from port `from` with these addresses and tag (VID, -1 untagged) go to `to` while now ≤ until. */
+  setRoute(k: number, from: number, src: number, dst: number, tag: number, to: number, until: number): void;
+  clearRoutes(): void;
+  /**
+   * Forward what waits on port i's receive ring from `cursor`, at most `max` frames, stopping at
+   * the first it cannot (left for the JS path); `open[j]`: port j may be written now.
+   * Returns frames * 65536 + the new cursor.
+   */
+  forward(i: number, cursor: number, max: number, now: number, open: Uint8Array): number;
 }
 
 const require = createRequire(import.meta.url);

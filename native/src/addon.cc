@@ -35,6 +35,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   pcieoe::RegisterDgram(env, exports);
   pcieoe::RegisterCrc32(env, exports);
   pcieoe::RegisterPoll(env, exports);
+  pcieoe::RegisterMemifForward(env, exports);
   return exports;
 }
 

@@ -36,5 +36,6 @@ void RegisterStream(Napi::Env env, Napi::Object exports);    // stream.cc
 void RegisterDgram(Napi::Env env, Napi::Object exports);     // dgram.cc
 void RegisterCrc32(Napi::Env env, Napi::Object exports);     // crc32.cc
 void RegisterPoll(Napi::Env env, Napi::Object exports);      // poll.cc
+void RegisterMemifForward(Napi::Env env, Napi::Object exports);  // memif-forward.cc
 
 }  // namespace pcieoe

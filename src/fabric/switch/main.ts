@@ -33,8 +33,10 @@
  *                                                  station, rx = from the station, omitted = both
  *   {"port":"di0","peer":"/path/to/station.sock"}  where unix port di0 sends (null: the last sender)
  *   {"counters":true}  or  {"counters":true,"port":"di0"}    per port: counters (rxSourceViolations:
- *                                                  frames dropped by port security), bound stations;
- *                                                  and the MAC table's size and refusals
+ *                                                  frames dropped by port security), bound stations,
+ *                                                  fastPath: what memif-forward.ts moved natively (in
+ *                                                  switch and socket counters too); the MAC table's size
+ *                                                  and refusals
  *   {"capture":true}  or  {"capture":true,"port":"di0"}   start a capture of every port (or one) into
  *                                                  DIR/capture-<id>.pcap, both directions; reply: id, file
  *   {"capture":false,"id":1}                       stop it (file flushed and closed; reply: frames)
@@ -52,6 +54,7 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { BusyPoller } from './busy-poll.ts';
+import { MemifForwarding, type NativeCounts } from './memif-forward.ts';
 import { PortPath } from './port-path.ts';
 import { serveLineControl } from '../../common/control-socket.ts';
 import { realClock } from '../clock.ts';
@@ -283,10 +286,12 @@ const switchLog = processLogger('switch');
 export async function runSwitch(cfg: SwitchConfig, log: (line: string) => void = (line) => switchLog('info', line)): Promise<RunningSwitch> {
   mkdirSync(cfg.socketDir, { recursive: true });
   if (cfg.pcapDir) mkdirSync(cfg.pcapDir, { recursive: true });
-  const sw = new EthernetSwitch({ clock: realClock, maxMacs: cfg.maxMacs, log });
+  const poller = cfg.busyPollUs > 0 ? new BusyPoller(cfg.busyPollUs, realClock) : null;
+  // Memif to memif in native code, past the core, once the core has routed a stream of frames.
+  const fast = new MemifForwarding(realClock, poller && (() => poller.kick()));
+  const sw = new EthernetSwitch({ clock: realClock, maxMacs: cfg.maxMacs, log, fastPath: fast });
   const rng = seededRng(cfg.seed);
   const ports = new Map<string, RunningPort>();
-  const poller = cfg.busyPollUs > 0 ? new BusyPoller(cfg.busyPollUs, realClock) : null;
   // Control first: once the port sockets appear the lab starts guests, which may want faults set at once.
   const controlPath = join(cfg.socketDir, 'control.sock');
   removeStaleSocket(controlPath);
@@ -313,6 +318,7 @@ export async function runSwitch(cfg: SwitchConfig, log: (line: string) => void =
     // the control socket included), straight past them until then.
     const path = new PortPath(transport, realClock, rng, sink, () => pcap !== null || live.size > 0);
     const id = sw.addPort(poller ? poller.watch(path) : path, config.vlan, config.name, config.security ?? undefined);
+    if (transport instanceof MemifPort) fast.add(id, transport, path);
     ports.set(config.name, { config, id, transport, path, faults: path.faults, pcap, live });
   }
   const lives = new Map<number, LiveCapture>();
@@ -330,7 +336,9 @@ export async function runSwitch(cfg: SwitchConfig, log: (line: string) => void =
       peer: p.transport instanceof UnixDgramPort ? p.transport.peer : p.transport instanceof MemifPort ? memifText(p.transport) : vxlanText(p.transport),
       switch: sw.counters(p.id),
       stations: sw.stations(p.id)?.map(formatMac) ?? 'open',
-      socket: p.transport.counters,
+      socket: withNative(p.transport.counters, fast.nativeCounts(p.id)),
+      // Of those, what the native memif-to-memif path moved (null: not a memif server port).
+      fastPath: fast.nativeCounts(p.id),
       faults: { tx: p.faults.counters('toStation'), rx: p.faults.counters('toSwitch') },
       config: { tx: p.faults.config('toStation'), rx: p.faults.config('toSwitch') },
     };
@@ -413,6 +421,13 @@ export function peerProblem(path: string, root: string): string | undefined {
     return undefined; // the station binds it later
   }
   return st.isSocket() ? undefined : 'is there but is not a socket';
+}
+
+/** A port's socket counters with the frames the native fast path moved through it added. */
+function withNative<C extends object>(c: C, n: NativeCounts | null): C {
+  if (n === null) return c;
+  const m = c as C & NativeCounts;
+  return { ...c, rxFrames: m.rxFrames + n.rxFrames, rxBytes: m.rxBytes + n.rxBytes, txFrames: m.txFrames + n.txFrames, txBytes: m.txBytes + n.txBytes, txSignals: m.txSignals + n.txSignals };
 }
 
 /** "vxlan VNI LOCAL -> REMOTE", for counters and logs. */

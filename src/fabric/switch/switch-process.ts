@@ -67,7 +67,19 @@ export async function startSwitch(opts: {
     }
     await sleep(20);
   }
-  const control = await SwitchControl.connect(path.join(dir, 'control.sock'));
+  // The socket file appears when it is bound, a moment before it listens: refused until then.
+  let control: SwitchControl | undefined;
+  while (control === undefined) {
+    try {
+      control = await SwitchControl.connect(path.join(dir, 'control.sock'));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ECONNREFUSED' || proc.exitCode !== null || Date.now() > end) {
+        proc.kill('SIGKILL');
+        throw err;
+      }
+      await sleep(20);
+    }
+  }
   return {
     dir,
     proc,

@@ -83,6 +83,23 @@ interface MacEntry {
   seen: number;
 }
 
+/**
+ * A way past this core for known unicast frames (memif-forward.ts: memif to memif in native
+ * code). The core tells it each route it took with a frame left unchanged; the fast path may
+ * then forward frames that match the route exactly until `until`, and keeps the counters and
+ * "last seen" times of what it forwarded, which the core folds in when it reports and ages.
+ */
+export interface FastPath {
+  /** Frames from port `from`, source `src`, to `dst`, tagged with VID `tag` (-1 untagged; VLAN `vid`) went to port `to` unchanged. */
+  route(from: number, to: number, src: Mac, dst: Mac, tag: number, vid: number, until: number): void;
+  /** Every source it forwarded frames from (VLAN, ingress port, MAC) and when it last did. */
+  seen(visit: (vid: number, port: number, mac: Mac, at: number) => void): void;
+  /** Forget every route: the table or a binding changed under them. */
+  invalidate(): void;
+  /** What it forwarded from and to port `id`, to add to the core's counters. */
+  counters(id: number): Pick<PortCounters, 'rxFrames' | 'rxBytes' | 'txFrames' | 'txBytes'> | null;
+}
+
 export interface SwitchOptions {
   clock: Clock;
   /** Learned addresses are forgotten after this many ms. Default 300 000 (802.1D). */
@@ -91,6 +108,7 @@ export interface SwitchOptions {
   maxMacs?: number;
   /** Port-security events (rate-limited: the counters carry the totals). */
   log?: (line: string) => void;
+  fastPath?: FastPath;
 }
 
 export class EthernetSwitch {
@@ -105,12 +123,25 @@ export class EthernetSwitch {
   private readonly stats: TableStats;
   private agingTimer: TimerHandle | null = null;
   private readonly log: LogLimiter | null;
+  private readonly fastPath: FastPath | null;
+  private readonly refreshSeen = (vid: number, port: number, mac: Mac, at: number): void => {
+    const e = this.table.get(vid)?.get(mac);
+    if (e !== undefined && e.port === port && at > e.seen) e.seen = at;
+  };
 
   constructor(options: SwitchOptions) {
     this.clock = options.clock;
     this.agingMs = options.agingMs ?? 300_000;
     this.stats = { entries: 0, max: options.maxMacs ?? 4096, refused: 0, aged: 0 };
     this.log = options.log ? new LogLimiter(options.log, { now: () => this.clock.now() }) : null;
+    this.fastPath = options.fastPath ?? null;
+  }
+
+  /** The fast path's routes may be wrong now: take what it saw, then make it forget them. */
+  private dropRoutes(): void {
+    if (!this.fastPath) return;
+    this.fastPath.seen(this.refreshSeen);
+    this.fastPath.invalidate();
   }
 
   /** Without `security` the port is open: it learns any source. */
@@ -147,6 +178,7 @@ export class EthernetSwitch {
   removePort(id: number): void {
     const port = this.ports.get(id);
     if (!port) return;
+    this.dropRoutes();
     this.ports.delete(id);
     port.transport.close();
     for (const mac of port.binding?.allowed ?? []) this.owners.delete(mac);
@@ -170,7 +202,9 @@ export class EthernetSwitch {
   }
 
   counters(id: number): Readonly<PortCounters> {
-    return this.port(id).counters;
+    const c = this.port(id).counters;
+    const f = this.fastPath?.counters(id);
+    return f ? { ...c, rxFrames: c.rxFrames + f.rxFrames, rxBytes: c.rxBytes + f.rxBytes, txFrames: c.txFrames + f.txFrames, txBytes: c.txBytes + f.txBytes } : c;
   }
 
   private port(id: number): Port {
@@ -185,8 +219,15 @@ export class EthernetSwitch {
   }
 
   private find(vid: number, mac: Mac, now: number): number | undefined {
+    return this.entry(vid, mac, now)?.port;
+  }
+
+  /** The entry of `mac` in `vid` if it is fresh (frames the fast path forwarded from it count). */
+  private entry(vid: number, mac: Mac, now: number): MacEntry | undefined {
     const e = this.table.get(vid)?.get(mac);
-    return e && now - e.seen <= this.agingMs ? e.port : undefined;
+    if (e === undefined) return undefined;
+    if (now - e.seen > this.agingMs) this.fastPath?.seen(this.refreshSeen);
+    return now - e.seen <= this.agingMs ? e : undefined;
   }
 
   close(): void {
@@ -202,6 +243,7 @@ export class EthernetSwitch {
     const b = port.binding;
     if (!b) return true;
     if (isMulticast(src) || b.allowed.size >= b.limit) return false;
+    this.dropRoutes();
     b.allowed.add(src);
     this.owners.set(src, port.id);
     this.log?.line(() => `switch: ${port.name} locked to ${formatMac(src)}`);
@@ -213,6 +255,7 @@ export class EthernetSwitch {
     if (!macs) this.table.set(vid, (macs = new Map()));
     const e = macs.get(src);
     if (e) {
+      if (e.port !== port) this.dropRoutes();
       e.port = port;
       e.seen = now;
       return;
@@ -230,9 +273,11 @@ export class EthernetSwitch {
   private age(): void {
     this.agingTimer = null;
     const now = this.clock.now();
+    this.fastPath?.seen(this.refreshSeen);
     for (const [vid, macs] of this.table) {
       for (const [mac, e] of macs) {
         if (now - e.seen <= this.agingMs) continue;
+        this.dropRoutes();
         macs.delete(mac);
         this.stats.entries--;
         this.stats.aged++;
@@ -268,10 +313,12 @@ export class EthernetSwitch {
     if (!isMulticast(src)) this.learn(vid, src, port.id, now);
     const dst = readMac(frame, 0);
     if (!isMulticast(dst)) {
-      const out = this.find(vid, dst, now);
-      if (out !== undefined) {
+      const e = this.entry(vid, dst, now);
+      if (e !== undefined) {
         // Known unicast: to its port, or nowhere if the station is on the port it came from.
-        if (out !== port.id) this.egress(this.ports.get(out)!, frame, tagged, tagVid, vid, false);
+        if (e.port !== port.id && this.egress(this.ports.get(e.port)!, frame, tagged, tagVid, vid, false)) {
+          this.fastPath?.route(port.id, e.port, src, dst, tagged ? tagVid : -1, vid, e.seen + this.agingMs);
+        }
         return;
       }
     }
@@ -280,7 +327,8 @@ export class EthernetSwitch {
     }
   }
 
-  private egress(port: Port, frame: Buffer, tagged: boolean, tagVid: number, vid: number, flooded: boolean): void {
+  /** Returns whether the frame left as it came (no tag added, changed or removed). */
+  private egress(port: Port, frame: Buffer, tagged: boolean, tagVid: number, vid: number, flooded: boolean): boolean {
     const wantTag = port.vlan.mode === 'trunk' && port.vlan.native !== vid;
     let out = frame;
     if (wantTag && !(tagged && tagVid === vid)) out = withTag(frame, tagged, vid);
@@ -290,6 +338,7 @@ export class EthernetSwitch {
     c.txBytes += out.length;
     if (flooded) c.txFlooded++;
     port.transport.transmit(out);
+    return out === frame;
   }
 }
 

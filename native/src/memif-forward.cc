@@ -1,0 +1,364 @@
+// MemifForwarder: the switch's memif-to-memif fast path (src/fabric/switch/memif-forward.ts).
+//
+// A burst of frames on one port's receive ring (client-to-server, the switch the server) goes
+// to the destination ports' transmit rings (server-to-client) in one call: each frame copied
+// slot to slot once, by routes the switch's JavaScript core installed (ingress port, source
+// MAC, destination MAC, VLAN tag as received → egress port, valid until a time), per-port
+// counters kept in a Float64Array the JS side reads, and each destination's eventfd written
+// once, only when its consumer sleeps (MASK_INT clear), as wire/memif/ring.ts does.
+//
+// It stops at the first frame it cannot forward as it is — no route, a route expired, a
+// destination the JS side holds (frames queued there, faults, a capture), a full ring, a
+// malformed descriptor or chain, a runt, a group address — and leaves that frame and all
+// after it on the ring: the JS path then takes them in order, and cuts a malformed peer off
+// with the same MemifDescriptorError paths as ever. Nothing here throws on peer data.
+//
+// Ring layout: wire/memif/ring.ts. Pointers stay valid while the session whose rings they
+// point into lives: the JS side re-registers a port whenever its rings change and never
+// passes a port whose rings it has not checked in this call.
+#include "native.h"
+
+#include <poll.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <vector>
+
+namespace pcieoe {
+
+namespace {
+
+constexpr uint32_t kHeaderBytes = 128;
+constexpr uint32_t kDescBytes = 16;
+constexpr uint16_t kMaskInt = 1;
+constexpr uint16_t kDescNext = 1;
+constexpr uint32_t kMaxFrame = 65535;
+constexpr int kMaxSegments = 32;
+constexpr uint16_t kTpid = 0x8100;
+// The bytes a route is chosen by: addresses and an 802.1Q tag.
+constexpr uint32_t kHeader = 18;
+// Per port in the counters array: rxFrames, rxBytes, txFrames, txBytes, txSignals.
+constexpr int kCounters = 5;
+
+struct Region {
+  uint8_t* base;
+  uint64_t length;
+};
+
+struct Ring {
+  uint8_t* header = nullptr;
+  uint32_t size = 0;
+  std::vector<Region> regions;
+
+  uint16_t* u16(uint32_t off) const { return reinterpret_cast<uint16_t*>(header + off); }
+  uint16_t Head() const { return __atomic_load_n(u16(6), __ATOMIC_ACQUIRE); }
+  uint16_t Tail() const { return __atomic_load_n(u16(64), __ATOMIC_ACQUIRE); }
+  void SetTail(uint16_t v) const { __atomic_store_n(u16(64), v, __ATOMIC_RELEASE); }
+  bool ConsumerSleeps() const { return (__atomic_load_n(u16(4), __ATOMIC_ACQUIRE) & kMaskInt) == 0; }
+  uint8_t* Desc(uint16_t counter) const { return header + kHeaderBytes + (counter & (size - 1)) * kDescBytes; }
+  // The bytes a descriptor names, if they lie inside their region.
+  uint8_t* Bytes(const uint8_t* d, uint32_t length) const {
+    uint16_t region;
+    uint32_t offset;
+    memcpy(&region, d + 2, 2);
+    memcpy(&offset, d + 8, 4);
+    if (region >= regions.size() || uint64_t{offset} + length > regions[region].length) return nullptr;
+    return regions[region].base + offset;
+  }
+};
+
+struct Port {
+  bool rxReady = false;
+  bool txReady = false;
+  Ring rx;
+  Ring tx;
+  int txEvent = -1;
+};
+
+struct Route {
+  int from;
+  uint64_t src;
+  uint64_t dst;
+  int tag;  // VID of a tagged frame, -1 untagged
+  int to;
+  double until;
+};
+
+struct Segment {
+  const uint8_t* bytes;
+  uint32_t length;
+};
+
+uint64_t Mac(const uint8_t* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 6; i++) v = (v << 8) | p[i];
+  return v;
+}
+
+// Ring `header` (a Uint8Array from the ring's header through its descriptors) and its regions.
+Ring RingArg(Napi::Env env, const Napi::Value& header, const Napi::Value& regions) {
+  if (!header.IsTypedArray() || !regions.IsArray()) throw Napi::TypeError::New(env, "a ring needs its header bytes and its regions");
+  Napi::Uint8Array h = header.As<Napi::Uint8Array>();
+  Ring r;
+  r.header = h.Data();
+  uint32_t slots = static_cast<uint32_t>((h.ByteLength() - kHeaderBytes) / kDescBytes);
+  if (h.ByteLength() < kHeaderBytes + kDescBytes || (slots & (slots - 1)) != 0) throw Napi::RangeError::New(env, "ring header bytes: not a ring of 2^n slots");
+  r.size = slots;
+  Napi::Array list = regions.As<Napi::Array>();
+  for (uint32_t i = 0; i < list.Length(); i++) {
+    Napi::Value v = list.Get(i);
+    if (!v.IsTypedArray()) throw Napi::TypeError::New(env, "a region must be a Uint8Array");
+    Napi::Uint8Array u = v.As<Napi::Uint8Array>();
+    r.regions.push_back({u.Data(), u.ByteLength()});
+  }
+  return r;
+}
+
+// The same never-blocking write as eventfd.cc's eventfdWrite: the fd is the peer's, and it may
+// have made it blocking; a full counter means a wake-up is pending anyway.
+bool Signal(int fd) {
+  pollfd p{fd, POLLOUT, 0};
+  if (poll(&p, 1, 0) != 1 || !(p.revents & POLLOUT)) return false;
+  uint64_t one = 1;
+  return write(fd, &one, sizeof one) == sizeof one;
+}
+
+class MemifForwarder : public Napi::ObjectWrap<MemifForwarder> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "MemifForwarder", {
+      InstanceMethod<&MemifForwarder::SetRx>("setRx"),
+      InstanceMethod<&MemifForwarder::SetTx>("setTx"),
+      InstanceMethod<&MemifForwarder::SetRoute>("setRoute"),
+      InstanceMethod<&MemifForwarder::ClearRoutes>("clearRoutes"),
+      InstanceMethod<&MemifForwarder::Forward>("forward"),
+    });
+  }
+
+  // new MemifForwarder(ports, routes, counters: Float64Array(ports * 5), hits: Float64Array(routes))
+  explicit MemifForwarder(const Napi::CallbackInfo& info) : Napi::ObjectWrap<MemifForwarder>(info) {
+    Napi::Env env = info.Env();
+    uint32_t ports = ArgCount(info, 0);
+    maxRoutes_ = ArgCount(info, 1);
+    if (info.Length() < 4 || !info[2].IsTypedArray() || !info[3].IsTypedArray()) throw Napi::TypeError::New(env, "MemifForwarder needs its counters and hits arrays");
+    Napi::Float64Array counters = info[2].As<Napi::Float64Array>();
+    Napi::Float64Array hits = info[3].As<Napi::Float64Array>();
+    if (counters.ElementLength() < size_t{ports} * kCounters || hits.ElementLength() < maxRoutes_) throw Napi::RangeError::New(env, "counters or hits array too short");
+    counters_ = counters.Data();
+    hits_ = hits.Data();
+    // The arrays' memory must outlive every call: hold them.
+    keep_ = Napi::Persistent(Napi::Object::New(env));
+    keep_.Set("counters", counters);
+    keep_.Set("hits", hits);
+    ports_.resize(ports);
+    routes_.reserve(maxRoutes_);
+  }
+
+ private:
+  // setRx(i, header, regions) | setRx(i, null): port i's receive ring, or none.
+  Napi::Value SetRx(const Napi::CallbackInfo& info) {
+    Port& p = PortArg(info);
+    bool on = info.Length() > 1 && !info[1].IsNull();
+    p.rxReady = false;
+    p.rx = on ? RingArg(info.Env(), info[1], info[2]) : Ring{};
+    p.rxReady = on;
+    return info.Env().Undefined();
+  }
+
+  // setTx(i, header, regions, eventfd) | setTx(i, null): port i's transmit ring, or none.
+  Napi::Value SetTx(const Napi::CallbackInfo& info) {
+    Port& p = PortArg(info);
+    bool on = info.Length() > 1 && !info[1].IsNull();
+    p.txReady = false;
+    p.tx = on ? RingArg(info.Env(), info[1], info[2]) : Ring{};
+    p.txEvent = on ? ArgFd(info, 3) : -1;
+    p.txReady = on;
+    return info.Env().Undefined();
+  }
+
+  Port& PortArg(const Napi::CallbackInfo& info) {
+    uint32_t i = ArgCount(info, 0);
+    if (i >= ports_.size()) throw Napi::RangeError::New(info.Env(), "no such port");
+    return ports_[i];
+  }
+
+  // setRoute(k, from, src, dst, tag, to, until): route k (k ≤ the routes set so far).
+  Napi::Value SetRoute(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint32_t k = ArgCount(info, 0);
+    Route r{static_cast<int>(ArgCount(info, 1)), static_cast<uint64_t>(info[2].As<Napi::Number>().Int64Value()), static_cast<uint64_t>(info[3].As<Napi::Number>().Int64Value()),
+            info[4].As<Napi::Number>().Int32Value(), static_cast<int>(ArgCount(info, 5)), info[6].As<Napi::Number>().DoubleValue()};
+    if (k > routes_.size() || k >= maxRoutes_ || r.from >= static_cast<int>(ports_.size()) || r.to >= static_cast<int>(ports_.size())) throw Napi::RangeError::New(env, "route out of range");
+    if (k == routes_.size()) routes_.push_back(r);
+    else routes_[k] = r;
+    hits_[k] = 0;
+    return env.Undefined();
+  }
+
+  Napi::Value ClearRoutes(const Napi::CallbackInfo& info) {
+    routes_.clear();
+    return info.Env().Undefined();
+  }
+
+  // forward(i, cursor, max, now, open: Uint8Array) → frames forwarded * 65536 + the new cursor.
+  // open[j] != 0: port j's transmit ring may be written now (checked by the caller in this turn).
+  Napi::Value Forward(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint32_t from = ArgCount(info, 0);
+    uint16_t cursor = static_cast<uint16_t>(ArgCount(info, 1));
+    uint32_t max = ArgCount(info, 2);
+    double now = info[3].As<Napi::Number>().DoubleValue();
+    Napi::Uint8Array open = ArgBytes(info, 4);
+    if (from >= ports_.size() || !ports_[from].rxReady || open.ByteLength() < ports_.size()) throw Napi::RangeError::New(env, "forward: port not set");
+    const Ring& rx = ports_[from].rx;
+    uint16_t head = rx.Head();
+    uint32_t n = 0;
+    if (static_cast<uint16_t>(head - cursor) <= rx.size) n = Burst(from, rx, cursor, head, max, now, open.Data());
+    return Napi::Number::New(env, double(n) * 65536 + cursor);
+  }
+
+  uint32_t Burst(uint32_t from, const Ring& rx, uint16_t& cursor, uint16_t head, uint32_t max, double now, const uint8_t* open) {
+    // Each destination's tail as this call moves it, and its head (the buffers offered) read once.
+    std::vector<int>& tails = tails_;
+    tails.assign(ports_.size(), -1);
+    std::vector<uint16_t>& heads = heads_;
+    heads.resize(ports_.size());
+    Segment segs[kMaxSegments];
+    uint32_t n = 0;
+    while (cursor != head && n < max) {
+      // The frame's chain, every descriptor inside its region.
+      int used = 0;
+      uint32_t bytes = 0;
+      bool ok = false;
+      while (used < kMaxSegments && static_cast<uint16_t>(head - cursor) > used) {
+        const uint8_t* d = rx.Desc(cursor + used);
+        uint16_t flags;
+        uint32_t length;
+        memcpy(&flags, d, 2);
+        memcpy(&length, d + 4, 4);
+        const uint8_t* b = rx.Bytes(d, length);
+        bytes += length;
+        if (b == nullptr || bytes > kMaxFrame) break;
+        segs[used++] = {b, length};
+        if (!(flags & kDescNext)) {
+          ok = true;
+          break;
+        }
+      }
+      if (!ok || segs[0].length < kHeader) break;
+      // Decided on a copy of the header, and that copy is what leaves: the peer may rewrite the
+      // slot meanwhile, but not the addresses the route (and port security) was checked on.
+      uint8_t f[kHeader];
+      memcpy(f, segs[0].bytes, kHeader);
+      uint64_t dst = Mac(f);
+      if (f[0] & 1) break;
+      uint64_t src = Mac(f + 6);
+      int tag = (f[12] << 8 | f[13]) == kTpid ? ((f[14] << 8 | f[15]) & 0xfff) : -1;
+      int k = Find(from, src, dst, tag, now);
+      if (k < 0) break;
+      int to = routes_[k].to;
+      const Port& out = ports_[to];
+      if (!open[to] || !out.txReady) break;
+      const Ring& tx = out.tx;
+      if (tails[to] < 0) {
+        tails[to] = tx.Tail();
+        heads[to] = tx.Head();
+      }
+      uint16_t tail = static_cast<uint16_t>(tails[to]);
+      Segment room[kMaxSegments];
+      int slots = Fit(tx, tail, static_cast<uint16_t>(heads[to] - tail), bytes, room);
+      if (slots <= 0) break;
+      Copy(tx, tail, segs, used, room, slots, f);
+      tails[to] = static_cast<uint16_t>(tail + slots);
+      cursor = static_cast<uint16_t>(cursor + used);
+      hits_[k] = now;
+      double* c = counters_ + from * kCounters;
+      c[0] += 1;
+      c[1] += bytes;
+      c = counters_ + to * kCounters;
+      c[2] += 1;
+      c[3] += bytes;
+      n++;
+    }
+    for (size_t j = 0; j < ports_.size(); j++) {
+      if (tails[j] < 0 || static_cast<uint16_t>(tails[j]) == ports_[j].tx.Tail()) continue;
+      const Ring& tx = ports_[j].tx;
+      tx.SetTail(static_cast<uint16_t>(tails[j]));
+      if (tx.ConsumerSleeps() && Signal(ports_[j].txEvent)) counters_[j * kCounters + 4] += 1;
+    }
+    if (n > 0) rx.SetTail(cursor);
+    return n;
+  }
+
+  int Find(uint32_t from, uint64_t src, uint64_t dst, int tag, double now) const {
+    for (size_t k = 0; k < routes_.size(); k++) {
+      const Route& r = routes_[k];
+      if (r.dst == dst && r.src == src && r.from == static_cast<int>(from) && r.tag == tag) return now <= r.until ? static_cast<int>(k) : -1;
+    }
+    return -1;
+  }
+
+  // Where a frame of `bytes` goes in the buffers offered from `tail`: each buffer's bytes and how
+  // many it takes, read once (the peer may rewrite its descriptors meanwhile); how many buffers,
+  // or 0 when too few are offered, one lies outside its region, offers no room, or the first is
+  // too short for the header. Nothing is written yet.
+  static int Fit(const Ring& tx, uint16_t tail, uint16_t offered, uint32_t bytes, Segment* out) {
+    if (offered > tx.size) return 0;
+    uint32_t left = bytes;
+    int slots = 0;
+    do {
+      if (slots >= offered || slots >= kMaxSegments) return 0;
+      const uint8_t* d = tx.Desc(tail + slots);
+      uint32_t room;
+      memcpy(&room, d + 4, 4);
+      uint32_t take = room < left ? room : left;
+      const uint8_t* b = tx.Bytes(d, take);
+      if (take == 0 || b == nullptr || (slots == 0 && take < kHeader)) return 0;
+      out[slots++] = {b, take};
+      left -= take;
+    } while (left > 0);
+    return slots;
+  }
+
+  // Copy the frame's segments into the buffers Fit found, the header from the copy the route was
+  // chosen by; set each descriptor's length, chaining with NEXT.
+  static void Copy(const Ring& tx, uint16_t tail, const Segment* from, int nfrom, const Segment* to, int nto, const uint8_t* header) {
+    int s = 0;
+    uint32_t inSeg = 0;
+    for (int slot = 0; slot < nto; slot++) {
+      uint8_t* out = const_cast<uint8_t*>(to[slot].bytes);
+      uint32_t filled = 0;
+      while (s < nfrom && filled < to[slot].length) {
+        uint32_t n = from[s].length - inSeg;
+        if (n > to[slot].length - filled) n = to[slot].length - filled;
+        memcpy(out + filled, from[s].bytes + inSeg, n);
+        filled += n;
+        inSeg += n;
+        if (inSeg == from[s].length) {
+          s++;
+          inSeg = 0;
+        }
+      }
+      if (slot == 0) memcpy(out, header, kHeader);
+      uint8_t* d = tx.Desc(tail + slot);
+      uint16_t flags = slot + 1 < nto ? kDescNext : 0;
+      memcpy(d, &flags, 2);
+      memcpy(d + 4, &filled, 4);
+    }
+  }
+
+  std::vector<Port> ports_;
+  std::vector<Route> routes_;
+  uint32_t maxRoutes_;
+  double* counters_;
+  double* hits_;
+  Napi::ObjectReference keep_;
+  std::vector<int> tails_;
+  std::vector<uint16_t> heads_;
+};
+
+}  // namespace
+
+void RegisterMemifForward(Napi::Env env, Napi::Object exports) { exports.Set("MemifForwarder", MemifForwarder::Init(env)); }
+
+}  // namespace pcieoe
