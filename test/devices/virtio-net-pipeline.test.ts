@@ -89,7 +89,7 @@ for (const [name, features] of [['flags', BASE], ['event index', BASE | feature(
 
 test('transmit (packed ring, event index): a batch is sent, given back and signalled two round trips after the doorbell', async (t) => {
   const { mem, d, tx, queue } = await rig(BASE | feature(TransportFeature.RingEventIdx) | feature(TransportFeature.RingPacked));
-  const reads = () => mem.outstanding.map((r) => (r.addr === tx.desc ? 'ring' : r.addr === tx.avail ? 'driver event' : 'data'));
+  const reads = () => mem.outstanding.map((r) => (r.addr >= tx.desc && r.addr < tx.desc + 16 * tx.size ? 'ring' : r.addr === tx.avail ? 'driver event' : 'data'));
   const frames = [frame(60, 1), frame(1514, 2), frame(700, 3)];
   const ids = queue(frames);
   await d.kick(TX_QUEUE);

@@ -62,7 +62,7 @@
 import { PciFunction } from '../../pci/function.ts';
 import type { Logger } from '../../common/logger.ts';
 import { type DeviceQueue, gather, scatter, SplitQueue, VirtqueueError } from './virtqueue.ts';
-import { PackedQueue } from './packed-queue.ts';
+import { PackedQueue, RING_WINDOW } from './packed-queue.ts';
 import { completeChecksum, l4ChecksumValid } from './checksum.ts';
 import { segmentTcpV4 } from './segment.ts';
 import {
@@ -445,8 +445,12 @@ export class VirtioNet extends PciFunction {
     try {
       if (q.size > QUEUE_MAX) throw new VirtqueueError(`queue ${n}: size ${q.size} beyond the maximum ${QUEUE_MAX}`);
       const eventIdx = this.negotiated(TransportFeature.RingEventIdx);
-      const Ring = this.negotiated(TransportFeature.RingPacked) ? PackedQueue : SplitQueue;
-      q.ring = new Ring({ size: q.size, desc: q.desc, driver: q.driver, device: q.device }, this.mem, eventIdx, this.eagerInterrupts);
+      const setup = { size: q.size, desc: q.desc, driver: q.driver, device: q.device };
+      // A receive ring is read whole (its buffers are one descriptor each, and every one held
+      // spares a frame a wait for a read); a transmit ring a window at a time (packed-queue.ts).
+      q.ring = this.negotiated(TransportFeature.RingPacked)
+        ? new PackedQueue(setup, this.mem, eventIdx, this.eagerInterrupts, n === RX_QUEUE ? q.size : RING_WINDOW)
+        : new SplitQueue(setup, this.mem, eventIdx, this.eagerInterrupts);
       q.enabled = true;
     } catch (err) {
       this.needsReset(err as Error);

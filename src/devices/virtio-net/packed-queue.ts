@@ -19,10 +19,20 @@
 //
 // A chain is consecutive descriptors linked by NEXT; its buffer id is in its last descriptor.
 // The driver writes a chain's first flags last (§2.8.21), so an available head means the rest
-// is written; a read that shows a head available and a later descriptor of its chain not
-// (a read that crossed the driver's writes at the ring's end) is read again, and a driver
-// that leaves it so is in error. Positions are counted here from the ring's start without
-// wrapping (a JS number holds 2^53 of them): lap = position / size, position mod size the slot.
+// is written — as seen by the read that saw the head, or any read issued after it. A read
+// shows a chain's head before the rest (ascending addresses); a chain across the ring's end
+// is in two reads, whose order on the fabric is not fixed (a later PCIe read may pass an
+// earlier one), so it is taken only when an earlier read saw its head available. A read that
+// shows a head available and a later descriptor of its chain not is read again, and a driver
+// that leaves it so is in error.
+//
+// The device reads a window of the ring (RING_WINDOW descriptors) from the first position it
+// has not read, not the whole ring: over PCIeOE each transmit batch's ring read then moves
+// 1 KiB instead of 4 KiB at 256 entries. A window that ends in an available chain yields the
+// chains before it; the next read (the transmit pipeline issues it at once) goes on from there.
+// The device's receive ring is read whole (net-device.ts). Positions are counted here from the
+// ring's start without wrapping (a JS number holds 2^53 of them): lap = position / size,
+// position mod size the slot.
 //
 // With VIRTIO_F_EVENT_IDX the suppression structures carry positions: the device asks for a
 // doorbell at the first position it has not read (written before each ring read, as the split
@@ -50,6 +60,16 @@ export const enum EventFlag {
 
 /** Ring reads that show a head available and its chain not, before the driver is held in error. */
 const TORN_RETRIES = 3;
+
+/**
+ * Descriptors a ring read covers from the first position not read: a transmit batch of
+ * Linux's (a TSO packet is a descriptor for its headers and one per page fragment, at most
+ * 18) and more, in 1 KiB instead of the whole ring's 4 KiB at 256 entries.
+ */
+export const RING_WINDOW = 64;
+
+/** A window of the ring as read: one or two reads (the second from the ring's start), each with the position of its first descriptor. */
+type Window = { from: number; view: DataView }[];
 
 /** The wrap counter of position `p`'s lap: 1 on the first, flipping at each wrap. */
 export const wrapOf = (p: number, size: number): number => (Math.floor(p / size) & 1) ^ 1;
@@ -91,15 +111,25 @@ export class PackedQueue extends RingBase implements DeviceQueue {
   /** The driver's event structure as last read. */
   private seenFlags = EventFlag.Enable;
   private seenOffWrap = 0;
+  /** A head position an earlier read saw available (its chain may then come from any later read). */
+  private seenHead = -1;
 
-  constructor(setup: QueueSetup, mem: DmaPort, eventIdx = false, eagerInterrupts = false) {
+  constructor(
+    setup: QueueSetup,
+    mem: DmaPort,
+    eventIdx = false,
+    eagerInterrupts = false,
+    /** Descriptors a ring read covers (RING_WINDOW). */
+    private readonly window = RING_WINDOW,
+  ) {
     super(setup, mem, eventIdx, eagerInterrupts, { powerOfTwo: false, driverAlign: 4 });
+    if (!Number.isInteger(window) || window < 1) throw new RangeError(`ring window ${window}: expected a positive integer`);
   }
 
   /**
    * The chains the driver made available (at most `max`), in ring order; none when there are
    * none. The ring is read only when the chains read before are used up (or a prefetch() is on
-   * its way: its answer is awaited): one read, however many chains it holds.
+   * its way: its answer is awaited): one window of it (refill).
    */
   async popBatch(max = Infinity): Promise<Chain[]> {
     if (this.held.length === 0 && !(await this.prefetch())) return [];
@@ -182,9 +212,15 @@ export class PackedQueue extends RingBase implements DeviceQueue {
     this.seenFlags = b[2]! | (b[3]! << 8);
   }
 
-  /** Reads the ring (and beside it the driver's event structure) for chains past those held; false when none are new. */
+  /**
+   * Reads a window of the ring from the first position not read (and beside it the driver's
+   * event structure) for chains past those held; false when none are new. A window that
+   * ends inside a chain yields the chains before it (the next refill starts at that chain);
+   * one that holds no whole chain is read again from its head (twice as long if the chain ran
+   * past its end).
+   */
   protected async refill(): Promise<boolean> {
-    const { size, desc, driver, device } = this.setup;
+    const { size, driver, device } = this.setup;
     // Ring me for the first position this read does not see (see the header); without the
     // event index, always (ENABLE: a driver's memory need not start zeroed).
     const event = this.eventIdx ? offWrap(this.nextAvail, size) | (EventFlag.Desc << 16) : EventFlag.Enable << 16;
@@ -192,40 +228,71 @@ export class PackedQueue extends RingBase implements DeviceQueue {
       this.deviceEvent = event;
       await this.mem.dmaWrite(device, Uint8Array.of(event & 0xff, (event >> 8) & 0xff, event >> 16, 0));
     }
-    for (let attempt = 0; ; attempt++) {
-      const [ring, wish] = await Promise.all([this.mem.dmaRead(desc, DESC_SIZE * size), this.mem.dmaRead(driver, 4)]);
+    let window = this.window;
+    for (let torn = 0; ; ) {
+      // The driver may only reuse positions the device has given back: at most `size` past the next used one.
+      const span = Math.min(window, this.nextUsed + size - this.nextAvail);
+      if (span <= 0) return false;
+      const [reads, wish] = await Promise.all([this.readWindow(this.nextAvail, span), this.mem.dmaRead(driver, 4)]);
       this.seeWish(wish);
       const before = this.held.length;
-      const torn = this.parse(new DataView(ring.buffer, ring.byteOffset, ring.byteLength));
+      const stop = this.parse(reads);
       if (this.held.length > before) return true;
-      if (!torn) return false;
-      if (attempt === TORN_RETRIES) throw new VirtqueueError(`descriptor chain at ${this.nextAvail % size}: its head is available, a later descriptor of it not`);
+      if (stop === 'empty') return false;
+      if (stop === 'torn' && ++torn > TORN_RETRIES) throw new VirtqueueError(`descriptor chain at ${this.nextAvail % size}: its head is available, a later descriptor of it not`);
+      // The head at nextAvail was seen available: a read issued from now on sees its whole chain.
+      this.seenHead = this.nextAvail;
+      if (stop === 'window') window = 2 * span;
     }
   }
 
   /**
-   * Takes the available chains from a read of the ring, from nextAvail on; true when it stopped
-   * at a head whose chain the read shows incomplete. The driver may only reuse positions the
-   * device has given back: at most `size` past the next used position.
+   * Reads `n` descriptors from position `from`: one read up to the ring's end and, if the
+   * window wraps, one from its start, both on their way at once (no round trip added).
    */
-  private parse(ring: DataView): boolean {
+  private async readWindow(from: number, n: number): Promise<Window> {
+    const { size, desc } = this.setup;
+    const slot = from % size;
+    const first = Math.min(n, size - slot);
+    const reads = [this.mem.dmaRead(desc + DESC_SIZE * slot, DESC_SIZE * first)];
+    if (first < n) reads.push(this.mem.dmaRead(desc, DESC_SIZE * (n - first)));
+    return (await Promise.all(reads)).map((b, k) => ({ from: k ? from + first : from, view: new DataView(b.buffer, b.byteOffset, b.byteLength) }));
+  }
+
+  /**
+   * Takes the available chains from a window of the ring, from nextAvail on, and says why it
+   * stopped: 'empty' at a position not available; 'torn' at a head whose chain the window
+   * shows incomplete; 'window' at the window's end (in a chain, or past the last one);
+   * 'order' at a chain across the window's two reads whose head no earlier read saw available
+   * (two reads on their way at once may be served in either order: the later positions could
+   * be older than the head, and a driver writes a chain's other flags before their addresses).
+   */
+  private parse(reads: Window): 'empty' | 'torn' | 'window' | 'order' {
     const size = this.setup.size;
     const limit = this.nextUsed + size;
+    const end = reads.at(-1)!.from + reads.at(-1)!.view.byteLength / DESC_SIZE;
+    const part = (q: number) => (reads.length > 1 && q >= reads[1]!.from ? 1 : 0);
+    const at = (q: number) => reads[part(q)]!.view;
+    const off = (q: number) => DESC_SIZE * (q - reads[part(q)]!.from);
     let p = this.nextAvail;
-    while (p < limit && isAvailable(ring.getUint16(DESC_SIZE * (p % size) + 14, true), wrapOf(p, size))) {
+    for (;;) {
+      if (p >= end) return 'window';
+      if (!isAvailable(at(p).getUint16(off(p) + 14, true), wrapOf(p, size))) return 'empty';
       const chain: Chain = { head: 0, readable: [], writable: [], readableBytes: 0, writableBytes: 0 };
       let q = p;
       let flags: number;
       do {
         if (q >= limit) throw new VirtqueueError(`descriptor chain at ${p % size} runs past the ${size} descriptors the ring holds (a loop)`);
-        const at = DESC_SIZE * (q % size);
-        flags = ring.getUint16(at + 14, true);
-        if (q > p && !isAvailable(flags, wrapOf(q, size))) return true;
-        const addr = ring.getUint32(at, true) + ring.getUint32(at + 4, true) * 2 ** 32;
-        addBuffer(chain, addr, ring.getUint32(at + 8, true), flags, `descriptor ${q % size} (chain at ${p % size})`);
+        if (q >= end) return 'window';
+        if (part(q) !== part(p) && this.seenHead !== p) return 'order';
+        const v = at(q);
+        const o = off(q);
+        flags = v.getUint16(o + 14, true);
+        if (q > p && !isAvailable(flags, wrapOf(q, size))) return 'torn';
+        addBuffer(chain, v.getUint32(o, true) + v.getUint32(o + 4, true) * 2 ** 32, v.getUint32(o + 8, true), flags, `descriptor ${q % size} (chain at ${p % size})`);
         q++;
       } while (flags & DescFlag.Next);
-      const id = ring.getUint16(DESC_SIZE * ((q - 1) % size) + 12, true);
+      const id = at(q - 1).getUint16(off(q - 1) + 12, true);
       if (id >= size) throw new VirtqueueError(`buffer id ${id} beyond the queue size ${size} (chain at ${p % size})`);
       if (this.inUse.has(id)) throw new VirtqueueError(`buffer id ${id} made available again while in use (chain at ${p % size})`);
       this.inUse.set(id, q - p);
@@ -234,7 +301,6 @@ export class PackedQueue extends RingBase implements DeviceQueue {
       p = q;
       this.nextAvail = p;
     }
-    return false;
   }
 }
 
