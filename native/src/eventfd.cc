@@ -8,6 +8,25 @@
 
 namespace pcieoe {
 
+// Never blocks, whatever the fd's O_NONBLOCK flag: an irq eventfd is shared
+// with a vfio-user client, which may turn the (shared) file description back
+// to blocking after SET_IRQS. A write blocks only when it would take the
+// counter past 0xfffffffffffffffe, and then poll reports no POLLOUT; so a
+// zero-timeout poll first, and no write when the counter is full. A saturated
+// counter means the reader has a wake-up pending anyway: nothing is lost.
+int EventfdAdd(int fd, uint64_t v) {
+  pollfd p{fd, POLLOUT, 0};
+  if (poll(&p, 1, 0) < 0) return -errno;
+  if (p.revents & POLLNVAL) return -EBADF;
+  // POLLOUT tells only that 1 more fits; a bigger value may not, so a
+  // blocking fd also gets a chance to refuse it with EAGAIN below.
+  if (!(p.revents & POLLOUT)) return 0;
+  if (v > 1 && !(fcntl(fd, F_GETFL) & O_NONBLOCK)) return 0;
+  ssize_t n = write(fd, &v, sizeof v);
+  if (n < 0) return errno == EAGAIN ? 0 : -errno;
+  return n == sizeof v ? 1 : 0;
+}
+
 namespace {
 
 Napi::Value EventfdCreate(const Napi::CallbackInfo& info) {
@@ -18,13 +37,7 @@ Napi::Value EventfdCreate(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, fd);
 }
 
-// Never blocks, whatever the fd's O_NONBLOCK flag: an irq eventfd is shared
-// with a vfio-user client, which may turn the (shared) file description back
-// to blocking after SET_IRQS. A write blocks only when it would take the
-// counter past 0xfffffffffffffffe, and then poll reports no POLLOUT; so a
-// zero-timeout poll first, and no write when the counter is full. A saturated
-// counter means the reader has a wake-up pending anyway: nothing is lost.
-// Returns whether the value was added.
+// Returns whether the value was added (see EventfdAdd).
 Napi::Value EventfdWrite(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = ArgFd(info, 0);
@@ -38,17 +51,9 @@ Napi::Value EventfdWrite(const Napi::CallbackInfo& info) {
       v = static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value());
     }
   }
-  pollfd p{fd, POLLOUT, 0};
-  int r = poll(&p, 1, 0);
-  if (r < 0) ThrowErrno(env, "poll");
-  if (p.revents & POLLNVAL) ThrowErrno(env, "eventfd write", EBADF);
-  // POLLOUT tells only that 1 more fits; a bigger value may not, so a
-  // blocking fd also gets a chance to refuse it with EAGAIN below.
-  if (!(p.revents & POLLOUT)) return Napi::Boolean::New(env, false);
-  if (v > 1 && !(fcntl(fd, F_GETFL) & O_NONBLOCK)) return Napi::Boolean::New(env, false);
-  ssize_t n = write(fd, &v, sizeof v);
-  if (n < 0 && errno != EAGAIN) ThrowErrno(env, "eventfd write");
-  return Napi::Boolean::New(env, n == sizeof v);
+  int r = EventfdAdd(fd, v);
+  if (r < 0) ThrowErrno(env, "eventfd write", -r);
+  return Napi::Boolean::New(env, r == 1);
 }
 
 // Returns the counter (and resets it), or null when it is zero.

@@ -18,8 +18,6 @@
 // passes a port whose rings it has not checked in this call.
 #include "native.h"
 
-#include <poll.h>
-#include <unistd.h>
 
 #include <cstring>
 #include <vector>
@@ -112,15 +110,6 @@ Ring RingArg(Napi::Env env, const Napi::Value& header, const Napi::Value& region
     r.regions.push_back({u.Data(), u.ByteLength()});
   }
   return r;
-}
-
-// The same never-blocking write as eventfd.cc's eventfdWrite: the fd is the peer's, and it may
-// have made it blocking; a full counter means a wake-up is pending anyway.
-bool Signal(int fd) {
-  pollfd p{fd, POLLOUT, 0};
-  if (poll(&p, 1, 0) != 1 || !(p.revents & POLLOUT)) return false;
-  uint64_t one = 1;
-  return write(fd, &one, sizeof one) == sizeof one;
 }
 
 class MemifForwarder : public Napi::ObjectWrap<MemifForwarder> {
@@ -284,7 +273,7 @@ class MemifForwarder : public Napi::ObjectWrap<MemifForwarder> {
       if (tails[j] < 0 || static_cast<uint16_t>(tails[j]) == ports_[j].tx.Tail()) continue;
       const Ring& tx = ports_[j].tx;
       tx.SetTail(static_cast<uint16_t>(tails[j]));
-      if (tx.ConsumerSleeps() && Signal(ports_[j].txEvent)) counters_[j * kCounters + 4] += 1;
+      if (tx.ConsumerSleeps() && EventfdAdd(ports_[j].txEvent, 1) == 1) counters_[j * kCounters + 4] += 1;
     }
     if (n > 0) rx.SetTail(cursor);
     return n;

@@ -28,6 +28,10 @@ uint32_t ArgCount(const Napi::CallbackInfo& info, size_t i);
 // A unix socket address for `path` (throws ENAMETOOLONG when it does not fit).
 sockaddr_un UnixAddr(Napi::Env env, const std::string& path, socklen_t* len);
 
+// Adds v to an eventfd without ever blocking (eventfd.cc): 1 when added, 0 when the counter had
+// no room (a wake-up is pending anyway), -errno on error.
+int EventfdAdd(int fd, uint64_t v);
+
 // Each concern's exports.
 void RegisterFds(Napi::Env env, Napi::Object exports);       // fds.cc
 void RegisterSeals(Napi::Env env, Napi::Object exports);     // seals.cc
