@@ -332,13 +332,14 @@ export async function runSwitch(cfg: SwitchConfig, log: (line: string) => void =
   log(`switch: ${cfg.ports.length} ports in ${cfg.socketDir} (${cfg.ports.map((p) => p.name).join(', ')}), control ${controlPath}, seed ${cfg.seed}${poller ? `, busy-poll ${cfg.busyPollUs} µs` : ''}`);
 
   function portReport(p: RunningPort) {
+    const fastCounts = fast.counters(p.id);
     return {
       peer: p.transport instanceof UnixDgramPort ? p.transport.peer : p.transport instanceof MemifPort ? memifText(p.transport) : vxlanText(p.transport),
       switch: sw.counters(p.id),
       stations: sw.stations(p.id)?.map(formatMac) ?? 'open',
-      socket: withNative(p.transport.counters, fast.nativeCounts(p.id)),
+      socket: withNative(p.transport.counters, fastCounts),
       // Of those, what the native memif-to-memif path moved (null: not a memif server port).
-      fastPath: fast.nativeCounts(p.id),
+      fastPath: fastCounts,
       faults: { tx: p.faults.counters('toStation'), rx: p.faults.counters('toSwitch') },
       config: { tx: p.faults.config('toStation'), rx: p.faults.config('toSwitch') },
     };

@@ -95,16 +95,12 @@ export class MemifForwarding implements FastPath {
   }
 
   /** Native counts of switch port `id`, or null if it is not a fast-path port. */
-  nativeCounts(id: number): NativeCounts | null {
+  counters(id: number): NativeCounts | null {
     const s = this.slots.get(id);
     if (s === undefined) return null;
     const c = this.counts;
     const o = s.i * COUNTERS;
     return { rxFrames: c[o]!, rxBytes: c[o + 1]!, txFrames: c[o + 2]!, txBytes: c[o + 3]!, txSignals: c[o + 4]! };
-  }
-
-  counters(id: number): NativeCounts | null {
-    return this.nativeCounts(id);
   }
 
   route(from: number, to: number, src: Mac, dst: Mac, tag: number, vid: number, until: number): void {
