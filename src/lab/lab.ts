@@ -9,7 +9,9 @@ import { nicMac, qemuArgs, type Accel } from './qemu-args.ts';
 import { setup, type LabArtefacts } from './setup.ts';
 import { readState, writeState, type LabState, type ProcessState, type VmState } from './state.ts';
 import { loadTopology, parseSize, type ProcessSpec, type Topology, type Transport, type VmSpec } from './topology.ts';
+import { apiFiles } from '../manager/api.ts';
 import { AssignmentStore } from '../manager/store.ts';
+import { MANAGER_PROCESS } from './derive.ts';
 import { Interrupted, step, throwIfInterrupted, unlessInterrupted } from './progress.ts';
 import { makePrivateDir } from '../common/private-dir.ts';
 
@@ -44,10 +46,11 @@ async function waitFor(what: string, cond: () => boolean, timeoutMs: number, ali
   }
 }
 
-/** Starts a process; `ready` resolves once its wanted sockets exist. */
-function startProcess(p: ProcessSpec, topo: Topology, wantedSockets: string[]): { state: ProcessState; ready: Promise<void> } {
+/** Starts a process; `ready` resolves once its wanted files (sockets in its socket directory, `readyFiles` anywhere) exist. */
+function startProcess(p: ProcessSpec, topo: Topology, wantedSockets: string[], readyFiles: string[]): { state: ProcessState; ready: Promise<void> } {
   const socketDir = join(stateRoot, 'sockets', p.name);
   makePrivateDir(socketDir);
+  for (const f of readyFiles) rmSync(f, { force: true });
   const log = join(stateRoot, `${p.name}.log`);
   const env = { ...process.env, LAB_SOCKET_DIR: socketDir, LAB_TOPOLOGY: topo.name, LAB_DATA: dataRoot, LAB_STATE: stateRoot };
   // Arguments may name the lab's directories: ${LAB_SOCKET_DIR}, ${LAB_DATA}, ${LAB_STATE}.
@@ -60,7 +63,7 @@ function startProcess(p: ProcessSpec, topo: Topology, wantedSockets: string[]): 
   const state: ProcessState = { name: p.name, ...rec, log, socketDir, pin: p.pin };
   const ready = waitFor(
     `process ${p.name}`,
-    () => wantedSockets.every((s) => existsSync(join(socketDir, `${s}.sock`))),
+    () => [...wantedSockets.map((s) => join(socketDir, `${s}.sock`)), ...readyFiles].every((f) => existsSync(f)),
     // Generous: an HI creates its sockets only once the remote function has answered.
     60_000,
     () => isAlive(rec),
@@ -180,7 +183,9 @@ export async function up(arg: string, opts: UpOptions = {}): Promise<LabState> {
           v.devices.flatMap((d) => ('server' in d && d.server.split('/')[0] === p.name ? [d.server.split('/')[1] ?? p.name] : [])),
         );
         // Recorded before it is ready, so that a failure or Ctrl-C while waiting stops it too.
-        const started = startProcess(p, topo, wanted);
+        // The manager is ready once it serves its API: `lab up` returning means `lab assign` works.
+        const readyFiles = topo.fabric && p.name === MANAGER_PROCESS ? [apiFiles(join(stateRoot, 'manager')).endpoint] : [];
+        const started = startProcess(p, topo, wanted, readyFiles);
         state.processes.push(started.state);
         writeState(state);
         await started.ready;

@@ -1,10 +1,11 @@
 // The record of the lab that is up (LAB_STATE/lab.json): what `status`, `exec`, `qmp` and
 // `down` work from.
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stateRoot } from './paths.ts';
 import type { ProcRecord } from './procs.ts';
 import type { Accel } from './qemu-args.ts';
+import { writeFileAtomic } from '../common/atomic-file.ts';
 import { makePrivateDir } from '../common/private-dir.ts';
 
 export interface VmState extends ProcRecord {
@@ -44,7 +45,8 @@ export function readState(): LabState | undefined {
 
 export function writeState(s: LabState): void {
   makePrivateDir(stateRoot);
-  writeFileSync(stateFile(), JSON.stringify(s, null, 2) + '\n');
+  // Processes the lab starts read it while `lab up` goes on writing it.
+  writeFileAtomic(stateFile(), JSON.stringify(s, null, 2) + '\n');
 }
 
 export function requireState(): LabState {

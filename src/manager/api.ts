@@ -22,7 +22,8 @@
 // /console.js hold no data; the page opens the WebSocket with the token it was given in the
 // URL's fragment, as the subprotocol "token.<token>" (browsers cannot set headers there).
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { writeFileAtomic } from '../common/atomic-file.ts';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { extname, join } from 'node:path';
@@ -57,7 +58,7 @@ export function apiToken(dir: string): string {
   if (existsSync(token)) return readFileSync(token, 'utf8').trim();
   mkdirSync(dir, { recursive: true });
   const t = randomBytes(24).toString('hex');
-  writeFileSync(token, t + '\n', { mode: 0o600 });
+  writeFileAtomic(token, t + '\n', 0o600);
   return t;
 }
 
@@ -206,7 +207,7 @@ export async function serveApi(m: Manager, dir: string, port = 0, links?: Switch
     http.listen(port, '127.0.0.1', () => resolve());
   });
   const actual = (http.address() as AddressInfo).port;
-  writeFileSync(apiFiles(dir).endpoint, JSON.stringify({ port: actual, pid: process.pid }) + '\n');
+  writeFileAtomic(apiFiles(dir).endpoint, JSON.stringify({ port: actual, pid: process.pid }) + '\n');
   return {
     port: actual,
     close: async () => {

@@ -2,7 +2,8 @@
 // `MAC@memif:PATH`, as an HI's or DI's link: openLinkPort), the discovery station on it (station.ts),
 // and what it discovered as data for `lab status`: <state>/manager/stations.json, rewritten
 // whole (temporary file, rename) every half second and at once on a change of liveness.
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
+import { writeFileAtomic } from '../common/atomic-file.ts';
 import { join } from 'node:path';
 import type { Logger } from '../common/logger.ts';
 import { realClock } from '../fabric/clock.ts';
@@ -41,8 +42,7 @@ export function openManagerStation(
   const write = () => {
     const body = snapshot();
     mkdirSync(stateDir, { recursive: true });
-    writeFileSync(`${file}.tmp`, JSON.stringify(body, null, 2) + '\n');
-    renameSync(`${file}.tmp`, file);
+    writeFileAtomic(file, JSON.stringify(body, null, 2) + '\n');
   };
   station.on('event', (e) => {
     // Reports come with every Solicit: only changes of liveness are worth a line.

@@ -1,7 +1,8 @@
 // The assignment table on disk (<state>/manager/assignments.json), so a restarted manager,
 // or a lab brought up again, has the assignments it had. Written whole to a temporary file
 // and renamed over the old one: a crash leaves the old table or the new one, never half.
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { writeFileAtomic } from '../common/atomic-file.ts';
 import { join } from 'node:path';
 import { z } from 'zod';
 import type { Assignment } from './table.ts';
@@ -35,9 +36,7 @@ export class AssignmentStore {
 
   save(topology: string, assignments: Assignment[]): void {
     mkdirSync(this.dir, { recursive: true });
-    const tmp = `${this.file}.${process.pid}.tmp`;
-    writeFileSync(tmp, JSON.stringify({ version: 1, topology, assignments }, null, 2) + '\n');
-    renameSync(tmp, this.file);
+    writeFileAtomic(this.file, JSON.stringify({ version: 1, topology, assignments }, null, 2) + '\n');
   }
 
   clear(): void {
