@@ -116,3 +116,34 @@ test('readMemory: one failed request fails the read, after every request has end
   const err = await t.throwsAsync(read);
   t.regex(err!.message, /memory read of 0x2000\+512: ur/);
 });
+
+test('readMemoryInto: a scatter list read back to back into the given buffer, every request out at once, completions in any order', async (t) => {
+  const { sent, ep } = rig(1000);
+  // Three pages, the first starting mid-page (an NVMe PRP1 with an offset), at MRRS 1 KiB.
+  const segments = [{ addr: 0x1_0c00, len: 0x400 }, { addr: 0x5_0000, len: 0x1000 }, { addr: 0x3_0000, len: 0x800 }];
+  const into = new Uint8Array(0x1c00).fill(0xee);
+  const read = ep.readMemoryInto(segments, into, 0x300, 1024);
+  t.is(sent.length, 1 + 4 + 2, 'every MRd of every segment outstanding');
+  const memory = (addr: bigint, n: number) => Uint8Array.from({ length: n }, (_, i) => Number(((addr + BigInt(i)) >> 4n) & 0xffn));
+  for (const r of [...sent].reverse() as MemReadTlp[]) ep.receive(encodeTlp(completionFor(r, 0x100, memory(r.address, r.length * 4))));
+  t.is(await read, into);
+  const expected = segments.flatMap((s) => [...memory(BigInt(s.addr), s.len)]);
+  t.deepEqual([...into], expected);
+  t.is(ep.outstanding, 0);
+  await t.throwsAsync(ep.readMemoryInto(segments, new Uint8Array(10), 0x300, 1024), { instanceOf: RangeError });
+});
+
+test('readMemoryInto: one failed request fails the read only once every request of every segment has ended', async (t) => {
+  const { sent, ep } = rig(1000);
+  const into = new Uint8Array(256);
+  const read = ep.readMemoryInto([{ addr: 0x2000, len: 128 }, { addr: 0x8000, len: 128 }], into, 0x300, 128);
+  let ended = false;
+  void read.catch(() => (ended = true));
+  ep.receive(encodeTlp(urCompletionFor(sent[0] as MemReadTlp, 0x100)));
+  await Promise.resolve();
+  t.false(ended, 'the second segment is still outstanding');
+  ep.receive(encodeTlp(completionFor(sent[1] as MemReadTlp, 0x100, new Uint8Array(128))));
+  const err = await t.throwsAsync(read);
+  t.regex(err!.message, /memory read of 0x2000\+256: ur/);
+  t.is(ep.outstanding, 0);
+});

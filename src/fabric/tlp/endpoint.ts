@@ -285,14 +285,46 @@ export class TlpEndpoint {
     return new Promise<Uint8Array>((resolve, reject) => {
       if (reqs.length === 0) return resolve(out);
       const read = new MemoryRead(reqs.length, address, out, resolve, reject);
-      let at = 0;
-      for (const r of reqs) {
-        const p = pendingFor(r, out, at);
-        p.read = read;
-        at += p.total;
-        this.start(p);
-      }
+      this.startRead(reqs, read, out, 0);
     });
+  }
+
+  /**
+   * Read a scatter list of the peer's memory (`segments`, bus addresses below 2^53) into `into`,
+   * back to back: every MRd of every segment outstanding at once, each completion's data straight
+   * into its place, one promise for all (a device's DMA of a whole page list: a 64 KiB NVMe write
+   * is 16 pages). Resolves with `into` once all have completed, rejects with FabricRequestError
+   * once all have settled and any failed: either way no request of it is outstanding any more, so
+   * the caller may reuse `into`.
+   */
+  readMemoryInto(segments: readonly { addr: number; len: number }[], into: Uint8Array, requesterId: number, maxReadRequest: number): Promise<Uint8Array> {
+    const all: MemReadTlp[][] = [];
+    let count = 0;
+    let length = 0;
+    for (const s of segments) {
+      const reqs = splitRead(BigInt(s.addr), s.len, maxReadRequest, { requesterId }, () => 0);
+      all.push(reqs);
+      count += reqs.length;
+      length += s.len;
+    }
+    if (length !== into.length) return Promise.reject(new RangeError(`segments of ${length} bytes into a buffer of ${into.length}`));
+    return new Promise<Uint8Array>((resolve, reject) => {
+      if (count === 0) return resolve(into);
+      const read = new MemoryRead(count, BigInt(segments[0]!.addr), into, resolve, reject);
+      let at = 0;
+      for (const reqs of all) at = this.startRead(reqs, read, into, at);
+    });
+  }
+
+  /** Issue (or queue for tags) the requests of one read, their data into `out` from byte `at`; returns where the next ones go. */
+  private startRead(reqs: readonly MemReadTlp[], read: MemoryRead, out: Uint8Array, at: number): number {
+    for (const r of reqs) {
+      const p = pendingFor(r, out, at);
+      p.read = read;
+      at += p.total;
+      this.start(p);
+    }
+    return at;
   }
 
   /** Posted MWrs writing `data` at `address`, cut at `maxPayload`. */
