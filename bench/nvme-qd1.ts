@@ -15,7 +15,8 @@
 //                                   NVME_QD1_SWITCH_ARGS='--busy-poll 500' adds switch options;
 //                                   NVME_QD1_NICE=-10 runs the lab
 //                                   processes at that nice value; PCIEOE_TRACE=DIR traces them,
-//                                   see bench/trace-chain.ts; NVME_QD1_PROF=DIR: --cpu-prof of HI, DI,
+//                                   see bench/trace-chain.ts (NVME_QD1_TRACE_SWITCH=0: not the switch,
+//                                   which then keeps its native path); NVME_QD1_PROF=DIR: --cpu-prof of HI, DI,
 //                                   switch and the direct server, NVME_QD1_PROF_INTERVAL µs apart;
 //                                   NVME_QD1_NODE_ARGS='--log-deopt ...' more node options for them)
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
@@ -155,10 +156,12 @@ async function driver(socket: string) {
 const root = mkdtempSync(join(tmpdir(), 'nvme-qd1-'));
 try {
   const swPorts = ['hi0', 'hi1', 'di0', 'di1'];
+  // A traced switch keeps to its JavaScript path (switch/memif-forward.ts); untraced, its native one.
+  const swEnv = process.env.NVME_QD1_TRACE_SWITCH === '0' ? { PCIEOE_TRACE: '' } : undefined;
   const sw = await startSwitch(
     TRANSPORT === 'memif'
-      ? { dir: join(root, 'sw'), ports: [], nodeArgs: LAB_NODE_ARGS, args: [...swPorts.flatMap((p) => ['--port', `${p}=memif`]), ...SWITCH_ARGS] }
-      : { dir: join(root, 'sw'), ports: swPorts, nodeArgs: LAB_NODE_ARGS, args: [...swPorts.flatMap((p) => ['--peer', `${p}=${join(root, p.slice(0, 2), `link${p[2]}.sock`)}`]), ...SWITCH_ARGS] },
+      ? { dir: join(root, 'sw'), ports: [], nodeArgs: LAB_NODE_ARGS, env: swEnv, args: [...swPorts.flatMap((p) => ['--port', `${p}=memif`]), ...SWITCH_ARGS] }
+      : { dir: join(root, 'sw'), ports: swPorts, nodeArgs: LAB_NODE_ARGS, env: swEnv, args: [...swPorts.flatMap((p) => ['--peer', `${p}=${join(root, p.slice(0, 2), `link${p[2]}.sock`)}`]), ...SWITCH_ARGS] },
   );
   children.push(sw.proc);
   /** A station's --link to switch port `p`. */

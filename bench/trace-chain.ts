@@ -69,9 +69,19 @@ for (const r of rows.sort((x, y) => y.total - x.total).slice(0, 25)) {
 // switch's rx and out, the receiver's rx. A frame is known by its id (channel, type, flags,
 // sequence, ACK, source), which repeats only after 2^16 frames of a channel.
 
-const legs = { 'sender tx -> out': [] as number[], 'sender out -> switch rx': [] as number[], 'switch rx -> out': [] as number[], 'switch out -> receiver rx': [] as number[], 'sender tx -> receiver rx': [] as number[] };
+const legs = {
+  'sender tx -> out': [] as number[],
+  'sender out -> switch rx': [] as number[],
+  'switch rx -> out': [] as number[],
+  'switch out -> receiver rx': [] as number[],
+  // The whole hop, the switch's part included: with an untraced switch (NVME_QD1_TRACE_SWITCH=0) the only one.
+  'sender out -> receiver rx': [] as number[],
+  'sender tx -> receiver rx': [] as number[],
+};
 type Way = { tx: number; out?: number; swRx?: number; swOut?: number; rx?: number };
 const frames = new Map<string, Way>();
+/** No switch trace at all: every frame's hop is taken whole. */
+const untracedSwitch = !evs.some((e) => e.proc.startsWith('switch'));
 const done: Way[] = [];
 for (const e of windowed) {
   if (!e.id || e.id === '-' || e.id.split(' ')[1] === '3') continue; // heartbeats repeat their id
@@ -94,11 +104,16 @@ for (const e of windowed) {
   }
 }
 for (const f of done) {
-  if (f.tx === undefined || f.out === undefined || f.swRx === undefined || f.swOut === undefined || f.rx === undefined) continue;
+  if (f.out === undefined || f.rx === undefined) continue;
+  const traced = f.swRx !== undefined && f.swOut !== undefined;
+  if (!traced && !untracedSwitch) continue;
   legs['sender tx -> out'].push((f.out - f.tx) / 1000);
-  legs['sender out -> switch rx'].push((f.swRx - f.out) / 1000);
-  legs['switch rx -> out'].push((f.swOut - f.swRx) / 1000);
-  legs['switch out -> receiver rx'].push((f.rx - f.swOut) / 1000);
+  if (f.swRx !== undefined && f.swOut !== undefined) {
+    legs['sender out -> switch rx'].push((f.swRx - f.out) / 1000);
+    legs['switch rx -> out'].push((f.swOut - f.swRx) / 1000);
+    legs['switch out -> receiver rx'].push((f.rx - f.swOut) / 1000);
+  }
+  legs['sender out -> receiver rx'].push((f.rx - f.out) / 1000);
   legs['sender tx -> receiver rx'].push((f.rx - f.tx) / 1000);
 }
 console.log('\none frame through the switch (negative: the receiver already had it when the sender recorded "out")');

@@ -49,11 +49,13 @@ export async function startSwitch(opts: {
   dir?: string;
   /** Extra node options (e.g. --cpu-prof). */
   nodeArgs?: string[];
+  /** Environment variables set (or, as '', cleared) for the switch only. */
+  env?: Record<string, string>;
 }): Promise<SwitchProcess> {
   const dir = opts.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'fabric-switch-'));
   const node = [process.execPath, ...(opts.nodeArgs ?? []), '--import', 'tsx', switchMain, ...opts.ports.flatMap((p) => ['--port', p]), ...(opts.args ?? [])];
   const argv = opts.cpu === undefined ? node : ['taskset', '-c', opts.cpu, ...node];
-  const proc = spawn(argv[0]!, argv.slice(1), { cwd: repoRoot, env: { ...process.env, LAB_SOCKET_DIR: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(argv[0]!, argv.slice(1), { cwd: repoRoot, env: { ...process.env, ...opts.env, LAB_SOCKET_DIR: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   proc.stdout!.on('data', (d) => (out += d));
   proc.stderr!.on('data', (d) => (out += d));
