@@ -15,6 +15,12 @@
 // NIC_BENCH_PATHS=nic-direct,nic-coexistence runs only those topologies' NIC figures (no
 // co-existence case): a short A/B comparison of a change, the ratio taken within one run.
 //
+// NIC_BENCH_AB='[{...},{...}]' (NIC_BENCH_ROUNDS rounds, default 4) compares NIC tunables side by
+// side in one nic-coexistence lab instead: each round runs iperf3 A -> B and B -> A under each
+// variant in turn, the DI's NIC tuned between runs ({"nic":"net0","tune":variant} on its
+// control socket, src/di/main.ts), so the variants share the lab and the machine's drift; the
+// means per variant are printed last. Nothing is recorded.
+//
 // Each path's iperf3 A -> B run also records the CPU each lab process (QEMU included) used,
 // in % of one CPU. NIC_BENCH_PROF=1 profiles the DI and host A's HI over the model PCIeOE's
 // iperf3 A -> B run and prints where they spent their time (profiles kept in the run's directory).
@@ -43,7 +49,8 @@ const ALL_PATHS = [
   { path: 'model direct', topology: 'nic-direct' },
   { path: 'model PCIeOE', topology: 'nic-coexistence' },
 ] as const;
-const only = process.env.NIC_BENCH_PATHS?.split(',');
+const AB = process.env.NIC_BENCH_AB ? (JSON.parse(process.env.NIC_BENCH_AB) as object[]) : undefined;
+const only = AB ? ['nic-coexistence'] : process.env.NIC_BENCH_PATHS?.split(',');
 const PATHS = ALL_PATHS.filter((p) => !only || only.includes(p.topology));
 /** What a switch port of nic-coexistence carries: its NIC wires, the manager's station, the HI and DI links. */
 const carries = (port: string) => (['di-net0', 'b'].includes(port) ? 'Ethernet' : port.startsWith('manager') ? 'management' : 'PCIeOE');
@@ -83,9 +90,9 @@ async function withNicCounters<T>(path: string, what: string, run: () => Promise
   const di = join(state, 'sockets', 'di');
   const before = await stationCounters(di);
   const value = await run();
-  const nic = 'nics.net0.';
-  const moved = movedCounters(before, await stationCounters(di)).filter(([k]) => k.startsWith(nic));
-  console.log(`${path} ${what}: device counters moved: ${moved.map(([k, d]) => `${k.slice(nic.length)} ${d}`).join(', ')}`);
+  const moved = movedCounters(before, await stationCounters(di));
+  const of = (prefix: string) => moved.filter(([k]) => k.startsWith(prefix)).map(([k, d]) => `${k.slice(prefix.length)} ${d}`).join(', ');
+  console.log(`${path} ${what}: device counters moved: ${of('nics.net0.')}; its wire: ${of('wires.net0.')}`);
   return value;
 }
 
@@ -157,6 +164,35 @@ async function coexistence(a: Shell, b: Shell): Promise<void> {
   }
 }
 
+/** NIC_BENCH_AB: the variants' iperf3 figures, side by side in one lab (see the header). */
+async function sideBySide(a: Shell, b: Shell, variants: object[]): Promise<void> {
+  const rounds = Number(process.env.NIC_BENCH_ROUNDS ?? 4);
+  const ctl = await SwitchControl.connect(join(state, 'sockets', 'di', 'control.sock'));
+  const runs = variants.map(() => ({ aToB: [] as number[], bToA: [] as number[] }));
+  try {
+    await a('ping -c 3 -W 5 10.99.0.2 >/dev/null');
+    for (let r = 0; r < rounds; r++) {
+      for (const [i, v] of variants.entries()) {
+        const tuned = await ctl.requestLine(JSON.stringify({ nic: 'net0', tune: v }));
+        if (!tuned.ok) throw new Error(`tune ${JSON.stringify(v)}: ${String(tuned.error)}`);
+        const name = `variant ${i} ${JSON.stringify(v)}`;
+        const aToB = await withNicCounters('model PCIeOE', `${name} A->B`, () => tcp(a, b, IP_B));
+        const bToA = await withNicCounters('model PCIeOE', `${name} B->A`, () => tcp(b, a, IP_A));
+        runs[i]!.aToB.push(aToB.mbps);
+        runs[i]!.bToA.push(bToA.mbps);
+        console.log(`round ${r} ${name}: A->B ${aToB.mbps.toFixed(0)} Mb/s (${aToB.retransmits} retransmits), B->A ${bToA.mbps.toFixed(0)} Mb/s (${bToA.retransmits})`);
+      }
+    }
+  } finally {
+    ctl.close();
+  }
+  const mean = (xs: number[]) => xs.reduce((s, x) => s + x, 0) / xs.length;
+  for (const [i, v] of variants.entries()) {
+    const { aToB, bToA } = runs[i]!;
+    console.log(`variant ${i} ${JSON.stringify(v)}: A->B mean ${mean(aToB).toFixed(0)} (${aToB.map((x) => x.toFixed(0)).join('/')}), B->A mean ${mean(bToA).toFixed(0)} (${bToA.map((x) => x.toFixed(0)).join('/')}) Mb/s`);
+  }
+}
+
 async function measure(path: string, topology: string): Promise<NicFigures> {
   const lab = await up(benchTopology(topologyFile(topology), state));
   try {
@@ -164,6 +200,10 @@ async function measure(path: string, topology: string): Promise<NicFigures> {
     const b = guestShell(lab.vms.find((v) => v.name === 'host-b')!.agent);
     // The model's interface is a vfio-user device to the lab: give it its address here.
     await a(`i=$(ip -o link | grep -i 'ether ${MODEL_MAC}' | cut -d: -f2 | tr -d ' '); if [ -n "$i" ]; then ip link set "$i" up && ip addr add ${IP_A}/24 dev "$i"; fi`);
+    if (AB) {
+      await sideBySide(a, b, AB);
+      return { aToBMbps: 0, bToAMbps: 0, aToBRetransmits: 0, bToARetransmits: 0, pingMeanMs: 0, pingP99Ms: 0 };
+    }
     const f = await nicFigures(lab, path, a, b);
     record({ kind: 'nic', bench: 'nic', path, pings: PINGS, ...f });
     console.log(`${path.padEnd(16)} TCP A->B ${f.aToBMbps.toFixed(0)} Mb/s (${f.aToBRetransmits} retransmits), B->A ${f.bToAMbps.toFixed(0)} Mb/s (${f.bToARetransmits}); ping mean ${f.pingMeanMs.toFixed(2)} ms, p99 ${f.pingP99Ms.toFixed(2)} ms`);

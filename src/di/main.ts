@@ -10,7 +10,8 @@
 //     --assign NAME=channel:ID,bdf:BB:DD.F              give NAME to that host, addressed as that BDF
 //     [--vlan VID]
 //
-// DIR/control.sock answers {"stats":true} with the DI's counters and its NIC functions' (line JSON); {"profile":"start"},
+// DIR/control.sock answers {"stats":true} with the DI's counters and its NIC functions' and their wires' (line JSON);
+// {"nic":NAME,"tune":{"eagerInterrupts":B,"rxPrefetch":B,"rxQuietEagerMs":MS|null}} changes a NIC's tunables while running; {"profile":"start"},
 // {"profile":"stop","file":"x.cpuprofile"} record a CPU profile into DIR; {"map":...} and {"unmap":...}
 // give a function to a host and take it back while running (assign-control.ts).
 //
@@ -21,12 +22,13 @@
 // restarted (it holds no host state a host could not re-create);
 // SIGTERM/SIGINT close sockets and files and exit 0.
 import { mkdirSync } from 'node:fs';
+import { z } from 'zod';
 import { isAbsolute, join, resolve } from 'node:path';
 import { parseCommandLine, usageError } from '../common/command-line.ts';
 import { NvmeController } from '../devices/nvme/controller.ts';
 import type { PciFunction } from '../pci/function.ts';
 import { TestDevice } from '../devices/testdev/testdev.ts';
-import { netOptionsFromEnv, VirtioNet } from '../devices/virtio-net/net-device.ts';
+import { netOptionsFromEnv, type NetTunables, VirtioNet } from '../devices/virtio-net/net-device.ts';
 import { UnixDgramPort } from '../fabric/wire/unix-dgram-port.ts';
 import { realClock } from '../fabric/clock.ts';
 import { type OpenStation, STATION_ARGS, STATION_USAGE, openStation, parseKeyValues } from '../fabric/station.ts';
@@ -58,7 +60,7 @@ function splitNamed(opt: string, spec: string): [string, string] {
 }
 
 /** A function model from its spec; nvme controllers must be opened before use, and what has `close` closed at exit. */
-function makeFunction(name: string, spec: string, index: number, dataDir: string, socketDir: string): { fn: PciFunction; open?: () => Promise<void>; close?: () => Promise<void> } {
+function makeFunction(name: string, spec: string, index: number, dataDir: string, socketDir: string): { fn: PciFunction; open?: () => Promise<void>; close?: () => Promise<void>; wire?: UnixDgramPort } {
   // With MSI as in direct attach (the same guest checks run against both).
   if (spec === 'testdev') return { fn: new TestDevice({ msi: true }) };
   if (spec.startsWith('nvme:')) {
@@ -88,9 +90,31 @@ function makeFunction(name: string, spec: string, index: number, dataDir: string
     const mtu = Number(kv.get('mtu') ?? 1500);
     const port = new UnixDgramPort({ path: join(socketDir, `${name}-wire.sock`), peer: wire, maxFrame: mtu + 18 });
     const nic = new VirtioNet({ mac, mtu, wire: port, log: (l, m) => log(l, `${name}: ${m}`), ...netOptionsFromEnv(process.env) });
-    return { fn: nic, close: async () => port.close() };
+    return { fn: nic, close: async () => port.close(), wire: port };
   }
   throw new Error(`--function ${name}=${spec}: unknown model (testdev, nvme:..., virtio-net:...)`);
+}
+
+const TuneRequest = z.strictObject({
+  nic: z.string(),
+  tune: z.strictObject({ eagerInterrupts: z.boolean().optional(), rxPrefetch: z.boolean().optional(), rxQuietEagerMs: z.number().nonnegative().nullable().optional() }),
+});
+
+/**
+ * {"nic":NAME,"tune":{...}} sets what a NIC function lets change while running (NetTunables;
+ * rxQuietEagerMs null: never; what is left out, as configured at start), so a benchmark compares
+ * variants in one lab; undefined for any other request.
+ */
+function tuneNic(nics: ReadonlyMap<string, VirtioNet>, raw: unknown): Record<string, unknown> | undefined {
+  if (typeof raw !== 'object' || raw === null || !('tune' in raw)) return undefined;
+  const req = TuneRequest.parse(raw);
+  const nic = nics.get(req.nic);
+  if (!nic) throw new Error(`no NIC function ${req.nic}`);
+  // What the request leaves out goes back to the start-up configuration, so each request states a whole variant.
+  const { rxQuietEagerMs, ...flags } = req.tune;
+  const start = netOptionsFromEnv(process.env);
+  nic.tune({ rxPrefetch: start.rxPrefetch, eagerInterrupts: start.eagerInterrupts, ...flags, rxQuietEagerMs: rxQuietEagerMs === null ? Infinity : (rxQuietEagerMs ?? start.rxQuietEagerMs) });
+  return { nic: req.nic };
 }
 
 async function main(): Promise<void> {
@@ -102,8 +126,9 @@ async function main(): Promise<void> {
   const dataDir = join(process.env.LAB_DATA ?? '/var/lib/pcieoe-lab', process.env.LAB_TOPOLOGY ?? 'di');
   let station!: OpenStation;
   let di!: DeviceInterface;
-  /** The NIC functions, by name: their counters go with the DI's. */
+  /** The NIC functions, by name, and their wires: their counters go with the DI's. */
   const nics = new Map<string, VirtioNet>();
+  const wires = new Map<string, UnixDgramPort>();
   /** NVMe namespaces to sync and close at SIGTERM/SIGINT. */
   const closeFiles: (() => Promise<void>)[] = [];
   try {
@@ -112,10 +137,11 @@ async function main(): Promise<void> {
     di = new DeviceInterface({ ports: station.ports, log });
     for (const [i, spec] of values.function.entries()) {
       const [name, model] = splitNamed('function', spec);
-      const { fn, open, close } = makeFunction(name, model, i, dataDir, station.dir);
+      const { fn, open, close, wire } = makeFunction(name, model, i, dataDir, station.dir);
       await open?.();
       if (fn instanceof NvmeController) closeFiles.push(() => fn.close());
       if (fn instanceof VirtioNet) nics.set(name, fn);
+      if (wire) wires.set(name, wire);
       if (close) closeFiles.push(close);
       di.addFunction(name, fn);
     }
@@ -131,12 +157,13 @@ async function main(): Promise<void> {
   const profiler = cpuProfileControl(station.dir);
   const assignment = assignControl(di);
   const control = await serveLineControl(join(station.dir, 'control.sock'), (req) => {
-    const p = profiler(req) ?? assignment(req);
+    const p = profiler(req) ?? assignment(req) ?? tuneNic(nics, req);
     if (p) return p;
     if (typeof req !== 'object' || req === null || (req as { stats?: unknown }).stats !== true) throw new Error('expected {"stats":true}');
     return {
       di: di.stats,
       nics: Object.fromEntries([...nics].map(([name, nic]) => [name, nic.counters])),
+      wires: Object.fromEntries([...wires].map(([name, port]) => [name, port.counters])),
       channels: Object.fromEntries(station.ports.map((p) => [p.id, p.stats])),
     };
   });

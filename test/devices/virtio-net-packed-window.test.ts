@@ -86,7 +86,7 @@ const expected = (id: number, n: number) => Array.from({ length: n }, (_, k) => 
 
 function rig(size: number, window?: number) {
   const mem = new HeldMemory(1 << 20);
-  const q = new PackedQueue({ size, desc: DESC, driver: DRIVER, device: DEVICE }, mem, true, false, window);
+  const q = new PackedQueue({ size, desc: DESC, driver: DRIVER, device: DEVICE }, mem, true, undefined, window);
   return { mem, q, driver: new Driver(mem, size) };
 }
 

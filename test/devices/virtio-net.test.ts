@@ -178,6 +178,32 @@ for (const eager of [false, true]) {
   });
 }
 
+test('event index, receive queue quiet for rxQuietEagerMs: a passed used_event interrupts at once; sooner, it is read first; tune() changes it while running', async (t) => {
+  let clock = 0;
+  const d = await ready({ eagerInterrupts: false, rxQuietEagerMs: 1, now: () => clock });
+  const q = d.queues[RX_QUEUE]!;
+  d.mem.view.setUint16(usedEventAt(q), 0, true); // the first used entry interrupts; the driver then leaves used_event there (as Linux does)
+  d.postRx(8);
+  await d.kick(RX_QUEUE);
+  const rxIrqs: number[] = [];
+  const arrive = async (at: number) => {
+    clock = at;
+    d.wire.deliver(frame(64, at));
+    await d.dev.idle();
+    rxIrqs.push(d.irqs.filter((v) => v === RX_QUEUE + 1).length);
+  };
+  await arrive(0); // asked for
+  await arrive(0.5); // passed, 0.5 ms after the last publish: used_event is read (it says no)
+  await arrive(2); // passed, quiet for 1.5 ms: at once
+  await arrive(2.2);
+  d.dev.tune({ rxQuietEagerMs: Infinity });
+  await arrive(10);
+  t.deepEqual(rxIrqs, [1, 1, 2, 2, 2]);
+  t.is(d.dev.counters.wishWaits, 3, 'used_event read for each publish that was not quiet, and for all once tuned off');
+  t.is(d.dev.counters.rxFrames, 5);
+  t.deepEqual(d.dev.counters.rxWishQuiet.not, [1, 0, 1, 0, 0, 1], 'the reads by how long the queue had been quiet');
+});
+
 test('event index: avail_event asks for a doorbell at the first entry the device has not read', async (t) => {
   const d = await ready();
   const q = d.queues[TX_QUEUE]!;

@@ -61,7 +61,7 @@
 // counted, as is a received frame larger than the MTU or one that finds no buffer in time.
 import { PciFunction } from '../../pci/function.ts';
 import type { Logger } from '../../common/logger.ts';
-import { type DeviceQueue, gather, scatter, SplitQueue, VirtqueueError } from './virtqueue.ts';
+import { type DeviceQueue, type Eagerness, gather, scatter, SplitQueue, VirtqueueError } from './virtqueue.ts';
 import { PackedQueue, RING_WINDOW } from './packed-queue.ts';
 import { completeChecksum, l4ChecksumValid } from './checksum.ts';
 import { segmentTcpV4 } from './segment.ts';
@@ -138,12 +138,19 @@ export interface VirtioNetConfig {
   rxPrefetch?: boolean;
   /** With the event index, interrupt at once when the event last seen was passed already (default false; RingBase.decide). */
   eagerInterrupts?: boolean;
+  /** The same on the receive queue only, when it had published nothing for this long (ms; default Infinity: never). */
+  rxQuietEagerMs?: number;
+  /** The clock rxQuietEagerMs is measured with (ms; default performance.now). */
+  now?: () => number;
   /** Offer VIRTIO_F_RING_PACKED (default false): a driver that takes it lays out packed rings (packed-queue.ts). */
   packed?: boolean;
 }
 
 /** The features a device offers only when configured. */
-export type NetOptions = Pick<VirtioNetConfig, 'eventIdx' | 'csum' | 'tso' | 'rxPrefetch' | 'eagerInterrupts' | 'packed'>;
+export type NetOptions = Pick<VirtioNetConfig, 'eventIdx' | 'csum' | 'tso' | 'rxPrefetch' | 'eagerInterrupts' | 'rxQuietEagerMs' | 'packed'>;
+
+/** What may change while the device runs (VirtioNet.tune): a lab measures both ways without a restart. */
+export type NetTunables = Pick<VirtioNetConfig, 'rxPrefetch' | 'eagerInterrupts' | 'rxQuietEagerMs'>;
 
 /**
  * The optional features as a process entry takes them from its environment: RING_EVENT_IDX,
@@ -154,7 +161,7 @@ export type NetOptions = Pick<VirtioNetConfig, 'eventIdx' | 'csum' | 'tso' | 'rx
  */
 export function netOptionsFromEnv(env: Readonly<Record<string, string | undefined>>): NetOptions {
   return { eventIdx: env.VIRTIO_NET_EVENT_IDX !== '0', csum: env.VIRTIO_NET_CSUM !== '0', tso: env.VIRTIO_NET_TSO !== '0', rxPrefetch: env.VIRTIO_NET_RX_PREFETCH === '1',
-    eagerInterrupts: env.VIRTIO_NET_EAGER_IRQ === '1', packed: env.VIRTIO_NET_PACKED !== '0' };
+    eagerInterrupts: env.VIRTIO_NET_EAGER_IRQ === '1', rxQuietEagerMs: Number(env.VIRTIO_NET_RX_QUIET_MS ?? Infinity), packed: env.VIRTIO_NET_PACKED !== '0' };
 }
 
 export interface VirtioNetCounters {
@@ -194,7 +201,12 @@ export interface VirtioNetCounters {
   wishLateOff: number;
   wishLateAhead: number;
   wishLatePassed: number;
+  /** Receive queue wish reads by how long the queue had been quiet before (QUIET_BUCKETS ms): told to interrupt (late), or not. */
+  rxWishQuiet: { late: number[]; not: number[] };
 }
+
+/** Upper bounds (ms) of the rxWishQuiet buckets; the last bucket is beyond the last bound. */
+const QUIET_BUCKETS = [0.25, 0.5, 1, 2, 4];
 
 interface QueueState {
   size: number;
@@ -212,6 +224,7 @@ export class VirtioNet extends PciFunction {
   readonly counters: VirtioNetCounters = {
     txBatches: 0, txFrames: 0, txBytes: 0, txOversize: 0, txRunt: 0, txBadHeader: 0, rxChecksumValid: 0,
     rxFrames: 0, rxBytes: 0, rxOversize: 0, rxDropped: 0, rxWaits: 0, rxBufferTooSmall: 0, needsReset: 0, notifications: 0, interrupts: 0, wishWaits: 0, wishLate: 0, wishLateOff: 0, wishLateAhead: 0, wishLatePassed: 0,
+    rxWishQuiet: { late: QUIET_BUCKETS.map(() => 0).concat(0), not: QUIET_BUCKETS.map(() => 0).concat(0) },
   };
   /** The feature bits the device offers. */
   readonly offered: bigint;
@@ -226,8 +239,9 @@ export class VirtioNet extends PciFunction {
     dmaWrite: (addr: number, data: Uint8Array) => this.dmaWrite(addr, data),
   };
   private linkUp = true;
-  private readonly rxPrefetch: boolean;
-  private readonly eagerInterrupts: boolean;
+  private rxPrefetch: boolean;
+  /** Per queue, when a publish interrupts without reading the driver's wish first; the rings hold these objects. */
+  private readonly eagerness: Eagerness[];
 
   // ---- common configuration state ----
   private status = 0;
@@ -273,8 +287,10 @@ export class VirtioNet extends PciFunction {
     this.mtu = cfg.mtu ?? 1500;
     if (!Number.isInteger(this.mtu) || this.mtu < 68 || this.mtu > 65535 - ETH_OVERHEAD) throw new Error(`MTU ${cfg.mtu}: expected 68..${65535 - ETH_OVERHEAD}`);
     this.wire = cfg.wire;
-    this.rxPrefetch = cfg.rxPrefetch ?? false;
-    this.eagerInterrupts = cfg.eagerInterrupts ?? false;
+    this.rxPrefetch = false;
+    const now = cfg.now ?? (() => performance.now());
+    this.eagerness = Array.from({ length: NUM_QUEUES }, () => ({ always: false, quietMs: Infinity, now }));
+    this.tune(cfg);
     this.log = cfg.log ?? (() => {});
     this.offered =
       BASE_FEATURES |
@@ -291,6 +307,13 @@ export class VirtioNet extends PciFunction {
     if (up === this.linkUp) return;
     this.linkUp = up;
     this.configChanged();
+  }
+
+  /** Changes what NetTunables names while running; the queues follow from their next publish or read. */
+  tune(t: NetTunables): void {
+    if (t.rxPrefetch !== undefined) this.rxPrefetch = t.rxPrefetch;
+    if (t.eagerInterrupts !== undefined) for (const e of this.eagerness) e.always = t.eagerInterrupts;
+    if (t.rxQuietEagerMs !== undefined) this.eagerness[RX_QUEUE]!.quietMs = t.rxQuietEagerMs;
   }
 
   get deviceStatus(): number {
@@ -449,8 +472,8 @@ export class VirtioNet extends PciFunction {
       // A receive ring is read whole (its buffers are one descriptor each, and every one held
       // spares a frame a wait for a read); a transmit ring a window at a time (packed-queue.ts).
       q.ring = this.negotiated(TransportFeature.RingPacked)
-        ? new PackedQueue(setup, this.mem, eventIdx, this.eagerInterrupts, n === RX_QUEUE ? q.size : RING_WINDOW)
-        : new SplitQueue(setup, this.mem, eventIdx, this.eagerInterrupts);
+        ? new PackedQueue(setup, this.mem, eventIdx, this.eagerness[n], n === RX_QUEUE ? q.size : RING_WINDOW)
+        : new SplitQueue(setup, this.mem, eventIdx, this.eagerness[n]);
       q.enabled = true;
     } catch (err) {
       this.needsReset(err as Error);
@@ -586,6 +609,10 @@ export class VirtioNet extends PciFunction {
     else {
       this.counters.wishWaits++;
       void wish.later.then((yes) => {
+        if (q === this.queues[RX_QUEUE]) {
+          const b = QUIET_BUCKETS.findIndex((ms) => wish.quietMs < ms);
+          this.counters.rxWishQuiet[yes ? 'late' : 'not'][b < 0 ? QUIET_BUCKETS.length : b]!++;
+        }
         if (yes) {
           this.counters.wishLate++;
           this.counters[wish.seen === 'off' ? 'wishLateOff' : wish.seen === 'ahead' ? 'wishLateAhead' : 'wishLatePassed']++;

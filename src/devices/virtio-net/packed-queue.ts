@@ -46,7 +46,7 @@
 // wrong direction, a buffer id beyond the queue size or one already in use, a head whose chain
 // stays incomplete. Memory that is not there makes the DMA port throw, handled the same way.
 import type { DmaPort } from '../../pci/function.ts';
-import { addBuffer, type Chain, DescFlag, type DeviceQueue, type QueueSetup, RingBase, VirtqueueError, type Wish } from './virtqueue.ts';
+import { addBuffer, type Chain, DescFlag, type DeviceQueue, type Eagerness, NEVER_EAGER, type QueueSetup, RingBase, VirtqueueError, type Wish } from './virtqueue.ts';
 
 const DESC_SIZE = 16;
 const AVAIL = 1 << 7;
@@ -118,11 +118,11 @@ export class PackedQueue extends RingBase implements DeviceQueue {
     setup: QueueSetup,
     mem: DmaPort,
     eventIdx = false,
-    eagerInterrupts = false,
+    eager: Readonly<Eagerness> = NEVER_EAGER,
     /** Descriptors a ring read covers (RING_WINDOW). */
     private readonly window = RING_WINDOW,
   ) {
-    super(setup, mem, eventIdx, eagerInterrupts, { powerOfTwo: false, driverAlign: 4 });
+    super(setup, mem, eventIdx, eager, { powerOfTwo: false, driverAlign: 4 });
     if (!Number.isInteger(window) || window < 1) throw new RangeError(`ring window ${window}: expected a positive integer`);
   }
 

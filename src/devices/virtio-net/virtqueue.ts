@@ -65,8 +65,28 @@ export interface Chain {
   writableBytes: number;
 }
 
-/** publish()'s answer: interrupt the driver now, not at all, or as the wish read after the used index decides. */
-export type Wish = boolean | { later: Promise<boolean>; seen: Unasked };
+/**
+ * publish()'s answer: interrupt the driver now, not at all, or as the wish read after the used
+ * index decides (`quietMs`: how long the queue had not published before this).
+ */
+export type Wish = boolean | { later: Promise<boolean>; seen: Unasked; quietMs: number };
+
+/**
+ * When a publish interrupts at once, with the event index, on a driver event seen already
+ * passed, instead of reading the driver's wish first (RingBase.decide). The device owns it
+ * and may change it while its queues run.
+ */
+export interface Eagerness {
+  /** Every time. */
+  always: boolean;
+  /** When the queue's previous publish was at least this long ago (ms; Infinity: never). */
+  quietMs: number;
+  /** The clock for quietMs (ms). */
+  now(): number;
+}
+
+/** Never eager: the driver's wish is read whenever the last one seen did not ask. */
+export const NEVER_EAGER: Readonly<Eagerness> = { always: false, quietMs: Infinity, now: () => 0 };
 
 /**
  * Why the wish last seen did not ask for an interrupt: interrupts off (NO_INTERRUPT, DISABLE),
@@ -113,6 +133,8 @@ export interface DeviceQueue {
 export abstract class RingBase {
   /** The ring read on its way (prefetch()), if one is. */
   private refilling?: Promise<boolean>;
+  /** When the last publish decided (eager.now()). */
+  private lastPublish = -Infinity;
 
   constructor(
     readonly setup: QueueSetup,
@@ -121,10 +143,10 @@ export abstract class RingBase {
     readonly eventIdx: boolean,
     /**
      * With the event index: when the event last seen lies behind the entries being
-     * published (it asked for an interrupt at an entry already given), interrupt at once
-     * instead of reading it again (see decide()).
+     * published (it asked for an interrupt at an entry already given), whether to interrupt
+     * at once instead of reading it again (see decide()).
      */
-    private readonly eagerInterrupts: boolean,
+    private readonly eager: Readonly<Eagerness>,
     /** The layout's rules: split rings are a power of two long, their driver area 2-byte aligned; packed ones any length, 4. */
     layout: { powerOfTwo: boolean; driverAlign: number },
   ) {
@@ -190,17 +212,23 @@ export abstract class RingBase {
    * entry, which this publish passes: an interrupt is then due, and waiting for a read to tell
    * only delays it. The spec says a device SHOULD NOT interrupt when not asked (§2.7.10); one
    * the driver did not need costs it a look at the used index, while the read costs every
-   * needed interrupt a round trip.
+   * needed interrupt a round trip. Eager always, or only when the queue had been quiet (no
+   * publish for eager.quietMs): a driver that was given nothing for a while has most likely
+   * finished its poll and asked again (Linux re-arms its event at its last used entry when
+   * its poll ends), while one given entries moments ago is most likely still polling.
    */
   protected decide(old: number, now: number): Wish {
-    if (this.eagerInterrupts && this.eventIdx && this.passed(old)) return true;
+    const at = this.eager.now();
+    const quietMs = at - this.lastPublish;
+    this.lastPublish = at;
+    if ((this.eager.always || quietMs >= this.eager.quietMs) && this.eventIdx && this.passed(old)) return true;
     const wish = this.readWish();
     if (this.wants(old, now)) {
       // Read anyway, not awaited: the next publish decides on what the driver wants now.
       wish.catch(() => {});
       return true;
     }
-    return { later: wish.then(() => this.wants(old, now)), seen: this.off() ? 'off' : this.passed(old) ? 'passed' : 'ahead' };
+    return { later: wish.then(() => this.wants(old, now)), seen: this.off() ? 'off' : this.passed(old) ? 'passed' : 'ahead', quietMs };
   }
 }
 
@@ -242,8 +270,8 @@ export class SplitQueue extends RingBase implements DeviceQueue {
   private seenFlags = 0;
   private seenUsedEvent = 0;
 
-  constructor(setup: QueueSetup, mem: DmaPort, eventIdx = false, eagerInterrupts = false) {
-    super(setup, mem, eventIdx, eagerInterrupts, { powerOfTwo: true, driverAlign: 2 });
+  constructor(setup: QueueSetup, mem: DmaPort, eventIdx = false, eager: Readonly<Eagerness> = NEVER_EAGER) {
+    super(setup, mem, eventIdx, eager, { powerOfTwo: true, driverAlign: 2 });
   }
 
   /**
