@@ -55,6 +55,12 @@ export interface DmaPort {
    * reach memory in the order issued.
    */
   dmaWrite(addr: number, data: Uint8Array): Promise<void>;
+  /**
+   * Optional: the scatter list `segments` read back to back into `into`, one request for all (a
+   * transport that reads over a fabric issues every read at once and lands each reply in place).
+   * Once it settles nothing writes into `into` any more.
+   */
+  dmaReadInto?(segments: readonly { addr: number; len: number }[], into: Uint8Array): Promise<unknown>;
 }
 
 /** Interrupt delivery, provided by the transport. */
@@ -312,6 +318,12 @@ export class PciFunction {
 
   protected dmaWrite(addr: number, data: Uint8Array): Promise<void> {
     return this.dmaPort().dmaWrite(addr, data);
+  }
+
+  /** The transport's scatter read (DmaPort.dmaReadInto), or undefined when it has none. */
+  protected dmaReadInto(segments: readonly { addr: number; len: number }[], into: Uint8Array): Promise<unknown> | undefined {
+    const port = this.dmaPort();
+    return port.dmaReadInto?.(segments, into);
   }
 
   /**
