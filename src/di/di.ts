@@ -301,6 +301,14 @@ export class DeviceInterface {
             return Promise.reject(err);
           }
         },
+        // A scatter list (an NVMe write's pages): every MRd at once, each CplD's data in place, one promise.
+        dmaReadInto: (segments, into) => {
+          try {
+            return ep.readMemoryInto(segments, into, hostBdf, this.mrrs).catch(readFailed);
+          } catch (err) {
+            return Promise.reject(err);
+          }
+        },
         // Posted: the MWrs are encoded (the data copied) before this returns, so one settled promise
         // serves every write instead of an async function's own per 4 KiB piece; and the model may
         // reuse `data` once it has settled (its read buffers: Namespace.recycle).

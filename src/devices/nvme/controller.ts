@@ -65,6 +65,7 @@ export class NvmeController extends PciFunction implements AdminHost, IoHost {
   readonly mem: HostMemory = {
     dmaRead: (addr, length) => this.dmaRead(addr, length),
     dmaWrite: (addr, data) => this.dmaWrite(addr, data),
+    dmaReadInto: (segments, into) => this.dmaReadInto(segments, into),
   };
   features = new Features();
   aerCount = 0;

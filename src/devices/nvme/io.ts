@@ -112,8 +112,10 @@ const ok = (): Completion => OK;
 async function write(host: IoHost, sqe: Sqe): Promise<Completion> {
   const ns = namespaceOf(host, sqe);
   const { slba, nlb } = lbaRange(ns, sqe);
-  const parts = await readFromHost(host.mem, dataBuffer(host, sqe, nlb * ns.lbaSize), nlb * ns.lbaSize);
+  const parts = await readFromHost(host.mem, dataBuffer(host, sqe, nlb * ns.lbaSize), nlb * ns.lbaSize, ns);
   await media('write', Status.WriteFault, ns.write(slba, parts));
+  // The data is in the file (or the page cache): a buffer of the namespace's serves a later command.
+  if (parts.length === 1) ns.recycle(parts[0]!);
   if (mustPersist(host, sqe)) await media('write-through flush', Status.WriteFault, ns.flush());
   return OK;
 }

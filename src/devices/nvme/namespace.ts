@@ -37,7 +37,7 @@ export interface NamespaceConfig {
   lbaSize: 512 | 4096;
 }
 
-/** Read buffers kept for reuse per size (a queue's depth of them): see Namespace.recycle. */
+/** Data buffers kept for reuse per size (a queue's depth of them): see Namespace.recycle. */
 const KEPT_PER_SIZE = 64;
 
 /** Largest buffer Write Zeroes writes at once. */
@@ -61,6 +61,8 @@ export class Namespace {
    * free: at 64 KiB reads that was one per command, and the DI spent 16 % of its time collecting.
    */
   private readonly spare = new Map<number, Buffer[]>();
+  /** Buffers read() and take() handed out: the only ones recycle() takes back. */
+  private readonly lent = new WeakSet<Buffer>();
   /** File operations under way; close() waits for them so none meets a closed fd. */
   private busy = 0;
   private idleWaiters: (() => void)[] = [];
@@ -104,7 +106,7 @@ export class Namespace {
     const len = nlb * this.lbaSize;
     if (len > SYNC_IO_MAX) return this.readPooled(slba, len);
     // Not zero-filled: the file covers the namespace, so every byte is read (a short read is filled below).
-    const buf = this.spare.get(len)?.pop() ?? Buffer.allocUnsafe(len);
+    const buf = this.take(len);
     const fd = this.file.fd;
     const pos = slba * this.lbaSize;
     for (let done = 0; done < len; ) {
@@ -125,10 +127,21 @@ export class Namespace {
    * write of them settled), for a later read of the same size. Nothing may hold a view of it.
    */
   recycle(buf: Uint8Array): void {
-    if (!(buf instanceof Buffer) || buf.byteOffset !== 0 || buf.byteLength !== buf.buffer.byteLength) return;
+    if (!(buf instanceof Buffer) || !this.lent.delete(buf)) return;
     let kept = this.spare.get(buf.length);
     if (!kept) this.spare.set(buf.length, (kept = []));
     if (kept.length < KEPT_PER_SIZE) kept.push(buf);
+  }
+
+  /**
+   * A buffer of `len` bytes, uninitialised: one given back (recycle) if there is one. A write's
+   * data is read from the host into one (a 64 KiB write: one buffer, not sixteen 4 KiB pieces)
+   * and given back once it is in the file.
+   */
+  take(len: number): Buffer {
+    const buf = this.spare.get(len)?.pop() ?? Buffer.allocUnsafe(len);
+    this.lent.add(buf);
+    return buf;
   }
 
   private async readPooled(slba: number, len: number): Promise<Uint8Array> {

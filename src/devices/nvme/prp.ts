@@ -96,6 +96,14 @@ async function readOrFail(read: ListReader, addr: number, len: number): Promise<
 export interface HostMemory {
   dmaRead(addr: number, length: number): Promise<Uint8Array>;
   dmaWrite(addr: number, data: Uint8Array): Promise<void>;
+  /** Optional: the segments read into `into` at once (DmaPort.dmaReadInto); undefined when the transport cannot. */
+  dmaReadInto?(segments: readonly Segment[], into: Uint8Array): Promise<unknown> | undefined;
+}
+
+/** Buffers a command's data may be read into, and given back when their bytes are no longer needed (Namespace). */
+export interface BufferPool {
+  take(length: number): Uint8Array;
+  recycle(buf: Uint8Array): void;
 }
 
 /** A command's data buffer in host memory: PRP1, PRP2 and the memory page size (CC.MPS). */
@@ -109,10 +117,23 @@ function dataError(err: unknown, what: string): NvmeError {
   return err instanceof NvmeError ? err : new NvmeError(Status.DataTransferError, `${what}: ${(err as Error)?.message ?? err}`);
 }
 
-/** Copies `length` bytes out of the host buffer, one piece per contiguous segment. */
-export async function readFromHost(mem: HostMemory, buf: PrpBuffer, length: number): Promise<Uint8Array[]> {
+/**
+ * Copies `length` bytes out of the host buffer: into one buffer from `into` when the memory reads
+ * scatter lists (over PCIeOE every page's MRds at once, the data landing in place, one promise for
+ * the lot instead of one per page), else one piece per contiguous segment.
+ */
+export async function readFromHost(mem: HostMemory, buf: PrpBuffer, length: number, pool?: BufferPool): Promise<Uint8Array[]> {
   const segs = await prpSegments(buf.prp1, buf.prp2, length, buf.pageSize, (a, l) => mem.dmaRead(a, l));
   try {
+    if (pool && segs.length > 1) {
+      const out = pool.take(length);
+      const read = mem.dmaReadInto?.(segs, out);
+      if (read) {
+        await read;
+        return [out];
+      }
+      pool.recycle(out);
+    }
     return await Promise.all(segs.map((s) => mem.dmaRead(s.addr, s.len)));
   } catch (err) {
     throw dataError(err, 'reading host data');
