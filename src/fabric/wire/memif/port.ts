@@ -173,6 +173,13 @@ export class MemifPort implements PortTransport {
    */
   rxBypass: ((ring: MemifRing, max: number) => number) | null = null;
 
+  /**
+   * Server: makes each session's poll on the receive eventfd in place of a plain Poll (the
+   * switch's native fast path serves wake-ups itself and calls `onReadable` only for what it
+   * leaves; closing it is the session's end, before its rings are unmapped).
+   */
+  rxPoller: ((eventfd: number, onReadable: () => void) => Poll) | null = null;
+
   /** The session's transmit ring and its eventfd (null, -1 without a peer), and the frames waiting here for it. */
   get txRing(): MemifRing | null {
     return this.session?.tx ?? null;
@@ -402,14 +409,15 @@ export class MemifPort implements PortTransport {
 
   private startSession(s: Omit<Session, 'rxPoll'>): void {
     const drain = () => this.drainSignal(session);
-    const rxPoll = new native.Poll(s.rxEvent, () => {
+    const onReadable = () => {
       this.counters.rxSignals++;
       if (TRACING) trace('wake');
       // Frames first, the eventfd after: replies queued while taking them leave (their flush is a
       // microtask queued before this one) without waiting for a read() that wakes nobody.
       this.wake();
       queueMicrotask(drain);
-    });
+    };
+    const rxPoll = this.rxPoller?.(s.rxEvent, onReadable) ?? new native.Poll(s.rxEvent, onReadable);
     const session: Session = { ...s, rxPoll };
     this.session = session;
     this.counters.connects++;
