@@ -155,13 +155,19 @@ export interface Native {
 
   Poll: new (fd: number, callback: (err: NativeError | null, events: number) => void) => Poll;
   /** The switch's memif-to-memif fast path (memif-forward.cc; used by src/fabric/switch/memif-forward.ts). */
-  MemifForwarder: new (ports: number, routes: number, counters: Float64Array, hits: Float64Array) => MemifForwarder;
+  MemifForwarder: new (ports: number, routes: number, counters: Float64Array, hits: Float64Array, open: Uint8Array) => MemifForwarder;
+  /**
+   * Port i's receive eventfd watched as a Poll is, each wake-up served by the forwarder first
+   * (memif-forward.cc); `callback` runs only for what it leaves. close() detaches the port.
+   */
+  MemifForwardPoll: new (forwarder: MemifForwarder, i: number, fd: number, callback: (err: NativeError | null, events: number) => void) => Poll;
 }
 
 /**
  * Frames from one memif port's receive ring to others' transmit rings, slot to slot, by routes
- * (memif-forward.cc). `counters`: five per port (rxFrames, rxBytes, txFrames, txBytes,
- * txSignals); `hits[k]`: the `now` route k was last used at.
+ * (memif-forward.cc). `counters`: six per port (rxFrames, rxBytes, txFrames, txBytes,
+ * txSignals, rxWakes); `hits[k]`: the `now` route k was last used at; `open[j]`: port j's
+ * transmit ring may be written (kept by the caller).
  */
 export interface MemifForwarder {
   /** Port i's receive ring (its header-and-descriptor bytes, the connection's regions); null: none. */
@@ -173,10 +179,10 @@ export interface MemifForwarder {
   clearRoutes(): void;
   /**
    * Forward what waits on port i's receive ring from `cursor`, at most `max` frames, stopping at
-   * the first it cannot (left for the JS path); `open[j]`: port j may be written now.
+   * the first it cannot (left for the JS path); `open` brought up to date first.
    * Returns frames * 65536 + the new cursor.
    */
-  forward(i: number, cursor: number, max: number, now: number, open: Uint8Array): number;
+  forward(i: number, cursor: number, max: number, now: number): number;
 }
 
 const require = createRequire(import.meta.url);

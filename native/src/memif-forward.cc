@@ -13,11 +13,21 @@
 // after it on the ring: the JS path then takes them in order, and cuts a malformed peer off
 // with the same MemifDescriptorError paths as ever. Nothing here throws on peer data.
 //
+// MemifForwardPoll: a port's receive eventfd watched on Node's libuv loop from here, in place of
+// a Poll (poll.cc) whose callback enters JavaScript. At QD 1 every frame of an I/O wakes the
+// switch, and a wake-up through JavaScript costs the callback, the receive pass and a microtask
+// for the eventfd read; here it is the eventfd read and the pass above, in one libuv callback.
+// The JS callback runs only when the pass leaves frames (no route, a destination held, the
+// port's own JS side busy): then the port's ordinary receive pass takes them, in order.
+//
 // Ring layout: wire/memif/ring.ts. Pointers stay valid while the session whose rings they
-// point into lives: the JS side re-registers a port whenever its rings change and never
-// passes a port whose rings it has not checked in this call.
+// point into lives: the JS side re-registers a port whenever its rings change, and a session's
+// end closes its MemifForwardPoll first, which unregisters the port's rings before they are
+// unmapped.
 #include "native.h"
+#include "uv-poll.h"
 
+#include <unistd.h>
 
 #include <cstring>
 #include <vector>
@@ -35,8 +45,11 @@ constexpr int kMaxSegments = 32;
 constexpr uint16_t kTpid = 0x8100;
 // The bytes a route is chosen by: addresses and an 802.1Q tag.
 constexpr uint32_t kHeader = 18;
-// Per port in the counters array: rxFrames, rxBytes, txFrames, txBytes, txSignals.
-constexpr int kCounters = 5;
+// Per port in the counters array: rxFrames, rxBytes, txFrames, txBytes, txSignals, rxWakes
+// (wake-ups served here without JavaScript).
+constexpr int kCounters = 6;
+// Frames taken per wake-up before the rest is left to the JS pass (as its RX_PER_EVENT).
+constexpr uint32_t kPerWake = 1024;
 
 struct Region {
   uint8_t* base;
@@ -51,6 +64,8 @@ struct Ring {
   uint16_t* u16(uint32_t off) const { return reinterpret_cast<uint16_t*>(header + off); }
   uint16_t Head() const { return __atomic_load_n(u16(6), __ATOMIC_ACQUIRE); }
   uint16_t Tail() const { return __atomic_load_n(u16(64), __ATOMIC_ACQUIRE); }
+  // The consumer masks its interrupt while it drains (MASK_INT), and clears it before it sleeps.
+  void WantSignals(bool want) const { __atomic_store_n(u16(4), static_cast<uint16_t>(want ? 0 : kMaskInt), __ATOMIC_SEQ_CST); }
   void SetTail(uint16_t v) const { __atomic_store_n(u16(64), v, __ATOMIC_RELEASE); }
   bool ConsumerSleeps() const { return (__atomic_load_n(u16(4), __ATOMIC_ACQUIRE) & kMaskInt) == 0; }
   uint8_t* Desc(uint16_t counter) const { return header + kHeaderBytes + (counter & (size - 1)) * kDescBytes; }
@@ -81,6 +96,9 @@ struct Route {
   int to;
   double until;
 };
+
+// Marks a MemifForwarder's JS object, so a MemifForwardPoll is given nothing else to unwrap as one.
+constexpr napi_type_tag kForwarderTag = {0x6d656d6966667764ULL, 0x7377697463680001ULL};
 
 struct Segment {
   const uint8_t* bytes;
@@ -124,23 +142,29 @@ class MemifForwarder : public Napi::ObjectWrap<MemifForwarder> {
     });
   }
 
-  // new MemifForwarder(ports, routes, counters: Float64Array(ports * 5), hits: Float64Array(routes))
+  // new MemifForwarder(ports, routes, counters: Float64Array(ports * 6), hits: Float64Array(routes), open: Uint8Array(ports))
+  // open[j] != 0: port j's transmit ring may be written (the JS side keeps it: its rings
+  // registered, nothing of its own waiting for it, no faults or capture on the port).
   explicit MemifForwarder(const Napi::CallbackInfo& info) : Napi::ObjectWrap<MemifForwarder>(info) {
     Napi::Env env = info.Env();
     uint32_t ports = ArgCount(info, 0);
     maxRoutes_ = ArgCount(info, 1);
-    if (info.Length() < 4 || !info[2].IsTypedArray() || !info[3].IsTypedArray()) throw Napi::TypeError::New(env, "MemifForwarder needs its counters and hits arrays");
+    if (info.Length() < 5 || !info[2].IsTypedArray() || !info[3].IsTypedArray()) throw Napi::TypeError::New(env, "MemifForwarder needs its counters, hits and open arrays");
     Napi::Float64Array counters = info[2].As<Napi::Float64Array>();
     Napi::Float64Array hits = info[3].As<Napi::Float64Array>();
-    if (counters.ElementLength() < size_t{ports} * kCounters || hits.ElementLength() < maxRoutes_) throw Napi::RangeError::New(env, "counters or hits array too short");
+    Napi::Uint8Array open = ArgBytes(info, 4);
+    if (counters.ElementLength() < size_t{ports} * kCounters || hits.ElementLength() < maxRoutes_ || open.ByteLength() < ports) throw Napi::RangeError::New(env, "counters, hits or open array too short");
     counters_ = counters.Data();
     hits_ = hits.Data();
+    open_ = open.Data();
     // The arrays' memory must outlive every call: hold them.
     keep_ = Napi::Persistent(Napi::Object::New(env));
     keep_.Set("counters", counters);
     keep_.Set("hits", hits);
+    keep_.Set("open", open);
     ports_.resize(ports);
     routes_.reserve(maxRoutes_);
+    info.This().As<Napi::Object>().TypeTag(&kForwarderTag);
   }
 
  private:
@@ -189,24 +213,68 @@ class MemifForwarder : public Napi::ObjectWrap<MemifForwarder> {
     return info.Env().Undefined();
   }
 
-  // forward(i, cursor, max, now, open: Uint8Array) → frames forwarded * 65536 + the new cursor.
-  // open[j] != 0: port j's transmit ring may be written now (checked by the caller in this turn).
+  // forward(i, cursor, max, now) → frames forwarded * 65536 + the new cursor. The caller has
+  // brought open[] up to date in this turn. `now` is the JS clock's: a wake-up served here reads
+  // the same clock through the offset kept from it.
   Napi::Value Forward(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     uint32_t from = ArgCount(info, 0);
     uint16_t cursor = static_cast<uint16_t>(ArgCount(info, 1));
     uint32_t max = ArgCount(info, 2);
     double now = info[3].As<Napi::Number>().DoubleValue();
-    Napi::Uint8Array open = ArgBytes(info, 4);
-    if (from >= ports_.size() || !ports_[from].rxReady || open.ByteLength() < ports_.size()) throw Napi::RangeError::New(env, "forward: port not set");
+    clockOffset_ = HrMs() - now;
+    if (from >= ports_.size() || !ports_[from].rxReady) throw Napi::RangeError::New(env, "forward: port not set");
     const Ring& rx = ports_[from].rx;
     uint16_t head = rx.Head();
     uint32_t n = 0;
-    if (static_cast<uint16_t>(head - cursor) <= rx.size) n = Burst(from, rx, cursor, head, max, now, open.Data());
+    if (static_cast<uint16_t>(head - cursor) <= rx.size) n = Burst(from, rx, cursor, head, max, now);
     return Napi::Number::New(env, double(n) * 65536 + cursor);
   }
 
-  uint32_t Burst(uint32_t from, const Ring& rx, uint16_t& cursor, uint16_t head, uint32_t max, double now, const uint8_t* open) {
+  static double HrMs() { return static_cast<double>(uv_hrtime()) / 1e6; }
+
+ public:
+  // A wake-up of port i (its receive eventfd `fd` readable), served here if the port is wholly
+  // native now: the eventfd read, then every frame on the ring forwarded, then the interrupt
+  // asked for again and the ring looked at once more (a frame published meanwhile found it
+  // masked and signalled nobody). False: frames are left (or the port is not native now), and
+  // the caller runs the JS receive pass, which takes them in order and reads the eventfd itself.
+  bool Serve(uint32_t i, int fd) {
+    if (i >= ports_.size() || !ports_[i].rxReady || !open_[i] || routes_.empty()) return false;
+    const Ring& rx = ports_[i].rx;
+    uint64_t v;
+    // EAGAIN (a spurious wake-up) is fine: the ring decides.
+    if (read(fd, &v, sizeof v) < 0 && errno != EAGAIN) return false;
+    double now = HrMs() - clockOffset_;
+    uint32_t budget = kPerWake;
+    // The server's own position in a c2s ring is the tail it publishes (the JS pass keeps them equal).
+    uint16_t cursor = rx.Tail();
+    for (;;) {
+      rx.WantSignals(false);
+      uint16_t head = rx.Head();
+      if (static_cast<uint16_t>(head - cursor) > rx.size) return false;
+      if (cursor != head) {
+        budget -= Burst(i, rx, cursor, head, budget, now);
+        if (cursor != head) return false;
+      }
+      rx.WantSignals(true);
+      if (rx.Head() == cursor) break;
+    }
+    counters_[i * kCounters + 5] += 1;
+    return true;
+  }
+
+  // Port i's session is ending: its rings are about to be unmapped.
+  void Detach(uint32_t i) {
+    if (i >= ports_.size()) return;
+    ports_[i].rxReady = false;
+    ports_[i].txReady = false;
+    open_[i] = 0;
+  }
+
+ private:
+  uint32_t Burst(uint32_t from, const Ring& rx, uint16_t& cursor, uint16_t head, uint32_t max, double now) {
+    const uint8_t* open = open_;
     // Each destination's tail as this call moves it, and its head (the buffers offered) read once.
     std::vector<int>& tails = tails_;
     tails.assign(ports_.size(), -1);
@@ -341,13 +409,54 @@ class MemifForwarder : public Napi::ObjectWrap<MemifForwarder> {
   uint32_t maxRoutes_;
   double* counters_;
   double* hits_;
+  uint8_t* open_;
+  // uv_hrtime in ms minus the JS clock's now, as of the last forward() from JS.
+  double clockOffset_ = 0;
   Napi::ObjectReference keep_;
   std::vector<int> tails_;
   std::vector<uint16_t> heads_;
 };
 
+// new MemifForwardPoll(forwarder, i, fd, callback): port i's receive eventfd `fd`, watched as a
+// Poll is (uv-poll.h: start, stop, close; the fd never closed here), but each wake-up goes to
+// forwarder.Serve first; callback(err, events) runs only for what it leaves. Closing it detaches
+// the port from the forwarder: the session's rings go next.
+class MemifForwardPoll : public UvPoll<MemifForwardPoll> {
+ public:
+  explicit MemifForwardPoll(const Napi::CallbackInfo& info) : UvPoll<MemifForwardPoll>(info, ArgFd(info, 2), CallbackArg(info)) {
+    forwarder_ = Napi::ObjectWrap<MemifForwarder>::Unwrap(info[0].As<Napi::Object>());
+    forwarderRef_ = Napi::Persistent(info[0].As<Napi::Object>());
+    port_ = ArgCount(info, 1);
+    fd_ = ArgFd(info, 2);
+  }
+
+  ~MemifForwardPoll() override { CloseHandle(); }
+
+  bool Serve(int uvEvents) { return forwarder_ != nullptr && forwarder_->Serve(port_, fd_); }
+
+  void Closing() {
+    if (forwarder_ != nullptr) forwarder_->Detach(port_);
+    forwarder_ = nullptr;
+    forwarderRef_.Reset();
+  }
+
+ private:
+  static Napi::Function CallbackArg(const Napi::CallbackInfo& info) {
+    if (info.Length() < 4 || !info[0].IsObject() || !info[0].As<Napi::Object>().CheckTypeTag(&kForwarderTag) || !info[3].IsFunction()) throw Napi::TypeError::New(info.Env(), "MemifForwardPoll needs a forwarder, a port, an fd and a callback");
+    return info[3].As<Napi::Function>();
+  }
+
+  MemifForwarder* forwarder_ = nullptr;
+  Napi::ObjectReference forwarderRef_;
+  uint32_t port_ = 0;
+  int fd_ = -1;
+};
+
 }  // namespace
 
-void RegisterMemifForward(Napi::Env env, Napi::Object exports) { exports.Set("MemifForwarder", MemifForwarder::Init(env)); }
+void RegisterMemifForward(Napi::Env env, Napi::Object exports) {
+  exports.Set("MemifForwarder", MemifForwarder::Init(env));
+  exports.Set("MemifForwardPoll", MemifForwardPoll::Define(env, "MemifForwardPoll"));
+}
 
 }  // namespace pcieoe

@@ -185,3 +185,62 @@ test('a station whose ring turns malformed after native routes exist is cut off;
   await oneGoesNatively(t, sw, ['c0', c], b, 30_000);
   await oneGoesNatively(t, sw, ['b0', b], c, 30_001);
 });
+
+test('one frame at a time on idle rings: the switch serves each wake-up in native code, JavaScript not entered', async (t) => {
+  const { sw, st } = await rig(t, ['a', 'b']);
+  const { a, b } = st as Record<'a' | 'b', Station>;
+  // The first frames go through the core, which installs the routes, and let the JS pass open both ports.
+  for (let i = 0; i < 4; i++) {
+    await send(a, [frame(b.mac, a.mac, i, 100)]);
+    await until(() => b.got.length === i + 1, `warm-up frame ${i} at b`);
+    await send(b, [frame(a.mac, b.mac, i, 100)]);
+    await until(() => a.got.length === i + 1, `warm-up frame ${i} at a`);
+  }
+  const before = await counters(sw);
+  const n = 20;
+  for (let i = 4; i < 4 + n; i++) {
+    await send(a, [frame(b.mac, a.mac, i, 100 + i)]);
+    await until(() => b.got.length === i + 1, `frame ${i} at b`);
+    await send(b, [frame(a.mac, b.mac, i, 1000 + i)]);
+    await until(() => a.got.length === i + 1, `frame ${i} at a`);
+  }
+  t.deepEqual(seqs(b.got), Array.from({ length: 4 + n }, (_, i) => i));
+  t.deepEqual(seqs(a.got), Array.from({ length: 4 + n }, (_, i) => i));
+  const after = await counters(sw);
+  for (const p of ['a0', 'b0']) {
+    t.is(after[p]!.fastPath!.rxFrames - before[p]!.fastPath!.rxFrames, n, `${p}: every frame natively`);
+    // Each frame woke the sleeping switch; the 50 ms sweep may take the odd one through the JS pass instead.
+    const wakes = after[p]!.fastPath!.rxWakes! - before[p]!.fastPath!.rxWakes!;
+    t.true(wakes >= n - 2 && wakes <= n, `${p}: ${wakes} of ${n} wake-ups served natively`);
+    // The port's own count (JS wake-ups) is what the socket report shows beyond them.
+    const js = after[p]!.socket.rxSignals! - before[p]!.socket.rxSignals! - wakes;
+    t.true(js >= 0 && js <= n - wakes, `${p}: ${js} wake-ups through JavaScript`);
+  }
+});
+
+test('a station that goes and comes back while routes to it exist: frames meanwhile are not written to its old rings, and flow natively to the new session', async (t) => {
+  const { sw, st } = await rig(t, ['a', 'b']);
+  const { a, b } = st as Record<'a' | 'b', Station>;
+  const first = Array.from({ length: 200 }, (_, i) => frame(b.mac, a.mac, i, 300));
+  await send(a, first);
+  await until(() => b.got.length === first.length, 'a -> b');
+  await oneGoesNatively(t, sw, ['a0', a], b, 1000);
+  // b goes: the switch ends its session and unmaps its rings; a keeps sending to it.
+  b.port.close();
+  await until(async () => /not connected/.test((await report(sw, 'b0'))[0]!.peer), 'the switch sees b gone');
+  await send(a, Array.from({ length: 50 }, (_, i) => frame(b.mac, a.mac, 2000 + i, 300)));
+  await until(async () => (await report(sw, 'a0'))[0]!.switch.rxFrames >= 1 + first.length + 1 + 50, 'the switch took them');
+  // b comes back with the same MAC.
+  const again = new MemifPort({ socket: path.join(sw.dir, 'b0.memif'), role: 'client' });
+  t.teardown(() => again.close());
+  const got: Buffer[] = [];
+  again.attach((f) => got.push(Buffer.from(f)));
+  await until(() => again.connected, 'b connected again', { timeoutMs: 20_000 });
+  const later = Array.from({ length: 300 }, (_, i) => frame(b.mac, a.mac, 3000 + i, 64 + i));
+  await send(a, later);
+  await until(() => got.length === later.length, 'a -> the new b');
+  t.deepEqual(got, later);
+  const nb: Station = { mac: b.mac, port: again, got };
+  await oneGoesNatively(t, sw, ['a0', a], nb, 4000);
+  t.is(sw.proc.exitCode, null, 'the switch is alive');
+});

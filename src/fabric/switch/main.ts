@@ -424,11 +424,11 @@ export function peerProblem(path: string, root: string): string | undefined {
   return st.isSocket() ? undefined : 'is there but is not a socket';
 }
 
-/** A port's socket counters with the frames the native fast path moved through it added. */
+/** A port's socket counters with the frames the native fast path moved through it (and the wake-ups it served) added. */
 function withNative<C extends object>(c: C, n: NativeCounts | null): C {
   if (n === null) return c;
-  const m = c as C & NativeCounts;
-  return { ...c, rxFrames: m.rxFrames + n.rxFrames, rxBytes: m.rxBytes + n.rxBytes, txFrames: m.txFrames + n.txFrames, txBytes: m.txBytes + n.txBytes, txSignals: m.txSignals + n.txSignals };
+  const m = c as C & Omit<NativeCounts, 'rxWakes'> & { rxSignals: number };
+  return { ...c, rxFrames: m.rxFrames + n.rxFrames, rxBytes: m.rxBytes + n.rxBytes, txFrames: m.txFrames + n.txFrames, txBytes: m.txBytes + n.txBytes, txSignals: m.txSignals + n.txSignals, rxSignals: m.rxSignals + n.rxWakes };
 }
 
 /** "vxlan VNI LOCAL -> REMOTE", for counters and logs. */

@@ -29,8 +29,8 @@ import type { MemifRing } from '../wire/memif/ring.ts';
 import type { FastPath } from './switch.ts';
 import type { PortPath } from './port-path.ts';
 
-/** Counters per port in the native array: rxFrames, rxBytes, txFrames, txBytes, txSignals. */
-const COUNTERS = 5;
+/** Counters per port in the native array: rxFrames, rxBytes, txFrames, txBytes, txSignals, rxWakes. */
+const COUNTERS = 6;
 const MAX_PORTS = 256;
 /** Routes held (one per source, destination and tag seen); beyond them frames take the JS path. */
 const MAX_ROUTES = 256;
@@ -65,13 +65,16 @@ export interface NativeCounts {
   txFrames: number;
   txBytes: number;
   txSignals: number;
+  /** Wake-ups of the port served in native code, JavaScript not entered. */
+  rxWakes: number;
 }
 
 export class MemifForwarding implements FastPath {
   private readonly counts = new Float64Array(new ArrayBuffer(MAX_PORTS * COUNTERS * 8));
   private readonly hits = new Float64Array(new ArrayBuffer(MAX_ROUTES * 8));
+  /** Port i's transmit ring may be written by native code (registered, straight, nothing of its own queued in JS). */
   private readonly open = new Uint8Array(MAX_PORTS);
-  private readonly forwarder: NativeForwarder = new native.MemifForwarder(MAX_PORTS, MAX_ROUTES, this.counts, this.hits);
+  private readonly forwarder: NativeForwarder = new native.MemifForwarder(MAX_PORTS, MAX_ROUTES, this.counts, this.hits, this.open);
   /** By switch port id. */
   private readonly slots = new Map<number, Slot>();
   private readonly list: Slot[] = [];
@@ -79,7 +82,11 @@ export class MemifForwarding implements FastPath {
   /** Destination MAC → indexes of its routes. */
   private byDst = new Map<Mac, number[]>();
 
-  /** `forwarded`: called after a call that forwarded frames (the busy poller's kick). */
+  /**
+   * `forwarded`: called after a call that forwarded frames (the busy poller's kick). Without it,
+   * each port's wake-ups are served in native code (native.MemifForwardPoll), entering JavaScript
+   * only for frames native code leaves; with it they all come here, so the poller sees them.
+   */
   constructor(
     private readonly clock: Clock,
     private readonly forwarded: (() => void) | null = null,
@@ -92,6 +99,12 @@ export class MemifForwarding implements FastPath {
     this.slots.set(id, slot);
     this.list.push(slot);
     port.rxBypass = (ring, max) => this.forward(slot, ring, max);
+    if (this.forwarded === null) port.rxPoller = (fd, onReadable) => new native.MemifForwardPoll(this.forwarder, slot.i, fd, onReadable);
+    // Frames for the port through JavaScript, or faults or a capture on it: native code keeps off
+    // its ring until a receive pass here has looked again (forward() below), so nothing overtakes them.
+    path.held = () => {
+      this.open[slot.i] = 0;
+    };
   }
 
   /** Native counts of switch port `id`, or null if it is not a fast-path port. */
@@ -100,7 +113,7 @@ export class MemifForwarding implements FastPath {
     if (s === undefined) return null;
     const c = this.counts;
     const o = s.i * COUNTERS;
-    return { rxFrames: c[o]!, rxBytes: c[o + 1]!, txFrames: c[o + 2]!, txBytes: c[o + 3]!, txSignals: c[o + 4]! };
+    return { rxFrames: c[o]!, rxBytes: c[o + 1]!, txFrames: c[o + 2]!, txBytes: c[o + 3]!, txSignals: c[o + 4]!, rxWakes: c[o + 5]! };
   }
 
   route(from: number, to: number, src: Mac, dst: Mac, tag: number, vid: number, until: number): void {
@@ -143,6 +156,8 @@ export class MemifForwarding implements FastPath {
 
   /** Port `s`'s receive pass: forward what native code can, before the rest is copied out. */
   private forward(s: Slot, ring: MemifRing, max: number): number {
+    // Wake-ups served natively moved the ring's tail, the server's published position, past what they took.
+    ring.position = ring.tail;
     if (this.routes.length === 0 || !s.path.isStraight) return 0;
     if (s.rx !== ring) {
       this.forwarder.setRx(s.i, ring.bytes, ring.regions);
@@ -158,7 +173,7 @@ export class MemifForwarding implements FastPath {
       }
       this.open[o.i] = tx !== null && o.path.isStraight && o.port.txWaiting === 0 ? 1 : 0;
     }
-    const r = this.forwarder.forward(s.i, ring.position, max, this.clock.now(), this.open);
+    const r = this.forwarder.forward(s.i, ring.position, max, this.clock.now());
     const n = Math.floor(r / 65536);
     if (n === 0) return 0;
     ring.position = r;

@@ -44,6 +44,12 @@ export class PortPath implements PortTransport {
     this.update();
   }
 
+  /**
+   * Called for every frame given to the port here, and whenever its path may have changed: a
+   * fast path past the switch (memif-forward.ts) stops writing to the port until it looks again.
+   */
+  held: (() => void) | null = null;
+
   /** Whether frames go straight between transport and switch now. */
   get isStraight(): boolean {
     return this.straight;
@@ -59,9 +65,11 @@ export class PortPath implements PortTransport {
   /** A capture of this port started or stopped. */
   update(): void {
     this.straight = !this.shaped && !this.capturing();
+    this.held?.();
   }
 
   transmit(frame: Buffer): void {
+    this.held?.();
     if (this.straight) this.transport.transmit(frame);
     else this.wrapped.transmit(frame);
   }
