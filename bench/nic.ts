@@ -19,7 +19,8 @@
 // side in one nic-coexistence lab instead: each round runs iperf3 A -> B and B -> A under each
 // variant in turn, the DI's NIC tuned between runs ({"nic":"net0","tune":variant} on its
 // control socket, src/di/main.ts), so the variants share the lab and the machine's drift; the
-// means per variant are printed last. Nothing is recorded.
+// means per variant are printed last (with NIC_BENCH_PROF=1, where the DI spent its time over
+// all of them). Nothing is recorded.
 //
 // Each path's iperf3 A -> B run also records the CPU each lab process (QEMU included) used,
 // in % of one CPU. NIC_BENCH_PROF=1 profiles the DI and host A's HI over the model PCIeOE's
@@ -201,7 +202,10 @@ async function measure(path: string, topology: string): Promise<NicFigures> {
     // The model's interface is a vfio-user device to the lab: give it its address here.
     await a(`i=$(ip -o link | grep -i 'ether ${MODEL_MAC}' | cut -d: -f2 | tr -d ' '); if [ -n "$i" ]; then ip link set "$i" up && ip addr add ${IP_A}/24 dev "$i"; fi`);
     if (AB) {
-      await sideBySide(a, b, AB);
+      const run = () => sideBySide(a, b, AB);
+      // NIC_BENCH_PROF: the DI profiled over all the variants' runs.
+      if (process.env.NIC_BENCH_PROF) console.log(summariseProfile((await profiled({ di: join(state, 'sockets', 'di') }, 'nic-ab', run)).files.di!, 30));
+      else await run();
       return { aToBMbps: 0, bToAMbps: 0, aToBRetransmits: 0, bToARetransmits: 0, pingMeanMs: 0, pingP99Ms: 0 };
     }
     const f = await nicFigures(lab, path, a, b);

@@ -4,7 +4,7 @@
 import test from 'ava';
 import fc from 'fast-check';
 import { Cfg, CommandBit, StatusBit } from '../../src/pci/config-space.ts';
-import { NET_HDR_SIZE, NetFeature, QUEUE_MAX, RX_QUEUE, TX_QUEUE, VIRTIO_NET_CLASS } from '../../src/devices/virtio-net/net-device.ts';
+import { NET_HDR_SIZE, NetFeature, netOptionsFromEnv, QUEUE_MAX, RX_QUEUE, RX_QUIET_EAGER_MS, TX_QUEUE, VIRTIO_NET_CLASS } from '../../src/devices/virtio-net/net-device.ts';
 import { SoftVirtioNetDriver } from '../../src/devices/virtio-net/soft-driver.ts';
 import { CfgType, Common, DeviceStatus, feature, IsrBit, NO_VECTOR, TransportFeature } from '../../src/devices/virtio-net/virtio-pci.ts';
 import { DescFlag, needEvent } from '../../src/devices/virtio-net/virtqueue.ts';
@@ -202,6 +202,13 @@ test('event index, receive queue quiet for rxQuietEagerMs: a passed used_event i
   t.is(d.dev.counters.wishWaits, 3, 'used_event read for each publish that was not quiet, and for all once tuned off');
   t.is(d.dev.counters.rxFrames, 5);
   t.deepEqual(d.dev.counters.rxWishQuiet.not, [1, 0, 1, 0, 0, 1], 'the reads by how long the queue had been quiet');
+});
+
+test('process entries: eager receive interrupts after a quiet RX_QUIET_EAGER_MS unless VIRTIO_NET_RX_QUIET_MS says other ms or off', (t) => {
+  t.is(netOptionsFromEnv({}).rxQuietEagerMs, RX_QUIET_EAGER_MS);
+  t.is(netOptionsFromEnv({ VIRTIO_NET_RX_QUIET_MS: '2.5' }).rxQuietEagerMs, 2.5);
+  t.is(netOptionsFromEnv({ VIRTIO_NET_RX_QUIET_MS: 'off' }).rxQuietEagerMs, Infinity);
+  for (const bad of ['', 'soon', '-1']) t.throws(() => netOptionsFromEnv({ VIRTIO_NET_RX_QUIET_MS: bad }), { message: /VIRTIO_NET_RX_QUIET_MS/ });
 });
 
 test('event index: avail_event asks for a doorbell at the first entry the device has not read', async (t) => {

@@ -44,14 +44,28 @@
 // nic-coexistence, A->B 26/66 -> 85/97 Mb/s, B->A 74/112 -> 117/125, ping 6.3/5.8 -> 4.8/4.0 ms
 // (VIRTIO_NET_EAGER_IRQ=0 measures without). A later interleaved run on a loaded machine
 // (four rounds, both on vs both off, then each alone) put the lab's processes back without them:
-// A->B 53/63 vs 79/85 Mb/s, more interrupts for the TCG guest to take; so this and the
-// read-ahead below are off unless configured (eagerInterrupts, rxPrefetch; the process entries
-// take VIRTIO_NET_EAGER_IRQ=1 / VIRTIO_NET_RX_PREFETCH=1) until a quiet run settles it, and the
-// spec's SHOULD NOT holds by default.
+// A->B 53/63 vs 79/85 Mb/s, more interrupts for the TCG guest to take; so this is off unless
+// configured (eagerInterrupts; the process entries take VIRTIO_NET_EAGER_IRQ=1).
 //
-// Receive buffers can be read ahead of the frames (receiveAll, VIRTIO_NET_RX_PREFETCH): with them held, a frame is written with posted writes and no read first. Side by
-// side with eager interrupts on, two rounds: A->B 56/74 -> 52/126 Mb/s, B->A 99/110 -> 91/200,
-// ping 6.6/4.2 -> 4.7/3.4 ms; A->B's received frames (the ACKs) no longer wait for a ring read.
+// Except on the receive queue after a quiet spell (rxQuietEagerMs; the process entries take
+// RX_QUIET_EAGER_MS unless VIRTIO_NET_RX_QUIET_MS says otherwise): Linux 6.1 leaves its event
+// where it was interrupted and moves it when its poll ends, so a receive publish after a gap
+// almost always found the old event passed and, a read later, a new one asking. Wish reads
+// counted by how long the queue had been quiet (rxWishQuiet), nic-coexistence: A->B (the ACKs)
+// said "interrupt" 592 times and "not" 154 after >= 1 ms quiet, 7 and 73 sooner; B->A (data)
+// 538 / 630 and 123 / 1 061. So the receive queue is eager after 1 ms quiet; A->B, the side the
+// late ACKs held, gains (side by side in one lab, NIC_BENCH_AB, four rounds: 118 -> 141 Mb/s
+// mean, better in each round), B->A takes ~ 600 more interrupts a run and alone lost (151 -> 143;
+// with the read-ahead below it gains). The transmit queue stays as it was (eager there did not
+// measure better).
+//
+// Receive buffers can be read ahead of the frames (receiveAll; the process entries do unless
+// VIRTIO_NET_RX_PREFETCH=0): with them held, a frame is written with posted writes and no read
+// first, and the whole-ring reads carry the driver's event along. Side by side with eager
+// interrupts on, two rounds: A->B 56/74 -> 52/126 Mb/s, B->A 99/110 -> 91/200, ping 6.6/4.2 ->
+// 4.7/3.4 ms; A->B's received frames (the ACKs) no longer wait for a ring read. With the quiet
+// receive interrupts above, in one lab, four rounds against neither: A->B 96 -> 123 Mb/s mean,
+// B->A 116 -> 128, better in every round both ways (the quiet interrupts alone: 114, 106).
 //
 // Bad input (spec §2.1.2): a queue programmed beyond the limits, a malformed
 // descriptor chain or a buffer outside guest memory set DEVICE_NEEDS_RESET
@@ -149,19 +163,35 @@ export interface VirtioNetConfig {
 /** The features a device offers only when configured. */
 export type NetOptions = Pick<VirtioNetConfig, 'eventIdx' | 'csum' | 'tso' | 'rxPrefetch' | 'eagerInterrupts' | 'rxQuietEagerMs' | 'packed'>;
 
+/**
+ * How long the receive queue must have published nothing before a publish on a passed event
+ * interrupts at once (the process entries' default; see the header, "Interrupts").
+ */
+export const RX_QUIET_EAGER_MS = 1;
+
 /** What may change while the device runs (VirtioNet.tune): a lab measures both ways without a restart. */
 export type NetTunables = Pick<VirtioNetConfig, 'rxPrefetch' | 'eagerInterrupts' | 'rxQuietEagerMs'>;
 
 /**
  * The optional features as a process entry takes them from its environment: RING_EVENT_IDX,
  * CSUM/GUEST_CSUM, HOST_TSO4 and RING_PACKED are offered unless VIRTIO_NET_EVENT_IDX, VIRTIO_NET_CSUM,
- * VIRTIO_NET_TSO or VIRTIO_NET_PACKED is 0 (TSO needs CSUM); eager interrupts and receive read-ahead
- * only when VIRTIO_NET_EAGER_IRQ / VIRTIO_NET_RX_PREFETCH is 1. The direct attach and the DI read the same variables,
+ * VIRTIO_NET_TSO or VIRTIO_NET_PACKED is 0 (TSO needs CSUM); receive read-ahead unless
+ * VIRTIO_NET_RX_PREFETCH is 0; eager interrupts only when VIRTIO_NET_EAGER_IRQ is 1, on the receive
+ * queue after a quiet RX_QUIET_EAGER_MS unless VIRTIO_NET_RX_QUIET_MS says other ms or off. The direct attach and the DI read the same variables,
  * so a lab run measures both paths with the same features, and a run with them off compares.
  */
 export function netOptionsFromEnv(env: Readonly<Record<string, string | undefined>>): NetOptions {
-  return { eventIdx: env.VIRTIO_NET_EVENT_IDX !== '0', csum: env.VIRTIO_NET_CSUM !== '0', tso: env.VIRTIO_NET_TSO !== '0', rxPrefetch: env.VIRTIO_NET_RX_PREFETCH === '1',
-    eagerInterrupts: env.VIRTIO_NET_EAGER_IRQ === '1', rxQuietEagerMs: Number(env.VIRTIO_NET_RX_QUIET_MS ?? Infinity), packed: env.VIRTIO_NET_PACKED !== '0' };
+  return { eventIdx: env.VIRTIO_NET_EVENT_IDX !== '0', csum: env.VIRTIO_NET_CSUM !== '0', tso: env.VIRTIO_NET_TSO !== '0', rxPrefetch: env.VIRTIO_NET_RX_PREFETCH !== '0',
+    eagerInterrupts: env.VIRTIO_NET_EAGER_IRQ === '1', rxQuietEagerMs: quietMs(env.VIRTIO_NET_RX_QUIET_MS), packed: env.VIRTIO_NET_PACKED !== '0' };
+}
+
+/** VIRTIO_NET_RX_QUIET_MS: ms, or "off"; unset, RX_QUIET_EAGER_MS. */
+function quietMs(v: string | undefined): number {
+  if (v === undefined) return RX_QUIET_EAGER_MS;
+  if (v === 'off') return Infinity;
+  const ms = Number(v);
+  if (v.trim() === '' || !(ms >= 0)) throw new Error(`VIRTIO_NET_RX_QUIET_MS=${v}: expected ms (>= 0) or off`);
+  return ms;
 }
 
 export interface VirtioNetCounters {
