@@ -3,7 +3,8 @@
 //   QEMU virtio-net   QEMU's own virtio-net on the lab switch        (two-hosts-net)
 //   model direct      the virtio-net model over vfio-user            (nic-direct)
 //   model PCIeOE      the model in a DI's card, through HI + switch  (nic-coexistence)
-// Per path: iperf3 TCP throughput A -> B and B -> A, and PINGS pings A -> B (mean and p99).
+// Per path: iperf3 TCP throughput A -> B and B -> A, and PINGS pings A -> B (mean and p99), after
+// WARM_UP_SECONDS of iperf3 each way that are not recorded.
 // Co-existence, in nic-coexistence (both hosts also have an NVMe function of the DI's card):
 // fio 4 KiB random reads (QD 64) on both hosts' NVMe functions at once, alone and while iperf3
 // TCP runs A -> B through the same switch, with the switch's per-port receive counters over
@@ -45,6 +46,8 @@ const MODEL_MAC = '02:00:00:00:0a:01';
 const IP_A = '10.99.0.1';
 const IP_B = '10.99.0.2';
 const PINGS = 200;
+/** iperf3 seconds each way before a path's figures (warmUp). */
+const WARM_UP_SECONDS = 3;
 const ALL_PATHS = [
   { path: 'QEMU virtio-net', topology: 'two-hosts-net' },
   { path: 'model direct', topology: 'nic-direct' },
@@ -116,8 +119,20 @@ async function aToBWithCpu(lab: LabState, path: string, a: Shell, b: Shell): Pro
   return result;
 }
 
-async function nicFigures(lab: LabState, path: string, a: Shell, b: Shell): Promise<NicFigures> {
+/**
+ * A few seconds of iperf3 each way, not recorded: the first runs after a lab comes up were the
+ * slowest of their lab (side-by-side rounds, bench NIC_BENCH_AB: round 0's first variant A->B
+ * 54 and 91 Mb/s against 93-136 after), while the device paths' code warms (JIT) and the guests'
+ * TCP settles.
+ */
+async function warmUp(a: Shell, b: Shell): Promise<void> {
   await a('ping -c 3 -W 5 10.99.0.2 >/dev/null');
+  await tcp(a, b, IP_B, WARM_UP_SECONDS);
+  await tcp(b, a, IP_A, WARM_UP_SECONDS);
+}
+
+async function nicFigures(lab: LabState, path: string, a: Shell, b: Shell): Promise<NicFigures> {
+  await warmUp(a, b);
   const aToB = await withNicCounters(path, 'iperf3 A->B', () => aToBWithCpu(lab, path, a, b));
   const bToA = await withNicCounters(path, 'iperf3 B->A', () => tcp(b, a, IP_A));
   const p = await pings(a);
@@ -171,7 +186,7 @@ async function sideBySide(a: Shell, b: Shell, variants: object[]): Promise<void>
   const ctl = await SwitchControl.connect(join(state, 'sockets', 'di', 'control.sock'));
   const runs = variants.map(() => ({ aToB: [] as number[], bToA: [] as number[] }));
   try {
-    await a('ping -c 3 -W 5 10.99.0.2 >/dev/null');
+    await warmUp(a, b);
     for (let r = 0; r < rounds; r++) {
       for (const [i, v] of variants.entries()) {
         const tuned = await ctl.requestLine(JSON.stringify({ nic: 'net0', tune: v }));
