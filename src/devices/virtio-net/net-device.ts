@@ -56,7 +56,7 @@
 // 538 / 630 and 123 / 1 061. So the receive queue is eager after 1 ms quiet; A->B, the side the
 // late ACKs held, gains (side by side in one lab, NIC_BENCH_AB, four rounds: 118 -> 141 Mb/s
 // mean, better in each round), B->A takes ~ 600 more interrupts a run and alone lost (151 -> 143;
-// with the read-ahead below it gains). The transmit queue stays as it was (eager there did not
+// the read-ahead below makes that up). The transmit queue stays as it was (eager there did not
 // measure better).
 //
 // Receive buffers can be read ahead of the frames (receiveAll; the process entries do unless
@@ -64,8 +64,9 @@
 // first, and the whole-ring reads carry the driver's event along. Side by side with eager
 // interrupts on, two rounds: A->B 56/74 -> 52/126 Mb/s, B->A 99/110 -> 91/200, ping 6.6/4.2 ->
 // 4.7/3.4 ms; A->B's received frames (the ACKs) no longer wait for a ring read. With the quiet
-// receive interrupts above, in one lab, four rounds against neither: A->B 96 -> 123 Mb/s mean,
-// B->A 116 -> 128, better in every round both ways (the quiet interrupts alone: 114, 106).
+// receive interrupts above against neither, in one lab, three holds of four or five rounds:
+// A->B 100 -> 117 Mb/s mean (better in 10 of 13 rounds), B->A 112 -> 110 (6 of 13); the quiet
+// interrupts alone lost B->A in each hold, which the read-ahead makes up.
 //
 // Bad input (spec §2.1.2): a queue programmed beyond the limits, a malformed
 // descriptor chain or a buffer outside guest memory set DEVICE_NEEDS_RESET
