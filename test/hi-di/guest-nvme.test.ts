@@ -114,7 +114,8 @@ test.serial('[qemu] the DI killed mid-I/O: I/O errors or removal in the guest wi
   t.true(failed.length > 0, `no I/O error or removal in the guest:\n${out.slice(-3000)}`);
   const delay = Math.min(...failed) - kill;
   t.log(`I/O error or removal ${delay.toFixed(1)} s after the kill`);
-  t.true(delay <= 35, `${delay.toFixed(1)} s`);
+  // The driver's 30 s I/O timeout, later on a slow machine; past 100 s it would be a hang.
+  t.true(delay <= 100, `${delay.toFixed(1)} s`);
   t.regex(out, /FIO-EXIT [1-9]/, 'fio ended, with an error');
   // The guest is alive and the block device is gone or failing; the HI process lives on.
   t.is((await guest('echo alive')).trim(), 'alive');

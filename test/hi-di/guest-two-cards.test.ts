@@ -64,7 +64,8 @@ test.serial('[qemu] two remote controllers through one HI: both under the switch
 });
 
 // Last: it takes card B away. Its I/O fails (after the driver's 30 s I/O
-// timeout); card A, on the HI's other channel, must not notice.
+// timeout, later on a slow machine); card A, on the HI's other channel, must
+// not notice.
 test.serial('[qemu] one DI killed: its card fails in the guest, the other card keeps passing fio verify, the HI stays up', async (t) => {
   const [a, b] = [await devOf('PCIEOE-CARD-A'), await devOf('PCIEOE-CARD-B')];
   await guest(`(dd if=${b} of=/dev/null bs=4k iflag=direct count=1000000 >/dev/null 2>&1; echo "DD-EXIT $?" >/dev/kmsg) >/dev/null 2>&1 &\n${shIoUnderway(b.slice(5), 500)}; pgrep -x dd >/dev/null`);
@@ -80,7 +81,10 @@ test.serial('[qemu] one DI killed: its card fails in the guest, the other card k
   const ts = (re: RegExp) => Number(new RegExp(`^\\[ *([0-9.]+)\\] .*${re.source}`, 'm').exec(out)?.[1]);
   const delay = ts(/DD-EXIT/) - ts(/LAB-KILL-DIB/);
   t.log(`card B's reader failed ${delay.toFixed(1)} s after the kill`);
-  t.true(delay <= 35, `${delay.toFixed(1)} s`);
+  // The driver gives up on card B through its own timeouts (30 s I/O, then the
+  // reset's), however slow the guest runs; a reader still blocked after
+  // twice the I/O timeout and more would be a hang, not a slow machine.
+  t.true(delay > 0 && delay <= 100, `${delay.toFixed(1)} s`);
   t.notRegex(out, new RegExp(`I/O error, dev ${a.slice(5)}`), 'no error on card A');
   t.is((await guest(`dd if=${a} bs=64k count=16 skip=2048 iflag=direct 2>/dev/null | md5sum`)).split(' ')[0], yesMd5('card-a'), 'card A still reads back what the first test wrote');
   const pid = pidOf('hi');
