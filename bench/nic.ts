@@ -15,6 +15,10 @@
 //
 // NIC_BENCH_PATHS=nic-direct,nic-coexistence runs only those topologies' NIC figures (no
 // co-existence case): a short A/B comparison of a change, the ratio taken within one run.
+// NIC_BENCH_ONLY=coexistence runs only the co-existence case (nic-coexistence, no NIC figures),
+// NIC_BENCH_ROUNDS times (default 1) alone / under iperf3 alternating, medians last; each case
+// also prints each lab process's CPU and, per switch port, frames out, ring-full waits and the
+// most frames queued for it (sampled), so where the NVMe IOPS went can be told apart.
 //
 // NIC_BENCH_AB='[{...},{...}]' (NIC_BENCH_ROUNDS rounds, default 4) compares NIC tunables side by
 // side in one nic-coexistence lab instead: each round runs iperf3 A -> B and B -> A under each
@@ -26,7 +30,7 @@
 // Each path's iperf3 A -> B run also records the CPU each lab process (QEMU included) used,
 // in % of one CPU. NIC_BENCH_PROF=1 profiles the DI and host A's HI over the model PCIeOE's
 // iperf3 A -> B run and prints where they spent their time (profiles kept in the run's directory).
-import { copyFileSync, rmSync } from 'node:fs';
+import { copyFileSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { benchTopology, placementText, privateLabDirs } from './lib/lab.ts';
 
@@ -54,7 +58,9 @@ const ALL_PATHS = [
   { path: 'model PCIeOE', topology: 'nic-coexistence' },
 ] as const;
 const AB = process.env.NIC_BENCH_AB ? (JSON.parse(process.env.NIC_BENCH_AB) as object[]) : undefined;
-const only = AB ? ['nic-coexistence'] : process.env.NIC_BENCH_PATHS?.split(',');
+/** NIC_BENCH_ONLY=coexistence: the co-existence case alone (see the header). */
+const COEX_ONLY = process.env.NIC_BENCH_ONLY === 'coexistence';
+const only = AB || COEX_ONLY ? ['nic-coexistence'] : process.env.NIC_BENCH_PATHS?.split(',');
 const PATHS = ALL_PATHS.filter((p) => !only || only.includes(p.topology));
 /** What a switch port of nic-coexistence carries: its NIC wires, the manager's station, the HI and DI links. */
 const carries = (port: string) => (['di-net0', 'b'].includes(port) ? 'Ethernet' : port.startsWith('manager') ? 'management' : 'PCIeOE');
@@ -100,18 +106,41 @@ async function withNicCounters<T>(path: string, what: string, run: () => Promise
   return value;
 }
 
+/**
+ * Time each process's threads spent runnable but waiting for a CPU (/proc/PID/task/T/schedstat,
+ * second field), µs since the call: on two cores, who waited for whom.
+ */
+function runQueueWait(procs: readonly { name: string; pid: number }[]): () => Map<string, number> {
+  const waited = (pid: number) => readdirSync(`/proc/${pid}/task`).reduce((sum, t) => {
+    try {
+      return sum + Number(readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').split(' ')[1]) / 1000;
+    } catch {
+      return sum; // a thread gone meanwhile
+    }
+  }, 0);
+  const start = new Map(procs.map((p) => [p.name, waited(p.pid)]));
+  return () => new Map(procs.map((p) => [p.name, waited(p.pid) - start.get(p.name)!]));
+}
+
+/** Each process's CPU and run-queue wait in % of one CPU, and the sum of the CPU. */
+function cpuText(used: Map<string, number>, waited: Map<string, number>, seconds: number): string {
+  const pct = (us: number) => (us / 1e4 / seconds).toFixed(0);
+  return `${[...used].map(([n, us]) => `${n} ${pct(us)} % (waited ${pct(waited.get(n)!)} %)`).join(', ')}; all ${pct([...used.values()].reduce((x, y) => x + y, 0))} %`;
+}
+
 /** iperf3 A -> B, with each lab process's CPU use meanwhile (and, if asked, profiles of the DI and HI). */
 async function aToBWithCpu(lab: LabState, path: string, a: Shell, b: Shell): Promise<{ mbps: number; retransmits: number }> {
-  const procs = [...lab.processes.map((p) => ({ name: p.name, pid: p.pid })), ...lab.vms.map((v) => ({ name: `QEMU ${v.name}`, pid: v.pid }))];
+  const procs = labProcesses(lab);
   const t0 = Date.now();
-  const cpu = cpuMeter(procs);
+  const [cpu, wait] = [cpuMeter(procs), runQueueWait(procs)];
   const prof = process.env.NIC_BENCH_PROF && path === 'model PCIeOE';
   const run = () => tcp(a, b, IP_B);
-  const { value: result, files } = prof ? await profiled({ di: join(state, 'sockets', 'di'), hia: join(state, 'sockets', 'hia') }, 'nic-a-to-b', run) : { value: await run(), files: {} };
-  const used = cpu();
+  const dirs = { di: join(state, 'sockets', 'di'), hia: join(state, 'sockets', 'hia'), sw: join(state, 'sockets', 'sw') };
+  const { value: result, files } = prof ? await profiled(dirs, 'nic-a-to-b', run) : { value: await run(), files: {} };
+  const [used, waited] = [cpu(), wait()];
   const seconds = (Date.now() - t0) / 1000;
   for (const [name, us] of used) record({ kind: 'value', bench: 'nic', name: `${path}: CPU of ${name} during iperf3 A->B`, value: us / 1e4 / seconds, unit: '% of a CPU' });
-  console.log(`${path}: CPU during iperf3 A->B: ${[...used].map(([n, us]) => `${n} ${(us / 1e4 / seconds).toFixed(0)} %`).join(', ')}`);
+  console.log(`${path}: iperf3 A->B ${result.mbps.toFixed(0)} Mb/s; CPU meanwhile: ${cpuText(used, waited, seconds)}`);
   for (const [name, file] of Object.entries(files)) {
     console.log(`\nprofile of ${name} over ${path} iperf3 A->B (${file}):\n${summariseProfile(file)}`);
     if (process.env.BENCH_RESULTS) copyFileSync(file, join(dirname(process.env.BENCH_RESULTS), basename(file)));
@@ -139,44 +168,97 @@ async function nicFigures(lab: LabState, path: string, a: Shell, b: Shell): Prom
   return { aToBMbps: aToB.mbps, bToAMbps: bToA.mbps, aToBRetransmits: aToB.retransmits, bToARetransmits: bToA.retransmits, pingMeanMs: p.meanMs, pingP99Ms: p.p99Ms };
 }
 
-type Ports = Record<string, { switch: { rxFrames: number; rxBytes: number; rxDropped: number; rxSourceViolations: number }; socket?: { txQueueDrops?: number; txErrors?: number } }>;
+type PortReport = {
+  switch: { rxFrames: number; rxBytes: number; txFrames: number; rxDropped: number; rxSourceViolations: number };
+  socket?: { txQueueDrops?: number; txErrors?: number; txDeferred?: number };
+  /** Frames waiting in the switch for this port's ring or socket now. */
+  txQueued?: number;
+};
+type Ports = Record<string, PortReport>;
 /** Frames a port lost either way (see the port-counters figure). */
-const lost = (c?: Ports[string]) => (c ? c.switch.rxDropped + c.switch.rxSourceViolations + (c.socket?.txQueueDrops ?? 0) + (c.socket?.txErrors ?? 0) : 0);
+const lost = (c?: PortReport) => (c ? c.switch.rxDropped + c.switch.rxSourceViolations + (c.socket?.txQueueDrops ?? 0) + (c.socket?.txErrors ?? 0) : 0);
+const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor((xs.length - 1) / 2)]!;
+const labProcesses = (lab: LabState) => [...lab.processes.map((p) => ({ name: p.name, pid: p.pid })), ...lab.vms.map((v) => ({ name: `QEMU ${v.name}`, pid: v.pid }))];
 
-/** NVMe IOPS on both hosts' functions at once, alone and under iperf3 A -> B, with the switch's per-port counters. */
-async function coexistence(a: Shell, b: Shell): Promise<void> {
-  const ctl = await SwitchControl.connect(join(state, 'sockets', 'sw', 'control.sock'));
+/**
+ * The most frames each switch port had queued (waiting for its ring or socket), sampled every
+ * 100 ms on a control connection of its own until the returned function is called.
+ */
+async function queuePeaks(path: string): Promise<() => Promise<Map<string, number>>> {
+  const ctl = await SwitchControl.connect(path);
+  const peaks = new Map<string, number>();
+  let on = true;
+  const sampling = (async () => {
+    while (on) {
+      for (const [port, c] of Object.entries((await ctl.must({ counters: true })).ports as Ports)) peaks.set(port, Math.max(peaks.get(port) ?? 0, c.txQueued ?? 0));
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  })();
+  return async () => {
+    on = false;
+    await sampling;
+    ctl.close();
+    return peaks;
+  };
+}
+
+/**
+ * NVMe IOPS on both hosts' functions at once, alone and under iperf3 A -> B, with the switch's
+ * per-port counters and each lab process's CPU; `rounds` times alternating (NIC_BENCH_ONLY), the
+ * first round recorded.
+ */
+async function coexistence(lab: LabState, a: Shell, b: Shell, rounds = 1): Promise<void> {
+  const switchControl = join(state, 'sockets', 'sw', 'control.sock');
+  const ctl = await SwitchControl.connect(switchControl);
   const ports = async () => (await ctl.must({ counters: true })).ports as Ports;
+  const procs = labProcesses(lab);
+  const ratios: number[][] = [];
   try {
     const devs = await Promise.all([a, b].map(async (sh) => (await controllers(sh))[0]!.dev));
     const fioBoth = async () => (await Promise.all([a, b].map((sh, i) => runFioOn(sh, [devs[i]!], NVME_WORKLOAD)))).map((r) => r[0]!);
-    const measured = async (what: string, run: () => Promise<Result[]>) => {
-      const [before, t0] = [await ports(), Date.now()];
+    const measured = async (what: string, run: () => Promise<Result[]>, recorded: boolean) => {
+      const [before, t0, cpu, wait, peaks] = [await ports(), Date.now(), cpuMeter(procs), runQueueWait(procs), await queuePeaks(switchControl)];
       const rs = await run();
+      const [used, waited, peak] = [cpu(), wait(), await peaks()];
       const [after, seconds] = [await ports(), (Date.now() - t0) / 1000];
-      rs.forEach((r, i) => record({ kind: 'io', bench: 'nic', workload: NVME_WORKLOAD.name, path: `${i ? 'host-b' : 'host-a'} ${what}`, ...r }));
-      for (const [port, c] of Object.entries(after)) {
-        const was = before[port]?.switch ?? { rxFrames: 0, rxBytes: 0 };
-        record({ kind: 'port-counters', bench: 'nic', case: what, port, carries: carries(port), seconds, rxFrames: c.switch.rxFrames - was.rxFrames, rxBytes: c.switch.rxBytes - was.rxBytes, dropped: lost(c) - lost(before[port]) });
+      if (recorded) {
+        rs.forEach((r, i) => record({ kind: 'io', bench: 'nic', workload: NVME_WORKLOAD.name, path: `${i ? 'host-b' : 'host-a'} ${what}`, ...r }));
+        for (const [port, c] of Object.entries(after)) {
+          const was = before[port]?.switch ?? { rxFrames: 0, rxBytes: 0 };
+          record({ kind: 'port-counters', bench: 'nic', case: what, port, carries: carries(port), seconds, rxFrames: c.switch.rxFrames - was.rxFrames, rxBytes: c.switch.rxBytes - was.rxBytes, dropped: lost(c) - lost(before[port]) });
+        }
       }
-      console.log(`NVMe ${NVME_WORKLOAD.name} ${what}: host-a ${Math.round(rs[0]!.iops)} IOPS, host-b ${Math.round(rs[1]!.iops)} IOPS; switch rx frames/s: ` +
-        Object.entries(after).map(([p, c]) => `${p} ${Math.round((c.switch.rxFrames - (before[p]?.switch.rxFrames ?? 0)) / seconds)}`).join(', '));
+      const moved = (p: string, f: (c: PortReport) => number) => f(after[p]!) - (before[p] ? f(before[p]) : 0);
+      console.log(`NVMe ${NVME_WORKLOAD.name} ${what}: host-a ${Math.round(rs[0]!.iops)} IOPS, host-b ${Math.round(rs[1]!.iops)} IOPS\n` +
+        `  CPU: ${cpuText(used, waited, seconds)}\n` +
+        `  switch per port, frames/s in/out, ring-full waits, dropped, most queued: ` +
+        Object.keys(after).map((p) => `${p} ${Math.round(moved(p, (c) => c.switch.rxFrames) / seconds)}/${Math.round(moved(p, (c) => c.switch.txFrames) / seconds)} ` +
+          `${moved(p, (c) => c.socket?.txDeferred ?? 0)} ${moved(p, lost)} ${peak.get(p) ?? 0}`).join(', '));
       return rs;
     };
     // A first run, not recorded: the device paths' code is warm (JIT) before either case.
     await fioBoth();
-    await measured('alone', fioBoth);
-    // iperf3 outlasts fio (its 2 s ramp and start-up included) and is read once fio is done.
-    await b('iperf3 -s -D -1');
-    await a(`rm -f /tmp/load.json; (iperf3 -c ${IP_B} -t ${SECONDS + 8} -J > /tmp/load.json 2>&1 </dev/null &)`);
-    await measured('under iperf3', fioBoth);
-    // iperf3 -J prints its report when it ends; the report's last line is its closing brace.
-    const load = JSON.parse(await a(`for i in $(seq 600); do [ "$(tail -n 1 /tmp/load.json 2>/dev/null)" = "}" ] && break; sleep 0.1; done; cat /tmp/load.json`));
-    const mbps = load.end.sum_received.bits_per_second / 1e6;
-    record({ kind: 'value', bench: 'nic', name: 'iperf3 TCP A->B load beside NVMe (model PCIeOE)', value: mbps, unit: 'Mb/s' });
-    console.log(`iperf3 load A -> B meanwhile: ${mbps.toFixed(0)} Mb/s`);
+    for (let round = 0; round < rounds; round++) {
+      const alone = await measured('alone', fioBoth, round === 0);
+      // iperf3 outlasts fio (its 2 s ramp and start-up included) and is read once fio is done.
+      await b('iperf3 -s -D -1');
+      await a(`rm -f /tmp/load.json; (iperf3 -c ${IP_B} -t ${SECONDS + 8} -J > /tmp/load.json 2>&1 </dev/null &)`);
+      const loaded = await withNicCounters('model PCIeOE', 'NVMe under iperf3', () => measured('under iperf3', fioBoth, round === 0));
+      // iperf3 -J prints its report when it ends; the report's last line is its closing brace.
+      const load = JSON.parse(await a(`for i in $(seq 600); do [ "$(tail -n 1 /tmp/load.json 2>/dev/null)" = "}" ] && break; sleep 0.1; done; cat /tmp/load.json`));
+      const mbps = load.end.sum_received.bits_per_second / 1e6;
+      if (round === 0) record({ kind: 'value', bench: 'nic', name: 'iperf3 TCP A->B load beside NVMe (model PCIeOE)', value: mbps, unit: 'Mb/s' });
+      const r = [0, 1].map((i) => loaded[i]!.iops / alone[i]!.iops);
+      r.push((loaded[0]!.iops + loaded[1]!.iops) / (alone[0]!.iops + alone[1]!.iops));
+      ratios.push(r);
+      console.log(`iperf3 load A -> B meanwhile: ${mbps.toFixed(0)} Mb/s; round ${round}: under iperf3 / alone host-a ${(r[0]! * 100).toFixed(0)} %, host-b ${(r[1]! * 100).toFixed(0)} %, both ${(r[2]! * 100).toFixed(0)} %`);
+    }
   } finally {
     ctl.close();
+  }
+  if (rounds > 1) {
+    const of = (i: number) => `${(median(ratios.map((r) => r[i]!)) * 100).toFixed(0)} % (${ratios.map((r) => (r[i]! * 100).toFixed(0)).join('/')})`;
+    console.log(`NVMe under iperf3 / alone, median of ${rounds} rounds: host-a ${of(0)}, host-b ${of(1)}, both ${of(2)}`);
   }
 }
 
@@ -223,10 +305,17 @@ async function measure(path: string, topology: string): Promise<NicFigures> {
       else await run();
       return { aToBMbps: 0, bToAMbps: 0, aToBRetransmits: 0, bToARetransmits: 0, pingMeanMs: 0, pingP99Ms: 0 };
     }
+    if (COEX_ONLY) {
+      await warmUp(a, b);
+      // The iperf3 load's own CPU, without fio beside it.
+      await aToBWithCpu(lab, path, a, b);
+      await coexistence(lab, a, b, Number(process.env.NIC_BENCH_ROUNDS ?? 1));
+      return { aToBMbps: 0, bToAMbps: 0, aToBRetransmits: 0, bToARetransmits: 0, pingMeanMs: 0, pingP99Ms: 0 };
+    }
     const f = await nicFigures(lab, path, a, b);
     record({ kind: 'nic', bench: 'nic', path, pings: PINGS, ...f });
     console.log(`${path.padEnd(16)} TCP A->B ${f.aToBMbps.toFixed(0)} Mb/s (${f.aToBRetransmits} retransmits), B->A ${f.bToAMbps.toFixed(0)} Mb/s (${f.bToARetransmits}); ping mean ${f.pingMeanMs.toFixed(2)} ms, p99 ${f.pingP99Ms.toFixed(2)} ms`);
-    if (topology === 'nic-coexistence' && !only) await coexistence(a, b);
+    if (topology === 'nic-coexistence' && !only) await coexistence(lab, a, b);
     return f;
   } finally {
     await down();

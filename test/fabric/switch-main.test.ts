@@ -174,3 +174,19 @@ test('two endpoints through the switch process: exactly once, in order, under lo
   t.true(records.length >= c.rxFrames + c.txFrames, `${records.length} records, counters ${c.rxFrames}+${c.txFrames} before the last heartbeats`);
   t.regex(sw.output(), /2 ports/);
 });
+
+test('control socket: each port\'s egress queue (txQueued) and a CPU profile of the switch into its directory', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fabric-switch-'));
+  const sw = await startSwitch({ dir, ports: ['a0', 'b0'], args: [] });
+  t.teardown(() => void sw.stop());
+  const counters = (await sw.control.must({ counters: true })) as { ports: Record<string, { txQueued: number }> };
+  t.deepEqual(Object.values(counters.ports).map((p) => p.txQueued), [0, 0], 'nothing waits on an idle switch');
+  t.like(await sw.control.requestLine(JSON.stringify({ profile: 'start' })), { ok: true, profiling: true });
+  // A few requests for the profile to sample.
+  for (let i = 0; i < 20; i++) await sw.control.must({ counters: true });
+  t.like(await sw.control.requestLine(JSON.stringify({ profile: 'stop', file: '../x.cpuprofile' })), { ok: false });
+  t.like(await sw.control.requestLine(JSON.stringify({ profile: 'stop', file: 'sw.cpuprofile' })), { ok: true, written: path.join(dir, 'sw.cpuprofile') });
+  const profile = JSON.parse(fs.readFileSync(path.join(dir, 'sw.cpuprofile'), 'utf8')) as { nodes: unknown[]; samples: unknown[] };
+  t.true(profile.nodes.length > 0 && Array.isArray(profile.samples));
+  t.is(await sw.stop(), 0);
+});

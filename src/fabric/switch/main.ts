@@ -35,11 +35,13 @@
  *   {"counters":true}  or  {"counters":true,"port":"di0"}    per port: counters (rxSourceViolations:
  *                                                  frames dropped by port security), bound stations,
  *                                                  fastPath: what memif-forward.ts moved natively (in
- *                                                  switch and socket counters too); the MAC table's size
+ *                                                  switch and socket counters too), txQueued: frames
+ *                                                  waiting for the port now; the MAC table's size
  *                                                  and refusals
  *   {"capture":true}  or  {"capture":true,"port":"di0"}   start a capture of every port (or one) into
  *                                                  DIR/capture-<id>.pcap, both directions; reply: id, file
  *   {"capture":false,"id":1}                       stop it (file flushed and closed; reply: frames)
+ *   {"profile":"start"}, {"profile":"stop","file":"x.cpuprofile"}   a CPU profile of the switch into DIR
  * Replies: {"ok":true,...} or {"ok":false,"error":"..."}.
  *
  * SIGTERM or SIGINT: sockets are closed and unlinked, pcap files flushed, exit 0.
@@ -56,7 +58,7 @@ import { z } from 'zod';
 import { BusyPoller } from './busy-poll.ts';
 import { MemifForwarding, type NativeCounts } from './memif-forward.ts';
 import { PortPath } from './port-path.ts';
-import { serveLineControl } from '../../common/control-socket.ts';
+import { cpuProfileControl, serveLineControl } from '../../common/control-socket.ts';
 import { realClock } from '../clock.ts';
 import type { Direction, FaultConfig, FaultyPort } from '../wire/faults.ts';
 import { PcapWriter } from '../wire/pcap.ts';
@@ -295,7 +297,9 @@ export async function runSwitch(cfg: SwitchConfig, log: (line: string) => void =
   // Control first: once the port sockets appear the lab starts guests, which may want faults set at once.
   const controlPath = join(cfg.socketDir, 'control.sock');
   removeStaleSocket(controlPath);
-  const server = await serveLineControl(controlPath, handle);
+  // {"profile":"start"} / {"profile":"stop","file":...}: a CPU profile into the socket directory, as the HI and DI have.
+  const profiler = cpuProfileControl(cfg.socketDir);
+  const server = await serveLineControl(controlPath, (req) => profiler(req) ?? handle(req));
   for (const config of cfg.ports) {
     const transport =
       config.kind === 'unix'
@@ -338,6 +342,8 @@ export async function runSwitch(cfg: SwitchConfig, log: (line: string) => void =
       switch: sw.counters(p.id),
       stations: sw.stations(p.id)?.map(formatMac) ?? 'open',
       socket: withNative(p.transport.counters, fastCounts),
+      // Frames waiting in the switch for this port's ring or socket now (its egress queue).
+      txQueued: p.transport instanceof MemifPort ? p.transport.txWaiting : p.transport instanceof UnixDgramPort ? p.transport.txQueued : 0,
       // Of those, what the native memif-to-memif path moved (null: not a memif server port).
       fastPath: fastCounts,
       faults: { tx: p.faults.counters('toStation'), rx: p.faults.counters('toSwitch') },
