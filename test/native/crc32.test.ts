@@ -1,5 +1,6 @@
 // The addon's frame-check helpers: crc32 with a zeroed hole (a frame's own CRC
 // field) and crc32Copy (copy and CRC in one pass), against the bytewise reference.
+import { spawnSync } from 'node:child_process';
 import test from 'ava';
 import fc from 'fast-check';
 import { native } from '../../native/index.ts';
@@ -63,4 +64,35 @@ test('copyCrc32 copies a range and returns the CRC of a sub-range with four byte
   t.throws(() => native.copyCrc32(new Uint8Array(64), 0, buf, 8, 32, 4, 32, 8), { instanceOf: RangeError }); // CRC range starts before the copy
   t.throws(() => native.copyCrc32(new Uint8Array(64), 0, buf, 0, 32, 0, 32, 30), { instanceOf: RangeError }); // hole past the CRC range
   t.throws(() => native.copyCrc32(buf, 0, buf, 8, 40, 8, 40, 8), { instanceOf: RangeError }); // overlapping
+});
+
+/** Lengths around each stage of the folding: 64-byte blocks, four 256-byte blocks in flight, 16-byte tails, a 4 KiB TLP's frame. */
+const FOLD_LENGTHS = [0, 15, 16, 63, 64, 65, 79, 80, 127, 128, 191, 192, 255, 256, 257, 271, 319, 320, 448, 511, 512, 767, 1024, 4111, 4112, 4113, 4136, 9000];
+
+/** CRC, crc32Copy's CRC and whether its copy matched, for each length at offsets 0-2 of a fixed pseudo-random buffer. */
+const FOLD_SCRIPT = `
+  import { native } from ${JSON.stringify(new URL('../../native/index.ts', import.meta.url).href)};
+  const data = Buffer.alloc(9100);
+  for (let i = 0, x = 1; i < data.length; i++) data[i] = (x = (x * 1103515245 + 12345) >>> 0) >>> 24;
+  const out = [];
+  for (const n of ${JSON.stringify(FOLD_LENGTHS)}) for (let at = 0; at < 3; at++) {
+    const src = data.subarray(at, at + n);
+    const dst = Buffer.alloc(n + 1);
+    out.push([native.crc32(src, 0x1234567), native.crc32Copy(dst, 1, src, 0x1234567), dst.subarray(1).equals(src)]);
+  }
+  console.log(JSON.stringify(out));
+`;
+
+test('crc32 and crc32Copy agree with the reference with 512-bit folding and with the 128-bit code (PCIEOE_CRC_FOLD=128)', (t) => {
+  const data = Buffer.alloc(9100);
+  for (let i = 0, x = 1; i < data.length; i++) data[i] = (x = (x * 1103515245 + 12345) >>> 0) >>> 24;
+  const expected = FOLD_LENGTHS.flatMap((n) => [0, 1, 2].map((at) => crc32Table(data.subarray(at, at + n), 0x1234567)));
+  for (const fold of ['', '128']) {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', FOLD_SCRIPT], { encoding: 'utf8', timeout: 20_000, env: { ...process.env, PCIEOE_CRC_FOLD: fold } });
+    t.is(r.status, 0, r.stderr);
+    const got = JSON.parse(r.stdout) as [number, number, boolean][];
+    t.deepEqual(got.map((x) => x[0]), expected, `PCIEOE_CRC_FOLD=${fold}: crc32`);
+    t.deepEqual(got.map((x) => x[1]), expected, `PCIEOE_CRC_FOLD=${fold}: crc32Copy`);
+    t.true(got.every((x) => x[2]), `PCIEOE_CRC_FOLD=${fold}: copies`);
+  }
 });
