@@ -3,8 +3,9 @@
 //   QEMU virtio-net   QEMU's own virtio-net on the lab switch        (two-hosts-net)
 //   model direct      the virtio-net model over vfio-user            (nic-direct)
 //   model PCIeOE      the model in a DI's card, through HI + switch  (nic-coexistence)
-// Per path: iperf3 TCP throughput A -> B and B -> A, and PINGS pings A -> B (mean and p99), after
-// WARM_UP_SECONDS of iperf3 each way that are not recorded.
+// Per path: iperf3 TCP throughput A -> B and B -> A (the median of NIC_BENCH_ROUNDS rounds, default
+// 3, each round one run each way), and PINGS pings A -> B (mean and p99), after WARM_UP_SECONDS of
+// iperf3 each way that are not recorded.
 // Co-existence, in nic-coexistence (both hosts also have an NVMe function of the DI's card):
 // fio 4 KiB random reads (QD 64) on both hosts' NVMe functions at once, alone and while iperf3
 // TCP runs A -> B through the same switch, with the switch's per-port receive counters over
@@ -50,6 +51,8 @@ const MODEL_MAC = '02:00:00:00:0a:01';
 const IP_A = '10.99.0.1';
 const IP_B = '10.99.0.2';
 const PINGS = 200;
+/** iperf3 rounds per path, each way; the median is the path's figure (NIC_BENCH_ROUNDS outside NIC_BENCH_AB and NIC_BENCH_ONLY). */
+const NIC_ROUNDS = Number(process.env.NIC_BENCH_ROUNDS ?? 3);
 /** iperf3 seconds each way before a path's figures (warmUp). */
 const WARM_UP_SECONDS = 3;
 const ALL_PATHS = [
@@ -160,10 +163,22 @@ async function warmUp(a: Shell, b: Shell): Promise<void> {
   await tcp(b, a, IP_A, WARM_UP_SECONDS);
 }
 
+/**
+ * A path's figures: NIC_ROUNDS rounds of iperf3 A -> B then B -> A (the first with the CPU and
+ * the device counters), each direction's median run kept. Single runs of one path in one lab
+ * were up to 2x apart, and the PCIeOE / direct ratios with them (31-80 % A -> B in one day).
+ */
 async function nicFigures(lab: LabState, path: string, a: Shell, b: Shell): Promise<NicFigures> {
   await warmUp(a, b);
-  const aToB = await withNicCounters(path, 'iperf3 A->B', () => aToBWithCpu(lab, path, a, b));
-  const bToA = await withNicCounters(path, 'iperf3 B->A', () => tcp(b, a, IP_A));
+  const runs: { aToB: { mbps: number; retransmits: number }; bToA: { mbps: number; retransmits: number } }[] = [];
+  for (let round = 0; round < NIC_ROUNDS; round++) {
+    const aToB = round === 0 ? await withNicCounters(path, 'iperf3 A->B', () => aToBWithCpu(lab, path, a, b)) : await tcp(a, b, IP_B);
+    const bToA = round === 0 ? await withNicCounters(path, 'iperf3 B->A', () => tcp(b, a, IP_A)) : await tcp(b, a, IP_A);
+    runs.push({ aToB, bToA });
+  }
+  const mid = (dir: 'aToB' | 'bToA') => runs.map((r) => r[dir]).sort((x, y) => x.mbps - y.mbps)[Math.floor((runs.length - 1) / 2)]!;
+  const [aToB, bToA] = [mid('aToB'), mid('bToA')];
+  if (runs.length > 1) console.log(`${path}: median of ${runs.length} rounds, A->B ${runs.map((r) => r.aToB.mbps.toFixed(0)).join('/')} Mb/s, B->A ${runs.map((r) => r.bToA.mbps.toFixed(0)).join('/')} Mb/s`);
   const p = await pings(a);
   return { aToBMbps: aToB.mbps, bToAMbps: bToA.mbps, aToBRetransmits: aToB.retransmits, bToARetransmits: bToA.retransmits, pingMeanMs: p.meanMs, pingP99Ms: p.p99Ms };
 }
