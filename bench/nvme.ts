@@ -10,6 +10,10 @@
 //   npm run bench -- nvme   (NVME_BENCH_SECONDS=10 per case, 5 with --quick or BENCH_QUICK=1,
 //                            which also leaves out the lossy path; NVME_BENCH_TOPOLOGY=one-host-nvme-bench,
 //                            NVME_BENCH_PIN=1 pins the lab's processes to CPU 1,
+//                            NVME_BENCH_QEMU_PIN=1 all of QEMU's threads, then NVME_BENCH_VCPU_PIN=0 its
+//                            vCPU threads, NVME_BENCH_VCPUS=1 gives the guest that many vCPUs,
+//                            NVME_BENCH_LINKS=1 every HI and DI that many links (placements compared in
+//                            docs/performance.md),
 //                            NVME_BENCH_NICE=-10 runs every lab process but QEMU at that nice value,
 //                            NVME_BENCH_ONLY=qd1 runs only the QD 1 case, NVME_BENCH_ONLY=TEXT only
 //                            the workloads whose name contains TEXT ("64 KiB"); PCIEOE_TRACE=DIR traces
@@ -25,7 +29,7 @@ import { basename, join } from 'node:path';
 import { setPriority } from 'node:os';
 import { cpuMeter } from './lib/cpu.ts';
 import { record, recordSettings } from './lib/results.ts';
-import { benchTopology, fabricLoss, placementText, privateLabDirs, type FabricLoss } from './lib/lab.ts';
+import { benchTopology, fabricLoss, placementText, placeVm, privateLabDirs, type FabricLoss } from './lib/lab.ts';
 import { movedCounters, profiled, stationCounters, summariseProfile } from './lib/profile.ts';
 
 const state = privateLabDirs('lab-nvb');
@@ -63,6 +67,7 @@ async function benchLab(transport: Transport | undefined): Promise<Map<string, M
   const out = new Map<string, Map<string, Measured>>();
   try {
     const lab = await up(benchTopology(topologyFile(topoName), state), { transport });
+    for (const vm of lab.vms) await placeVm(vm);
     // Priority: each hop of a PCIeOE I/O wakes a lab process, and on a loaded machine a woken (or
     // preempted) process waits behind busy ones for its turn; the direct server gets the same.
     const nice = process.env.NVME_BENCH_NICE === undefined ? undefined : Number(process.env.NVME_BENCH_NICE);
@@ -78,7 +83,7 @@ async function benchLab(transport: Transport | undefined): Promise<Map<string, M
     // Each path against the one it is built on: direct vs QEMU, PCIeOE (either fabric) vs direct.
     const base = (p: string) => (p === 'direct' ? 'QEMU nvme' : 'direct');
     const ratios = sides.filter((p) => p !== 'QEMU nvme' && devs.has(base(p)));
-    console.log(`NVMe, topology ${topoName}${transport ? `, stations on ${transport}` : ''}: ${[...devs].map(([p, d]) => `${p} ${d}`).join(', ')}; ${lab.qemuVersion}, ${lab.accel}, 2 vCPUs, ` +
+    console.log(`NVMe, topology ${topoName}${transport ? `, stations on ${transport}` : ''}: ${[...devs].map(([p, d]) => `${p} ${d}`).join(', ')}; ${lab.qemuVersion}, ${lab.accel}, ${process.env.NVME_BENCH_VCPUS ?? 2} vCPUs, ` +
       `${placement}; QEMU nvme cache=writeback; ${SECONDS} s per case, QD 64 = 2 jobs x 32`);
     console.log(`${'workload'.padEnd(24)}${sides.map(resultHeader).join('')}${ratios.map((p) => ` | ${`${p}/${base(p)}`.padStart(24)}`).join('')}`);
     recordSettings(label('nvme', transport), { topology: topoName, transport: transport ?? 'topology', secondsPerCase: SECONDS, accel: lab.accel, placement, qemuNvmeCache: 'writeback', queueDepth: '2 jobs x 32 (QD 1 case: 1 x 1)', lossPercent: loss ? LOSS * 100 : 0 });

@@ -1,6 +1,7 @@
 // Lab set-up shared by the guest benchmarks: a private lab state, pinning, fabric faults.
-import { mkdtempSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { parse, stringify } from 'yaml';
 
 /**
  * A private LAB_STATE and LAB_DATA for one benchmark run. Must run before src/lab/* is
@@ -17,13 +18,48 @@ export function privateLabDirs(prefix: string): string {
  * The topology file to bring up: as shipped, or with every lab process pinned to the CPUs
  * in NVME_BENCH_PIN (QEMU keeps both), since placement dominates latency here (design notes §8).
  */
-export function benchTopology(file: string, _state: string): string {
+export function benchTopology(file: string, state: string): string {
   // The lab derives most processes from hosts and DIs: it pins them all (see lab.ts).
   if (process.env.NVME_BENCH_PIN) process.env.LAB_PIN_PROCESSES = process.env.NVME_BENCH_PIN;
-  return file;
+  const vcpus = process.env.NVME_BENCH_VCPUS;
+  const links = process.env.NVME_BENCH_LINKS;
+  if (!vcpus && !links) return file;
+  // A copy of the topology beside the lab's state: every guest with that many vCPUs, every
+  // HI and DI with that many links.
+  type Station = { links?: number };
+  const topo = parse(readFileSync(file, 'utf8')) as { hosts?: { cpus?: number; hi?: Station }[]; vms?: { cpus?: number }[]; dis?: Station[] };
+  if (vcpus) for (const vm of [...(topo.hosts ?? []), ...(topo.vms ?? [])]) vm.cpus = Number(vcpus);
+  if (links) for (const s of [...(topo.hosts ?? []).map((h) => (h.hi ??= {})), ...(topo.dis ?? [])]) s.links = Number(links);
+  const copy = join(state, basename(file));
+  writeFileSync(copy, stringify(topo));
+  return copy;
 }
 
-export const placementText = () => (process.env.NVME_BENCH_PIN ? `lab processes pinned to CPU ${process.env.NVME_BENCH_PIN}` : 'lab processes unpinned');
+/**
+ * QEMU's threads after the VM is up: NVME_BENCH_QEMU_PIN puts all of them on those CPUs, then
+ * NVME_BENCH_VCPU_PIN its vCPU threads (from QMP query-cpus-fast) on theirs.
+ */
+export async function placeVm(vm: { name: string; pid: number; qmp: string }): Promise<void> {
+  const { execFileSync } = await import('node:child_process');
+  const { qmp } = await import('../../src/lab/qmp.ts');
+  const all = process.env.NVME_BENCH_QEMU_PIN;
+  const vcpus = process.env.NVME_BENCH_VCPU_PIN;
+  if (all) execFileSync('taskset', ['-a', '-p', '-c', all, String(vm.pid)], { stdio: 'ignore' });
+  if (!vcpus) return;
+  const r = await qmp(vm.qmp, 'query-cpus-fast');
+  const threads = (r.return as { 'thread-id': number }[] | undefined)?.map((c) => c['thread-id']) ?? [];
+  if (threads.length === 0) throw new Error(`${vm.name}: QMP query-cpus-fast named no vCPU threads (${JSON.stringify(r.error)})`);
+  for (const tid of threads) execFileSync('taskset', ['-p', '-c', vcpus, String(tid)], { stdio: 'ignore' });
+}
+
+export const placementText = () =>
+  [
+    process.env.NVME_BENCH_PIN ? `lab processes pinned to CPU ${process.env.NVME_BENCH_PIN}` : 'lab processes unpinned',
+    process.env.NVME_BENCH_QEMU_PIN ? `QEMU on CPU ${process.env.NVME_BENCH_QEMU_PIN}` : '',
+    process.env.NVME_BENCH_VCPU_PIN ? `its vCPUs on CPU ${process.env.NVME_BENCH_VCPU_PIN}` : '',
+    process.env.NVME_BENCH_VCPUS ? `${process.env.NVME_BENCH_VCPUS} vCPU(s)` : '',
+    process.env.NVME_BENCH_LINKS ? `${process.env.NVME_BENCH_LINKS} link(s) per station` : '',
+  ].filter((x) => x !== '').join(', ');
 
 export interface FabricLoss {
   set(probability: number): Promise<void>;
