@@ -28,6 +28,7 @@
 //   they are there), then the manager (src/manager), the only writer of assignments after
 //   the start.
 import { nicMac } from './qemu-args.ts';
+import { apiFiles } from '../manager/api.ts';
 import type { AssignmentSpec, DeviceSpec, DiSpec, HostSpec, ProcessSpec, SwitchSpec, TopologySource, Transport, VmSpec } from './topology.ts';
 
 export const SWITCH_PROCESS = 'sw';
@@ -334,7 +335,9 @@ export function derive(src: TopologySource, transport: Transport = src.fabric?.t
     out.vms.push({ name: h.name, cpus: h.cpus, memory: h.memory, ...(h.pin ? { pin: h.pin } : {}), devices });
     out.vmOrigins.push(`hosts[${i}]`);
   });
-  out.processes.push({ name: MANAGER_PROCESS, run: 'src/manager/main.ts', args: linkArgs(manager, transport) });
+  // Ready once it serves its API: `lab up` returning means `lab assign` works.
+  const ready = [apiFiles(`\${LAB_STATE}/${MANAGER_PROCESS}`).endpoint];
+  out.processes.push({ name: MANAGER_PROCESS, run: 'src/manager/main.ts', args: linkArgs(manager, transport), ready });
   out.processOrigins.push('manager (the lab\'s own process)');
   out.fabric = { switch: SWITCH_PROCESS, transport, hosts: his, dis, assignments, manager };
   return out;

@@ -9,9 +9,7 @@ import { nicMac, qemuArgs, type Accel } from './qemu-args.ts';
 import { setup, type LabArtefacts } from './setup.ts';
 import { readState, writeState, type LabState, type ProcessState, type VmState } from './state.ts';
 import { loadTopology, parseSize, type ProcessSpec, type Topology, type Transport, type VmSpec } from './topology.ts';
-import { apiFiles } from '../manager/api.ts';
 import { AssignmentStore } from '../manager/store.ts';
-import { MANAGER_PROCESS } from './derive.ts';
 import { Interrupted, step, throwIfInterrupted, unlessInterrupted } from './progress.ts';
 import { makePrivateDir } from '../common/private-dir.ts';
 
@@ -46,16 +44,19 @@ async function waitFor(what: string, cond: () => boolean, timeoutMs: number, ali
   }
 }
 
-/** Starts a process; `ready` resolves once its wanted files (sockets in its socket directory, `readyFiles` anywhere) exist. */
-function startProcess(p: ProcessSpec, topo: Topology, wantedSockets: string[], readyFiles: string[]): { state: ProcessState; ready: Promise<void> } {
+/** Starts a process; `ready` resolves once its wanted files (sockets in its socket directory, its spec's `ready` files) exist. */
+function startProcess(p: ProcessSpec, topo: Topology, wantedSockets: string[]): { state: ProcessState; ready: Promise<void> } {
   const socketDir = join(stateRoot, 'sockets', p.name);
   makePrivateDir(socketDir);
-  for (const f of readyFiles) rmSync(f, { force: true });
   const log = join(stateRoot, `${p.name}.log`);
   const env = { ...process.env, LAB_SOCKET_DIR: socketDir, LAB_TOPOLOGY: topo.name, LAB_DATA: dataRoot, LAB_STATE: stateRoot };
-  // Arguments may name the lab's directories: ${LAB_SOCKET_DIR}, ${LAB_DATA}, ${LAB_STATE}.
+  // Arguments and ready files may name the lab's directories: ${LAB_SOCKET_DIR}, ${LAB_DATA}, ${LAB_STATE}.
   const vars: Record<string, string> = { LAB_SOCKET_DIR: socketDir, LAB_DATA: dataRoot, LAB_STATE: stateRoot };
-  const args = p.args.map((a) => a.replace(/\$\{(LAB_[A-Z_]+)\}/g, (m, v: string) => vars[v] ?? m));
+  const expand = (a: string) => a.replace(/\$\{(LAB_[A-Z_]+)\}/g, (m, v: string) => vars[v] ?? m);
+  const args = p.args.map(expand);
+  // A ready file left by an earlier run would say ready before this one is.
+  const readyFiles = (p.ready ?? []).map(expand);
+  for (const f of readyFiles) rmSync(f, { force: true });
   // LAB_NODE_ARGS="--cpu-prof --cpu-prof-dir=D" (or --trace-gc, ...): node options for every lab process, for profiling a benchmark.
   const argv = [process.execPath, ...(process.env.LAB_NODE_ARGS ?? '').split(' ').filter((a) => a !== ''), '--import', 'tsx', join(repoRoot, p.run), ...args];
   // LAB_PIN_PROCESSES puts every lab process on those CPUs (benchmarks compare placements).
@@ -183,9 +184,7 @@ export async function up(arg: string, opts: UpOptions = {}): Promise<LabState> {
           v.devices.flatMap((d) => ('server' in d && d.server.split('/')[0] === p.name ? [d.server.split('/')[1] ?? p.name] : [])),
         );
         // Recorded before it is ready, so that a failure or Ctrl-C while waiting stops it too.
-        // The manager is ready once it serves its API: `lab up` returning means `lab assign` works.
-        const readyFiles = topo.fabric && p.name === MANAGER_PROCESS ? [apiFiles(join(stateRoot, 'manager')).endpoint] : [];
-        const started = startProcess(p, topo, wanted, readyFiles);
+        const started = startProcess(p, topo, wanted);
         state.processes.push(started.state);
         writeState(state);
         await started.ready;

@@ -165,6 +165,8 @@ const processSpec = z.strictObject({
   run: z.string().min(1),
   args: z.array(z.string()).default([]),
   pin: cpuList.optional(),
+  /** Files whose existence means the process serves (beside the sockets VMs connect to); may name ${LAB_STATE} like args. */
+  ready: z.array(z.string().min(1)).optional(),
 });
 
 const topologySchema = z.strictObject({

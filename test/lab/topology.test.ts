@@ -148,6 +148,9 @@ test('hosts and DIs become the switch, DI and HI processes, in start order, with
   ]);
   // The manager is a station on the switch too: discovery and heartbeats (src/manager/station.ts).
   t.deepEqual(topo.processes[4]!.args, ['--link', '02:00:00:04:00:00@memif:${LAB_STATE}/sockets/sw/manager0.memif']);
+  // `lab up` waits for its API file: once it returns, `lab assign` finds the manager.
+  t.deepEqual(topo.processes[4]!.ready, ['${LAB_STATE}/manager/api.json']);
+  t.deepEqual(topo.processes.slice(0, 4).map((p) => p.ready), [undefined, undefined, undefined, undefined]);
   // An explicit slot is kept; the next assignment takes the lowest free slot.
   t.deepEqual(hiB!.args.slice(-4), ['--eep', 'eep2=channel:2,bdf:01:00.1', '--eep', 'eep0=channel:2,bdf:01:00.2']);
   t.deepEqual(topo.vms[1], {
