@@ -185,7 +185,7 @@ async function nicFigures(lab: LabState, path: string, a: Shell, b: Shell): Prom
 
 type PortReport = {
   switch: { rxFrames: number; rxBytes: number; txFrames: number; rxDropped: number; rxSourceViolations: number };
-  socket?: { txQueueDrops?: number; txErrors?: number; txDeferred?: number };
+  socket?: { txQueueDrops?: number; txErrors?: number; txDeferred?: number; txCalls?: number; txFrames?: number };
   /** Frames waiting in the switch for this port's ring or socket now. */
   txQueued?: number;
 };
@@ -246,9 +246,10 @@ async function coexistence(lab: LabState, a: Shell, b: Shell, rounds = 1): Promi
       const moved = (p: string, f: (c: PortReport) => number) => f(after[p]!) - (before[p] ? f(before[p]) : 0);
       console.log(`NVMe ${NVME_WORKLOAD.name} ${what}: host-a ${Math.round(rs[0]!.iops)} IOPS, host-b ${Math.round(rs[1]!.iops)} IOPS\n` +
         `  CPU: ${cpuText(used, waited, seconds)}\n` +
-        `  switch per port, frames/s in/out, ring-full waits, dropped, most queued: ` +
+        `  switch per port, frames/s in/out, ring-full waits (frames waiting, summed), dropped, most queued[, frames per send call on a socket port]: ` +
         Object.keys(after).map((p) => `${p} ${Math.round(moved(p, (c) => c.switch.rxFrames) / seconds)}/${Math.round(moved(p, (c) => c.switch.txFrames) / seconds)} ` +
-          `${moved(p, (c) => c.socket?.txDeferred ?? 0)} ${moved(p, lost)} ${peak.get(p) ?? 0}`).join(', '));
+          `${moved(p, (c) => c.socket?.txDeferred ?? 0)} ${moved(p, lost)} ${peak.get(p) ?? 0}` +
+          (after[p]!.socket?.txCalls === undefined ? '' : ` ${(moved(p, (c) => c.socket?.txFrames ?? 0) / Math.max(1, moved(p, (c) => c.socket?.txCalls ?? 0))).toFixed(1)}`)).join(', '));
       return rs;
     };
     // A first run, not recorded: the device paths' code is warm (JIT) before either case.
