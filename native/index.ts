@@ -150,6 +150,12 @@ export interface Native {
    * start <= crcStart <= zeroAt, zeroAt + 4 <= crcEnd <= end; src and dst must not overlap.
    */
   copyCrc32(dst: Uint8Array, offset: number, src: Uint8Array, start: number, end: number, crcStart: number, crcEnd: number, zeroAt: number): number;
+  /**
+   * The last step of encoding a PCIeOE frame whose 24-byte header stands at buf[hdr]: `payload`
+   * copied in behind it and the CRC-32 of header and payload (the CRC field at hdr + 12 counted
+   * as zero) written into that field, big-endian, in one pass; returns the CRC.
+   */
+  sealFrame(buf: Uint8Array, hdr: number, payload: Uint8Array): number;
   /** Keep large freed blocks in the process heap so new receive slabs reuse warm pages (see dgram.cc). */
   retainFreedHeap(): void;
 

@@ -271,12 +271,44 @@ Napi::Value CopyCrc32Js(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, c);
 }
 
+// sealFrame(buf, hdr, payload): the last step of encoding a PCIeOE frame whose 24-byte header
+// stands at buf[hdr]: the payload copied in behind it, and the CRC of header and payload (the
+// CRC field, at hdr + 12, counted as zero) written into that field, big-endian; returns the
+// CRC. One call where crc32 over the header and crc32Copy over the payload were two: on the
+// sending side each is a native call per frame, its arguments checked one N-API call each.
+Napi::Value SealFrameJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Uint8Array buf = ArgBytes(info, 0);
+  size_t hdr = ArgCount(info, 1);
+  Napi::Uint8Array src = ArgBytes(info, 2);
+  size_t n = src.ByteLength(), len = buf.ByteLength();
+  if (hdr > len || len - hdr < 24 || n > len - hdr - 24) throw Napi::RangeError::New(env, "sealFrame: header and payload do not fit buf at hdr");
+  uint8_t* h = buf.Data() + hdr;
+  uint8_t* out = h + 24;
+  const uint8_t* in = src.Data();
+  uint32_t c = Crc32(0, h, 12);
+  c = Crc32(c, kZeros, 4);
+  c = Crc32(c, h + 16, 8);
+  if (in < out + n && out < in + n) {  // overlapping views of one buffer: move first, then check the copy
+    memmove(out, in, n);
+    c = Crc32(c, out, n);
+  } else {
+    c = Crc32(c, in, n, out);
+  }
+  h[12] = static_cast<uint8_t>(c >> 24);
+  h[13] = static_cast<uint8_t>(c >> 16);
+  h[14] = static_cast<uint8_t>(c >> 8);
+  h[15] = static_cast<uint8_t>(c);
+  return Napi::Number::New(env, c);
+}
+
 }  // namespace
 
 void RegisterCrc32(Napi::Env env, Napi::Object exports) {
   exports.Set("crc32", Napi::Function::New(env, Crc32Js));
   exports.Set("crc32Copy", Napi::Function::New(env, Crc32CopyJs));
   exports.Set("copyCrc32", Napi::Function::New(env, CopyCrc32Js));
+  exports.Set("sealFrame", Napi::Function::New(env, SealFrameJs));
 }
 
 }  // namespace pcieoe

@@ -96,3 +96,28 @@ test('crc32 and crc32Copy agree with the reference with 512-bit folding and with
     t.true(got.every((x) => x[2]), `PCIEOE_CRC_FOLD=${fold}: copies`);
   }
 });
+
+test('sealFrame copies the payload behind the header and writes the CRC of both (CRC field as zero) into the field, big-endian', (t) => {
+  fc.assert(
+    fc.property(fc.uint8Array({ minLength: 24, maxLength: 24 }), fc.uint8Array({ maxLength: 5000 }), fc.nat(64), fc.nat(64), (header, payload, before, after) => {
+      const buf = new Uint8Array(before + 24 + payload.length + after).fill(0xa5);
+      buf.set(header, before);
+      const crc = native.sealFrame(buf, before, payload);
+      const expected = Uint8Array.from([...header, ...payload]);
+      expected.fill(0, 12, 16);
+      const field = Buffer.from(buf.buffer, buf.byteOffset + before + 12, 4).readUInt32BE(0);
+      const copied = Buffer.from(buf.subarray(before + 24, before + 24 + payload.length)).equals(payload);
+      const headerKept = Buffer.from(buf.subarray(before, before + 12)).equals(header.subarray(0, 12)) && Buffer.from(buf.subarray(before + 16, before + 24)).equals(header.subarray(16));
+      const untouched = buf.subarray(0, before).every((x) => x === 0xa5) && buf.subarray(before + 24 + payload.length).every((x) => x === 0xa5);
+      return crc === crc32Table(expected) && field === crc && copied && headerKept && untouched;
+    }),
+    { numRuns: 1000 },
+  );
+  // The payload already in place (a view of the same bytes): the CRC is that of what is there.
+  const buf = Uint8Array.from({ length: 24 + 300 }, (_, i) => i & 0xff);
+  const expected = Uint8Array.from(buf);
+  expected.fill(0, 12, 16);
+  t.is(native.sealFrame(buf, 0, buf.subarray(24)), crc32Table(expected));
+  t.throws(() => native.sealFrame(new Uint8Array(30), 0, new Uint8Array(7)), { instanceOf: RangeError });
+  t.throws(() => native.sealFrame(new Uint8Array(30), 8, new Uint8Array(0)), { instanceOf: RangeError });
+});

@@ -32,8 +32,9 @@ export const crc32: Crc32 = (data, initial = 0) => native.crc32(data, initial);
 /** CRC-32 of data[start, end), continuing from `initial`: no subarray needed. With `zeroAt`, the 4 bytes there count as zero. */
 export const crc32Range: (data: Uint8Array, initial: number, start: number, end: number, zeroAt?: number) => number = native.crc32;
 
-/** Copy `src` into dst at `offset` and return its CRC-32 continuing from `initial`: one pass over the bytes. */
-export const crc32Copy: (dst: Uint8Array, offset: number, src: Uint8Array, initial: number) => number = native.crc32Copy;
 
 /** Copy src[start, end) to dst at `offset` and return the CRC-32 of src[crcStart, crcEnd), the 4 bytes at `zeroAt` as zero: one pass. */
 export const copyCrc32: (dst: Uint8Array, offset: number, src: Uint8Array, start: number, end: number, crcStart: number, crcEnd: number, zeroAt: number) => number = native.copyCrc32;
+
+/** Copy `payload` behind the 24-byte PCIeOE header at buf[hdr] and write the CRC of both into the header's CRC field: one pass, one call. */
+export const sealFrame: (buf: Uint8Array, hdr: number, payload: Uint8Array) => number = native.sealFrame;

@@ -38,7 +38,7 @@
  * Version 2 added them; version 1 frames are refused.
  */
 
-import { copyCrc32, crc32Copy, crc32Range } from './crc32.ts';
+import { copyCrc32, crc32Range, sealFrame } from './crc32.ts';
 import { type Mac, readMac, writeMac } from './mac.ts';
 import { type Decoded, failed } from '../result.ts';
 import { encodeSlab } from '../slab.ts';
@@ -174,7 +174,7 @@ export function writeFrame(buf: Uint8Array, at: number, h: FrameHeader, payload:
   const end = hdr + PCIEOE_HEADER_BYTES + length;
   const frameEnd = at + Math.max(MIN_FRAME_BYTES, end - at);
   if (end < frameEnd) buf.fill(0, end, frameEnd);
-  writeU32(buf, hdr + 12, crc32Copy(buf, hdr + PCIEOE_HEADER_BYTES, payload, crc32Range(buf, 0, hdr, hdr + PCIEOE_HEADER_BYTES, hdr + 12)));
+  sealFrame(buf, hdr, payload);
 }
 
 /**
