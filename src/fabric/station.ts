@@ -6,6 +6,7 @@
  */
 
 import { join } from 'node:path';
+import { BatchedTimers } from './batched-timers.ts';
 import type { Clock } from './clock.ts';
 import { type ChannelTuning, FabricNode, stationOf } from './link/node.ts';
 import { PcieoePort, type PortLog } from './pcieoe-port.ts';
@@ -71,7 +72,9 @@ export function openStation(args: StationArgs, o: StationOptions): OpenStation {
   if (links.length === 0 || channels.length === 0) throw new Error('need at least one --link and --channel');
   const vlan: VlanTag | null = args.vlan === undefined ? null : { pcp: 5, dei: false, vid: Number(args.vlan) };
   const sockets = links.map((l, i) => openLinkPort(l, dir, i));
-  const node = new FabricNode(links.map((l, i) => ({ station: stationOf(sockets[i]!), mac: l.mac })), o.clock, vlan, STATION_LINK_TUNING);
+  // The link layer and the TLP endpoints arm and clear timers per frame: on one timer of o.clock (batched-timers.ts).
+  const clock = new BatchedTimers(o.clock);
+  const node = new FabricNode(links.map((l, i) => ({ station: stationOf(sockets[i]!), mac: l.mac })), clock, vlan, STATION_LINK_TUNING);
   const ports = channels.map(
     (c) => new PcieoePort(node, { id: c.id, peerMacs: c.peerMacs, completionTimeoutMs: o.completionTimeoutMs, peerName: o.peerName, log: o.log }),
   );
