@@ -238,6 +238,10 @@ async function coexistence(lab: LabState, a: Shell, b: Shell, rounds = 1): Promi
       const [after, seconds] = [await ports(), (Date.now() - t0) / 1000];
       if (recorded) {
         rs.forEach((r, i) => record({ kind: 'io', bench: 'nic', workload: NVME_WORKLOAD.name, path: `${i ? 'host-b' : 'host-a'} ${what}`, ...r }));
+        // Where the CPUs went in each case (the two-CPU machine is full in both: see docs/performance.md, Remote NIC).
+        for (const [name, us] of [...used, ['all lab processes', [...used.values()].reduce((x, y) => x + y, 0)] as const]) {
+          record({ kind: 'value', bench: 'nic', name: `NVMe ${what}: CPU of ${name}`, value: us / 1e4 / seconds, unit: '% of a CPU' });
+        }
         for (const [port, c] of Object.entries(after)) {
           const was = before[port]?.switch ?? { rxFrames: 0, rxBytes: 0 };
           record({ kind: 'port-counters', bench: 'nic', case: what, port, carries: carries(port), seconds, rxFrames: c.switch.rxFrames - was.rxFrames, rxBytes: c.switch.rxBytes - was.rxBytes, dropped: lost(c) - lost(before[port]) });
