@@ -163,7 +163,7 @@ test('property: TSO cuts a TCP/IPv4 packet into MSS-sized segments a receiver ac
         return (
           segs.length === Math.ceil(len / mss) &&
           segs.every((s, k) => {
-            const v = new DataView(s.buffer);
+            const v = new DataView(s.buffer, s.byteOffset, s.byteLength);
             const body = s.subarray(tcp + 20);
             got.push(...body);
             const last = k === segs.length - 1;
