@@ -20,6 +20,7 @@
 // NIC_BENCH_ROUNDS times (default 1) alone / under iperf3 alternating, medians last; each case
 // also prints each lab process's CPU and, per switch port, frames out, ring-full waits and the
 // most frames queued for it (sampled), so where the NVMe IOPS went can be told apart.
+// NIC_BENCH_LOAD_RATE=20M runs the iperf3 load at that rate (iperf3 -b) rather than unbounded.
 //
 // NIC_BENCH_AB='[{...},{...}]' (NIC_BENCH_ROUNDS rounds, default 4) compares NIC tunables side by
 // side in one nic-coexistence lab instead: each round runs iperf3 A -> B and B -> A under each
@@ -61,6 +62,11 @@ const ALL_PATHS = [
   { path: 'model PCIeOE', topology: 'nic-coexistence' },
 ] as const;
 const AB = process.env.NIC_BENCH_AB ? (JSON.parse(process.env.NIC_BENCH_AB) as object[]) : undefined;
+/**
+ * NIC_BENCH_LOAD_RATE (iperf3 -b, e.g. 20M): the co-existence load at a fixed rate instead of as
+ * fast as TCP goes; what a bounded load leaves to NVMe on this machine (with NIC_BENCH_ONLY).
+ */
+const LOAD_RATE = process.env.NIC_BENCH_LOAD_RATE;
 /** NIC_BENCH_ONLY=coexistence: the co-existence case alone (see the header). */
 const COEX_ONLY = process.env.NIC_BENCH_ONLY === 'coexistence';
 const only = AB || COEX_ONLY ? ['nic-coexistence'] : process.env.NIC_BENCH_PATHS?.split(',');
@@ -262,7 +268,7 @@ async function coexistence(lab: LabState, a: Shell, b: Shell, rounds = 1): Promi
       const alone = await measured('alone', fioBoth, round === 0);
       // iperf3 outlasts fio (its 2 s ramp and start-up included) and is read once fio is done.
       await b('iperf3 -s -D -1');
-      await a(`rm -f /tmp/load.json; (iperf3 -c ${IP_B} -t ${SECONDS + 8} -J > /tmp/load.json 2>&1 </dev/null &)`);
+      await a(`rm -f /tmp/load.json; (iperf3 -c ${IP_B} -t ${SECONDS + 8}${LOAD_RATE ? ` -b ${LOAD_RATE}` : ''} -J > /tmp/load.json 2>&1 </dev/null &)`);
       const loaded = await withNicCounters('model PCIeOE', 'NVMe under iperf3', () => measured('under iperf3', fioBoth, round === 0));
       // iperf3 -J prints its report when it ends; the report's last line is its closing brace.
       const load = JSON.parse(await a(`for i in $(seq 600); do [ "$(tail -n 1 /tmp/load.json 2>/dev/null)" = "}" ] && break; sleep 0.1; done; cat /tmp/load.json`));
