@@ -156,6 +156,13 @@ export interface Native {
    * as zero) written into that field, big-endian, in one pass; returns the CRC.
    */
   sealFrame(buf: Uint8Array, hdr: number, payload: Uint8Array): number;
+  /**
+   * For i < count, ok[i] = 1 when region[start, end) (the i-th pair of u32, native byte order, in
+   * `spans`) is a PCIeOE frame, tagged or not, whose payload fits and whose CRC field holds the
+   * CRC-32 of its header and payload (the field counted as zero); else 0. One call for the
+   * frames of a receive pass.
+   */
+  framesCrcOk(region: Uint8Array, spans: Uint8Array, count: number, ok: Uint8Array): void;
   /** Keep large freed blocks in the process heap so new receive slabs reuse warm pages (see dgram.cc). */
   retainFreedHeap(): void;
 

@@ -302,6 +302,47 @@ Napi::Value SealFrameJs(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, c);
 }
 
+// framesCrcOk(region, spans, count, ok): for i < count, ok[i] = 1 when region[start, end)
+// (spans: 2 * count u32 in native byte order, start and end of each) is a PCIeOE frame, tagged or
+// not, whose payload lies inside it and whose CRC field (big-endian, counted as zero) holds
+// the CRC of its header and payload; else 0 (not PCIeOE, too short, outside the region,
+// damaged). The frames of one receive pass checked in one call: per frame, an N-API call's
+// argument checks cost more than the CRC of 4 KiB (see sealFrame). The layout is as
+// frame.ts's pcieoeHeaderAt and decodeFrame read it.
+Napi::Value FramesCrcOkJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Uint8Array region = ArgBytes(info, 0);
+  Napi::Uint8Array spans = ArgBytes(info, 1);
+  size_t count = ArgCount(info, 2);
+  Napi::Uint8Array ok = ArgBytes(info, 3);
+  if (spans.ByteLength() / 8 < count || ok.ByteLength() < count) throw Napi::RangeError::New(env, "framesCrcOk: fewer spans or results than count");
+  const uint8_t* base = region.Data();
+  size_t len = region.ByteLength();
+  for (size_t i = 0; i < count; i++) {
+    uint32_t se[2];
+    memcpy(se, spans.Data() + 8 * i, 8);
+    ok.Data()[i] = 0;
+    if (se[0] > se[1] || se[1] > len || se[1] - se[0] < 18 + 24) continue;
+    const uint8_t* f = base + se[0];
+    size_t n = se[1] - se[0], o = 12;
+    unsigned type = (f[12] << 8) | f[13];
+    if (type == 0x8100) {
+      o = 16;
+      type = (f[16] << 8) | f[17];
+    }
+    if (type != 0x88b5) continue;
+    const uint8_t* h = f + o + 2;
+    size_t payload = (size_t{h[10]} << 8) | h[11];
+    if (o + 2 + 24 + payload > n) continue;
+    uint32_t c = Crc32(0, h, 12);
+    c = Crc32(c, kZeros, 4);
+    c = Crc32(c, h + 16, 8 + payload);
+    uint32_t field = (uint32_t{h[12]} << 24) | (uint32_t{h[13]} << 16) | (uint32_t{h[14]} << 8) | h[15];
+    ok.Data()[i] = c == field ? 1 : 0;
+  }
+  return env.Undefined();
+}
+
 }  // namespace
 
 void RegisterCrc32(Napi::Env env, Napi::Object exports) {
@@ -309,6 +350,7 @@ void RegisterCrc32(Napi::Env env, Napi::Object exports) {
   exports.Set("crc32Copy", Napi::Function::New(env, Crc32CopyJs));
   exports.Set("copyCrc32", Napi::Function::New(env, CopyCrc32Js));
   exports.Set("sealFrame", Napi::Function::New(env, SealFrameJs));
+  exports.Set("framesCrcOk", Napi::Function::New(env, FramesCrcOkJs));
 }
 
 }  // namespace pcieoe

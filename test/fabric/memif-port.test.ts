@@ -119,6 +119,27 @@ test('PCIeOE frames given as header and payload are encoded into the ring (chain
   t.false(decodeFrame(got.station[1]![0], false).ok);
 });
 
+test('attached in place, a station checks the CRCs of a receive pass in one go: intact one-slot PCIeOE frames vouched for, the rest left to the decoder', async (t) => {
+  const { server, station } = pair(t, { bufferBytes: 2048 });
+  const got: { copy: Buffer; checked: boolean | undefined; transient: boolean | undefined }[] = [];
+  station.attach((f, checked, transient) => got.push({ copy: Buffer.from(f), checked, transient }), true);
+  await until(() => server.connected && station.connected, 'memif handshake');
+  const vlan = { pcp: 0, dei: false, vid: 5 };
+  const encoded = [[100, vlan], [1900, null], [4112, vlan]].map(([size, v], i) =>
+    encodeFrame({ dst: 0x0200_0000_0b00, src: 0x0200_0000_0a00, vlan: v as typeof vlan | null, type: FrameType.Tlp, flags: 0, channel: 1, seq: i, ack: 0, credits: 0, epoch: 9 }, frame(i, size as number)),
+  );
+  const damaged = Buffer.from(encoded[1]!);
+  damaged[30]! ^= 0x01; // in the header, beside the CRC field
+  // Intact, damaged, not PCIeOE, intact, chained (4 KiB across 2 KiB buffers: copied, left to the decoder), intact after the chain.
+  const toStation = [encoded[0]!, damaged, frame(9, 200), encoded[1]!, encoded[2]!, encoded[0]!];
+  for (const f of toStation) server.transmit(f);
+  await until(() => got.length === toStation.length, 'all frames');
+  t.deepEqual(got.map((g) => g.copy), toStation);
+  t.deepEqual(got.map((g) => g.transient), [true, true, true, true, false, true]);
+  t.deepEqual(got.map((g) => g.checked), [true, false, false, true, false, true]);
+  t.false(decodeFrame(got[1]!.copy, false).ok);
+});
+
 test('a burst larger than the ring waits for room and arrives whole', async (t) => {
   const { server, station, got } = pair(t, { log2RingSize: 4 });
   await until(() => server.connected && station.connected, 'memif handshake');
@@ -312,7 +333,7 @@ test('attached in place, a station is handed each one-slot frame as the ring slo
   await until(() => got.length === sent.length, 'all frames');
   t.deepEqual(got.map((g) => g.copy), sent, 'intact during the call');
   t.deepEqual(got.map((g) => g.transient), sent.map((_, i) => i !== 5), 'the chained frame was copied out');
-  t.true(got.every((g) => g.checked === false), 'nothing vouched for: the channel checks the CRC in place');
+  t.true(got.every((g) => g.checked === false), 'not PCIeOE frames: nothing vouched for');
   // A view kept past its call is a slot the server has written again since: what the contract forbids.
   t.true(got.slice(0, 16).some((g, i) => i !== 5 && !g.view.equals(sent[i]!)), 'early views were overwritten by later frames');
   t.true(got[5]!.view.equals(sent[5]!), 'the copy stays');

@@ -5,6 +5,7 @@ import test from 'ava';
 import fc from 'fast-check';
 import { native } from '../../native/index.ts';
 import { crc32Table } from '../../src/fabric/wire/crc32.ts';
+import { FrameType, encodeFrame } from '../../src/fabric/wire/frame.ts';
 
 test('crc32 with zeroAt equals the reference over the range with those four bytes zero', (t) => {
   fc.assert(
@@ -120,4 +121,33 @@ test('sealFrame copies the payload behind the header and writes the CRC of both 
   t.is(native.sealFrame(buf, 0, buf.subarray(24)), crc32Table(expected));
   t.throws(() => native.sealFrame(new Uint8Array(30), 0, new Uint8Array(7)), { instanceOf: RangeError });
   t.throws(() => native.sealFrame(new Uint8Array(30), 8, new Uint8Array(0)), { instanceOf: RangeError });
+});
+
+test('framesCrcOk tells, for each span of a region, whether it is a PCIeOE frame whose CRC holds', (t) => {
+  fc.assert(
+    fc.property(fc.array(fc.record({ size: fc.nat(5000), tagged: fc.boolean(), damage: fc.boolean(), gap: fc.nat(64) }), { minLength: 1, maxLength: 12 }), (specs) => {
+      const frames = specs.map((s, i) => {
+        const f = encodeFrame({ dst: 0x0200_0000_0b00, src: 0x0200_0000_0a00, vlan: s.tagged ? { pcp: 0, dei: false, vid: 5 } : null, type: FrameType.Tlp, flags: 0, channel: 1, seq: i, ack: 0, credits: 0 }, Buffer.alloc(s.size, i + 1));
+        const hdr = s.tagged ? 18 : 14;
+        if (s.damage) f[s.size > 0 ? hdr + 24 + s.size - 1 : hdr + 16]! ^= 0x20; // the payload's last byte, or the header's epoch
+        return f;
+      });
+      const spans = new Uint32Array(2 * frames.length + 4);
+      const region = new Uint8Array(frames.reduce((n, f, i) => n + f.length + specs[i]!.gap, 0) + 100);
+      let at = 0;
+      frames.forEach((f, i) => {
+        at += specs[i]!.gap;
+        region.set(f, at);
+        spans[2 * i] = at;
+        spans[2 * i + 1] = at += f.length;
+      });
+      // Two more: zeros (not a PCIeOE frame) and a span past the region's end.
+      spans.set([region.length - 100, region.length - 40, region.length - 50, region.length + 10], 2 * frames.length);
+      const ok = new Uint8Array(frames.length + 2).fill(7);
+      native.framesCrcOk(region, new Uint8Array(spans.buffer), frames.length + 2, ok);
+      return [...ok].join() === [...specs.map((s) => (s.damage ? 0 : 1)), 0, 0].join();
+    }),
+    { numRuns: 300 },
+  );
+  t.throws(() => native.framesCrcOk(new Uint8Array(64), new Uint8Array(8), 2, new Uint8Array(2)), { instanceOf: RangeError });
 });

@@ -38,3 +38,6 @@ export const copyCrc32: (dst: Uint8Array, offset: number, src: Uint8Array, start
 
 /** Copy `payload` behind the 24-byte PCIeOE header at buf[hdr] and write the CRC of both into the header's CRC field: one pass, one call. */
 export const sealFrame: (buf: Uint8Array, hdr: number, payload: Uint8Array) => number = native.sealFrame;
+
+/** For each frame region[start, end) (u32 pairs in `spans`), whether it is a PCIeOE frame with a good CRC (ok[i] 1 or 0): one call for many frames. */
+export const framesCrcOk: (region: Uint8Array, spans: Uint8Array, count: number, ok: Uint8Array) => void = native.framesCrcOk;

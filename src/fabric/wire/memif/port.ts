@@ -15,7 +15,8 @@
  * frame's CRC in that same pass (checkCrc). An ingress attached `inPlace`
  * (one that copies only what it keeps) is handed the slot's own bytes
  * instead, as a transient frame: no copy per frame, and the slot is offered
- * again once the receive pass that delivered it returns. A PCIeOE frame given as header
+ * again once the receive pass that delivered it returns (with checkCrc, the
+ * CRCs of a pass's frames are checked first, in one native call). A PCIeOE frame given as header
  * and payload (transmitFrame) is encoded straight into its ring slot: one
  * copy of the TLP from the application to the peer's memory, no frame buffer
  * in between (fabric bench, spread, one memif link: source 3.3-4.0 -> 2.0-2.3 µs
@@ -56,7 +57,8 @@ export interface MemifPortOptions {
   /** Frames held while the ring is full, before tail drop. Default 4096. */
   txQueueFrames?: number;
   /**
-   * Check each received PCIeOE frame's CRC while copying it out of the ring (see Ingress), so
+   * Check each received PCIeOE frame's CRC while copying it out of the ring, or in place all of a
+   * receive pass's frames in one call (see Ingress), so
    * the channel it is for does not read it a second time. Default: on for a client (a station,
    * whose channel decodes every frame), off for a server (a switch forwards frames unread).
    */

@@ -31,6 +31,7 @@
 
 import { type OutgoingFrame, copyCheckedFrame, encodeFrame, frameSize, writeFrame } from '../frame.ts';
 import type { Ingress } from '../port.ts';
+import { framesCrcOk } from '../crc32.ts';
 
 export const MEMIF_COOKIE = 0x3e31f20;
 export const RING_HEADER_BYTES = 128;
@@ -154,7 +155,9 @@ export class MemifRing {
 
   /** A slot's region as a plain Uint8Array: its subarrays are cheap views (a Buffer's go through Buffer's constructor). */
   private bytesOf(slot: number): Uint8Array {
-    const i = this.region(slot);
+    return this.regionBytes(this.region(slot));
+  }
+  private regionBytes(i: number): Uint8Array {
     let u8 = this.u8[i];
     if (u8 === undefined) {
       const r = this.regions[i]!;
@@ -210,6 +213,51 @@ export class MemifRing {
   private crcChecked = false;
   /** Whether take returned the slot's own bytes (inPlace) rather than a copy. */
   private inSlot = false;
+  /** Whether checkAhead found the PCIeOE CRC of the frame take is about to take good. */
+  private checkedAhead = false;
+  /** checkAhead's frames, as start and end in their region (u32 pairs), and their results. */
+  private aheadSpans = new Uint32Array(0);
+  private aheadOk = new Uint8Array(0);
+
+  /**
+   * Check the PCIeOE CRCs of the frames from the cursor up to `end` (at most `max`) in one
+   * native call, before a receive pass hands them over in place: result i is the i-th frame's
+   * (0 for a chained one, one in another region than the first, or one that is not PCIeOE or
+   * damaged: the channel then checks it itself, as decodeFrame). Per frame, a native call cost
+   * more than the CRC of 4 KiB. The producer does not touch a slot between publishing it and
+   * having it back, so the bytes checked are the bytes the pass hands over. Returns how many.
+   */
+  private checkAhead(end: number, max: number): number {
+    if (this.aheadOk.length < this.size) {
+      this.aheadSpans = new Uint32Array(2 * this.size);
+      this.aheadOk = new Uint8Array(this.size);
+    }
+    const spans = this.aheadSpans;
+    let region = -1;
+    let at = this.cursor;
+    let k = 0;
+    while (at !== end && k < max && k < this.size) {
+      const slot = at & this.mask;
+      spans[2 * k] = spans[2 * k + 1] = 0;
+      if ((this.flags(slot) & DESC_FLAG_NEXT) !== 0) {
+        // A chain: on to its last slot (take walks and checks it, copies the frame and checks that).
+        let i = 0;
+        while ((this.flags((at + i) & this.mask) & DESC_FLAG_NEXT) !== 0 && ((end - (at + i + 1)) & 0xffff) !== 0 && i < this.size) i++;
+        at = (at + i) & 0xffff;
+      } else {
+        if (region < 0 && this.regions[this.region(slot)] !== undefined) region = this.region(slot);
+        if (this.region(slot) === region) {
+          spans[2 * k] = this.offset(slot);
+          spans[2 * k + 1] = this.offset(slot) + this.length(slot);
+        }
+      }
+      at = (at + 1) & 0xffff;
+      k++;
+    }
+    if (region >= 0) framesCrcOk(this.regionBytes(region), new Uint8Array(spans.buffer), k, this.aheadOk);
+    else this.aheadOk.fill(0, 0, k);
+    return k;
+  }
 
   /**
    * The frame starting at slot `at` (up to `end`), copied into `alloc(bytes)`:
@@ -233,8 +281,8 @@ export class MemifRing {
       if (used >= this.size) throw new MemifDescriptorError('a frame chained through the whole ring');
     }
     this.taken = used;
-    this.crcChecked = false;
     this.inSlot = inPlace && used === 1;
+    this.crcChecked = this.inSlot && this.checkedAhead;
     if (this.inSlot) {
       const off = this.offset(at & this.mask);
       return this.regions[this.region(at & this.mask)]!.subarray(off, off + bytes);
@@ -300,8 +348,10 @@ export class MemifRing {
   serverReceive(deliver: Ingress, alloc: (bytes: number) => Buffer, max: number, check: boolean, inPlace = false): number {
     const end = this.head;
     if (((end - this.cursor) & 0xffff) > this.size) throw new MemifDescriptorError(`head ${end} is more than a ring past tail ${this.cursor}`);
+    const ahead = check && inPlace ? this.checkAhead(end, max) : 0;
     let n = 0;
     while (this.cursor !== end && n < max) {
+      this.checkedAhead = n < ahead && this.aheadOk[n] === 1;
       const frame = this.take(this.cursor, end, alloc, check, inPlace);
       this.cursor = (this.cursor + this.taken) & 0xffff;
       n++;
@@ -314,8 +364,10 @@ export class MemifRing {
   /** Client, s2c ring: every frame the server filled since last time (as serverReceive), then offer all free buffers again. */
   clientReceive(deliver: Ingress, alloc: (bytes: number) => Buffer, max: number, check: boolean, bufferBytes: number, bufferAt: (slot: number) => number, bufferRegion: number, inPlace = false): number {
     const end = this.tail;
+    const ahead = check && inPlace ? this.checkAhead(end, max) : 0;
     let n = 0;
     while (this.cursor !== end && n < max) {
+      this.checkedAhead = n < ahead && this.aheadOk[n] === 1;
       const frame = this.take(this.cursor, end, alloc, check, inPlace);
       this.cursor = (this.cursor + this.taken) & 0xffff;
       n++;
