@@ -20,7 +20,9 @@
 // NIC_BENCH_ROUNDS times (default 1) alone / under iperf3 alternating, medians last; each case
 // also prints each lab process's CPU and, per switch port, frames out, ring-full waits and the
 // most frames queued for it (sampled), so where the NVMe IOPS went can be told apart.
-// NIC_BENCH_LOAD_RATE=20M runs the iperf3 load at that rate (iperf3 -b) rather than unbounded.
+// NIC_BENCH_LOAD_RATE=20M runs the iperf3 load at that rate (iperf3 -b) rather than unbounded;
+// NIC_BENCH_LOAD_RATE=2M,0 runs a loaded case per rate in each round (0: unbounded; lo:2M: iperf3
+// within host A over its loopback, a control that leaves the NIC and the fabric alone).
 //
 // NIC_BENCH_AB='[{...},{...}]' (NIC_BENCH_ROUNDS rounds, default 4) compares NIC tunables side by
 // side in one nic-coexistence lab instead: each round runs iperf3 A -> B and B -> A under each
@@ -63,10 +65,11 @@ const ALL_PATHS = [
 ] as const;
 const AB = process.env.NIC_BENCH_AB ? (JSON.parse(process.env.NIC_BENCH_AB) as object[]) : undefined;
 /**
- * NIC_BENCH_LOAD_RATE (iperf3 -b, e.g. 20M): the co-existence load at a fixed rate instead of as
- * fast as TCP goes; what a bounded load leaves to NVMe on this machine (with NIC_BENCH_ONLY).
+ * NIC_BENCH_LOAD_RATE (iperf3 -b, e.g. 20M; a list like "2M,0" runs one loaded case per rate in
+ * each round, 0 unbounded): the co-existence load at a fixed rate instead of as fast as TCP goes,
+ * so whether NVMe's loss follows the load's rate can be told within one round.
  */
-const LOAD_RATE = process.env.NIC_BENCH_LOAD_RATE;
+const LOAD_RATES = (process.env.NIC_BENCH_LOAD_RATE ?? '0').split(',').map((r) => (r === '0' ? '' : r));
 /** NIC_BENCH_ONLY=coexistence: the co-existence case alone (see the header). */
 const COEX_ONLY = process.env.NIC_BENCH_ONLY === 'coexistence';
 const only = AB || COEX_ONLY ? ['nic-coexistence'] : process.env.NIC_BENCH_PATHS?.split(',');
@@ -233,7 +236,8 @@ async function coexistence(lab: LabState, a: Shell, b: Shell, rounds = 1): Promi
   const ctl = await SwitchControl.connect(switchControl);
   const ports = async () => (await ctl.must({ counters: true })).ports as Ports;
   const procs = labProcesses(lab);
-  const ratios: number[][] = [];
+  /** Per load rate, per round: host A's, host B's and both hosts' IOPS under the load / alone. */
+  const ratios = LOAD_RATES.map((): number[][] => []);
   try {
     const devs = await Promise.all([a, b].map(async (sh) => (await controllers(sh))[0]!.dev));
     const fioBoth = async () => (await Promise.all([a, b].map((sh, i) => runFioOn(sh, [devs[i]!], NVME_WORKLOAD)))).map((r) => r[0]!);
@@ -266,25 +270,33 @@ async function coexistence(lab: LabState, a: Shell, b: Shell, rounds = 1): Promi
     await fioBoth();
     for (let round = 0; round < rounds; round++) {
       const alone = await measured('alone', fioBoth, round === 0);
-      // iperf3 outlasts fio (its 2 s ramp and start-up included) and is read once fio is done.
-      await b('iperf3 -s -D -1');
-      await a(`rm -f /tmp/load.json; (iperf3 -c ${IP_B} -t ${SECONDS + 8}${LOAD_RATE ? ` -b ${LOAD_RATE}` : ''} -J > /tmp/load.json 2>&1 </dev/null &)`);
-      const loaded = await withNicCounters('model PCIeOE', 'NVMe under iperf3', () => measured('under iperf3', fioBoth, round === 0));
-      // iperf3 -J prints its report when it ends; the report's last line is its closing brace.
-      const load = JSON.parse(await a(`for i in $(seq 600); do [ "$(tail -n 1 /tmp/load.json 2>/dev/null)" = "}" ] && break; sleep 0.1; done; cat /tmp/load.json`));
-      const mbps = load.end.sum_received.bits_per_second / 1e6;
-      if (round === 0) record({ kind: 'value', bench: 'nic', name: 'iperf3 TCP A->B load beside NVMe (model PCIeOE)', value: mbps, unit: 'Mb/s' });
-      const r = [0, 1].map((i) => loaded[i]!.iops / alone[i]!.iops);
-      r.push((loaded[0]!.iops + loaded[1]!.iops) / (alone[0]!.iops + alone[1]!.iops));
-      ratios.push(r);
-      console.log(`iperf3 load A -> B meanwhile: ${mbps.toFixed(0)} Mb/s; round ${round}: under iperf3 / alone host-a ${(r[0]! * 100).toFixed(0)} %, host-b ${(r[1]! * 100).toFixed(0)} %, both ${(r[2]! * 100).toFixed(0)} %`);
+      for (const [k, rate] of LOAD_RATES.entries()) {
+        // "lo:RATE": iperf3 within host A over its loopback, the NIC and fabric untouched (a control).
+        const loopback = rate.startsWith('lo:');
+        const bps = loopback ? rate.slice(3) : rate;
+        const what = `under iperf3${loopback ? ' on host A\'s loopback' : ''}${bps ? ` -b ${bps}` : ''}`;
+        const recorded = round === 0 && k === 0;
+        // iperf3 outlasts fio (its 2 s ramp and start-up included) and is read once fio is done.
+        await (loopback ? a : b)('iperf3 -s -D -1');
+        await a(`rm -f /tmp/load.json; (iperf3 -c ${loopback ? '127.0.0.1' : IP_B} -t ${SECONDS + 8}${bps && bps !== '0' ? ` -b ${bps}` : ''} -J > /tmp/load.json 2>&1 </dev/null &)`);
+        const loaded = await withNicCounters('model PCIeOE', `NVMe ${what}`, () => measured(what, fioBoth, recorded));
+        // iperf3 -J prints its report when it ends; the report's last line is its closing brace.
+        const load = JSON.parse(await a(`for i in $(seq 600); do [ "$(tail -n 1 /tmp/load.json 2>/dev/null)" = "}" ] && break; sleep 0.1; done; cat /tmp/load.json`));
+        const mbps = load.end.sum_received.bits_per_second / 1e6;
+        if (recorded) record({ kind: 'value', bench: 'nic', name: 'iperf3 TCP A->B load beside NVMe (model PCIeOE)', value: mbps, unit: 'Mb/s' });
+        const r = [0, 1].map((i) => loaded[i]!.iops / alone[i]!.iops);
+        r.push((loaded[0]!.iops + loaded[1]!.iops) / (alone[0]!.iops + alone[1]!.iops));
+        ratios[k]!.push(r);
+        console.log(`iperf3 load A -> B meanwhile: ${mbps.toFixed(0)} Mb/s; round ${round}: ${what} / alone host-a ${(r[0]! * 100).toFixed(0)} %, host-b ${(r[1]! * 100).toFixed(0)} %, both ${(r[2]! * 100).toFixed(0)} %`);
+      }
     }
   } finally {
     ctl.close();
   }
-  if (rounds > 1) {
-    const of = (i: number) => `${(median(ratios.map((r) => r[i]!)) * 100).toFixed(0)} % (${ratios.map((r) => (r[i]! * 100).toFixed(0)).join('/')})`;
-    console.log(`NVMe under iperf3 / alone, median of ${rounds} rounds: host-a ${of(0)}, host-b ${of(1)}, both ${of(2)}`);
+  if (rounds === 1 && LOAD_RATES.length === 1) return;
+  for (const [k, rate] of LOAD_RATES.entries()) {
+    const of = (i: number) => `${(median(ratios[k]!.map((r) => r[i]!)) * 100).toFixed(0)} % (${ratios[k]!.map((r) => (r[i]! * 100).toFixed(0)).join('/')})`;
+    console.log(`NVMe under iperf3 ${rate || 'unbounded'} / alone, median of ${rounds} rounds: host-a ${of(0)}, host-b ${of(1)}, both ${of(2)}`);
   }
 }
 
