@@ -32,7 +32,7 @@
 // all of them). Nothing is recorded.
 //
 // Each path's iperf3 A -> B run also records the CPU each lab process (QEMU included) used,
-// in % of one CPU. NIC_BENCH_PROF=1 profiles the DI and host A's HI over the model PCIeOE's
+// in % of one CPU. NIC_BENCH_PROF=1 profiles the DI, host A's HI and the switch over the model PCIeOE's
 // iperf3 A -> B run and prints where they spent their time (profiles kept in the run's directory).
 import { copyFileSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
