@@ -114,4 +114,4 @@ export function cpuProfileControl(dir: string | undefined = process.env.LAB_SOCK
   };
 }
 
-const PROFILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,100}\.cpuprofile$/;
+export const PROFILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,100}\.cpuprofile$/;

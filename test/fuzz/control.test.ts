@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { SwitchControl, type ControlReply } from '../../src/fabric/switch/control.ts';
 import { ControlRequest, parseSwitchArgs, runSwitch } from '../../src/fabric/switch/main.ts';
 import { fuzzParams, withTimeout } from '../support/fuzz.ts';
+import { PROFILE_NAME } from '../../src/common/control-socket.ts';
 
 const FAULT_KEYS = ['loss', 'duplicate', 'reorder', 'reorderDelay', 'corrupt', 'latency', 'jitter', 'rateGbps', 'down'] as const;
 
@@ -72,10 +73,15 @@ test('fuzz: control JSON lines into the live switch control socket: one clear re
       if (typeof reply.error !== 'string' || reply.error === '') throw new Error(`error reply without a message: ${text}`);
     } else if (reply.ok === true) {
       accepted++;
-      const req = ControlRequest.safeParse(JSON.parse(line));
-      if (!req.success) throw new Error(`accepted a request the schema refuses: ${text}`);
-      const r = req.data;
-      if ('set' in r) {
+      const sent = JSON.parse(line) as { profile?: unknown; file?: unknown };
+      // CPU profiles are the shared profiler's (src/common/control-socket.ts), not the switch schema's.
+      if ('profile' in sent) {
+        if (sent.profile !== 'start' && !(sent.profile === 'stop' && typeof sent.file === 'string' && PROFILE_NAME.test(sent.file))) throw new Error(`accepted a profile request the profiler refuses: ${text}`);
+      }
+      const req = 'profile' in sent ? undefined : ControlRequest.safeParse(sent);
+      if (req && !req.success) throw new Error(`accepted a request the schema refuses: ${text}`);
+      const r = req?.data;
+      if (r && 'set' in r) {
         // The change asked for is what the switch now has, in the directions asked for.
         for (const dir of r.dir ? [r.dir] : (['tx', 'rx'] as const)) {
           for (const [k, v] of Object.entries(r.set)) if (reply.config?.[dir]?.[k] !== v) throw new Error(`${dir}.${k} is ${reply.config?.[dir]?.[k]} after setting ${v}`);
