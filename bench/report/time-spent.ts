@@ -5,7 +5,7 @@
 // this run are used; profiles by function, and what would close each gap, are in the notes
 // the section links to.
 import type { CpuFigure, Results } from '../lib/results.ts';
-import { isKind, labCpu, nicFigures, num, QD1_WORKLOAD, qd1AddedUs, QEMU_PROCESS, remoteAndDirect } from './markdown.ts';
+import { COEX_CASES, isKind, labCpu, nicFigures, nicRatios, num, QD1_WORKLOAD, qd1AddedUs, QEMU_PROCESS, remoteAndDirect } from './markdown.ts';
 
 /** The notes with the profiles behind this section, relative to a report in reports/bench/<run>/. */
 export const PERFORMANCE_NOTES = '../../../docs/performance.md';
@@ -58,7 +58,23 @@ function nic(r: Results): string | undefined {
     `each transmit batch waits on dependent reads of guest memory across the fabric, and the guest's TCP keeps only about a millisecond of data queued at the NIC, so throughput follows that round-trip time (ping ${num(remote.pingMeanMs, 2)} ms remote, ${num(direct.pingMeanMs, 2)} ms direct).`;
 }
 
+/** NVMe beside iperf3: how full the two CPUs were in each case, from the co-existence bench's CPU figures. */
+function coexistence(r: Results): string | undefined {
+  const both = nicRatios(r).find((x) => x.workload === 'NVMe both hosts');
+  if (both?.percent === undefined || both.percent >= both.target) return undefined;
+  const cpu = (c: string, p: string) => r.figures.filter(isKind('value')).find((f) => f.bench === 'nic' && f.name === `NVMe ${c}: CPU of ${p}`)?.value;
+  const [alone, under] = COEX_CASES.map((c) => cpu(c, 'all lab processes'));
+  const qemus = (c: string) => ['QEMU host-a', 'QEMU host-b'].map((p) => cpu(c, p)).filter((x): x is number => x !== undefined);
+  return `**NVMe under iperf3 (${num(both.percent)} % of alone, target 80 %).** ` +
+    (alone !== undefined && under !== undefined
+      ? `The lab's processes, both QEMUs included, took ${num(alone)} % of a CPU with NVMe alone and ${num(under)} % under iperf3, of the 200 % the machine has` +
+        (qemus('under iperf3').length ? ` (the QEMUs ${qemus('alone').map((x) => num(x)).join(' and ')} % alone, ${qemus('under iperf3').map((x) => num(x)).join(' and ')} % under iperf3)` : '') +
+        ': both cases are CPU-bound, and the guests\' TCP takes its share from the same vCPUs that run fio. '
+      : '') +
+    'In the notes\' runs the switch\'s PCIeOE ports never queued a frame, and iperf3 on a guest\'s own loopback, without the NIC or the fabric, cost NVMe as much: the loss is CPU, not the fabric.';
+}
+
 /** Paragraphs for the missed headline targets the run has figures to explain; empty when none. */
 export function whereTimeGoes(r: Results): string[] {
-  return [qd1(r), ...large(r), nic(r)].filter((x): x is string => x !== undefined);
+  return [qd1(r), ...large(r), nic(r), coexistence(r)].filter((x): x is string => x !== undefined);
 }

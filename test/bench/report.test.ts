@@ -183,6 +183,29 @@ test('NIC: throughput and ping per path, ratios against issue 14\'s targets from
   t.deepEqual(missingFigures(results).filter((m) => /NIC|NVMe IOPS host|per-port/.test(m)), []);
 });
 
+test('NIC: NVMe under iperf3 below its target is explained from the co-existence CPU figures; nothing when met', (t) => {
+  const recorded = readResults(nicFixture);
+  // Half the IOPS under iperf3 the fixture recorded: a run that misses the target.
+  const results = { ...recorded, figures: recorded.figures.map((f) => (f.kind === 'io' && f.bench === 'nic' && f.path.endsWith('under iperf3') ? { ...f, iops: f.iops / 2 } : f)) };
+  const cpu = (c: string, p: string, value: number) => results.figures.push({ kind: 'value', bench: 'nic', name: `NVMe ${c}: CPU of ${p}`, value, unit: '% of a CPU' });
+  cpu('alone', 'all lab processes', 181.4);
+  cpu('under iperf3', 'all lab processes', 193.6);
+  cpu('alone', 'QEMU host-a', 61);
+  cpu('alone', 'QEMU host-b', 58);
+  cpu('under iperf3', 'QEMU host-a', 63);
+  cpu('under iperf3', 'QEMU host-b', 66);
+  const both = nicRatios(results).find((r) => r.workload === 'NVMe both hosts')!.percent!;
+  t.true(both < 80, 'the fixture misses the target');
+  const p = whereTimeGoes(results).find((x) => x.startsWith('**NVMe under iperf3'))!;
+  t.truthy(p);
+  t.true(p.includes(`(${both.toFixed(0)} % of alone, target 80 %)`), p);
+  t.true(p.includes('181 % of a CPU with NVMe alone and 194 % under iperf3'), p);
+  t.true(p.includes('(the QEMUs 61 and 58 % alone, 63 and 66 % under iperf3)'), p);
+  // Met: nothing said.
+  const met = { ...results, figures: results.figures.map((f) => (f.kind === 'io' && f.bench === 'nic' && f.path.endsWith('under iperf3') ? { ...f, iops: 1e9 } : f)) };
+  t.false(whereTimeGoes(met).some((x) => x.startsWith('**NVMe under iperf3')));
+});
+
 test('NIC: a run without bench nic lists its figures as missing and computes no ratio', (t) => {
   const results = readResults(fixture);
   t.true(nicRatios(results).every((r) => r.percent === undefined));
