@@ -4,7 +4,7 @@
 //   model direct      the virtio-net model over vfio-user            (nic-direct)
 //   model PCIeOE      the model in a DI's card, through HI + switch  (nic-coexistence)
 // Per path: iperf3 TCP throughput A -> B and B -> A (the median of NIC_BENCH_ROUNDS rounds, default
-// 3, each round one run each way), and PINGS pings A -> B (mean and p99), after WARM_UP_SECONDS of
+// 3, 1 with --quick; each round one run each way), and PINGS pings A -> B (mean and p99), after WARM_UP_SECONDS of
 // iperf3 each way that are not recorded.
 // Co-existence, in nic-coexistence (both hosts also have an NVMe function of the DI's card):
 // fio 4 KiB random reads (QD 64) on both hosts' NVMe functions at once, alone and while iperf3
@@ -41,7 +41,7 @@ import { benchTopology, placementText, privateLabDirs } from './lib/lab.ts';
 const state = privateLabDirs('lab-nicb');
 const { up, down, topologyFile } = await import('../src/lab/lab.ts');
 const { setup } = await import('../src/lab/setup.ts');
-const { SECONDS, guestShell, runFioOn, controllers } = await import('./lib/fio.ts');
+const { QUICK, SECONDS, guestShell, runFioOn, controllers } = await import('./lib/fio.ts');
 const { record, recordSettings } = await import('./lib/results.ts');
 const { SwitchControl } = await import('../src/fabric/switch/control.ts');
 const { cpuMeter } = await import('./lib/cpu.ts');
@@ -54,8 +54,11 @@ const MODEL_MAC = '02:00:00:00:0a:01';
 const IP_A = '10.99.0.1';
 const IP_B = '10.99.0.2';
 const PINGS = 200;
-/** iperf3 rounds per path, each way; the median is the path's figure (NIC_BENCH_ROUNDS outside NIC_BENCH_AB and NIC_BENCH_ONLY). */
-const NIC_ROUNDS = Number(process.env.NIC_BENCH_ROUNDS ?? 3);
+/**
+ * iperf3 rounds per path, each way; the median is the path's figure (NIC_BENCH_ROUNDS outside
+ * NIC_BENCH_AB and NIC_BENCH_ONLY). One with --quick, which must finish all benchmarks in 15 minutes.
+ */
+const NIC_ROUNDS = Number(process.env.NIC_BENCH_ROUNDS ?? (QUICK ? 1 : 3));
 /** iperf3 seconds each way before a path's figures (warmUp). */
 const WARM_UP_SECONDS = 3;
 const ALL_PATHS = [
