@@ -12,7 +12,6 @@ import { loadTopology, parseSize, type ProcessSpec, type Topology, type Transpor
 import { AssignmentStore } from '../manager/store.ts';
 import { Interrupted, step, throwIfInterrupted, unlessInterrupted } from './progress.ts';
 import { makePrivateDir } from '../common/private-dir.ts';
-import { tsImport } from '../common/ts-runner.ts';
 
 export interface UpOptions {
   accel?: Accel;
@@ -59,7 +58,7 @@ function startProcess(p: ProcessSpec, topo: Topology, wantedSockets: string[]): 
   const readyFiles = (p.ready ?? []).map(expand);
   for (const f of readyFiles) rmSync(f, { force: true });
   // LAB_NODE_ARGS="--cpu-prof --cpu-prof-dir=D" (or --trace-gc, ...): node options for every lab process, for profiling a benchmark.
-  const argv = [process.execPath, ...(process.env.LAB_NODE_ARGS ?? '').split(' ').filter((a) => a !== ''), ...tsImport(), join(repoRoot, p.run), ...args];
+  const argv = [process.execPath, ...(process.env.LAB_NODE_ARGS ?? '').split(' ').filter((a) => a !== ''), '--import', 'tsx', join(repoRoot, p.run), ...args];
   // LAB_PIN_PROCESSES puts every lab process on those CPUs (benchmarks compare placements).
   const rec = startDetached(argv, log, process.env.LAB_PIN_PROCESSES || p.pin, env);
   const state: ProcessState = { name: p.name, ...rec, log, socketDir, pin: p.pin };
