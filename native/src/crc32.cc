@@ -222,6 +222,23 @@ Napi::Value Crc32Js(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, Crc32(initial, p + start, end - start));
 }
 
+// The CRC of n bytes of `in` continuing from c, copied to `out` in the same pass; views of one
+// buffer that overlap are moved first (memmove), then the copy is checked.
+uint32_t CopyAndCrc(uint32_t c, const uint8_t* in, size_t n, uint8_t* out) {
+  if (in < out + n && out < in + n) {
+    memmove(out, in, n);
+    return Crc32(c, out, n);
+  }
+  return Crc32(c, in, n, out);
+}
+
+// The CRC of a 24-byte PCIeOE header with its CRC field (bytes 12-15) counted as zero.
+uint32_t HeaderCrc(const uint8_t* h) {
+  uint32_t c = Crc32(0, h, 12);
+  c = Crc32(c, kZeros, 4);
+  return Crc32(c, h + 16, 8);
+}
+
 // crc32Copy(dst, offset, src, initial = 0) -> CRC-32 of src continuing from
 // `initial`, src copied to dst[offset, offset + src.length) in the same pass:
 // a frame's payload is read once when it is encoded, not once to copy and
@@ -234,14 +251,7 @@ Napi::Value Crc32CopyJs(const Napi::CallbackInfo& info) {
   uint32_t initial = info.Length() > 3 && info[3].IsNumber() ? info[3].As<Napi::Number>().Uint32Value() : 0;
   size_t n = src.ByteLength();
   if (offset > dst.ByteLength() || n > dst.ByteLength() - offset) throw Napi::RangeError::New(env, "crc32Copy: src does not fit dst at offset");
-  uint8_t* out = dst.Data() + offset;
-  const uint8_t* in = src.Data();
-  // Overlapping views of one buffer: copy first (memmove), then check the copy.
-  if (in < out + n && out < in + n) {
-    memmove(out, in, n);
-    return Napi::Number::New(env, Crc32(initial, out, n));
-  }
-  return Napi::Number::New(env, Crc32(initial, in, n, out));
+  return Napi::Number::New(env, CopyAndCrc(initial, src.Data(), n, dst.Data() + offset));
 }
 
 // copyCrc32(dst, offset, src, start, end, crcStart, crcEnd, zeroAt) -> CRC-32
@@ -284,17 +294,7 @@ Napi::Value SealFrameJs(const Napi::CallbackInfo& info) {
   size_t n = src.ByteLength(), len = buf.ByteLength();
   if (hdr > len || len - hdr < 24 || n > len - hdr - 24) throw Napi::RangeError::New(env, "sealFrame: header and payload do not fit buf at hdr");
   uint8_t* h = buf.Data() + hdr;
-  uint8_t* out = h + 24;
-  const uint8_t* in = src.Data();
-  uint32_t c = Crc32(0, h, 12);
-  c = Crc32(c, kZeros, 4);
-  c = Crc32(c, h + 16, 8);
-  if (in < out + n && out < in + n) {  // overlapping views of one buffer: move first, then check the copy
-    memmove(out, in, n);
-    c = Crc32(c, out, n);
-  } else {
-    c = Crc32(c, in, n, out);
-  }
+  uint32_t c = CopyAndCrc(HeaderCrc(h), src.Data(), n, h + 24);
   h[12] = static_cast<uint8_t>(c >> 24);
   h[13] = static_cast<uint8_t>(c >> 16);
   h[14] = static_cast<uint8_t>(c >> 8);
@@ -334,9 +334,7 @@ Napi::Value FramesCrcOkJs(const Napi::CallbackInfo& info) {
     const uint8_t* h = f + o + 2;
     size_t payload = (size_t{h[10]} << 8) | h[11];
     if (o + 2 + 24 + payload > n) continue;
-    uint32_t c = Crc32(0, h, 12);
-    c = Crc32(c, kZeros, 4);
-    c = Crc32(c, h + 16, 8 + payload);
+    uint32_t c = Crc32(HeaderCrc(h), h + 24, payload);
     uint32_t field = (uint32_t{h[12]} << 24) | (uint32_t{h[13]} << 16) | (uint32_t{h[14]} << 8) | h[15];
     ok.Data()[i] = c == field ? 1 : 0;
   }

@@ -32,7 +32,6 @@ export const crc32: Crc32 = (data, initial = 0) => native.crc32(data, initial);
 /** CRC-32 of data[start, end), continuing from `initial`: no subarray needed. With `zeroAt`, the 4 bytes there count as zero. */
 export const crc32Range: (data: Uint8Array, initial: number, start: number, end: number, zeroAt?: number) => number = native.crc32;
 
-
 /** Copy src[start, end) to dst at `offset` and return the CRC-32 of src[crcStart, crcEnd), the 4 bytes at `zeroAt` as zero: one pass. */
 export const copyCrc32: (dst: Uint8Array, offset: number, src: Uint8Array, start: number, end: number, crcStart: number, crcEnd: number, zeroAt: number) => number = native.copyCrc32;
 
