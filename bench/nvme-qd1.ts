@@ -18,7 +18,9 @@
 //                                   see bench/trace-chain.ts (NVME_QD1_TRACE_SWITCH=0: not the switch,
 //                                   which then keeps its native path); NVME_QD1_PROF=DIR: --cpu-prof of HI, DI,
 //                                   switch and the direct server, NVME_QD1_PROF_INTERVAL µs apart;
-//                                   NVME_QD1_NODE_ARGS='--log-deopt ...' more node options for them)
+//                                   NVME_QD1_NODE_ARGS='--log-deopt ...' more node options for them;
+//                                   NVME_QD1_BACK_TO_BACK=1 adds a third path: another HI and DI cabled
+//                                   back to back over memif, no switch between them)
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, setPriority, tmpdir } from 'node:os';
@@ -57,6 +59,7 @@ const LINKS = Number(process.env.NVME_QD1_LINKS ?? 2);
 const HI_MACS = ['02:00:00:00:01:00', '02:00:00:00:01:01'].slice(0, LINKS);
 const DI_MACS = ['02:00:00:00:0d:00', '02:00:00:00:0d:01'].slice(0, LINKS);
 const TRANSPORT = process.env.NVME_QD1_TRANSPORT ?? 'memif';
+const BACK_TO_BACK = process.env.NVME_QD1_BACK_TO_BACK === '1';
 if (TRANSPORT !== 'memif' && TRANSPORT !== 'unix') throw new Error(`NVME_QD1_TRANSPORT=${TRANSPORT}: expected memif or unix`);
 
 /** utime + stime of a process, µs (clock ticks of 10 ms: meaningful over seconds). */
@@ -178,30 +181,49 @@ try {
     '--channel', `1=${DI_MACS.join(',')}`,
     '--eep', 'eep0=channel:1,bdf:01:00.0',
   ]);
-  if (NICE !== undefined) for (const p of [sw.proc, direct, di, hi]) setPriority(p.pid!, NICE);
+  // Back to back: the DI serves each link's memif socket, the HI connects to it (the DI starts first, as with a switch).
+  const cable = (i: number) => join(root, 'b2b-di', `link${i}.memif`);
+  const b2b = BACK_TO_BACK
+    ? {
+        di: start('src/di/main.ts', join(root, 'b2b-di'), [
+          ...DI_MACS.flatMap((m, i) => ['--link', `${m}@memif-serve:${cable(i)}`]),
+          '--channel', `1=${HI_MACS.join(',')}`,
+          '--function', `fn0=nvme:file:remote.img,size:${NS_BYTES >> 20}M,serial:QD1-B2B`,
+          '--assign', 'fn0=channel:1,bdf:01:00.0',
+        ]),
+        hi: start('src/hi/main.ts', join(root, 'b2b-hi'), [
+          ...HI_MACS.flatMap((m, i) => ['--link', `${m}@memif:${cable(i)}`]),
+          '--channel', `1=${DI_MACS.join(',')}`,
+          '--eep', 'eep0=channel:1,bdf:01:00.0',
+        ]),
+      }
+    : undefined;
+  const serverProcs = [sw.proc, direct, di, hi, ...(b2b ? [b2b.di, b2b.hi] : [])];
+  if (NICE !== undefined) for (const p of serverProcs) setPriority(p.pid!, NICE);
   // Every thread of each server (libuv's pool too) on the CPUs given: wake-ups among them stay on one CPU.
-  if (PIN) for (const p of [sw.proc, direct, di, hi]) execFileSync('taskset', ['-a', '-p', '-c', PIN, String(p.pid)], { stdio: 'ignore' });
+  if (PIN) for (const p of serverProcs) execFileSync('taskset', ['-a', '-p', '-c', PIN, String(p.pid)], { stdio: 'ignore' });
   if (DRIVER_PIN) execFileSync('taskset', ['-a', '-p', '-c', DRIVER_PIN, String(process.pid)], { stdio: 'ignore' });
-  const paths = {
+  const paths: Record<string, Awaited<ReturnType<typeof driver>>> = {
     direct: await driver(await socketOf(join(root, 'direct', 'direct.sock'), direct)),
     PCIeOE: await driver(await socketOf(join(root, 'hi', 'eep0.sock'), hi)),
   };
+  if (b2b) paths['back to back'] = await driver(await socketOf(join(root, 'b2b-hi', 'eep0.sock'), b2b.hi));
   const servers = PIN ? `servers (direct, switch, DI, HI) pinned to CPU ${PIN}` : 'servers unpinned';
   const placement = `${servers}, ${DRIVER_PIN ? `the driver pinned to CPU ${DRIVER_PIN}` : 'the driver unpinned'}${NICE === undefined ? '' : `, lab processes at nice ${NICE}`}; ${LINKS} ${TRANSPORT} link(s) per station${SWITCH_ARGS.length ? `; switch ${SWITCH_ARGS.join(' ')}` : ''}`;
   console.log(`NVMe QD 1 4 KiB randread, soft driver (no guest), ${ROUNDS} rounds x ${SECONDS} s per path; ${placement}; load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
   recordSettings('nvme-qd1', { secondsPerRound: SECONDS, rounds: ROUNDS, placement, loadAverage: loadavg()[0]!.toFixed(1) });
   for (const p of Object.values(paths)) await p.run(WARM_SECONDS); // warm: page cache, JIT
-  const lat: Record<string, number[]> = { direct: [], PCIeOE: [] };
+  const lat: Record<string, number[]> = Object.fromEntries(Object.keys(paths).map((n) => [n, []]));
   // CPU of every lab process while each path runs: what an I/O costs, and what they burn when idle.
-  const procs = { direct, switch: sw.proc, di, hi };
-  const cpu: Record<string, Record<string, number>> = { direct: {}, PCIeOE: {} };
+  const procs: Record<string, ChildProcess> = { direct, switch: sw.proc, di, hi, ...(b2b ? { 'b2b DI': b2b.di, 'b2b HI': b2b.hi } : {}) };
+  const cpu: Record<string, Record<string, number>> = Object.fromEntries(Object.keys(paths).map((n) => [n, {}]));
   for (let r = 0; r < ROUNDS; r++) {
     const means: string[] = [];
     for (const [name, p] of Object.entries(paths)) {
       const before = Object.entries(procs).map(([n, c]) => [n, cpuUsOf(c.pid!)] as const);
       const round = await p.run(SECONDS);
       lat[name]!.push(...round);
-      for (const [n, us] of before) cpu[name]![n] = (cpu[name]![n] ?? 0) + cpuUsOf(procs[n as keyof typeof procs].pid!) - us;
+      for (const [n, us] of before) cpu[name]![n] = (cpu[name]![n] ?? 0) + cpuUsOf(procs[n]!.pid!) - us;
       means.push(`${name} ${(round.reduce((a, b) => a + b, 0) / round.length).toFixed(0)} µs`);
     }
     // Each round's means: a trend over the rounds is warm-up (JIT, caches), not the path.
@@ -213,12 +235,17 @@ try {
   };
   const d = stats(lat.direct!);
   const f = stats(lat.PCIeOE!);
-  for (const [name, s] of [['direct', d], ['PCIeOE', f]] as const) {
+  for (const name of Object.keys(paths)) {
+    const s = stats(lat[name]!);
     const perIo = Object.entries(cpu[name]!).map(([n, us]) => `${n} ${(us / s.n).toFixed(0)}`).join(', ');
-    console.log(`${name.padEnd(8)} ${s.n} I/Os  mean ${s.mean.toFixed(0)} µs  median ${s.median.toFixed(0)} µs  p99 ${s.p99.toFixed(0)} µs;  CPU µs per I/O: ${perIo}`);
+    console.log(`${name.padEnd(12)} ${s.n} I/Os  mean ${s.mean.toFixed(0)} µs  median ${s.median.toFixed(0)} µs  p99 ${s.p99.toFixed(0)} µs;  CPU µs per I/O: ${perIo}`);
     record({ kind: 'value', bench: 'nvme-qd1', name: `soft driver QD 1 4 KiB read, ${name}: mean`, value: s.mean, unit: 'µs' });
   }
   console.log(`PCIeOE adds ${(f.mean - d.mean).toFixed(0)} µs mean, ${(f.median - d.median).toFixed(0)} µs median per I/O (load average now ${loadavg()[0]!.toFixed(1)})`);
+  if (lat['back to back']) {
+    const b = stats(lat['back to back']);
+    console.log(`back to back adds ${(b.mean - d.mean).toFixed(0)} µs mean, ${(b.median - d.median).toFixed(0)} µs median per I/O`);
+  }
   record({ kind: 'value', bench: 'nvme-qd1', name: 'soft driver QD 1 4 KiB read: PCIeOE mean added over direct', value: f.mean - d.mean, unit: 'µs' });
   // How much of the switch's traffic its native memif-to-memif path carried (switch/memif-forward.ts).
   const ports = Object.values(((await sw.control.must({ counters: true })) as { ports: Record<string, { switch: { rxFrames: number }; fastPath?: { rxFrames: number } | null }> }).ports);

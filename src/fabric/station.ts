@@ -92,26 +92,36 @@ export function openStation(args: StationArgs, o: StationOptions): OpenStation {
 
 export interface LinkSpec {
   mac: Mac;
-  /** The switch port this link is cabled to (its unix datagram socket). */
+  /**
+   * What the link is cabled to: a switch port's unix datagram socket, `memif:PATH` (the switch
+   * port's memif control socket, this end the client) or `memif-serve:PATH` (a back-to-back cable
+   * to another station's `memif:PATH` link, this end serving the control socket).
+   */
   switchPort: string;
 }
 
 /** A link whose switch port is `memif:PATH` connects to that memif control socket as client (wire/memif/). */
 const MEMIF_LINK = 'memif:';
+/** `memif-serve:PATH`: this station serves the memif control socket, for a peer station cabled back to back. */
+const MEMIF_SERVE_LINK = 'memif-serve:';
 
 /**
- * Link `index`'s transport: a memif client of the switch port's control socket, or a unix
- * datagram socket bound at `<dir>/link<index>.sock` sending to the switch port's socket.
+ * Link `index`'s transport: a memif client of the switch port's control socket, a memif server
+ * for a back-to-back cable, or a unix datagram socket bound at `<dir>/link<index>.sock` sending
+ * to the switch port's socket.
  */
 export function openLinkPort(link: LinkSpec, dir: string, index: number): MemifPort | UnixDgramPort {
-  return link.switchPort.startsWith(MEMIF_LINK)
-    ? new MemifPort({ socket: link.switchPort.slice(MEMIF_LINK.length), role: 'client', name: `pcieoe-link${index}` })
-    : new UnixDgramPort({ path: join(dir, `link${index}.sock`), peer: link.switchPort });
+  const name = `pcieoe-link${index}`;
+  if (link.switchPort.startsWith(MEMIF_LINK)) return new MemifPort({ socket: link.switchPort.slice(MEMIF_LINK.length), role: 'client', name });
+  // A station checks every frame's CRC, whichever end of the cable it serves (a switch's server end leaves that to the station).
+  if (link.switchPort.startsWith(MEMIF_SERVE_LINK)) return new MemifPort({ socket: link.switchPort.slice(MEMIF_SERVE_LINK.length), role: 'server', name, checkCrc: true });
+  return new UnixDgramPort({ path: join(dir, `link${index}.sock`), peer: link.switchPort });
 }
 
 /**
  * `--link MAC@SWITCH_PORT_SOCKET`, e.g. `02:00:00:00:01:00@/run/lab/sockets/sw/hi0.sock`,
- * or `MAC@memif:/run/lab/sockets/sw/hi0.memif` for a memif port.
+ * `MAC@memif:/run/lab/sockets/sw/hi0.memif` for a memif port, or `MAC@memif-serve:PATH` for a
+ * back-to-back memif cable whose other end is a station's `MAC@memif:PATH`.
  */
 export function parseLinkSpec(spec: string): LinkSpec {
   const at = spec.indexOf('@');

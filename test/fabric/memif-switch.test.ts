@@ -1,3 +1,5 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { realClock } from '../../src/fabric/clock.ts';
@@ -72,13 +74,12 @@ test('over lossy, duplicating and corrupting memif links TLPs still arrive exact
   t.true(a.channel.stats.txReplay > 0 && b.channel.stats.rxDuplicate > 0, 'the injected loss and duplication happened');
 });
 
-test('stations attach over memif (--link MAC@memif:PATH) and carry posted writes through the switch process', async (t) => {
-  const sw = await startSwitch({ ports: [], args: ['--port', 'a0=memif', '--port', 'b0=memif'] });
-  t.teardown(() => void sw.stop());
+/** Stations A and B opened on the link specs given; 50 posted writes A → B arrive intact and in order. */
+async function postedWritesArrive(t: ExecutionContext, dir: string, linkA: string, linkB: string) {
   const [ma, mb] = ['02:00:00:00:0a:00', '02:00:00:00:0b:00'];
   const options = { clock: realClock, completionTimeoutMs: 2000, log: () => {} };
-  const a = openStation({ link: [`${ma}@memif:${path.join(sw.dir, 'a0.memif')}`], channel: [`1=${mb}`], 'socket-dir': sw.dir }, { ...options, peerName: 'B' });
-  const b = openStation({ link: [`${mb}@memif:${path.join(sw.dir, 'b0.memif')}`], channel: [`1=${ma}`], 'socket-dir': sw.dir }, { ...options, peerName: 'A' });
+  const a = openStation({ link: [`${ma}@${linkA}`], channel: [`1=${mb}`], 'socket-dir': dir }, { ...options, peerName: 'B' });
+  const b = openStation({ link: [`${mb}@${linkB}`], channel: [`1=${ma}`], 'socket-dir': dir }, { ...options, peerName: 'A' });
   t.teardown(() => {
     a.close();
     b.close();
@@ -91,4 +92,17 @@ test('stations attach over memif (--link MAC@memif:PATH) and carry posted writes
   }
   await until(() => got.length === 50, 'the writes at station B', { timeoutMs: 30_000 });
   got.forEach((tlp, i) => t.like(tlp, { type: TlpType.MWr64, address: 0x1_0000_0000n + BigInt(i) * 256n, data }));
+}
+
+test('stations attach over memif (--link MAC@memif:PATH) and carry posted writes through the switch process', async (t) => {
+  const sw = await startSwitch({ ports: [], args: ['--port', 'a0=memif', '--port', 'b0=memif'] });
+  t.teardown(() => void sw.stop());
+  await postedWritesArrive(t, sw.dir, `memif:${path.join(sw.dir, 'a0.memif')}`, `memif:${path.join(sw.dir, 'b0.memif')}`);
+});
+
+test('two stations cabled back to back over memif (MAC@memif-serve:PATH and MAC@memif:PATH) carry posted writes without a switch', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'b2b-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const cable = path.join(dir, 'cable.memif');
+  await postedWritesArrive(t, dir, `memif:${cable}`, `memif-serve:${cable}`);
 });
