@@ -207,6 +207,32 @@ export class MemifRing {
     }
   }
 
+  /** Bytes of the frame walk found last. */
+  private walked = 0;
+
+  /**
+   * The descriptors of the frame starting at slot `at` (published up to `end`), each checked to
+   * lie inside its region, up to the one without NEXT: returns how many, the frame's bytes in
+   * `walked`. Throws on a chain past `end`, longer than MAX_FRAME_BYTES or through the whole ring.
+   */
+  private walk(at: number, end: number): number {
+    let bytes = 0;
+    let used = 0;
+    while (true) {
+      if (((end - (at + used)) & 0xffff) === 0) throw new MemifDescriptorError(`frame chained past the last published slot`);
+      const slot = (at + used) & this.mask;
+      const len = this.length(slot);
+      bytes += len;
+      if (bytes > MAX_FRAME_BYTES) throw new MemifDescriptorError(`a frame of more than ${MAX_FRAME_BYTES} bytes (descriptor ${slot})`);
+      this.at(slot, len);
+      used++;
+      if ((this.flags(slot) & DESC_FLAG_NEXT) === 0) break;
+      if (used >= this.size) throw new MemifDescriptorError('a frame chained through the whole ring');
+    }
+    this.walked = bytes;
+    return used;
+  }
+
   /** Slots the frame at `at` took (set by take). */
   private taken = 0;
   /** Whether take found the frame's PCIeOE CRC good as it copied it (only when asked to check). */
@@ -240,10 +266,13 @@ export class MemifRing {
       const slot = at & this.mask;
       spans[2 * k] = spans[2 * k + 1] = 0;
       if ((this.flags(slot) & DESC_FLAG_NEXT) !== 0) {
-        // A chain: on to its last slot (take walks and checks it, copies the frame and checks that).
-        let i = 0;
-        while ((this.flags((at + i) & this.mask) & DESC_FLAG_NEXT) !== 0 && ((end - (at + i + 1)) & 0xffff) !== 0 && i < this.size) i++;
-        at = (at + i) & 0xffff;
+        // A chain: on past it (take copies the frame and checks that). A malformed one ends the
+        // look-ahead there; take throws when the pass reaches it.
+        try {
+          at = (at + this.walk(at, end) - 1) & 0xffff;
+        } catch {
+          break;
+        }
       } else {
         if (region < 0 && this.regions[this.region(slot)] !== undefined) region = this.region(slot);
         if (this.region(slot) === region) {
@@ -267,19 +296,8 @@ export class MemifRing {
    * valid until the slot goes back to the producer (the end of the receive call).
    */
   private take(at: number, end: number, alloc: (bytes: number) => Buffer, check: boolean, inPlace: boolean): Buffer {
-    let bytes = 0;
-    let used = 0;
-    while (true) {
-      if (((end - (at + used)) & 0xffff) === 0) throw new MemifDescriptorError(`frame chained past the last published slot`);
-      const slot = (at + used) & this.mask;
-      const len = this.length(slot);
-      bytes += len;
-      if (bytes > MAX_FRAME_BYTES) throw new MemifDescriptorError(`a frame of more than ${MAX_FRAME_BYTES} bytes (descriptor ${slot})`);
-      this.at(slot, len);
-      used++;
-      if ((this.flags(slot) & DESC_FLAG_NEXT) === 0) break;
-      if (used >= this.size) throw new MemifDescriptorError('a frame chained through the whole ring');
-    }
+    const used = this.walk(at, end);
+    const bytes = this.walked;
     this.taken = used;
     this.inSlot = inPlace && used === 1;
     this.crcChecked = this.inSlot && this.checkedAhead;
