@@ -1,11 +1,15 @@
 // The NIC paths side by side, and PCIeOE sharing the switch with ordinary Ethernet (issue 14).
-// Host B always has QEMU's virtio-net on the lab switch; host A's NIC is, per path:
-//   QEMU virtio-net   QEMU's own virtio-net on the lab switch        (two-hosts-net)
-//   model direct      the virtio-net model over vfio-user            (nic-direct)
-//   model PCIeOE      the model in a DI's card, through HI + switch  (nic-coexistence)
+// Host A has three NICs at once in one lab (lab/topologies/nic-bench.yaml, bench/lib/nic-paths.ts),
+// each in a subnet of its own, host B one (QEMU's virtio-net) with an address in each:
+//   QEMU virtio-net   QEMU's own virtio-net on the lab switch
+//   model direct      the virtio-net model over vfio-user
+//   model PCIeOE      the model in a DI's card, through HI + switch
 // Per path: iperf3 TCP throughput A -> B and B -> A (the median of NIC_BENCH_ROUNDS rounds, default
-// 3, 1 with --quick; each round one run each way), and PINGS pings A -> B (mean and p99), after WARM_UP_SECONDS of
-// iperf3 each way that are not recorded.
+// 3, 1 with --quick; each round one run each way per path, the paths in turn, the order rotated
+// each round), and PINGS pings A -> B (mean and p99), after WARM_UP_SECONDS of iperf3 each way
+// per path that are not recorded. One lab, the paths alternating: the machine's drift between
+// labs minutes apart no longer decides the ratios (one lab per path put PCIeOE / direct anywhere
+// from 37 to 108 %).
 // Co-existence, in nic-coexistence (both hosts also have an NVMe function of the DI's card):
 // fio 4 KiB random reads (QD 64) on both hosts' NVMe functions at once, alone and while iperf3
 // TCP runs A -> B through the same switch, with the switch's per-port receive counters over
@@ -14,8 +18,8 @@
 //
 //   npm run bench -- nic [--quick]   (NVME_BENCH_SECONDS per iperf3/fio run, NVME_BENCH_PIN to pin lab processes)
 //
-// NIC_BENCH_PATHS=nic-direct,nic-coexistence runs only those topologies' NIC figures (no
-// co-existence case): a short A/B comparison of a change, the ratio taken within one run.
+// NIC_BENCH_PATHS=direct,pcieoe measures only those paths (of qemu, direct, pcieoe), still in
+// turn in one nic-bench lab, and no co-existence case: a short A/B comparison of a change.
 // NIC_BENCH_ONLY=coexistence runs only the co-existence case (nic-coexistence, no NIC figures),
 // NIC_BENCH_ROUNDS times (default 1) alone / under iperf3 alternating, medians last; each case
 // also prints each lab process's CPU and, per switch port, frames out, ring-full waits and the
@@ -31,12 +35,14 @@
 // means per variant are printed last (with NIC_BENCH_PROF=1, where the DI spent its time over
 // all of them). Nothing is recorded.
 //
-// Each path's iperf3 A -> B run also records the CPU each lab process (QEMU included) used,
-// in % of one CPU. NIC_BENCH_PROF=1 profiles the DI, host A's HI and the switch over the model PCIeOE's
+// Each path's first iperf3 A -> B run also records the CPU each lab process (QEMU included)
+// used, in % of one CPU, and prints how busy host A's vCPUs were and the interrupts each of its
+// NICs took (three NICs in one guest: the idle ones' share is to be seen). NIC_BENCH_PROF=1 profiles the DI, host A's HI and the switch over the model PCIeOE's
 // iperf3 A -> B run and prints where they spent their time (profiles kept in the run's directory).
 import { copyFileSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { benchTopology, placementText, privateLabDirs } from './lib/lab.ts';
+import { HOST_A_NICS, NIC_BENCH_TOPOLOGY, hostASetup, hostBSetup, ipA, ipB, type NicPath } from './lib/nic-paths.ts';
 
 const state = privateLabDirs('lab-nicb');
 const { up, down, topologyFile } = await import('../src/lab/lab.ts');
@@ -50,22 +56,22 @@ type LabState = import('../src/lab/state.ts').LabState;
 type Shell = import('./lib/fio.ts').Shell;
 type Result = import('./lib/fio.ts').Result;
 
-const MODEL_MAC = '02:00:00:00:0a:01';
-const IP_A = '10.99.0.1';
-const IP_B = '10.99.0.2';
+/** nic-coexistence: host A's NIC (the model PCIeOE) and both hosts' addresses (B's set at up). */
+const COEX_MAC = '02:00:00:00:0a:01';
+const COEX_ENDS: Ends = { a: '10.99.0.1', b: '10.99.0.2' };
+/** Host A's and host B's addresses on one path. */
+interface Ends {
+  a: string;
+  b: string;
+}
 const PINGS = 200;
 /**
- * iperf3 rounds per path, each way; the median is the path's figure (NIC_BENCH_ROUNDS outside
- * NIC_BENCH_AB and NIC_BENCH_ONLY). One with --quick, which must finish all benchmarks in 15 minutes.
+ * iperf3 rounds, each way on each path in turn; the median is a path's figure (NIC_BENCH_ROUNDS
+ * outside NIC_BENCH_AB and NIC_BENCH_ONLY). One with --quick, which must finish all benchmarks in 15 minutes.
  */
 const NIC_ROUNDS = Number(process.env.NIC_BENCH_ROUNDS ?? (QUICK ? 1 : 3));
 /** iperf3 seconds each way before a path's figures (warmUp). */
 const WARM_UP_SECONDS = 3;
-const ALL_PATHS = [
-  { path: 'QEMU virtio-net', topology: 'two-hosts-net' },
-  { path: 'model direct', topology: 'nic-direct' },
-  { path: 'model PCIeOE', topology: 'nic-coexistence' },
-] as const;
 const AB = process.env.NIC_BENCH_AB ? (JSON.parse(process.env.NIC_BENCH_AB) as object[]) : undefined;
 /**
  * NIC_BENCH_LOAD_RATE (iperf3 -b, e.g. 20M; a list like "2M,0" runs one loaded case per rate in
@@ -75,8 +81,10 @@ const AB = process.env.NIC_BENCH_AB ? (JSON.parse(process.env.NIC_BENCH_AB) as o
 const LOAD_RATES = (process.env.NIC_BENCH_LOAD_RATE ?? '0').split(',').map((r) => (r === '0' ? '' : r));
 /** NIC_BENCH_ONLY=coexistence: the co-existence case alone (see the header). */
 const COEX_ONLY = process.env.NIC_BENCH_ONLY === 'coexistence';
-const only = AB || COEX_ONLY ? ['nic-coexistence'] : process.env.NIC_BENCH_PATHS?.split(',');
-const PATHS = ALL_PATHS.filter((p) => !only || only.includes(p.topology));
+/** NIC_BENCH_PATHS: only these paths' figures, no co-existence case (see the header). */
+const ONLY = process.env.NIC_BENCH_PATHS?.split(',');
+for (const k of ONLY ?? []) if (!HOST_A_NICS.some((p) => p.key === k)) throw new Error(`NIC_BENCH_PATHS: ${k}? expected some of ${HOST_A_NICS.map((p) => p.key).join(', ')}`);
+const PATHS = HOST_A_NICS.filter((p) => !ONLY || ONLY.includes(p.key));
 /** What a switch port of nic-coexistence carries: its NIC wires, the manager's station, the HI and DI links. */
 const carries = (port: string) => (['di-net0', 'b'].includes(port) ? 'Ethernet' : port.startsWith('manager') ? 'management' : 'PCIeOE');
 const NVME_WORKLOAD = { name: 'randread 4 KiB', args: '--rw=randread --bs=4k' };
@@ -97,9 +105,9 @@ const tcp = async (client: Shell, server: Shell, ip: string, seconds = SECONDS) 
   return { mbps: (end.sum_received.bits_per_second as number) / 1e6, retransmits: (end.sum_sent.retransmits as number | undefined) ?? 0 };
 };
 
-/** PINGS pings, 50 ms apart; mean and 99th percentile of the round trips ping printed. */
-async function pings(a: Shell): Promise<{ meanMs: number; p99Ms: number }> {
-  const out = await a(`ping -c ${PINGS} -i 0.05 -W 5 ${IP_B}`);
+/** PINGS pings to `ip`, 50 ms apart; mean and 99th percentile of the round trips ping printed. */
+async function pings(a: Shell, ip: string): Promise<{ meanMs: number; p99Ms: number }> {
+  const out = await a(`ping -c ${PINGS} -i 0.05 -W 5 ${ip}`);
   const rtts = [...out.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1])).sort((x, y) => x - y);
   if (rtts.length < PINGS * 0.95) throw new Error(`ping: ${rtts.length} of ${PINGS} answered\n${out}`);
   return { meanMs: rtts.reduce((s, x) => s + x, 0) / rtts.length, p99Ms: rtts[Math.min(rtts.length - 1, Math.ceil(rtts.length * 0.99) - 1)]! };
@@ -143,13 +151,13 @@ function cpuText(used: Map<string, number>, waited: Map<string, number>, seconds
   return `${[...used].map(([n, us]) => `${n} ${pct(us)} % (waited ${pct(waited.get(n)!)} %)`).join(', ')}; all ${pct([...used.values()].reduce((x, y) => x + y, 0))} %`;
 }
 
-/** iperf3 A -> B, with each lab process's CPU use meanwhile (and, if asked, profiles of the DI and HI). */
-async function aToBWithCpu(lab: LabState, path: string, a: Shell, b: Shell): Promise<{ mbps: number; retransmits: number }> {
+/** iperf3 A -> B to `ip`, with each lab process's CPU use meanwhile (and, if asked, profiles of the DI and HI). */
+async function aToBWithCpu(lab: LabState, path: string, a: Shell, b: Shell, ip: string): Promise<{ mbps: number; retransmits: number }> {
   const procs = labProcesses(lab);
   const t0 = Date.now();
   const [cpu, wait] = [cpuMeter(procs), runQueueWait(procs)];
   const prof = process.env.NIC_BENCH_PROF && path === 'model PCIeOE';
-  const run = () => tcp(a, b, IP_B);
+  const run = () => tcp(a, b, ip);
   const dirs = { di: join(state, 'sockets', 'di'), hia: join(state, 'sockets', 'hia'), sw: join(state, 'sockets', 'sw') };
   const { value: result, files } = prof ? await profiled(dirs, 'nic-a-to-b', run) : { value: await run(), files: {} };
   const [used, waited] = [cpu(), wait()];
@@ -169,30 +177,82 @@ async function aToBWithCpu(lab: LabState, path: string, a: Shell, b: Shell): Pro
  * 54 and 91 Mb/s against 93-136 after), while the device paths' code warms (JIT) and the guests'
  * TCP settles.
  */
-async function warmUp(a: Shell, b: Shell): Promise<void> {
-  await a('ping -c 3 -W 5 10.99.0.2 >/dev/null');
-  await tcp(a, b, IP_B, WARM_UP_SECONDS);
-  await tcp(b, a, IP_A, WARM_UP_SECONDS);
+async function warmUp(a: Shell, b: Shell, ends: Ends): Promise<void> {
+  await a(`ping -c 3 -W 5 ${ends.b} >/dev/null`);
+  await tcp(a, b, ends.b, WARM_UP_SECONDS);
+  await tcp(b, a, ends.a, WARM_UP_SECONDS);
+}
+
+/** Host A's vCPU time (/proc/stat) and each of its NICs' interrupts (/proc/interrupts), by MAC. */
+async function guestLoad(a: Shell): Promise<{ busy: number; irq: number; total: number; interrupts: Map<string, number> }> {
+  const out = await a('for n in /sys/class/net/*; do [ -e $n/device ] && echo "nic $(cat $n/address) $(basename $(readlink -f $n/device))"; done; grep virtio /proc/interrupts; head -1 /proc/stat');
+  const lines = out.trim().split('\n');
+  // cpu user nice system idle iowait irq softirq steal
+  const t = lines.find((l) => l.startsWith('cpu '))!.trim().split(/\s+/).slice(1, 9).map(Number);
+  const total = t.reduce((x, y) => x + y, 0);
+  const interrupts = new Map<string, number>();
+  for (const [, mac, dev] of lines.map((l) => l.split(' ')).filter((w) => w[0] === 'nic')) {
+    // "  24:   0   123   PCI-MSIX-0000:02:00.0   1-edge   virtio1-input.0": the per-CPU counts after the number.
+    const counts = lines.filter((l) => l.includes(`${dev}-`)).map((l) => l.trim().split(/\s+/).slice(1).filter((w) => /^\d+$/.test(w)).reduce((x, w) => x + Number(w), 0));
+    interrupts.set(mac!, counts.reduce((x, y) => x + y, 0));
+  }
+  return { busy: total - t[3]! - t[4]!, irq: t[5]! + t[6]!, total, interrupts };
 }
 
 /**
- * A path's figures: NIC_ROUNDS rounds of iperf3 A -> B then B -> A (the first with the CPU and
- * the device counters), each direction's median run kept. Single runs of one path in one lab
- * were up to 2x apart, and the PCIeOE / direct ratios with them (31-80 % A -> B in one day).
+ * `run` on one path, printing how busy host A's vCPUs were meanwhile (of both, softirq and irq
+ * apart) and the interrupts each of its NICs took: the idle NICs' share of the guest.
  */
-async function nicFigures(lab: LabState, path: string, a: Shell, b: Shell): Promise<NicFigures> {
-  await warmUp(a, b);
-  const runs: { aToB: { mbps: number; retransmits: number }; bToA: { mbps: number; retransmits: number } }[] = [];
+async function withGuestLoad<T>(a: Shell, path: string, what: string, run: () => Promise<T>): Promise<T> {
+  const before = await guestLoad(a);
+  const value = await run();
+  const after = await guestLoad(a);
+  const ticks = after.total - before.total;
+  const pct = (x: number) => ((x / ticks) * 100).toFixed(0);
+  const irqs = HOST_A_NICS.map((p) => `${p.path} ${(after.interrupts.get(p.mac) ?? 0) - (before.interrupts.get(p.mac) ?? 0)}`).join(', ');
+  console.log(`${path} ${what}: host A's vCPUs busy ${pct(after.busy - before.busy)} % (irq + softirq ${pct(after.irq - before.irq)} %); interrupts per NIC: ${irqs}`);
+  return value;
+}
+
+type Run = { mbps: number; retransmits: number };
+
+/**
+ * Every path's figures in one lab: NIC_ROUNDS rounds, each running iperf3 A -> B then B -> A on
+ * each path in turn (the first round with the CPU, the guest's load and the device counters;
+ * the order rotated each round, so no path is always first after a pause), each direction's
+ * median run kept; then each path's pings. Single runs were up to 2x apart, so the
+ * per-round ratios are printed too.
+ */
+async function allPaths(lab: LabState, a: Shell, b: Shell, paths: readonly NicPath[]): Promise<Map<string, NicFigures>> {
+  const ends = (p: NicPath): Ends => ({ a: ipA(p), b: ipB(p) });
+  for (const p of paths) await warmUp(a, b, ends(p));
+  const runs = new Map<string, { aToB: Run; bToA: Run }[]>(paths.map((p) => [p.path, []]));
   for (let round = 0; round < NIC_ROUNDS; round++) {
-    const aToB = round === 0 ? await withNicCounters(path, 'iperf3 A->B', () => aToBWithCpu(lab, path, a, b)) : await tcp(a, b, IP_B);
-    const bToA = round === 0 ? await withNicCounters(path, 'iperf3 B->A', () => tcp(b, a, IP_A)) : await tcp(b, a, IP_A);
-    runs.push({ aToB, bToA });
+    for (const [i] of paths.entries()) {
+      const p = paths[(i + round) % paths.length]!;
+      const { a: toA, b: toB } = ends(p);
+      const first = <T>(what: string, run: () => Promise<T>) => (round === 0 ? withNicCounters(p.path, what, () => withGuestLoad(a, p.path, what, run)) : run());
+      const aToB = await first('iperf3 A->B', () => (round === 0 ? aToBWithCpu(lab, p.path, a, b, toB) : tcp(a, b, toB)));
+      const bToA = await first('iperf3 B->A', () => tcp(b, a, toA));
+      runs.get(p.path)!.push({ aToB, bToA });
+    }
+    const of = (num: string, den: string, dir: 'aToB' | 'bToA') => {
+      const [x, y] = [runs.get(num)?.[round]?.[dir].mbps, runs.get(den)?.[round]?.[dir].mbps];
+      return x !== undefined && y ? `${((x / y) * 100).toFixed(0)} %` : '-';
+    };
+    console.log(`round ${round}: ${paths.map((p) => `${p.path} ${runs.get(p.path)![round]!.aToB.mbps.toFixed(0)}/${runs.get(p.path)![round]!.bToA.mbps.toFixed(0)}`).join(', ')} Mb/s A->B/B->A; ` +
+      `PCIeOE / direct A->B ${of('model PCIeOE', 'model direct', 'aToB')}, B->A ${of('model PCIeOE', 'model direct', 'bToA')}; direct / QEMU A->B ${of('model direct', 'QEMU virtio-net', 'aToB')}`);
   }
-  const mid = (dir: 'aToB' | 'bToA') => runs.map((r) => r[dir]).sort((x, y) => x.mbps - y.mbps)[Math.floor((runs.length - 1) / 2)]!;
-  const [aToB, bToA] = [mid('aToB'), mid('bToA')];
-  if (runs.length > 1) console.log(`${path}: median of ${runs.length} rounds, A->B ${runs.map((r) => r.aToB.mbps.toFixed(0)).join('/')} Mb/s, B->A ${runs.map((r) => r.bToA.mbps.toFixed(0)).join('/')} Mb/s`);
-  const p = await pings(a);
-  return { aToBMbps: aToB.mbps, bToAMbps: bToA.mbps, aToBRetransmits: aToB.retransmits, bToARetransmits: bToA.retransmits, pingMeanMs: p.meanMs, pingP99Ms: p.p99Ms };
+  const figures = new Map<string, NicFigures>();
+  for (const p of paths) {
+    const mine = runs.get(p.path)!;
+    const mid = (dir: 'aToB' | 'bToA') => mine.map((r) => r[dir]).sort((x, y) => x.mbps - y.mbps)[Math.floor((mine.length - 1) / 2)]!;
+    const [aToB, bToA] = [mid('aToB'), mid('bToA')];
+    if (mine.length > 1) console.log(`${p.path}: median of ${mine.length} rounds, A->B ${mine.map((r) => r.aToB.mbps.toFixed(0)).join('/')} Mb/s, B->A ${mine.map((r) => r.bToA.mbps.toFixed(0)).join('/')} Mb/s`);
+    const ping = await pings(a, ipB(p));
+    figures.set(p.path, { aToBMbps: aToB.mbps, bToAMbps: bToA.mbps, aToBRetransmits: aToB.retransmits, bToARetransmits: bToA.retransmits, pingMeanMs: ping.meanMs, pingP99Ms: ping.p99Ms });
+  }
+  return figures;
 }
 
 type PortReport = {
@@ -281,7 +341,7 @@ async function coexistence(lab: LabState, a: Shell, b: Shell, rounds = 1): Promi
         const recorded = round === 0 && k === 0;
         // iperf3 outlasts fio (its 2 s ramp and start-up included) and is read once fio is done.
         await (loopback ? a : b)('iperf3 -s -D -1');
-        await a(`rm -f /tmp/load.json; (iperf3 -c ${loopback ? '127.0.0.1' : IP_B} -t ${SECONDS + 8}${bps && bps !== '0' ? ` -b ${bps}` : ''} -J > /tmp/load.json 2>&1 </dev/null &)`);
+        await a(`rm -f /tmp/load.json; (iperf3 -c ${loopback ? '127.0.0.1' : COEX_ENDS.b} -t ${SECONDS + 8}${bps && bps !== '0' ? ` -b ${bps}` : ''} -J > /tmp/load.json 2>&1 </dev/null &)`);
         const loaded = await withNicCounters('model PCIeOE', `NVMe ${what}`, () => measured(what, fioBoth, recorded));
         // iperf3 -J prints its report when it ends; the report's last line is its closing brace.
         const load = JSON.parse(await a(`for i in $(seq 600); do [ "$(tail -n 1 /tmp/load.json 2>/dev/null)" = "}" ] && break; sleep 0.1; done; cat /tmp/load.json`));
@@ -309,14 +369,14 @@ async function sideBySide(a: Shell, b: Shell, variants: object[]): Promise<void>
   const ctl = await SwitchControl.connect(join(state, 'sockets', 'di', 'control.sock'));
   const runs = variants.map(() => ({ aToB: [] as number[], bToA: [] as number[] }));
   try {
-    await warmUp(a, b);
+    await warmUp(a, b, COEX_ENDS);
     for (let r = 0; r < rounds; r++) {
       for (const [i, v] of variants.entries()) {
         const tuned = await ctl.requestLine(JSON.stringify({ nic: 'net0', tune: v }));
         if (!tuned.ok) throw new Error(`tune ${JSON.stringify(v)}: ${String(tuned.error)}`);
         const name = `variant ${i} ${JSON.stringify(v)}`;
-        const aToB = await withNicCounters('model PCIeOE', `${name} A->B`, () => tcp(a, b, IP_B));
-        const bToA = await withNicCounters('model PCIeOE', `${name} B->A`, () => tcp(b, a, IP_A));
+        const aToB = await withNicCounters('model PCIeOE', `${name} A->B`, () => tcp(a, b, COEX_ENDS.b));
+        const bToA = await withNicCounters('model PCIeOE', `${name} B->A`, () => tcp(b, a, COEX_ENDS.a));
         runs[i]!.aToB.push(aToB.mbps);
         runs[i]!.bToA.push(bToA.mbps);
         console.log(`round ${r} ${name}: A->B ${aToB.mbps.toFixed(0)} Mb/s (${aToB.retransmits} retransmits), B->A ${bToA.mbps.toFixed(0)} Mb/s (${bToA.retransmits})`);
@@ -332,46 +392,69 @@ async function sideBySide(a: Shell, b: Shell, variants: object[]): Promise<void>
   }
 }
 
-async function measure(path: string, topology: string): Promise<NicFigures> {
+/** `run` in a lab of `topology`, given host A's and host B's shells; the lab goes down after. */
+async function inLab<T>(topology: string, run: (lab: LabState, a: Shell, b: Shell) => Promise<T>): Promise<T> {
   const lab = await up(benchTopology(topologyFile(topology), state));
   try {
-    const a = guestShell(lab.vms.find((v) => v.name === 'host-a')!.agent);
-    const b = guestShell(lab.vms.find((v) => v.name === 'host-b')!.agent);
-    // The model's interface is a vfio-user device to the lab: give it its address here.
-    await a(`i=$(ip -o link | grep -i 'ether ${MODEL_MAC}' | cut -d: -f2 | tr -d ' '); if [ -n "$i" ]; then ip link set "$i" up && ip addr add ${IP_A}/24 dev "$i"; fi`);
-    if (AB) {
-      const run = () => sideBySide(a, b, AB);
-      // NIC_BENCH_PROF: the DI profiled over all the variants' runs.
-      if (process.env.NIC_BENCH_PROF) console.log(summariseProfile((await profiled({ di: join(state, 'sockets', 'di') }, 'nic-ab', run)).files.di!, 30));
-      else await run();
-      return { aToBMbps: 0, bToAMbps: 0, aToBRetransmits: 0, bToARetransmits: 0, pingMeanMs: 0, pingP99Ms: 0 };
-    }
-    if (COEX_ONLY) {
-      await warmUp(a, b);
-      // The iperf3 load's own CPU, without fio beside it.
-      await aToBWithCpu(lab, path, a, b);
-      await coexistence(lab, a, b, Number(process.env.NIC_BENCH_ROUNDS ?? 1));
-      return { aToBMbps: 0, bToAMbps: 0, aToBRetransmits: 0, bToARetransmits: 0, pingMeanMs: 0, pingP99Ms: 0 };
-    }
-    const f = await nicFigures(lab, path, a, b);
-    record({ kind: 'nic', bench: 'nic', path, pings: PINGS, ...f });
-    console.log(`${path.padEnd(16)} TCP A->B ${f.aToBMbps.toFixed(0)} Mb/s (${f.aToBRetransmits} retransmits), B->A ${f.bToAMbps.toFixed(0)} Mb/s (${f.bToARetransmits}); ping mean ${f.pingMeanMs.toFixed(2)} ms, p99 ${f.pingP99Ms.toFixed(2)} ms`);
-    if (topology === 'nic-coexistence' && !only) await coexistence(lab, a, b);
-    return f;
+    return await run(lab, guestShell(lab.vms.find((v) => v.name === 'host-a')!.agent), guestShell(lab.vms.find((v) => v.name === 'host-b')!.agent));
   } finally {
     await down();
   }
 }
 
+/** nic-coexistence: the model's interface is a vfio-user device to the lab, so its address is given here. */
+const coexAddress = (a: Shell) => a(`i=$(ip -o link | grep -i 'ether ${COEX_MAC}' | cut -d: -f2 | tr -d ' '); ip link set "$i" up && ip addr add ${COEX_ENDS.a}/24 dev "$i"`);
+
 await setup();
-recordSettings('nic', { secondsPerRun: SECONDS, pings: PINGS, pingInterval: '50 ms', nvmeWorkload: `${NVME_WORKLOAD.name} QD 64 (2 x 32), both hosts at once`, placement: placementText() });
-const results = new Map<string, NicFigures>();
+recordSettings('nic', {
+  secondsPerRun: SECONDS,
+  pings: PINGS,
+  pingInterval: '50 ms',
+  // The report says so above the NIC table (bench/report/markdown.ts, nicMethod).
+  nicPaths: `alternately in one lab (${NIC_BENCH_TOPOLOGY}, host A with all three NICs), in turn in each of ${NIC_ROUNDS} round(s), each figure the median`,
+  nvmeWorkload: `${NVME_WORKLOAD.name} QD 64 (2 x 32), both hosts at once`,
+  placement: placementText(),
+});
 try {
-  for (const p of PATHS) results.set(p.path, await measure(p.path, p.topology));
+  if (AB) {
+    await inLab('nic-coexistence', async (_, a, b) => {
+      await coexAddress(a);
+      const run = () => sideBySide(a, b, AB);
+      // NIC_BENCH_PROF: the DI profiled over all the variants' runs.
+      if (process.env.NIC_BENCH_PROF) console.log(summariseProfile((await profiled({ di: join(state, 'sockets', 'di') }, 'nic-ab', run)).files.di!, 30));
+      else await run();
+    });
+  } else if (COEX_ONLY) {
+    await inLab('nic-coexistence', async (lab, a, b) => {
+      await coexAddress(a);
+      await warmUp(a, b, COEX_ENDS);
+      // The iperf3 load's own CPU, without fio beside it.
+      await aToBWithCpu(lab, 'model PCIeOE', a, b, COEX_ENDS.b);
+      await coexistence(lab, a, b, Number(process.env.NIC_BENCH_ROUNDS ?? 1));
+    });
+  } else {
+    const results = await inLab(NIC_BENCH_TOPOLOGY, async (lab, a, b) => {
+      await a(hostASetup(HOST_A_NICS));
+      await b(hostBSetup(HOST_A_NICS));
+      return allPaths(lab, a, b, PATHS);
+    });
+    for (const [path, f] of results) {
+      record({ kind: 'nic', bench: 'nic', path, pings: PINGS, ...f });
+      console.log(`${path.padEnd(16)} TCP A->B ${f.aToBMbps.toFixed(0)} Mb/s (${f.aToBRetransmits} retransmits), B->A ${f.bToAMbps.toFixed(0)} Mb/s (${f.bToARetransmits}); ping mean ${f.pingMeanMs.toFixed(2)} ms, p99 ${f.pingP99Ms.toFixed(2)} ms`);
+    }
+    const [q, d, r] = ['QEMU virtio-net', 'model direct', 'model PCIeOE'].map((p) => results.get(p));
+    const pct = (x: NicFigures | undefined, y: NicFigures | undefined, dir: 'aToBMbps' | 'bToAMbps') => (x && y ? `${((x[dir] / y[dir]) * 100).toFixed(0)} %` : 'not run');
+    console.log(`direct / QEMU (A->B): ${pct(d, q, 'aToBMbps')} (target >= 50 %); PCIeOE / direct: A->B ${pct(r, d, 'aToBMbps')}, B->A ${pct(r, d, 'bToAMbps')} (target >= 80 %)`);
+    if (!ONLY) {
+      await inLab('nic-coexistence', async (lab, a, b) => {
+        await coexAddress(a);
+        // As in the NIC figures, the load's path warmed first.
+        await warmUp(a, b, COEX_ENDS);
+        await coexistence(lab, a, b);
+      });
+    }
+  }
 } finally {
-  // The lab is down; its private state (profiles were copied into the run's directory) goes too.
+  // The labs are down; their private state (profiles were copied into the run's directory) goes too.
   rmSync(state, { recursive: true, force: true });
 }
-const [q, d, r] = ALL_PATHS.map((p) => results.get(p.path));
-const pct = (x: NicFigures | undefined, y: NicFigures | undefined, dir: 'aToBMbps' | 'bToAMbps') => (x && y ? `${((x[dir] / y[dir]) * 100).toFixed(0)} %` : 'not run');
-console.log(`direct / QEMU (A->B): ${pct(d, q, 'aToBMbps')} (target >= 50 %); PCIeOE / direct: A->B ${pct(r, d, 'aToBMbps')}, B->A ${pct(r, d, 'bToAMbps')} (target >= 80 %)`);

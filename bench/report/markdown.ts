@@ -288,13 +288,19 @@ function portTable(figs: PortCountersFigure[]): string {
   }));
 }
 
+/** How the run measured the NIC paths: bench/nic.ts records it (setting nicPaths) since it measures them in one lab. */
+export function nicMethod(r: Results): string {
+  const how = r.settings.nic?.nicPaths;
+  return how === undefined ? 'Each NIC path was measured in a lab of its own, minutes apart.' : `The NIC paths were measured ${how}.`;
+}
+
 function nicSection(r: Results, plots: Plots): string | undefined {
   const nic = nicFigures(r);
   const ports = r.figures.filter(isKind('port-counters'));
   const coex = coexFigures(r);
   if (!nic.length && !coex.length && !ports.length) return undefined;
   return [
-    nic.length ? nicTable(nic) + plot(plots.nic, 'NIC throughput per path') : '',
+    nic.length ? `${nicMethod(r)}\n\n${nicTable(nic)}${plot(plots.nic, 'NIC throughput per path')}` : '',
     ratioTable(nicRatios(r)),
     coex.length ? coexTable(r) + plot(plots.coexistence, 'NVMe IOPS alone and under iperf3') : '',
     ports.length ? `Switch per-port receive counters over each case (PCIeOE: HI and DI links; Ethernet: the NICs' wires; management: the manager's station).\n\n${portTable(ports)}` : '',

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { readRecorded, readResults, record, recordSettings } from '../../bench/lib/results.ts';
 import { writeReport } from '../../bench/report/generate.ts';
 import { whereTimeGoes } from '../../bench/report/time-spent.ts';
-import { hotplugFigureName, labCpuRatios, missingFigures, nicRatios, nvmeRatios, otherChecks } from '../../bench/report/markdown.ts';
+import { hotplugFigureName, labCpuRatios, missingFigures, nicMethod, nicRatios, nvmeRatios, otherChecks } from '../../bench/report/markdown.ts';
 
 const fixture = new URL('../fixtures/bench-report.json', import.meta.url).pathname;
 
@@ -176,11 +176,27 @@ test('NIC: throughput and ping per path, ratios against issue 14\'s targets from
   t.true(section.includes(`| di0 | PCIeOE | ${perS('di0', 'alone')} |`));
   t.regex(section, new RegExp(`\\| b \\| Ethernet \\| [\\d,]+ \\| [\\d.]+ \\| missing \\| ${perS('b', 'under iperf3')} \\|`));
   t.true(section.includes('](nic.svg)') && section.includes('](coexistence.svg)'));
+  // Recorded before bench/nic.ts measured the paths in one lab: the report says each had its own.
+  t.true(section.includes('Each NIC path was measured in a lab of its own'));
   const svg = readFileSync(join(dir, 'nic.svg'), 'utf8');
   t.regex(svg, /^<svg /);
   t.true(svg.includes('model PCIeOE'));
   t.true(readFileSync(join(dir, 'coexistence.svg'), 'utf8').includes('under iperf3'));
   t.deepEqual(missingFigures(results).filter((m) => /NIC|NVMe IOPS host|per-port/.test(m)), []);
+});
+
+test('NIC: a run that measured the paths in one lab says so above the NIC table', async (t) => {
+  const recorded = readResults(nicFixture);
+  const how = 'alternately in one lab (nic-bench, host A with all three NICs), in turn in each of 3 round(s), each figure the median';
+  const results = { ...recorded, settings: { ...recorded.settings, nic: { ...recorded.settings.nic, nicPaths: how } } };
+  t.is(nicMethod(results), `The NIC paths were measured ${how}.`);
+  const dir = generated(t);
+  await writeReport(results, dir);
+  const md = readFileSync(join(dir, 'report.md'), 'utf8');
+  const section = md.slice(md.indexOf('## NIC paths and PCIeOE beside Ethernet'));
+  const said = section.indexOf(`The NIC paths were measured ${how}.`);
+  t.true(said >= 0 && said < section.indexOf('| path | TCP A->B'), 'said above the table');
+  t.false(section.includes('in a lab of its own'));
 });
 
 test('NIC: NVMe under iperf3 below its target is explained from the co-existence CPU figures; nothing when met', (t) => {
