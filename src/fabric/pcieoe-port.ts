@@ -80,6 +80,7 @@ export class PcieoePort {
     this.requests = new OrderedQueue((tlp) => this.handle(tlp));
     this.endpoint = new TlpEndpoint({
       send: (tlp) => this.channel.send(tlp),
+      reserve: (size) => this.channel.reserve(size),
       clock: node.clock,
       completionTimeoutMs: o.completionTimeoutMs,
       onRequest: (tlp) => this.requests.push(tlp),

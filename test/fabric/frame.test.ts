@@ -1,7 +1,10 @@
 import test from 'ava';
 import fc from 'fast-check';
 import { crc32, crc32Table } from '../../src/fabric/wire/crc32.ts';
-import { type FrameHeader, FrameType, MIN_FRAME_BYTES, PCIEOE_HEADER_BYTES, copyCheckedFrame, decodeFrame, encodeFrame, writeFrame } from '../../src/fabric/wire/frame.ts';
+import {
+  type FrameHeader, FrameType, MIN_FRAME_BYTES, PCIEOE_HEADER_BYTES, checkFrame, copyCheckedFrame, decodeFrame, encodeFrame, frameAck, frameChannel, frameCredits,
+  frameDst, frameEpoch, frameError, frameFlags, framePayload, framePeerEpoch, frameSeq, frameSrc, frameType, frameVid, writeFrame,
+} from '../../src/fabric/wire/frame.ts';
 import { formatMac, parseMac } from '../../src/fabric/wire/mac.ts';
 
 const header: fc.Arbitrary<FrameHeader> = fc.record({
@@ -45,6 +48,26 @@ test('any flipped bit in the PCIeOE header or payload is rejected', (t) => {
     }),
     { numRuns: 3000 },
   );
+});
+
+test('checkFrame and the field readers see in place what decodeFrame decodes, and fail alike', (t) => {
+  t.notThrows(() => fc.assert(
+    fc.property(header, payload, fc.option(fc.nat()), fc.nat(80), (h, p, flip, cut) => {
+      let buf = encodeFrame(h, p);
+      if (flip !== null) buf[flip % buf.length]! ^= 1 << (flip % 8);
+      if (cut > 60) buf = buf.subarray(0, cut - 60);
+      const hdr = checkFrame(buf);
+      const r = decodeFrame(buf);
+      if (!r.ok) return hdr < 0 && frameError(hdr) === r.error;
+      const f = r.value;
+      return hdr === (f.vlan ? 18 : 14) && frameDst(buf) === f.dst && frameSrc(buf) === f.src && frameVid(buf, hdr) === (f.vlan ? f.vlan.vid : -1)
+        && frameType(buf, hdr) === f.type && frameFlags(buf, hdr) === f.flags && frameChannel(buf, hdr) === f.channel && frameSeq(buf, hdr) === f.seq
+        && frameAck(buf, hdr) === f.ack && frameCredits(buf, hdr) === f.credits && frameEpoch(buf, hdr) === f.epoch && framePeerEpoch(buf, hdr) === f.peerEpoch
+        && Buffer.from(framePayload(buf, hdr)).equals(Buffer.from(f.payload))
+        && (flip !== null || (f.dst === h.dst && f.seq === h.seq && Buffer.from(f.payload).equals(Buffer.from(p))));
+    }),
+    { numRuns: 3000 },
+  ));
 });
 
 test('writeFrame encodes in place, anywhere in a larger buffer, the bytes encodeFrame gives', (t) => {

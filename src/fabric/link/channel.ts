@@ -13,9 +13,10 @@
  *   behind a gap, ACK/NAK, the credits we grant.
  * - Liveness (liveness.ts): heartbeats, dead links, which link a frame takes.
  *
- * The channel decodes and checks each frame (channel id, MACs, VLAN, CRC),
- * hands its parts to the three, and encodes every frame they send: each
- * carries the receiver's cumulative ACK and credit limit.
+ * The channel checks each frame where it lies (channel id, MACs, VLAN, CRC;
+ * its fields are read in place, nothing is decoded into objects), hands its
+ * parts to the three, and encodes every frame they send: each carries the
+ * receiver's cumulative ACK and credit limit.
  *
  * Epochs: each channel end draws a random epoch when it starts and every
  * frame carries it, with the peer's epoch as last heard (0 before). Sequence
@@ -42,8 +43,10 @@
  * by the transport, `sendFrame`) and arrive through `receive(link, frame)`;
  * time comes from a Clock. The replay buffer keeps each TLP as the
  * application gave it, not the frame that carried it: a replay encodes it
- * again, and frames need not outlive their transmission. Delivered payloads
- * are views into the received frame.
+ * again, and frames need not outlive their transmission. An application that
+ * encodes its TLPs where reserve() says has them in memory reused in ACK
+ * order (replay-arena.ts), not fresh memory per TLP. Delivered payloads are
+ * views into the received frame.
  *
  * Receive in place: a frame given `transient` (a view of a memif ring slot,
  * valid only during receive()) is decoded and its CRC checked where it lies.
@@ -59,8 +62,21 @@ import {
   FrameType,
   type OutgoingFrame,
   type VlanTag,
-  decodeFrame,
+  checkFrame,
   encodeFrame,
+  frameAck,
+  frameChannel,
+  frameCredits,
+  frameDst,
+  frameEpoch,
+  frameError,
+  frameFlags,
+  framePayload,
+  framePeerEpoch,
+  frameSeq,
+  frameSrc,
+  frameType,
+  frameVid,
 } from '../wire/frame.ts';
 import { randomInt } from 'node:crypto';
 import { type Mac, readMac } from '../wire/mac.ts';
@@ -108,6 +124,11 @@ export interface ChannelOptions {
   rxSlots?: number;
   /** Replay buffer entries; a power of two. Default 2048. */
   replayCapacity?: number;
+  /**
+   * Bytes of memory reused in ACK order for TLPs encoded where reserve() says (replay-arena.ts).
+   * Default 4 MiB: the default credit window of 4 KiB TLPs. Allocated at the first reserve().
+   */
+  replayArenaBytes?: number;
   /** Least time before unacknowledged TLPs are resent, ms; more when the measured round trip is longer. Default 5. */
   replayTimeout?: number;
   /** Upper bound of the adaptive replay timeout, ms. Default 10 × replayTimeout. */
@@ -229,6 +250,7 @@ export class Channel {
       clock,
       stats,
       replayCapacity: options.replayCapacity ?? 2048,
+      replayArenaBytes: options.replayArenaBytes ?? 4 * 1024 * 1024,
       replayTimeout,
       maxReplayTimeout: options.maxReplayTimeout ?? replayTimeout * 10,
       transmit: (seq, flags, payload) => this.transmitTlp(seq, flags, payload),
@@ -307,6 +329,14 @@ export class Channel {
     return this.sender.send(payload);
   }
 
+  /**
+   * Memory for a TLP about to be sent: fill it and give it to send() before reserving more
+   * (reserved memory is reused once the peer acknowledges what was sent in it).
+   */
+  reserve(size: number): Uint8Array {
+    return this.sender.reserve(size);
+  }
+
   /** Send a discovery or management frame on one link (unsequenced). */
   sendControl(type: FrameType.Discovery | FrameType.Management, payload: Uint8Array, link = this.liveness.pickLink()): void {
     this.stats.txControl++;
@@ -333,44 +363,49 @@ export class Channel {
         return;
       }
     }
-    const r = decodeFrame(frame, crcChecked);
-    if (!r.ok) {
-      this.stats.rxBadFrame[r.error]++;
+    // Checked and read where it lies: no decoded object, and no payload view for frames without one.
+    const hdr = checkFrame(frame, crcChecked);
+    if (hdr < 0) {
+      this.stats.rxBadFrame[frameError(hdr)]++;
       // Undecodable frames from the peer's own address (port security vouches for it) count against it.
       if (b && frame.length >= 12 && readMac(frame, 6) === b.peerMac) this.bad();
       return;
     }
-    const f = r.value;
-    if (f.channel !== this.o.channel) {
+    if (frameChannel(frame, hdr) !== this.o.channel) {
       this.stats.rxWrongChannel++;
       return;
     }
-    if (!b || f.src !== b.peerMac || f.dst !== b.localMac || !sameVlan(f.vlan, b.vlan)) {
+    if (!b || frameSrc(frame) !== b.peerMac || frameDst(frame) !== b.localMac || !sameVlan(frameVid(frame, hdr), b.vlan)) {
       this.stats.rxWrongBinding++;
       return;
     }
-    if (!this.checkEpochs(f.epoch, f.peerEpoch)) return;
+    if (!this.checkEpochs(frameEpoch(frame, hdr), framePeerEpoch(frame, hdr))) return;
     this.stats.rxFrames++;
-    const replay = (f.flags & FrameFlags.Replay) !== 0;
-    this.liveness.heard(link, f.seq, !replay);
+    const type = frameType(frame, hdr);
+    const flags = frameFlags(frame, hdr);
+    const seq = frameSeq(frame, hdr);
+    const replay = (flags & FrameFlags.Replay) !== 0;
+    this.liveness.heard(link, seq, !replay);
     // A violation that cuts the peer off ends this frame: the state it referred to is gone.
-    if (!this.sender.takeAck(f.ack, f.type === FrameType.Ack && (f.flags & FrameFlags.ProbeAnswer) !== 0) && this.bad()) return;
-    this.sender.takeCredits(f.credits);
-    switch (f.type) {
+    if (!this.sender.takeAck(frameAck(frame, hdr), type === FrameType.Ack && (flags & FrameFlags.ProbeAnswer) !== 0) && this.bad()) return;
+    this.sender.takeCredits(frameCredits(frame, hdr));
+    switch (type) {
       case FrameType.Tlp:
-        if (!this.receiver.tlp(f.seq, f.payload, transient) && this.bad()) return;
+        if (!this.receiver.tlp(seq, framePayload(frame, hdr), transient) && this.bad()) return;
         break;
       case FrameType.Nak:
-        if (!this.sender.takeNak(f.ack) && this.bad()) return;
+        if (!this.sender.takeNak(frameAck(frame, hdr)) && this.bad()) return;
         break;
       case FrameType.Discovery:
-      case FrameType.Management:
-        this.o.onControl?.(f.type, transient ? keptCopy(f.payload) : f.payload, link);
+      case FrameType.Management: {
+        const payload = framePayload(frame, hdr);
+        this.o.onControl?.(type, transient ? keptCopy(payload) : payload, link);
         break;
+      }
       default:
         break; // ACK and heartbeat carry nothing beyond ack and credits
     }
-    if (f.flags & FrameFlags.AckNow) this.receiver.ackNow(f.seq, replay);
+    if (flags & FrameFlags.AckNow) this.receiver.ackNow(seq, replay);
     this.receiver.checkGap();
     this.sender.flushPending();
   }
@@ -482,6 +517,7 @@ function newEpoch(): number {
   return randomInt(1, 2 ** 32 - 1);
 }
 
-function sameVlan(a: VlanTag | null, b: VlanTag | null): boolean {
-  return a === null || b === null ? a === b : a.vid === b.vid;
+/** A frame's VLAN id (-1: untagged) against a binding's tag. */
+function sameVlan(vid: number, b: VlanTag | null): boolean {
+  return b === null ? vid < 0 : vid === b.vid;
 }

@@ -1,9 +1,11 @@
 /**
  * Transmit replay buffer: the payloads sent but not yet acknowledged, indexed
  * by sequence number, oldest first. A power-of-two ring so lookup by 16-bit
- * sequence number is a mask.
+ * sequence number is a mask. Payloads encoded in its arena (reserve) give
+ * their memory back as they are acknowledged.
  */
 
+import { ReplayArena } from './replay-arena.ts';
 import { MAX_WINDOW, seqAdd, seqDiff } from './seq.ts';
 
 export class ReplayBuffer {
@@ -13,12 +15,20 @@ export class ReplayBuffer {
   private first = 0;
   private count = 0;
 
-  constructor(readonly capacity: number) {
+  private readonly arena: ReplayArena;
+
+  constructor(readonly capacity: number, arenaBytes = 0) {
     if (capacity < 1 || capacity > MAX_WINDOW || (capacity & (capacity - 1)) !== 0) {
       throw new RangeError(`replay buffer capacity ${capacity} must be a power of two below 2^15`);
     }
     this.slots = new Array(capacity);
     this.mask = capacity - 1;
+    this.arena = new ReplayArena(arenaBytes);
+  }
+
+  /** Memory for a payload to be pushed (after those reserved before it): see ReplayArena. */
+  reserve(size: number): Uint8Array {
+    return this.arena.reserve(size);
   }
 
   get size(): number {
@@ -60,7 +70,11 @@ export class ReplayBuffer {
   acknowledge(ack: number): number {
     const n = seqDiff(ack, this.first);
     if (n < 0 || n > this.count) return -1;
-    for (let i = 0; i < n; i++) this.slots[(this.first + i) & this.mask] = undefined;
+    for (let i = 0; i < n; i++) {
+      const slot = (this.first + i) & this.mask;
+      this.arena.release(this.slots[slot]!);
+      this.slots[slot] = undefined;
+    }
     this.first = ack;
     this.count -= n;
     return n;

@@ -41,6 +41,8 @@ export interface SenderOptions {
   stats: SenderStats;
   /** Replay buffer entries; a power of two. */
   replayCapacity: number;
+  /** Bytes of the replay buffer's arena for TLPs encoded by reserve(); 0: none. */
+  replayArenaBytes?: number;
   /** Least replay timeout, ms. */
   replayTimeout: number;
   /** Upper bound of the adaptive replay timeout, ms. */
@@ -82,7 +84,12 @@ export class Sender {
   private timedAt = 0;
 
   constructor(private readonly o: SenderOptions) {
-    this.replay = new ReplayBuffer(o.replayCapacity);
+    this.replay = new ReplayBuffer(o.replayCapacity, o.replayArenaBytes);
+  }
+
+  /** Memory to encode the next TLP in, to be given to send() before anything else is reserved (ReplayArena). */
+  reserve(size: number): Uint8Array {
+    return this.replay.reserve(size);
   }
 
   /** The sequence number the next new TLP gets; frames that are not TLPs carry it. */

@@ -37,6 +37,8 @@ import {
   TlpType,
   decodeTlp,
   encodeTlp,
+  encodeTlpInto,
+  encodedSize,
   hasData,
   isCompletion,
   isConfigRequest,
@@ -58,6 +60,11 @@ export type NonPostedRequest = Omit<MemReadTlp, 'tag'> | Omit<ConfigReadTlp, 'ta
 export interface TlpEndpointOptions {
   /** An encoded TLP for the peer (into Channel.send). */
   send(tlp: Uint8Array): void;
+  /**
+   * Memory to encode the next TLP in, handed to send() right after (Channel.reserve: reused
+   * once the peer acknowledges it). Default: fresh memory from the encode slab.
+   */
+  reserve?(size: number): Uint8Array;
   /** Requests and messages from the peer (completions are consumed here). */
   onRequest(tlp: Tlp): void;
   clock: Clock;
@@ -206,7 +213,14 @@ export class TlpEndpoint {
   post(tlp: Tlp): void {
     if (this.closed) return;
     this.stats.txTlps++;
-    this.o.send(encodeTlp(tlp));
+    this.o.send(this.encode(tlp));
+  }
+
+  private encode(tlp: Tlp): Uint8Array {
+    if (!this.o.reserve) return encodeTlp(tlp);
+    const buf = this.o.reserve(encodedSize(tlp));
+    encodeTlpInto(tlp, buf, 0);
+    return buf;
   }
 
   /**
@@ -251,7 +265,7 @@ export class TlpEndpoint {
     this.pending.set(tag, p);
     if (this.sweepTimer === undefined) this.sweepTimer = this.o.clock.setTimer(this.o.completionTimeoutMs, this.sweep);
     this.stats.txTlps++;
-    this.o.send(encodeTlp(p.tlp));
+    this.o.send(this.encode(p.tlp));
     return true;
   }
 

@@ -208,49 +208,95 @@ function pcieoeHeaderAt(buf: Uint8Array, start: number, end: number): number {
   return type === ETHERTYPE_PCIEOE ? o + 2 : -1;
 }
 
+const FRAME_ERRORS: readonly FrameDecodeError[] = ['truncated', 'bad-ethertype', 'bad-version', 'bad-crc', 'unknown-type'];
+/** Why the last checkFrame that failed failed, in words (made only on failure). */
+let lastFailure = '';
+
+/**
+ * Check an untrusted frame where it lies, without decoding it: the offset of its PCIeOE header
+ * (14 untagged, 18 tagged) when it is a whole PCIeOE frame of a known type whose CRC matches,
+ * else a negative code (frameError tells which). Never throws. `crcChecked`: the CRC was
+ * already found good while the frame was copied into buf (copyCheckedFrame). The fields are
+ * then read with the frame* functions below: a receiver on the hot path allocates nothing.
+ */
+export function checkFrame(buf: Uint8Array, crcChecked = false): number {
+  if (buf.length < UNTAGGED_L2_BYTES) return fail(0, `${buf.length} bytes is shorter than an Ethernet header`);
+  let o = 12;
+  let ethertype = (buf[12]! << 8) | buf[13]!;
+  if (ethertype === TPID_8021Q) {
+    if (buf.length < TAGGED_L2_BYTES) return fail(0, `${buf.length} bytes is shorter than a tagged Ethernet header`);
+    o = 16;
+    ethertype = (buf[16]! << 8) | buf[17]!;
+  }
+  if (ethertype !== ETHERTYPE_PCIEOE) return fail(1, `Ethertype 0x${ethertype.toString(16).padStart(4, '0')}`);
+  const hdr = o + 2;
+  if (buf.length < hdr + PCIEOE_HEADER_BYTES) return fail(0, `${buf.length} bytes leaves no room for the PCIeOE header`);
+  const version = buf[hdr]! >>> 4;
+  if (version !== PCIEOE_VERSION) return fail(2, `version ${version}`);
+  const length = (buf[hdr + 10]! << 8) | buf[hdr + 11]!;
+  const end = hdr + PCIEOE_HEADER_BYTES + length;
+  if (end > buf.length) return fail(0, `payload length ${length} runs past the frame's ${buf.length} bytes`);
+  if (!crcChecked) {
+    const crc = readU32(buf, hdr + 12);
+    const actual = crcOf(buf, hdr, end);
+    if (crc !== actual) return fail(3, `CRC 0x${crc.toString(16)} but contents give 0x${actual.toString(16)}`);
+  }
+  const type = buf[hdr]! & 0xf;
+  if (type > FrameType.Management) return fail(4, `frame type ${type}`);
+  return hdr;
+}
+
+function fail(error: number, why: string): number {
+  lastFailure = why;
+  return -1 - error;
+}
+
+/** What a negative checkFrame result means. */
+export function frameError(code: number): FrameDecodeError {
+  return FRAME_ERRORS[-1 - code]!;
+}
+
+// The fields of a frame checkFrame passed, `hdr` being its result.
+export const frameDst = (buf: Uint8Array): Mac => readMac(buf, 0);
+export const frameSrc = (buf: Uint8Array): Mac => readMac(buf, 6);
+/** The VLAN id of a tagged frame; -1 for an untagged one. */
+export const frameVid = (buf: Uint8Array, hdr: number): number => (hdr === TAGGED_L2_BYTES ? ((buf[14]! << 8) | buf[15]!) & 0xfff : -1);
+export const frameType = (buf: Uint8Array, hdr: number): FrameType => buf[hdr]! & 0xf;
+export const frameFlags = (buf: Uint8Array, hdr: number): number => buf[hdr + 1]!;
+export const frameChannel = (buf: Uint8Array, hdr: number): number => (buf[hdr + 2]! << 8) | buf[hdr + 3]!;
+export const frameSeq = (buf: Uint8Array, hdr: number): number => (buf[hdr + 4]! << 8) | buf[hdr + 5]!;
+export const frameAck = (buf: Uint8Array, hdr: number): number => (buf[hdr + 6]! << 8) | buf[hdr + 7]!;
+export const frameCredits = (buf: Uint8Array, hdr: number): number => (buf[hdr + 8]! << 8) | buf[hdr + 9]!;
+export const frameEpoch = (buf: Uint8Array, hdr: number): number => readU32(buf, hdr + 16);
+export const framePeerEpoch = (buf: Uint8Array, hdr: number): number => readU32(buf, hdr + 20);
+/** The payload: a view into buf, not a copy. */
+export function framePayload(buf: Uint8Array, hdr: number): Uint8Array {
+  const start = hdr + PCIEOE_HEADER_BYTES;
+  return buf.subarray(start, start + ((buf[hdr + 10]! << 8) | buf[hdr + 11]!));
+}
+
 /**
  * Decode an untrusted frame. Never throws; the payload is a view into `buf`. `crcChecked`: the
  * CRC was already found good while the frame was copied into buf (copyCheckedFrame).
  */
 export function decodeFrame(buf: Uint8Array, crcChecked = false): Decoded<Frame, FrameDecodeError> {
-  if (buf.length < UNTAGGED_L2_BYTES) return failed('truncated', `${buf.length} bytes is shorter than an Ethernet header`);
-  let o = 12;
-  let vlan: VlanTag | null = null;
-  let ethertype = (buf[12]! << 8) | buf[13]!;
-  if (ethertype === TPID_8021Q) {
-    if (buf.length < TAGGED_L2_BYTES) return failed('truncated', `${buf.length} bytes is shorter than a tagged Ethernet header`);
-    vlan = vlanTagOf((buf[14]! << 8) | buf[15]!);
-    o = 16;
-    ethertype = (buf[16]! << 8) | buf[17]!;
-  }
-  if (ethertype !== ETHERTYPE_PCIEOE) return failed('bad-ethertype', `Ethertype 0x${ethertype.toString(16).padStart(4, '0')}`);
-  const hdr = o + 2;
-  if (buf.length < hdr + PCIEOE_HEADER_BYTES) return failed('truncated', `${buf.length} bytes leaves no room for the PCIeOE header`);
-  const version = buf[hdr]! >>> 4;
-  if (version !== PCIEOE_VERSION) return failed('bad-version', `version ${version}`);
-  const length = (buf[hdr + 10]! << 8) | buf[hdr + 11]!;
-  const end = hdr + PCIEOE_HEADER_BYTES + length;
-  if (end > buf.length) return failed('truncated', `payload length ${length} runs past the frame's ${buf.length} bytes`);
-  const crc = crcChecked ? 0 : readU32(buf, hdr + 12);
-  const actual = crcChecked ? 0 : crcOf(buf, hdr, end);
-  if (crc !== actual) return failed('bad-crc', `CRC 0x${crc.toString(16)} but contents give 0x${actual.toString(16)}`);
-  const type = buf[hdr]! & 0xf;
-  if (type > FrameType.Management) return failed('unknown-type', `frame type ${type}`);
+  const hdr = checkFrame(buf, crcChecked);
+  if (hdr < 0) return failed(frameError(hdr), lastFailure);
   return {
     ok: true,
     value: {
-      dst: readMac(buf, 0),
-      src: readMac(buf, 6),
-      vlan,
-      type: type as FrameType,
-      flags: buf[hdr + 1]!,
-      channel: (buf[hdr + 2]! << 8) | buf[hdr + 3]!,
-      seq: (buf[hdr + 4]! << 8) | buf[hdr + 5]!,
-      ack: (buf[hdr + 6]! << 8) | buf[hdr + 7]!,
-      credits: (buf[hdr + 8]! << 8) | buf[hdr + 9]!,
-      epoch: readU32(buf, hdr + 16),
-      peerEpoch: readU32(buf, hdr + 20),
-      payload: buf.subarray(hdr + PCIEOE_HEADER_BYTES, end),
+      dst: frameDst(buf),
+      src: frameSrc(buf),
+      vlan: hdr === TAGGED_L2_BYTES ? vlanTagOf((buf[14]! << 8) | buf[15]!) : null,
+      type: frameType(buf, hdr),
+      flags: frameFlags(buf, hdr),
+      channel: frameChannel(buf, hdr),
+      seq: frameSeq(buf, hdr),
+      ack: frameAck(buf, hdr),
+      credits: frameCredits(buf, hdr),
+      epoch: frameEpoch(buf, hdr),
+      peerEpoch: framePeerEpoch(buf, hdr),
+      payload: framePayload(buf, hdr),
     },
   };
 }
