@@ -9,6 +9,8 @@
 //   * read round trip (MRd 1 DW -> CplD) A -> B -> A through the switch, against a
 //     raw unix-datagram ping-pong between two processes;
 //   * standalone ACK frames as a share of all frames under bidirectional load.
+// A throughput is the median of the rates in FABRIC_BENCH_WINDOWS (5) equal parts of one case's
+// measuring window; CPU per frame is over the whole window.
 //
 //   npm run bench -- fabric
 //   FABRIC_BENCH_SECONDS=5 FABRIC_BENCH_PROF=/tmp/prof npm run bench -- fabric   (--cpu-prof every process)
@@ -24,12 +26,22 @@ import { completionFor } from '../src/fabric/tlp/completion.ts';
 import { FrameType, PCIEOE_HEADER_BYTES, TAGGED_L2_BYTES, encodeFrame } from '../src/fabric/wire/frame.ts';
 import { TlpType, decodeTlp, encodeTlp } from '../src/fabric/tlp/tlp.ts';
 import { MemifPort } from '../src/fabric/wire/memif/port.ts';
-import { VLAN, endpoint, macA, macB, peerArgs, startSwitch } from '../src/fabric/switch/switch-process.ts';
+import { type SwitchProcess, VLAN, endpoint, macA, macB, peerArgs, startSwitch } from '../src/fabric/switch/switch-process.ts';
 import { record, recordSettings } from './lib/results.ts';
 
 const SECONDS = Number(process.env.FABRIC_BENCH_SECONDS ?? 3);
 const WARMUP = 0.5;
-const LINGER = 0.3;
+/**
+ * Warm-up of the memif cases through the switch: their rate still climbs for about a second
+ * after the start (the same with a larger young generation), and a 1 s window (--quick) after
+ * 0.5 s measured mostly that climb. Their endpoints start alongside the switch (a memif client
+ * retries its connection); that and a shorter LINGER pay for it, so a run takes no longer.
+ */
+const WARMUP_MEMIF = 1;
+/** Parts of each measuring window; a throughput is the median of theirs (see windowCounter). */
+const WINDOWS = Number(process.env.FABRIC_BENCH_WINDOWS ?? 5);
+/** Senders keep going this long past the window (see workerMain). */
+const LINGER = 0.15;
 const PROF = process.env.FABRIC_BENCH_PROF;
 /** FABRIC_BENCH_NODE_ARGS="--trace-gc ...": more node options for every process of a case (V8 flags NODE_OPTIONS refuses). */
 const EXTRA_NODE_ARGS = (process.env.FABRIC_BENCH_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
@@ -50,11 +62,15 @@ interface WorkerConfig {
   viaSwitch?: boolean;
   /** Links are memif ports (the switch's --port NAME=memif) instead of unix datagram sockets; raw roles: one memif connection, no switch. */
   memif?: boolean;
+  /** Seconds from the start to the measuring window. */
+  warmup: number;
 }
 
 interface WorkerResult {
-  /** TLP data or datagram bytes received in the measuring window, per second. */
+  /** TLP data or datagram bytes received in the measuring window, per second: the median of its WINDOWS parts. */
   rxBytesPerSec?: number;
+  /** The same in each part of the window, in order. */
+  rxPartsBytesPerSec?: number[];
   /** Round trips completed in the window. */
   roundTrips?: number;
   medianRttUs?: number;
@@ -75,8 +91,8 @@ interface WorkerResult {
 
 interface Activity {
   start(): void;
-  /** Called at the start and end of the measuring window. */
-  mark(phase: 'begin' | 'end'): void;
+  /** Called at the start of the measuring window, between its parts, and at its end. */
+  mark(phase: 'begin' | 'split' | 'end'): void;
   result(): Omit<WorkerResult, 'cpuMs' | 'windowMs' | 'faults' | 'sleeps' | 'preempted'>;
   close(): void;
 }
@@ -88,33 +104,49 @@ function mwr(i: number): Buffer {
   });
 }
 
-/** Byte counting over the measuring window. */
+/**
+ * Byte counting over the measuring window, cut into WINDOWS equal parts: the rate is the median
+ * of the parts' rates, so a stall of the shared machine in one part (another process's burst, a
+ * GC) does not decide the figure; the frame count (for CPU per frame) is the whole window's.
+ */
 function windowCounter() {
   let bytes = 0;
   let frames = 0;
-  let atBegin = [0, 0];
-  let t0 = 0;
-  let rate = 0;
+  let framesAtBegin = 0;
   let framesIn = 0;
+  let partBytes = 0;
+  let partT0 = 0;
+  const parts: number[] = [];
   return {
     add(n: number) {
       bytes += n;
       frames++;
     },
-    mark(phase: 'begin' | 'end') {
-      if (phase === 'begin') [atBegin, t0] = [[bytes, frames], performance.now()];
-      else {
-        rate = ((bytes - atBegin[0]!) * 1000) / (performance.now() - t0);
-        framesIn = frames - atBegin[1]!;
-      }
+    mark(phase: 'begin' | 'split' | 'end') {
+      const now = performance.now();
+      if (phase === 'begin') framesAtBegin = frames;
+      else parts.push(((bytes - partBytes) * 1000) / (now - partT0));
+      if (phase === 'end') framesIn = frames - framesAtBegin;
+      [partBytes, partT0] = [bytes, now];
     },
+    /** Bytes per second: the median of the parts' rates. */
     get rate() {
-      return rate;
+      return median(parts);
+    },
+    /** Each part's rate, bytes per second. */
+    get parts() {
+      return parts;
     },
     get frames() {
       return framesIn;
     },
   };
+}
+
+function median(xs: readonly number[]): number {
+  const sorted = [...xs].sort((x, y) => x - y);
+  const mid = sorted.length >> 1;
+  return sorted.length === 0 ? NaN : sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 /** Round-trip timing: `sent()` before each request, `answered()` on its reply. */
@@ -129,8 +161,8 @@ function rttCounter() {
     answered() {
       if (measuring) samples.push(performance.now() - sentAt);
     },
-    mark(phase: 'begin' | 'end') {
-      measuring = phase === 'begin';
+    mark(phase: 'begin' | 'split' | 'end') {
+      if (phase !== 'split') measuring = phase === 'begin';
     },
     result() {
       const sorted = [...samples].sort((x, y) => x - y);
@@ -212,7 +244,7 @@ function rawActivity(cfg: WorkerConfig): Activity {
       bytes.mark(phase);
       rtt.mark(phase);
     },
-    result: () => (cfg.role === 'raw-sink' ? { rxBytesPerSec: bytes.rate, rxFrames: bytes.frames } : cfg.role === 'raw-ping' ? rtt.result() : { rxFrames: 0 }),
+    result: () => (cfg.role === 'raw-sink' ? { rxBytesPerSec: bytes.rate, rxPartsBytesPerSec: bytes.parts, rxFrames: bytes.frames } : cfg.role === 'raw-ping' ? rtt.result() : { rxFrames: 0 }),
     close() {
       running = false;
       rx.close();
@@ -264,7 +296,7 @@ function memifRawActivity(cfg: WorkerConfig): Activity {
       bytes.mark(phase);
       rtt.mark(phase);
     },
-    result: () => (cfg.role === 'raw-sink' ? { rxBytesPerSec: bytes.rate, rxFrames: bytes.frames } : cfg.role === 'raw-ping' ? rtt.result() : { rxFrames: 0 }),
+    result: () => (cfg.role === 'raw-sink' ? { rxBytesPerSec: bytes.rate, rxPartsBytesPerSec: bytes.parts, rxFrames: bytes.frames } : cfg.role === 'raw-ping' ? rtt.result() : { rxFrames: 0 }),
     close() {
       running = false;
       port.close();
@@ -335,7 +367,7 @@ function tlpActivity(cfg: WorkerConfig): Activity {
       bytes.mark(phase);
       rtt.mark(phase);
     },
-    result: () => ({ ...(cfg.role === 'tlp-requester' ? rtt.result() : { rxBytesPerSec: bytes.rate, rxFrames: bytes.frames }), stats: ep.channel.stats }),
+    result: () => ({ ...(cfg.role === 'tlp-requester' ? rtt.result() : { rxBytesPerSec: bytes.rate, rxPartsBytesPerSec: bytes.parts, rxFrames: bytes.frames }), stats: ep.channel.stats }),
     close() {
       running = false;
       ep.close();
@@ -353,10 +385,12 @@ async function workerMain(cfg: WorkerConfig): Promise<void> {
   let ru0 = process.resourceUsage();
   let t0 = 0;
   let window = { cpuMs: 0, windowMs: 0, faults: 0, sleeps: 0, preempted: 0 };
+  const warmup = cfg.warmup;
   setTimeout(() => {
     act.mark('begin');
     [cpu0, ru0, t0] = [process.cpuUsage(), process.resourceUsage(), performance.now()];
-  }, WARMUP * 1000);
+  }, warmup * 1000);
+  for (let k = 1; k < WINDOWS; k++) setTimeout(() => act.mark('split'), (warmup + (SECONDS * k) / WINDOWS) * 1000);
   setTimeout(() => {
     act.mark('end');
     const cpu = process.cpuUsage(cpu0);
@@ -368,13 +402,13 @@ async function workerMain(cfg: WorkerConfig): Promise<void> {
       sleeps: ru.voluntaryContextSwitches - ru0.voluntaryContextSwitches,
       preempted: ru.involuntaryContextSwitches - ru0.involuntaryContextSwitches,
     };
-  }, (WARMUP + SECONDS) * 1000);
+  }, (warmup + SECONDS) * 1000);
   // Everyone keeps going a little past the window, so no sender stops while a receiver still measures.
   setTimeout(() => {
     const result: WorkerResult = { ...act.result(), ...window };
     act.close();
     process.send!({ type: 'result', result }, () => process.disconnect());
-  }, (WARMUP + SECONDS + LINGER) * 1000);
+  }, (warmup + SECONDS + LINGER) * 1000);
 }
 
 // ---------------------------------------------------------- orchestrator side
@@ -463,36 +497,50 @@ async function measure(pl: Placement, roleA: Role, roleB: Role, opts: CaseOption
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fabric-bench-'));
   const raw = roleA.startsWith('raw-');
   const ports = ['a', 'b'].flatMap((s) => Array.from({ length: links }, (_, i) => `${s}${i}`));
-  const sw = raw && !viaSwitch
-    ? null
-    : await startSwitch({
-        dir,
-        ports: memif ? [] : ports,
-        cpu: pl.sw,
-        nodeArgs: profArgs(`switch-${roleA}-${links}-cpu${pl.sw}`),
-        args: [
-          ...(memif ? ports.flatMap((p) => ['--port', `${p}=memif`]) : [...peerArgs(dir, 'a', links), ...peerArgs(dir, 'b', links)]),
-          ...ports.flatMap((p) => ['--vlan', `${p}=trunk:${VLAN.vid}`]),
-          ...(pl.switchArgs ?? []),
-        ],
-      });
+  const switched = !raw || viaSwitch;
+  // Memif endpoints may start before the switch: their clients connect once it listens.
+  const early = switched && memif;
+  const warmup = early ? WARMUP_MEMIF : WARMUP;
+  let workers: [Worker, Worker] | null = null;
+  const startWorkers = () =>
+    (workers = [
+      // B first: a sink or completer should be listening before A starts.
+      startWorker({ role: roleB, dir, name: 'b', links, viaSwitch, memif, warmup }, switched ? pl.b : pl.rawB),
+      startWorker({ role: roleA, dir, name: 'a', links, viaSwitch, memif, warmup }, pl.a),
+    ]);
+  if (early) startWorkers();
+  let sw: SwitchProcess | null = null;
   try {
+    sw = !switched
+      ? null
+      : await startSwitch({
+          dir,
+          ports: memif ? [] : ports,
+          cpu: pl.sw,
+          nodeArgs: profArgs(`switch-${roleA}-${links}-cpu${pl.sw}`),
+          args: [
+            ...(memif ? ports.flatMap((p) => ['--port', `${p}=memif`]) : [...peerArgs(dir, 'a', links), ...peerArgs(dir, 'b', links)]),
+            ...ports.flatMap((p) => ['--vlan', `${p}=trunk:${VLAN.vid}`]),
+            ...(pl.switchArgs ?? []),
+          ],
+        });
     if (opts.shapeGbps) for (let i = 0; i < links; i++) await sw!.control.must({ port: `b${i}`, dir: 'tx', set: { rateGbps: opts.shapeGbps } });
-    // B first: a sink or completer should be listening before A starts.
-    const b = startWorker({ role: roleB, dir, name: 'b', links, viaSwitch, memif }, raw && !viaSwitch ? pl.rawB : pl.b);
-    const a = startWorker({ role: roleA, dir, name: 'a', links, viaSwitch, memif }, pl.a);
+    const [b, a] = workers ?? startWorkers();
     await Promise.all([a.ready, b.ready]);
     for (const w of [b, a]) w.proc.send({ type: 'go' });
     let swCpuMs = 0;
     if (sw) {
       const pid = sw.proc.pid!;
-      setTimeout(() => (swCpuMs = -cpuMsOf(pid)), WARMUP * 1000);
-      setTimeout(() => (swCpuMs += cpuMsOf(pid)), (WARMUP + SECONDS) * 1000);
+      setTimeout(() => (swCpuMs = -cpuMsOf(pid)), warmup * 1000);
+      setTimeout(() => (swCpuMs += cpuMsOf(pid)), (warmup + SECONDS) * 1000);
     }
     const [ra, rb] = await Promise.all([a.result, b.result]);
+    workers = null; // done: they exit on their own (a --cpu-prof profile is written at exit)
     if (process.env.FABRIC_BENCH_DEBUG) console.log(JSON.stringify({ a: ra.stats, b: rb.stats, sw: await sw?.control.must({ counters: true }) }));
     return { a: ra, b: rb, swCpuMs };
   } finally {
+    // Workers left waiting (the switch did not come up, the other worker failed) go too.
+    for (const w of (workers as [Worker, Worker] | null) ?? []) if (w.proc.exitCode === null) w.proc.kill('SIGKILL');
     const code = await sw?.stop();
     if (sw && code !== 0) console.error(`switch exited with ${code}: ${sw.output()}`);
     fs.rmSync(dir, { recursive: true, force: true });
@@ -536,10 +584,10 @@ async function orchestrate(): Promise<void> {
     return;
   }
   if (os.cpus().length < 2) console.log('(only one CPU: "spread" runs on one CPU too)');
-  console.log(`fabric: ${SECONDS} s per case after ${WARMUP} s warm-up, Node ${process.version}, load average ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}`);
+  console.log(`fabric: ${SECONDS} s per case after ${WARMUP} s warm-up (memif through the switch: ${WARMUP_MEMIF} s; rates: median of ${WINDOWS} parts), Node ${process.version}, load average ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}`);
   console.log('placements: one CPU = all on CPU 0; spread = switch on CPU 1, endpoints on CPU 0 (raw direct: one process per CPU);');
   console.log(`            ${POLLING.name} = spread, and the switch busy-polls CPU 1 (${POLLING.switchArgs!.join(' ')})\n`);
-  recordSettings('fabric', { secondsPerCase: SECONDS, warmupSeconds: WARMUP, payloadBytes: DATA, shapedGbps: SHAPED_GBPS, loadAverage: os.loadavg()[0]!.toFixed(1) });
+  recordSettings('fabric', { secondsPerCase: SECONDS, windowsPerCase: WINDOWS, warmupSeconds: WARMUP, memifWarmupSeconds: WARMUP_MEMIF, payloadBytes: DATA, shapedGbps: SHAPED_GBPS, loadAverage: os.loadavg()[0]!.toFixed(1) });
   const summary: string[] = [];
   for (const pl of PLACEMENTS) {
     const raw = await measure(pl, 'raw-source', 'raw-sink');
@@ -555,7 +603,7 @@ async function orchestrate(): Promise<void> {
     cpuLine(pl, one, DATA);
     recordRate(pl, 'unix dgram', one);
     const oneMemif = await measure(pl, 'tlp-source', 'tlp-sink', { memif: true });
-    line(pl, 'TLP payload A->B, one memif link, MPS 4 KiB', `${gbps(oneMemif.b.rxBytesPerSec!).toFixed(2)} Gb/s  (replays ${oneMemif.a.stats!.txReplay})`);
+    line(pl, 'TLP payload A->B, one memif link, MPS 4 KiB', `${gbps(oneMemif.b.rxBytesPerSec!).toFixed(2)} Gb/s  (parts ${oneMemif.b.rxPartsBytesPerSec!.map((r) => gbps(r).toFixed(1)).join(' ')}; replays ${oneMemif.a.stats!.txReplay})`);
     cpuLine(pl, oneMemif, DATA);
     recordRate(pl, 'memif', oneMemif);
     const rdMemif = await measure(pl, 'tlp-requester', 'tlp-completer', { memif: true });
