@@ -4,7 +4,7 @@
  * Boundary (PCIe Base Spec §2.3.1.1).
  */
 
-import { requestByteCount, requestLowerAddress } from './byte-enables.ts';
+import { leadingDisabled, requestByteCount, requestLowerAddress } from './byte-enables.ts';
 import { isPow2Size } from './split.ts';
 import {
   CplStatus,
@@ -79,9 +79,9 @@ export function completionsForRead(req: MemReadTlp, completerId: number, data: U
   if (!isPow2Size(limits.maxPayload)) throw new RangeError(`max payload ${limits.maxPayload} is not a power of two in 128-4096`);
   const base = Number(req.address & 0xfffn); // the request stays inside one 4 KiB page
   const total = requestByteCount(req.length, req.firstBe, req.lastBe);
-  const first = base + (requestLowerAddress(req.address, req.firstBe) & 3);
+  const first = base + leadingDisabled(req.firstBe); // base is DW-aligned: its low bits are the lower address's
   const end = first + total;
-  const head = header(req, completerId);
+  const attr = req.attr & 3; // as header() keeps them
   const out: CplDTlp[] = [];
   let at = first;
   while (at < end) {
@@ -90,9 +90,16 @@ export function completionsForRead(req: MemReadTlp, completerId: number, data: U
     const limit = Math.floor((dwStart + limits.maxPayload) / limits.rcb) * limits.rcb;
     const stop = Math.min(end, limit);
     const dwEnd = (stop + 3) & ~3;
+    // One literal, not header()'s fields spread in: this runs for every CplD of a device's DMA read.
     out.push({
       type: TlpType.CplD,
-      ...head,
+      tc: req.tc,
+      attr,
+      poisoned: false,
+      completerId,
+      requesterId: req.requesterId,
+      tag: req.tag,
+      bcm: false,
       status: CplStatus.SC,
       byteCount: end - at,
       lowerAddress: at & 0x7f,
