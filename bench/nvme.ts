@@ -43,9 +43,16 @@ type Result = import('./lib/fio.ts').Result;
 const LOSS = 0.001;
 const topoName = process.env.NVME_BENCH_TOPOLOGY ?? 'one-host-nvme-bench';
 
+/**
+ * PCIeOE with the HI and DI cabled back to back, no switch process between them (the topology's
+ * serial PCIEOE-B2B): run in the QD 1 case only, where it tells the switch's part of the latency.
+ */
+const BACK_TO_BACK = 'PCIeOE back to back';
+
 /** Which path a controller is, from what the guest sees of it. */
 function pathOf(model: string, serial: string): string {
   if (model.includes('QEMU')) return 'QEMU nvme';
+  if (serial.includes('B2B')) return BACK_TO_BACK;
   return serial.includes('REMOTE') ? 'PCIeOE' : 'direct';
 }
 const LOSSY = `PCIeOE ${LOSS * 100} % loss`;
@@ -79,13 +86,14 @@ async function benchLab(transport: Transport | undefined): Promise<Map<string, M
       devs.set(LOSSY, devs.get('PCIeOE')!);
       loss = await fabricLoss(state);
     }
-    const sides = ['QEMU nvme', 'direct', 'PCIeOE', LOSSY].filter((p) => devs.has(p));
+    const allSides = ['QEMU nvme', 'direct', 'PCIeOE', BACK_TO_BACK, LOSSY].filter((p) => devs.has(p));
+    const sidesOf = (w: string) => allSides.filter((p) => p !== BACK_TO_BACK || w === QD1_RANDREAD.name);
     // Each path against the one it is built on: direct vs QEMU, PCIeOE (either fabric) vs direct.
     const base = (p: string) => (p === 'direct' ? 'QEMU nvme' : 'direct');
-    const ratios = sides.filter((p) => p !== 'QEMU nvme' && devs.has(base(p)));
+    const ratios = allSides.filter((p) => p !== 'QEMU nvme' && devs.has(base(p)));
     console.log(`NVMe, topology ${topoName}${transport ? `, stations on ${transport}` : ''}: ${[...devs].map(([p, d]) => `${p} ${d}`).join(', ')}; ${lab.qemuVersion}, ${lab.accel}, ${process.env.NVME_BENCH_VCPUS ?? 2} vCPUs, ` +
       `${placement}; QEMU nvme cache=writeback; ${SECONDS} s per case, QD 64 = 2 jobs x 32`);
-    console.log(`${'workload'.padEnd(24)}${sides.map(resultHeader).join('')}${ratios.map((p) => ` | ${`${p}/${base(p)}`.padStart(24)}`).join('')}`);
+    console.log(`${'workload'.padEnd(24)}${allSides.map(resultHeader).join('')}${ratios.map((p) => ` | ${`${p}/${base(p)}`.padStart(24)}`).join('')}`);
     recordSettings(label('nvme', transport), { topology: topoName, transport: transport ?? 'topology', secondsPerCase: SECONDS, accel: lab.accel, placement, qemuNvmeCache: 'writeback', queueDepth: '2 jobs x 32 (QD 1 case: 1 x 1)', lossPercent: loss ? LOSS * 100 : 0 });
     for (const d of new Set(devs.values())) await fill(sh, d);
     const procs = [{ name: 'QEMU', pid: lab.vms[0]!.pid }, ...lab.processes];
@@ -96,6 +104,7 @@ async function benchLab(transport: Transport | undefined): Promise<Map<string, M
     for (const w of only === 'qd1' ? [QD1_RANDREAD] : only ? all.filter((x) => x.name.includes(only)) : all) {
       const r = new Map<string, Measured>();
       out.set(w.name, r);
+      const sides = sidesOf(w.name);
       for (const side of sides) {
         if (side === LOSSY) await loss!.set(LOSS);
         try {
@@ -111,12 +120,13 @@ async function benchLab(transport: Transport | undefined): Promise<Map<string, M
           if (side === LOSSY) await loss!.set(0);
         }
       }
-      const ratio = (p: string) => ` | ${`${((r.get(p)!.result.iops / r.get(base(p))!.result.iops) * 100).toFixed(0)} %`.padStart(24)}`;
-      console.log(`${w.name.padEnd(24)}${sides.map((p) => resultCells(r.get(p)!.result)).join('')}${ratios.map(ratio).join('')}`);
-      cpu.push(`${w.name.padEnd(24)}${sides.map((p) => ` | ${perIoText(r.get(p)!).padStart(26)}`).join('')}`);
+      // A path this workload leaves out (back to back beside QD 1) keeps its columns, empty.
+      const ratio = (p: string) => ` | ${(r.has(p) ? `${((r.get(p)!.result.iops / r.get(base(p))!.result.iops) * 100).toFixed(0)} %` : '').padStart(24)}`;
+      console.log(`${w.name.padEnd(24)}${allSides.map((p) => (r.has(p) ? resultCells(r.get(p)!.result) : ` | ${''.padStart(32)}`)).join('')}${ratios.map(ratio).join('')}`);
+      cpu.push(`${w.name.padEnd(24)}${allSides.map((p) => ` | ${(r.has(p) ? perIoText(r.get(p)!) : '').padStart(26)}`).join('')}`);
     }
     console.log(`\nCPU µs per I/O, by process (${procs.map((p) => p.name).join(' / ')}), path by path`);
-    console.log(`${'workload'.padEnd(24)}${sides.map((p) => ` | ${p.padStart(26)}`).join('')}`);
+    console.log(`${'workload'.padEnd(24)}${allSides.map((p) => ` | ${p.padStart(26)}`).join('')}`);
     for (const line of cpu) console.log(line);
     if (loss) console.log(`frames lost in the switch during the lossy runs: ${await loss.lost()}`);
     // The lab processes' logs go with the lab: keep them with the profiles (LAB_NODE_ARGS=--trace-gc writes its lines there).

@@ -105,9 +105,11 @@ export function otherChecks(r: Results): Check[] {
     r.figures.filter(isKind('round-trip')).find((f) => f.placement === TARGET_PLACEMENT && f.transport === transport && f.what.startsWith('MRd') !== raw)?.medianUs;
   const over = (a?: number, b?: number) => (a !== undefined && b ? (a / b) * 100 : undefined);
   const added = qd1AddedUs(r);
+  const addedB2b = qd1AddedUs(r, QD1_BACK_TO_BACK);
   return [
     { what: 'QD 1 4 KiB randread: PCIeOE mean added over direct', value: added, unit: 'µs', target: 50, atMost: true },
     { what: 'QD 1 added latency, the issue\'s floor', value: added, unit: 'µs', target: 200, atMost: true },
+    ...(addedB2b === undefined ? [] : [{ what: 'QD 1 added latency, HI and DI back to back (no switch process)', value: addedB2b, unit: 'µs', target: 200, atMost: true }]),
     { what: `one memif link through the switch (${TARGET_PLACEMENT})`, value: rate('memif', 1, false), unit: 'Gb/s', target: 10 },
     { what: `MRd round trip over memif / raw memif round trip (${TARGET_PLACEMENT})`, value: over(rtt('memif', false), rtt('raw memif', true)), unit: '%', target: 200, atMost: true },
     { what: `two shaped unix dgram links / one (${TARGET_PLACEMENT})`, value: over(rate('unix dgram', 2, true), rate('unix dgram', 1, true)), unit: '%', target: 180 },
@@ -115,9 +117,14 @@ export function otherChecks(r: Results): Check[] {
   ];
 }
 
-/** What the fabric adds to a QD 1 read's mean latency over direct attach, µs. */
-export function qd1AddedUs(r: Results): number | undefined {
-  const { remote, direct } = remoteAndDirect(r, QD1_WORKLOAD);
+/** The QD 1 case's PCIeOE path with the HI and DI cabled back to back (bench/nvme.ts). */
+export const QD1_BACK_TO_BACK = 'PCIeOE back to back';
+
+/** What the fabric (the PCIeOE path, or `path`) adds to a QD 1 read's mean latency over direct attach, µs. */
+export function qd1AddedUs(r: Results, path = 'PCIeOE'): number | undefined {
+  const figs = ioFigures(r, 'nvme').filter((f) => f.workload === QD1_WORKLOAD);
+  const remote = find(figs, QD1_WORKLOAD, path);
+  const direct = find(figs, QD1_WORKLOAD, 'direct');
   return remote && direct ? remote.meanUs - direct.meanUs : undefined;
 }
 

@@ -70,6 +70,17 @@ test('fabric and QD 1 targets from the run\'s figures, in the spread placement; 
   t.regex(md, /\| two shaped memif links \/ one \(spread\) \| missing \| ≥ 180 % \|  \|$/m);
 });
 
+test('QD 1 back to back: a check of its own when the run has the path, none when it has not', (t) => {
+  const results = readResults(fixture);
+  const what = 'QD 1 added latency, HI and DI back to back (no switch process)';
+  t.false(otherChecks(results).some((c) => c.what === what));
+  const pcieoe = results.figures.find((f) => f.kind === 'io' && f.workload === 'QD 1 randread 4 KiB' && f.path === 'PCIeOE')!;
+  const b2b = { ...pcieoe, path: 'PCIeOE back to back', meanUs: 400 };
+  const checks = new Map(otherChecks({ ...results, figures: [...results.figures, b2b] }).map((c) => [c.what, c.value]));
+  t.is(checks.get(what), 400 - 247);
+  t.is(checks.get('QD 1 4 KiB randread: PCIeOE mean added over direct'), 1690 - 247);
+});
+
 test('figures the run lacks are reported missing, never invented', async (t) => {
   const results = readResults(fixture);
   // The fixture has no PCIeOE seq write 64 KiB, lossy runs for one workload only, no 1 % loss,
