@@ -97,6 +97,8 @@ async function benchLab(transport: Transport | undefined): Promise<Map<string, M
     recordSettings(label('nvme', transport), { topology: topoName, transport: transport ?? 'topology', secondsPerCase: SECONDS, accel: lab.accel, placement, qemuNvmeCache: 'writeback', queueDepth: '2 jobs x 32 (QD 1 case: 1 x 1)', lossPercent: loss ? LOSS * 100 : 0 });
     for (const d of new Set(devs.values())) await fill(sh, d);
     const procs = [{ name: 'QEMU', pid: lab.vms[0]!.pid }, ...lab.processes];
+    // The back-to-back pair (processes b2b-*) serves only its own path: its idle CPU counts there, not in the others' lab CPU.
+    const procsOf = (side: string) => (side === BACK_TO_BACK ? procs : procs.filter((p) => !p.name.startsWith('b2b-')));
     /** Per workload and path: CPU µs per I/O of each process, over fio's ramp and run. */
     const cpu: string[] = [];
     const only = process.env.NVME_BENCH_ONLY;
@@ -108,7 +110,7 @@ async function benchLab(transport: Transport | undefined): Promise<Map<string, M
       for (const side of sides) {
         if (side === LOSSY) await loss!.set(LOSS);
         try {
-          const used = cpuMeter(procs);
+          const used = cpuMeter(procsOf(side));
           const result = await profiledRun(side === 'PCIeOE' && PROF_STATIONS(lab.processes), `${w.name}-${transport ?? 'topology'}`, () => runFio(sh, devs.get(side)!, w));
           const ios = result.iops * (SECONDS + 2); // ramp at about the same rate
           const cpuUs = new Map([...used()].map(([proc, us]) => [proc, us / ios]));
@@ -123,7 +125,7 @@ async function benchLab(transport: Transport | undefined): Promise<Map<string, M
       // A path this workload leaves out (back to back beside QD 1) keeps its columns, empty.
       const ratio = (p: string) => ` | ${(r.has(p) ? `${((r.get(p)!.result.iops / r.get(base(p))!.result.iops) * 100).toFixed(0)} %` : '').padStart(24)}`;
       console.log(`${w.name.padEnd(24)}${allSides.map((p) => (r.has(p) ? resultCells(r.get(p)!.result) : ` | ${''.padStart(32)}`)).join('')}${ratios.map(ratio).join('')}`);
-      cpu.push(`${w.name.padEnd(24)}${allSides.map((p) => ` | ${(r.has(p) ? perIoText(r.get(p)!) : '').padStart(26)}`).join('')}`);
+      cpu.push(`${w.name.padEnd(24)}${allSides.map((p) => ` | ${(r.has(p) ? perIoText(r.get(p)!, procs.map((x) => x.name)) : '').padStart(26)}`).join('')}`);
     }
     console.log(`\nCPU µs per I/O, by process (${procs.map((p) => p.name).join(' / ')}), path by path`);
     console.log(`${'workload'.padEnd(24)}${allSides.map((p) => ` | ${p.padStart(26)}`).join('')}`);
@@ -167,7 +169,8 @@ async function profiledRun<T>(stations: Record<string, string> | false, what: st
   return value;
 }
 
-const perIoText = (m: Measured) => [...m.cpuUs.values()].map((us) => us.toFixed(0)).join(' / ');
+/** CPU µs per I/O of each process named (default: those measured), '-' for one not measured on that path. */
+const perIoText = (m: Measured, names: string[] = [...m.cpuUs.keys()]) => names.map((n) => m.cpuUs.get(n)?.toFixed(0) ?? '-').join(' / ');
 
 /** PCIeOE on each transport, workload by workload: IOPS (and its share of the same lab's direct path), CPU µs per I/O by process. */
 function compareTransports(runs: Map<Transport, Map<string, Map<string, Measured>>>): void {
