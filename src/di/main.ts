@@ -156,7 +156,27 @@ async function main(): Promise<void> {
   // {"stats":true} → the DI's counters (rejected requests per kind) and each channel's TLP and link counters.
   const profiler = cpuProfileControl(station.dir);
   const assignment = assignControl(di);
-  const control = await serveLineControl(join(station.dir, 'control.sock'), (req) => {
+  const names = values.function.map((spec) => splitNamed('function', spec)[0]);
+  // The lab names a process's socket directory after it: that is the name the manager knows it by.
+  const responder = new ManagementResponder({
+    node: station.node, clock: realClock, role: StationRole.Di, name: basename(station.dir), count: names.length, report: () => functionReport(di, names),
+  });
+  // The handlers go in before the control socket appears: whoever waits for it may signal at once.
+  let control: Awaited<ReturnType<typeof serveLineControl>> | undefined;
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return; // a second signal while the files close
+    stopping = true;
+    control?.close();
+    log('info', `${signal}: closing; stats ${JSON.stringify(di.stats)}`);
+    responder.close();
+    di.close();
+    station.close();
+    void Promise.all(closeFiles.map((close) => close())).finally(() => process.exit(0));
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  control = await serveLineControl(join(station.dir, 'control.sock'), (req) => {
     const p = profiler(req) ?? assignment(req) ?? tuneNic(nics, req);
     if (p) return p;
     if (typeof req !== 'object' || req === null || (req as { stats?: unknown }).stats !== true) throw new Error('expected {"stats":true}');
@@ -167,24 +187,6 @@ async function main(): Promise<void> {
       channels: Object.fromEntries(station.ports.map((p) => [p.id, p.stats])),
     };
   });
-  const names = values.function.map((spec) => splitNamed('function', spec)[0]);
-  // The lab names a process's socket directory after it: that is the name the manager knows it by.
-  const responder = new ManagementResponder({
-    node: station.node, clock: realClock, role: StationRole.Di, name: basename(station.dir), count: names.length, report: () => functionReport(di, names),
-  });
-  let stopping = false;
-  const shutdown = (signal: string) => {
-    if (stopping) return; // a second signal while the files close
-    stopping = true;
-    control.close();
-    log('info', `${signal}: closing; stats ${JSON.stringify(di.stats)}`);
-    responder.close();
-    di.close();
-    station.close();
-    void Promise.all(closeFiles.map((close) => close())).finally(() => process.exit(0));
-  };
-  process.on('SIGTERM', () => shutdown('SIGTERM'));
-  process.on('SIGINT', () => shutdown('SIGINT'));
   log('info', `di pid ${process.pid}: ${values.function.length} function(s), ${values.assign.length} assignment(s)`);
 }
 
