@@ -193,7 +193,7 @@ export function copyCheckedFrame(dst: Uint8Array, src: Uint8Array, start: number
     return false;
   }
   const crc = copyCrc32(dst, 0, src, start, end, start + hdr, start + payloadEnd, start + hdr + 12);
-  return crc === readU32(dst, hdr + 12) && pcieoeHeaderAt(dst, 0, end - start) === hdr && ((dst[hdr + 10]! << 8) | dst[hdr + 11]!) === length;
+  return crc === readU32(dst, hdr + 12) && pcieoeHeaderAt(dst, 0, end - start) === hdr && frameLength(dst, hdr) === length;
 }
 
 /** Where the PCIeOE header of the frame in buf[start, end) begins, relative to start; -1 if it is not a PCIeOE frame. */
@@ -233,7 +233,7 @@ export function checkFrame(buf: Uint8Array, crcChecked = false): number {
   if (buf.length < hdr + PCIEOE_HEADER_BYTES) return fail(0, `${buf.length} bytes leaves no room for the PCIeOE header`);
   const version = buf[hdr]! >>> 4;
   if (version !== PCIEOE_VERSION) return fail(2, `version ${version}`);
-  const length = (buf[hdr + 10]! << 8) | buf[hdr + 11]!;
+  const length = frameLength(buf, hdr);
   const end = hdr + PCIEOE_HEADER_BYTES + length;
   if (end > buf.length) return fail(0, `payload length ${length} runs past the frame's ${buf.length} bytes`);
   if (!crcChecked) {
@@ -267,12 +267,14 @@ export const frameChannel = (buf: Uint8Array, hdr: number): number => (buf[hdr +
 export const frameSeq = (buf: Uint8Array, hdr: number): number => (buf[hdr + 4]! << 8) | buf[hdr + 5]!;
 export const frameAck = (buf: Uint8Array, hdr: number): number => (buf[hdr + 6]! << 8) | buf[hdr + 7]!;
 export const frameCredits = (buf: Uint8Array, hdr: number): number => (buf[hdr + 8]! << 8) | buf[hdr + 9]!;
+/** The payload's length field (checkFrame has found it within the frame). */
+export const frameLength = (buf: Uint8Array, hdr: number): number => (buf[hdr + 10]! << 8) | buf[hdr + 11]!;
 export const frameEpoch = (buf: Uint8Array, hdr: number): number => readU32(buf, hdr + 16);
 export const framePeerEpoch = (buf: Uint8Array, hdr: number): number => readU32(buf, hdr + 20);
 /** The payload: a view into buf, not a copy. */
 export function framePayload(buf: Uint8Array, hdr: number): Uint8Array {
   const start = hdr + PCIEOE_HEADER_BYTES;
-  return buf.subarray(start, start + ((buf[hdr + 10]! << 8) | buf[hdr + 11]!));
+  return buf.subarray(start, start + frameLength(buf, hdr));
 }
 
 /**
