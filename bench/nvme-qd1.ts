@@ -174,34 +174,28 @@ try {
   /** A station's --link to switch port `p`. */
   const link = (mac: string, p: string) => `${mac}@${TRANSPORT === 'memif' ? `memif:${join(sw.dir, `${p}.memif`)}` : sw.portPath(p)}`;
   const direct = start('src/direct-attach/nvme-main.ts', join(root, 'direct'), ['--socket', 'direct', '--serial', 'QD1-DIRECT', '--ns', `file=direct.img,size=${NS_BYTES >> 20}M,lba=512`]);
-  const di = start('src/di/main.ts', join(root, 'di'), [
-    ...DI_MACS.flatMap((m, i) => ['--link', link(m, `di${i}`)]),
-    '--channel', `1=${HI_MACS.join(',')}`,
-    '--function', `fn0=nvme:file:remote.img,size:${NS_BYTES >> 20}M,serial:QD1-REMOTE`,
-    '--assign', 'fn0=channel:1,bdf:01:00.0',
-  ]);
-  const hi = start('src/hi/main.ts', join(root, 'hi'), [
-    ...HI_MACS.flatMap((m, i) => ['--link', link(m, `hi${i}`)]),
-    '--channel', `1=${DI_MACS.join(',')}`,
-    '--eep', 'eep0=channel:1,bdf:01:00.0',
-  ]);
-  // Back to back: the DI serves each link's memif socket, the HI connects to it (the DI starts first, as with a switch).
+  /**
+   * A DI serving the remote NVMe function and an HI mapping it, in `<prefix>di` and `<prefix>hi`
+   * (the DI first: the HI enumerates the function as it starts); link i of each is `--link` given by diLink and hiLink.
+   */
+  const remotePath = (prefix: string, serial: string, diLink: (mac: string, i: number) => string, hiLink: (mac: string, i: number) => string) => {
+    const di = start('src/di/main.ts', join(root, `${prefix}di`), [
+      ...DI_MACS.flatMap((m, i) => ['--link', diLink(m, i)]),
+      '--channel', `1=${HI_MACS.join(',')}`,
+      '--function', `fn0=nvme:file:remote.img,size:${NS_BYTES >> 20}M,serial:${serial}`,
+      '--assign', 'fn0=channel:1,bdf:01:00.0',
+    ]);
+    const hi = start('src/hi/main.ts', join(root, `${prefix}hi`), [
+      ...HI_MACS.flatMap((m, i) => ['--link', hiLink(m, i)]),
+      '--channel', `1=${DI_MACS.join(',')}`,
+      '--eep', 'eep0=channel:1,bdf:01:00.0',
+    ]);
+    return { di, hi };
+  };
+  const { di, hi } = remotePath('', 'QD1-REMOTE', (m, i) => link(m, `di${i}`), (m, i) => link(m, `hi${i}`));
+  // Back to back: the DI serves each link's memif socket, the HI connects to it.
   const cable = (i: number) => join(root, 'b2b-di', `link${i}.memif`);
-  const b2b = BACK_TO_BACK
-    ? {
-        di: start('src/di/main.ts', join(root, 'b2b-di'), [
-          ...DI_MACS.flatMap((m, i) => ['--link', `${m}@memif-serve:${cable(i)}`]),
-          '--channel', `1=${HI_MACS.join(',')}`,
-          '--function', `fn0=nvme:file:remote.img,size:${NS_BYTES >> 20}M,serial:QD1-B2B`,
-          '--assign', 'fn0=channel:1,bdf:01:00.0',
-        ]),
-        hi: start('src/hi/main.ts', join(root, 'b2b-hi'), [
-          ...HI_MACS.flatMap((m, i) => ['--link', `${m}@memif:${cable(i)}`]),
-          '--channel', `1=${DI_MACS.join(',')}`,
-          '--eep', 'eep0=channel:1,bdf:01:00.0',
-        ]),
-      }
-    : undefined;
+  const b2b = BACK_TO_BACK ? remotePath('b2b-', 'QD1-B2B', (m, i) => `${m}@memif-serve:${cable(i)}`, (m, i) => `${m}@memif:${cable(i)}`) : undefined;
   const serverProcs = [sw.proc, direct, di, hi, ...(b2b ? [b2b.di, b2b.hi] : [])];
   if (NICE !== undefined) for (const p of serverProcs) setPriority(p.pid!, NICE);
   // Every thread of each server (libuv's pool too) on the CPUs given: wake-ups among them stay on one CPU.
