@@ -186,7 +186,7 @@ export function writeFrame(buf: Uint8Array, at: number, h: FrameHeader, payload:
  */
 export function copyCheckedFrame(dst: Uint8Array, src: Uint8Array, start: number, end: number): boolean {
   const hdr = pcieoeHeaderAt(src, start, end);
-  const length = hdr < 0 ? -1 : (src[start + hdr + 10]! << 8) | src[start + hdr + 11]!;
+  const length = hdr < 0 ? -1 : frameLength(src, start + hdr);
   const payloadEnd = hdr + PCIEOE_HEADER_BYTES + length;
   if (hdr < 0 || payloadEnd > end - start) {
     dst.set(start === 0 && end === src.length ? src : src.subarray(start, end));
@@ -199,13 +199,22 @@ export function copyCheckedFrame(dst: Uint8Array, src: Uint8Array, start: number
 /** Where the PCIeOE header of the frame in buf[start, end) begins, relative to start; -1 if it is not a PCIeOE frame. */
 function pcieoeHeaderAt(buf: Uint8Array, start: number, end: number): number {
   if (end - start < TAGGED_L2_BYTES + PCIEOE_HEADER_BYTES) return -1;
-  let o = 12;
-  let type = (buf[start + 12]! << 8) | buf[start + 13]!;
-  if (type === TPID_8021Q) {
-    o = 16;
-    type = (buf[start + 16]! << 8) | buf[start + 17]!;
-  }
-  return type === ETHERTYPE_PCIEOE ? o + 2 : -1;
+  const o = ethertypeAt(buf, start, end);
+  return readU16BE(buf, start + o) === ETHERTYPE_PCIEOE ? o + 2 : -1;
+}
+
+/**
+ * Where the Ethertype of the Ethernet frame in buf[start, end) lies, relative to start: 12, or
+ * 16 behind an 802.1Q tag; -1 when the frame ends before that field.
+ */
+function ethertypeAt(buf: Uint8Array, start: number, end: number): number {
+  if (end - start < UNTAGGED_L2_BYTES) return -1;
+  if (readU16BE(buf, start + 12) !== TPID_8021Q) return 12;
+  return end - start < TAGGED_L2_BYTES ? -1 : 16;
+}
+
+function readU16BE(buf: Uint8Array, at: number): number {
+  return (buf[at]! << 8) | buf[at + 1]!;
 }
 
 const FRAME_ERRORS: readonly FrameDecodeError[] = ['truncated', 'bad-ethertype', 'bad-version', 'bad-crc', 'unknown-type'];
@@ -220,14 +229,9 @@ let lastFailure = '';
  * then read with the frame* functions below: a receiver on the hot path allocates nothing.
  */
 export function checkFrame(buf: Uint8Array, crcChecked = false): number {
-  if (buf.length < UNTAGGED_L2_BYTES) return fail(0, `${buf.length} bytes is shorter than an Ethernet header`);
-  let o = 12;
-  let ethertype = (buf[12]! << 8) | buf[13]!;
-  if (ethertype === TPID_8021Q) {
-    if (buf.length < TAGGED_L2_BYTES) return fail(0, `${buf.length} bytes is shorter than a tagged Ethernet header`);
-    o = 16;
-    ethertype = (buf[16]! << 8) | buf[17]!;
-  }
+  const o = ethertypeAt(buf, 0, buf.length);
+  if (o < 0) return fail(0, `${buf.length} bytes is shorter than ${buf.length < UNTAGGED_L2_BYTES ? 'an' : 'a tagged'} Ethernet header`);
+  const ethertype = readU16BE(buf, o);
   if (ethertype !== ETHERTYPE_PCIEOE) return fail(1, `Ethertype 0x${ethertype.toString(16).padStart(4, '0')}`);
   const hdr = o + 2;
   if (buf.length < hdr + PCIEOE_HEADER_BYTES) return fail(0, `${buf.length} bytes leaves no room for the PCIeOE header`);
@@ -260,15 +264,15 @@ export function frameError(code: number): FrameDecodeError {
 export const frameDst = (buf: Uint8Array): Mac => readMac(buf, 0);
 export const frameSrc = (buf: Uint8Array): Mac => readMac(buf, 6);
 /** The VLAN id of a tagged frame; -1 for an untagged one. */
-export const frameVid = (buf: Uint8Array, hdr: number): number => (hdr === TAGGED_L2_BYTES ? ((buf[14]! << 8) | buf[15]!) & 0xfff : -1);
+export const frameVid = (buf: Uint8Array, hdr: number): number => (hdr === TAGGED_L2_BYTES ? readU16BE(buf, 14) & 0xfff : -1);
 export const frameType = (buf: Uint8Array, hdr: number): FrameType => buf[hdr]! & 0xf;
 export const frameFlags = (buf: Uint8Array, hdr: number): number => buf[hdr + 1]!;
-export const frameChannel = (buf: Uint8Array, hdr: number): number => (buf[hdr + 2]! << 8) | buf[hdr + 3]!;
-export const frameSeq = (buf: Uint8Array, hdr: number): number => (buf[hdr + 4]! << 8) | buf[hdr + 5]!;
-export const frameAck = (buf: Uint8Array, hdr: number): number => (buf[hdr + 6]! << 8) | buf[hdr + 7]!;
-export const frameCredits = (buf: Uint8Array, hdr: number): number => (buf[hdr + 8]! << 8) | buf[hdr + 9]!;
+export const frameChannel = (buf: Uint8Array, hdr: number): number => readU16BE(buf, hdr + 2);
+export const frameSeq = (buf: Uint8Array, hdr: number): number => readU16BE(buf, hdr + 4);
+export const frameAck = (buf: Uint8Array, hdr: number): number => readU16BE(buf, hdr + 6);
+export const frameCredits = (buf: Uint8Array, hdr: number): number => readU16BE(buf, hdr + 8);
 /** The payload's length field (checkFrame has found it within the frame). */
-export const frameLength = (buf: Uint8Array, hdr: number): number => (buf[hdr + 10]! << 8) | buf[hdr + 11]!;
+export const frameLength = (buf: Uint8Array, hdr: number): number => readU16BE(buf, hdr + 10);
 export const frameEpoch = (buf: Uint8Array, hdr: number): number => readU32(buf, hdr + 16);
 export const framePeerEpoch = (buf: Uint8Array, hdr: number): number => readU32(buf, hdr + 20);
 /** The payload: a view into buf, not a copy. */
@@ -289,7 +293,7 @@ export function decodeFrame(buf: Uint8Array, crcChecked = false): Decoded<Frame,
     value: {
       dst: frameDst(buf),
       src: frameSrc(buf),
-      vlan: hdr === TAGGED_L2_BYTES ? vlanTagOf((buf[14]! << 8) | buf[15]!) : null,
+      vlan: hdr === TAGGED_L2_BYTES ? vlanTagOf(readU16BE(buf, 14)) : null,
       type: frameType(buf, hdr),
       flags: frameFlags(buf, hdr),
       channel: frameChannel(buf, hdr),
