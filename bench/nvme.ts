@@ -14,7 +14,7 @@
 //                            vCPU threads, NVME_BENCH_VCPUS=1 gives the guest that many vCPUs,
 //                            NVME_BENCH_LINKS=1 every HI and DI that many links (placements compared in
 //                            docs/performance.md),
-//                            NVME_BENCH_NICE=-10 runs every lab process but QEMU at that nice value,
+//                            BENCH_LAB_SCHED=fifo:10 (or nice:-10) schedules every lab process but QEMU so (bench/lib/lab.ts),
 //                            NVME_BENCH_ONLY=qd1 runs only the QD 1 case, NVME_BENCH_ONLY=TEXT only
 //                            the workloads whose name contains TEXT ("64 KiB"); PCIEOE_TRACE=DIR traces
 //                            the lab processes' frames, see src/fabric/trace.ts and bench/trace-chain.ts;
@@ -26,10 +26,9 @@
 //                            gives every lab process those node options, see src/lab/lab.ts)
 import { copyFileSync, mkdirSync, rmSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { setPriority } from 'node:os';
 import { cpuMeter } from './lib/cpu.ts';
 import { record, recordSettings } from './lib/results.ts';
-import { benchTopology, fabricLoss, placementText, placeVm, privateLabDirs, type FabricLoss } from './lib/lab.ts';
+import { benchTopology, fabricLoss, placementText, placeVm, privateLabDirs, scheduleLab, type FabricLoss } from './lib/lab.ts';
 import { movedCounters, profiled, stationCounters, summariseProfile } from './lib/profile.ts';
 
 const state = privateLabDirs('lab-nvb');
@@ -77,9 +76,7 @@ async function benchLab(transport: Transport | undefined): Promise<Map<string, M
     for (const vm of lab.vms) await placeVm(vm);
     // Priority: each hop of a PCIeOE I/O wakes a lab process, and on a loaded machine a woken (or
     // preempted) process waits behind busy ones for its turn; the direct server gets the same.
-    const nice = process.env.NVME_BENCH_NICE === undefined ? undefined : Number(process.env.NVME_BENCH_NICE);
-    if (nice !== undefined) for (const p of lab.processes) setPriority(p.pid, nice);
-    const placement = `${placementText()}${nice === undefined ? '' : `, lab processes (QEMU not) at nice ${nice}`}`;
+    const placement = [placementText(), await scheduleLab(lab.processes.map((p) => p.pid))].filter((x) => x !== '').join(', ');
     const sh = guestShell(lab.vms[0]!.agent);
     const devs = new Map((await controllers(sh)).map((c) => [pathOf(c.model, c.serial), c.dev]));
     if (devs.has('PCIeOE') && !QUICK) {
