@@ -54,6 +54,20 @@ test('RFC 1071 example: the sum of 0001 f203 f4f5 f6f7 folds to ddf2', (t) => {
   t.is(fold(onesSum(Uint8Array.of(0xff))), 0xff00, 'an odd byte is the high half of a word');
 });
 
+test('property: the sum over any slice (at any byte offset, any length) is the big-endian word sum', (t) => {
+  const byWords = (d: Uint8Array, sum: number) => {
+    for (let i = 0; i < d.length; i += 2) sum += (d[i]! << 8) | (d[i + 1] ?? 0);
+    return sum;
+  };
+  fc.assert(
+    fc.property(fc.uint8Array({ minLength: 0, maxLength: 3000 }), fc.nat(7), fc.nat(0x3ffff), (bytes, skip, start) => {
+      const d = bytes.subarray(Math.min(skip, bytes.length));
+      return fold(onesSum(d, start)) === fold(byWords(d, start));
+    }),
+  );
+  t.is(fold(onesSum(new Uint8Array(65536).fill(0xff))), 0xffff, 'all ones over 64 KiB');
+});
+
 test('property: a completed partial checksum checks; any flipped bit of the L4 part fails the check', (t) => {
   t.notThrows(() =>
     fc.assert(

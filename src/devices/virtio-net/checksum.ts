@@ -10,12 +10,40 @@
 //   0 dst[6] | 6 src[6] | 12 type be16 (0x8100: 14 tci be16, 16 type be16) | IPv4 header
 //   IPv4: 0 ver/ihl | 2 total length be16 | 6 flags/fragment be16 | 9 protocol | 12 src[4] | 16 dst[4]
 
+const LITTLE_ENDIAN = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
+
 /** The 16-bit ones' complement sum of `data` (big-endian words, an odd last byte padded), added to `sum`, not folded. */
 export function onesSum(data: Uint8Array, sum = 0): number {
+  let i = 0;
+  // Every byte of a TSO packet and of each received frame goes through here: whole aligned dwords
+  // at a time when the data is at an even address (RFC 1071 §2: the sum does not depend on the
+  // byte order, and a 32-bit word is two 16-bit ones, as 2^16 = 1 modulo 0xffff).
+  if (LITTLE_ENDIAN && data.length >= 64 && !(data.byteOffset & 1)) {
+    if (data.byteOffset & 2) {
+      sum += (data[0]! << 8) | data[1]!;
+      i = 2;
+    }
+    const words = (data.length - i) >> 2;
+    sum += swapped(dwordSum(new Uint32Array(data.buffer, data.byteOffset + i, words)));
+    i += words * 4;
+  }
   const n = data.length & ~1;
-  for (let i = 0; i < n; i += 2) sum += (data[i]! << 8) | data[i + 1]!;
+  for (; i < n; i += 2) sum += (data[i]! << 8) | data[i + 1]!;
   if (data.length & 1) sum += data[n]! << 8;
   return sum;
+}
+
+/** The little-endian dwords of `w` summed (exact below 2^53: up to 2^21 dwords). */
+function dwordSum(w: Uint32Array): number {
+  let sum = 0;
+  for (let k = 0; k < w.length; k++) sum += w[k]!;
+  return sum;
+}
+
+/** A ones' complement sum of words read in the host's order (little-endian), as the big-endian one: folded, bytes swapped. */
+function swapped(sum: number): number {
+  const f = fold(sum);
+  return ((f & 0xff) << 8) | (f >> 8);
 }
 
 /** Folds a sum to 16 bits (end-around carry). */
