@@ -1,6 +1,7 @@
 // What the virtio-net unit tests share: test frames, a running device behind the soft driver,
 // and the check that a driver error sets DEVICE_NEEDS_RESET and a reset recovers.
 import type { ExecutionContext } from 'ava';
+import type { GuestMemory } from '../../src/devices/nvme/soft-host.ts';
 import { SoftVirtioNetDriver } from '../../src/devices/virtio-net/soft-driver.ts';
 import { DeviceStatus } from '../../src/devices/virtio-net/virtio-pci.ts';
 
@@ -16,9 +17,9 @@ export function frame(len: number, seed = 0): Uint8Array {
   return f;
 }
 
-export async function ready(cfg: RigConfig = {}, queueSize?: number): Promise<SoftVirtioNetDriver> {
+export async function ready(cfg: RigConfig = {}, queueSize?: number, memory?: GuestMemory): Promise<SoftVirtioNetDriver> {
   // The measured options on unless a test says otherwise, as these tests were written for them (the model's defaults are off).
-  const d = new SoftVirtioNetDriver({ rxPrefetch: true, eagerInterrupts: true, ...cfg });
+  const d = new SoftVirtioNetDriver({ rxPrefetch: true, eagerInterrupts: true, ...cfg }, memory);
   const s = await d.init({ queueSize });
   if (s !== RUNNING) throw new Error(`status 0x${s.toString(16)} after init`);
   return d;

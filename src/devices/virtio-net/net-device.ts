@@ -76,7 +76,7 @@
 // counted, as is a received frame larger than the MTU or one that finds no buffer in time.
 import { PciFunction } from '../../pci/function.ts';
 import type { Logger } from '../../common/logger.ts';
-import { type DeviceQueue, type Eagerness, gather, scatter, SplitQueue, VirtqueueError } from './virtqueue.ts';
+import { type DeviceQueue, type Eagerness, gather, type ReadInto, scatter, SplitQueue, VirtqueueError } from './virtqueue.ts';
 import { PackedQueue, RING_WINDOW } from './packed-queue.ts';
 import { completeChecksum, l4ChecksumValid } from './checksum.ts';
 import { segmentTcpV4 } from './segment.ts';
@@ -107,6 +107,8 @@ const GSO_NONE = 0;
 const GSO_TCPV4 = 1;
 /** The largest packet a driver may hand over with TSO (an IPv4 packet and its Ethernet header). */
 const TSO_MAX_FRAME = 65535 + 18;
+/** Transmit read buffers kept for reuse (txBuffers): a batch's chains and the next batch's, in flight at once. */
+const TX_BUFFERS_KEPT = 32;
 export const QUEUE_MAX = 256;
 export const RX_QUEUE = 0;
 export const TX_QUEUE = 1;
@@ -269,6 +271,13 @@ export class VirtioNet extends PciFunction {
     dmaRead: (addr: number, length: number) => this.dmaRead(addr, length),
     dmaWrite: (addr: number, data: Uint8Array) => this.dmaWrite(addr, data),
   };
+  private readonly readInto: ReadInto = (segments, into) => this.dmaReadInto(segments, into);
+  /**
+   * Buffers transmitted packets of several buffers are read into (gather), each given back once
+   * the packet's frames are made: a 64 KiB TSO packet otherwise took an ArrayBuffer of its own,
+   * whose backing store the GC accounts and sweeps (src/fabric/slab.ts says why that costs).
+   */
+  private readonly txBuffers: Uint8Array[] = [];
   private linkUp = true;
   private rxPrefetch: boolean;
   /** Per queue, when a publish interrupts without reading the driver's wish first; the rings hold these objects. */
@@ -670,18 +679,20 @@ export class VirtioNet extends PciFunction {
       if (!batch.length || generation !== this.generation) return;
       c.txBatches++;
       next = settleLater(this.fetchTx(ring));
-      for (const { head, read } of batch) {
+      for (const { head, read, buffer } of batch) {
         if (typeof read === 'number') {
           if (read < MIN_FRAME) c.txRunt++;
           else c.txOversize++;
         } else {
           const bytes = await read;
           if (generation !== this.generation) return;
-          for (const frame of this.txFrames(bytes)) {
+          for (const frame of this.txFrames(bytes, bytes.buffer === buffer?.buffer)) {
             c.txFrames++;
             c.txBytes += frame.length;
             if (this.linkUp) this.wire.transmit(frame);
           }
+          // Nothing sent refers to it (txFrames copied what it sends): the next packet is read into it.
+          if (buffer && this.txBuffers.length < TX_BUFFERS_KEPT) this.txBuffers.push(buffer);
         }
         ring.push(head, 0);
       }
@@ -690,13 +701,14 @@ export class VirtioNet extends PciFunction {
   }
 
   /** The next batch of transmit chains, each with its data read started (or the length that rules it out). */
-  private async fetchTx(ring: DeviceQueue): Promise<{ head: number; read: number | Promise<Uint8Array> }[]> {
+  private async fetchTx(ring: DeviceQueue): Promise<{ head: number; read: number | Promise<Uint8Array>; buffer?: Uint8Array }[]> {
     const chains = await ring.popBatch();
     return chains.map((chain) => {
       if (chain.writable.length) throw new VirtqueueError(`transmit chain from ${chain.head} has a writable buffer`);
       const frameLen = chain.readableBytes - NET_HDR_SIZE;
       if (frameLen < MIN_FRAME || frameLen > (this.negotiated(NetFeature.HostTso4) ? TSO_MAX_FRAME : this.mtu + ETH_OVERHEAD)) return { head: chain.head, read: frameLen };
-      return { head: chain.head, read: settleLater(gather(this.mem, chain.readable, chain.readableBytes)) };
+      const buffer = this.txBuffers.pop() ?? new Uint8Array(TSO_MAX_FRAME + NET_HDR_SIZE);
+      return { head: chain.head, read: settleLater(gather(this.mem, chain.readable, chain.readableBytes, this.readInto, buffer)), buffer };
     });
   }
 
@@ -705,7 +717,7 @@ export class VirtioNet extends PciFunction {
    * or its TCP segments (TSO); none (counted) if the header asks for what was not negotiated
    * or does not fit the packet, or a frame would exceed the MTU.
    */
-  private txFrames(packet: Uint8Array): Uint8Array[] {
+  private txFrames(packet: Uint8Array, borrowed: boolean): Uint8Array[] {
     const c = this.counters;
     const flags = packet[0]!;
     const gso = packet[1]!;
@@ -723,7 +735,8 @@ export class VirtioNet extends PciFunction {
       c.txOversize++;
       return [];
     }
-    if (!(flags & HdrFlag.NeedsCsum)) return [packet.subarray(NET_HDR_SIZE)];
+    // A borrowed packet's buffer is read into again once this returns: what is sent must be a copy.
+    if (!(flags & HdrFlag.NeedsCsum)) return [borrowed ? packet.slice(NET_HDR_SIZE) : packet.subarray(NET_HDR_SIZE)];
     // A copy: the packet may be the driver's memory itself, which the device only reads.
     const frame = packet.slice(NET_HDR_SIZE);
     return completeChecksum(frame, packet[6]! | (packet[7]! << 8), packet[8]! | (packet[9]! << 8)) ? [frame] : bad();
@@ -764,7 +777,9 @@ export class VirtioNet extends PciFunction {
           ring.push(chain.head, 0);
           continue;
         }
-        const packet = new Uint8Array(NET_HDR_SIZE + frame.length);
+        // Not zeroed (a frame is under Buffer's pool size: a slice of a shared pool, no allocation of
+        // its own): the header is written whole below, the frame after it.
+        const packet = Buffer.allocUnsafe(NET_HDR_SIZE + frame.length).fill(0, 0, NET_HDR_SIZE);
         if (this.negotiated(NetFeature.GuestCsum) && l4ChecksumValid(frame)) {
           packet[0] = HdrFlag.DataValid;
           c.rxChecksumValid++;

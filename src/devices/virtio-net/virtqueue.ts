@@ -396,15 +396,26 @@ function le16(v: number): Uint8Array {
   return Uint8Array.of(v & 0xff, v >> 8);
 }
 
+/** A transport's scatter read (DmaPort.dmaReadInto), or undefined when it has none. */
+export type ReadInto = (segments: readonly Segment[], into: Uint8Array) => Promise<unknown> | undefined;
+
 /**
  * Gathers the readable buffers of a chain into one byte array. The reads of all
  * buffers are in flight at once: over PCIeOE a chain (a packet's headers in one
  * buffer, its payload in page fragments after) costs one round trip, not one a buffer.
  */
-export async function gather(mem: DmaPort, segs: readonly Segment[], total: number): Promise<Uint8Array> {
+export async function gather(mem: DmaPort, segs: readonly Segment[], total: number, readInto?: ReadInto, buffer?: Uint8Array): Promise<Uint8Array> {
   if (segs.length === 1) return mem.dmaRead(segs[0]!.addr, segs[0]!.len);
+  // Where the transport reads a scatter list into one array (over PCIeOE: each completion's data
+  // lands in place, one promise for all), no array per buffer is made to be copied from. Into the
+  // caller's buffer if it gave one (of at least `total` bytes), else a new one; every byte is read into it.
+  const out = buffer ? buffer.subarray(0, total) : new Uint8Array(total);
+  const into = readInto?.(segs.some((s) => !s.len) ? segs.filter((s) => s.len) : segs, out);
+  if (into) {
+    await into;
+    return out;
+  }
   const parts = await Promise.all(segs.map((s) => (s.len ? mem.dmaRead(s.addr, s.len) : new Uint8Array(0))));
-  const out = new Uint8Array(total);
   let at = 0;
   for (const p of parts) {
     out.set(p, at);
