@@ -60,8 +60,8 @@ test('an ACK timer that fires early (whole-ms timers on a stale loop time) waits
   t.true(acksAt[0]! >= 1.95, `ACK at ${acksAt[0]} ms, owed since 0.95 ms`);
 });
 
-test('two links: the frames of one turn keep to one link, the next turn takes the other, a large burst still spreads', (t) => {
-  /** Sequence numbers of A's TLP frames as the switch received them, per link. */
+/** A fabric of two links whose A side logs, per link, the sequence numbers of the TLP frames it sent. */
+function twoLinks() {
   const byLink: number[][] = [[], []];
   const f = buildFabric({
     links: 2,
@@ -76,16 +76,40 @@ test('two links: the frames of one turn keep to one link, the next turn takes th
         : undefined,
   });
   f.clock.advance(1);
+  /** A turn of n TLPs from A, then the event loop run until the peer has acknowledged them. */
   const turn = (n: number) => {
     for (const p of numbered(n)) f.a.send(p);
-    t.true(f.clock.runUntil(() => f.a.unacknowledged === 0, 100));
+    return f.clock.runUntil(() => f.a.unacknowledged === 0, 100);
   };
-  turn(3);
+  return { f, byLink, turn };
+}
+
+test('two links: the frames of one turn keep to one link, the next turn takes the other, a turn beyond 64 frames spreads', (t) => {
+  const { f, byLink, turn } = twoLinks();
+  t.true(turn(3));
   t.deepEqual(byLink, [[0, 1, 2], []], 'a turn of three frames on one link');
-  turn(3);
+  t.true(turn(3));
   t.deepEqual(byLink, [[0, 1, 2], [3, 4, 5]], 'the next turn on the other');
-  turn(32);
-  t.is(byLink[0]!.length + byLink[1]!.length, 38);
-  t.true(byLink[0]!.length >= 16 + 3 && byLink[1]!.length >= 16 + 3, `a burst of 32 spread: ${byLink[0]!.length - 3} and ${byLink[1]!.length - 3}`);
+  // A 64 KiB transfer's sixteen TLPs and a few more: one link, one wake-up of the switch and the peer.
+  t.true(turn(20));
+  t.deepEqual(byLink[0], [0, 1, 2, ...Array.from({ length: 20 }, (_, i) => 6 + i)], 'a turn of twenty on one link');
+  t.deepEqual(byLink[1], [3, 4, 5]);
+  t.true(turn(100));
+  t.is(byLink[0]!.length + byLink[1]!.length, 126);
+  t.is(byLink[1]!.length - 3, 64, 'the least loaded link takes the first 64 of a turn of 100');
+  t.is(byLink[0]!.length - 23, 36, 'the other the rest');
+  f.close();
+});
+
+test('two links: turns of uneven sizes still load both links evenly', (t) => {
+  const { f, byLink, turn } = twoLinks();
+  // A transfer's burst, then a lone frame, over and over: round robin by turn would put every burst on one link.
+  for (let i = 0; i < 20; i++) {
+    t.true(turn(16));
+    t.true(turn(1));
+  }
+  t.is(byLink[0]!.length + byLink[1]!.length, 340);
+  t.true(Math.abs(byLink[0]!.length - byLink[1]!.length) <= 16, `frames per link ${byLink[0]!.length} and ${byLink[1]!.length}`);
+  t.true(byLink.every((l) => l.length >= 150), 'both links carry bursts');
   f.close();
 });

@@ -5,6 +5,11 @@
  * then resends its unacknowledged frames on the others). Any valid frame
  * brings it back.
  *
+ * Frames are dealt to links by the turn: a turn's frames keep to the link
+ * that has carried fewest frames so far (up to TURN_BURST, then the next
+ * least loaded), so a turn wakes the switch and the peer once, and the links'
+ * loads even out over turns of any sizes.
+ *
  * It also remembers, per link, the highest first-transmission sequence number
  * heard: links are FIFO, so once every live link has passed a gap the gap
  * was lost, not late (the receiver's NAK rule).
@@ -13,8 +18,13 @@
 import { type Clock, type TimerHandle, afterPendingInput } from '../clock.ts';
 import { seqDiff } from './seq.ts';
 
-/** Frames of one turn that keep to one link before the next link takes over. */
-const BURST = 8;
+/**
+ * Frames of one turn that keep to one link before the least loaded other takes over: a 64 KiB
+ * transfer's sixteen TLPs and its command's frames, a few times over (what a busy turn of the
+ * NVMe path sends), well inside a memif ring's 1024 slots. Only a turn larger than this is
+ * spread over links within the turn.
+ */
+const TURN_BURST = 64;
 
 export interface LivenessStats {
   txHeartbeat: number;
@@ -51,6 +61,8 @@ export class Liveness {
   /** The link the current burst keeps to, and how many more frames it may take this turn. */
   private burstLink = 0;
   private burstLeft = 0;
+  /** Frames given to each link since the links last changed state: a new burst takes the fewest. */
+  private readonly dealt: number[];
   private turnTimer: TimerHandle | null = null;
   private peerAlive = true;
   private closed = false;
@@ -59,6 +71,7 @@ export class Liveness {
   constructor(private readonly o: LivenessOptions) {
     const now = o.clock.now();
     this.links = Array.from({ length: o.links }, () => ({ up: true, lastRx: now, lastTx: -Infinity, passed: 0 }));
+    this.dealt = new Array<number>(o.links).fill(0);
   }
 
   get states(): readonly boolean[] {
@@ -99,17 +112,20 @@ export class Liveness {
 
   /**
    * The link for the next frame: the frames sent in one event-loop turn keep to one live link,
-   * BURST at a time, and each turn (and burst) starts on the next, round robin. A small burst
-   * (a queue-depth-1 request and what answers it) then wakes the switch and the peer once, not
-   * once per link it was dealt over, while a large one is still spread across the links.
+   * TURN_BURST at a time, and each burst starts on the live link given fewest frames (ties round
+   * robin). A turn's burst (a 64 KiB transfer's TLPs, a queue-depth-1 request and its answer)
+   * then wakes the switch and the peer once, not once per link it was dealt over, and turns of
+   * uneven sizes (a transfer's TLPs, then a lone completion) still load the links evenly.
    */
   pickLink(): number {
     if (this.burstLeft > 0 && this.links[this.burstLink]!.up) {
       this.burstLeft--;
+      this.dealt[this.burstLink]!++;
       return this.burstLink;
     }
-    this.burstLink = this.nextLink();
-    this.burstLeft = BURST - 1;
+    this.burstLink = this.leastLoadedLink();
+    this.burstLeft = TURN_BURST - 1;
+    this.dealt[this.burstLink]!++;
     if (!this.turnTimer && this.links.length > 1) {
       this.turnTimer = this.o.clock.setTimer(0, () => {
         this.turnTimer = null;
@@ -119,19 +135,18 @@ export class Liveness {
     return this.burstLink;
   }
 
-  /** The next live link, round robin. */
-  private nextLink(): number {
+  /** The live link given fewest frames, round robin among equals; round robin over all when none is live. */
+  private leastLoadedLink(): number {
     const n = this.links.length;
+    let best = -1;
     for (let i = 0; i < n; i++) {
       const k = (this.rr + i) % n;
-      if (this.links[k]!.up) {
-        this.rr = (k + 1) % n;
-        return k;
-      }
+      if (this.links[k]!.up && (best < 0 || this.dealt[k]! < this.dealt[best]!)) best = k;
     }
     // Every link looks dead: keep trying them in turn, one may be back.
-    this.rr = (this.rr + 1) % n;
-    return this.rr;
+    if (best < 0) best = this.rr;
+    this.rr = (best + 1) % n;
+    return best;
   }
 
   close(): void {
@@ -169,6 +184,8 @@ export class Liveness {
 
   private setLink(link: number, up: boolean): void {
     this.links[link]!.up = up;
+    // A link back from the dead would otherwise take every burst until its count caught up.
+    this.dealt.fill(0);
     if (up) this.o.stats.linkUp++;
     else this.o.stats.linkDown++;
     this.o.onLinkState?.(link, up);
