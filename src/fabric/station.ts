@@ -13,6 +13,7 @@ import { PcieoePort, type PortLog } from './pcieoe-port.ts';
 import type { VlanTag } from './wire/frame.ts';
 import { type Mac, parseMac } from './wire/mac.ts';
 import { MemifPort } from './wire/memif/port.ts';
+import { memifPollUs } from './wire/memif/reply-poll.ts';
 import { UnixDgramPort } from './wire/unix-dgram-port.ts';
 
 /** The options every station takes, for util.parseArgs (spread into the entry's own). */
@@ -21,15 +22,18 @@ export const STATION_ARGS = {
   channel: { type: 'string', multiple: true, default: [] as string[] },
   vlan: { type: 'string' },
   'socket-dir': { type: 'string' },
+  'memif-poll-us': { type: 'string' },
 } as const;
 
-export const STATION_USAGE = '--link MAC@SOCK... --channel ID=MAC[,MAC]... [--vlan VID] [--socket-dir DIR]';
+export const STATION_USAGE = '--link MAC@SOCK... --channel ID=MAC[,MAC]... [--vlan VID] [--socket-dir DIR] [--memif-poll-us US]';
 
 export interface StationArgs {
   link: string[];
   channel: string[];
   vlan?: string;
   'socket-dir'?: string;
+  /** Each memif link's poll window after a send (wire/memif/reply-poll.ts); PCIEOE_MEMIF_POLL_US overrides it. */
+  'memif-poll-us'?: string;
 }
 
 /**
@@ -71,7 +75,8 @@ export function openStation(args: StationArgs, o: StationOptions): OpenStation {
   const channels = args.channel.map(parseChannelSpec);
   if (links.length === 0 || channels.length === 0) throw new Error('need at least one --link and --channel');
   const vlan: VlanTag | null = args.vlan === undefined ? null : { pcp: 5, dei: false, vid: Number(args.vlan) };
-  const sockets = links.map((l, i) => openLinkPort(l, dir, i));
+  const pollUs = memifPollUs(args['memif-poll-us']);
+  const sockets = links.map((l, i) => openLinkPort(l, dir, i, pollUs));
   // The link layer and the TLP endpoints arm and clear timers per frame: on one timer of o.clock (batched-timers.ts).
   const clock = new BatchedTimers(o.clock);
   const node = new FabricNode(links.map((l, i) => ({ station: stationOf(sockets[i]!), mac: l.mac })), clock, vlan, STATION_LINK_TUNING);
@@ -108,13 +113,13 @@ const MEMIF_SERVE_LINK = 'memif-serve:';
 /**
  * Link `index`'s transport: a memif client of the switch port's control socket, a memif server
  * for a back-to-back cable, or a unix datagram socket bound at `<dir>/link<index>.sock` sending
- * to the switch port's socket.
+ * to the switch port's socket. A memif link polls `pollUs` for a reply after each send (0: never).
  */
-export function openLinkPort(link: LinkSpec, dir: string, index: number): MemifPort | UnixDgramPort {
+export function openLinkPort(link: LinkSpec, dir: string, index: number, pollUs = 0): MemifPort | UnixDgramPort {
   const name = `pcieoe-link${index}`;
-  if (link.switchPort.startsWith(MEMIF_LINK)) return new MemifPort({ socket: link.switchPort.slice(MEMIF_LINK.length), role: 'client', name });
+  if (link.switchPort.startsWith(MEMIF_LINK)) return new MemifPort({ socket: link.switchPort.slice(MEMIF_LINK.length), role: 'client', name, pollUs });
   // A station checks every frame's CRC, whichever end of the cable it serves (a switch's server end leaves that to the station).
-  if (link.switchPort.startsWith(MEMIF_SERVE_LINK)) return new MemifPort({ socket: link.switchPort.slice(MEMIF_SERVE_LINK.length), role: 'server', name, checkCrc: true });
+  if (link.switchPort.startsWith(MEMIF_SERVE_LINK)) return new MemifPort({ socket: link.switchPort.slice(MEMIF_SERVE_LINK.length), role: 'server', name, checkCrc: true, pollUs });
   return new UnixDgramPort({ path: join(dir, `link${index}.sock`), peer: link.switchPort });
 }
 

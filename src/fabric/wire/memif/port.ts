@@ -22,6 +22,10 @@
  * in between (fabric bench, spread, one memif link: source 3.3-4.0 -> 2.0-2.3 µs
  * of CPU per 4 KiB frame).
  *
+ * With `pollUs`, a flush that sent frames opens a poll window (reply-poll.ts): the receive ring
+ * is looked at once per event-loop turn with its interrupt masked, so a reply within the window
+ * costs its sender no eventfd write and this side no wake-up from sleep.
+ *
  * When the ring is full, frames wait here (up to txQueueFrames, then tail
  * drop, counted) and are retried whenever this side wakes and on a short
  * timer: memif has no "room again" signal.
@@ -41,6 +45,7 @@ import { MEMIF_MODE_ETHERNET, MEMIF_VERSION, type MemifMessage, MemifProtocolErr
 import { MEMIF_COOKIE, MemifRing, ringBytes } from './ring.ts';
 import { TRACING, trace } from '../../trace.ts';
 import { Slab } from '../../slab.ts';
+import { ReplyPoll } from './reply-poll.ts';
 
 export interface MemifPortOptions {
   /** The control socket: where a server listens (a stale socket file is replaced), where a client connects. */
@@ -63,6 +68,12 @@ export interface MemifPortOptions {
    * whose channel decodes every frame), off for a server (a switch forwards frames unread).
    */
   checkCrc?: boolean;
+  /**
+   * After a flush that sent frames, look for the reply this long (µs) with the receive interrupt
+   * masked, once per event-loop turn (reply-poll.ts), before sleeping on the eventfd again.
+   * 0 (the default): never; a station's links take PCIEOE_MEMIF_POLL_US (memifPollUs).
+   */
+  pollUs?: number;
   log?: (line: string) => void;
 }
 
@@ -79,6 +90,9 @@ export interface MemifCounters {
   /** eventfd writes to wake the peer, and wake-ups received. */
   txSignals: number;
   rxSignals: number;
+  /** Poll windows opened (a flush that sent frames while none was open), and passes that found frames in one. */
+  pollWindows: number;
+  pollHits: number;
   connects: number;
   disconnects: number;
   ingressErrors: number;
@@ -120,7 +134,7 @@ interface Offer {
 export class MemifPort implements PortTransport {
   readonly counters: MemifCounters = {
     rxFrames: 0, rxBytes: 0, txFrames: 0, txBytes: 0, txNoPeer: 0, txQueueDrops: 0, txDeferred: 0,
-    txSignals: 0, rxSignals: 0, connects: 0, disconnects: 0, ingressErrors: 0,
+    txSignals: 0, rxSignals: 0, pollWindows: 0, pollHits: 0, connects: 0, disconnects: 0, ingressErrors: 0,
   };
   readonly socket: string;
   readonly role: 'server' | 'client';
@@ -150,6 +164,7 @@ export class MemifPort implements PortTransport {
   private retryTimer: NodeJS.Timeout | null = null;
   private rxScheduled = false;
   private readonly rxSlab = new Slab(SLAB_BYTES);
+  private readonly poll: ReplyPoll | null;
 
   constructor(o: MemifPortOptions) {
     this.socket = o.socket;
@@ -161,6 +176,9 @@ export class MemifPort implements PortTransport {
     this.txQueueFrames = o.txQueueFrames ?? 4096;
     this.checkCrc = o.checkCrc ?? this.role === 'client';
     this.log = o.log ?? (() => {});
+    const pollUs = o.pollUs ?? 0;
+    if (!(pollUs >= 0)) throw new RangeError(`memif poll window must be >= 0 µs, got ${pollUs}`);
+    this.poll = pollUs > 0 ? new ReplyPoll(pollUs, this.pollLook, this.pollEnd) : null;
     native.retainFreedHeap();
     if (this.role === 'server') this.listen();
     else this.connect();
@@ -452,6 +470,7 @@ export class MemifPort implements PortTransport {
     this.txHead = 0;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = null;
+    this.poll?.stop();
     if (s === null) return;
     s.rxPoll.close();
     for (const m of s.mappings) native.munmap(m);
@@ -503,6 +522,8 @@ export class MemifPort implements PortTransport {
           }
           return;
         }
+        // Polling: stay masked, the poll looks again next turn (and asks for signals when its window ends).
+        if (this.poll?.open) return;
         // About to sleep: ask for a signal, then look once more, so a frame published meanwhile is not left waiting.
         s.rx.setWantSignals(true);
         if (!s.rx.pending(server)) return;
@@ -528,6 +549,23 @@ export class MemifPort implements PortTransport {
   /** Room for a received frame in the slab: the ring's bytes are copied straight in, and the slot is the peer's again right after. */
   private readonly copyOut = (bytes: number): Buffer => this.rxSlab.alloc(bytes);
 
+  /** One poll turn: take what arrived (true if anything had). */
+  private readonly pollLook = (): boolean => {
+    const s = this.session;
+    if (s === null || !s.rx.pending(this.role === 'server')) return false;
+    this.counters.pollHits++;
+    this.receive();
+    return true;
+  };
+
+  /** The window closed: ask for signals again, then look once more (as receive does before sleeping). */
+  private readonly pollEnd = (): void => {
+    const s = this.session;
+    if (s === null || this.rxScheduled) return;
+    s.rx.setWantSignals(true);
+    if (s.rx.pending(this.role === 'server')) this.receive();
+  };
+
   private readonly flushTask = (): void => {
     this.flushScheduled = false;
     this.flush();
@@ -546,16 +584,26 @@ export class MemifPort implements PortTransport {
       return;
     }
     const signal = n > 0 && s.tx.consumerSleeps;
+    let bytes = 0;
     for (let i = 0; i < n; i++) {
       const f = this.txQueue[this.txHead]!;
-      c.txBytes += f instanceof Uint8Array ? f.length : frameSize(f.vlan, f.payload.length);
+      bytes += f instanceof Uint8Array ? f.length : frameSize(f.vlan, f.payload.length);
       if (TRACING) trace(signal ? 'out!' : 'out', f instanceof Uint8Array ? f : undefined);
       this.txQueue[this.txHead++] = EMPTY;
     }
     c.txFrames += n;
+    c.txBytes += bytes;
     if (signal) {
       native.eventfdWrite(s.txEvent);
       c.txSignals++;
+    }
+    if (n > 0 && this.poll?.wants(n, bytes)) {
+      // A request (or a reply that draws the next request) just left: mask before the peer can answer.
+      if (!this.poll.open) {
+        s.rx.setWantSignals(false);
+        c.pollWindows++;
+      }
+      this.poll.extend(n, bytes);
     }
     if (this.txHead === this.txQueue.length) {
       this.txQueue = [];
