@@ -66,8 +66,11 @@ struct Ring {
   uint16_t Tail() const { return __atomic_load_n(u16(64), __ATOMIC_ACQUIRE); }
   // The consumer masks its interrupt while it drains (MASK_INT), and clears it before it sleeps.
   void WantSignals(bool want) const { __atomic_store_n(u16(4), static_cast<uint16_t>(want ? 0 : kMaskInt), __ATOMIC_SEQ_CST); }
-  void SetTail(uint16_t v) const { __atomic_store_n(u16(64), v, __ATOMIC_RELEASE); }
-  bool ConsumerSleeps() const { return (__atomic_load_n(u16(4), __ATOMIC_ACQUIRE) & kMaskInt) == 0; }
+  // Sequentially consistent, as WantSignals: publishing the tail and then reading the consumer's
+  // MASK_INT must not be reordered (x86 may move a load ahead of a release store), or a consumer
+  // that unmasks and re-checks at that moment misses the frame until its next sweep.
+  void SetTail(uint16_t v) const { __atomic_store_n(u16(64), v, __ATOMIC_SEQ_CST); }
+  bool ConsumerSleeps() const { return (__atomic_load_n(u16(4), __ATOMIC_SEQ_CST) & kMaskInt) == 0; }
   uint8_t* Desc(uint16_t counter) const { return header + kHeaderBytes + (counter & (size - 1)) * kDescBytes; }
   // The bytes a descriptor names, if they lie inside their region.
   uint8_t* Bytes(const uint8_t* d, uint32_t length) const {
