@@ -33,6 +33,7 @@ import { Cfg, CommandBit } from '../src/pci/config-space.ts';
 import { repoRoot, startSwitch } from '../src/fabric/switch/switch-process.ts';
 import { VfioUserClient, waitEventfd } from '../src/vfio-user/client.ts';
 import { IrqSetFlag, PciIrq, PciRegion } from '../src/vfio-user/protocol.ts';
+import { labNodeArgs } from '../src/common/node-options.ts';
 import { record, recordSettings } from './lib/results.ts';
 
 const QUICK = process.argv.includes('--quick') || process.env.BENCH_QUICK === '1';
@@ -76,7 +77,7 @@ function cpuUsOf(pid: number): number {
  * Node options of every lab process: NVME_QD1_PROF=DIR profiles each into DIR (NVME_QD1_PROF_INTERVAL µs
  * between samples, node's default 1000), NVME_QD1_NODE_ARGS adds any (space-separated, e.g. V8's --log-deopt).
  */
-const LAB_NODE_ARGS = [
+const QD1_NODE_ARGS = [
   ...(process.env.NVME_QD1_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.NVME_QD1_PROF] : []),
   ...(process.env.NVME_QD1_PROF && process.env.NVME_QD1_PROF_INTERVAL ? ['--cpu-prof-interval', process.env.NVME_QD1_PROF_INTERVAL] : []),
   ...(process.env.NVME_QD1_NODE_ARGS?.split(' ').filter((a) => a !== '') ?? []),
@@ -85,7 +86,7 @@ const LAB_NODE_ARGS = [
 const children: ChildProcess[] = [];
 function start(entry: string, dir: string, args: string[]): ChildProcess {
   mkdirSync(dir, { recursive: true });
-  const p = spawn(process.execPath, [...LAB_NODE_ARGS, '--import', 'tsx', join(repoRoot, entry), ...args], {
+  const p = spawn(process.execPath, [...labNodeArgs(QD1_NODE_ARGS), '--import', 'tsx', join(repoRoot, entry), ...args], {
     cwd: repoRoot,
     env: { ...process.env, LAB_SOCKET_DIR: dir, LAB_DATA: dir },
     stdio: ['ignore', 'ignore', 'inherit'],
@@ -167,8 +168,8 @@ try {
   const swEnv = process.env.NVME_QD1_TRACE_SWITCH === '0' ? { PCIEOE_TRACE: '' } : undefined;
   const sw = await startSwitch(
     TRANSPORT === 'memif'
-      ? { dir: join(root, 'sw'), ports: [], nodeArgs: LAB_NODE_ARGS, env: swEnv, args: [...swPorts.flatMap((p) => ['--port', `${p}=memif`]), ...SWITCH_ARGS] }
-      : { dir: join(root, 'sw'), ports: swPorts, nodeArgs: LAB_NODE_ARGS, env: swEnv, args: [...swPorts.flatMap((p) => ['--peer', `${p}=${join(root, p.slice(0, 2), `link${p[2]}.sock`)}`]), ...SWITCH_ARGS] },
+      ? { dir: join(root, 'sw'), ports: [], nodeArgs: QD1_NODE_ARGS, env: swEnv, args: [...swPorts.flatMap((p) => ['--port', `${p}=memif`]), ...SWITCH_ARGS] }
+      : { dir: join(root, 'sw'), ports: swPorts, nodeArgs: QD1_NODE_ARGS, env: swEnv, args: [...swPorts.flatMap((p) => ['--peer', `${p}=${join(root, p.slice(0, 2), `link${p[2]}.sock`)}`]), ...SWITCH_ARGS] },
   );
   children.push(sw.proc);
   /** A station's --link to switch port `p`. */

@@ -2,6 +2,7 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { parse, stringify } from 'yaml';
+import { labNodeArgs } from '../../src/common/node-options.ts';
 
 /**
  * A private LAB_STATE and LAB_DATA for one benchmark run. Must run before src/lab/* is
@@ -80,6 +81,7 @@ export const placementText = () =>
     process.env.NVME_BENCH_VCPU_PIN ? `its vCPUs on CPU ${process.env.NVME_BENCH_VCPU_PIN}` : '',
     process.env.NVME_BENCH_VCPUS ? `${process.env.NVME_BENCH_VCPUS} vCPU(s)` : '',
     process.env.NVME_BENCH_LINKS ? `${process.env.NVME_BENCH_LINKS} link(s) per station` : '',
+    `lab processes' node options ${labNodeArgs().join(' ') || 'none'}`,
   ].filter((x) => x !== '').join(', ');
 
 export interface FabricLoss {

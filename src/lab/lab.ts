@@ -12,6 +12,7 @@ import { loadTopology, parseSize, type ProcessSpec, type Topology, type Transpor
 import { AssignmentStore } from '../manager/store.ts';
 import { Interrupted, step, throwIfInterrupted, unlessInterrupted } from './progress.ts';
 import { makePrivateDir } from '../common/private-dir.ts';
+import { labNodeArgs } from '../common/node-options.ts';
 
 export interface UpOptions {
   accel?: Accel;
@@ -57,8 +58,7 @@ function startProcess(p: ProcessSpec, topo: Topology, wantedSockets: string[]): 
   // A ready file left by an earlier run would say ready before this one is.
   const readyFiles = (p.ready ?? []).map(expand);
   for (const f of readyFiles) rmSync(f, { force: true });
-  // LAB_NODE_ARGS="--cpu-prof --cpu-prof-dir=D" (or --trace-gc, ...): node options for every lab process, for profiling a benchmark.
-  const argv = [process.execPath, ...(process.env.LAB_NODE_ARGS ?? '').split(' ').filter((a) => a !== ''), '--import', 'tsx', join(repoRoot, p.run), ...args];
+  const argv = [process.execPath, ...labNodeArgs(), '--import', 'tsx', join(repoRoot, p.run), ...args];
   // LAB_PIN_PROCESSES puts every lab process on those CPUs (benchmarks compare placements).
   const rec = startDetached(argv, log, process.env.LAB_PIN_PROCESSES || p.pin, env);
   const state: ProcessState = { name: p.name, ...rec, log, socketDir, pin: p.pin };

@@ -19,6 +19,7 @@ import { SwitchControl } from './control.ts';
 import { MemifPort } from '../wire/memif/port.ts';
 import { UnixDgramPort } from '../wire/unix-dgram-port.ts';
 import { transmitFrame } from '../wire/port.ts';
+import { labNodeArgs } from '../../common/node-options.ts';
 
 /** The VLAN and station MACs of endpoint A's and B's link i in the fabric tests and benchmarks. */
 export const VLAN: VlanTag = { pcp: 5, dei: false, vid: 100 };
@@ -53,7 +54,7 @@ export async function startSwitch(opts: {
   env?: Record<string, string>;
 }): Promise<SwitchProcess> {
   const dir = opts.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'fabric-switch-'));
-  const node = [process.execPath, ...(opts.nodeArgs ?? []), '--import', 'tsx', switchMain, ...opts.ports.flatMap((p) => ['--port', p]), ...(opts.args ?? [])];
+  const node = [process.execPath, ...labNodeArgs(opts.nodeArgs), '--import', 'tsx', switchMain, ...opts.ports.flatMap((p) => ['--port', p]), ...(opts.args ?? [])];
   const argv = opts.cpu === undefined ? node : ['taskset', '-c', opts.cpu, ...node];
   const proc = spawn(argv[0]!, argv.slice(1), { cwd: repoRoot, env: { ...process.env, ...opts.env, LAB_SOCKET_DIR: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
