@@ -48,6 +48,13 @@ const topoName = process.env.NVME_BENCH_TOPOLOGY ?? 'one-host-nvme-bench';
  */
 const BACK_TO_BACK = 'PCIeOE back to back';
 
+/**
+ * The lab processes that carry a path's I/O, by the names one-host-nvme-bench gives them (the
+ * lossy path is PCIeOE's); every other lab process only idles beside that path.
+ */
+const CARRIERS: Record<string, readonly string[]> = { direct: ['direct'], PCIeOE: ['hi', 'sw', 'di'], [BACK_TO_BACK]: ['b2b-hi', 'b2b-di'] };
+const serves = (side: string, proc: string) => (CARRIERS[side === LOSSY ? 'PCIeOE' : side] ?? []).includes(proc);
+
 /** Which path a controller is, from what the guest sees of it. */
 function pathOf(model: string, serial: string): string {
   if (model.includes('QEMU')) return 'QEMU nvme';
@@ -114,7 +121,7 @@ async function benchLab(transport: Transport | undefined): Promise<Map<string, M
           r.set(side, { result, cpuUs });
           const path = label(side === LOSSY ? 'PCIeOE' : side, transport);
           record({ kind: 'io', bench: 'nvme', workload: w.name, path, lossPercent: side === LOSSY ? LOSS * 100 : undefined, ...result });
-          for (const [proc, us] of cpuUs) record({ kind: 'cpu-per-io', bench: 'nvme', workload: w.name, path: label(side, transport), process: proc, us });
+          for (const [proc, us] of cpuUs) record({ kind: 'cpu-per-io', bench: 'nvme', workload: w.name, path: label(side, transport), process: proc, us, serves: serves(side, proc) });
         } finally {
           if (side === LOSSY) await loss!.set(0);
         }

@@ -28,6 +28,9 @@ const cpuPerIo = z.object({
   path: z.string(),
   process: z.string(),
   us: z.number(),
+  /** Whether the process carries this path's I/O (the HI, switch and DI of PCIeOE; the server of
+   * direct attach), or only idles beside it. Absent in runs recorded before it was: all counted. */
+  serves: z.boolean().optional(),
 });
 
 /** TLP payload (or raw datagram) throughput between two fabric endpoints. */

@@ -59,8 +59,9 @@ export function nvmeRatios(r: Results): Ratio[] {
 export const QEMU_PROCESS = 'QEMU';
 
 /**
- * Lab CPU per small I/O, PCIeOE against direct attach: every lab process (not QEMU) summed on
- * each path, so the HI, switch and DI together face the direct-attach server (target ≤ 1.5×).
+ * Lab CPU per small I/O, PCIeOE against direct attach: the lab processes that carry each path
+ * summed, so the HI, switch and DI together face the direct-attach server (target ≤ 1.5×); the
+ * others' idle CPU beside it is left out.
  */
 export function labCpuRatios(r: Results): Ratio[] {
   const figs = r.figures.filter(isKind('cpu-per-io')).filter((f) => f.bench === 'nvme' && f.process !== QEMU_PROCESS);
@@ -74,9 +75,9 @@ export function labCpuRatios(r: Results): Ratio[] {
   });
 }
 
-/** The CPU per I/O of each lab process (QEMU left out) on one NVMe path and workload of the run. */
+/** The CPU per I/O of each lab process (QEMU left out) that carries one NVMe path's I/O, on one workload of the run. */
 export function labCpu(r: Results, workload: string, path: string): CpuFigure[] {
-  return r.figures.filter(isKind('cpu-per-io')).filter((f) => f.bench === 'nvme' && f.process !== QEMU_PROCESS && f.workload === workload && f.path === path);
+  return r.figures.filter(isKind('cpu-per-io')).filter((f) => f.bench === 'nvme' && f.process !== QEMU_PROCESS && f.workload === workload && f.path === path && f.serves !== false);
 }
 
 /** The PCIeOE and direct-attach figures of one NVMe workload, without fabric faults. */

@@ -54,6 +54,17 @@ test('ratios come from the run\'s figures and are marked against their targets',
   t.regex(md, /\| PCIeOE \| 1,690 \|.*\| 1,443 µs \|/);
 });
 
+test('lab CPU: a process recorded as idling beside a path (serves: false) is left out of that path\'s sum', (t) => {
+  const results = readResults(fixture);
+  const idle = { kind: 'cpu-per-io' as const, bench: 'nvme', workload: 'randread 512 B', us: 5, serves: false };
+  const withIdle = { ...results, figures: [...results.figures, { ...idle, path: 'PCIeOE', process: 'b2b-di' }, { ...idle, path: 'direct', process: 'sw' }] };
+  const cpu = (r: typeof results) => labCpuRatios(r).find((x) => x.workload === 'randread 512 B')!.percent;
+  t.is(cpu(withIdle), cpu(results));
+  // Unmarked (a run recorded before the field), they count.
+  const unmarked = { ...results, figures: [...results.figures, { ...idle, serves: undefined, path: 'direct', process: 'sw' }] };
+  t.is(cpu(unmarked), ((31.3 + 12.6 + 27.9) / (22.7 + 5)) * 100);
+});
+
 test('fabric and QD 1 targets from the run\'s figures, in the spread placement; missing where a figure is', async (t) => {
   const checks = new Map(otherChecks(readResults(fixture)).map((c) => [c.what, c.value]));
   t.is(checks.get('QD 1 4 KiB randread: PCIeOE mean added over direct'), 1690 - 247);
