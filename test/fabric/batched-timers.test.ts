@@ -147,8 +147,9 @@ test('on the real clock: a timer runs after its wait, a cleared one never, and n
   clock.setTimer(8, () => (ranAt = performance.now()));
   clock.clearTimer(gone);
   await until(() => ranAt >= 0, 'the 8 ms timer');
-  // Node counts a timer from the time its loop last woke: it may run up to a millisecond early.
-  t.true(ranAt - t0 >= 7, `ran after ${(ranAt - t0).toFixed(2)} ms`);
+  // Node counts a timer from the time its loop last woke, so it may run early by however long the
+  // loop has been busy since (1.3 ms seen with the test runner loading both CPUs): not at once, though.
+  t.true(ranAt - t0 >= 4, `ran after ${(ranAt - t0).toFixed(2)} ms`);
   t.false(cleared);
   t.is(clock.pending, 0);
 });

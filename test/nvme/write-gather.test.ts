@@ -52,7 +52,7 @@ function scattered(h: TestHost, data: Uint8Array): { prp1: number; prp2: number 
   return { prp1: pages[0]! + 0x200, prp2: list };
 }
 
-test('a multi-page write is one scatter read into a namespace buffer, the bytes land in PRP order, the buffer serves the next write', async (t) => {
+test('a multi-page write is one scatter read into a namespace buffer, the bytes land in PRP order, the buffer serves the next write; a contiguous one too', async (t) => {
   const { h, calls, file } = await host(t);
   const a = pattern(20480, 1);
   expectOk(await h.submit(1, { opcode: WRITE, nsid: 1, cdw10: 100, cdw12: 39, ...scattered(h, a) }));
@@ -66,13 +66,18 @@ test('a multi-page write is one scatter read into a namespace buffer, the bytes 
   t.deepEqual(readFileSync(file).subarray(300 * 512, 300 * 512 + 20480), Buffer.from(b));
   t.deepEqual(readFileSync(file).subarray(100 * 512, 100 * 512 + 20480), Buffer.from(a), 'the first write is untouched');
 
-  // Two pages PRP1 and PRP2 describe alone need no scatter read when they are one run.
+  // Contiguous pages are one segment, read the same way into a namespace buffer (not fresh memory
+  // per write), and that buffer too serves the next write of its size.
   const two = h.alloc(2 * PAGE);
-  const c = pattern(2 * PAGE, 3);
-  h.mem.bytes.set(c, two);
-  expectOk(await h.submit(1, { opcode: WRITE, nsid: 1, prp1: two, prp2: two + PAGE, cdw10: 500, cdw12: 15 }));
-  t.is(calls.length, 2, 'contiguous pages are one segment, read as before');
-  t.deepEqual(readFileSync(file).subarray(500 * 512, 500 * 512 + 2 * PAGE), Buffer.from(c));
+  for (const [i, lba] of [[3, 500], [4, 600]] as const) {
+    const c = pattern(2 * PAGE, i);
+    h.mem.bytes.set(c, two);
+    expectOk(await h.submit(1, { opcode: WRITE, nsid: 1, prp1: two, prp2: two + PAGE, cdw10: lba, cdw12: 15 }));
+    t.deepEqual(readFileSync(file).subarray(lba * 512, lba * 512 + 2 * PAGE), Buffer.from(c));
+  }
+  t.is(calls.length, 4);
+  t.deepEqual(calls.slice(2).map((c) => c.segments.length), [1, 1], 'one segment each');
+  t.is(calls[3]!.into, calls[2]!.into, 'the one-segment write\'s buffer is reused too');
 });
 
 test('a failed scatter read fails the write with a data transfer error and leaves the file alone; the buffer is not reused', async (t) => {

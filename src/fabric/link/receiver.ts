@@ -28,7 +28,6 @@
 import type { Clock, TimerHandle } from '../clock.ts';
 import { FrameFlags, FrameType } from '../wire/frame.ts';
 import { seqAdd, seqDiff } from './seq.ts';
-import { keptCopy } from '../slab.ts';
 
 export interface ReceiverStats {
   txAck: number;
@@ -66,6 +65,8 @@ export interface ReceiverOptions {
  * honest probing stays within it.
  */
 const PROBE_ANSWER_BURST = 64;
+/** The smallest buffer a held frame is copied into: a 4 KiB TLP with its headers. */
+const HELD_BYTES = 4096 + 64;
 const PROBE_ANSWERS_PER_MS = 4;
 
 /** A token bucket on a clock's milliseconds. */
@@ -92,6 +93,14 @@ export class Receiver {
   /** Sequence number up to which the application has returned credits. */
   private consumed = 0;
   private readonly held: (Uint8Array | undefined)[];
+  /** Per slot, the buffer of ours a held transient payload was copied into (then it is delivered as transient too). */
+  private readonly heldMem: (Uint8Array | undefined)[];
+  /**
+   * Those buffers, free again once their frame was delivered: frames are held at the fabric's rate
+   * (a third of a 64 KiB transfer's over two links), and a fresh copy each made external memory,
+   * and with it V8's full collections, grow as fast.
+   */
+  private readonly spare: Uint8Array[] = [];
   private heldCount = 0;
   private ackOwed = false;
   private rxSinceAck = 0;
@@ -112,6 +121,7 @@ export class Receiver {
 
   constructor(private readonly o: ReceiverOptions) {
     this.held = new Array(o.rxSlots);
+    this.heldMem = new Array(o.rxSlots);
   }
 
   /** The cumulative ACK: the next sequence number we expect. */
@@ -148,7 +158,8 @@ export class Receiver {
 
   /**
    * A TLP frame arrived. False when it lies beyond the credit we granted (a confused or forged peer).
-   * `transient`: the payload is valid only during this call (a ring slot); one held behind a gap is copied.
+   * `transient`: the payload is valid only during this call (a ring slot); one held behind a gap is
+   * copied into a buffer of ours, and delivered as transient in its turn.
    */
   tlp(seq: number, payload: Uint8Array, transient = false): boolean {
     const d = seqDiff(seq, this.expected);
@@ -167,7 +178,12 @@ export class Receiver {
       if (this.held[slot]) {
         this.o.stats.rxDuplicate++;
       } else {
-        this.held[slot] = transient ? keptCopy(payload) : payload;
+        if (transient) {
+          const mem = this.spareFor(payload.length);
+          mem.set(payload);
+          this.heldMem[slot] = mem;
+          this.held[slot] = mem.subarray(0, payload.length);
+        } else this.held[slot] = payload;
         this.heldCount++;
         this.o.stats.rxOutOfOrder++;
       }
@@ -178,9 +194,11 @@ export class Receiver {
       const slot = this.expected & (this.o.rxSlots - 1);
       const next = this.held[slot];
       if (!next) break;
-      this.held[slot] = undefined;
+      const mem = this.heldMem[slot];
+      this.held[slot] = this.heldMem[slot] = undefined;
       this.heldCount--;
-      this.deliver(next, false);
+      this.deliver(next, mem !== undefined);
+      if (mem) this.spare.push(mem);
     }
     // The application's answer, sent while it handled the TLP (a CplD for an MRd, a device's
     // DMA for a doorbell), left carrying the new ACK already: then nothing is owed, and a
@@ -220,6 +238,12 @@ export class Receiver {
     this.closed = true;
     for (const t of [this.ackTimer, this.nakTimer]) if (t) this.o.clock.clearTimer(t);
     this.ackTimer = this.nakTimer = null;
+  }
+
+  /** A free buffer of at least `n` bytes (a 4 KiB TLP's frame fits the smallest made). */
+  private spareFor(n: number): Uint8Array {
+    const b = this.spare.pop();
+    return b && b.length >= n ? b : new Uint8Array(Math.max(n, HELD_BYTES));
   }
 
   private deliver(payload: Uint8Array, transient: boolean): void {
