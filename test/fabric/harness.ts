@@ -6,6 +6,8 @@
 
 import { type FrameSink, capturePort } from '../../src/fabric/wire/capture.ts';
 import { Channel, type ChannelOptions } from '../../src/fabric/link/channel.ts';
+import { Receiver, type ReceiverOptions, type ReceiverStats } from '../../src/fabric/link/receiver.ts';
+import type { Clock } from '../../src/fabric/clock.ts';
 import { FaultyPort } from '../../src/fabric/wire/faults.ts';
 import { inProcessPort } from '../../src/fabric/wire/port.ts';
 import { seededRng } from '../../src/fabric/rng.ts';
@@ -115,4 +117,22 @@ export function numbered(n: number, size = 16): Buffer[] {
     b.writeUInt32BE(i, 0);
     return b;
   });
+}
+
+/** One link-layer receiver on its own (64 slots, ACK delay 1 ms, NAK delay 3 ms, replay timeout 5 ms), with fresh stats. */
+export function lone(o: { clock: Clock; deliver: ReceiverOptions['deliver']; transmit: (r: Receiver, ...a: Parameters<ReceiverOptions['transmit']>) => void }) {
+  const stats: ReceiverStats = { txAck: 0, txNak: 0, rxDelivered: 0, rxDuplicate: 0, rxOutOfOrder: 0, rxOutsideWindow: 0, probeAnswersWithheld: 0 };
+  const r: Receiver = new Receiver({
+    clock: o.clock,
+    stats,
+    rxSlots: 64,
+    ackDelay: 1,
+    nakDelay: 3,
+    replayTimeout: 5,
+    manualRelease: false,
+    deliver: o.deliver,
+    transmit: (...a) => o.transmit(r, ...a),
+    everyLiveLinkPassed: () => false,
+  });
+  return { r, stats };
 }

@@ -3,28 +3,20 @@
 // for the rest of the delay, and the frames of one turn keep to one link.
 import test from 'ava';
 import type { Clock } from '../../src/fabric/clock.ts';
-import { Receiver, type ReceiverStats } from '../../src/fabric/link/receiver.ts';
+import type { Receiver } from '../../src/fabric/link/receiver.ts';
 import { SimClock } from '../../src/fabric/sim-clock.ts';
 import { FrameType, decodeFrame } from '../../src/fabric/wire/frame.ts';
-import { buildFabric, macA, numbered } from './harness.ts';
+import { buildFabric, lone, macA, numbered } from './harness.ts';
 
 function receiver(clock: Clock, onDeliver: (r: Receiver) => void = () => {}) {
-  const stats: ReceiverStats = { txAck: 0, txNak: 0, rxDelivered: 0, rxDuplicate: 0, rxOutOfOrder: 0, rxOutsideWindow: 0, probeAnswersWithheld: 0 };
   const acksAt: number[] = [];
-  const r: Receiver = new Receiver({
+  const { r, stats } = lone({
     clock,
-    stats,
-    rxSlots: 64,
-    ackDelay: 1,
-    nakDelay: 3,
-    replayTimeout: 5,
-    manualRelease: false,
     deliver: () => onDeliver(r),
-    transmit: (type) => {
+    transmit: (rx, type) => {
       if (type === FrameType.Ack) acksAt.push(clock.now());
-      r.sent();
+      rx.sent();
     },
-    everyLiveLinkPassed: () => false,
   });
   return { r, stats, acksAt };
 }

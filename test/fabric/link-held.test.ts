@@ -3,25 +3,10 @@
 // serves the next held frame, so holding frames allocates nothing once warm.
 import test from 'ava';
 import fc from 'fast-check';
-import { Receiver, type ReceiverStats } from '../../src/fabric/link/receiver.ts';
 import { SimClock } from '../../src/fabric/sim-clock.ts';
+import { lone } from './harness.ts';
 
-function receiver(onDeliver: (payload: Uint8Array, transient: boolean) => void) {
-  const stats: ReceiverStats = { txAck: 0, txNak: 0, rxDelivered: 0, rxDuplicate: 0, rxOutOfOrder: 0, rxOutsideWindow: 0, probeAnswersWithheld: 0 };
-  const r = new Receiver({
-    clock: new SimClock(),
-    stats,
-    rxSlots: 64,
-    ackDelay: 1,
-    nakDelay: 3,
-    replayTimeout: 5,
-    manualRelease: false,
-    deliver: onDeliver,
-    transmit: () => r.sent(),
-    everyLiveLinkPassed: () => false,
-  });
-  return { r, stats };
-}
+const receiver = (deliver: (payload: Uint8Array, transient: boolean) => void) => lone({ clock: new SimClock(), deliver, transmit: (r) => r.sent() });
 
 /** Frame `seq`'s bytes: its number over a length that varies with it (up to a 4 KiB TLP's). */
 const bytesOf = (seq: number) => new Uint8Array(16 + ((seq * 997) % 4100)).fill(seq & 0xff);
