@@ -101,8 +101,8 @@ async function benchLab(transport: Transport | undefined): Promise<Map<string, M
     recordSettings(label('nvme', transport), { topology: topoName, transport: transport ?? 'topology', secondsPerCase: SECONDS, accel: lab.accel, placement, qemuNvmeCache: 'writeback', queueDepth: '2 jobs x 32 (QD 1 case: 1 x 1)', lossPercent: loss ? LOSS * 100 : 0 });
     for (const d of new Set(devs.values())) await fill(sh, d);
     const procs = [{ name: 'QEMU', pid: lab.vms[0]!.pid }, ...lab.processes];
-    // The back-to-back pair (processes b2b-*) serves only its own path: its idle CPU counts there, not in the others' lab CPU.
-    const procsOf = (side: string) => (side === BACK_TO_BACK ? procs : procs.filter((p) => !p.name.startsWith('b2b-')));
+    // The back-to-back pair serves only its own path: its idle CPU is not measured beside the others.
+    const procsOf = (side: string) => (side === BACK_TO_BACK ? procs : procs.filter((p) => !CARRIERS[BACK_TO_BACK]!.includes(p.name)));
     /** Per workload and path: CPU µs per I/O of each process, over fio's ramp and run. */
     const cpu: string[] = [];
     const only = process.env.NVME_BENCH_ONLY;

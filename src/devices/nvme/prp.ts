@@ -125,9 +125,8 @@ function dataError(err: unknown, what: string): NvmeError {
 export async function readFromHost(mem: HostMemory, buf: PrpBuffer, length: number, pool?: BufferPool): Promise<Uint8Array[]> {
   const segs = await prpSegments(buf.prp1, buf.prp2, length, buf.pageSize, (a, l) => mem.dmaRead(a, l));
   try {
-    // One segment too (a guest's 64 KiB buffer is often contiguous): read into a fresh piece of
-    // memory, 64 KiB data churned the process's ArrayBuffers at the write rate, and V8 answered
-    // with a full collection every 100-200 ms.
+    // One segment too (a guest's 64 KiB buffer is often contiguous): fresh memory per write would
+    // churn the process's ArrayBuffers at the write rate, and V8 answers that with full collections.
     if (pool) {
       const out = pool.take(length);
       const read = mem.dmaReadInto?.(segs, out);

@@ -65,9 +65,10 @@ export interface ReceiverOptions {
  * honest probing stays within it.
  */
 const PROBE_ANSWER_BURST = 64;
+const PROBE_ANSWERS_PER_MS = 4;
+
 /** The smallest buffer a held frame is copied into: a 4 KiB TLP with its headers. */
 const HELD_BYTES = 4096 + 64;
-const PROBE_ANSWERS_PER_MS = 4;
 
 /** A token bucket on a clock's milliseconds. */
 class TokenBucket {
