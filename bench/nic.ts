@@ -16,7 +16,7 @@
 // each case. Targets: model PCIeOE >= 80 % of model direct, model direct >= 50 % of QEMU's,
 // NVMe IOPS under iperf3 >= 80 % of alone.
 //
-//   npm run bench -- nic [--quick]   (NVME_BENCH_SECONDS per iperf3/fio run, NVME_BENCH_PIN to pin lab processes)
+//   npm run bench -- nic [--quick]   (NVME_BENCH_SECONDS per iperf3/fio run, NVME_BENCH_PIN: where the lab processes run, as in nvme.ts)
 //
 // NIC_BENCH_PATHS=direct,pcieoe measures only those paths (of qemu, direct, pcieoe), still in
 // turn in one nic-bench lab, and no co-existence case: a short A/B comparison of a change.

@@ -9,7 +9,7 @@
 //
 //   npm run bench -- nvme   (NVME_BENCH_SECONDS=10 per case, 5 with --quick or BENCH_QUICK=1,
 //                            which also leaves out the lossy path; NVME_BENCH_TOPOLOGY=one-host-nvme-bench,
-//                            NVME_BENCH_PIN=1 pins the lab's processes to CPU 1,
+//                            NVME_BENCH_PIN=CPUS pins the lab's processes there (default the last CPU, none: unpinned),
 //                            NVME_BENCH_QEMU_PIN=1 all of QEMU's threads, then NVME_BENCH_VCPU_PIN=0 its
 //                            vCPU threads, NVME_BENCH_VCPUS=1 gives the guest that many vCPUs,
 //                            NVME_BENCH_LINKS=1 every HI and DI that many links (placements compared in

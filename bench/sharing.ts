@@ -6,7 +6,7 @@
 // "together/alone" is the aggregate against one path by itself: what sharing the card (2:1)
 // or the HI (1:2) gives back.
 //
-//   npm run bench -- sharing   (NVME_BENCH_SECONDS=10 per case, NVME_BENCH_PIN=1 pins the lab's processes)
+//   npm run bench -- sharing   (NVME_BENCH_SECONDS=10 per case, NVME_BENCH_PIN: where the lab's processes run, as in nvme.ts)
 import { rmSync } from 'node:fs';
 import { benchTopology, placementText, privateLabDirs } from './lib/lab.ts';
 import { record, recordSettings } from './lib/results.ts';

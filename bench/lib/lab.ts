@@ -1,5 +1,6 @@
 // Lab set-up shared by the guest benchmarks: a private lab state, pinning, fabric faults.
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { basename, join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { labNodeArgs } from '../../src/common/node-options.ts';
@@ -16,12 +17,28 @@ export function privateLabDirs(prefix: string): string {
 }
 
 /**
- * The topology file to bring up: as shipped, or with every lab process pinned to the CPUs
- * in NVME_BENCH_PIN (QEMU keeps both), since placement dominates latency here (design notes §8).
+ * The CPUs every lab process (the direct-attach servers too, so the paths stay comparable; not
+ * QEMU) runs on: NVME_BENCH_PIN, `none` for unpinned, by default the machine's last CPU. A frame
+ * from one lab process to the next then wakes its receiver on the same CPU, which costs the
+ * sender a few µs instead of a cross-CPU wake-up's tens (design notes §8; the pairs measured are
+ * in docs/performance.md), while QEMU keeps every CPU for its vCPUs.
+ */
+export function labCpus(): string | undefined {
+  const pin = process.env.NVME_BENCH_PIN;
+  if (pin === 'none') return undefined;
+  if (pin) return pin;
+  const n = availableParallelism();
+  return n > 1 ? String(n - 1) : undefined;
+}
+
+/**
+ * The topology file to bring up: as shipped, or with every lab process pinned to labCpus()
+ * (QEMU keeps all), since placement dominates latency here (design notes §8).
  */
 export function benchTopology(file: string, state: string): string {
   // The lab derives most processes from hosts and DIs: it pins them all (see lab.ts).
-  if (process.env.NVME_BENCH_PIN) process.env.LAB_PIN_PROCESSES = process.env.NVME_BENCH_PIN;
+  const cpus = labCpus();
+  if (cpus) process.env.LAB_PIN_PROCESSES = cpus;
   const vcpus = process.env.NVME_BENCH_VCPUS;
   const links = process.env.NVME_BENCH_LINKS;
   if (!vcpus && !links) return file;
@@ -76,7 +93,7 @@ export async function scheduleLab(pids: readonly number[]): Promise<string> {
 
 export const placementText = () =>
   [
-    process.env.NVME_BENCH_PIN ? `lab processes pinned to CPU ${process.env.NVME_BENCH_PIN}` : 'lab processes unpinned',
+    labCpus() ? `lab processes pinned to CPU ${labCpus()}` : 'lab processes unpinned',
     process.env.NVME_BENCH_QEMU_PIN ? `QEMU on CPU ${process.env.NVME_BENCH_QEMU_PIN}` : '',
     process.env.NVME_BENCH_VCPU_PIN ? `its vCPUs on CPU ${process.env.NVME_BENCH_VCPU_PIN}` : '',
     process.env.NVME_BENCH_VCPUS ? `${process.env.NVME_BENCH_VCPUS} vCPU(s)` : '',
