@@ -27,7 +27,7 @@ import { forwardSignals, interrupted, interruptible, Interrupted } from './progr
 import { qmp } from './qmp.ts';
 import { setup } from './setup.ts';
 import { readState, requireState, vmState } from './state.ts';
-import { isTransport, TRANSPORTS } from './topology.ts';
+import { CPU_LIST, isTransport, TRANSPORTS } from './topology.ts';
 import { labStatus, sampledStatus, statusText } from './status.ts';
 
 const EXIT = { ok: 0, failed: 1, usage: 2, execLabFailed: 255, interrupted: 130 } as const;
@@ -67,19 +67,23 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   up: {
-    args: '<topology> [--accel tcg|kvm] [--transport memif|unix]',
+    args: '<topology> [--accel tcg|kvm] [--transport memif|unix] [--pin-lab CPUS]',
     summary: 'start a topology (a name from lab list, or a YAML file)',
     help: 'Starts the topology\'s processes, then its VMs, and waits until every guest agent answers.\n' +
       'Ctrl-C while it starts takes down what it started.\n  --accel tcg|kvm   default tcg (kvm is probed first and refused if a guest does not boot)\n' +
-      '  --transport memif|unix   how stations reach the switch, instead of the topology\'s fabric.transport (default memif)',
-    options: { accel: { type: 'string' }, transport: { type: 'string' } },
+      '  --transport memif|unix   how stations reach the switch, instead of the topology\'s fabric.transport (default memif)\n' +
+      '  --pin-lab CPUS   every lab process (HI, switch, DI, manager, direct servers; not QEMU) on these CPUs,\n' +
+      '                   e.g. 1: hops between lab processes then wake on one CPU (the benchmarks\' placement)',
+    options: { accel: { type: 'string' }, transport: { type: 'string' }, 'pin-lab': { type: 'string' } },
     async run(pos, values) {
       expectArgs(pos, 1, 'up <topology>');
       const accel = values.accel as string | undefined;
       if (accel !== undefined && accel !== 'tcg' && accel !== 'kvm') throw new UsageError(`--accel: expected tcg or kvm, got "${accel}"`);
       const transport = values.transport as string | undefined;
       if (transport !== undefined && !isTransport(transport)) throw new UsageError(`--transport: expected ${TRANSPORTS.join(' or ')}, got "${transport}"`);
-      const state = await interruptible(() => up(pos[0]!, { accel, transport }));
+      const pinLab = values['pin-lab'] as string | undefined;
+      if (pinLab !== undefined && !CPU_LIST.test(pinLab)) throw new UsageError(`--pin-lab: expected a CPU list like "1" or "0-1", got "${pinLab}"`);
+      const state = await interruptible(() => up(pos[0]!, { accel, transport, pinLab }));
       console.log(statusText({ now: await labStatus(state) }));
       return EXIT.ok;
     },

@@ -19,6 +19,8 @@ export interface UpOptions {
   bootTimeoutMs?: number;
   /** Stations to switch over this transport, whatever the topology says (benchmarks compare them). */
   transport?: Transport;
+  /** Every lab process (not QEMU) on these CPUs, whatever each process's `pin` says; LAB_PIN_PROCESSES if not given. */
+  pinLab?: string;
 }
 
 /** A topology argument is a file path or the name of a file in lab/topologies. */
@@ -46,7 +48,7 @@ async function waitFor(what: string, cond: () => boolean, timeoutMs: number, ali
 }
 
 /** Starts a process; `ready` resolves once its wanted files (sockets in its socket directory, its spec's `ready` files) exist. */
-function startProcess(p: ProcessSpec, topo: Topology, wantedSockets: string[]): { state: ProcessState; ready: Promise<void> } {
+function startProcess(p: ProcessSpec, topo: Topology, wantedSockets: string[], pinLab: string | undefined): { state: ProcessState; ready: Promise<void> } {
   const socketDir = join(stateRoot, 'sockets', p.name);
   makePrivateDir(socketDir);
   const log = join(stateRoot, `${p.name}.log`);
@@ -59,9 +61,9 @@ function startProcess(p: ProcessSpec, topo: Topology, wantedSockets: string[]): 
   const readyFiles = (p.ready ?? []).map(expand);
   for (const f of readyFiles) rmSync(f, { force: true });
   const argv = [process.execPath, ...labNodeArgs(), '--import', 'tsx', join(repoRoot, p.run), ...args];
-  // LAB_PIN_PROCESSES puts every lab process on those CPUs (benchmarks compare placements).
-  const rec = startDetached(argv, log, process.env.LAB_PIN_PROCESSES || p.pin, env);
-  const state: ProcessState = { name: p.name, ...rec, log, socketDir, pin: p.pin };
+  const pin = pinLab || p.pin;
+  const rec = startDetached(argv, log, pin, env);
+  const state: ProcessState = { name: p.name, ...rec, log, socketDir, pin };
   const ready = waitFor(
     `process ${p.name}`,
     () => [...wantedSockets.map((s) => join(socketDir, `${s}.sock`)), ...readyFiles].every((f) => existsSync(f)),
@@ -184,7 +186,8 @@ export async function up(arg: string, opts: UpOptions = {}): Promise<LabState> {
           v.devices.flatMap((d) => ('server' in d && d.server.split('/')[0] === p.name ? [d.server.split('/')[1] ?? p.name] : [])),
         );
         // Recorded before it is ready, so that a failure or Ctrl-C while waiting stops it too.
-        const started = startProcess(p, topo, wanted);
+        // --pin-lab (LAB_PIN_PROCESSES for the benchmarks) puts every lab process on those CPUs.
+        const started = startProcess(p, topo, wanted, opts.pinLab ?? process.env.LAB_PIN_PROCESSES);
         state.processes.push(started.state);
         writeState(state);
         await started.ready;

@@ -23,9 +23,9 @@ const count = (min: number, max: number) =>
 const bus = z
   .string({ error: 'expected a switch slot like "<switch id>.<n>"' })
   .regex(/^[a-z][a-z0-9-]*\.\d+$/, 'expected a switch slot like "<switch id>.<n>"');
-const cpuList = z
-  .string({ error: 'expected a CPU list like "0" or "0-1"' })
-  .regex(/^\d+(-\d+)?(,\d+(-\d+)?)*$/, 'expected a CPU list like "0" or "0-1"');
+/** A CPU list as taskset takes it: "1", "0-1", "0,2-3". */
+export const CPU_LIST = /^\d+(-\d+)?(,\d+(-\d+)?)*$/;
+const cpuList = z.string({ error: 'expected a CPU list like "0" or "0-1"' }).regex(CPU_LIST, 'expected a CPU list like "0" or "0-1"');
 
 /** `<process>` or `<process>/<socket>`: a socket that one of the topology's processes serves. */
 const serverRef = z

@@ -24,6 +24,7 @@ const cases: [string[], number, RegExp][] = [
   [['up'], 2, /expected "lab up <topology>"/],
   [['up', 'default', '--accel', 'xen'], 2, /--accel: expected tcg or kvm, got "xen"/],
   [['up', 'default', '--transport', 'udp'], 2, /--transport: expected memif or unix, got "udp"/],
+  [['up', 'default', '--pin-lab', 'last'], 2, /--pin-lab: expected a CPU list like "1" or "0-1", got "last"/],
   [['up', 'default', '--bogus'], 2, /Unknown option '--bogus'/],
   [['up', 'no-such-topology'], 1, /no topology "no-such-topology"/],
   [['qmp', 'host-a'], 2, /expected "lab qmp <vm> <command> \[<json arguments>\]"/],
