@@ -8,6 +8,7 @@
 // command was used wrongly; 130 interrupted (Ctrl-C, SIGTERM), after taking down what it
 // started. `lab exec` exits with the guest command's status, and with 255 when the lab itself
 // failed (no lab, no such VM, the agent did not answer), as ssh does.
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { consoleUrl } from '../manager/api.ts';
@@ -31,6 +32,14 @@ import { CPU_LIST, isTransport, TRANSPORTS } from './topology.ts';
 import { labStatus, sampledStatus, statusText } from './status.ts';
 
 const EXIT = { ok: 0, failed: 1, usage: 2, execLabFailed: 255, interrupted: 130 } as const;
+
+/** A CPU list ("1", "0-1", "0,2-3") naming only CPUs this machine has, or a UsageError naming the option. */
+function checkCpuList(option: string, list: string): void {
+  if (!CPU_LIST.test(list)) throw new UsageError(`${option}: expected a CPU list like "1" or "0-1", got "${list}"`);
+  const cpus = availableParallelism();
+  const highest = Math.max(...list.split(/[,-]/).map(Number));
+  if (highest >= cpus) throw new UsageError(`${option}: no CPU ${highest} here (CPUs 0-${cpus - 1})`);
+}
 
 class UsageError extends Error {}
 
@@ -82,7 +91,7 @@ const COMMANDS: Record<string, Command> = {
       const transport = values.transport as string | undefined;
       if (transport !== undefined && !isTransport(transport)) throw new UsageError(`--transport: expected ${TRANSPORTS.join(' or ')}, got "${transport}"`);
       const pinLab = values['pin-lab'] as string | undefined;
-      if (pinLab !== undefined && !CPU_LIST.test(pinLab)) throw new UsageError(`--pin-lab: expected a CPU list like "1" or "0-1", got "${pinLab}"`);
+      if (pinLab !== undefined) checkCpuList('--pin-lab', pinLab);
       const state = await interruptible(() => up(pos[0]!, { accel, transport, pinLab }));
       console.log(statusText({ now: await labStatus(state) }));
       return EXIT.ok;

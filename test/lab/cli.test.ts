@@ -25,6 +25,7 @@ const cases: [string[], number, RegExp][] = [
   [['up', 'default', '--accel', 'xen'], 2, /--accel: expected tcg or kvm, got "xen"/],
   [['up', 'default', '--transport', 'udp'], 2, /--transport: expected memif or unix, got "udp"/],
   [['up', 'default', '--pin-lab', 'last'], 2, /--pin-lab: expected a CPU list like "1" or "0-1", got "last"/],
+  [['up', 'default', '--pin-lab', '0,4095'], 2, /--pin-lab: no CPU 4095 here \(CPUs 0-\d+\)/],
   [['up', 'default', '--bogus'], 2, /Unknown option '--bogus'/],
   [['up', 'no-such-topology'], 1, /no topology "no-such-topology"/],
   [['qmp', 'host-a'], 2, /expected "lab qmp <vm> <command> \[<json arguments>\]"/],
