@@ -8,7 +8,7 @@
 //
 //   npm run bench -- sharing   (NVME_BENCH_SECONDS=10 per case, NVME_BENCH_PIN: where the lab's processes run, as in nvme.ts)
 import { rmSync } from 'node:fs';
-import { benchTopology, placementText, privateLabDirs } from './lib/lab.ts';
+import { benchTopology, labCpus, placementText, privateLabDirs } from './lib/lab.ts';
 import { record, recordSettings } from './lib/results.ts';
 
 const state = privateLabDirs('lab-share');
@@ -35,7 +35,7 @@ async function together(paths: Path[], w: Workload): Promise<Result[]> {
 }
 
 async function measureCase(title: string, topology: string, pathsOf: (lab: Awaited<ReturnType<typeof up>>) => Promise<Path[]>): Promise<void> {
-  const lab = await up(benchTopology(topologyFile(topology), state));
+  const lab = await up(benchTopology(topologyFile(topology), state), { pinLab: labCpus() });
   try {
     const paths = await pathsOf(lab);
     console.log(`\n${title}, topology ${topology}: ${paths.map((p) => `${p.label} ${p.dev}`).join(', ')}; ${lab.qemuVersion}, ${lab.accel}, ${placementText()}; ${SECONDS} s per case`);

@@ -31,14 +31,8 @@ export function labCpus(): string | undefined {
   return n > 1 ? String(n - 1) : undefined;
 }
 
-/**
- * The topology file to bring up: as shipped, or with every lab process pinned to labCpus()
- * (QEMU keeps all), since placement dominates latency here (design notes §8).
- */
+/** The topology file to bring up: as shipped, or a copy with NVME_BENCH_VCPUS and NVME_BENCH_LINKS applied. */
 export function benchTopology(file: string, state: string): string {
-  // The lab derives most processes from hosts and DIs: it pins them all (see lab.ts).
-  const cpus = labCpus();
-  if (cpus) process.env.LAB_PIN_PROCESSES = cpus;
   const vcpus = process.env.NVME_BENCH_VCPUS;
   const links = process.env.NVME_BENCH_LINKS;
   if (!vcpus && !links) return file;

@@ -33,6 +33,8 @@ import { labStatus, sampledStatus, statusText } from './status.ts';
 
 const EXIT = { ok: 0, failed: 1, usage: 2, execLabFailed: 255, interrupted: 130 } as const;
 
+class UsageError extends Error {}
+
 /** A CPU list ("1", "0-1", "0,2-3") naming only CPUs this machine has, or a UsageError naming the option. */
 function checkCpuList(option: string, list: string): void {
   if (!CPU_LIST.test(list)) throw new UsageError(`${option}: expected a CPU list like "1" or "0-1", got "${list}"`);
@@ -40,8 +42,6 @@ function checkCpuList(option: string, list: string): void {
   const highest = Math.max(...list.split(/[,-]/).map(Number));
   if (highest >= cpus) throw new UsageError(`${option}: no CPU ${highest} here (CPUs 0-${cpus - 1})`);
 }
-
-class UsageError extends Error {}
 
 interface Command {
   /** The arguments after the command's name, as shown in usage lines. */

@@ -19,7 +19,7 @@ export interface UpOptions {
   bootTimeoutMs?: number;
   /** Stations to switch over this transport, whatever the topology says (benchmarks compare them). */
   transport?: Transport;
-  /** Every lab process (not QEMU) on these CPUs, whatever each process's `pin` says; LAB_PIN_PROCESSES if not given. */
+  /** Every lab process (not QEMU) on these CPUs, whatever each process's `pin` says. */
   pinLab?: string;
 }
 
@@ -186,8 +186,7 @@ export async function up(arg: string, opts: UpOptions = {}): Promise<LabState> {
           v.devices.flatMap((d) => ('server' in d && d.server.split('/')[0] === p.name ? [d.server.split('/')[1] ?? p.name] : [])),
         );
         // Recorded before it is ready, so that a failure or Ctrl-C while waiting stops it too.
-        // --pin-lab (LAB_PIN_PROCESSES for the benchmarks) puts every lab process on those CPUs.
-        const started = startProcess(p, topo, wanted, opts.pinLab ?? process.env.LAB_PIN_PROCESSES);
+        const started = startProcess(p, topo, wanted, opts.pinLab);
         state.processes.push(started.state);
         writeState(state);
         await started.ready;
