@@ -165,8 +165,6 @@ export interface Native {
   framesCrcOk(region: Uint8Array, spans: Uint8Array, count: number, ok: Uint8Array): void;
   /** Keep large freed blocks in the process heap so new receive slabs reuse warm pages (see dgram.cc). */
   retainFreedHeap(): void;
-  /** Turn off libuv's idle-time metric on Node's loop (see poll.cc); true when it was on. */
-  stopIdleTimeMetrics(): boolean;
 
   Poll: new (fd: number, callback: (err: NativeError | null, events: number) => void) => Poll;
   /** The switch's memif-to-memif fast path (memif-forward.cc; used by src/fabric/switch/memif-forward.ts). */
