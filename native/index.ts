@@ -65,12 +65,6 @@ export interface Native {
    * blocking fd is refused (false), as poll can only tell that 1 more fits.
    */
   eventfdWrite(fd: number, value?: number | bigint): boolean;
-  /**
-   * Add 1 with one write, without eventfdWrite's check that it fits: blocks if the reader turned the
-   * description blocking and filled the counter. Only where that reader could stall nothing but
-   * this process's service to itself (see eventfd.cc); false when the counter was full.
-   */
-  eventfdSignal(fd: number): boolean;
   /** Read and reset the counter; null when it is zero. */
   eventfdRead(fd: number): number | null;
 
@@ -171,8 +165,6 @@ export interface Native {
   framesCrcOk(region: Uint8Array, spans: Uint8Array, count: number, ok: Uint8Array): void;
   /** Keep large freed blocks in the process heap so new receive slabs reuse warm pages (see dgram.cc). */
   retainFreedHeap(): void;
-  /** Turn off libuv's idle-time metric on Node's loop (see poll.cc); true when it was on. */
-  stopIdleTimeMetrics(): boolean;
 
   Poll: new (fd: number, callback: (err: NativeError | null, events: number) => void) => Poll;
   /** The switch's memif-to-memif fast path (memif-forward.cc; used by src/fabric/switch/memif-forward.ts). */

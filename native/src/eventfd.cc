@@ -56,25 +56,6 @@ Napi::Value EventfdWrite(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, r == 1);
 }
 
-// Adds 1 with a bare write, without EventfdAdd's poll first (one system call per wake-up less, on
-// every hop of the fabric). Only for an eventfd whose reader, by filling the counter of a
-// description it turned blocking, can stall nothing but this process's service to that same
-// reader: the interrupt eventfds of the one VM a device server serves, and a station's memif link
-// to the lab switch (an eventfd the station made non-blocking itself). Where the reader is one peer
-// among several (the switch's ports, a DI serving cables to several HIs), eventfdWrite's check
-// keeps one peer from stalling the others. Returns whether the value was added.
-Napi::Value EventfdSignal(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int fd = ArgFd(info, 0);
-  const uint64_t one = 1;
-  ssize_t n = write(fd, &one, sizeof one);
-  if (n < 0) {
-    if (errno == EAGAIN) return Napi::Boolean::New(env, false);
-    ThrowErrno(env, "eventfd write");
-  }
-  return Napi::Boolean::New(env, n == sizeof one);
-}
-
 // Returns the counter (and resets it), or null when it is zero.
 Napi::Value EventfdRead(const Napi::CallbackInfo& info) {
   int fd = ArgFd(info, 0);
@@ -92,7 +73,6 @@ Napi::Value EventfdRead(const Napi::CallbackInfo& info) {
 void RegisterEventfd(Napi::Env env, Napi::Object exports) {
   exports.Set("eventfd", Napi::Function::New(env, EventfdCreate));
   exports.Set("eventfdWrite", Napi::Function::New(env, EventfdWrite));
-  exports.Set("eventfdSignal", Napi::Function::New(env, EventfdSignal));
   exports.Set("eventfdRead", Napi::Function::New(env, EventfdRead));
 }
 

@@ -37,15 +37,12 @@ import { cpuProfileControl, serveLineControl } from '../common/control-socket.ts
 import { DI_COMPLETION_TIMEOUT_MS, DeviceInterface } from './di.ts';
 import { assignControl } from './assign-control.ts';
 import { processLogger } from '../common/logger.ts';
-import { tuneLabLoop } from '../common/lab-loop.ts';
 import { ManagementResponder } from '../fabric/management-responder.ts';
 import { StationRole } from '../fabric/wire/management.ts';
 import { functionReport } from './report.ts';
 import { basename } from 'node:path';
 
 const log = processLogger('di');
-
-tuneLabLoop();
 const NAME = /^[a-z0-9][a-z0-9-]{0,63}$/;
 const SIZE_UNITS: Record<string, number> = { K: 2 ** 10, M: 2 ** 20, G: 2 ** 30 };
 

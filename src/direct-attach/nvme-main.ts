@@ -19,7 +19,6 @@ import { servePciFunction } from './adapter.ts';
 import { exitOnHelp } from '../common/command-line.ts';
 import type { VfioUserServer } from '../vfio-user/server.ts';
 import { processLogger } from '../common/logger.ts';
-import { tuneLabLoop } from '../common/lab-loop.ts';
 import { NvmeController, type NvmeControllerConfig } from '../devices/nvme/controller.ts';
 
 interface ControllerArgs {
@@ -103,7 +102,6 @@ async function main(): Promise<void> {
   const dataDir = join(process.env.LAB_DATA ?? '/var/lib/pcieoe-lab', topology);
   const specs = parseArgs(process.argv.slice(2), dataDir);
   const log = processLogger('nvme');
-  tuneLabLoop();
   const served: { ctrl: NvmeController; server: VfioUserServer }[] = [];
   for (const [i, s] of specs.entries()) {
     for (const ns of s.namespaces) mkdirSync(dirname(ns.path), { recursive: true });

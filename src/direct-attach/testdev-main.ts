@@ -16,15 +16,12 @@ import { parseCommandLine, usageError } from '../common/command-line.ts';
 import { servePciFunction } from './adapter.ts';
 import type { VfioUserServer } from '../vfio-user/server.ts';
 import { processLogger } from '../common/logger.ts';
-import { tuneLabLoop } from '../common/lab-loop.ts';
 import { TestDevice } from '../devices/testdev/testdev.ts';
 
 const USAGE = 'usage: main.ts [--socket-dir DIR] [--shared-page] [NAME ...]  (DIR defaults to $LAB_SOCKET_DIR)';
 const NAME = /^[a-z0-9][a-z0-9-]{0,63}$/;
 
 const log = processLogger('testdev');
-
-tuneLabLoop();
 
 const COMMAND_LINE = { name: 'testdev', usage: USAGE };
 

@@ -19,7 +19,6 @@ import { parseArgs as parseNodeArgs } from 'node:util';
 import { servePciFunction } from './adapter.ts';
 import { exitOnHelp } from '../common/command-line.ts';
 import { processLogger } from '../common/logger.ts';
-import { tuneLabLoop } from '../common/lab-loop.ts';
 import { UnixDgramPort } from '../fabric/wire/unix-dgram-port.ts';
 import { formatMac, netOptionsFromEnv, parseMac, VirtioNet } from '../devices/virtio-net/net-device.ts';
 
@@ -59,7 +58,6 @@ function main(): void {
   if (!socketDir) throw new Error('LAB_SOCKET_DIR is not set');
   const a = parseArgs(process.argv.slice(2), socketDir);
   const log = processLogger('virtio-net');
-  tuneLabLoop();
   const port = new UnixDgramPort({ path: a.wireLocal, peer: a.wire, maxFrame: a.mtu + 18 });
   const nic = new VirtioNet({ mac: a.mac, mtu: a.mtu, wire: port, log, ...netOptionsFromEnv(process.env) });
   const server = servePciFunction(nic, { path: join(socketDir, `${a.socket}.sock`), name: a.socket, log });

@@ -117,7 +117,7 @@ const MEMIF_SERVE_LINK = 'memif-serve:';
  */
 export function openLinkPort(link: LinkSpec, dir: string, index: number, pollUs = 0): MemifPort | UnixDgramPort {
   const name = `pcieoe-link${index}`;
-  if (link.switchPort.startsWith(MEMIF_LINK)) return new MemifPort({ socket: link.switchPort.slice(MEMIF_LINK.length), role: 'client', name, pollUs, uncheckedSignals: true });
+  if (link.switchPort.startsWith(MEMIF_LINK)) return new MemifPort({ socket: link.switchPort.slice(MEMIF_LINK.length), role: 'client', name, pollUs });
   // A station checks every frame's CRC, whichever end of the cable it serves (a switch's server end leaves that to the station).
   if (link.switchPort.startsWith(MEMIF_SERVE_LINK)) return new MemifPort({ socket: link.switchPort.slice(MEMIF_SERVE_LINK.length), role: 'server', name, checkCrc: true, pollUs });
   return new UnixDgramPort({ path: join(dir, `link${index}.sock`), peer: link.switchPort });

@@ -28,7 +28,6 @@ import { join } from 'node:path';
 import { realClock } from '../fabric/clock.ts';
 import { VfioUserServer } from '../vfio-user/server.ts';
 import { processLogger } from '../common/logger.ts';
-import { tuneLabLoop } from '../common/lab-loop.ts';
 import { formatBdf, formatPciId, parseBdf } from '../pci/bdf.ts';
 import { type OpenStation, STATION_ARGS, STATION_USAGE, openStation, parseKeyValues } from '../fabric/station.ts';
 import { cpuProfileControl, serveLineControl } from '../common/control-socket.ts';
@@ -42,8 +41,6 @@ import { StationRole } from '../fabric/wire/management.ts';
 import { basename } from 'node:path';
 
 const log = processLogger('hi');
-
-tuneLabLoop();
 
 const COMMAND_LINE = { name: 'hi', usage: `usage: main.ts ${STATION_USAGE} --eep NAME=channel:ID,bdf:BB:DD.F... [--completion-timeout MS] [--wait-ms MS]` };
 

@@ -16,7 +16,6 @@ import { loadTopology } from '../lab/topology.ts';
 import { readState, requireState } from '../lab/state.ts';
 import { stateRoot } from '../lab/paths.ts';
 import { processLogger } from '../common/logger.ts';
-import { tuneLabLoop } from '../common/lab-loop.ts';
 import { serveApi } from './api.ts';
 import { LabApplier } from './apply.ts';
 import { SwitchLinks } from './links.ts';
@@ -27,8 +26,6 @@ import { openManagerStation } from './station-link.ts';
 import { SurpriseRemoval, giveBack, mapsOf, presentAgain } from './station-restore.ts';
 
 const log = processLogger('manager');
-
-tuneLabLoop();
 
 function fail(message: string): never {
   console.error(`manager: ${message}`);

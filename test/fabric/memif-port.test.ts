@@ -86,19 +86,6 @@ test('frames cross a memif port both ways, intact and in order, small, chained a
   t.deepEqual(got.station, sent);
 });
 
-test('a station with unchecked signals wakes a sleeping server with its bare eventfd writes; only a client may have them', async (t) => {
-  const { server, station, got } = pair(t, { uncheckedSignals: true });
-  await until(() => server.connected && station.connected, 'memif handshake');
-  // One frame at a time, each after the last arrived: the server sleeps on its eventfd before each.
-  for (let i = 0; i < 5; i++) {
-    station.transmit(frame(i, 100));
-    await until(() => got.server.length === i + 1, `frame ${i} at the server`);
-  }
-  t.deepEqual(got.server, [0, 1, 2, 3, 4].map((i) => frame(i, 100)));
-  t.true(station.counters.txSignals >= 1, `signals sent: ${station.counters.txSignals}`);
-  t.throws(() => new MemifPort({ socket: socketPath(), role: 'server', uncheckedSignals: true }), { instanceOf: RangeError, message: /uncheckedSignals is for a client/ });
-});
-
 test('PCIeOE frames given as header and payload are encoded into the ring (chained when they do not fit a slot); a station vouches for the CRCs it checked', async (t) => {
   const socket = socketPath();
   const server = new MemifPort({ socket, role: 'server' });

@@ -51,7 +51,6 @@ import { lstatSync, mkdirSync } from 'node:fs';
 import { removeStaleSocket } from '../../common/socket-file.ts';
 import { exitOnHelp, usageError } from '../../common/command-line.ts';
 import { processLogger } from '../../common/logger.ts';
-import { tuneLabLoop } from '../../common/lab-loop.ts';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -284,8 +283,6 @@ export interface RunningSwitch {
 }
 
 const switchLog = processLogger('switch');
-
-tuneLabLoop();
 
 /** Bind every port and the control socket. Resolves once all sockets exist. */
 export async function runSwitch(cfg: SwitchConfig, log: (line: string) => void = (line) => switchLog('info', line)): Promise<RunningSwitch> {

@@ -74,14 +74,6 @@ export interface MemifPortOptions {
    * 0 (the default): never; a station's links take PCIEOE_MEMIF_POLL_US (memifPollUs).
    */
   pollUs?: number;
-  /**
-   * Client: wake the server with a bare eventfd write (native.eventfdSignal), one system call
-   * instead of a check and a write per flush. The eventfd is the client's own, made non-blocking;
-   * only the server could turn it blocking and fill it, and that would stall only this client.
-   * For a station's links (to the lab's switch or a peer's cable); a switch port, which serves
-   * many, keeps the check. Default off.
-   */
-  uncheckedSignals?: boolean;
   log?: (line: string) => void;
 }
 
@@ -173,8 +165,6 @@ export class MemifPort implements PortTransport {
   private rxScheduled = false;
   private readonly rxSlab = new Slab(SLAB_BYTES);
   private readonly poll: ReplyPoll | null;
-  /** Wakes the peer: checked, or bare (uncheckedSignals). */
-  private readonly signal: (fd: number) => boolean;
 
   constructor(o: MemifPortOptions) {
     this.socket = o.socket;
@@ -189,8 +179,6 @@ export class MemifPort implements PortTransport {
     const pollUs = o.pollUs ?? 0;
     if (!(pollUs >= 0)) throw new RangeError(`memif poll window must be >= 0 µs, got ${pollUs}`);
     this.poll = pollUs > 0 ? new ReplyPoll(pollUs, this.pollLook, this.pollEnd) : null;
-    if (o.uncheckedSignals && this.role !== 'client') throw new RangeError('memif uncheckedSignals is for a client (whose eventfds are its own)');
-    this.signal = o.uncheckedSignals ? native.eventfdSignal : native.eventfdWrite;
     native.retainFreedHeap();
     if (this.role === 'server') this.listen();
     else this.connect();
@@ -606,7 +594,7 @@ export class MemifPort implements PortTransport {
     c.txFrames += n;
     c.txBytes += bytes;
     if (signal) {
-      this.signal(s.txEvent);
+      native.eventfdWrite(s.txEvent);
       c.txSignals++;
     }
     if (n > 0 && this.poll?.wants(n, bytes)) {
