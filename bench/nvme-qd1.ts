@@ -19,9 +19,11 @@
 //                                   which then keeps its native path); NVME_QD1_PROF=DIR: --cpu-prof of HI, DI,
 //                                   switch and the direct server, NVME_QD1_PROF_INTERVAL µs apart;
 //                                   NVME_QD1_NODE_ARGS='--log-deopt ...' more node options for them;
-//                                   NVME_QD1_PERF=DIR: perf record of the servers over each round (CPU time,
-//                                   kernel included; bench/lib/perf-record.ts), kept in DIR, and where
-//                                   each process's CPU per I/O went;
+//                                   after the measured rounds, one more round per path under perf record
+//                                   (CPU time, kernel included; bench/lib/perf-record.ts) says where each
+//                                   process's CPU per I/O went, recorded for the report; NVME_QD1_PERF=DIR
+//                                   keeps the recordings in DIR, NVME_QD1_PERF=0 leaves the round out
+//                                   (so does a machine without perf);
 //                                   NVME_QD1_BACK_TO_BACK=0 leaves out the third path: another HI and DI
 //                                   cabled back to back over memif, no switch between them)
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
@@ -38,7 +40,7 @@ import { VfioUserClient, waitEventfd } from '../src/vfio-user/client.ts';
 import { IrqSetFlag, PciIrq, PciRegion } from '../src/vfio-user/protocol.ts';
 import { labNodeArgs } from '../src/common/node-options.ts';
 import { record, recordSettings } from './lib/results.ts';
-import { perfAvailable, perfLines, perfRecord, perfSamples, tally } from './lib/perf-record.ts';
+import { perfAvailable, perfLine, perfRecord, perfSamples, perfSplits, tally } from './lib/perf-record.ts';
 
 const QUICK = process.argv.includes('--quick') || process.env.BENCH_QUICK === '1';
 const SECONDS = Number(process.env.NVME_QD1_SECONDS ?? (QUICK ? 2 : 3));
@@ -81,12 +83,19 @@ function cpuUsOf(pid: number): number {
  * Node options of every lab process: NVME_QD1_PROF=DIR profiles each into DIR (NVME_QD1_PROF_INTERVAL µs
  * between samples, node's default 1000), NVME_QD1_NODE_ARGS adds any (space-separated, e.g. V8's --log-deopt).
  */
-/** NVME_QD1_PERF=DIR: `perf record` each path's servers over its rounds into DIR (see bench/lib/perf-record.ts). */
-const PERF_DIR = process.env.NVME_QD1_PERF;
-if (PERF_DIR && !perfAvailable()) throw new Error('NVME_QD1_PERF needs perf (apt-get install linux-perf)');
+/**
+ * The profiled round (see above): on unless NVME_QD1_PERF=0 or perf is missing; a round of its own, so
+ * perf's sampling (it slows every process it samples) stays out of the measured figures.
+ */
+const PERF = process.env.NVME_QD1_PERF !== '0' && perfAvailable();
+if (process.env.NVME_QD1_PERF && process.env.NVME_QD1_PERF !== '0' && !PERF) throw new Error('NVME_QD1_PERF needs perf (apt-get install linux-perf)');
+/** The workload the profiled round's figures are recorded under. */
+const PERF_WORKLOAD = 'soft driver QD 1 4 KiB read';
+/** Which servers carry each path (the others idle while it runs). */
+const CARRIERS: Record<string, string[]> = { direct: ['direct'], PCIeOE: ['switch', 'di', 'hi'], 'back to back': ['b2b DI', 'b2b HI'] };
 const QD1_NODE_ARGS = [
   // JIT frames named in perf's samples (node writes /tmp/perf-<pid>.map).
-  ...(PERF_DIR ? ['--perf-basic-prof'] : []),
+  ...(PERF ? ['--perf-basic-prof'] : []),
   ...(process.env.NVME_QD1_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.NVME_QD1_PROF] : []),
   ...(process.env.NVME_QD1_PROF && process.env.NVME_QD1_PROF_INTERVAL ? ['--cpu-prof-interval', process.env.NVME_QD1_PROF_INTERVAL] : []),
   ...(process.env.NVME_QD1_NODE_ARGS?.split(' ').filter((a) => a !== '') ?? []),
@@ -225,17 +234,11 @@ try {
   // CPU of every lab process while each path runs: what an I/O costs, and what they burn when idle.
   const procs: Record<string, ChildProcess> = { direct, switch: sw.proc, di, hi, ...(b2b ? { 'b2b DI': b2b.di, 'b2b HI': b2b.hi } : {}) };
   const cpu: Record<string, Record<string, number>> = Object.fromEntries(Object.keys(paths).map((n) => [n, {}]));
-  const perfFiles: Record<string, { file: string; ios: number }[]> = Object.fromEntries(Object.keys(paths).map((n) => [n, []]));
-  if (PERF_DIR) mkdirSync(PERF_DIR, { recursive: true });
   for (let r = 0; r < ROUNDS; r++) {
     const means: string[] = [];
     for (const [name, p] of Object.entries(paths)) {
       const before = Object.entries(procs).map(([n, c]) => [n, cpuUsOf(c.pid!)] as const);
-      const perfFile = PERF_DIR ? join(PERF_DIR, `${name.replaceAll(' ', '-')}.${r + 1}.data`) : undefined;
-      const recording = perfFile ? perfRecord(Object.values(procs).map((c) => c.pid!), SECONDS, perfFile) : undefined;
       const round = await p.run(SECONDS);
-      await recording;
-      if (perfFile) perfFiles[name]!.push({ file: perfFile, ios: round.length });
       // A loop, not push(...round): spreading 100 000 arguments overflows the stack (NVME_QD1_SECONDS=12).
       for (const us of round) lat[name]!.push(us);
       for (const [n, us] of before) cpu[name]![n] = (cpu[name]![n] ?? 0) + cpuUsOf(procs[n]!.pid!) - us;
@@ -263,15 +266,20 @@ try {
     record({ kind: 'value', bench: 'nvme-qd1', name: 'soft driver QD 1 4 KiB read: PCIeOE back to back (no switch) mean added over direct', value: b.mean - d.mean, unit: 'µs' });
   }
   record({ kind: 'value', bench: 'nvme-qd1', name: 'soft driver QD 1 4 KiB read: PCIeOE mean added over direct', value: f.mean - d.mean, unit: 'µs' });
-  if (PERF_DIR) {
-    // Each path's own processes: the others idle while it runs.
-    const carriers: Record<string, string[]> = { direct: ['direct'], PCIeOE: ['switch', 'di', 'hi'], 'back to back': ['b2b DI', 'b2b HI'] };
-    console.log(`CPU µs per I/O by perf record (${PERF_DIR}), where it went:`);
-    for (const [name, files] of Object.entries(perfFiles)) {
-      const counts = tally(files.flatMap((f) => perfSamples(f.file)));
-      const ios = files.reduce((a, f) => a + f.ios, 0);
-      const names = Object.fromEntries((carriers[name] ?? []).map((n) => [n, procs[n]!.pid!]));
-      for (const line of perfLines(counts, names, ios)) console.log(`  ${name}: ${line}`);
+  if (PERF) {
+    const dir = process.env.NVME_QD1_PERF || join(root, 'perf');
+    mkdirSync(dir, { recursive: true });
+    console.log(`one more round per path under perf record (${dir}): CPU µs per I/O, where it went`);
+    for (const [name, p] of Object.entries(paths)) {
+      const file = join(dir, `${name.replaceAll(' ', '-')}.data`);
+      const recording = perfRecord(Object.values(procs).map((c) => c.pid!), SECONDS, file);
+      const ios = (await p.run(SECONDS)).length;
+      await recording;
+      const names = Object.fromEntries((CARRIERS[name] ?? []).map((n) => [n, procs[n]!.pid!]));
+      for (const split of perfSplits(tally(perfSamples(file)), names, ios)) {
+        console.log(`  ${name}: ${perfLine(split)}`);
+        for (const [category, us] of split.parts) record({ kind: 'cpu-split', bench: 'nvme-qd1', workload: PERF_WORKLOAD, path: name, process: split.name, category, us });
+      }
     }
   }
   // How much of the switch's traffic its native memif-to-memif path carried (switch/memif-forward.ts).
@@ -287,4 +295,6 @@ try {
   await Promise.all(children.map((c) => (c.exitCode === null && c.signalCode === null ? new Promise((r) => c.once('exit', r)) : undefined)));
   clearTimeout(kill);
   rmSync(root, { recursive: true, force: true });
+  // --perf-basic-prof's symbol maps, one per server.
+  if (PERF) for (const c of children) rmSync(`/tmp/perf-${c.pid}.map`, { force: true });
 }

@@ -103,20 +103,28 @@ export function perfSamples(file: string): PerfSample[] {
   return parsePerfScript(text);
 }
 
-/**
- * One line per named process: its CPU µs per `per` (e.g. I/Os done while recording) and how they
- * split into the categories, most first; categories under 1 µs left out.
- */
-export function perfLines(counts: Map<number, Map<PerfCategory, number>>, names: Record<string, number>, per: number): string[] {
+/** A process's CPU per unit of work (`per`, e.g. I/Os done while recording): its total and each category, most first. */
+export interface PerfSplit {
+  name: string;
+  totalUs: number;
+  parts: [PerfCategory, number][];
+}
+
+/** The split of each named process (pid) over `per` units of work. */
+export function perfSplits(counts: Map<number, Map<PerfCategory, number>>, names: Record<string, number>, per: number): PerfSplit[] {
   const us = (n: number) => (n / PERF_FREQUENCY / per) * 1e6;
   return Object.entries(names).map(([name, pid]) => {
     const m = counts.get(pid) ?? new Map<PerfCategory, number>();
-    const total = [...m.values()].reduce((a, b) => a + b, 0);
-    if (total === 0) return `${name}: no samples`;
-    const parts = [...m.entries()]
-      .sort((a, b) => b[1] - a[1])
-      .filter(([, n]) => us(n) >= 1)
-      .map(([c, n]) => `${c} ${us(n).toFixed(0)}`);
-    return `${name} ${us(total).toFixed(0)} µs: ${parts.join(', ')}`;
+    const parts = [...m.entries()].sort((a, b) => b[1] - a[1]).map(([c, n]): [PerfCategory, number] => [c, us(n)]);
+    return { name, totalUs: parts.reduce((a, [, u]) => a + u, 0), parts };
   });
+}
+
+/** "hi 210 µs: V8 and Node 61, context switch 34, …" (categories under 1 µs left out), or "hi: no samples". */
+export function perfLine(s: PerfSplit): string {
+  if (s.parts.length === 0) return `${s.name}: no samples`;
+  return `${s.name} ${s.totalUs.toFixed(0)} µs: ${s.parts
+    .filter(([, u]) => u >= 1)
+    .map(([c, u]) => `${c} ${u.toFixed(0)}`)
+    .join(', ')}`;
 }

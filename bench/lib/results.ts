@@ -99,7 +99,21 @@ const portCounters = z.object({
   dropped: z.number().optional(),
 });
 
-export const figureSchema = z.discriminatedUnion('kind', [io, cpuPerIo, throughput, roundTrip, value, nic, portCounters]);
+/**
+ * Where one process's CPU per I/O went, from perf's samples over a profiled round (one category of
+ * bench/lib/perf-record.ts: 'JavaScript', 'V8 and Node', 'context switch', …).
+ */
+const cpuSplit = z.object({
+  kind: z.literal('cpu-split'),
+  bench: z.string(),
+  workload: z.string(),
+  path: z.string(),
+  process: z.string(),
+  category: z.string(),
+  us: z.number(),
+});
+
+export const figureSchema = z.discriminatedUnion('kind', [io, cpuPerIo, throughput, roundTrip, value, nic, portCounters, cpuSplit]);
 export type Figure = z.infer<typeof figureSchema>;
 export type IoFigure = z.infer<typeof io>;
 export type CpuFigure = z.infer<typeof cpuPerIo>;
@@ -107,6 +121,7 @@ export type ThroughputFigure = z.infer<typeof throughput>;
 export type RoundTripFigure = z.infer<typeof roundTrip>;
 export type NicFigure = z.infer<typeof nic>;
 export type PortCountersFigure = z.infer<typeof portCounters>;
+export type CpuSplitFigure = z.infer<typeof cpuSplit>;
 
 const settingValue = z.union([z.string(), z.number(), z.boolean()]);
 export type Settings = Record<string, z.infer<typeof settingValue>>;

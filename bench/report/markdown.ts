@@ -334,6 +334,27 @@ function whereTimeSection(r: Results): string | undefined {
 const plot = (file: string | undefined, alt: string) => (file ? `\n\n![${alt}](${file})` : '');
 const section = (title: string, body: string | undefined) => `## ${title}\n\n${body ?? 'No figures in this run.'}`;
 
+/**
+ * The soft-driver QD 1 bench's profiled round: a row per path and process, CPU µs per I/O in each
+ * category of bench/lib/perf-record.ts (kernel included); undefined when the run has none.
+ */
+function splitTable(r: Results): string | undefined {
+  const figs = r.figures.filter(isKind('cpu-split'));
+  if (!figs.length) return undefined;
+  const categories = unique(figs.map((f) => f.category));
+  const rows = unique(figs.map((f) => `${f.path}\u0000${f.process}`)).map((key) => {
+    const [path, process] = key.split('\u0000') as [string, string];
+    const mine = figs.filter((f) => f.path === path && f.process === process);
+    const us = (c: string) => mine.filter((f) => f.category === c).reduce((a, f) => a + f.us, 0);
+    return [path, process, num(mine.reduce((a, f) => a + f.us, 0)), ...categories.map((c) => num(us(c)))];
+  });
+  return (
+    'One more round per path of `bench/nvme-qd1.ts` (soft driver, no guest) under `perf record`, after its measured rounds: ' +
+    'CPU µs per I/O, kernel included (perf\'s sampling slows what it samples, so totals run above the measured rounds\' figures).\n\n' +
+    table(['path', 'process', 'total', ...categories], rows)
+  );
+}
+
 export function renderMarkdown(r: Results, plots: Plots = {}): string {
   const v = r.versions;
   const settings = Object.entries(r.settings).map(([bench, s]) => `- ${bench}: ${Object.entries(s).map(([k, x]) => `${k} ${x}`).join(', ')}`);
@@ -363,6 +384,7 @@ export function renderMarkdown(r: Results, plots: Plots = {}): string {
     section('PCIeOE under fabric faults', faulted.length ? ioTable([...plain.filter((f) => f.path === 'PCIeOE'), ...faulted], ['PCIeOE']) : undefined),
     section('QD 1 latency, 4 KiB random read', qd1 ? qd1Table(r) + plot(plots.qd1, 'QD 1 latency per path') : undefined),
     section('CPU µs per I/O, per process', cpu.length ? cpuTables(cpu) + plot(plots.cpu, 'CPU µs per I/O per process') : undefined),
+    section('Where a QD 1 I/O\'s CPU goes, by category (perf)', splitTable(r)),
     section('Sharing (2:1, 1:2)', sharing.length ? ioTable(sharing, []) : undefined),
     section('Fabric throughput per link count and transport', tp.length ? fabricTable(tp) + plot(plots.fabric, 'fabric throughput') : undefined),
     section('Fabric round trips', rtt.length ? rttTable(rtt) : undefined),

@@ -26,7 +26,34 @@ function qd1(r: Results): string | undefined {
     (cpu
       ? `The lab's processes spend ${cpu.text} of CPU per PCIeOE I/O` + (server ? ` (the direct-attach server ${num(server.total)} µs)` : '') +
         `: ${num((cpu.total / added) * 100)} % of the added time. A QD 1 read is a chain of dependent frames (doorbell, SQE read and its completion, data + CQE + interrupt), each through the switch, so the rest is each process waiting to be woken and scheduled between them.`
-      : 'The run has no CPU figures for the QD 1 case.');
+      : 'The run has no CPU figures for the QD 1 case.') +
+    profiledQd1(r);
+}
+
+/** Kernel categories of bench/lib/perf-record.ts, summed in the sentence below. */
+const KERNEL = ['context switch', 'waking a process', 'other kernel'];
+
+/**
+ * " By CPU time (…): of the lab's N µs per I/O, …": the soft-driver QD 1 bench's profiled round
+ * (perf, kernel included), PCIeOE's processes summed by category; empty when the run has none.
+ */
+function profiledQd1(r: Results): string {
+  const figs = r.figures.filter(isKind('cpu-split')).filter((f) => f.bench === 'nvme-qd1');
+  const on = (path: string) => figs.filter((f) => f.path === path);
+  const remote = on('PCIeOE');
+  if (!remote.length) return '';
+  const sum = (fs: typeof figs, pick: (c: string) => boolean = () => true) => fs.filter((f) => pick(f.category)).reduce((a, f) => a + f.us, 0);
+  const total = sum(remote);
+  const share = (pick: (c: string) => boolean) => `${num((sum(remote, pick) / total) * 100)} %`;
+  const perProcess = [...new Set(remote.map((f) => f.process))].map((p) => `${p} ${num(sum(remote.filter((f) => f.process === p)))}`).join(', ');
+  const direct = on('direct');
+  return (
+    ` By CPU time (the soft-driver QD 1 bench's profiled round, perf record, kernel included): the lab's processes spent ${num(total)} µs per I/O (${perProcess}` +
+    (direct.length ? `; the direct-attach server ${num(sum(direct))}` : '') +
+    `), ${share((c) => KERNEL.includes(c))} of it in the kernel (context switches alone ${share((c) => c === 'context switch')}), ` +
+    `${share((c) => c === 'libc')} entering system calls (libc), ${share((c) => c === 'V8 and Node')} in the V8 and Node runtime and ${share((c) => c === 'JavaScript')} in JavaScript: ` +
+    'each hop is a wake-up whose fixed cost, kernel and runtime, outweighs the code that handles the frame.'
+  );
 }
 
 function large(r: Results): string[] {

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { readRecorded, readResults, record, recordSettings } from '../../bench/lib/results.ts';
 import { writeReport } from '../../bench/report/generate.ts';
 import { whereTimeGoes } from '../../bench/report/time-spent.ts';
-import { hotplugFigureName, labCpuRatios, missingFigures, nicMethod, nicRatios, nvmeRatios, otherChecks } from '../../bench/report/markdown.ts';
+import { hotplugFigureName, labCpuRatios, missingFigures, nicMethod, nicRatios, nvmeRatios, otherChecks, renderMarkdown } from '../../bench/report/markdown.ts';
 
 const fixture = new URL('../fixtures/bench-report.json', import.meta.url).pathname;
 
@@ -288,6 +288,27 @@ test('where the time goes: each missed headline target explained from the run\'s
   await writeReport(results, dir);
   const md = readFileSync(join(dir, 'report.md'), 'utf8');
   t.true(md.includes('## Where the time goes\n\n**QD 1 added latency'));
+  // Without a profiled round the paragraph says nothing of it; with one, the split summed over PCIeOE's processes.
+  t.false(qd1.includes('By CPU time'));
+  const split = (path: string, process: string, category: string, us: number) => ({ kind: 'cpu-split' as const, bench: 'nvme-qd1', workload: 'soft driver QD 1 4 KiB read', path, process, category, us });
+  const profiled = {
+    ...results,
+    figures: [
+      ...results.figures,
+      split('PCIeOE', 'switch', 'context switch', 30),
+      split('PCIeOE', 'switch', 'libc', 20),
+      split('PCIeOE', 'hi', 'V8 and Node', 60),
+      split('PCIeOE', 'hi', 'JavaScript', 30),
+      split('PCIeOE', 'hi', 'other kernel', 60),
+      split('direct', 'direct', 'V8 and Node', 50),
+    ],
+  };
+  const withSplit = whereTimeGoes(profiled).find((p) => p.startsWith('**QD 1 added latency'))!;
+  t.true(withSplit.includes("the lab's processes spent 200 µs per I/O (switch 50, hi 150; the direct-attach server 50)"), withSplit);
+  t.true(withSplit.includes('45 % of it in the kernel (context switches alone 15 %), 10 % entering system calls (libc), 30 % in the V8 and Node runtime and 15 % in JavaScript'), withSplit);
+  // The split's own table: a row per path and process, a column per category the run has.
+  t.regex(renderMarkdown(profiled), /\| path \| process \| total \| context switch \| libc \| V8 and Node \| JavaScript \| other kernel \|\n[^\n]+\n\| PCIeOE \| switch \| 50 \| 30 \| 20 \| 0 \| 0 \| 0 \|\n\| PCIeOE \| hi \| 150 \| 0 \| 0 \| 60 \| 30 \| 60 \|\n\| direct \| direct \| 50 \| 0 \| 0 \| 50 \| 0 \| 0 \|/);
+  t.regex(renderMarkdown(results), /## Where a QD 1 I\/O's CPU goes, by category \(perf\)\n\nNo figures in this run\./);
   // A run that meets the QD 1 floor says nothing about it.
   const met = { ...results, figures: results.figures.map((f) => (f.kind === 'io' && f.workload === 'QD 1 randread 4 KiB' && f.path === 'PCIeOE' ? { ...f, meanUs: 400 } : f)) };
   t.false(whereTimeGoes(met).some((p) => p.startsWith('**QD 1')));
