@@ -80,10 +80,6 @@ function cpuUsOf(pid: number): number {
 }
 
 /**
- * Node options of every lab process: NVME_QD1_PROF=DIR profiles each into DIR (NVME_QD1_PROF_INTERVAL µs
- * between samples, node's default 1000), NVME_QD1_NODE_ARGS adds any (space-separated, e.g. V8's --log-deopt).
- */
-/**
  * The profiled round (see above): on unless NVME_QD1_PERF=0 or perf is missing; a round of its own, so
  * perf's sampling (it slows every process it samples) stays out of the measured figures.
  */
@@ -93,6 +89,10 @@ if (process.env.NVME_QD1_PERF && process.env.NVME_QD1_PERF !== '0' && !PERF) thr
 const PERF_WORKLOAD = 'soft driver QD 1 4 KiB read';
 /** Which servers carry each path (the others idle while it runs). */
 const CARRIERS: Record<string, string[]> = { direct: ['direct'], PCIeOE: ['switch', 'di', 'hi'], 'back to back': ['b2b DI', 'b2b HI'] };
+/**
+ * Node options of every lab process: NVME_QD1_PROF=DIR profiles each into DIR (NVME_QD1_PROF_INTERVAL µs
+ * between samples, node's default 1000), NVME_QD1_NODE_ARGS adds any (space-separated, e.g. V8's --log-deopt).
+ */
 const QD1_NODE_ARGS = [
   // JIT frames named in perf's samples (node writes /tmp/perf-<pid>.map).
   ...(PERF ? ['--perf-basic-prof'] : []),
