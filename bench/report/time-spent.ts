@@ -52,7 +52,7 @@ function profiledQd1(r: Results): string {
     (direct.length ? `; the direct-attach server ${num(sum(direct))}` : '') +
     `), ${share((c) => KERNEL.includes(c))} of it in the kernel (context switches alone ${share((c) => c === 'context switch')}), ` +
     `${share((c) => c === 'libc')} entering system calls (libc), ${share((c) => c === 'V8 and Node')} in the V8 and Node runtime and ${share((c) => c === 'JavaScript')} in JavaScript: ` +
-    'each hop is a wake-up whose fixed cost, kernel and runtime, outweighs the code that handles the frame.'
+    'at every hop the kernel\'s part (waking, switching, system calls) and the runtime beneath the code weigh more than the JavaScript that handles the frame.'
   );
 }
 
