@@ -15,7 +15,6 @@ export const PERF_FREQUENCY = 499;
 
 /** Where one sample's CPU went, by the frame it was taken in and the frames below it. */
 export type PerfCategory = 'JavaScript' | 'V8 and Node' | 'addon' | 'libc' | 'context switch' | 'waking a process' | 'other kernel' | 'other';
-export const PERF_CATEGORIES: readonly PerfCategory[] = ['JavaScript', 'V8 and Node', 'addon', 'libc', 'context switch', 'waking a process', 'other kernel', 'other'];
 
 /** One sample: the pid and its stack, innermost frame first, each frame `symbol (dso)`. */
 export interface PerfSample {
@@ -52,9 +51,9 @@ export function categorise(s: PerfSample): PerfCategory {
   if (!leaf) return 'other';
   if (isKernel(leaf.dso)) {
     const kernel = s.frames.filter((f) => isKernel(f.dso)).map((f) => f.symbol);
-    // Waking first: eventfd_write's wake-up may itself switch to the woken process.
+    // A stack with both a wake-up and a switch counts as the wake-up: that is what the process asked for.
     if (kernel.some((k) => k === 'try_to_wake_up' || k === 'eventfd_write' || k.startsWith('__wake_up'))) return 'waking a process';
-    if (kernel.some((k) => k === '__schedule' || k === 'finish_task_switch' || k.startsWith('finish_task_switch'))) return 'context switch';
+    if (kernel.some((k) => k === '__schedule' || k.startsWith('finish_task_switch'))) return 'context switch';
     return 'other kernel';
   }
   if (leaf.dso.includes('/perf-') && leaf.dso.endsWith('.map')) return 'JavaScript';
