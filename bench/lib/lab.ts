@@ -85,9 +85,9 @@ export async function scheduleLab(pids: readonly number[]): Promise<string> {
   return m[1] === 'fifo' ? `lab processes SCHED_FIFO ${m[2]}` : `lab processes at nice ${m[2]}`;
 }
 
-export const placementText = () =>
+export const placementText = (cpus = labCpus()) =>
   [
-    labCpus() ? `lab processes pinned to CPU ${labCpus()}` : 'lab processes unpinned',
+    cpus ? `lab processes pinned to CPU ${cpus}` : 'lab processes unpinned',
     process.env.NVME_BENCH_QEMU_PIN ? `QEMU on CPU ${process.env.NVME_BENCH_QEMU_PIN}` : '',
     process.env.NVME_BENCH_VCPU_PIN ? `its vCPUs on CPU ${process.env.NVME_BENCH_VCPU_PIN}` : '',
     process.env.NVME_BENCH_VCPUS ? `${process.env.NVME_BENCH_VCPUS} vCPU(s)` : '',

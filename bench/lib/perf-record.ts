@@ -14,7 +14,10 @@ import { spawn, execFileSync } from 'node:child_process';
 export const PERF_FREQUENCY = 499;
 
 /** Where one sample's CPU went, by the frame it was taken in and the frames below it. */
-export type PerfCategory = 'JavaScript' | 'V8 and Node' | 'addon' | 'libc' | 'context switch' | 'waking a process' | 'other kernel' | 'other';
+export const PERF_CATEGORIES = ['JavaScript', 'V8 and Node', 'addon', 'libc', 'context switch', 'waking a process', 'other kernel', 'other'] as const;
+export type PerfCategory = (typeof PERF_CATEGORIES)[number];
+/** The categories of a sample taken in the kernel. */
+export const KERNEL_CATEGORIES: readonly PerfCategory[] = ['context switch', 'waking a process', 'other kernel'];
 
 /** One sample: the pid and its stack, innermost frame first, each frame `symbol (dso)`. */
 export interface PerfSample {

@@ -5,6 +5,7 @@
 // run by hand) recording does nothing and the printed tables are the only output.
 import { appendFileSync, readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { PERF_CATEGORIES } from './perf-record.ts';
 
 /** Where the I/O went: 'QEMU nvme', 'direct', 'PCIeOE', or a sharing case's path ('2:1 host-a', '1:2 card-b'). */
 const io = z.object({
@@ -99,17 +100,14 @@ const portCounters = z.object({
   dropped: z.number().optional(),
 });
 
-/**
- * Where one process's CPU per I/O went, from perf's samples over a profiled round (one category of
- * bench/lib/perf-record.ts: 'JavaScript', 'V8 and Node', 'context switch', …).
- */
+/** Where one process's CPU per I/O went, from perf's samples over a profiled round (bench/lib/perf-record.ts). */
 const cpuSplit = z.object({
   kind: z.literal('cpu-split'),
   bench: z.string(),
   workload: z.string(),
   path: z.string(),
   process: z.string(),
-  category: z.string(),
+  category: z.enum(PERF_CATEGORIES),
   us: z.number(),
 });
 

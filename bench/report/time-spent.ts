@@ -5,6 +5,7 @@
 // this run are used; profiles by function, and what would close each gap, are in the notes
 // the section links to.
 import type { CpuFigure, Results } from '../lib/results.ts';
+import { KERNEL_CATEGORIES, type PerfCategory } from '../lib/perf-record.ts';
 import { COEX_CASES, isKind, labCpu, nicFigures, nicRatios, num, QD1_WORKLOAD, qd1AddedUs, QEMU_PROCESS, remoteAndDirect } from './markdown.ts';
 
 /** The notes with the profiles behind this section, relative to a report in reports/bench/<run>/. */
@@ -30,9 +31,6 @@ function qd1(r: Results): string | undefined {
     profiledQd1(r);
 }
 
-/** Kernel categories of bench/lib/perf-record.ts, summed in the sentence below. */
-const KERNEL = ['context switch', 'waking a process', 'other kernel'];
-
 /**
  * " By CPU time (…): of the lab's N µs per I/O, …": the soft-driver QD 1 bench's profiled round
  * (perf, kernel included), PCIeOE's processes summed by category; empty when the run has none.
@@ -42,15 +40,15 @@ function profiledQd1(r: Results): string {
   const on = (path: string) => figs.filter((f) => f.path === path);
   const remote = on('PCIeOE');
   if (!remote.length) return '';
-  const sum = (fs: typeof figs, pick: (c: string) => boolean = () => true) => fs.filter((f) => pick(f.category)).reduce((a, f) => a + f.us, 0);
+  const sum = (fs: typeof figs, pick: (c: PerfCategory) => boolean = () => true) => fs.filter((f) => pick(f.category)).reduce((a, f) => a + f.us, 0);
   const total = sum(remote);
-  const share = (pick: (c: string) => boolean) => `${num((sum(remote, pick) / total) * 100)} %`;
+  const share = (pick: (c: PerfCategory) => boolean) => `${num((sum(remote, pick) / total) * 100)} %`;
   const perProcess = [...new Set(remote.map((f) => f.process))].map((p) => `${p} ${num(sum(remote.filter((f) => f.process === p)))}`).join(', ');
   const direct = on('direct');
   return (
     ` By CPU time (the soft-driver QD 1 bench's profiled round, perf record, kernel included): the lab's processes spent ${num(total)} µs per I/O (${perProcess}` +
     (direct.length ? `; the direct-attach server ${num(sum(direct))}` : '') +
-    `), ${share((c) => KERNEL.includes(c))} of it in the kernel (context switches alone ${share((c) => c === 'context switch')}), ` +
+    `), ${share((c) => KERNEL_CATEGORIES.includes(c))} of it in the kernel (context switches alone ${share((c) => c === 'context switch')}), ` +
     `${share((c) => c === 'libc')} entering system calls (libc), ${share((c) => c === 'V8 and Node')} in the V8 and Node runtime and ${share((c) => c === 'JavaScript')} in JavaScript: ` +
     'at every hop the kernel\'s part (waking, switching, system calls) and the runtime beneath the code weigh more than the JavaScript that handles the frame.'
   );

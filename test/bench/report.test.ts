@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { readRecorded, readResults, record, recordSettings } from '../../bench/lib/results.ts';
 import { writeReport } from '../../bench/report/generate.ts';
 import { whereTimeGoes } from '../../bench/report/time-spent.ts';
+import type { PerfCategory } from '../../bench/lib/perf-record.ts';
 import { hotplugFigureName, labCpuRatios, missingFigures, nicMethod, nicRatios, nvmeRatios, otherChecks, renderMarkdown } from '../../bench/report/markdown.ts';
 
 const fixture = new URL('../fixtures/bench-report.json', import.meta.url).pathname;
@@ -290,7 +291,7 @@ test('where the time goes: each missed headline target explained from the run\'s
   t.true(md.includes('## Where the time goes\n\n**QD 1 added latency'));
   // Without a profiled round the paragraph says nothing of it; with one, the split summed over PCIeOE's processes.
   t.false(qd1.includes('By CPU time'));
-  const split = (path: string, process: string, category: string, us: number) => ({ kind: 'cpu-split' as const, bench: 'nvme-qd1', workload: 'soft driver QD 1 4 KiB read', path, process, category, us });
+  const split = (path: string, process: string, category: PerfCategory, us: number) => ({ kind: 'cpu-split' as const, bench: 'nvme-qd1', workload: 'soft driver QD 1 4 KiB read', path, process, category, us });
   const profiled = {
     ...results,
     figures: [
