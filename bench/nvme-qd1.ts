@@ -22,8 +22,9 @@
 //                                   after the measured rounds, one more round per path under perf record
 //                                   (CPU time, kernel included; bench/lib/perf-record.ts) says where each
 //                                   process's CPU per I/O went, recorded for the report; NVME_QD1_PERF=DIR
-//                                   keeps the recordings in DIR, NVME_QD1_PERF=0 leaves the round out
-//                                   (so does a machine without perf);
+//                                   keeps the recordings in DIR (and /tmp/perf-<pid>.map, their JIT
+//                                   symbols), NVME_QD1_PERF=0 leaves the round out (so does a machine
+//                                   without perf);
 //                                   NVME_QD1_BACK_TO_BACK=0 leaves out the third path: another HI and DI
 //                                   cabled back to back over memif, no switch between them)
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
@@ -299,6 +300,6 @@ try {
   await Promise.all(children.map((c) => (c.exitCode === null && c.signalCode === null ? new Promise((r) => c.once('exit', r)) : undefined)));
   clearTimeout(kill);
   rmSync(root, { recursive: true, force: true });
-  // --perf-basic-prof's symbol maps, one per server.
-  if (PERF) for (const c of children) rmSync(`/tmp/perf-${c.pid}.map`, { force: true });
+  // --perf-basic-prof's symbol maps, one per server: kept with kept recordings (perf report needs them).
+  if (PERF && !process.env.NVME_QD1_PERF) for (const c of children) rmSync(`/tmp/perf-${c.pid}.map`, { force: true });
 }
