@@ -46,6 +46,7 @@ import {
 } from './tlp.ts';
 import { urCompletionFor } from './completion.ts';
 import { Slab, keptCopy } from '../slab.ts';
+import { TagTable } from './tag-table.ts';
 
 /** Where memory reads' data is assembled (readMemory). */
 const readSlab = new Slab(256 * 1024);
@@ -149,7 +150,7 @@ export class FabricRequestError extends Error {
 export class TlpEndpoint {
   readonly stats: TlpEndpointStats = { txTlps: 0, rxTlps: 0, rxMalformed: 0, rxUnexpectedCompletions: 0, rxPoisoned: 0, completionTimeouts: 0, tagWaits: 0, peerDownFailures: 0, resetFailures: 0 };
   /** Outstanding requests by tag, in issue order (so in deadline order). */
-  private readonly pending = new Map<number, Pending>();
+  private readonly pending = new TagTable<Pending>(TAGS);
   private readonly freeTags: number[] = Array.from({ length: TAGS }, (_, i) => TAGS - 1 - i);
   /** Requests waiting for a free tag, oldest first. */
   private readonly tagWaiters: Pending[] = [];
@@ -390,7 +391,7 @@ export class TlpEndpoint {
     this.closed = true;
     if (this.sweepTimer !== undefined) this.o.clock.clearTimer(this.sweepTimer);
     this.sweepTimer = undefined;
-    const ended = [...this.pending.values(), ...this.tagWaiters.splice(0)];
+    const ended = [...Array.from(this.pending, ([, p]) => p), ...this.tagWaiters.splice(0)];
     this.pending.clear();
     for (const p of ended) settle(p, { status: 'closed' });
   }
