@@ -14,7 +14,7 @@
 //                            vCPU threads, NVME_BENCH_VCPUS=1 gives the guest that many vCPUs,
 //                            NVME_BENCH_LINKS=1 every HI and DI that many links (placements compared in
 //                            docs/performance.md),
-//                            BENCH_LAB_SCHED=fifo:10 (or nice:-10) schedules every lab process but QEMU so (bench/lib/lab.ts),
+//                            BENCH_LAB_SCHED=fifo:10 (batch:0, nice:-10) schedules every lab process but QEMU so (bench/lib/lab.ts),
 //                            NVME_BENCH_ONLY=qd1 runs only the QD 1 case, NVME_BENCH_ONLY=TEXT only
 //                            the workloads whose name contains TEXT ("64 KiB"); PCIEOE_TRACE=DIR traces
 //                            the lab processes' frames, see src/fabric/trace.ts and bench/trace-chain.ts;

@@ -68,21 +68,23 @@ export async function placeVm(vm: { name: string; pid: number; qmp: string }): P
  * BENCH_LAB_SCHED: every lab process (the direct server too, so the paths stay comparable;
  * not QEMU) under another scheduling policy, all its threads: `fifo:N` (real-time, priority N:
  * a woken HI, switch or DI runs at once instead of queueing behind the guests' vCPUs, as
- * hardware would not wait for a host's CPU) or `nice:N`. Returns the words for the placement line.
+ * hardware would not wait for a host's CPU), `batch:0` (SCHED_BATCH: a woken lab process does not
+ * preempt the one that woke it, which finishes its turn first) or `nice:N`. Returns the words for the
+ * placement line.
  */
 export async function scheduleLab(pids: readonly number[]): Promise<string> {
   const spec = process.env.BENCH_LAB_SCHED;
   if (!spec) return '';
-  const m = /^(fifo|nice):(-?\d+)$/.exec(spec);
-  if (!m) throw new Error(`BENCH_LAB_SCHED: "${spec}" is not fifo:PRIORITY or nice:N`);
+  const m = /^(fifo|batch|nice):(-?\d+)$/.exec(spec);
+  if (!m) throw new Error(`BENCH_LAB_SCHED: "${spec}" is not fifo:PRIORITY, batch:0 or nice:N`);
   const { execFileSync } = await import('node:child_process');
   const { readdirSync } = await import('node:fs');
   const { setPriority } = await import('node:os');
   for (const pid of pids) {
-    if (m[1] === 'fifo') execFileSync('chrt', ['-a', '-f', '-p', m[2]!, String(pid)], { stdio: 'ignore' });
+    if (m[1] !== 'nice') execFileSync('chrt', ['-a', m[1] === 'fifo' ? '-f' : '-b', '-p', m[2]!, String(pid)], { stdio: 'ignore' });
     else for (const tid of readdirSync(`/proc/${pid}/task`)) setPriority(Number(tid), Number(m[2]));
   }
-  return m[1] === 'fifo' ? `lab processes SCHED_FIFO ${m[2]}` : `lab processes at nice ${m[2]}`;
+  return m[1] === 'nice' ? `lab processes at nice ${m[2]}` : `lab processes SCHED_${m[1].toUpperCase()} ${m[2]}`;
 }
 
 export const placementText = (cpus = labCpus()) =>
