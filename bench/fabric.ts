@@ -15,6 +15,7 @@
 //   npm run bench -- fabric
 //   FABRIC_BENCH_SECONDS=5 FABRIC_BENCH_PROF=/tmp/prof npm run bench -- fabric   (--cpu-prof every process)
 //   FABRIC_BENCH_NODE_ARGS=--trace-gc npm run bench -- fabric                 (more node options for every process)
+//   FABRIC_BENCH_PLACEMENTS=spread,spread+poll npm run bench -- fabric        (only these placements; --quick's choice)
 import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -465,6 +466,15 @@ const PLACEMENTS: Placement[] = [
 ];
 const POLLING = PLACEMENTS[2]!;
 
+/** The placements this run measures (FABRIC_BENCH_PLACEMENTS, comma-separated names; default all). */
+function chosenPlacements(): Placement[] {
+  const names = process.env.FABRIC_BENCH_PLACEMENTS?.split(',').map((n) => n.trim()).filter((n) => n !== '');
+  if (!names?.length) return PLACEMENTS;
+  const unknown = names.filter((n) => !PLACEMENTS.some((p) => p.name === n));
+  if (unknown.length) throw new Error(`FABRIC_BENCH_PLACEMENTS: no placement ${unknown.map((n) => `"${n}"`).join(', ')} (have: ${PLACEMENTS.map((p) => p.name).join(', ')})`);
+  return PLACEMENTS.filter((p) => names.includes(p.name));
+}
+
 /** Per-link rate for the shaped cases: links slower than the machine, as Ethernet links are slower than a CPU's memory. */
 const SHAPED_GBPS = 0.5;
 
@@ -587,9 +597,10 @@ async function orchestrate(): Promise<void> {
   console.log(`fabric: ${SECONDS} s per case after ${WARMUP} s warm-up (memif through the switch: ${WARMUP_MEMIF} s; rates: median of ${WINDOWS} parts), Node ${process.version}, load average ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}`);
   console.log('placements: one CPU = all on CPU 0; spread = switch on CPU 1, endpoints on CPU 0 (raw direct: one process per CPU);');
   console.log(`            ${POLLING.name} = spread, and the switch busy-polls CPU 1 (${POLLING.switchArgs!.join(' ')})\n`);
-  recordSettings('fabric', { secondsPerCase: SECONDS, windowsPerCase: WINDOWS, warmupSeconds: WARMUP, memifWarmupSeconds: WARMUP_MEMIF, payloadBytes: DATA, shapedGbps: SHAPED_GBPS, loadAverage: os.loadavg()[0]!.toFixed(1) });
+  const placements = chosenPlacements();
+  recordSettings('fabric', { secondsPerCase: SECONDS, windowsPerCase: WINDOWS, warmupSeconds: WARMUP, memifWarmupSeconds: WARMUP_MEMIF, payloadBytes: DATA, shapedGbps: SHAPED_GBPS, placements: placements.map((p) => p.name).join(', '), loadAverage: os.loadavg()[0]!.toFixed(1) });
   const summary: string[] = [];
-  for (const pl of PLACEMENTS) {
+  for (const pl of placements) {
     const raw = await measure(pl, 'raw-source', 'raw-sink');
     line(pl, `raw unix dgram, ${FRAME_BYTES} B one way`, `${gbps(raw.b.rxBytesPerSec!).toFixed(2)} Gb/s`);
     cpuLine(pl, raw, FRAME_BYTES);

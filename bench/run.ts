@@ -49,7 +49,8 @@ if (unknown.length) {
 const benches = wanted.length ? wanted : all;
 const quick = flags.includes('--quick') || process.env.BENCH_QUICK === '1';
 /** What --quick means to benchmarks that take their lengths from the environment (nvme reads --quick itself); a value already set wins. */
-const QUICK_ENV: Record<string, string> = { LAB_BENCH_RUNS: '1', FABRIC_BENCH_SECONDS: '1' };
+// The fabric's targets are read in the spread placement; "one CPU" (a minute) is left to the full run.
+const QUICK_ENV: Record<string, string> = { LAB_BENCH_RUNS: '1', FABRIC_BENCH_SECONDS: '1', FABRIC_BENCH_PLACEMENTS: 'spread,spread+poll' };
 const benchEnv = { ...(quick ? QUICK_ENV : {}), ...process.env };
 
 const git = (...args: string[]) => execFileSync('git', args, { cwd: dir, encoding: 'utf8' }).trim();
