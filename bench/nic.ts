@@ -41,11 +41,11 @@
 // iperf3 A -> B run and prints where they spent their time (profiles kept in the run's directory).
 import { copyFileSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { benchTopology, labCpus, placementText, privateLabDirs, scheduleLab } from './lib/lab.ts';
+import { benchUp, placementText, privateLabDirs, scheduleLab } from './lib/lab.ts';
 import { HOST_A_NICS, NIC_BENCH_TOPOLOGY, hostASetup, hostBSetup, ipA, ipB, type NicPath } from './lib/nic-paths.ts';
 
 const state = privateLabDirs('lab-nicb');
-const { up, down, topologyFile } = await import('../src/lab/lab.ts');
+const { down } = await import('../src/lab/lab.ts');
 const { setup } = await import('../src/lab/setup.ts');
 const { QUICK, SECONDS, guestShell, runFioOn, controllers } = await import('./lib/fio.ts');
 const { record, recordSettings } = await import('./lib/results.ts');
@@ -394,7 +394,7 @@ async function sideBySide(a: Shell, b: Shell, variants: object[]): Promise<void>
 
 /** `run` in a lab of `topology`, given host A's and host B's shells; the lab goes down after. */
 async function inLab<T>(topology: string, run: (lab: LabState, a: Shell, b: Shell) => Promise<T>): Promise<T> {
-  const lab = await up(benchTopology(topologyFile(topology), state), { pinLab: labCpus() });
+  const lab = await benchUp(topology, state);
   try {
     const sched = await scheduleLab(lab.processes.map((p) => p.pid));
     if (sched) console.log(sched);

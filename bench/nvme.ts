@@ -28,12 +28,12 @@ import { copyFileSync, mkdirSync, rmSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { cpuMeter } from './lib/cpu.ts';
 import { record, recordSettings } from './lib/results.ts';
-import { benchTopology, fabricLoss, labCpus, placementText, placeVm, privateLabDirs, scheduleLab, type FabricLoss } from './lib/lab.ts';
+import { benchUp, fabricLoss, placementText, placeVm, privateLabDirs, scheduleLab, type FabricLoss } from './lib/lab.ts';
 import { movedCounters, profiled, stationCounters, summariseProfile } from './lib/profile.ts';
 
 const state = privateLabDirs('lab-nvb');
 process.env.LAB_QEMU_NVME_CACHE = 'writeback';
-const { up, down, topologyFile } = await import('../src/lab/lab.ts');
+const { down } = await import('../src/lab/lab.ts');
 const { TRANSPORTS } = await import('../src/lab/topology.ts');
 type Transport = import('../src/lab/topology.ts').Transport;
 const { WORKLOADS, QD1_RANDREAD, QUICK, SECONDS, controllers, fill, guestShell, resultCells, resultHeader, runFio } = await import('./lib/fio.ts');
@@ -79,7 +79,7 @@ async function benchLab(transport: Transport | undefined): Promise<Map<string, M
   let loss: FabricLoss | undefined;
   const out = new Map<string, Map<string, Measured>>();
   try {
-    const lab = await up(benchTopology(topologyFile(topoName), state), { transport, pinLab: labCpus() });
+    const lab = await benchUp(topoName, state, { transport });
     for (const vm of lab.vms) await placeVm(vm);
     // Priority: each hop of a PCIeOE I/O wakes a lab process, and on a loaded machine a woken (or
     // preempted) process waits behind busy ones for its turn; the direct server gets the same.

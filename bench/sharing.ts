@@ -8,11 +8,11 @@
 //
 //   npm run bench -- sharing   (NVME_BENCH_SECONDS=10 per case, NVME_BENCH_PIN: where the lab's processes run, as in nvme.ts)
 import { rmSync } from 'node:fs';
-import { benchTopology, labCpus, placementText, privateLabDirs } from './lib/lab.ts';
+import { type BenchLab, benchUp, placementText, privateLabDirs } from './lib/lab.ts';
 import { record, recordSettings } from './lib/results.ts';
 
 const state = privateLabDirs('lab-share');
-const { up, down, topologyFile } = await import('../src/lab/lab.ts');
+const { down } = await import('../src/lab/lab.ts');
 const { WORKLOADS, SECONDS, controllers, fill, guestShell, resultCells, resultHeader, runFio, runFioOn } = await import('./lib/fio.ts');
 type Result = import('./lib/fio.ts').Result;
 type Shell = import('./lib/fio.ts').Shell;
@@ -34,8 +34,8 @@ async function together(paths: Path[], w: Workload): Promise<Result[]> {
   return paths.map((p) => result.get(p)!);
 }
 
-async function measureCase(title: string, topology: string, pathsOf: (lab: Awaited<ReturnType<typeof up>>) => Promise<Path[]>): Promise<void> {
-  const lab = await up(benchTopology(topologyFile(topology), state), { pinLab: labCpus() });
+async function measureCase(title: string, topology: string, pathsOf: (lab: BenchLab) => Promise<Path[]>): Promise<void> {
+  const lab = await benchUp(topology, state);
   try {
     const paths = await pathsOf(lab);
     console.log(`\n${title}, topology ${topology}: ${paths.map((p) => `${p.label} ${p.dev}`).join(', ')}; ${lab.qemuVersion}, ${lab.accel}, ${placementText()}; ${SECONDS} s per case`);

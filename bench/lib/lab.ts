@@ -31,6 +31,19 @@ export function labCpus(): string | undefined {
   return n > 1 ? String(n - 1) : undefined;
 }
 
+/**
+ * Brings `topology` (a name or a file) up for a benchmark in the private lab of `state`
+ * (privateLabDirs): NVME_BENCH_VCPUS and NVME_BENCH_LINKS applied, every lab process on labCpus().
+ */
+export async function benchUp(topology: string, state: string, o: { transport?: import('../../src/lab/topology.ts').Transport } = {}) {
+  // Imported here, not above: src/lab reads LAB_STATE once, which privateLabDirs has set by now.
+  const { up, topologyFile } = await import('../../src/lab/lab.ts');
+  return up(benchTopology(topologyFile(topology), state), { ...o, pinLab: labCpus() });
+}
+
+/** A lab benchUp brought up. */
+export type BenchLab = Awaited<ReturnType<typeof benchUp>>;
+
 /** The topology file to bring up: as shipped, or a copy with NVME_BENCH_VCPUS and NVME_BENCH_LINKS applied. */
 export function benchTopology(file: string, state: string): string {
   const vcpus = process.env.NVME_BENCH_VCPUS;
