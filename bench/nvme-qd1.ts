@@ -26,7 +26,8 @@
 //                                   symbols), NVME_QD1_PERF=0 leaves the round out (so does a machine
 //                                   without perf);
 //                                   NVME_QD1_BACK_TO_BACK=0 leaves out the third path: another HI and DI
-//                                   cabled back to back over memif, no switch between them)
+//                                   cabled back to back over memif, no switch between them;
+//                                   NVME_QD1_IO=write:64 another I/O than read:4, for profiling)
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, setPriority, tmpdir } from 'node:os';
@@ -60,8 +61,22 @@ const SWITCH_ARGS = process.env.NVME_QD1_SWITCH_ARGS?.split(' ').filter((a) => a
 /** NVME_QD1_DRIVER_PIN=CPULIST: taskset this process (the soft drivers) there. */
 const DRIVER_PIN = process.env.NVME_QD1_DRIVER_PIN;
 const NICE = process.env.NVME_QD1_NICE === undefined ? undefined : Number(process.env.NVME_QD1_NICE);
-const READ = 0x02;
+/** NVM command set opcodes. */
+const NVM_WRITE = 0x01;
+const NVM_READ = 0x02;
 const NS_BYTES = 64 << 20;
+/**
+ * What each I/O is (NVME_QD1_IO=read|write:KIB, default read:4): random, aligned to its size; e.g.
+ * write:64 profiles the fabric's 64 KiB write path (16 MRds and their CplDs) without a guest. Figures
+ * are recorded under the I/O's name, so a run with another I/O leaves the report's QD 1 figures alone.
+ */
+const IO = ((spec: string) => {
+  const m = /^(read|write):(4|8|16|32|64)$/.exec(spec);
+  if (!m) throw new Error(`NVME_QD1_IO: "${spec}" is not read or write, a colon and KiB (4, 8, 16, 32 or 64)`);
+  return { write: m[1] === 'write', kib: Number(m[2]) };
+})(process.env.NVME_QD1_IO ?? 'read:4');
+/** "4 KiB read", as the figures are named. */
+const WHAT = `${IO.kib} KiB ${IO.write ? 'write' : 'read'}`;
 /** Links per station (the lab's default is 2). */
 const LINKS = Number(process.env.NVME_QD1_LINKS ?? 2);
 const HI_MACS = ['02:00:00:00:01:00', '02:00:00:00:01:01'].slice(0, LINKS);
@@ -87,7 +102,7 @@ function cpuUsOf(pid: number): number {
 const PERF = process.env.NVME_QD1_PERF !== '0' && perfAvailable();
 if (process.env.NVME_QD1_PERF && process.env.NVME_QD1_PERF !== '0' && !PERF) throw new Error('NVME_QD1_PERF needs perf (apt-get install linux-perf)');
 /** The workload the profiled round's figures are recorded under. */
-const PERF_WORKLOAD = 'soft driver QD 1 4 KiB read';
+const PERF_WORKLOAD = `soft driver QD 1 ${WHAT}`;
 /** Which servers carry each path (the others idle while it runs). */
 const CARRIERS: Record<string, string[]> = { direct: ['direct'], PCIeOE: ['switch', 'di', 'hi'], 'back to back': ['b2b DI', 'b2b HI'] };
 /**
@@ -153,18 +168,27 @@ async function driver(socket: string) {
   await drv.enable();
   await drv.createIoQueue(1, 64, 1);
   expectOk(await drv.useDoorbellBuffer());
-  const buf = drv.alloc(PAGE);
-  const blocks = NS_BYTES / 4096;
+  const pages = (IO.kib * 1024) / PAGE;
+  const buf = drv.alloc(pages * PAGE);
+  // PRP2: the second page, or a list of the pages after the first (NVMe PRP rules).
+  let prp2 = 0;
+  if (pages === 2) prp2 = buf + PAGE;
+  else if (pages > 2) {
+    prp2 = drv.alloc(PAGE);
+    for (let i = 1; i < pages; i++) drv.mem.u64(prp2 + 8 * (i - 1), buf + i * PAGE);
+  }
+  const sectors = (IO.kib * 1024) / 512;
+  const slots = NS_BYTES / (IO.kib * 1024);
   return {
-    /** QD 1 4 KiB random reads for `seconds`: each I/O's latency, µs. */
+    /** QD 1 random I/Os (NVME_QD1_IO) for `seconds`: each I/O's latency, µs. */
     async run(seconds: number): Promise<number[]> {
       const lat: number[] = [];
       const end = performance.now() + seconds * 1000;
       while (performance.now() < end) {
-        const lba = Math.floor(Math.random() * blocks) * 8;
+        const lba = Math.floor(Math.random() * slots) * sectors;
         const t0 = performance.now();
         const irq = waitEventfd(efds[1]!, 10_000);
-        await drv.post(1, { opcode: READ, nsid: 1, prp1: buf, cdw10: lba, cdw12: 7 });
+        await drv.post(1, { opcode: IO.write ? NVM_WRITE : NVM_READ, nsid: 1, prp1: buf, prp2, cdw10: lba, cdw12: sectors - 1 });
         await irq;
         expectOk(await drv.reap(1));
         lat.push((performance.now() - t0) * 1000);
@@ -228,7 +252,7 @@ try {
   if (b2b) paths['back to back'] = await driver(await socketOf(join(root, 'b2b-hi', 'eep0.sock'), b2b.hi));
   const servers = PIN ? `servers (direct, switch, DI, HI) pinned to CPU ${PIN}` : 'servers unpinned';
   const placement = `${servers}, ${DRIVER_PIN ? `the driver pinned to CPU ${DRIVER_PIN}` : 'the driver unpinned'}${NICE === undefined ? '' : `, lab processes at nice ${NICE}`}; ${LINKS} ${TRANSPORT} link(s) per station${SWITCH_ARGS.length ? `; switch ${SWITCH_ARGS.join(' ')}` : ''}`;
-  console.log(`NVMe QD 1 4 KiB randread, soft driver (no guest), ${ROUNDS} rounds x ${SECONDS} s per path; ${placement}; load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
+  console.log(`NVMe QD 1 ${IO.kib} KiB rand${IO.write ? 'write' : 'read'}, soft driver (no guest), ${ROUNDS} rounds x ${SECONDS} s per path; ${placement}; load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
   recordSettings('nvme-qd1', { secondsPerRound: SECONDS, rounds: ROUNDS, placement, loadAverage: loadavg()[0]!.toFixed(1) });
   for (const p of Object.values(paths)) await p.run(WARM_SECONDS); // warm: page cache, JIT
   const lat: Record<string, number[]> = Object.fromEntries(Object.keys(paths).map((n) => [n, []]));
@@ -258,15 +282,15 @@ try {
     const s = stats(lat[name]!);
     const perIo = Object.entries(cpu[name]!).map(([n, us]) => `${n} ${(us / s.n).toFixed(0)}`).join(', ');
     console.log(`${name.padEnd(12)} ${s.n} I/Os  mean ${s.mean.toFixed(0)} µs  median ${s.median.toFixed(0)} µs  p99 ${s.p99.toFixed(0)} µs;  CPU µs per I/O: ${perIo}`);
-    record({ kind: 'value', bench: 'nvme-qd1', name: `soft driver QD 1 4 KiB read, ${name}: mean`, value: s.mean, unit: 'µs' });
+    record({ kind: 'value', bench: 'nvme-qd1', name: `soft driver QD 1 ${WHAT}, ${name}: mean`, value: s.mean, unit: 'µs' });
   }
   console.log(`PCIeOE adds ${(f.mean - d.mean).toFixed(0)} µs mean, ${(f.median - d.median).toFixed(0)} µs median per I/O (load average now ${loadavg()[0]!.toFixed(1)})`);
   if (lat['back to back']) {
     const b = stats(lat['back to back']);
     console.log(`back to back adds ${(b.mean - d.mean).toFixed(0)} µs mean, ${(b.median - d.median).toFixed(0)} µs median per I/O`);
-    record({ kind: 'value', bench: 'nvme-qd1', name: 'soft driver QD 1 4 KiB read: PCIeOE back to back (no switch) mean added over direct', value: b.mean - d.mean, unit: 'µs' });
+    record({ kind: 'value', bench: 'nvme-qd1', name: `soft driver QD 1 ${WHAT}: PCIeOE back to back (no switch) mean added over direct`, value: b.mean - d.mean, unit: 'µs' });
   }
-  record({ kind: 'value', bench: 'nvme-qd1', name: 'soft driver QD 1 4 KiB read: PCIeOE mean added over direct', value: f.mean - d.mean, unit: 'µs' });
+  record({ kind: 'value', bench: 'nvme-qd1', name: `soft driver QD 1 ${WHAT}: PCIeOE mean added over direct`, value: f.mean - d.mean, unit: 'µs' });
   if (PERF) {
     const dir = process.env.NVME_QD1_PERF || join(root, 'perf');
     mkdirSync(dir, { recursive: true });
