@@ -182,7 +182,8 @@ export class MemifPort implements PortTransport {
     native.retainFreedHeap();
     if (this.role === 'server') this.listen();
     else this.connect();
-    this.sweep = setInterval(() => this.wake(), SWEEP_MS);
+    // A frame whose signal went missing is taken within SWEEP_MS; not while a poll window looks every turn anyway.
+    this.sweep = setInterval(() => this.poll?.open || this.wake(), SWEEP_MS);
     this.sweep.unref();
   }
 
