@@ -64,6 +64,7 @@ export class PciVfioUserDevice implements VfioUserDevice {
     this.fn.attach({
       dma: {
         dmaRead: (addr, length) => ctx.dma.read(addr, length),
+        dmaReadInto: (segments, into) => ctx.dma.readInto(segments, into),
         dmaWrite: (addr, data) => ctx.dma.write(addr, data),
       },
       irq: {

@@ -151,12 +151,44 @@ export class DmaTable {
   /** Device reads guest memory. Rejects with DmaError on an unmapped or forbidden range. */
   async read(iova: number, length: number): Promise<Uint8Array> {
     const out = new Uint8Array(length);
-    for (const piece of this.pieces(iova, length, DmaFlag.Read)) {
-      if (piece.mem) out.set(piece.mem, piece.at);
-      else if (piece.file) fileAccess(piece, out.subarray(piece.at, piece.at + piece.length), false);
-      else out.set(await this.viaMessages(piece.iova, piece.length, undefined), piece.at);
-    }
+    await this.readAt(iova, out, undefined);
     return out;
+  }
+
+  /**
+   * Device reads the scatter list `segments` of guest memory back to back into `into` (a model's
+   * pooled buffer: a 64 KiB NVMe write is then no fresh 64 KiB, or sixteen fresh pages, and no
+   * promise per page). Settles once nothing writes into `into` any more; rejects as read() does.
+   */
+  readInto(segments: readonly { addr: number; len: number }[], into: Uint8Array): Promise<Uint8Array> {
+    try {
+      const total = segments.reduce((n, s) => n + s.len, 0);
+      if (total !== into.length) throw new RangeError(`segments of ${total} bytes into a buffer of ${into.length}`);
+      let chain: Promise<void> | undefined;
+      let at = 0;
+      for (const s of segments) {
+        chain = this.readAt(s.addr, into.subarray(at, at + s.len), chain);
+        at += s.len;
+      }
+      return chain ? chain.then(() => into) : Promise.resolve(into);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /**
+   * Guest memory at `iova` into `out`: mapped and file pieces now, pieces that take DMA_READ messages
+   * one after another on `chain` (returned; undefined while there are none). A failed message ends
+   * the chain, so nothing lands in `out` after it has settled.
+   */
+  private readAt(iova: number, out: Uint8Array, chain: Promise<void> | undefined): Promise<void> | undefined {
+    for (const piece of this.pieces(iova, out.length, DmaFlag.Read)) {
+      const dst = out.subarray(piece.at, piece.at + piece.length);
+      if (piece.mem) dst.set(piece.mem);
+      else if (piece.file) fileAccess(piece, dst, false);
+      else chain = (chain ?? Promise.resolve()).then(() => this.viaMessages(piece.iova, piece.length, undefined)).then((d) => dst.set(d));
+    }
+    return chain;
   }
 
   /** Device writes guest memory. */
