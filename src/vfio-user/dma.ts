@@ -161,10 +161,10 @@ export class DmaTable {
    * promise per page). Settles once nothing writes into `into` any more; rejects as read() does.
    */
   readInto(segments: readonly { addr: number; len: number }[], into: Uint8Array): Promise<Uint8Array> {
+    let chain: Promise<void> | undefined;
     try {
       const total = segments.reduce((n, s) => n + s.len, 0);
       if (total !== into.length) throw new RangeError(`segments of ${total} bytes into a buffer of ${into.length}`);
-      let chain: Promise<void> | undefined;
       let at = 0;
       for (const s of segments) {
         chain = this.readAt(s.addr, into.subarray(at, at + s.len), chain);
@@ -172,7 +172,9 @@ export class DmaTable {
       }
       return chain ? chain.then(() => into) : Promise.resolve(into);
     } catch (err) {
-      return Promise.reject(err);
+      // A later segment is unmapped: reads by message already under way end before the caller may reuse `into`.
+      const fail = () => Promise.reject(err);
+      return chain ? chain.then(fail, fail) : fail();
     }
   }
 

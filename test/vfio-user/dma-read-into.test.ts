@@ -49,3 +49,23 @@ test('a segment outside guest memory or a buffer of another size is refused, nam
   await t.throwsAsync(table.readInto([{ addr: A, len: 0x20 }], new Uint8Array(0x10)), { instanceOf: RangeError, message: 'segments of 32 bytes into a buffer of 16' });
   t.deepEqual(await table.readInto([], new Uint8Array(0)), new Uint8Array(0));
 });
+
+test('a segment refused after one read by DMA_READ messages settles only once that read has landed', async (t) => {
+  let answer: (() => void) | undefined;
+  const messenger = {
+    maxTransfer: 0x1000,
+    read: (_iova: number, length: number) => new Promise<Uint8Array>((resolve) => (answer = () => resolve(new Uint8Array(length).fill(0x5a)))),
+    write: () => Promise.resolve(),
+  };
+  const table = new DmaTable(8, messenger);
+  // No fd: the client answers DMA_READ messages for this range.
+  table.map({ argsz: DMA_MAP_SIZE, flags: DmaFlag.Read, offset: 0, iova: A, size: SIZE }, undefined);
+  const into = new Uint8Array(0x20);
+  let settled = false;
+  const read = table.readInto([{ addr: A, len: 0x10 }, { addr: A + SIZE, len: 0x10 }], into).finally(() => (settled = true));
+  await new Promise((r) => setImmediate(r));
+  t.false(settled, 'still waiting for the message read');
+  answer!();
+  await t.throwsAsync(read, { instanceOf: DmaError, message: /not mapped/ });
+  t.deepEqual(into.subarray(0, 0x10), new Uint8Array(0x10).fill(0x5a), 'the message read landed before it settled');
+});
