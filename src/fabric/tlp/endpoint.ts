@@ -391,7 +391,7 @@ export class TlpEndpoint {
     this.closed = true;
     if (this.sweepTimer !== undefined) this.o.clock.clearTimer(this.sweepTimer);
     this.sweepTimer = undefined;
-    const ended = [...Array.from(this.pending, ([, p]) => p), ...this.tagWaiters.splice(0)];
+    const ended = Array.from(this.pending, ([, p]) => p).concat(this.tagWaiters.splice(0));
     this.pending.clear();
     for (const p of ended) settle(p, { status: 'closed' });
   }

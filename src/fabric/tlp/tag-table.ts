@@ -64,9 +64,9 @@ export class TagTable<T> {
     for (const [tag] of this) this.delete(tag);
   }
 
+  /** A tag not freed since entry i was set is still held by that entry. */
   private live(i: number): boolean {
-    const tag = this.orderTags[i]!;
-    return this.byTag[tag] !== undefined && this.freed[tag] === this.orderFreed[i];
+    return this.freed[this.orderTags[i]!] === this.orderFreed[i];
   }
 
   /** Drop done entries from the head of the issue order (all of it once nothing is outstanding). */
