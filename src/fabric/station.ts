@@ -39,9 +39,13 @@ export interface StationArgs {
 /**
  * Heartbeat every 100 ms, a link dead after 350 ms of silence: the link
  * layer's 10 ms default flaps under TCG, where QEMU starves the lab's
- * processes of CPU for tens of ms (seen in the one-host-one-card lab).
+ * processes of CPU for tens of ms (seen in the one-host-one-card lab). The
+ * peer counts as gone after 1 s of silence on every link: a DI or switch
+ * starved for several hundred ms (a TCG guest and a test runner on two
+ * cores) must not have its requests in flight failed at once, which the
+ * completion timeouts (HI 2 s, DI 5 s) would have ridden out.
  */
-const STATION_LINK_TUNING: ChannelTuning = { heartbeatInterval: 100, nakDelay: 3 };
+const STATION_LINK_TUNING: ChannelTuning = { heartbeatInterval: 100, peerDeadInterval: 1000, nakDelay: 3 };
 
 export interface StationOptions {
   clock: Clock;

@@ -11,8 +11,9 @@
 //                                                    device request (REQ; the default), or only show it in the slot
 //
 // The HI answers the manager's discovery on the switch (src/fabric/management-responder.ts):
-// Announce, its SlotReport, heartbeats. A DI silent past 2 s shows in its slots as a surprise
-// removal (slots.ts); {"slots":true} on the control socket shows each slot's status bits.
+// Announce, its SlotReport, heartbeats. A DI silent past 3 s (unreachable after 1 s, then 2 s of
+// grace) shows in its slots as a surprise removal (slots.ts); {"slots":true} on the control
+// socket shows each slot's status bits.
 //
 // DIR/hictl.sock: the HI's control endpoint for the guest (lspci 1234:4849; BAR0 = status and mapping
 // table as text, see control-endpoint.ts). DIR/control.sock: counters and forged TLPs for isolation tests (see control.ts), CPU profiles

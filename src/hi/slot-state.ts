@@ -3,7 +3,7 @@
  * downstream port with a hot-plug slot would (PCIe Base 6.0 §7.5.3.11 Slot Status, §7.5.3.8
  * Link Status), driven by the liveness of the slot's DI channel.
  *
- *   DI (or every link to it) silent past `graceMs` → Presence Detect State 0, Data Link
+ *   DI unreachable (every link silent) past `graceMs` → Presence Detect State 0, Data Link
  *       Layer Link Active 0, Presence Detect Changed and Data Link Layer State Changed set,
  *       and the host is interrupted (`raise`): a surprise removal;
  *   DI heard again (a restarted DI: its new epoch reset the channel and the HI programmed
@@ -26,8 +26,8 @@ export const enum SlotStatus {
 export const LINK_STATUS_DLL_ACTIVE = 0x2000;
 
 /**
- * How long a DI may stay silent before its slots show a surprise removal, ms: well past the
- * link layer's 350 ms dead interval, so a DI starved of CPU under TCG keeps its guests.
+ * How long a DI may stay unreachable (silent on every link past the stations' 1 s) before its
+ * slots show a surprise removal, ms, so a DI starved of CPU under TCG keeps its guests.
  */
 export const SURPRISE_REMOVAL_GRACE_MS = 2000;
 

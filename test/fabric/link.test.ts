@@ -197,6 +197,34 @@ test('losing every link reports the peer dead', (t) => {
   f.close();
 });
 
+test('a silence shorter than peerDeadInterval takes the links down but leaves the peer reachable; what was sent meanwhile arrives', (t) => {
+  const peer: boolean[] = [];
+  const f = buildFabric({ links: 2, a: { onPeerState: (alive) => peer.push(alive), peerDeadInterval: 60 } });
+  f.clock.advance(5);
+  for (const p of f.portsB) p.set({ down: true });
+  f.clock.advance(30);
+  t.deepEqual(f.a.linkStates, [false, false], 'each link is dead past deadInterval');
+  t.true(f.a.isPeerAlive, 'the peer is not gone before peerDeadInterval');
+  const sent = numbered(20);
+  for (const p of sent) f.a.send(p);
+  for (const p of f.portsB) p.set({ down: false });
+  t.true(f.clock.runUntil(() => f.gotB.length === sent.length && f.a.unacknowledged === 0, 1000));
+  t.deepEqual(f.gotB, sent);
+  f.clock.advance(10); // a heartbeat on each link
+  t.deepEqual(f.a.linkStates, [true, true]);
+  t.deepEqual(peer, [], 'the peer never looked gone');
+  // A longer silence does take the peer, once, and its return brings it back.
+  for (const p of f.portsB) p.set({ down: true });
+  f.clock.advance(40);
+  t.deepEqual(peer, []);
+  f.clock.advance(40);
+  t.deepEqual(peer, [false]);
+  for (const p of f.portsB) p.set({ down: false });
+  f.clock.advance(10);
+  t.deepEqual(peer, [false, true]);
+  f.close();
+});
+
 test('bad, foreign and out-of-window frames are counted and dropped', (t) => {
   const f = buildFabric();
   f.clock.advance(1);

@@ -158,6 +158,8 @@ export interface ChannelOptions {
   heartbeatInterval?: number;
   /** Silence after which a link counts as dead. Default 3.5 heartbeat intervals. */
   deadInterval?: number;
+  /** Silence on every link after which the peer counts as gone (onPeerState). Default deadInterval. */
+  peerDeadInterval?: number;
   /** The application returns credits itself with release(). */
   manualRelease?: boolean;
   onLinkState?: (link: number, up: boolean) => void;
@@ -236,6 +238,7 @@ export class Channel {
 
   constructor(options: ChannelOptions) {
     const heartbeatInterval = options.heartbeatInterval ?? 50;
+    const deadInterval = options.deadInterval ?? heartbeatInterval * 3.5;
     const rxSlots = options.rxSlots ?? 1024;
     const replayTimeout = options.replayTimeout ?? 5;
     if (!isPow2(rxSlots) || rxSlots > MAX_WINDOW) throw new RangeError('rxSlots must be a power of two below 2^15');
@@ -275,7 +278,8 @@ export class Channel {
       stats,
       links: options.links.length,
       heartbeatInterval,
-      deadInterval: options.deadInterval ?? heartbeatInterval * 3.5,
+      deadInterval,
+      peerDeadInterval: options.peerDeadInterval ?? deadInterval,
       sendHeartbeat: (link) => this.transmit(link, FrameType.Heartbeat, this.sender.next, 0, EMPTY),
       onLinksLost: () => {
         if (this.sender.unacknowledged > 0) this.sender.replayAll();

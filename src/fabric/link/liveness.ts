@@ -3,7 +3,9 @@
  * the next frame takes. Each link sends a heartbeat when idle; a link with
  * nothing heard for `deadInterval` is taken out of the rotation (the channel
  * then resends its unacknowledged frames on the others). Any valid frame
- * brings it back.
+ * brings it back. The peer counts as gone only once every link has been
+ * silent for `peerDeadInterval`: what follows from that (requests failed at
+ * once, a slot shown removed) must not follow a stall the replay rides out.
  *
  * Frames are dealt to links by the turn: a turn's frames keep to the link
  * that has carried fewest frames so far (up to TURN_BURST, then the next
@@ -39,6 +41,8 @@ export interface LivenessOptions {
   links: number;
   heartbeatInterval: number;
   deadInterval: number;
+  /** Silence on every link after which the peer counts as gone (at least deadInterval). */
+  peerDeadInterval: number;
   /** Send a heartbeat (a frame carrying only ACK and credits) on `link`. */
   sendHeartbeat: (link: number) => void;
   /** Links just died while others are up: what was in flight on them is gone. */
@@ -165,14 +169,17 @@ export class Liveness {
   private tick(): void {
     const now = this.o.clock.now();
     let lost = false;
+    let lastHeard = -Infinity;
     this.links.forEach((l, i) => {
       if (l.up && now - l.lastRx > this.o.deadInterval) {
         this.setLink(i, false);
         lost = true;
       }
+      lastHeard = Math.max(lastHeard, l.lastRx);
     });
     // Frames in flight on a link that died are gone: resend on the survivors now rather than at timeout.
     if (lost && this.links.some((l) => l.up)) this.o.onLinksLost();
+    if (this.peerAlive && now - lastHeard > Math.max(this.o.peerDeadInterval, this.o.deadInterval)) this.setPeer(false);
     this.links.forEach((l, i) => {
       if (now - l.lastTx >= this.o.heartbeatInterval) {
         this.o.stats.txHeartbeat++;
@@ -189,10 +196,11 @@ export class Liveness {
     if (up) this.o.stats.linkUp++;
     else this.o.stats.linkDown++;
     this.o.onLinkState?.(link, up);
-    const alive = this.links.some((l) => l.up);
-    if (alive !== this.peerAlive) {
-      this.peerAlive = alive;
-      this.o.onPeerState?.(alive);
-    }
+    if (up && !this.peerAlive) this.setPeer(true);
+  }
+
+  private setPeer(alive: boolean): void {
+    this.peerAlive = alive;
+    this.o.onPeerState?.(alive);
   }
 }
