@@ -177,6 +177,37 @@ function rttCounter() {
   };
 }
 
+/**
+ * What a raw station measures, by its role: a sink the bytes it receives, a ping its round
+ * trips; the roles' handling of each frame (`take`) is the same over either transport.
+ */
+function rawMeter(role: WorkerConfig['role']) {
+  const bytes = windowCounter();
+  const rtt = rttCounter();
+  return {
+    /** A frame arrived: echo it, count it, or answer the ping with `msg`. */
+    take(frame: Buffer, send: (data: Buffer) => void, msg: Buffer, running: boolean, echo = send) {
+      if (role === 'raw-echo') echo(frame);
+      else if (role === 'raw-sink') bytes.add(frame.length);
+      else if (role === 'raw-ping' && running) {
+        rtt.answered();
+        rtt.sent();
+        send(msg);
+      }
+    },
+    /** The first ping. */
+    ping(send: (data: Buffer) => void, msg: Buffer) {
+      rtt.sent();
+      send(msg);
+    },
+    mark(phase: 'begin' | 'split' | 'end') {
+      bytes.mark(phase);
+      rtt.mark(phase);
+    },
+    result: () => (role === 'raw-sink' ? { rxBytesPerSec: bytes.rate, rxPartsBytesPerSec: bytes.parts, rxFrames: bytes.frames } : role === 'raw-ping' ? rtt.result() : { rxFrames: 0 }),
+  };
+}
+
 function rawActivity(cfg: WorkerConfig): Activity {
   // Through the switch, each side is the station of its port 0 and, as a UnixDgramPort, connected to it.
   const me = path.join(cfg.dir, cfg.viaSwitch ? `${cfg.name}0-station.sock` : `raw-${cfg.name}.sock`);
@@ -193,8 +224,7 @@ function rawActivity(cfg: WorkerConfig): Activity {
       : cfg.viaSwitch
         ? encodeFrame({ dst: macB(0), src: macA(0), vlan: VLAN, type: FrameType.Tlp, flags: 0, channel: 1, seq: 0, ack: 0, credits: 0 }, mwr(0))
         : Buffer.alloc(FRAME_BYTES);
-  const bytes = windowCounter();
-  const rtt = rttCounter();
+  const meter = rawMeter(cfg.role);
   let txFd = -1;
   let txPoll: ReturnType<typeof pollOf> | null = null;
   let running = false;
@@ -208,15 +238,7 @@ function rawActivity(cfg: WorkerConfig): Activity {
     }
   };
   const rx = pollOf(fd, () => {
-    for (let n; (n = native.recv(fd, buf)) >= 0; ) {
-      if (cfg.role === 'raw-echo') sendToPeer(buf.subarray(0, n));
-      else if (cfg.role === 'raw-sink') bytes.add(n);
-      else if (cfg.role === 'raw-ping' && running) {
-        rtt.answered();
-        rtt.sent();
-        sendToPeer(msg);
-      }
-    }
+    for (let n; (n = native.recv(fd, buf)) >= 0; ) meter.take(buf.subarray(0, n), sendToPeer, msg, running);
   });
   rx.start(PollEvent.Readable);
   // A connected sender, so a full receiver queue can be waited for (see unix-dgram-port.ts).
@@ -232,20 +254,15 @@ function rawActivity(cfg: WorkerConfig): Activity {
   return {
     start() {
       running = true;
-      if (cfg.role === 'raw-ping') {
-        rtt.sent();
-        sendToPeer(msg);
-      } else if (cfg.role === 'raw-source') {
+      if (cfg.role === 'raw-ping') meter.ping(sendToPeer, msg);
+      else if (cfg.role === 'raw-source') {
         txFd = cfg.viaSwitch ? native.dup(fd) : native.unixConnect(peer, 'dgram'); // one Poll per fd
         txPoll = pollOf(txFd, pump);
         pump();
       }
     },
-    mark(phase) {
-      bytes.mark(phase);
-      rtt.mark(phase);
-    },
-    result: () => (cfg.role === 'raw-sink' ? { rxBytesPerSec: bytes.rate, rxPartsBytesPerSec: bytes.parts, rxFrames: bytes.frames } : cfg.role === 'raw-ping' ? rtt.result() : { rxFrames: 0 }),
+    mark: meter.mark,
+    result: meter.result,
     close() {
       running = false;
       rx.close();
@@ -263,18 +280,11 @@ function rawActivity(cfg: WorkerConfig): Activity {
 function memifRawActivity(cfg: WorkerConfig): Activity {
   const port = new MemifPort({ socket: path.join(cfg.dir, 'raw.memif'), role: cfg.name === 'b' ? 'server' : 'client' });
   const msg = Buffer.alloc(cfg.role === 'raw-source' ? FRAME_BYTES : 64);
-  const bytes = windowCounter();
-  const rtt = rttCounter();
+  const meter = rawMeter(cfg.role);
+  const send = (data: Buffer) => port.transmit(data);
+  const echo = (frame: Buffer) => port.transmit(Buffer.from(frame));
   let running = false;
-  port.attach((frame) => {
-    if (cfg.role === 'raw-echo') port.transmit(Buffer.from(frame));
-    else if (cfg.role === 'raw-sink') bytes.add(frame.length);
-    else if (cfg.role === 'raw-ping' && running) {
-      rtt.answered();
-      rtt.sent();
-      port.transmit(msg);
-    }
-  });
+  port.attach((frame) => meter.take(frame, send, msg, running, echo));
   // A turn's worth of frames at a time, so the loop still serves the port's wake-ups.
   const pump = () => {
     if (!running) return;
@@ -283,21 +293,16 @@ function memifRawActivity(cfg: WorkerConfig): Activity {
   };
   const begin = () => {
     if (!port.connected) return void setTimeout(begin, 1);
-    if (cfg.role === 'raw-ping') {
-      rtt.sent();
-      port.transmit(msg);
-    } else if (cfg.role === 'raw-source') pump();
+    if (cfg.role === 'raw-ping') meter.ping(send, msg);
+    else if (cfg.role === 'raw-source') pump();
   };
   return {
     start() {
       running = true;
       begin();
     },
-    mark(phase) {
-      bytes.mark(phase);
-      rtt.mark(phase);
-    },
-    result: () => (cfg.role === 'raw-sink' ? { rxBytesPerSec: bytes.rate, rxPartsBytesPerSec: bytes.parts, rxFrames: bytes.frames } : cfg.role === 'raw-ping' ? rtt.result() : { rxFrames: 0 }),
+    mark: meter.mark,
+    result: meter.result,
     close() {
       running = false;
       port.close();

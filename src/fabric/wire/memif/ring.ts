@@ -366,22 +366,20 @@ export class MemifRing {
   serverReceive(deliver: Ingress, alloc: (bytes: number) => Buffer, max: number, check: boolean, inPlace = false): number {
     const end = this.head;
     if (((end - this.cursor) & 0xffff) > this.size) throw new MemifDescriptorError(`head ${end} is more than a ring past tail ${this.cursor}`);
-    const ahead = check && inPlace ? this.checkAhead(end, max) : 0;
-    let n = 0;
-    while (this.cursor !== end && n < max) {
-      this.checkedAhead = n < ahead && this.aheadOk[n] === 1;
-      const frame = this.take(this.cursor, end, alloc, check, inPlace);
-      this.cursor = (this.cursor + this.taken) & 0xffff;
-      n++;
-      deliver(frame, this.crcChecked, this.inSlot);
-    }
+    const n = this.takeUpTo(end, deliver, alloc, max, check, inPlace);
     this.setTail(this.cursor);
     return n;
   }
 
   /** Client, s2c ring: every frame the server filled since last time (as serverReceive), then offer all free buffers again. */
   clientReceive(deliver: Ingress, alloc: (bytes: number) => Buffer, max: number, check: boolean, bufferBytes: number, bufferAt: (slot: number) => number, bufferRegion: number, inPlace = false): number {
-    const end = this.tail;
+    const n = this.takeUpTo(this.tail, deliver, alloc, max, check, inPlace);
+    this.refill(bufferBytes, bufferAt, bufferRegion);
+    return n;
+  }
+
+  /** Deliver the frames from the cursor up to `end`, at most `max`; the cursor follows. */
+  private takeUpTo(end: number, deliver: Ingress, alloc: (bytes: number) => Buffer, max: number, check: boolean, inPlace: boolean): number {
     const ahead = check && inPlace ? this.checkAhead(end, max) : 0;
     let n = 0;
     while (this.cursor !== end && n < max) {
@@ -391,7 +389,6 @@ export class MemifRing {
       n++;
       deliver(frame, this.crcChecked, this.inSlot);
     }
-    this.refill(bufferBytes, bufferAt, bufferRegion);
     return n;
   }
 
