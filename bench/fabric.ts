@@ -7,7 +7,7 @@
 //   * TLP payload throughput (MWr, 4 KiB data each) from endpoint A to B, one link
 //     and one channel over two links, against raw 4 KiB datagrams one way;
 //   * read round trip (MRd 1 DW -> CplD) A -> B -> A through the switch, against a
-//     raw unix-datagram ping-pong between two processes;
+//     raw ping-pong between two processes (unix datagrams; memif, also through the switch);
 //   * standalone ACK frames as a share of all frames under bidirectional load.
 // A throughput is the median of the rates in FABRIC_BENCH_WINDOWS (5) equal parts of one case's
 // measuring window; CPU per frame is over the whole window.
@@ -25,10 +25,12 @@ import { native, PollEvent } from '../native/index.ts';
 import type { ChannelStats } from '../src/fabric/link/channel.ts';
 import { completionFor } from '../src/fabric/tlp/completion.ts';
 import { FrameType, PCIEOE_HEADER_BYTES, TAGGED_L2_BYTES, encodeFrame } from '../src/fabric/wire/frame.ts';
+import type { Mac } from '../src/fabric/wire/mac.ts';
 import { TlpType, decodeTlp, encodeTlp } from '../src/fabric/tlp/tlp.ts';
 import { MemifPort } from '../src/fabric/wire/memif/port.ts';
 import { type SwitchProcess, VLAN, endpoint, macA, macB, peerArgs, startSwitch } from '../src/fabric/switch/switch-process.ts';
 import { record, recordSettings } from './lib/results.ts';
+import { ROUND_TRIPS } from './report/markdown.ts';
 
 const SECONDS = Number(process.env.FABRIC_BENCH_SECONDS ?? 3);
 const WARMUP = 0.5;
@@ -61,7 +63,7 @@ interface WorkerConfig {
   links: number;
   /** Raw roles only: the datagrams are tagged Ethernet frames that cross the switch (port a0 -> b0). */
   viaSwitch?: boolean;
-  /** Links are memif ports (the switch's --port NAME=memif) instead of unix datagram sockets; raw roles: one memif connection, no switch. */
+  /** Links are memif ports (the switch's --port NAME=memif) instead of unix datagram sockets; raw roles: one memif connection, no switch (with viaSwitch: each side a client of its switch port). */
   memif?: boolean;
   /** Seconds from the start to the measuring window. */
   warmup: number;
@@ -97,6 +99,12 @@ interface Activity {
   result(): Omit<WorkerResult, 'cpuMs' | 'windowMs' | 'faults' | 'sleeps' | 'preempted'>;
   close(): void;
 }
+
+/** The read of the round-trip cases: one DW. */
+const MRD_1DW = encodeTlp({ type: TlpType.MRd64, tc: 0, attr: 0, poisoned: false, requesterId: 0x0100, tag: 1, firstBe: 0xf, lastBe: 0, address: 0x1_0000_0000n, length: 1 });
+
+/** A tagged PCIeOE frame from `src` to `dst` carrying that read: what a raw ping through the switch sends. */
+const pingFrame = (src: Mac, dst: Mac): Buffer => encodeFrame({ dst, src, vlan: VLAN, type: FrameType.Tlp, flags: 0, channel: 1, seq: 0, ack: 0, credits: 0 }, MRD_1DW);
 
 function mwr(i: number): Buffer {
   return encodeTlp({
@@ -276,13 +284,18 @@ function rawActivity(cfg: WorkerConfig): Activity {
 /**
  * Raw frames over one memif connection, no switch: B (started first) is the memif server at
  * `<dir>/raw.memif`, A its client. The memif counterpart of the raw unix dgram baselines.
+ * `viaSwitch` (ping-pong only): each side a memif client of its switch port, the frames tagged
+ * and addressed to the other side (B answers with its own frame, so the switch sends it back).
  */
 function memifRawActivity(cfg: WorkerConfig): Activity {
-  const port = new MemifPort({ socket: path.join(cfg.dir, 'raw.memif'), role: cfg.name === 'b' ? 'server' : 'client' });
-  const msg = Buffer.alloc(cfg.role === 'raw-source' ? FRAME_BYTES : 64);
+  const port = cfg.viaSwitch
+    ? new MemifPort({ socket: path.join(cfg.dir, `${cfg.name}0.memif`), role: 'client' })
+    : new MemifPort({ socket: path.join(cfg.dir, 'raw.memif'), role: cfg.name === 'b' ? 'server' : 'client' });
+  const [me, peer] = cfg.name === 'a' ? [macA(0), macB(0)] : [macB(0), macA(0)];
+  const msg = cfg.viaSwitch ? pingFrame(me, peer) : Buffer.alloc(cfg.role === 'raw-source' ? FRAME_BYTES : 64);
   const meter = rawMeter(cfg.role);
   const send = (data: Buffer) => port.transmit(data);
-  const echo = (frame: Buffer) => port.transmit(Buffer.from(frame));
+  const echo = cfg.viaSwitch ? () => port.transmit(msg) : (frame: Buffer) => port.transmit(Buffer.from(frame));
   let running = false;
   port.attach((frame) => meter.take(frame, send, msg, running, echo));
   // A turn's worth of frames at a time, so the loop still serves the port's wake-ups.
@@ -314,9 +327,6 @@ function tlpActivity(cfg: WorkerConfig): Activity {
   const bytes = windowCounter();
   const rtt = rttCounter();
   const sends = cfg.role === 'tlp-source' || cfg.role === 'tlp-both';
-  const mrd = encodeTlp({
-    type: TlpType.MRd64, tc: 0, attr: 0, poisoned: false, requesterId: 0x0100, tag: 1, firstBe: 0xf, lastBe: 0, address: 0x1_0000_0000n, length: 1,
-  });
   const word = Buffer.from([1, 2, 3, 4]);
   const tlps = Array.from({ length: 16 }, (_, i) => mwr(i));
   let running = false;
@@ -331,7 +341,7 @@ function tlpActivity(cfg: WorkerConfig): Activity {
         if (!running) return;
         rtt.answered();
         rtt.sent();
-        ep.channel.send(mrd);
+        ep.channel.send(MRD_1DW);
         break;
       case 'tlp-completer': {
         const r = decodeTlp(p);
@@ -366,7 +376,7 @@ function tlpActivity(cfg: WorkerConfig): Activity {
       if (sends) pump();
       if (cfg.role === 'tlp-requester') {
         rtt.sent();
-        ep.channel.send(mrd);
+        ep.channel.send(MRD_1DW);
       }
     },
     mark(phase) {
@@ -623,12 +633,16 @@ async function orchestrate(): Promise<void> {
     cpuLine(pl, oneMemif, DATA);
     recordRate(pl, 'memif', oneMemif);
     const rdMemif = await measure(pl, 'tlp-requester', 'tlp-completer', { memif: true });
-    recordRtt(pl, 'MRd 1 DW -> CplD via switch', 'memif', rdMemif);
+    recordRtt(pl, ROUND_TRIPS.read, 'memif', rdMemif);
     const rawMemifRtt = await measure(pl, 'raw-ping', 'raw-echo', { memif: true });
-    recordRtt(pl, 'ping-pong 64 B', 'raw memif', rawMemifRtt);
+    recordRtt(pl, ROUND_TRIPS.raw, 'raw memif', rawMemifRtt);
     const memifRttRatio = rdMemif.a.medianRttUs! / rawMemifRtt.a.medianRttUs!;
     line(pl, 'raw memif ping-pong, 64 B', `${rawMemifRtt.a.medianRttUs!.toFixed(1)} µs median, ${rawMemifRtt.a.meanRttUs!.toFixed(1)} µs mean`);
     line(pl, 'MRd 1 DW -> CplD via switch, memif', `${rdMemif.a.medianRttUs!.toFixed(1)} µs median, ${rdMemif.a.meanRttUs!.toFixed(1)} µs mean (${memifRttRatio.toFixed(2)}x raw memif)`);
+    // The same ping-pong through the switch: the read's path without its link layer and TLP handling.
+    const rawMemifSwitchedRtt = await measure(pl, 'raw-ping', 'raw-echo', { memif: true, viaSwitch: true });
+    recordRtt(pl, ROUND_TRIPS.rawSwitched, 'raw memif', rawMemifSwitchedRtt);
+    line(pl, 'raw memif ping-pong via switch, 64 B', `${rawMemifSwitchedRtt.a.medianRttUs!.toFixed(1)} µs median, ${rawMemifSwitchedRtt.a.meanRttUs!.toFixed(1)} µs mean (the read ${(rdMemif.a.medianRttUs! / rawMemifSwitchedRtt.a.medianRttUs!).toFixed(2)}x)`);
     const rawMemif = await measure(pl, 'raw-source', 'raw-sink', { memif: true });
     line(pl, `raw memif, ${FRAME_BYTES} B one way`, `${gbps(rawMemif.b.rxBytesPerSec!).toFixed(2)} Gb/s`);
     recordRate(pl, 'raw memif', rawMemif);
@@ -646,7 +660,7 @@ async function orchestrate(): Promise<void> {
     cpuLine(pl, two, DATA);
     recordRate(pl, 'unix dgram', two, 2);
     const rawRtt = await measure(pl, 'raw-ping', 'raw-echo');
-    recordRtt(pl, 'ping-pong 64 B', 'raw unix dgram', rawRtt);
+    recordRtt(pl, ROUND_TRIPS.raw, 'raw unix dgram', rawRtt);
     line(pl, 'raw unix dgram ping-pong, 64 B', `${rawRtt.a.medianRttUs!.toFixed(1)} µs median, ${rawRtt.a.meanRttUs!.toFixed(1)} µs mean`);
     // Links slower than the machine: load balancing must then add up their rates.
     const oneShaped = await measure(pl, 'tlp-source', 'tlp-sink', { shapeGbps: SHAPED_GBPS });
@@ -657,7 +671,7 @@ async function orchestrate(): Promise<void> {
     line(pl, `links shaped to ${SHAPED_GBPS} Gb/s: one, two links`, `${gbps(oneShaped.b.rxBytesPerSec!).toFixed(2)}, ${gbps(twoShaped.b.rxBytesPerSec!).toFixed(2)} Gb/s  (${ratioShaped.toFixed(2)}x)`);
     const rd = await measure(pl, 'tlp-requester', 'tlp-completer');
     const rttRatio = rd.a.medianRttUs! / rawRtt.a.medianRttUs!;
-    recordRtt(pl, 'MRd 1 DW -> CplD via switch', 'unix dgram', rd);
+    recordRtt(pl, ROUND_TRIPS.read, 'unix dgram', rd);
     line(pl, 'MRd 1 DW -> CplD via switch', `${rd.a.medianRttUs!.toFixed(1)} µs median, ${rd.a.meanRttUs!.toFixed(1)} µs mean (${rttRatio.toFixed(2)}x raw)`);
     const bi = await measure(pl, 'tlp-both', 'tlp-both');
     const acks = bi.a.stats!.txAck + bi.b.stats!.txAck;

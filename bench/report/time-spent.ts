@@ -6,7 +6,7 @@
 // the section links to.
 import type { CpuFigure, Results } from '../lib/results.ts';
 import { KERNEL_CATEGORIES, type PerfCategory } from '../lib/perf-record.ts';
-import { COEX_CASES, isKind, labCpu, nicFigures, nicRatios, num, QD1_WORKLOAD, qd1AddedUs, QEMU_PROCESS, remoteAndDirect } from './markdown.ts';
+import { COEX_CASES, isKind, labCpu, nicFigures, nicRatios, num, QD1_WORKLOAD, qd1AddedUs, QEMU_PROCESS, remoteAndDirect, ROUND_TRIPS, roundTripUs } from './markdown.ts';
 
 /** The notes with the profiles behind this section, relative to a report in reports/bench/<run>/. */
 export const PERFORMANCE_NOTES = '../../../docs/performance.md';
@@ -99,7 +99,24 @@ function coexistence(r: Results): string | undefined {
     'In the notes\' runs the switch\'s PCIeOE ports never queued a frame, and iperf3 on a guest\'s own loopback, without the NIC or the fabric, cost NVMe as much: the loss is CPU, not the fabric.';
 }
 
+/**
+ * The read round trip over memif against a raw one: how much of what the read adds is the
+ * switch's two hops (the raw ping-pong through the same switch) and how much the link layer and
+ * TLP handling at the two ends.
+ */
+function roundTrip(r: Results): string | undefined {
+  const read = roundTripUs(r, ROUND_TRIPS.read, 'memif');
+  const raw = roundTripUs(r, ROUND_TRIPS.raw, 'raw memif');
+  if (read === undefined || raw === undefined || read <= 2 * raw) return undefined;
+  const switched = roundTripUs(r, ROUND_TRIPS.rawSwitched, 'raw memif');
+  return `**MRd round trip over memif (${num(read)} µs, ${num((read / raw) * 100)} % of a raw memif round trip, target 200 %).** ` +
+    `A raw ping-pong takes ${num(raw)} µs over one memif connection, where the read crosses the switch both ways: four wake-ups of a process, not two. ` +
+    (switched !== undefined
+      ? `The same ping-pong through the switch takes ${num(switched)} µs, so the switch's hops are ${num(switched - raw)} µs of the ${num(read - raw)} the read adds, and the link layer and TLP handling at the two ends (sequence and ACK, decoding, the completion) the other ${num(read - switched)} µs (the read ${num((read / switched) * 100)} % of the raw round trip on its own path).`
+      : 'The run has no raw round trip through the switch to tell the hops from the ends\' handling apart.');
+}
+
 /** Paragraphs for the missed headline targets the run has figures to explain; empty when none. */
 export function whereTimeGoes(r: Results): string[] {
-  return [qd1(r), ...large(r), nic(r), coexistence(r)].filter((x): x is string => x !== undefined);
+  return [qd1(r), ...large(r), roundTrip(r), nic(r), coexistence(r)].filter((x): x is string => x !== undefined);
 }

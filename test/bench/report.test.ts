@@ -9,7 +9,7 @@ import { readRecorded, readResults, record, recordSettings } from '../../bench/l
 import { writeReport } from '../../bench/report/generate.ts';
 import { whereTimeGoes } from '../../bench/report/time-spent.ts';
 import type { PerfCategory } from '../../bench/lib/perf-record.ts';
-import { hotplugFigureName, labCpuRatios, missingFigures, nicMethod, nicRatios, nvmeRatios, otherChecks, renderMarkdown } from '../../bench/report/markdown.ts';
+import { hotplugFigureName, labCpuRatios, missingFigures, nicMethod, nicRatios, nvmeRatios, otherChecks, renderMarkdown, ROUND_TRIPS } from '../../bench/report/markdown.ts';
 
 const fixture = new URL('../fixtures/bench-report.json', import.meta.url).pathname;
 
@@ -313,4 +313,22 @@ test('where the time goes: each missed headline target explained from the run\'s
   // A run that meets the QD 1 floor says nothing about it.
   const met = { ...results, figures: results.figures.map((f) => (f.kind === 'io' && f.workload === 'QD 1 randread 4 KiB' && f.path === 'PCIeOE' ? { ...f, meanUs: 400 } : f)) };
   t.false(whereTimeGoes(met).some((p) => p.startsWith('**QD 1')));
+});
+
+test('where the time goes: a read round trip over twice the raw one is split into the switch\'s hops and the ends\' handling', (t) => {
+  const results = readResults(fixture);
+  const rtt = (what: string, transport: string, medianUs: number) => ({ kind: 'round-trip' as const, bench: 'fabric', placement: 'spread', what, transport, medianUs, meanUs: medianUs });
+  const read = rtt(ROUND_TRIPS.read, 'memif', 180);
+  const raw = rtt(ROUND_TRIPS.raw, 'raw memif', 77);
+  const paragraph = (...figs: ReturnType<typeof rtt>[]) => whereTimeGoes({ ...results, figures: [...results.figures, ...figs] }).find((p) => p.startsWith('**MRd round trip'));
+  const full = paragraph(read, raw, rtt(ROUND_TRIPS.rawSwitched, 'raw memif', 130))!;
+  t.true(full.startsWith('**MRd round trip over memif (180 µs, 234 % of a raw memif round trip, target 200 %).**'), full);
+  t.true(full.includes("so the switch's hops are 53 µs of the 103 the read adds"), full);
+  t.true(full.includes('the other 50 µs (the read 138 % of the raw round trip on its own path)'), full);
+  // The raw unix-datagram round trip through the switch is no stand-in for memif's.
+  const without = paragraph(read, raw, rtt(ROUND_TRIPS.rawSwitched, 'raw unix dgram', 130))!;
+  t.true(without.includes('no raw round trip through the switch'), without);
+  // Within twice the raw round trip: nothing said.
+  t.is(paragraph(rtt(ROUND_TRIPS.read, 'memif', 150), raw), undefined);
+  t.is(otherChecks({ ...results, figures: [...results.figures, read, raw] }).find((c) => c.what.startsWith('MRd round trip over memif'))!.value, (180 / 77) * 100);
 });
