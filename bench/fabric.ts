@@ -93,12 +93,21 @@ interface WorkerResult {
 // ---------------------------------------------------------------- worker side
 
 interface Activity {
+  /** Settles once the activity can take frames from its peer (a memif client connected); the worker is ready after it. */
+  ready?: Promise<void>;
   start(): void;
   /** Called at the start of the measuring window, between its parts, and at its end. */
   mark(phase: 'begin' | 'split' | 'end'): void;
   result(): Omit<WorkerResult, 'cpuMs' | 'windowMs' | 'faults' | 'sleeps' | 'preempted'>;
   close(): void;
 }
+
+/** Resolves once `cond()` holds (looked at every millisecond). */
+const until = (cond: () => boolean): Promise<void> =>
+  new Promise((resolve) => {
+    const look = () => (cond() ? resolve() : void setTimeout(look, 1));
+    look();
+  });
 
 /** The read of the round-trip cases: one DW. */
 const MRD_1DW = encodeTlp({ type: TlpType.MRd64, tc: 0, attr: 0, poisoned: false, requesterId: 0x0100, tag: 1, firstBe: 0xf, lastBe: 0, address: 0x1_0000_0000n, length: 1 });
@@ -309,7 +318,11 @@ function memifRawActivity(cfg: WorkerConfig): Activity {
     if (cfg.role === 'raw-ping') meter.ping(send, msg);
     else if (cfg.role === 'raw-source') pump();
   };
+  // Through the switch the first ping is flooded to whoever is connected then, and one ping is all
+  // there is: both sides connect before either is ready.
+  const ready = cfg.viaSwitch ? until(() => port.connected) : undefined;
   return {
+    ready,
     start() {
       running = true;
       begin();
@@ -394,6 +407,7 @@ function tlpActivity(cfg: WorkerConfig): Activity {
 async function workerMain(cfg: WorkerConfig): Promise<void> {
   process.env.PCIEOE_TRACE_NAME ??= `${cfg.role}-${cfg.name}`; // src/fabric/trace.ts: which process a trace is
   const act = cfg.role.startsWith('raw-') ? (cfg.memif ? memifRawActivity(cfg) : rawActivity(cfg)) : tlpActivity(cfg);
+  await act.ready;
   process.send!({ type: 'ready' });
   await new Promise((resolve) => process.once('message', resolve));
   act.start();
@@ -578,8 +592,11 @@ const line = (pl: Placement, what: string, value: string) => console.log(`${pl.n
 /** Into the run's report (bench/lib/results.ts): B's received rate, and A's round trips. */
 const recordRate = (pl: Placement, transport: string, m: Measured, links = 1, shapedGbps?: number) =>
   record({ kind: 'throughput', bench: 'fabric', placement: pl.name, transport, links, shapedGbps, gbps: gbps(m.b.rxBytesPerSec!) });
-const recordRtt = (pl: Placement, what: string, transport: string, m: Measured) =>
+/** A case's round trips; one that completed none is left unrecorded (the report says missing) rather than failing the run. */
+function recordRtt(pl: Placement, what: string, transport: string, m: Measured): void {
+  if (!m.a.roundTrips) return line(pl, `${what}, ${transport}`, "no round trip completed in the window");
   record({ kind: 'round-trip', bench: 'fabric', placement: pl.name, what, transport, medianUs: m.a.medianRttUs!, meanUs: m.a.meanRttUs! });
+}
 
 /**
  * Where the CPU went, per frame received by B, and what that CPU cost would allow if the
