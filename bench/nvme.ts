@@ -8,7 +8,7 @@
 // anything else on the machine hits all alike; runs differ by ~15 % (design notes §7).
 //
 //   npm run bench -- nvme   (NVME_BENCH_SECONDS=10 per case, 5 with --quick or BENCH_QUICK=1,
-//                            which also leaves out the lossy path; NVME_BENCH_TOPOLOGY=one-host-nvme-bench,
+//                            which also leaves out the lossy paths; NVME_BENCH_TOPOLOGY=one-host-nvme-bench,
 //                            NVME_BENCH_PIN=CPUS pins the lab's processes there (default the last CPU, none: unpinned),
 //                            NVME_BENCH_QEMU_PIN=1 all of QEMU's threads, then NVME_BENCH_VCPU_PIN=0 its
 //                            vCPU threads, NVME_BENCH_VCPUS=1 gives the guest that many vCPUs,
@@ -39,7 +39,8 @@ type Transport = import('../src/lab/topology.ts').Transport;
 const { WORKLOADS, QD1_RANDREAD, QUICK, SECONDS, controllers, fill, guestShell, resultCells, resultHeader, runFio } = await import('./lib/fio.ts');
 type Result = import('./lib/fio.ts').Result;
 
-const LOSS = 0.001;
+/** Frame loss in the switch for the lossy PCIeOE paths (0.1 % is the target's case; 1 % shows the slope). */
+const LOSSES = [0.001, 0.01] as const;
 const topoName = process.env.NVME_BENCH_TOPOLOGY ?? 'one-host-nvme-bench';
 
 /**
@@ -53,7 +54,7 @@ const BACK_TO_BACK = 'PCIeOE back to back';
  * lossy path is PCIeOE's); every other lab process only idles beside that path.
  */
 const CARRIERS: Record<string, readonly string[]> = { direct: ['direct'], PCIeOE: ['hi', 'sw', 'di'], [BACK_TO_BACK]: ['b2b-hi', 'b2b-di'] };
-const serves = (side: string, proc: string) => (CARRIERS[side === LOSSY ? 'PCIeOE' : side] ?? []).includes(proc);
+const serves = (side: string, proc: string) => (CARRIERS[LOSSY.has(side) ? 'PCIeOE' : side] ?? []).includes(proc);
 
 /** Which path a controller is, from what the guest sees of it. */
 function pathOf(model: string, serial: string): string {
@@ -61,7 +62,8 @@ function pathOf(model: string, serial: string): string {
   if (serial.includes('B2B')) return BACK_TO_BACK;
   return serial.includes('REMOTE') ? 'PCIeOE' : 'direct';
 }
-const LOSSY = `PCIeOE ${LOSS * 100} % loss`;
+/** Each lossy path's name, and its loss. */
+const LOSSY = new Map(LOSSES.map((p) => [`PCIeOE ${p * 100} % loss`, p]));
 
 /** One path's figures on one workload: fio's result, CPU µs per I/O by process. */
 interface Measured {
@@ -87,10 +89,10 @@ async function benchLab(transport: Transport | undefined): Promise<Map<string, M
     const sh = guestShell(lab.vms[0]!.agent);
     const devs = new Map((await controllers(sh)).map((c) => [pathOf(c.model, c.serial), c.dev]));
     if (devs.has('PCIeOE') && !QUICK) {
-      devs.set(LOSSY, devs.get('PCIeOE')!);
+      for (const side of LOSSY.keys()) devs.set(side, devs.get('PCIeOE')!);
       loss = await fabricLoss(state);
     }
-    const allSides = ['QEMU nvme', 'direct', 'PCIeOE', BACK_TO_BACK, LOSSY].filter((p) => devs.has(p));
+    const allSides = ['QEMU nvme', 'direct', 'PCIeOE', BACK_TO_BACK, ...LOSSY.keys()].filter((p) => devs.has(p));
     const sidesOf = (w: string) => allSides.filter((p) => p !== BACK_TO_BACK || w === QD1_RANDREAD.name);
     // Each path against the one it is built on: direct vs QEMU, PCIeOE (either fabric) vs direct.
     const base = (p: string) => (p === 'direct' ? 'QEMU nvme' : 'direct');
@@ -98,7 +100,7 @@ async function benchLab(transport: Transport | undefined): Promise<Map<string, M
     console.log(`NVMe, topology ${topoName}${transport ? `, stations on ${transport}` : ''}: ${[...devs].map(([p, d]) => `${p} ${d}`).join(', ')}; ${lab.qemuVersion}, ${lab.accel}, ${process.env.NVME_BENCH_VCPUS ?? 2} vCPUs, ` +
       `${placement}; QEMU nvme cache=writeback; ${SECONDS} s per case, QD 64 = 2 jobs x 32`);
     console.log(`${'workload'.padEnd(24)}${allSides.map(resultHeader).join('')}${ratios.map((p) => ` | ${`${p}/${base(p)}`.padStart(24)}`).join('')}`);
-    recordSettings(label('nvme', transport), { topology: topoName, transport: transport ?? 'topology', secondsPerCase: SECONDS, accel: lab.accel, placement, qemuNvmeCache: 'writeback', queueDepth: '2 jobs x 32 (QD 1 case: 1 x 1)', lossPercent: loss ? LOSS * 100 : 0 });
+    recordSettings(label('nvme', transport), { topology: topoName, transport: transport ?? 'topology', secondsPerCase: SECONDS, accel: lab.accel, placement, qemuNvmeCache: 'writeback', queueDepth: '2 jobs x 32 (QD 1 case: 1 x 1)', lossPercent: loss ? LOSSES.map((p) => p * 100).join(', ') : 0 });
     for (const d of new Set(devs.values())) await fill(sh, d);
     const procs = [{ name: 'QEMU', pid: lab.vms[0]!.pid }, ...lab.processes];
     // The back-to-back pair serves only its own path: its idle CPU is not measured beside the others.
@@ -112,18 +114,19 @@ async function benchLab(transport: Transport | undefined): Promise<Map<string, M
       out.set(w.name, r);
       const sides = sidesOf(w.name);
       for (const side of sides) {
-        if (side === LOSSY) await loss!.set(LOSS);
+        const lossy = LOSSY.get(side);
+        if (lossy) await loss!.set(lossy);
         try {
           const used = cpuMeter(procsOf(side));
           const result = await profiledRun(side === 'PCIeOE' && PROF_STATIONS(lab.processes), `${w.name}-${transport ?? 'topology'}`, () => runFio(sh, devs.get(side)!, w));
           const ios = result.iops * (SECONDS + 2); // ramp at about the same rate
           const cpuUs = new Map([...used()].map(([proc, us]) => [proc, us / ios]));
           r.set(side, { result, cpuUs });
-          const path = label(side === LOSSY ? 'PCIeOE' : side, transport);
-          record({ kind: 'io', bench: 'nvme', workload: w.name, path, lossPercent: side === LOSSY ? LOSS * 100 : undefined, ...result });
+          const path = label(lossy ? 'PCIeOE' : side, transport);
+          record({ kind: 'io', bench: 'nvme', workload: w.name, path, lossPercent: lossy ? lossy * 100 : undefined, ...result });
           for (const [proc, us] of cpuUs) record({ kind: 'cpu-per-io', bench: 'nvme', workload: w.name, path: label(side, transport), process: proc, us, serves: serves(side, proc) });
         } finally {
-          if (side === LOSSY) await loss!.set(0);
+          if (lossy) await loss!.set(0);
         }
       }
       // A path this workload leaves out (back to back beside QD 1) keeps its columns, empty.
