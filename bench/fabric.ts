@@ -112,8 +112,8 @@ const until = (cond: () => boolean): Promise<void> =>
 /** The read of the round-trip cases: one DW. */
 const MRD_1DW = encodeTlp({ type: TlpType.MRd64, tc: 0, attr: 0, poisoned: false, requesterId: 0x0100, tag: 1, firstBe: 0xf, lastBe: 0, address: 0x1_0000_0000n, length: 1 });
 
-/** A tagged PCIeOE frame from `src` to `dst` carrying that read: what a raw ping through the switch sends. */
-const pingFrame = (src: Mac, dst: Mac): Buffer => encodeFrame({ dst, src, vlan: VLAN, type: FrameType.Tlp, flags: 0, channel: 1, seq: 0, ack: 0, credits: 0 }, MRD_1DW);
+/** A tagged PCIeOE frame from `src` to `dst` carrying `tlp`: what a raw station sends through the switch. */
+const switchFrame = (src: Mac, dst: Mac, tlp: Uint8Array): Buffer => encodeFrame({ dst, src, vlan: VLAN, type: FrameType.Tlp, flags: 0, channel: 1, seq: 0, ack: 0, credits: 0 }, tlp);
 
 function mwr(i: number): Buffer {
   return encodeTlp({
@@ -239,7 +239,7 @@ function rawActivity(cfg: WorkerConfig): Activity {
     cfg.role !== 'raw-source'
       ? Buffer.alloc(64)
       : cfg.viaSwitch
-        ? encodeFrame({ dst: macB(0), src: macA(0), vlan: VLAN, type: FrameType.Tlp, flags: 0, channel: 1, seq: 0, ack: 0, credits: 0 }, mwr(0))
+        ? switchFrame(macA(0), macB(0), mwr(0))
         : Buffer.alloc(FRAME_BYTES);
   const meter = rawMeter(cfg.role);
   let txFd = -1;
@@ -301,7 +301,7 @@ function memifRawActivity(cfg: WorkerConfig): Activity {
     ? new MemifPort({ socket: path.join(cfg.dir, `${cfg.name}0.memif`), role: 'client' })
     : new MemifPort({ socket: path.join(cfg.dir, 'raw.memif'), role: cfg.name === 'b' ? 'server' : 'client' });
   const [me, peer] = cfg.name === 'a' ? [macA(0), macB(0)] : [macB(0), macA(0)];
-  const msg = cfg.viaSwitch ? pingFrame(me, peer) : Buffer.alloc(cfg.role === 'raw-source' ? FRAME_BYTES : 64);
+  const msg = cfg.viaSwitch ? switchFrame(me, peer, MRD_1DW) : Buffer.alloc(cfg.role === 'raw-source' ? FRAME_BYTES : 64);
   const meter = rawMeter(cfg.role);
   const send = (data: Buffer) => port.transmit(data);
   const echo = cfg.viaSwitch ? () => port.transmit(msg) : (frame: Buffer) => port.transmit(Buffer.from(frame));
@@ -313,19 +313,17 @@ function memifRawActivity(cfg: WorkerConfig): Activity {
     for (let i = 0; i < 64; i++) port.transmit(msg);
     setImmediate(pump);
   };
-  const begin = () => {
-    if (!port.connected) return void setTimeout(begin, 1);
-    if (cfg.role === 'raw-ping') meter.ping(send, msg);
-    else if (cfg.role === 'raw-source') pump();
-  };
-  // Through the switch the first ping is flooded to whoever is connected then, and one ping is all
-  // there is: both sides connect before either is ready.
-  const ready = cfg.viaSwitch ? until(() => port.connected) : undefined;
+  const connected = until(() => port.connected);
   return {
-    ready,
+    // Through the switch the first ping is flooded to whoever is connected then, and one ping is all
+    // there is: both sides connect before either is ready.
+    ready: cfg.viaSwitch ? connected : undefined,
     start() {
       running = true;
-      begin();
+      void connected.then(() => {
+        if (cfg.role === 'raw-ping') meter.ping(send, msg);
+        else if (cfg.role === 'raw-source') pump();
+      });
     },
     mark: meter.mark,
     result: meter.result,
