@@ -2,13 +2,14 @@
 // as 2 jobs x iodepth 32, and QD 1 4 KiB random reads (the latency of the path itself), fio
 // libaio direct: QEMU's built-in nvme (C), the NVMe model attached directly over vfio-user,
 // the same model behind HI + switch + DI (PCIeOE) on a lossless fabric, and PCIeOE again with
-// 0.1 % of the frames lost in the switch. QEMU's nvme runs with cache=writeback, the model's
+// 0.1 % and 1 % of the frames lost in the switch and with 10, 50 and 200 µs of added link
+// latency (each frame held that long on its way out of the switch). QEMU's nvme runs with cache=writeback, the model's
 // semantics (writes land in the host page cache, Flush syncs; both offer shadow doorbells),
 // so the comparison is like with like. The devices alternate per workload so that load from
 // anything else on the machine hits all alike; runs differ by ~15 % (design notes §7).
 //
 //   npm run bench -- nvme   (NVME_BENCH_SECONDS=10 per case, 5 with --quick or BENCH_QUICK=1,
-//                            which also leaves out the lossy paths; NVME_BENCH_TOPOLOGY=one-host-nvme-bench,
+//                            which also leaves out the faulted paths; NVME_BENCH_TOPOLOGY=one-host-nvme-bench,
 //                            NVME_BENCH_PIN=CPUS pins the lab's processes there (default the last CPU, none: unpinned),
 //                            NVME_BENCH_QEMU_PIN=1 all of QEMU's threads, then NVME_BENCH_VCPU_PIN=0 its
 //                            vCPU threads, NVME_BENCH_VCPUS=1 gives the guest that many vCPUs,
@@ -28,7 +29,7 @@ import { copyFileSync, mkdirSync, rmSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { cpuMeter } from './lib/cpu.ts';
 import { record, recordSettings } from './lib/results.ts';
-import { benchUp, fabricLoss, placementText, placeVm, privateLabDirs, scheduleLab, type FabricLoss } from './lib/lab.ts';
+import { benchUp, type FabricFault, type FabricFaults, fabricFaults, placementText, placeVm, privateLabDirs, scheduleLab } from './lib/lab.ts';
 import { movedCounters, profiled, stationCounters, summariseProfile } from './lib/profile.ts';
 
 const state = privateLabDirs('lab-nvb');
@@ -41,6 +42,8 @@ type Result = import('./lib/fio.ts').Result;
 
 /** Frame loss in the switch for the lossy PCIeOE paths (0.1 % is the target's case; 1 % shows the slope). */
 const LOSSES = [0.001, 0.01] as const;
+/** Added one-way link latency, µs, for the delayed PCIeOE paths (issue 13's cases). */
+const LATENCIES_US = [10, 50, 200] as const;
 const topoName = process.env.NVME_BENCH_TOPOLOGY ?? 'one-host-nvme-bench';
 
 /**
@@ -51,10 +54,10 @@ const BACK_TO_BACK = 'PCIeOE back to back';
 
 /**
  * The lab processes that carry a path's I/O, by the names one-host-nvme-bench gives them (the
- * lossy path is PCIeOE's); every other lab process only idles beside that path.
+ * faulted paths are PCIeOE's); every other lab process only idles beside that path.
  */
 const CARRIERS: Record<string, readonly string[]> = { direct: ['direct'], PCIeOE: ['hi', 'sw', 'di'], [BACK_TO_BACK]: ['b2b-hi', 'b2b-di'] };
-const serves = (side: string, proc: string) => (CARRIERS[LOSSY.has(side) ? 'PCIeOE' : side] ?? []).includes(proc);
+const serves = (side: string, proc: string) => (CARRIERS[FAULTED.has(side) ? 'PCIeOE' : side] ?? []).includes(proc);
 
 /** Which path a controller is, from what the guest sees of it. */
 function pathOf(model: string, serial: string): string {
@@ -62,8 +65,11 @@ function pathOf(model: string, serial: string): string {
   if (serial.includes('B2B')) return BACK_TO_BACK;
   return serial.includes('REMOTE') ? 'PCIeOE' : 'direct';
 }
-/** Each lossy path's name, and its loss. */
-const LOSSY = new Map(LOSSES.map((p) => [`PCIeOE ${p * 100} % loss`, p]));
+/** Each faulted PCIeOE path's name (as the report names it), the faults the switch gets for it, and what its figures record. */
+const FAULTED = new Map<string, { fault: FabricFault; recorded: { lossPercent?: number; addedLatencyUs?: number } }>([
+  ...LOSSES.map((p) => [`PCIeOE ${p * 100} % loss`, { fault: { loss: p }, recorded: { lossPercent: p * 100 } }] as const),
+  ...LATENCIES_US.map((us) => [`PCIeOE +${us} µs link`, { fault: { latency: us / 1000 }, recorded: { addedLatencyUs: us } }] as const),
+]);
 
 /** One path's figures on one workload: fio's result, CPU µs per I/O by process. */
 interface Measured {
@@ -78,7 +84,7 @@ const label = (side: string, t: Transport | undefined) => (t && transports.lengt
 
 /** Brings the lab up (over `transport`, or the topology's own), runs every chosen workload on every path, prints its tables. */
 async function benchLab(transport: Transport | undefined): Promise<Map<string, Map<string, Measured>>> {
-  let loss: FabricLoss | undefined;
+  let faults: FabricFaults | undefined;
   const out = new Map<string, Map<string, Measured>>();
   try {
     const lab = await benchUp(topoName, state, { transport });
@@ -89,10 +95,10 @@ async function benchLab(transport: Transport | undefined): Promise<Map<string, M
     const sh = guestShell(lab.vms[0]!.agent);
     const devs = new Map((await controllers(sh)).map((c) => [pathOf(c.model, c.serial), c.dev]));
     if (devs.has('PCIeOE') && !QUICK) {
-      for (const side of LOSSY.keys()) devs.set(side, devs.get('PCIeOE')!);
-      loss = await fabricLoss(state);
+      for (const side of FAULTED.keys()) devs.set(side, devs.get('PCIeOE')!);
+      faults = await fabricFaults(state);
     }
-    const allSides = ['QEMU nvme', 'direct', 'PCIeOE', BACK_TO_BACK, ...LOSSY.keys()].filter((p) => devs.has(p));
+    const allSides = ['QEMU nvme', 'direct', 'PCIeOE', BACK_TO_BACK, ...FAULTED.keys()].filter((p) => devs.has(p));
     const sidesOf = (w: string) => allSides.filter((p) => p !== BACK_TO_BACK || w === QD1_RANDREAD.name);
     // Each path against the one it is built on: direct vs QEMU, PCIeOE (either fabric) vs direct.
     const base = (p: string) => (p === 'direct' ? 'QEMU nvme' : 'direct');
@@ -100,7 +106,7 @@ async function benchLab(transport: Transport | undefined): Promise<Map<string, M
     console.log(`NVMe, topology ${topoName}${transport ? `, stations on ${transport}` : ''}: ${[...devs].map(([p, d]) => `${p} ${d}`).join(', ')}; ${lab.qemuVersion}, ${lab.accel}, ${process.env.NVME_BENCH_VCPUS ?? 2} vCPUs, ` +
       `${placement}; QEMU nvme cache=writeback; ${SECONDS} s per case, QD 64 = 2 jobs x 32`);
     console.log(`${'workload'.padEnd(24)}${allSides.map(resultHeader).join('')}${ratios.map((p) => ` | ${`${p}/${base(p)}`.padStart(24)}`).join('')}`);
-    recordSettings(label('nvme', transport), { topology: topoName, transport: transport ?? 'topology', secondsPerCase: SECONDS, accel: lab.accel, placement, qemuNvmeCache: 'writeback', queueDepth: '2 jobs x 32 (QD 1 case: 1 x 1)', lossPercent: loss ? LOSSES.map((p) => p * 100).join(', ') : 0 });
+    recordSettings(label('nvme', transport), { topology: topoName, transport: transport ?? 'topology', secondsPerCase: SECONDS, accel: lab.accel, placement, qemuNvmeCache: 'writeback', queueDepth: '2 jobs x 32 (QD 1 case: 1 x 1)', lossPercent: faults ? LOSSES.map((p) => p * 100).join(', ') : 0, addedLatencyUs: faults ? LATENCIES_US.join(', ') : 0 });
     for (const d of new Set(devs.values())) await fill(sh, d);
     const procs = [{ name: 'QEMU', pid: lab.vms[0]!.pid }, ...lab.processes];
     // The back-to-back pair serves only its own path: its idle CPU is not measured beside the others.
@@ -114,19 +120,19 @@ async function benchLab(transport: Transport | undefined): Promise<Map<string, M
       out.set(w.name, r);
       const sides = sidesOf(w.name);
       for (const side of sides) {
-        const lossy = LOSSY.get(side);
-        if (lossy) await loss!.set(lossy);
+        const faulted = FAULTED.get(side);
+        if (faulted) await faults!.set(faulted.fault);
         try {
           const used = cpuMeter(procsOf(side));
           const result = await profiledRun(side === 'PCIeOE' && PROF_STATIONS(lab.processes), `${w.name}-${transport ?? 'topology'}`, () => runFio(sh, devs.get(side)!, w));
           const ios = result.iops * (SECONDS + 2); // ramp at about the same rate
           const cpuUs = new Map([...used()].map(([proc, us]) => [proc, us / ios]));
           r.set(side, { result, cpuUs });
-          const path = label(lossy ? 'PCIeOE' : side, transport);
-          record({ kind: 'io', bench: 'nvme', workload: w.name, path, lossPercent: lossy ? lossy * 100 : undefined, ...result });
+          const path = label(faulted ? 'PCIeOE' : side, transport);
+          record({ kind: 'io', bench: 'nvme', workload: w.name, path, ...faulted?.recorded, ...result });
           for (const [proc, us] of cpuUs) record({ kind: 'cpu-per-io', bench: 'nvme', workload: w.name, path: label(side, transport), process: proc, us, serves: serves(side, proc) });
         } finally {
-          if (lossy) await loss!.set(0);
+          if (faulted) await faults!.set({});
         }
       }
       // A path this workload leaves out (back to back beside QD 1) keeps its columns, empty.
@@ -137,7 +143,7 @@ async function benchLab(transport: Transport | undefined): Promise<Map<string, M
     console.log(`\nCPU µs per I/O, by process (${procs.map((p) => p.name).join(' / ')}), path by path`);
     console.log(`${'workload'.padEnd(24)}${allSides.map((p) => ` | ${p.padStart(26)}`).join('')}`);
     for (const line of cpu) console.log(line);
-    if (loss) console.log(`frames lost in the switch during the lossy runs: ${await loss.lost()}`);
+    if (faults) console.log(`frames lost in the switch during the lossy runs: ${await faults.lost()}`);
     // The lab processes' logs go with the lab: keep them with the profiles (LAB_NODE_ARGS=--trace-gc writes its lines there).
     const keep = process.env.NVME_BENCH_PROF;
     if (keep) {
@@ -145,7 +151,7 @@ async function benchLab(transport: Transport | undefined): Promise<Map<string, M
       for (const p of lab.processes) copyFileSync(p.log, join(keep, `${transport ?? 'topology'}-${basename(p.log)}`));
     }
   } finally {
-    loss?.close();
+    faults?.close();
     await down();
   }
   return out;

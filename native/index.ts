@@ -1,5 +1,5 @@
 // Typed loader for the pcieoe_native addon, the single JS entry to it. Its C++ is one file a
-// concern in native/src/ (fds.cc, seals.cc, eventfd.cc, stream.cc, dgram.cc, crc32.cc, poll.cc;
+// concern in native/src/ (fds.cc, seals.cc, eventfd.cc, timerfd.cc, stream.cc, dgram.cc, crc32.cc, poll.cc;
 // addon.cc registers them); this file may import only Node itself.
 //
 // Conventions shared by every function here:
@@ -67,6 +67,13 @@ export interface Native {
   eventfdWrite(fd: number, value?: number | bigint): boolean;
   /** Read and reset the counter; null when it is zero. */
   eventfdRead(fd: number): number | null;
+
+  /** A CLOCK_MONOTONIC timerfd, disarmed (timerfd.cc). */
+  timerfd(): number;
+  /** Expire once `us` microseconds from now (fractions count; a negative value disarms). */
+  timerfdSet(fd: number, us: number): void;
+  /** Expirations since the last read; null when none. */
+  timerfdRead(fd: number): number | null;
 
   socketpair(kind: 'stream' | 'dgram' | 'seqpacket'): [number, number];
   /** A listening socket bound at `path` (kind default 'stream'; 'seqpacket' for the memif control socket). */

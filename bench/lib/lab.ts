@@ -110,26 +110,34 @@ export const placementText = (cpus = labCpus()) =>
     `lab processes' node options ${labNodeArgs().join(' ') || 'none'}`,
   ].filter((x) => x !== '').join(', ');
 
-export interface FabricLoss {
-  set(probability: number): Promise<void>;
+/** The faults bench paths set in the switch: frame loss (a probability), added one-way latency (ms). */
+export interface FabricFault {
+  loss?: number;
+  latency?: number;
+}
+
+export interface FabricFaults {
+  /** Set on every port; what is not given goes back to none. */
+  set(fault: FabricFault): Promise<void>;
   /** Frames lost on purpose so far, summed over the switch's ports. */
   lost(): Promise<number>;
   close(): void;
 }
 
 /**
- * Loss on every port of the lab's switch, on the way out of the switch only, so each
- * frame meets the probability once on its way from one station to another.
+ * Faults on every port of the lab's switch, on the way out of the switch only, so each frame
+ * meets them once on its way from one station to another: a loss probability once, a latency
+ * once per crossing (the one-way latency a link between the two stations would add).
  */
-export async function fabricLoss(state: string, switchProcess = 'sw'): Promise<FabricLoss> {
+export async function fabricFaults(state: string, switchProcess = 'sw'): Promise<FabricFaults> {
   const { SwitchControl } = await import('../../src/fabric/switch/control.ts');
   const ctl = await SwitchControl.connect(join(state, 'sockets', switchProcess, 'control.sock'));
   type Report = { faults: { tx: { lost: number } } };
   const ports = async () => (await ctl.must({ counters: true })).ports as Record<string, Report>;
   const names = Object.keys(await ports());
   return {
-    async set(p) {
-      for (const port of names) await ctl.must({ port, dir: 'tx', set: { loss: p } });
+    async set(fault) {
+      for (const port of names) await ctl.must({ port, dir: 'tx', set: { loss: fault.loss ?? 0, latency: fault.latency ?? 0 } });
     },
     async lost() {
       return Object.values(await ports()).reduce((n, r) => n + r.faults.tx.lost, 0);

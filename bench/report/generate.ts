@@ -8,10 +8,11 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { readResults, type Results } from '../lib/results.ts';
 import { renderMarkdown, type Plots } from './markdown.ts';
-import { coexistencePlot, cpuPlot, fabricPlot, iopsPlot, nicPlot, qd1Plot } from './plot.ts';
+import { coexistencePlot, cpuPlot, fabricPlot, faultsPlot, iopsPlot, nicPlot, qd1Plot } from './plot.ts';
 
 const PLOTS: Record<keyof Plots, (r: Results) => Promise<string | undefined>> = {
   iops: iopsPlot,
+  faults: faultsPlot,
   qd1: qd1Plot,
   cpu: cpuPlot,
   fabric: fabricPlot,

@@ -12,6 +12,8 @@ export const QD1_WORKLOAD = 'QD 1 randread 4 KiB';
 /** Fabric faults issue 13 asks IOPS against. */
 export const LOSS_PERCENTS = [0.1, 1] as const;
 export const ADDED_LATENCIES_US = [10, 50, 200] as const;
+/** The faulted PCIeOE paths as tables name them, in the order they show them. */
+export const FAULT_PATHS = [...LOSS_PERCENTS.map((p) => `PCIeOE ${p} % loss`), ...ADDED_LATENCIES_US.map((us) => `PCIeOE +${us} µs link`)];
 const LARGE = (w: string) => w.includes('64 KiB');
 
 /** One ratio of two figures of the run, with the issue's target for it. */
@@ -171,6 +173,23 @@ function checkTable(checks: Check[]): string {
   ]));
 }
 
+/** PCIeOE under each fault, per workload (QD 1 included): IOPS, its share of the fault-free PCIeOE's, mean latency. */
+function faultTable(r: Results): string {
+  const figs = ioFigures(r, 'nvme').filter((f) => f.path === 'PCIeOE');
+  const faults = ordered(FAULT_PATHS, unique(figs.map(pathLabel)).filter((p) => p !== 'PCIeOE'));
+  const workloads = ordered([...NVME_WORKLOADS, QD1_WORKLOAD], unique(figs.filter((f) => faults.includes(pathLabel(f))).map((f) => f.workload)));
+  return table(
+    ['workload', 'PCIeOE IOPS', 'mean µs', ...faults.flatMap((p) => [`${p.slice('PCIeOE '.length)} IOPS`, 'mean µs'])],
+    workloads.map((w) => {
+      const clean = find(figs, w, 'PCIeOE');
+      return [w, num(clean?.iops), num(clean?.meanUs), ...faults.flatMap((p) => {
+        const f = find(figs, w, p);
+        return [f && clean ? `${num(f.iops)} (${pct((f.iops / clean.iops) * 100)})` : num(f?.iops), num(f?.meanUs)];
+      })];
+    }),
+  );
+}
+
 function qd1Table(r: Results): string {
   const figs = ioFigures(r, 'nvme').filter((f) => f.workload === QD1_WORKLOAD);
   const direct = find(figs, QD1_WORKLOAD, 'direct');
@@ -323,6 +342,7 @@ function nicSection(r: Results, plots: Plots): string | undefined {
 /** Plots the report embeds, by file name, when the generator produced them. */
 export interface Plots {
   iops?: string;
+  faults?: string;
   qd1?: string;
   cpu?: string;
   fabric?: string;
@@ -365,7 +385,7 @@ export function renderMarkdown(r: Results, plots: Plots = {}): string {
   const settings = Object.entries(r.settings).map(([bench, s]) => `- ${bench}: ${Object.entries(s).map(([k, x]) => `${k} ${x}`).join(', ')}`);
   const nvme = ioFigures(r, 'nvme');
   const plain = nvme.filter((f) => !f.lossPercent && !f.addedLatencyUs && f.workload !== QD1_WORKLOAD);
-  const faulted = nvme.filter((f) => (f.lossPercent || f.addedLatencyUs) && f.workload !== QD1_WORKLOAD);
+  const faulted = nvme.some((f) => f.lossPercent || f.addedLatencyUs);
   const sharing = ioFigures(r, 'sharing');
   const cpu = r.figures.filter(isKind('cpu-per-io'));
   const tp = r.figures.filter(isKind('throughput'));
@@ -386,7 +406,7 @@ export function renderMarkdown(r: Results, plots: Plots = {}): string {
     section('Ratios against issue 13\'s targets', nvme.length ? ratioTable([...nvmeRatios(r), ...labCpuRatios(r)]) : undefined),
     section('Fabric and latency targets', checkTable(otherChecks(r))),
     section('Where the time goes', whereTimeSection(r)),
-    section('PCIeOE under fabric faults', faulted.length ? ioTable([...plain.filter((f) => f.path === 'PCIeOE'), ...faulted], ['PCIeOE']) : undefined),
+    section('PCIeOE under fabric faults', faulted ? `Frame loss and added one-way link latency, set on every port of the switch on the way out, so each frame meets them once per crossing (a QD 1 read crosses four times); IOPS as a share of PCIeOE without faults in the same run.\n\n${faultTable(r)}${plot(plots.faults, 'PCIeOE IOPS under faults')}` : undefined),
     section('QD 1 latency, 4 KiB random read', qd1 ? qd1Table(r) + plot(plots.qd1, 'QD 1 latency per path') : undefined),
     section('CPU µs per I/O, per process', cpu.length ? cpuTables(cpu) + plot(plots.cpu, 'CPU µs per I/O per process') : undefined),
     section('Where a QD 1 I/O\'s CPU goes, by category (perf)', splitTable(r)),

@@ -36,6 +36,7 @@ int EventfdAdd(int fd, uint64_t v);
 void RegisterFds(Napi::Env env, Napi::Object exports);       // fds.cc
 void RegisterSeals(Napi::Env env, Napi::Object exports);     // seals.cc
 void RegisterEventfd(Napi::Env env, Napi::Object exports);   // eventfd.cc
+void RegisterTimerfd(Napi::Env env, Napi::Object exports);   // timerfd.cc
 void RegisterStream(Napi::Env env, Napi::Object exports);    // stream.cc
 void RegisterDgram(Napi::Env env, Napi::Object exports);     // dgram.cc
 void RegisterCrc32(Napi::Env env, Napi::Object exports);     // crc32.cc

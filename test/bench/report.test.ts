@@ -117,7 +117,7 @@ test('figures the run lacks are reported missing, never invented', async (t) => 
 test('plots are SVG drawn from the recorded figures and embedded in the report', async (t) => {
   const dir = generated(t);
   const files = await writeReport(readResults(fixture), dir);
-  t.deepEqual(files.sort(), ['cpu.svg', 'fabric.svg', 'iops.svg', 'qd1.svg', 'report.md']);
+  t.deepEqual(files.sort(), ['cpu.svg', 'fabric.svg', 'faults.svg', 'iops.svg', 'qd1.svg', 'report.md']);
   t.deepEqual(readdirSync(dir).sort(), files.sort());
   const md = readFileSync(join(dir, 'report.md'), 'utf8');
   for (const f of files.filter((f) => f.endsWith('.svg'))) {
@@ -129,6 +129,20 @@ test('plots are SVG drawn from the recorded figures and embedded in the report',
   // Axis labels come from the data: the paths and the placements recorded.
   t.true(readFileSync(join(dir, 'iops.svg'), 'utf8').includes('PCIeOE'));
   t.true(readFileSync(join(dir, 'fabric.svg'), 'utf8').includes('spread'));
+  t.true(readFileSync(join(dir, 'faults.svg'), 'utf8').includes('+200 µs link'));
+});
+
+test('faults: each faulted PCIeOE run beside the fault-free one of its workload, QD 1 included; the IOPS plot keeps to fault-free paths', async (t) => {
+  const dir = generated(t);
+  await writeReport(readResults(fixture), dir);
+  const md = readFileSync(join(dir, 'report.md'), 'utf8');
+  const section = md.slice(md.indexOf('## PCIeOE under fabric faults'), md.indexOf('## QD 1 latency'));
+  t.regex(section, /\| workload \| PCIeOE IOPS \| mean µs \| 0.1 % loss IOPS \| mean µs \| \+10 µs link IOPS \| mean µs \| \+200 µs link IOPS \| mean µs \|/);
+  t.regex(section, /\| randread 512 B \| 7,420 \| [0-9,]+ \| 6,650 \(90 %\) \| 9,624 \| 7,050 \(95 %\) \| 9,080 \| 5,936 \(80 %\) \| 10,780 \|/);
+  t.regex(section, /\| QD 1 randread 4 KiB \| 590 \| 1,690 \| missing \| missing \| missing \| missing \| 401 \(68 %\) \| 2,490 \|/);
+  // QD 1 with 200 µs more per crossing: its table shows what it adds over direct.
+  t.regex(md, /\| PCIeOE \+200 µs link \| 2,490 \| 4,400 \| 401 \| 2,243 µs \|/);
+  t.false(readFileSync(join(dir, 'iops.svg'), 'utf8').includes('µs link'));
 });
 
 test('an empty run gives a report of missing figures and no plots', async (t) => {

@@ -61,6 +61,7 @@ import { PortPath } from './port-path.ts';
 import { cpuProfileControl, serveLineControl } from '../../common/control-socket.ts';
 import { realClock } from '../clock.ts';
 import type { Direction, FaultConfig, FaultyPort } from '../wire/faults.ts';
+import { TimerfdTimer } from '../wire/fine-timer.ts';
 import { PcapWriter } from '../wire/pcap.ts';
 import { seededRng } from '../rng.ts';
 import { EthernetSwitch, type PortSecurity, type VlanMode } from './switch.ts';
@@ -320,7 +321,7 @@ export async function runSwitch(cfg: SwitchConfig, log: (line: string) => void =
     };
     // Through the fault injector and the capture once either is wanted (a capture started later over
     // the control socket included), straight past them until then.
-    const path = new PortPath(transport, realClock, rng, sink, () => pcap !== null || live.size > 0);
+    const path = new PortPath(transport, realClock, rng, sink, () => pcap !== null || live.size > 0, () => new TimerfdTimer());
     const id = sw.addPort(poller ? poller.watch(path) : path, config.vlan, config.name, config.security ?? undefined);
     if (transport instanceof MemifPort) fast.add(id, transport, path);
     ports.set(config.name, { config, id, transport, path, faults: path.faults, pcap, live });

@@ -13,7 +13,7 @@
 import type { Clock } from '../clock.ts';
 import type { Rng } from '../rng.ts';
 import { capturePort, type FrameSink } from '../wire/capture.ts';
-import { type Direction, type FaultConfig, FaultyPort } from '../wire/faults.ts';
+import { type Direction, type FaultConfig, type FineTimer, FaultyPort } from '../wire/faults.ts';
 import type { Ingress, PortTransport } from '../wire/port.ts';
 
 export class PortPath implements PortTransport {
@@ -24,13 +24,14 @@ export class PortPath implements PortTransport {
   private shaped = false;
   private straight = true;
 
-  /** `capturing`: whether frames of this port are being recorded now (asked again by update()). */
+  /** `capturing`: whether frames of this port are being recorded now (asked again by update()); `fineTimer`: see FaultyPort. */
   constructor(
     private readonly transport: PortTransport,
     clock: Clock,
     rng: Rng,
     sink: FrameSink,
     private readonly capturing: () => boolean,
+    fineTimer?: () => FineTimer,
   ) {
     const inner: PortTransport = {
       transmit: (frame) => transport.transmit(frame),
@@ -39,7 +40,7 @@ export class PortPath implements PortTransport {
       },
       close: () => transport.close(),
     };
-    this.faults = new FaultyPort(inner, clock, rng);
+    this.faults = new FaultyPort(inner, clock, rng, fineTimer);
     this.wrapped = capturePort(this.faults, sink);
     this.update();
   }

@@ -5,7 +5,7 @@
  * failing scenario replays exactly.
  */
 
-import type { Clock, TimerHandle } from '../clock.ts';
+import type { Clock } from '../clock.ts';
 import type { Ingress, PortTransport } from './port.ts';
 import type { Rng } from '../rng.ts';
 
@@ -19,7 +19,7 @@ export interface FaultConfig {
   reorderDelay: number;
   /** Probability one random bit of the frame is flipped (on a copy: the sender's buffer is untouched). */
   corrupt: number;
-  /** Fixed one-way delay, ms. */
+  /** Fixed one-way delay, ms (to the microsecond where the port has a FineTimer, as the switch's have). */
   latency: number;
   /** Extra uniformly random delay in [0, jitter) ms; frames overtake each other (the others keep wire order). */
   jitter: number;
@@ -54,6 +54,17 @@ export const MAX_WIRE_FRAMES = 65536;
 /** `toStation`: frames the switch sends out of the port; `toSwitch`: frames the station sends in. */
 export type Direction = 'toStation' | 'toSwitch';
 
+/**
+ * A one-shot timer finer than the Clock's (the switch's: a timerfd, fine-timer.ts), for a wire
+ * with latency: setting it again replaces what was set.
+ */
+export interface FineTimer {
+  /** Shortest wait worth a wake-up, ms. */
+  readonly resolution: number;
+  set(ms: number, fn: () => void): void;
+  close(): void;
+}
+
 class Shaper {
   cfg: FaultConfig = { ...NO_FAULTS };
   readonly counters: FaultCounters = { passed: 0, lost: 0, duplicated: 0, reordered: 0, corrupted: 0, downDropped: 0, queueDropped: 0 };
@@ -66,9 +77,22 @@ class Shaper {
    */
   private readonly wire: { due: number; frame: Buffer; out: (frame: Buffer) => void }[] = [];
   private wireHead = 0;
-  private wireTimer: TimerHandle | null = null;
+  private wireArmed = false;
+  /** What the armed wait may release early (half the resolution of the timer it is on). */
+  private wireSlack = 0;
+  private fine: FineTimer | null = null;
+  private readonly releaseWire = () => this.release();
 
-  constructor(private readonly clock: Clock, private readonly rng: Rng) {}
+  constructor(
+    private readonly clock: Clock,
+    private readonly rng: Rng,
+    private readonly fineTimer?: () => FineTimer,
+  ) {}
+
+  close(): void {
+    this.fine?.close();
+    this.fine = null;
+  }
 
   apply(frame: Buffer, out: (frame: Buffer) => void): void {
     const c = this.cfg;
@@ -126,33 +150,44 @@ class Shaper {
     const last = this.wire[this.wire.length - 1];
     const due = Math.max(this.clock.now() + delay, this.wireHead < this.wire.length ? last!.due : 0);
     this.wire.push({ due, frame, out });
-    if (!this.wireTimer) this.armWire();
+    if (!this.wireArmed) this.armWire();
   }
 
+  /**
+   * The wire's one timer, for its head frame. Latency goes on the fine timer when there is one;
+   * rate alone on the clock, whose coarser waits release a burst at a time (its average is right).
+   */
   private armWire(): void {
-    // Below the clock's resolution a wait would spin (and on a shared CPU starve the stations): release
+    const fine = this.cfg.latency > 0 && this.fineTimer ? (this.fine ??= this.fineTimer()) : null;
+    const resolution = fine ? fine.resolution : this.clock.resolution;
+    // Below the resolution a wait would spin (and on a shared CPU starve the stations): release
     // what is due within half of it now and wait at least all of it otherwise, right on average.
-    const slack = this.clock.resolution / 2;
+    this.wireSlack = resolution / 2;
     const wait = this.wire[this.wireHead]!.due - this.clock.now();
-    this.wireTimer = this.clock.setTimer(wait <= slack ? 0 : Math.max(wait, this.clock.resolution), () => {
-      this.wireTimer = null;
-      const now = this.clock.now() + slack;
-      while (this.wireHead < this.wire.length && this.wire[this.wireHead]!.due <= now) {
-        const w = this.wire[this.wireHead]!;
-        this.wire[this.wireHead++] = undefined as never;
-        w.out(w.frame);
-      }
-      if (this.wireHead === this.wire.length) {
-        this.wire.length = 0;
-        this.wireHead = 0;
-        return;
-      }
-      if (this.wireHead > 1024 && this.wireHead * 2 > this.wire.length) {
-        this.wire.splice(0, this.wireHead); // a queue that never empties (sustained shaping) stays bounded
-        this.wireHead = 0;
-      }
-      this.armWire();
-    });
+    const ms = wait <= this.wireSlack ? 0 : Math.max(wait, resolution);
+    this.wireArmed = true;
+    if (fine) fine.set(ms, this.releaseWire);
+    else this.clock.setTimer(ms, this.releaseWire);
+  }
+
+  private release(): void {
+    this.wireArmed = false;
+    const now = this.clock.now() + this.wireSlack;
+    while (this.wireHead < this.wire.length && this.wire[this.wireHead]!.due <= now) {
+      const w = this.wire[this.wireHead]!;
+      this.wire[this.wireHead++] = undefined as never;
+      w.out(w.frame);
+    }
+    if (this.wireHead === this.wire.length) {
+      this.wire.length = 0;
+      this.wireHead = 0;
+      return;
+    }
+    if (this.wireHead > 1024 && this.wireHead * 2 > this.wire.length) {
+      this.wire.splice(0, this.wireHead); // a queue that never empties (sustained shaping) stays bounded
+      this.wireHead = 0;
+    }
+    this.armWire();
   }
 }
 
@@ -160,8 +195,9 @@ export class FaultyPort implements PortTransport {
   private readonly shapers: Record<Direction, Shaper>;
   private ingress: Ingress | null = null;
 
-  constructor(private readonly inner: PortTransport, clock: Clock, rng: Rng) {
-    this.shapers = { toStation: new Shaper(clock, rng), toSwitch: new Shaper(clock, rng) };
+  /** `fineTimer`: makes the timer a direction's latency waits on, when it first has latency (else the clock's). */
+  constructor(private readonly inner: PortTransport, clock: Clock, rng: Rng, fineTimer?: () => FineTimer) {
+    this.shapers = { toStation: new Shaper(clock, rng, fineTimer), toSwitch: new Shaper(clock, rng, fineTimer) };
     inner.attach((frame) => this.shapers.toSwitch.apply(frame, (f) => this.ingress?.(f)));
   }
 
@@ -189,6 +225,8 @@ export class FaultyPort implements PortTransport {
   }
 
   close(): void {
+    this.shapers.toStation.close();
+    this.shapers.toSwitch.close();
     this.inner.close();
   }
 }
