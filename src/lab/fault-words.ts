@@ -6,7 +6,7 @@ const CLEAR = { loss: 0, duplicate: 0, reorder: 0, corrupt: 0, latency: 0, jitte
 
 export const FAULT_WORDS =
   '  loss=P duplicate=P reorder=P corrupt=P   a probability: 0.1 or 10%\n' +
-  '  delay=T jitter=T                        one-way delay and its random extra: 5ms, 0.5s, 5 (ms)\n' +
+  '  delay=T jitter=T                        one-way delay (to the µs) and its random extra (to the ms): 50us, 5ms, 0.5s, 5 (ms)\n' +
   '  rate=R                                  the wire\'s rate: 1gbps, 100mbps, 0.5 (Gb/s); 0: unlimited\n' +
   '  down | up                               the link drops everything | carries again\n' +
   '  clear                                   no faults, link up';
