@@ -190,6 +190,26 @@ function faultTable(r: Results): string {
   );
 }
 
+/** Dependent crossings of the switch in a QD 1 read: the doorbell, the SQE's MRd and CplD, the data with CQE and MSI. */
+export const QD1_CROSSINGS = 4;
+
+/**
+ * What each added link latency did to a QD 1 read beside the delay itself (QD1_CROSSINGS of it),
+ * with the switch's CPU per I/O, which says why: a delayed frame wakes the switch once more.
+ */
+function delayNote(r: Results): string | undefined {
+  const figs = ioFigures(r, 'nvme').filter((f) => f.workload === QD1_WORKLOAD && f.path === 'PCIeOE');
+  const clean = figs.find((f) => !f.lossPercent && !f.addedLatencyUs);
+  const delayed = figs.filter((f) => f.addedLatencyUs && !f.lossPercent).sort((a, b) => a.addedLatencyUs! - b.addedLatencyUs!);
+  if (!clean || !delayed.length) return undefined;
+  const sw = (label: string) => r.figures.filter(isKind('cpu-per-io')).find((c) => c.bench === 'nvme' && c.workload === QD1_WORKLOAD && c.path === label && c.process === 'sw')?.us;
+  const swText = (us: number | undefined) => (us === undefined ? 'switch CPU not recorded' : `switch ${num(us)} µs`);
+  const cases = delayed.map((f) => `+${f.addedLatencyUs} µs: ${num(f.meanUs - clean.meanUs)} µs more (${num(QD1_CROSSINGS * f.addedLatencyUs!)} µs of delay), ${swText(sw(pathLabel(f)))}`);
+  return `At QD 1 a read crosses the switch ${QD1_CROSSINGS} times one after another, so a link latency L should add ${QD1_CROSSINGS} L to its mean. ` +
+    `Measured, with the switch's CPU per I/O (${swText(sw('PCIeOE'))} without delay): ${cases.join('; ')}. ` +
+    'Beyond the delay each delayed frame costs the switch a wake-up of its own (its timerfd), and it leaves the native forward for the fault injector in JavaScript, on the CPUs the guest and the lab share.';
+}
+
 function qd1Table(r: Results): string {
   const figs = ioFigures(r, 'nvme').filter((f) => f.workload === QD1_WORKLOAD);
   const direct = find(figs, QD1_WORKLOAD, 'direct');
@@ -406,7 +426,11 @@ export function renderMarkdown(r: Results, plots: Plots = {}): string {
     section('Ratios against issue 13\'s targets', nvme.length ? ratioTable([...nvmeRatios(r), ...labCpuRatios(r)]) : undefined),
     section('Fabric and latency targets', checkTable(otherChecks(r))),
     section('Where the time goes', whereTimeSection(r)),
-    section('PCIeOE under fabric faults', faulted ? `Frame loss and added one-way link latency, set on every port of the switch on the way out, so each frame meets them once per crossing (a QD 1 read crosses four times); IOPS as a share of PCIeOE without faults in the same run.\n\n${faultTable(r)}${plot(plots.faults, 'PCIeOE IOPS under faults')}` : undefined),
+    section('PCIeOE under fabric faults', faulted ? [
+      'Frame loss and added one-way link latency, set on every port of the switch on the way out, so each frame meets them once per crossing; IOPS as a share of PCIeOE without faults in the same run.',
+      faultTable(r) + plot(plots.faults, 'PCIeOE IOPS under faults'),
+      delayNote(r),
+    ].filter(Boolean).join('\n\n') : undefined),
     section('QD 1 latency, 4 KiB random read', qd1 ? qd1Table(r) + plot(plots.qd1, 'QD 1 latency per path') : undefined),
     section('CPU µs per I/O, per process', cpu.length ? cpuTables(cpu) + plot(plots.cpu, 'CPU µs per I/O per process') : undefined),
     section('Where a QD 1 I/O\'s CPU goes, by category (perf)', splitTable(r)),

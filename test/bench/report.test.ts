@@ -142,6 +142,7 @@ test('faults: each faulted PCIeOE run beside the fault-free one of its workload,
   t.regex(section, /\| QD 1 randread 4 KiB \| 590 \| 1,690 \| missing \| missing \| missing \| missing \| 401 \(68 %\) \| 2,490 \|/);
   // QD 1 with 200 µs more per crossing: its table shows what it adds over direct.
   t.regex(md, /\| PCIeOE \+200 µs link \| 2,490 \| 4,400 \| 401 \| 2,243 µs \|/);
+  t.regex(section, /a link latency L should add 4 L to its mean\. Measured, with the switch's CPU per I\/O \(switch 13 µs without delay\): \+200 µs: 800 µs more \(800 µs of delay\), switch 62 µs\./);
   t.false(readFileSync(join(dir, 'iops.svg'), 'utf8').includes('µs link'));
 });
 
