@@ -81,6 +81,7 @@ class Shaper {
   /** What the armed wait may release early (half the resolution of the timer it is on). */
   private wireSlack = 0;
   private fine: FineTimer | null = null;
+  private closed = false;
   private readonly releaseWire = () => this.release();
 
   constructor(
@@ -89,7 +90,9 @@ class Shaper {
     private readonly fineTimer?: () => FineTimer,
   ) {}
 
+  /** Closes the fine timer; a frame sent after this waits on the clock (no fd made for a closed port). */
   close(): void {
+    this.closed = true;
     this.fine?.close();
     this.fine = null;
   }
@@ -158,7 +161,7 @@ class Shaper {
    * rate alone on the clock, whose coarser waits release a burst at a time (its average is right).
    */
   private armWire(): void {
-    const fine = this.cfg.latency > 0 && this.fineTimer ? (this.fine ??= this.fineTimer()) : null;
+    const fine = this.cfg.latency > 0 && this.fineTimer && !this.closed ? (this.fine ??= this.fineTimer()) : null;
     const resolution = fine ? fine.resolution : this.clock.resolution;
     // Below the resolution a wait would spin (and on a shared CPU starve the stations): release
     // what is due within half of it now and wait at least all of it otherwise, right on average.
