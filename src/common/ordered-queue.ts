@@ -18,6 +18,11 @@ export class OrderedQueue<T> {
     return this.items.length;
   }
 
+  /** Nothing waits and nothing is being handled: an item pushed now is handled within push(). */
+  get idle(): boolean {
+    return !this.busy && this.items.length === 0;
+  }
+
   push(item: T): void {
     this.items.push(item);
     if (!this.busy) this.drain();

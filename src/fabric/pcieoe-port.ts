@@ -24,13 +24,24 @@ import type { Mac } from './wire/mac.ts';
 import { leadingDisabled, requestByteCount } from './tlp/byte-enables.ts';
 import { completionsForRead } from './tlp/completion.ts';
 import { TlpEndpoint, type TlpEndpointStats } from './tlp/endpoint.ts';
-import type { MemReadTlp, Tlp } from './tlp/tlp.ts';
+import { type MemReadTlp, type Tlp, hasData } from './tlp/tlp.ts';
+import { keptCopy } from './slab.ts';
 
 /** The common Logger (a port's log lines name its channel). */
 export type PortLog = Logger;
 
 /** Handles one request from the peer; a returned promise holds later requests back until it settles. */
 export type RequestHandler = (tlp: Tlp) => void | Promise<void>;
+
+export interface ServeOptions {
+  /**
+   * The handler uses a request's data only before it returns, copying whatever it keeps (the HI:
+   * a DMA write lands in guest memory, an MSI is read, at once). Its requests then carry their
+   * data as the link delivered it, a ring slot's view, while nothing waits ahead of them, rather
+   * than a copy made for a handler that might hold it across an await.
+   */
+  dataInCall?: boolean;
+}
 
 export interface PcieoePortOptions {
   /** The channel id. */
@@ -71,6 +82,7 @@ export class PcieoePort {
   readonly endpoint: TlpEndpoint;
   private readonly requests: OrderedQueue<Tlp>;
   private handler: RequestHandler | undefined;
+  private dataInCall = false;
   private resetListeners: ((reason: ResetReason) => void)[] = [];
   private peerListeners: ((alive: boolean) => void)[] = [];
 
@@ -83,10 +95,10 @@ export class PcieoePort {
       reserve: (size) => this.channel.reserve(size),
       clock: node.clock,
       completionTimeoutMs: o.completionTimeoutMs,
-      onRequest: (tlp) => this.requests.push(tlp),
+      onRequest: (tlp, transient) => this.request(tlp, transient),
       log: (m) => log('warn', `channel ${o.id}: ${m}`),
     });
-    // The endpoint copies what it keeps of a TLP (TlpEndpoint.receive), so payloads may be ring slots.
+    // The endpoint copies what it keeps of a TLP, and request() what waits or a handler may keep, so payloads may be ring slots.
     this.channel = node.addChannel(o.id, o.peerMacs, (p, transient) => this.endpoint.receive(p, transient), {
       deliverTransient: true,
       onPeerState: (alive) => {
@@ -115,8 +127,16 @@ export class PcieoePort {
   }
 
   /** Hand the peer's requests (not completions) to `handler`, in arrival order. */
-  serve(handler: RequestHandler): void {
+  serve(handler: RequestHandler, o: ServeOptions = {}): void {
     this.handler = handler;
+    this.dataInCall = o.dataInCall ?? false;
+  }
+
+  /** A request from the endpoint; `transient`: its data is valid only during this call. */
+  private request(tlp: Tlp, transient: boolean): void {
+    // Handled now with the view (queue idle, a handler that keeps nothing), or copied to wait or be kept.
+    if (transient && hasData(tlp) && !(this.dataInCall && this.handler && this.requests.idle)) tlp.data = keptCopy(tlp.data);
+    this.requests.push(tlp);
   }
 
   get stats(): PortStats {

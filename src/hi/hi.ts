@@ -90,7 +90,8 @@ export class HostInterface {
         eeps: [],
       };
       this.channels.set(port.id, state);
-      port.serve((tlp) => this.onRequest(state, tlp));
+      // onRequest uses a request's data before it returns: DMA writes land (or are copied to wait), MSIs are read.
+      port.serve((tlp) => this.onRequest(state, tlp), { dataInCall: true });
       // A DI that restarted (or a channel reset) left its functions unprogrammed: program them again.
       port.onReset(() => {
         for (const eep of state.eeps) eep.reprogram();

@@ -1,5 +1,6 @@
 // TlpEndpoint given transient payloads (ChannelOptions.deliverTransient: a memif ring slot, valid
-// only during receive): what it keeps must be a copy. Each TLP is handed over in one scratch
+// only during receive): what it keeps must be a copy; a request goes on marked transient (its
+// owner, PcieoePort, copies what waits: test/fabric/port-transient.test.ts). Each TLP is handed over in one scratch
 // "slot" that is scribbled over as soon as receive() returns, as the ring would reuse it.
 import test from 'ava';
 import { completionsForRead } from '../../src/fabric/tlp/completion.ts';
@@ -18,12 +19,13 @@ function inSlot(receive: (p: Uint8Array, transient: boolean) => void, tlp: Uint8
 
 const pattern = (n: number, seed: number) => Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed) & 0xff);
 
-test('a request\'s data handed on from a transient payload stays intact after the slot is reused', (t) => {
-  const { ep, delivered } = recordingEndpoint();
+test('a request from a transient payload goes to the owner marked transient, with its data as sent', (t) => {
+  const { ep, delivered, transient } = recordingEndpoint();
   const data = pattern(4096, 3);
   const writes = splitWrite(0x1_0000_0000n, data, 4096, { requesterId: 0x100 });
   for (const w of writes) inSlot((p, tr) => ep.receive(p, tr), encodeTlp(w));
   t.is(delivered.length, writes.length);
+  t.deepEqual(transient, writes.map(() => true));
   t.deepEqual(Buffer.from((delivered[0] as MemWriteTlp).data), Buffer.from(data));
 });
 

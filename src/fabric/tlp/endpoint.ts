@@ -45,7 +45,7 @@ import {
   isNonPosted,
 } from './tlp.ts';
 import { urCompletionFor } from './completion.ts';
-import { Slab, keptCopy } from '../slab.ts';
+import { Slab } from '../slab.ts';
 import { TagTable } from './tag-table.ts';
 
 /** Where memory reads' data is assembled (readMemory). */
@@ -66,8 +66,11 @@ export interface TlpEndpointOptions {
    * once the peer acknowledges it). Default: fresh memory from the encode slab.
    */
   reserve?(size: number): Uint8Array;
-  /** Requests and messages from the peer (completions are consumed here). */
-  onRequest(tlp: Tlp): void;
+  /**
+   * Requests and messages from the peer (completions are consumed here). `transient`: the TLP's
+   * data is a view valid only during this call (a ring slot); whoever keeps it copies it.
+   */
+  onRequest(tlp: Tlp, transient: boolean): void;
   clock: Clock;
   /** Completion timeout in ms. */
   completionTimeoutMs: number;
@@ -351,8 +354,7 @@ export class TlpEndpoint {
    * An encoded TLP from the peer (a Channel's deliver). Never throws on bad input.
    * `transient`: the payload is valid only during this call (a memif ring slot, see
    * ChannelOptions.deliverTransient). A completion's data then goes from it straight into
-   * the read's buffer; a request's data, which its handler may keep across an await (the
-   * ordered request queue holds it behind an earlier one), is copied once before it is handed on.
+   * the read's buffer; a request is handed on with it, marked transient (onRequest).
    */
   receive(payload: Uint8Array, transient = false): void {
     if (this.closed) return;
@@ -382,8 +384,7 @@ export class TlpEndpoint {
       if (isNonPosted(tlp)) this.post(urCompletionFor(tlp, tlp.completerId));
       return;
     }
-    if (transient && hasData(tlp)) tlp.data = keptCopy(tlp.data);
-    this.o.onRequest(tlp);
+    this.o.onRequest(tlp, transient && hasData(tlp));
   }
 
   /** Every outstanding request ends with 'closed'; later requests too. */
