@@ -57,18 +57,20 @@ Napi::Value EventfdWrite(const Napi::CallbackInfo& info) {
 }
 
 // Returns the counter (and resets it), or null when it is zero.
-Napi::Value EventfdRead(const Napi::CallbackInfo& info) {
+Napi::Value EventfdRead(const Napi::CallbackInfo& info) { return ReadCounter(info, "eventfd read"); }
+
+}  // namespace
+
+Napi::Value ReadCounter(const Napi::CallbackInfo& info, const char* what) {
   int fd = ArgFd(info, 0);
   uint64_t v = 0;
   ssize_t n = read(fd, &v, sizeof v);
   if (n < 0) {
     if (errno == EAGAIN) return info.Env().Null();
-    ThrowErrno(info.Env(), "eventfd read");
+    ThrowErrno(info.Env(), what);
   }
   return Napi::Number::New(info.Env(), static_cast<double>(v));
 }
-
-}  // namespace
 
 void RegisterEventfd(Napi::Env env, Napi::Object exports) {
   exports.Set("eventfd", Napi::Function::New(env, EventfdCreate));

@@ -32,6 +32,10 @@ sockaddr_un UnixAddr(Napi::Env env, const std::string& path, socklen_t* len);
 // no room (a wake-up is pending anyway), -errno on error.
 int EventfdAdd(int fd, uint64_t v);
 
+// Reads the 64-bit counter of an eventfd or timerfd (argument 0), which resets it: the value, or
+// null when there is none yet (EAGAIN); other failures throw, naming `what` (eventfd.cc).
+Napi::Value ReadCounter(const Napi::CallbackInfo& info, const char* what);
+
 // Each concern's exports.
 void RegisterFds(Napi::Env env, Napi::Object exports);       // fds.cc
 void RegisterSeals(Napi::Env env, Napi::Object exports);     // seals.cc

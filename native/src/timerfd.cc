@@ -3,7 +3,6 @@
 #include "native.h"
 
 #include <sys/timerfd.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -36,15 +35,7 @@ Napi::Value TimerfdSet(const Napi::CallbackInfo& info) {
 }
 
 // Expirations since the last read (clears readability), or null when none.
-Napi::Value TimerfdRead(const Napi::CallbackInfo& info) {
-  int fd = ArgFd(info, 0);
-  uint64_t n = 0;
-  if (read(fd, &n, sizeof n) < 0) {
-    if (errno == EAGAIN) return info.Env().Null();
-    ThrowErrno(info.Env(), "timerfd read");
-  }
-  return Napi::Number::New(info.Env(), static_cast<double>(n));
-}
+Napi::Value TimerfdRead(const Napi::CallbackInfo& info) { return ReadCounter(info, "timerfd read"); }
 
 }  // namespace
 
