@@ -31,6 +31,7 @@ import { cpuMeter } from './lib/cpu.ts';
 import { record, recordSettings } from './lib/results.ts';
 import { benchUp, type FabricFault, type FabricFaults, fabricFaults, placementText, placeVm, privateLabDirs, scheduleLab } from './lib/lab.ts';
 import { movedCounters, profiled, stationCounters, summariseProfile } from './lib/profile.ts';
+import { ADDED_LATENCIES_US, FAULTS, LOSS_PERCENTS, pathLabel } from './report/markdown.ts';
 
 const state = privateLabDirs('lab-nvb');
 process.env.LAB_QEMU_NVME_CACHE = 'writeback';
@@ -40,10 +41,6 @@ type Transport = import('../src/lab/topology.ts').Transport;
 const { WORKLOADS, QD1_RANDREAD, QUICK, SECONDS, controllers, fill, guestShell, resultCells, resultHeader, runFio } = await import('./lib/fio.ts');
 type Result = import('./lib/fio.ts').Result;
 
-/** Frame loss in the switch for the lossy PCIeOE paths (0.1 % is the target's case; 1 % shows the slope). */
-const LOSSES = [0.001, 0.01] as const;
-/** Added one-way link latency, µs, for the delayed PCIeOE paths (issue 13's cases). */
-const LATENCIES_US = [10, 50, 200] as const;
 const topoName = process.env.NVME_BENCH_TOPOLOGY ?? 'one-host-nvme-bench';
 
 /**
@@ -65,11 +62,15 @@ function pathOf(model: string, serial: string): string {
   if (serial.includes('B2B')) return BACK_TO_BACK;
   return serial.includes('REMOTE') ? 'PCIeOE' : 'direct';
 }
-/** Each faulted PCIeOE path's name (as the report names it), the faults the switch gets for it, and what its figures record. */
-const FAULTED = new Map<string, { fault: FabricFault; recorded: { lossPercent?: number; addedLatencyUs?: number } }>([
-  ...LOSSES.map((p) => [`PCIeOE ${p * 100} % loss`, { fault: { loss: p }, recorded: { lossPercent: p * 100 } }] as const),
-  ...LATENCIES_US.map((us) => [`PCIeOE +${us} µs link`, { fault: { latency: us / 1000 }, recorded: { addedLatencyUs: us } }] as const),
-]);
+/**
+ * Each faulted PCIeOE path (the report's: frame loss, 0.1 % the target's case and 1 % the slope;
+ * added one-way link latency) by the name the report gives it, the fault the switch gets for it
+ * (a probability, ms) and what its figures record.
+ */
+const FAULTED = new Map(FAULTS.map((recorded) => {
+  const fault: FabricFault = { loss: (recorded.lossPercent ?? 0) / 100, latency: (recorded.addedLatencyUs ?? 0) / 1000 };
+  return [pathLabel({ path: 'PCIeOE', ...recorded }), { fault, recorded }] as const;
+}));
 
 /** One path's figures on one workload: fio's result, CPU µs per I/O by process. */
 interface Measured {
@@ -106,7 +107,7 @@ async function benchLab(transport: Transport | undefined): Promise<Map<string, M
     console.log(`NVMe, topology ${topoName}${transport ? `, stations on ${transport}` : ''}: ${[...devs].map(([p, d]) => `${p} ${d}`).join(', ')}; ${lab.qemuVersion}, ${lab.accel}, ${process.env.NVME_BENCH_VCPUS ?? 2} vCPUs, ` +
       `${placement}; QEMU nvme cache=writeback; ${SECONDS} s per case, QD 64 = 2 jobs x 32`);
     console.log(`${'workload'.padEnd(24)}${allSides.map(resultHeader).join('')}${ratios.map((p) => ` | ${`${p}/${base(p)}`.padStart(24)}`).join('')}`);
-    recordSettings(label('nvme', transport), { topology: topoName, transport: transport ?? 'topology', secondsPerCase: SECONDS, accel: lab.accel, placement, qemuNvmeCache: 'writeback', queueDepth: '2 jobs x 32 (QD 1 case: 1 x 1)', lossPercent: faults ? LOSSES.map((p) => p * 100).join(', ') : 0, addedLatencyUs: faults ? LATENCIES_US.join(', ') : 0 });
+    recordSettings(label('nvme', transport), { topology: topoName, transport: transport ?? 'topology', secondsPerCase: SECONDS, accel: lab.accel, placement, qemuNvmeCache: 'writeback', queueDepth: '2 jobs x 32 (QD 1 case: 1 x 1)', lossPercent: faults ? LOSS_PERCENTS.join(', ') : 0, addedLatencyUs: faults ? ADDED_LATENCIES_US.join(', ') : 0 });
     for (const d of new Set(devs.values())) await fill(sh, d);
     const procs = [{ name: 'QEMU', pid: lab.vms[0]!.pid }, ...lab.processes];
     // The back-to-back pair serves only its own path: its idle CPU is not measured beside the others.

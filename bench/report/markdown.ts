@@ -12,8 +12,13 @@ export const QD1_WORKLOAD = 'QD 1 randread 4 KiB';
 /** Fabric faults issue 13 asks IOPS against. */
 export const LOSS_PERCENTS = [0.1, 1] as const;
 export const ADDED_LATENCIES_US = [10, 50, 200] as const;
-/** The faulted PCIeOE paths as tables name them, in the order they show them. */
-export const FAULT_PATHS = [...LOSS_PERCENTS.map((p) => `PCIeOE ${p} % loss`), ...ADDED_LATENCIES_US.map((us) => `PCIeOE +${us} µs link`)];
+/** The fault figures issue 13 asks for, as a run records them, in the order tables show them. */
+export const FAULTS: readonly Pick<IoFigure, 'lossPercent' | 'addedLatencyUs'>[] = [
+  ...LOSS_PERCENTS.map((lossPercent) => ({ lossPercent })),
+  ...ADDED_LATENCIES_US.map((addedLatencyUs) => ({ addedLatencyUs })),
+];
+/** The faulted PCIeOE paths as tables name them, in that order. */
+export const FAULT_PATHS = FAULTS.map((f) => pathLabel({ path: 'PCIeOE', ...f }));
 const LARGE = (w: string) => w.includes('64 KiB');
 
 /** One ratio of two figures of the run, with the issue's target for it. */
@@ -31,6 +36,9 @@ export interface Ratio {
 export function pathLabel(f: Pick<IoFigure, 'path' | 'lossPercent' | 'addedLatencyUs'>): string {
   return [f.path, f.lossPercent ? `${f.lossPercent} % loss` : '', f.addedLatencyUs ? `+${f.addedLatencyUs} µs link` : ''].filter(Boolean).join(' ');
 }
+
+/** Whether a figure was measured with fabric faults (loss or added latency). */
+export const faulted = (f: Pick<IoFigure, 'lossPercent' | 'addedLatencyUs'>): boolean => !!(f.lossPercent || f.addedLatencyUs);
 
 export const isKind = <K extends Figure['kind']>(k: K) => (f: Figure): f is Extract<Figure, { kind: K }> => f.kind === k;
 export const ioFigures = (r: Results, bench: string) => r.figures.filter(isKind('io')).filter((f) => f.bench === bench);
@@ -84,7 +92,7 @@ export function labCpu(r: Results, workload: string, path: string): CpuFigure[] 
 
 /** The PCIeOE and direct-attach figures of one NVMe workload, without fabric faults. */
 export function remoteAndDirect(r: Results, workload: string): { remote?: IoFigure; direct?: IoFigure } {
-  const figs = ioFigures(r, 'nvme').filter((f) => f.workload === workload && !f.lossPercent && !f.addedLatencyUs);
+  const figs = ioFigures(r, 'nvme').filter((f) => f.workload === workload && !faulted(f));
   return { remote: figs.find((f) => f.path === 'PCIeOE'), direct: figs.find((f) => f.path === 'direct') };
 }
 
@@ -191,7 +199,7 @@ function faultTable(r: Results): string {
 }
 
 /** Dependent crossings of the switch in a QD 1 read: the doorbell, the SQE's MRd and CplD, the data with CQE and MSI. */
-export const QD1_CROSSINGS = 4;
+const QD1_CROSSINGS = 4;
 
 /**
  * What each added link latency did to a QD 1 read beside the delay itself (QD1_CROSSINGS of it),
@@ -199,7 +207,7 @@ export const QD1_CROSSINGS = 4;
  */
 function delayNote(r: Results): string | undefined {
   const figs = ioFigures(r, 'nvme').filter((f) => f.workload === QD1_WORKLOAD && f.path === 'PCIeOE');
-  const clean = figs.find((f) => !f.lossPercent && !f.addedLatencyUs);
+  const clean = figs.find((f) => !faulted(f));
   const delayed = figs.filter((f) => f.addedLatencyUs && !f.lossPercent).sort((a, b) => a.addedLatencyUs! - b.addedLatencyUs!);
   if (!clean || !delayed.length) return undefined;
   const sw = (label: string) => r.figures.filter(isKind('cpu-per-io')).find((c) => c.bench === 'nvme' && c.workload === QD1_WORKLOAD && c.path === label && c.process === 'sw')?.us;
@@ -404,8 +412,8 @@ export function renderMarkdown(r: Results, plots: Plots = {}): string {
   const v = r.versions;
   const settings = Object.entries(r.settings).map(([bench, s]) => `- ${bench}: ${Object.entries(s).map(([k, x]) => `${k} ${x}`).join(', ')}`);
   const nvme = ioFigures(r, 'nvme');
-  const plain = nvme.filter((f) => !f.lossPercent && !f.addedLatencyUs && f.workload !== QD1_WORKLOAD);
-  const faulted = nvme.some((f) => f.lossPercent || f.addedLatencyUs);
+  const plain = nvme.filter((f) => !faulted(f) && f.workload !== QD1_WORKLOAD);
+  const anyFaulted = nvme.some(faulted);
   const sharing = ioFigures(r, 'sharing');
   const cpu = r.figures.filter(isKind('cpu-per-io'));
   const tp = r.figures.filter(isKind('throughput'));
@@ -426,7 +434,7 @@ export function renderMarkdown(r: Results, plots: Plots = {}): string {
     section('Ratios against issue 13\'s targets', nvme.length ? ratioTable([...nvmeRatios(r), ...labCpuRatios(r)]) : undefined),
     section('Fabric and latency targets', checkTable(otherChecks(r))),
     section('Where the time goes', whereTimeSection(r)),
-    section('PCIeOE under fabric faults', faulted ? [
+    section('PCIeOE under fabric faults', anyFaulted ? [
       'Frame loss and added one-way link latency, set on every port of the switch on the way out, so each frame meets them once per crossing; IOPS as a share of PCIeOE without faults in the same run.',
       faultTable(r) + plot(plots.faults, 'PCIeOE IOPS under faults'),
       delayNote(r),

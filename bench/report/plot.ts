@@ -5,7 +5,7 @@ import * as vega from 'vega';
 import * as vl from 'vega-lite';
 import type { TopLevelSpec } from 'vega-lite';
 import type { Results } from '../lib/results.ts';
-import { COEX_CASES, FAULT_PATHS, NIC_PATHS, NVME_PATHS, NVME_WORKLOADS, QD1_WORKLOAD, ioFigures, nicFigures, pathLabel } from './markdown.ts';
+import { COEX_CASES, FAULT_PATHS, NIC_PATHS, NVME_PATHS, NVME_WORKLOADS, QD1_WORKLOAD, faulted, ioFigures, nicFigures, pathLabel } from './markdown.ts';
 
 export async function renderSvg(spec: TopLevelSpec): Promise<string> {
   const view = new vega.View(vega.parse(vl.compile(spec).spec), { renderer: 'none' });
@@ -34,7 +34,7 @@ const pathDomain = (labels: string[]) => [...new Set([...NVME_PATHS.filter((p) =
 
 /** IOPS per workload (one panel each, its own scale: 64 KiB runs have far fewer IOPS) and path, without faults (faultsPlot has those). */
 export async function iopsPlot(r: Results): Promise<string | undefined> {
-  const values = ioFigures(r, 'nvme').filter((f) => f.workload !== QD1_WORKLOAD && !f.lossPercent && !f.addedLatencyUs).map((f) => ({ workload: f.workload, path: pathLabel(f), iops: Math.round(f.iops) }));
+  const values = ioFigures(r, 'nvme').filter((f) => f.workload !== QD1_WORKLOAD && !faulted(f)).map((f) => ({ workload: f.workload, path: pathLabel(f), iops: Math.round(f.iops) }));
   if (!values.length) return undefined;
   const domain = pathDomain(values.map((v) => v.path));
   return panels('NVMe IOPS per workload and path', values, 'workload', 130, {
@@ -47,10 +47,10 @@ export async function iopsPlot(r: Results): Promise<string | undefined> {
 /** PCIeOE IOPS under each fault as a share of PCIeOE without faults, per workload (QD 1 included). */
 export async function faultsPlot(r: Results): Promise<string | undefined> {
   const figs = ioFigures(r, 'nvme').filter((f) => f.path === 'PCIeOE');
-  const clean = new Map(figs.filter((f) => !f.lossPercent && !f.addedLatencyUs).map((f) => [f.workload, f.iops]));
+  const clean = new Map(figs.filter((f) => !faulted(f)).map((f) => [f.workload, f.iops]));
   const values = figs.flatMap((f) => {
     const base = clean.get(f.workload);
-    return (f.lossPercent || f.addedLatencyUs) && base ? [{ workload: f.workload, fault: pathLabel(f).slice('PCIeOE '.length), percent: Math.round((f.iops / base) * 100) }] : [];
+    return faulted(f) && base ? [{ workload: f.workload, fault: pathLabel(f).slice('PCIeOE '.length), percent: Math.round((f.iops / base) * 100) }] : [];
   });
   if (!values.length) return undefined;
   const faults = FAULT_PATHS.map((p) => p.slice('PCIeOE '.length));
