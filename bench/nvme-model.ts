@@ -35,6 +35,7 @@ async function run(name: string, opcode: number, bytes: number, qd = QD): Promis
     cdw10: Math.floor(Math.random() * (blocks / nlb)) * nlb,
     cdw12: nlb - 1,
   });
+  const cqe0 = { ...h.ctrl.cqes.stats };
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   let n = 0;
@@ -47,7 +48,9 @@ async function run(name: string, opcode: number, bytes: number, qd = QD): Promis
   const cpu = process.cpuUsage(cpu0);
   record({ kind: 'value', bench: 'nvme-model', name: `${name} IOPS`, value: n / s, unit: 'IOPS' });
   record({ kind: 'value', bench: 'nvme-model', name: `${name} CPU per command`, value: (cpu.user + cpu.system) / n, unit: 'µs' });
-  console.log(`${name.padEnd(16)} ${Math.round(n / s).toString().padStart(8)} IOPS   ${(((cpu.user + cpu.system) / n)).toFixed(1).padStart(6)} µs CPU per command (driver included)`);
+  const perWrite = (h.ctrl.cqes.stats.entries - cqe0.entries) / (h.ctrl.cqes.stats.writes - cqe0.writes);
+  record({ kind: 'value', bench: 'nvme-model', name: `${name} completions per CQ write`, value: perWrite, unit: '' });
+  console.log(`${name.padEnd(16)} ${Math.round(n / s).toString().padStart(8)} IOPS   ${(((cpu.user + cpu.system) / n)).toFixed(1).padStart(6)} µs CPU per command (driver included), ${perWrite.toFixed(2)} completions per CQ write`);
 }
 
 recordSettings('nvme-model', { secondsPerCase: seconds, queueDepth: QD });

@@ -9,9 +9,10 @@
 //
 // Data path: a tail doorbell starts a fetch of every new entry of that SQ in
 // one DMA read; each command then runs on its own (async file I/O), so a
-// queue has as many commands in flight as the host submitted. A completion
-// is one 16-byte write, as hardware posts it: the DMA port lands it in
-// ascending dword order, so the phase tag (DW3) shows last; interrupts are sent
+// queue has as many commands in flight as the host submitted. Completion
+// entries that come together share one write per cache line (cqe-writer.ts),
+// as hardware posts them; the DMA port lands a line in ascending dword order,
+// so each phase tag (DW3) shows after the rest of its entry. Interrupts are sent
 // once per event-loop turn per vector, not once per completion, and held
 // longer under Interrupt Coalescing (interrupts.ts).
 import { PciFunction } from '../../pci/function.ts';
@@ -20,6 +21,7 @@ import { limitedLogger } from '../../common/log-limiter.ts';
 import { executeAdmin, Features, type AdminHost, type ErrorRecord } from './admin.ts';
 import { ERROR_LOG_ENTRIES } from './identify.ts';
 import type { ControllerIdentity } from './identify.ts';
+import { CqeWriter } from './cqe-writer.ts';
 import { aggregation, InterruptCoalescer } from './interrupts.ts';
 import { executeIo, type IoHost } from './io.ts';
 import { Namespace, type NamespaceConfig } from './namespace.ts';
@@ -83,6 +85,8 @@ export class NvmeController extends PciFunction implements AdminHost, IoHost {
     (v) => this.interrupt(v),
     (v) => (v === 0 || this.features.vectorConfig.get(v) ? undefined : aggregation(this.features.interruptCoalescing)),
   );
+  /** Completion entries, a cache line per write where completions come together. */
+  readonly cqes = new CqeWriter((addr, data) => this.dmaWrite(addr, data));
   /** Settles when a shutdown (CC.SHN) has flushed everything. */
   shutdownDone: Promise<void> = Promise.resolve();
   /** Doorbell Buffer Config: bus addresses of the shadow doorbells and event indexes (I/O queues only). */
@@ -247,6 +251,7 @@ export class NvmeController extends PciFunction implements AdminHost, IoHost {
     this.sqs.clear();
     this.cqs.clear();
     this.interrupts.reset();
+    this.cqes.reset();
     this.aerCount = 0;
     this.dbbuf = undefined;
     this.features = new Features();
@@ -463,9 +468,8 @@ export class NvmeController extends PciFunction implements AdminHost, IoHost {
       const free = cq.reserve();
       const slot = free instanceof Promise ? await free : free;
       if (gen !== this.generation) return;
-      const e = encodeCqe(c, sq.head, sq.id, cid, slot.phase);
-      // One write (one MWr over PCIeOE): DW3, with the phase tag, lands after DW0-2 (see DmaPort).
-      await this.dmaWrite(slot.addr, e);
+      // Written with its neighbours in the cache line, if they complete together (cqe-writer.ts).
+      await this.cqes.post(cq.id, slot.addr, encodeCqe(c, sq.head, sq.id, cid, slot.phase));
       if (gen !== this.generation) return;
       // INTx is a level held while entries are unconsumed: have the host ring MMIO when it reaps this one.
       if (!this.messageSignalled && this.shadowed(cq.id)) await this.writeEventIdx(2 * cq.id + 1, (slot.addr - cq.base) / CQE_SIZE);
