@@ -13,8 +13,8 @@ import { readRecorded, type Results } from './lib/results.ts';
 import { writeReport } from './report/generate.ts';
 
 const dir = fileURLToPath(new URL('.', import.meta.url));
-/** Files here that are tools, not benchmarks: trace-chain reads a trace directory it is given. */
-const TOOLS = new Set(['run', 'trace-chain']);
+/** Files here that are tools, not benchmarks: trace-chain reads a trace directory it is given, tlp-census a capture. */
+const TOOLS = new Set(['run', 'trace-chain', 'tlp-census']);
 const all = readdirSync(dir)
   .filter((f) => f.endsWith('.ts'))
   .map((f) => f.slice(0, -3))
