@@ -154,6 +154,23 @@ test('faults set mid-stream move a port to the JS path without loss or reorderin
   t.is((await counters(sw)).b0!.fastPath!.txFrames, settled);
 });
 
+test('faults cleared mid-stream: once the frames they held have left, the ports go native again, nothing lost or reordered', async (t) => {
+  const { sw, st } = await rig(t, ['a', 'b']);
+  const { a, b } = st as Record<'a' | 'b', Station>;
+  const frames = Array.from({ length: 2000 }, (_, i) => frame(b.mac, a.mac, i, 64 + (i % 1400)));
+  await sw.control.must({ port: 'b0', dir: 'tx', set: { latency: 2 } });
+  // Cleared while frames are still held on b0's wire: those after must queue behind them.
+  const sending = send(a, frames.slice(0, 1000), 100);
+  await until(() => b.got.length > 0, 'the first delayed frames at b');
+  await sw.control.must({ port: 'b0', dir: 'tx', set: { latency: 0 } });
+  await sending;
+  await send(a, frames.slice(1000), 100);
+  await until(() => b.got.length === frames.length, 'every frame at b', { timeoutMs: 30_000 });
+  t.deepEqual(b.got, frames);
+  t.true((await counters(sw)).b0!.faults.tx.passed > 0, 'the first frames passed the injector');
+  await oneGoesNatively(t, sw, ['a0', a], b, 9000);
+});
+
 test('a station whose ring turns malformed after native routes exist is cut off; the other ports carry on', async (t) => {
   const { sw, st } = await rig(t, ['a', 'b', 'c']);
   const { a, b, c } = st as Record<'a' | 'b' | 'c', Station>;

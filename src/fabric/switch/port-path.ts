@@ -5,9 +5,11 @@
  * frame's trip through the switch is on the critical path of an I/O, and the two wrappers cost
  * a clock read, a capture sink call and a closure per frame each way.
  *
- * Once faults have been set on a port it keeps to the injector for good: frames the injector
- * holds (latency, rate) leave in order behind one another, and a frame let past them would
- * overtake them. A capture may come and go: it holds nothing back.
+ * A port with faults keeps to the injector until they are all cleared and the last frame it held
+ * back (latency, rate, jitter) has left: a frame let past those would overtake them. Then it goes
+ * straight again, so a benchmark that sets faults for one case and clears them measures the next
+ * on the switch's fast path, as a lab that never set any. A capture may come and go: it holds
+ * nothing back.
  */
 
 import type { Clock } from '../clock.ts';
@@ -21,7 +23,6 @@ export class PortPath implements PortTransport {
   private readonly wrapped: PortTransport;
   /** What the fault injector gave the transport as its receiver (it attaches in its constructor). */
   private toInjector: Ingress | null = null;
-  private shaped = false;
   private straight = true;
 
   /** `capturing`: whether frames of this port are being recorded now (asked again by update()); `fineTimer`: see FaultyPort. */
@@ -41,6 +42,7 @@ export class PortPath implements PortTransport {
       close: () => transport.close(),
     };
     this.faults = new FaultyPort(inner, clock, rng, fineTimer);
+    this.faults.onSettled = () => this.update();
     this.wrapped = capturePort(this.faults, sink);
     this.update();
   }
@@ -56,16 +58,15 @@ export class PortPath implements PortTransport {
     return this.straight;
   }
 
-  /** Faults for one direction, or both (see FaultyPort.set); from now on every frame passes the injector. */
+  /** Faults for one direction, or both (see FaultyPort.set); every frame passes the injector until they are cleared and it holds none. */
   setFaults(faults: Partial<FaultConfig>, direction?: Direction): void {
     this.faults.set(faults, direction);
-    this.shaped = true;
     this.update();
   }
 
-  /** A capture of this port started or stopped. */
+  /** A capture of this port started or stopped, faults changed, or the injector let its last held frame go. */
   update(): void {
-    this.straight = !this.shaped && !this.capturing();
+    this.straight = !this.faults.faulty && !this.faults.holding && !this.capturing();
     this.held?.();
   }
 

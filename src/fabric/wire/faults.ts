@@ -82,13 +82,28 @@ class Shaper {
   private wireSlack = 0;
   private fine: FineTimer | null = null;
   private closed = false;
+  /** Frames delayed on timers of their own (jitter, reorder): they may overtake, so they are not on the wire. */
+  private loose = 0;
   private readonly releaseWire = () => this.release();
 
   constructor(
     private readonly clock: Clock,
     private readonly rng: Rng,
     private readonly fineTimer?: () => FineTimer,
+    /** The last frame it held has left (see `holding`). */
+    private readonly onSettled: () => void = () => {},
   ) {}
+
+  /** Whether any frame is held back (on the wire or on a timer of its own). */
+  get holding(): boolean {
+    return this.loose > 0 || this.wireHead < this.wire.length;
+  }
+
+  /** Whether its settings do anything to a frame. */
+  get faulty(): boolean {
+    const c = this.cfg;
+    return c.down || c.loss > 0 || c.duplicate > 0 || c.reorder > 0 || c.corrupt > 0 || c.latency > 0 || c.jitter > 0 || c.rateGbps > 0;
+  }
 
   /** Closes the fine timer; a frame sent after this waits on the clock (no fd made for a closed port). */
   close(): void {
@@ -143,7 +158,14 @@ class Shaper {
         delay += this.busyUntil - now;
       }
       k.passed++;
-      if (!inOrder) this.clock.setTimer(delay, () => out(f));
+      if (!inOrder) {
+        this.loose++;
+        this.clock.setTimer(delay, () => {
+          this.loose--;
+          out(f);
+          if (!this.holding) this.onSettled();
+        });
+      }
       else if (delay > 0 || this.wireHead < this.wire.length) this.onWire(delay, f, out);
       else out(f);
     }
@@ -184,6 +206,7 @@ class Shaper {
     if (this.wireHead === this.wire.length) {
       this.wire.length = 0;
       this.wireHead = 0;
+      if (!this.holding) this.onSettled();
       return;
     }
     if (this.wireHead > 1024 && this.wireHead * 2 > this.wire.length) {
@@ -197,10 +220,15 @@ class Shaper {
 export class FaultyPort implements PortTransport {
   private readonly shapers: Record<Direction, Shaper>;
   private ingress: Ingress | null = null;
+  /** Called when the last frame held back in either direction has left. */
+  onSettled: (() => void) | null = null;
 
   /** `fineTimer`: makes the timer a direction's latency waits on, when it first has latency (else the clock's). */
   constructor(private readonly inner: PortTransport, clock: Clock, rng: Rng, fineTimer?: () => FineTimer) {
-    this.shapers = { toStation: new Shaper(clock, rng, fineTimer), toSwitch: new Shaper(clock, rng, fineTimer) };
+    const settled = () => {
+      if (!this.holding) this.onSettled?.();
+    };
+    this.shapers = { toStation: new Shaper(clock, rng, fineTimer, settled), toSwitch: new Shaper(clock, rng, fineTimer, settled) };
     inner.attach((frame) => this.shapers.toSwitch.apply(frame, (f) => this.ingress?.(f)));
   }
 
@@ -213,6 +241,16 @@ export class FaultyPort implements PortTransport {
 
   config(direction: Direction): Readonly<FaultConfig> {
     return this.shapers[direction].cfg;
+  }
+
+  /** Whether a frame is held back in either direction (latency, rate, jitter, reorder). */
+  get holding(): boolean {
+    return this.shapers.toStation.holding || this.shapers.toSwitch.holding;
+  }
+
+  /** Whether the settings of either direction do anything to a frame. */
+  get faulty(): boolean {
+    return this.shapers.toStation.faulty || this.shapers.toSwitch.faulty;
   }
 
   counters(direction: Direction): Readonly<FaultCounters> {
