@@ -65,7 +65,8 @@ export class CqeWriter {
 
   private readonly flush = (): void => {
     this.scheduled = false;
-    for (const run of [...this.runs.values()]) this.issue(run);
+    // issue() deletes the entry being visited, which a Map's iteration allows.
+    for (const run of this.runs.values()) this.issue(run);
   };
 
   private issue(run: Run): void {
