@@ -16,7 +16,8 @@
 //                            NVME_BENCH_LINKS=1 every HI and DI that many links (placements compared in
 //                            docs/performance.md),
 //                            BENCH_LAB_SCHED=fifo:10 (batch:0, nice:-10) schedules every lab process but QEMU so (bench/lib/lab.ts),
-//                            NVME_BENCH_ONLY=qd1 runs only the QD 1 case, NVME_BENCH_ONLY=TEXT only
+//                            NVME_BENCH_ONLY=qd1 runs only the QD 1 case (its fio job on the guest's last vCPU;
+//                            NVME_BENCH_QD1_CPU=none leaves it unpinned), NVME_BENCH_ONLY=TEXT only
 //                            the workloads whose name contains TEXT ("64 KiB"); PCIEOE_TRACE=DIR traces
 //                            the lab processes' frames, see src/fabric/trace.ts and bench/trace-chain.ts;
 //                            NVME_BENCH_TRANSPORT=unix,memif brings the lab up once per transport
@@ -107,7 +108,7 @@ async function benchLab(transport: Transport | undefined): Promise<Map<string, M
     console.log(`NVMe, topology ${topoName}${transport ? `, stations on ${transport}` : ''}: ${[...devs].map(([p, d]) => `${p} ${d}`).join(', ')}; ${lab.qemuVersion}, ${lab.accel}, ${process.env.NVME_BENCH_VCPUS ?? 2} vCPUs, ` +
       `${placement}; QEMU nvme cache=writeback; ${SECONDS} s per case, QD 64 = 2 jobs x 32`);
     console.log(`${'workload'.padEnd(24)}${allSides.map(resultHeader).join('')}${ratios.map((p) => ` | ${`${p}/${base(p)}`.padStart(24)}`).join('')}`);
-    recordSettings(label('nvme', transport), { topology: topoName, transport: transport ?? 'topology', secondsPerCase: SECONDS, accel: lab.accel, placement, qemuNvmeCache: 'writeback', queueDepth: '2 jobs x 32 (QD 1 case: 1 x 1)', lossPercent: faults ? LOSS_PERCENTS.join(', ') : 0, addedLatencyUs: faults ? ADDED_LATENCIES_US.join(', ') : 0 });
+    recordSettings(label('nvme', transport), { topology: topoName, transport: transport ?? 'topology', secondsPerCase: SECONDS, accel: lab.accel, placement, qemuNvmeCache: 'writeback', queueDepth: `2 jobs x 32 (QD 1 case: 1 x 1${QD1_RANDREAD.cpu ? ', on the guest\'s last vCPU' : ''})`, lossPercent: faults ? LOSS_PERCENTS.join(', ') : 0, addedLatencyUs: faults ? ADDED_LATENCIES_US.join(', ') : 0 });
     for (const d of new Set(devs.values())) await fill(sh, d);
     const procs = [{ name: 'QEMU', pid: lab.vms[0]!.pid }, ...lab.processes];
     // The back-to-back pair serves only its own path: its idle CPU is not measured beside the others.

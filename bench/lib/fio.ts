@@ -10,6 +10,8 @@ export interface Workload {
   /** Queue depth as jobs x iodepth; default 2 x 32 (QD 64). */
   jobs?: number;
   iodepth?: number;
+  /** Pin the job to one guest vCPU (fio --cpus_allowed): 'last', or none (the default). */
+  cpu?: 'last';
 }
 
 export const WORKLOADS: readonly Workload[] = [
@@ -20,8 +22,14 @@ export const WORKLOADS: readonly Workload[] = [
   { name: 'seq write 64 KiB', args: '--rw=write --bs=64k' },
 ];
 
-/** One I/O at a time: the latency of the path itself (issue 13's QD 1 target). */
-export const QD1_RANDREAD: Workload = { name: 'QD 1 randread 4 KiB', args: '--rw=randread --bs=4k', jobs: 1, iodepth: 1 };
+/**
+ * One I/O at a time: the latency of the path itself (issue 13's QD 1 target). The job runs on the
+ * guest's last vCPU, as latency benchmarks pin their thread: left free, the guest's scheduler moves
+ * fio between vCPUs while it sleeps on an I/O, the more often the longer the I/O takes, and under
+ * TCG each move costs the next I/O tens of µs (docs/performance.md). NVME_BENCH_QD1_CPU=none
+ * leaves it unpinned.
+ */
+export const QD1_RANDREAD: Workload = { name: 'QD 1 randread 4 KiB', args: '--rw=randread --bs=4k', jobs: 1, iodepth: 1, cpu: process.env.NVME_BENCH_QD1_CPU === 'none' ? undefined : 'last' };
 
 /** `--quick` (or BENCH_QUICK=1): shorter runs, for a first look. */
 export const QUICK = process.argv.includes('--quick') || process.env.BENCH_QUICK === '1';
@@ -80,8 +88,9 @@ export async function runFio(sh: Shell, dev: string, w: Workload): Promise<Resul
 /** One fio run on several devices at once (the workload's QD each), a reporting group and a Result per device. */
 export async function runFioOn(sh: Shell, devs: string[], w: Workload): Promise<Result[]> {
   const jobs = devs.map((d, i) => `--name=d${i} --filename=${d}${i ? ' --new_group' : ''}`).join(' ');
+  const pin = w.cpu === 'last' ? ' --cpus_allowed=$(($(nproc) - 1))' : '';
   const out = await sh(
-    `fio --direct=1 --ioengine=libaio ${w.args} --iodepth=${w.iodepth ?? 32} --numjobs=${w.jobs ?? 2} --group_reporting ` +
+    `fio --direct=1 --ioengine=libaio ${w.args}${pin} --iodepth=${w.iodepth ?? 32} --numjobs=${w.jobs ?? 2} --group_reporting ` +
       `--time_based --runtime=${SECONDS} --ramp_time=2 --size=256M --randrepeat=0 --output-format=json ${jobs}`,
   );
   const report = JSON.parse(out.slice(out.indexOf('{'))) as { jobs: { read: FioSide; write: FioSide }[] };
