@@ -10,8 +10,6 @@
 // the admin vector and vectors with Coalescing Disable set are never held
 // (the admin CQ is never coalesced; an I/O CQ sharing its vector is not either).
 
-import { atTurnEnd } from '../../common/turn-end.ts';
-
 /** How long and for how many completions a vector may be held; undefined: not coalesced. */
 export interface Aggregation {
   /** Completions that fire at once (THR + 1). */
@@ -94,7 +92,7 @@ export class InterruptCoalescer {
     this.due.add(vector);
     if (this.scheduled) return;
     this.scheduled = true;
-    atTurnEnd(() => {
+    setImmediate(() => {
       this.scheduled = false;
       for (const v of this.due) {
         this.stats.interrupts++;

@@ -18,17 +18,17 @@ import type { Mac } from '../wire/mac.ts';
 import { type Ingress, type PortTransport, type Station, transmitFrame } from '../wire/port.ts';
 import { MANAGEMENT_CHANNEL } from '../wire/management.ts';
 import { keptCopy } from '../slab.ts';
-import { atTurnEnd } from '../../common/turn-end.ts';
 
 /**
  * A station over any PortTransport whose far end is a switch port (e.g. UnixDgramPort).
  *
- * Frames sent are held until the end of the turn (common/turn-end.ts: the callback that woke
- * the process and every promise continuation it started have run) and then given to the port
- * together, which writes them in one flush. A device's answer is often several sends apart by
- * promise continuations (an NVMe read's data, its completion entry, its MSI-X): flushed one by
- * one (the ports flush at the end of the current microtask run) each would wake the switch and
- * the peer on its own; a wake-up costs tens of µs of CPU here.
+ * Frames sent are held until the end of the event-loop turn (setImmediate: after this poll
+ * phase's I/O callbacks and every promise continuation they started) and then given to the
+ * port together, which writes them in one flush. A device's answer is often several sends
+ * apart by promise continuations (an NVMe read's data, its completion entry, its MSI-X):
+ * flushed one by one (the ports flush at the end of the current microtask run) each would
+ * wake the switch and the peer on its own; a wake-up costs tens of µs of CPU here, the wait
+ * for the check phase none.
  *
  * The port is attached in place (PortTransport.attach): frames reach an onFrame that says it
  * copies what it keeps (onFrameInPlace, as FabricNode) as the transport has them, possibly a
@@ -52,7 +52,7 @@ export function stationOf(port: PortTransport): Station & { sendFrame(frame: Out
     held.push(frame);
     if (!scheduled) {
       scheduled = true;
-      atTurnEnd(release);
+      setImmediate(release);
     }
   };
   const station = {
