@@ -33,6 +33,9 @@ export const NO_FAULTS: Readonly<FaultConfig> = {
   loss: 0, duplicate: 0, reorder: 0, reorderDelay: 0.1, corrupt: 0, latency: 0, jitter: 0, rateGbps: 0, down: false,
 };
 
+/** The settings that act on a frame; reorderDelay only says how long `reorder` holds one. */
+const FAULT_KEYS = (Object.keys(NO_FAULTS) as (keyof FaultConfig)[]).filter((k) => k !== 'reorderDelay');
+
 export interface FaultCounters {
   passed: number;
   lost: number;
@@ -99,10 +102,9 @@ class Shaper {
     return this.loose > 0 || this.wireHead < this.wire.length;
   }
 
-  /** Whether its settings do anything to a frame. */
+  /** Whether its settings do anything to a frame: any fault away from its NO_FAULTS value. */
   get faulty(): boolean {
-    const c = this.cfg;
-    return c.down || c.loss > 0 || c.duplicate > 0 || c.reorder > 0 || c.corrupt > 0 || c.latency > 0 || c.jitter > 0 || c.rateGbps > 0;
+    return FAULT_KEYS.some((k) => this.cfg[k] !== NO_FAULTS[k]);
   }
 
   /** Closes the fine timer; a frame sent after this waits on the clock (no fd made for a closed port). */
