@@ -19,10 +19,7 @@ export interface Segment {
 /** Reads host memory (the PRP list pages); rejects if the range is not the host's. */
 export type ListReader = (addr: number, length: number) => Promise<Uint8Array>;
 
-const u64 = (b: Uint8Array, at: number): number => {
-  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  return v.getUint32(at, true) + v.getUint32(at + 4, true) * 0x1_0000_0000;
-};
+const u64 = (v: DataView, at: number): number => v.getUint32(at, true) + v.getUint32(at + 4, true) * 0x1_0000_0000;
 
 function push(segs: Segment[], addr: number, len: number): void {
   const last = segs[segs.length - 1];
@@ -63,11 +60,13 @@ export async function prpSegments(prp1: number, prp2: number, length: number, pa
     const slots = (pageSize - (list % pageSize)) / 8;
     // All entries fit in this list page, or the last slot chains to the next one.
     const take = needed <= slots ? needed : slots;
-    const entries = await readOrFail(readList, list, take * 8);
+    const bytes = await readOrFail(readList, list, take * 8);
+    const entries = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     const data = needed <= slots ? take : take - 1;
     for (let i = 0; i < data; i++) {
       const addr = u64(entries, 8 * i);
-      checkAligned(addr, pageSize, `PRP entry ${i} of list 0x${list.toString(16)}`);
+      // The entry's name is built only for the error: this loop runs once per page of every large transfer.
+      if (addr % pageSize !== 0) checkAligned(addr, pageSize, `PRP entry ${i} of list 0x${list.toString(16)}`);
       const len = Math.min(left, pageSize);
       push(segs, addr, len);
       left -= len;
