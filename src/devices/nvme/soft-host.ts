@@ -216,12 +216,18 @@ export class SoftDriver {
     return this.wreg32(Reg.Doorbells + 4 * index, value);
   }
 
+  /** Whether CQ `qid` holds a completion not yet reaped (its next entry carries the current phase tag). */
+  pending(qid: number): boolean {
+    const q = this.queue(qid);
+    return (this.mem.view.getUint16(q.cqBase + q.head * 16 + 14, true) & 1) === q.phase;
+  }
+
   /** Waits for the next CQE of `qid` (phase tag flips), then updates the head doorbell. */
   async reap(qid: number, timeoutMs = this.reapTimeoutMs): Promise<Cqe> {
     const q = this.queue(qid);
     const at = () => q.cqBase + q.head * 16;
     const end = Date.now() + timeoutMs;
-    while ((this.mem.view.getUint16(at() + 14, true) & 1) !== q.phase) {
+    while (!this.pending(qid)) {
       if (Date.now() > end) throw new Error(`no completion on CQ ${qid} within ${timeoutMs} ms${this.stuck()}`);
       await (this.pollMs ? sleep(this.pollMs) : tick());
     }
