@@ -9,6 +9,7 @@
 // anything else on the machine hits all alike; runs differ by ~15 % (design notes §7).
 //
 //   npm run bench -- nvme   (NVME_BENCH_SECONDS=10 per case, 5 with --quick or BENCH_QUICK=1,
+//                            split over NVME_BENCH_ROUNDS=2 rounds that take the paths forwards, then backwards,
 //                            which also leaves out the faulted paths; NVME_BENCH_TOPOLOGY=one-host-nvme-bench,
 //                            NVME_BENCH_PIN=CPUS pins the lab's processes there (default the last CPU, none: unpinned),
 //                            NVME_BENCH_QEMU_PIN=1 all of QEMU's threads, then NVME_BENCH_VCPU_PIN=0 its
@@ -39,10 +40,13 @@ process.env.LAB_QEMU_NVME_CACHE = 'writeback';
 const { down } = await import('../src/lab/lab.ts');
 const { TRANSPORTS } = await import('../src/lab/topology.ts');
 type Transport = import('../src/lab/topology.ts').Transport;
-const { WORKLOADS, QD1_RANDREAD, QUICK, SECONDS, controllers, fill, guestShell, resultCells, resultHeader, runFio } = await import('./lib/fio.ts');
+const { WORKLOADS, QD1_RANDREAD, QUICK, SECONDS, controllers, fill, guestShell, mergeRuns, resultCells, resultHeader, runFio } = await import('./lib/fio.ts');
 type Result = import('./lib/fio.ts').Result;
 
 const topoName = process.env.NVME_BENCH_TOPOLOGY ?? 'one-host-nvme-bench';
+/** Rounds per workload (NVME_BENCH_ROUNDS, default 2), each path SECONDS / ROUNDS a round. */
+const ROUNDS = Number(process.env.NVME_BENCH_ROUNDS ?? 2);
+if (!Number.isInteger(ROUNDS) || ROUNDS < 1) throw new Error(`NVME_BENCH_ROUNDS: "${process.env.NVME_BENCH_ROUNDS}" is not a whole number of rounds, 1 or more`);
 
 /**
  * PCIeOE with the HI and DI cabled back to back, no switch process between them (the topology's
@@ -106,9 +110,9 @@ async function benchLab(transport: Transport | undefined): Promise<Map<string, M
     const base = (p: string) => (p === 'direct' ? 'QEMU nvme' : 'direct');
     const ratios = allSides.filter((p) => p !== 'QEMU nvme' && devs.has(base(p)));
     console.log(`NVMe, topology ${topoName}${transport ? `, stations on ${transport}` : ''}: ${[...devs].map(([p, d]) => `${p} ${d}`).join(', ')}; ${lab.qemuVersion}, ${lab.accel}, ${process.env.NVME_BENCH_VCPUS ?? 2} vCPUs, ` +
-      `${placement}; QEMU nvme cache=writeback; ${SECONDS} s per case, QD 64 = 2 jobs x 32`);
+      `${placement}; QEMU nvme cache=writeback; ${SECONDS} s per case in ${ROUNDS} round(s), paths forwards then backwards; QD 64 = 2 jobs x 32`);
     console.log(`${'workload'.padEnd(24)}${allSides.map(resultHeader).join('')}${ratios.map((p) => ` | ${`${p}/${base(p)}`.padStart(24)}`).join('')}`);
-    recordSettings(label('nvme', transport), { topology: topoName, transport: transport ?? 'topology', secondsPerCase: SECONDS, accel: lab.accel, placement, qemuNvmeCache: 'writeback', queueDepth: `2 jobs x 32 (QD 1 case: 1 x 1${QD1_RANDREAD.cpu ? ', on the guest\'s last vCPU' : ''})`, lossPercent: faults ? LOSS_PERCENTS.join(', ') : 0, addedLatencyUs: faults ? ADDED_LATENCIES_US.join(', ') : 0 });
+    recordSettings(label('nvme', transport), { topology: topoName, transport: transport ?? 'topology', secondsPerCase: SECONDS, roundsPerCase: `${ROUNDS} (paths forwards, then backwards)`, accel: lab.accel, placement, qemuNvmeCache: 'writeback', queueDepth: `2 jobs x 32 (QD 1 case: 1 x 1${QD1_RANDREAD.cpu ? ', on the guest\'s last vCPU' : ''})`, lossPercent: faults ? LOSS_PERCENTS.join(', ') : 0, addedLatencyUs: faults ? ADDED_LATENCIES_US.join(', ') : 0 });
     for (const d of new Set(devs.values())) await fill(sh, d);
     const procs = [{ name: 'QEMU', pid: lab.vms[0]!.pid }, ...lab.processes];
     // The back-to-back pair serves only its own path: its idle CPU is not measured beside the others.
@@ -121,21 +125,35 @@ async function benchLab(transport: Transport | undefined): Promise<Map<string, M
       const r = new Map<string, Measured>();
       out.set(w.name, r);
       const sides = sidesOf(w.name);
-      for (const side of sides) {
-        const faulted = FAULTED.get(side);
-        if (faulted) await faults!.set(faulted.fault);
-        try {
-          const used = cpuMeter(procsOf(side));
-          const result = await profiledRun(side === 'PCIeOE' && PROF_STATIONS(lab.processes), `${w.name}-${transport ?? 'topology'}`, () => runFio(sh, devs.get(side)!, w));
-          const ios = result.iops * (SECONDS + 2); // ramp at about the same rate
-          const cpuUs = new Map([...used()].map(([proc, us]) => [proc, us / ios]));
-          r.set(side, { result, cpuUs });
-          const path = label(faulted ? 'PCIeOE' : side, transport);
-          record({ kind: 'io', bench: 'nvme', workload: w.name, path, ...faulted?.recorded, ...result });
-          for (const [proc, us] of cpuUs) record({ kind: 'cpu-per-io', bench: 'nvme', workload: w.name, path: label(side, transport), process: proc, us, serves: serves(side, proc) });
-        } finally {
-          if (faulted) await faults!.set({});
+      /** Per path: each round's fio result, CPU µs by process and I/Os, summed over the rounds below. */
+      const runs = new Map(sides.map((side) => [side, { results: [] as Result[], cpu: new Map<string, number>(), ios: 0 }]));
+      // The rounds go through the paths forwards, then backwards (A B C, C B A): a drift of the
+      // machine's speed over the minutes of a workload then falls on every path alike.
+      for (let round = 0; round < ROUNDS; round++) {
+        for (const side of round % 2 ? [...sides].reverse() : sides) {
+          const faulted = FAULTED.get(side);
+          if (faulted) await faults!.set(faulted.fault);
+          try {
+            const used = cpuMeter(procsOf(side));
+            const profile = round === 0 && side === 'PCIeOE' && PROF_STATIONS(lab.processes);
+            const result = await profiledRun(profile, `${w.name}-${transport ?? 'topology'}`, () => runFio(sh, devs.get(side)!, w, SECONDS / ROUNDS));
+            const run = runs.get(side)!;
+            run.results.push(result);
+            run.ios += result.iops * (SECONDS / ROUNDS + 2); // ramp at about the same rate
+            for (const [proc, us] of used()) run.cpu.set(proc, (run.cpu.get(proc) ?? 0) + us);
+          } finally {
+            if (faulted) await faults!.set({});
+          }
         }
+      }
+      for (const [side, run] of runs) {
+        const faulted = FAULTED.get(side);
+        const result = mergeRuns(run.results);
+        const cpuUs = new Map([...run.cpu].map(([proc, us]) => [proc, us / run.ios]));
+        r.set(side, { result, cpuUs });
+        const path = label(faulted ? 'PCIeOE' : side, transport);
+        record({ kind: 'io', bench: 'nvme', workload: w.name, path, ...faulted?.recorded, ...result });
+        for (const [proc, us] of cpuUs) record({ kind: 'cpu-per-io', bench: 'nvme', workload: w.name, path: label(side, transport), process: proc, us, serves: serves(side, proc) });
       }
       // A path this workload leaves out (back to back beside QD 1) keeps its columns, empty.
       const ratio = (p: string) => ` | ${(r.has(p) ? `${((r.get(p)!.result.iops / r.get(base(p))!.result.iops) * 100).toFixed(0)} %` : '').padStart(24)}`;

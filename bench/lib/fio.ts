@@ -81,17 +81,27 @@ export async function fill(sh: Shell, dev: string): Promise<void> {
   await sh(`fio --name=fill --filename=${dev} --direct=1 --ioengine=libaio --rw=write --bs=1M --iodepth=8 --size=256M >/dev/null`);
 }
 
-export async function runFio(sh: Shell, dev: string, w: Workload): Promise<Result> {
-  return (await runFioOn(sh, [dev], w))[0]!;
+export async function runFio(sh: Shell, dev: string, w: Workload, seconds = SECONDS): Promise<Result> {
+  return (await runFioOn(sh, [dev], w, seconds))[0]!;
+}
+
+/**
+ * Runs of equal length on one path, as one: IOPS their mean, mean latency weighted by IOPS, p99 the
+ * worst run's (fio's percentiles cannot be merged; the worst keeps the figure conservative).
+ */
+export function mergeRuns(runs: readonly Result[]): Result {
+  const iops = runs.reduce((a, r) => a + r.iops, 0) / runs.length;
+  const meanUs = runs.reduce((a, r) => a + r.iops * r.meanUs, 0) / (iops * runs.length);
+  return { iops, meanUs, p99Us: Math.max(...runs.map((r) => r.p99Us)) };
 }
 
 /** One fio run on several devices at once (the workload's QD each), a reporting group and a Result per device. */
-export async function runFioOn(sh: Shell, devs: string[], w: Workload): Promise<Result[]> {
+export async function runFioOn(sh: Shell, devs: string[], w: Workload, seconds = SECONDS): Promise<Result[]> {
   const jobs = devs.map((d, i) => `--name=d${i} --filename=${d}${i ? ' --new_group' : ''}`).join(' ');
   const pin = w.cpu === 'last' ? ' --cpus_allowed=$(($(nproc) - 1))' : '';
   const out = await sh(
     `fio --direct=1 --ioengine=libaio ${w.args}${pin} --iodepth=${w.iodepth ?? 32} --numjobs=${w.jobs ?? 2} --group_reporting ` +
-      `--time_based --runtime=${SECONDS} --ramp_time=2 --size=256M --randrepeat=0 --output-format=json ${jobs}`,
+      `--time_based --runtime=${Math.round(seconds * 1000)}ms --ramp_time=2 --size=256M --randrepeat=0 --output-format=json ${jobs}`,
   );
   const report = JSON.parse(out.slice(out.indexOf('{'))) as { jobs: { read: FioSide; write: FioSide }[] };
   if (report.jobs.length !== devs.length) throw new Error(`fio reported ${report.jobs.length} groups for ${devs.length} devices`);
