@@ -175,7 +175,7 @@ export interface Native {
 
   Poll: new (fd: number, callback: (err: NativeError | null, events: number) => void) => Poll;
   /** The switch's memif-to-memif fast path (memif-forward.cc; used by src/fabric/switch/memif-forward.ts). */
-  MemifForwarder: new (ports: number, routes: number, counters: Float64Array, hits: Float64Array, open: Uint8Array) => MemifForwarder;
+  MemifForwarder: new (ports: number, routes: number, counters: Float64Array, hits: Float64Array, open: Uint8Array, loss: Float64Array, seed: number) => MemifForwarder;
   /**
    * Port i's receive eventfd watched as a Poll is, each wake-up served by the forwarder first
    * (memif-forward.cc); `callback` runs only for what it leaves. close() detaches the port.
@@ -185,9 +185,11 @@ export interface Native {
 
 /**
  * Frames from one memif port's receive ring to others' transmit rings, slot to slot, by routes
- * (memif-forward.cc). `counters`: six per port (rxFrames, rxBytes, txFrames, txBytes,
- * txSignals, rxWakes); `hits[k]`: the `now` route k was last used at; `open[j]`: port j's
- * transmit ring may be written (kept by the caller).
+ * (memif-forward.cc). `counters`: ten per port (rxFrames, rxBytes, txFrames, txBytes,
+ * txSignals, rxWakes, rxLost, rxPassed, txLost, txPassed); `hits[k]`: the `now` route k was last
+ * used at; `open[j]`: port j's transmit ring may be written (kept by the caller); `loss[2j]`,
+ * `loss[2j + 1]`: the probability a frame in from port j's station, out to it, is dropped;
+ * `seed`: of the drops' random numbers.
  */
 export interface MemifForwarder {
   /** Port i's receive ring (its header-and-descriptor bytes, the connection's regions); null: none. */

@@ -7,6 +7,11 @@
 // counters kept in a Float64Array the JS side reads, and each destination's eventfd written
 // once, only when its consumer sleeps (MASK_INT clear), as wire/memif/ring.ts does.
 //
+// Frame loss set on a port (the switch's fault injection, loss alone: nothing held back) is
+// applied here too, with the probabilities the JS side keeps in a Float64Array (per port: frames
+// in from its station, frames out to it), drawn from a seeded xorshift64* of its own, each
+// drop and pass counted as the injector counts them.
+//
 // It stops at the first frame it cannot forward as it is — no route, a route expired, a
 // destination the JS side holds (frames queued there, faults, a capture), a full ring, a
 // malformed descriptor or chain, a runt, a group address — and leaves that frame and all
@@ -46,8 +51,11 @@ constexpr uint16_t kTpid = 0x8100;
 // The bytes a route is chosen by: addresses and an 802.1Q tag.
 constexpr uint32_t kHeader = 18;
 // Per port in the counters array: rxFrames, rxBytes, txFrames, txBytes, txSignals, rxWakes
-// (wake-ups served here without JavaScript).
-constexpr int kCounters = 6;
+// (wake-ups served here without JavaScript), then the loss's drops and passes: rxLost, rxPassed
+// (frames in from the station), txLost, txPassed (out to it).
+constexpr int kCounters = 10;
+constexpr int kRxLost = 6;
+constexpr int kTxLost = 8;
 // Frames taken per wake-up before the rest is left to the JS pass (as its RX_PER_EVENT).
 constexpr uint32_t kPerWake = 1024;
 
@@ -145,26 +153,36 @@ class MemifForwarder : public Napi::ObjectWrap<MemifForwarder> {
     });
   }
 
-  // new MemifForwarder(ports, routes, counters: Float64Array(ports * 6), hits: Float64Array(routes), open: Uint8Array(ports))
+  // new MemifForwarder(ports, routes, counters: Float64Array(ports * 10), hits: Float64Array(routes), open: Uint8Array(ports),
+  //                   loss: Float64Array(ports * 2), seed)
   // open[j] != 0: port j's transmit ring may be written (the JS side keeps it: its rings
-  // registered, nothing of its own waiting for it, no faults or capture on the port).
+  // registered, nothing of its own waiting for it, no fault but loss and no capture on the port);
+  // loss[2j], loss[2j + 1]: the probability a frame in from port j's station, out to it, is dropped.
   explicit MemifForwarder(const Napi::CallbackInfo& info) : Napi::ObjectWrap<MemifForwarder>(info) {
     Napi::Env env = info.Env();
     uint32_t ports = ArgCount(info, 0);
     maxRoutes_ = ArgCount(info, 1);
-    if (info.Length() < 5 || !info[2].IsTypedArray() || !info[3].IsTypedArray()) throw Napi::TypeError::New(env, "MemifForwarder needs its counters, hits and open arrays");
+    if (info.Length() < 7 || !info[2].IsTypedArray() || !info[3].IsTypedArray() || !info[5].IsTypedArray() || !info[6].IsNumber()) throw Napi::TypeError::New(env, "MemifForwarder needs its counters, hits, open and loss arrays and a seed");
     Napi::Float64Array counters = info[2].As<Napi::Float64Array>();
     Napi::Float64Array hits = info[3].As<Napi::Float64Array>();
     Napi::Uint8Array open = ArgBytes(info, 4);
-    if (counters.ElementLength() < size_t{ports} * kCounters || hits.ElementLength() < maxRoutes_ || open.ByteLength() < ports) throw Napi::RangeError::New(env, "counters, hits or open array too short");
+    Napi::Float64Array loss = info[5].As<Napi::Float64Array>();
+    if (counters.ElementLength() < size_t{ports} * kCounters || hits.ElementLength() < maxRoutes_ || open.ByteLength() < ports || loss.ElementLength() < size_t{ports} * 2) throw Napi::RangeError::New(env, "counters, hits, open or loss array too short");
     counters_ = counters.Data();
     hits_ = hits.Data();
     open_ = open.Data();
+    loss_ = loss.Data();
+    // xorshift64* must not start at 0; splitmix the seed so nearby seeds give unrelated streams.
+    uint64_t z = static_cast<uint64_t>(info[6].As<Napi::Number>().Int64Value()) + 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    rng_ = (z ^ (z >> 31)) | 1;
     // The arrays' memory must outlive every call: hold them.
     keep_ = Napi::Persistent(Napi::Object::New(env));
     keep_.Set("counters", counters);
     keep_.Set("hits", hits);
     keep_.Set("open", open);
+    keep_.Set("loss", loss);
     ports_.resize(ports);
     routes_.reserve(maxRoutes_);
     info.This().As<Napi::Object>().TypeTag(&kForwarderTag);
@@ -319,6 +337,13 @@ class MemifForwarder : public Napi::ObjectWrap<MemifForwarder> {
       int to = routes_[k].to;
       const Port& out = ports_[to];
       if (!open[to] || !out.txReady) break;
+      // The injector's loss, in from the station and then out to the other: a dropped frame is taken off the ring and goes nowhere.
+      if (Lost(from, 0) || Lost(to, 1)) {
+        cursor = static_cast<uint16_t>(cursor + used);
+        hits_[k] = now;
+        n++;
+        continue;
+      }
       const Ring& tx = out.tx;
       if (tails[to] < 0) {
         tails[to] = tx.Tail();
@@ -348,6 +373,20 @@ class MemifForwarder : public Napi::ObjectWrap<MemifForwarder> {
     }
     if (n > 0) rx.SetTail(cursor);
     return n;
+  }
+
+  // Whether port j's loss drops this frame on its way in from (way 0) or out to (way 1) the
+  // station; each decision counted on that port as the injector counts it (lost or passed).
+  bool Lost(int j, int way) {
+    double p = loss_[j * 2 + way];
+    if (!(p > 0)) return false;
+    rng_ ^= rng_ >> 12;
+    rng_ ^= rng_ << 25;
+    rng_ ^= rng_ >> 27;
+    double u = static_cast<double>((rng_ * 0x2545f4914f6cdd1dULL) >> 11) * 0x1.0p-53;
+    bool lost = u < p;
+    counters_[j * kCounters + (way ? kTxLost : kRxLost) + (lost ? 0 : 1)] += 1;
+    return lost;
   }
 
   int Find(uint32_t from, uint64_t src, uint64_t dst, int tag, double now) const {
@@ -413,6 +452,8 @@ class MemifForwarder : public Napi::ObjectWrap<MemifForwarder> {
   double* counters_;
   double* hits_;
   uint8_t* open_;
+  double* loss_;
+  uint64_t rng_;
   // uv_hrtime in ms minus the JS clock's now, as of the last forward() from JS.
   double clockOffset_ = 0;
   Napi::ObjectReference keep_;

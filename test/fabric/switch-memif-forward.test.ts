@@ -30,7 +30,7 @@ interface Station {
   got: Buffer[];
 }
 
-type Report = { ports: Record<string, { peer: string; switch: Record<string, number>; socket: Record<string, number>; fastPath: Record<string, number> | null; faults: { tx: { passed: number } } }> };
+type Report = { ports: Record<string, { peer: string; switch: Record<string, number>; socket: Record<string, number>; fastPath: Record<string, number> | null; faults: Record<'tx' | 'rx', { passed: number; lost: number }> }> };
 
 /** A switch process with memif ports `<name>0`, one raw memif station on each, every station's MAC learned. */
 async function rig(t: ExecutionContext, names: string[], buffers: Record<string, number> = {}) {
@@ -152,6 +152,36 @@ test('faults set mid-stream move a port to the JS path without loss or reorderin
   await send(a, [frame(b.mac, a.mac, 5000, 100)]);
   await until(() => b.got.length === frames.length + 1, 'one more frame');
   t.is((await counters(sw)).b0!.fastPath!.txFrames, settled);
+});
+
+test('loss alone keeps the ports native: frames dropped at about that rate in from a station and out to one, the rest intact and in order, every drop counted', async (t) => {
+  const { sw, st } = await rig(t, ['a', 'b']);
+  const { a, b } = st as Record<'a' | 'b', Station>;
+  await send(a, [frame(b.mac, a.mac, 0, 100)]);
+  await until(() => b.got.length === 1, 'the first frame at b');
+  await oneGoesNatively(t, sw, ['a0', a], b, 1);
+  const n = 4000;
+  for (const [port, dir] of [['b0', 'tx'], ['a0', 'rx']] as const) {
+    await sw.control.must({ port, dir, set: { loss: 0.1 } });
+    const had = b.got.length;
+    const before = await counters(sw);
+    const faults = (r: Awaited<ReturnType<typeof counters>>) => r[port]!.faults[dir];
+    const base = 10_000 * (dir === 'tx' ? 1 : 2);
+    const frames = Array.from({ length: n }, (_, i) => frame(b.mac, a.mac, base + i, 64 + (i % 1400)));
+    await send(a, frames, 100);
+    let lost = 0;
+    await until(async () => (lost = faults(await counters(sw)).lost - faults(before).lost) + b.got.length - had === n, `every frame at b or lost (${port} ${dir})`, { timeoutMs: 30_000 });
+    const after = await counters(sw);
+    // Binomial(4000, 0.1): 400 ± 19; the bounds are six deviations wide.
+    t.true(lost > 285 && lost < 515, `${lost} of ${n} lost on ${port} ${dir}`);
+    t.is(faults(after).passed - faults(before).passed, n - lost, `${port} ${dir}: every frame lost or passed`);
+    const got = b.got.slice(had);
+    const index = new Map(frames.map((f, i) => [f.readUInt32BE(14), i]));
+    t.true(got.every((f, i) => i === 0 || index.get(f.readUInt32BE(14))! > index.get(got[i - 1]!.readUInt32BE(14))!), 'in order');
+    t.true(got.every((f) => f.equals(frames[index.get(f.readUInt32BE(14))!]!)), 'intact');
+    t.true(after.a0!.fastPath!.rxFrames - before.a0!.fastPath!.rxFrames > n / 2, `${port} ${dir}: most frames natively`);
+    await sw.control.must({ port, dir, set: { loss: 0 } });
+  }
 });
 
 test('faults cleared mid-stream: once the frames they held have left, the ports go native again, nothing lost or reordered', async (t) => {

@@ -60,7 +60,7 @@ import { MemifForwarding, type NativeCounts } from './memif-forward.ts';
 import { PortPath } from './port-path.ts';
 import { cpuProfileControl, serveLineControl } from '../../common/control-socket.ts';
 import { realClock } from '../clock.ts';
-import type { Direction, FaultConfig, FaultyPort } from '../wire/faults.ts';
+import type { Direction, FaultConfig, FaultCounters, FaultyPort } from '../wire/faults.ts';
 import { TimerfdTimer } from '../wire/fine-timer.ts';
 import { PcapWriter } from '../wire/pcap.ts';
 import { seededRng } from '../rng.ts';
@@ -291,7 +291,7 @@ export async function runSwitch(cfg: SwitchConfig, log: (line: string) => void =
   if (cfg.pcapDir) mkdirSync(cfg.pcapDir, { recursive: true });
   const poller = cfg.busyPollUs > 0 ? new BusyPoller(cfg.busyPollUs, realClock) : null;
   // Memif to memif in native code, past the core, once the core has routed a stream of frames.
-  const fast = new MemifForwarding(realClock, poller && (() => poller.kick()));
+  const fast = new MemifForwarding(realClock, poller && (() => poller.kick()), cfg.seed);
   const sw = new EthernetSwitch({ clock: realClock, maxMacs: cfg.maxMacs, log, fastPath: fast });
   const rng = seededRng(cfg.seed);
   const ports = new Map<string, RunningPort>();
@@ -347,7 +347,8 @@ export async function runSwitch(cfg: SwitchConfig, log: (line: string) => void =
       txQueued: p.transport instanceof MemifPort ? p.transport.txWaiting : p.transport instanceof UnixDgramPort ? p.transport.txQueued : 0,
       // Of those, what the native memif-to-memif path moved (null: not a memif server port).
       fastPath: fastCounts,
-      faults: { tx: p.faults.counters('toStation'), rx: p.faults.counters('toSwitch') },
+      // The injector's counts, and the drops and passes of loss applied in native code.
+      faults: { tx: withNativeLoss(p.faults.counters('toStation'), fastCounts?.txLost, fastCounts?.txPassed), rx: withNativeLoss(p.faults.counters('toSwitch'), fastCounts?.rxLost, fastCounts?.rxPassed) },
       config: { tx: p.faults.config('toStation'), rx: p.faults.config('toSwitch') },
     };
   }
@@ -434,8 +435,12 @@ export function peerProblem(path: string, root: string): string | undefined {
 /** A port's socket counters with the frames the native fast path moved through it (and the wake-ups it served) added. */
 function withNative<C extends object>(c: C, n: NativeCounts | null): C {
   if (n === null) return c;
-  const m = c as C & Omit<NativeCounts, 'rxWakes'> & { rxSignals: number };
+  const m = c as C & Pick<NativeCounts, 'rxFrames' | 'rxBytes' | 'txFrames' | 'txBytes' | 'txSignals'> & { rxSignals: number };
   return { ...c, rxFrames: m.rxFrames + n.rxFrames, rxBytes: m.rxBytes + n.rxBytes, txFrames: m.txFrames + n.txFrames, txBytes: m.txBytes + n.txBytes, txSignals: m.txSignals + n.txSignals, rxSignals: m.rxSignals + n.rxWakes };
+}
+
+function withNativeLoss(c: Readonly<FaultCounters>, lost = 0, passed = 0): FaultCounters {
+  return { ...c, lost: c.lost + lost, passed: c.passed + passed };
 }
 
 /** "vxlan VNI LOCAL -> REMOTE", for counters and logs. */

@@ -29,8 +29,11 @@ import type { MemifRing } from '../wire/memif/ring.ts';
 import type { FastPath } from './switch.ts';
 import type { PortPath } from './port-path.ts';
 
-/** Counters per port in the native array: rxFrames, rxBytes, txFrames, txBytes, txSignals, rxWakes. */
-const COUNTERS = 6;
+/**
+ * Counters per port in the native array: rxFrames, rxBytes, txFrames, txBytes, txSignals, rxWakes,
+ * then the loss's decisions: rxLost, rxPassed (frames in from the station), txLost, txPassed (out to it).
+ */
+const COUNTERS = 10;
 const MAX_PORTS = 256;
 /** Routes held (one per source, destination and tag seen); beyond them frames take the JS path. */
 const MAX_ROUTES = 256;
@@ -67,14 +70,21 @@ export interface NativeCounts {
   txSignals: number;
   /** Wake-ups of the port served in native code, JavaScript not entered. */
   rxWakes: number;
+  /** Frames native code dropped for the port's loss, and let pass, in from its station (rx) and out to it (tx). */
+  rxLost: number;
+  rxPassed: number;
+  txLost: number;
+  txPassed: number;
 }
 
 export class MemifForwarding implements FastPath {
   private readonly counts = new Float64Array(new ArrayBuffer(MAX_PORTS * COUNTERS * 8));
   private readonly hits = new Float64Array(new ArrayBuffer(MAX_ROUTES * 8));
-  /** Port i's transmit ring may be written by native code (registered, straight, nothing of its own queued in JS). */
+  /** Port i's transmit ring may be written by native code (registered, bypassable, nothing of its own queued in JS). */
   private readonly open = new Uint8Array(MAX_PORTS);
-  private readonly forwarder: NativeForwarder = new native.MemifForwarder(MAX_PORTS, MAX_ROUTES, this.counts, this.hits, this.open);
+  /** Port i's loss probability in from its station (2i) and out to it (2i + 1), applied in native code. */
+  private readonly loss = new Float64Array(MAX_PORTS * 2);
+  private readonly forwarder: NativeForwarder;
   /** By switch port id. */
   private readonly slots = new Map<number, Slot>();
   private readonly list: Slot[] = [];
@@ -90,7 +100,11 @@ export class MemifForwarding implements FastPath {
   constructor(
     private readonly clock: Clock,
     private readonly forwarded: (() => void) | null = null,
-  ) {}
+    /** Seeds native code's own randomness for loss (the switch's --seed). */
+    seed = 0,
+  ) {
+    this.forwarder = new native.MemifForwarder(MAX_PORTS, MAX_ROUTES, this.counts, this.hits, this.open, this.loss, seed);
+  }
 
   /** Switch port `id` is memif server `port` behind `path`: its frames may take the fast path. */
   add(id: number, port: MemifPort, path: PortPath): void {
@@ -100,7 +114,7 @@ export class MemifForwarding implements FastPath {
     this.list.push(slot);
     port.rxBypass = (ring, max) => this.forward(slot, ring, max);
     if (this.forwarded === null) port.rxPoller = (fd, onReadable) => new native.MemifForwardPoll(this.forwarder, slot.i, fd, onReadable);
-    // Frames for the port through JavaScript, or faults or a capture on it: native code keeps off
+    // Frames for the port through JavaScript, or faults (loss aside) or a capture on it: native code keeps off
     // its ring until a receive pass here has looked again (forward() below), so nothing overtakes them.
     path.held = () => {
       this.open[slot.i] = 0;
@@ -113,7 +127,10 @@ export class MemifForwarding implements FastPath {
     if (s === undefined) return null;
     const c = this.counts;
     const o = s.i * COUNTERS;
-    return { rxFrames: c[o]!, rxBytes: c[o + 1]!, txFrames: c[o + 2]!, txBytes: c[o + 3]!, txSignals: c[o + 4]!, rxWakes: c[o + 5]! };
+    return {
+      rxFrames: c[o]!, rxBytes: c[o + 1]!, txFrames: c[o + 2]!, txBytes: c[o + 3]!, txSignals: c[o + 4]!, rxWakes: c[o + 5]!,
+      rxLost: c[o + 6]!, rxPassed: c[o + 7]!, txLost: c[o + 8]!, txPassed: c[o + 9]!,
+    };
   }
 
   route(from: number, to: number, src: Mac, dst: Mac, tag: number, vid: number, until: number): void {
@@ -158,20 +175,23 @@ export class MemifForwarding implements FastPath {
   private forward(s: Slot, ring: MemifRing, max: number): number {
     // Wake-ups served natively moved the ring's tail, the server's published position, past what they took.
     ring.position = ring.tail;
-    if (this.routes.length === 0 || !s.path.isStraight) return 0;
+    if (this.routes.length === 0 || !s.path.bypassable) return 0;
     if (s.rx !== ring) {
       this.forwarder.setRx(s.i, ring.bytes, ring.regions);
       s.rx = ring;
     }
-    // Which ports native code may write now: their rings registered as they are this turn, nothing of theirs waiting in JS.
+    // Which ports native code may write now: their rings registered as they are this turn, nothing
+    // of theirs waiting in JS; and each port's loss as set now (a change closed the port until here).
     for (const o of this.list) {
+      this.loss[2 * o.i] = o.path.loss('toSwitch');
+      this.loss[2 * o.i + 1] = o.path.loss('toStation');
       const tx = o.port.txRing;
       if (tx !== o.tx) {
         if (tx === null) this.forwarder.setTx(o.i, null);
         else this.forwarder.setTx(o.i, tx.bytes, tx.regions, o.port.txEventFd);
         o.tx = tx;
       }
-      this.open[o.i] = tx !== null && o.path.isStraight && o.port.txWaiting === 0 ? 1 : 0;
+      this.open[o.i] = tx !== null && o.path.bypassable && o.port.txWaiting === 0 ? 1 : 0;
     }
     const r = this.forwarder.forward(s.i, ring.position, max, this.clock.now());
     const n = Math.floor(r / 65536);

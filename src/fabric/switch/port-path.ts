@@ -6,7 +6,9 @@
  * a clock read, a capture sink call and a closure per frame each way.
  *
  * A port with faults keeps to the injector until they are all cleared and the last frame it held
- * back (latency, rate, jitter) has left: a frame let past those would overtake them. Then it goes
+ * back (latency, rate, jitter) has left: a frame let past those would overtake them. Loss alone
+ * holds nothing back, so a path past the injector that drops frames with the same probability
+ * (the switch's native forward, memif-forward.ts) may carry the port's frames meanwhile. Then it goes
  * straight again, so a benchmark that sets faults for one case and clears them measures the next
  * on the switch's fast path, as a lab that never set any. A capture may come and go: it holds
  * nothing back.
@@ -24,6 +26,7 @@ export class PortPath implements PortTransport {
   /** What the fault injector gave the transport as its receiver (it attaches in its constructor). */
   private toInjector: Ingress | null = null;
   private straight = true;
+  private direct = true;
 
   /** `capturing`: whether frames of this port are being recorded now (asked again by update()); `fineTimer`: see FaultyPort. */
   constructor(
@@ -58,6 +61,20 @@ export class PortPath implements PortTransport {
     return this.straight;
   }
 
+  /**
+   * Whether a path past the injector (the switch's native forward) may carry this port's frames
+   * now: no capture, nothing held, and no fault but loss, which that path applies itself with
+   * the probabilities `loss` gives.
+   */
+  get bypassable(): boolean {
+    return this.direct;
+  }
+
+  /** The loss probability of each direction (toSwitch: frames in from the station; toStation: out to it). */
+  loss(direction: Direction): number {
+    return this.faults.config(direction).loss;
+  }
+
   /** Faults for one direction, or both (see FaultyPort.set); every frame passes the injector until they are cleared and it holds none. */
   setFaults(faults: Partial<FaultConfig>, direction?: Direction): void {
     this.faults.set(faults, direction);
@@ -66,7 +83,9 @@ export class PortPath implements PortTransport {
 
   /** A capture of this port started or stopped, faults changed, or the injector let its last held frame go. */
   update(): void {
-    this.straight = !this.faults.faulty && !this.faults.holding && !this.capturing();
+    const capturing = this.capturing();
+    this.straight = !this.faults.faulty && !this.faults.holding && !capturing;
+    this.direct = this.faults.dropsOnly && !capturing;
     this.held?.();
   }
 

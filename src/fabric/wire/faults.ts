@@ -107,6 +107,11 @@ class Shaper {
     return FAULT_KEYS.some((k) => this.cfg[k] !== NO_FAULTS[k]);
   }
 
+  /** Whether its settings, if any, only drop frames (loss): nothing held back, copied or changed. */
+  get dropsOnly(): boolean {
+    return FAULT_KEYS.every((k) => k === 'loss' || this.cfg[k] === NO_FAULTS[k]);
+  }
+
   /** Closes the fine timer; a frame sent after this waits on the clock (no fd made for a closed port). */
   close(): void {
     this.closed = true;
@@ -253,6 +258,15 @@ export class FaultyPort implements PortTransport {
   /** Whether the settings of either direction do anything to a frame. */
   get faulty(): boolean {
     return this.shapers.toStation.faulty || this.shapers.toSwitch.faulty;
+  }
+
+  /**
+   * Whether both directions' settings, if any, only drop frames (loss) and nothing is held: a
+   * frame then either goes at once or not at all, so another path may apply the same loss
+   * (the switch's native forward) without reordering anything.
+   */
+  get dropsOnly(): boolean {
+    return !this.holding && this.shapers.toStation.dropsOnly && this.shapers.toSwitch.dropsOnly;
   }
 
   counters(direction: Direction): Readonly<FaultCounters> {
