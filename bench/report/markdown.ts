@@ -169,15 +169,26 @@ function ioTable(figs: IoFigure[], knownPaths: readonly string[]): string {
   );
 }
 
+/**
+ * A measured value beside its target, with as many decimals (up to two) as it takes for the
+ * text not to read as the target itself when the verdict goes the other way (89.98 % missed
+ * against ≥ 90 % is not "90 %").
+ */
+export function againstTarget(value: number, target: number, unit: string, decimals = 0): string {
+  let d = decimals;
+  while (d < decimals + 2 && value !== target && Number(value.toFixed(d)) === target) d++;
+  return `${num(value, d)} ${unit}`;
+}
+
 function ratioTable(ratios: Ratio[]): string {
   return table(['workload', 'ratio', 'measured', 'target', ''], ratios.map((x) => [
-    x.workload, x.what, pct(x.percent), `${x.atMost ? '≤' : '≥'} ${x.target} %`, verdict(x.percent, x.target, x.atMost),
+    x.workload, x.what, x.percent === undefined ? MISSING : againstTarget(x.percent, x.target, '%'), `${x.atMost ? '≤' : '≥'} ${x.target} %`, verdict(x.percent, x.target, x.atMost),
   ]));
 }
 
 function checkTable(checks: Check[]): string {
   return table(['target', 'measured', 'wanted', ''], checks.map((c) => [
-    c.what, c.value === undefined ? MISSING : `${num(c.value, c.unit === 'Gb/s' ? 2 : 0)} ${c.unit}`, `${c.atMost ? '≤' : '≥'} ${c.target} ${c.unit}`, verdict(c.value, c.target, c.atMost),
+    c.what, c.value === undefined ? MISSING : againstTarget(c.value, c.target, c.unit, c.unit === 'Gb/s' ? 2 : 0), `${c.atMost ? '≤' : '≥'} ${c.target} ${c.unit}`, verdict(c.value, c.target, c.atMost),
   ]));
 }
 

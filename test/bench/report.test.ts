@@ -9,7 +9,7 @@ import { readRecorded, readResults, record, recordSettings } from '../../bench/l
 import { writeReport } from '../../bench/report/generate.ts';
 import { whereTimeGoes } from '../../bench/report/time-spent.ts';
 import type { PerfCategory } from '../../bench/lib/perf-record.ts';
-import { hotplugFigureName, labCpuRatios, missingFigures, nicMethod, nicRatios, nvmeRatios, otherChecks, renderMarkdown, ROUND_TRIPS } from '../../bench/report/markdown.ts';
+import { againstTarget, hotplugFigureName, labCpuRatios, missingFigures, nicMethod, nicRatios, nvmeRatios, otherChecks, renderMarkdown, ROUND_TRIPS } from '../../bench/report/markdown.ts';
 
 const fixture = new URL('../fixtures/bench-report.json', import.meta.url).pathname;
 
@@ -53,6 +53,15 @@ test('ratios come from the run\'s figures and are marked against their targets',
   t.regex(md, /\| randread 512 B \| lab CPU per I\/O, PCIeOE \/ direct \| 316 % \| ≤ 150 % \| missed \|/);
   // QD 1: what the fabric adds over direct attach, from the two recorded means.
   t.regex(md, /\| PCIeOE \| 1,690 \|.*\| 1,443 µs \|/);
+});
+
+test('a value beside its target never reads as the target when the verdict goes the other way', (t) => {
+  t.is(againstTarget(89.98, 90, '%'), '89.98 %', 'missed by a hair: decimals until it differs');
+  t.is(againstTarget(89.6, 90, '%'), '89.6 %');
+  t.is(againstTarget(200.4, 200, 'µs'), '200.4 µs');
+  t.is(againstTarget(90, 90, '%'), '90 %', 'exactly the target stays whole');
+  t.is(againstTarget(74.4, 90, '%'), '74 %', 'far from it: whole');
+  t.is(againstTarget(22.704, 10, 'Gb/s', 2), '22.70 Gb/s');
 });
 
 test('lab CPU: a process recorded as idling beside a path (serves: false) is left out of that path\'s sum', (t) => {
