@@ -9,8 +9,9 @@
 // anything else on the machine hits all alike; runs differ by ~15 % (design notes §7).
 //
 //   npm run bench -- nvme   (NVME_BENCH_SECONDS=10 per case, 5 with --quick or BENCH_QUICK=1,
-//                            split over NVME_BENCH_ROUNDS=2 rounds that take the paths forwards, then backwards,
-//                            which also leaves out the faulted paths; NVME_BENCH_TOPOLOGY=one-host-nvme-bench,
+//                            which also leaves out the faulted paths; a case's seconds split over
+//                            NVME_BENCH_ROUNDS=2 rounds that take the paths forwards, then backwards;
+//                            NVME_BENCH_TOPOLOGY=one-host-nvme-bench,
 //                            NVME_BENCH_PIN=CPUS pins the lab's processes there (default the last CPU, none: unpinned),
 //                            NVME_BENCH_QEMU_PIN=1 all of QEMU's threads, then NVME_BENCH_VCPU_PIN=0 its
 //                            vCPU threads, NVME_BENCH_VCPUS=1 gives the guest that many vCPUs,
