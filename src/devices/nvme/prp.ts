@@ -39,7 +39,7 @@ export function directSegments(prp1: number, prp2: number, length: number, pageS
   if (left > pageSize) return undefined;
   const segs: Segment[] = [{ addr: prp1, len: first }];
   if (left === 0) return segs;
-  checkAligned(prp2, pageSize, 'PRP2');
+  if (prp2 % pageSize !== 0) throw pageOffset(prp2, 'PRP2');
   push(segs, prp2, left);
   return segs;
 }
@@ -66,7 +66,7 @@ export async function prpSegments(prp1: number, prp2: number, length: number, pa
     for (let i = 0; i < data; i++) {
       const addr = u64(entries, 8 * i);
       // The entry's name is built only for the error: this loop runs once per page of every large transfer.
-      if (addr % pageSize !== 0) checkAligned(addr, pageSize, `PRP entry ${i} of list 0x${list.toString(16)}`);
+      if (addr % pageSize !== 0) throw pageOffset(addr, `PRP entry ${i} of list 0x${list.toString(16)}`);
       const len = Math.min(left, pageSize);
       push(segs, addr, len);
       left -= len;
@@ -79,8 +79,9 @@ export async function prpSegments(prp1: number, prp2: number, length: number, pa
   return segs;
 }
 
-function checkAligned(addr: number, pageSize: number, what: string): void {
-  if (addr % pageSize !== 0) throw new NvmeError(Status.PrpOffsetInvalid, `${what} 0x${addr.toString(16)} has a page offset`);
+/** The error for a data pointer that must be page aligned and is not. */
+function pageOffset(addr: number, what: string): NvmeError {
+  return new NvmeError(Status.PrpOffsetInvalid, `${what} 0x${addr.toString(16)} has a page offset`);
 }
 
 async function readOrFail(read: ListReader, addr: number, len: number): Promise<Uint8Array> {
